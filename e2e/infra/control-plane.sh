@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# control-plane.sh start|stop|status: a real Kubernetes control plane on loopback: etcd, kube-apiserver
+# (https://127.0.0.1:6443, RBAC), kube-controller-manager and kube-scheduler, from the binaries that
+# build-k8s-bins.sh built. PKI and kubeconfig are generated locally under $STATE/cp. No kubelet: local-mode
+# pods are run by the test node agent (e2e/node-agent).
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" control-plane
+B=$CACHE/k8s/$KUBERNETES_VERSION
+R=$STATE/cp
+P=$R/pki
+L=$R/logs
+KUBECONFIG_FILE=$R/kubeconfig
+
+pki() {
+  [ -f "$P/admin.crt" ] && return
+  say "generating PKI and kubeconfig"
+  mkdir -p "$P"
+  (
+    cd "$P"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ordersystem-test-ca" -keyout ca.key -out ca.crt
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout apiserver.key -out apiserver.csr
+    printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' > apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile apiserver.ext -out apiserver.crt
+    printf 'extendedKeyUsage=clientAuth\n' > client.ext
+    openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=admin" -keyout admin.key -out admin.csr
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile client.ext -out admin.crt
+    openssl genrsa -out sa.key 2048
+  ) >"$L/pki.log" 2>&1 || die_with_log "$L/pki.log" "openssl failed"
+  cat > "$KUBECONFIG_FILE" <<KCFG
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "https://127.0.0.1:6443", certificate-authority: "$P/ca.crt"}}]
+users: [{name: admin, user: {client-certificate: "$P/admin.crt", client-key: "$P/admin.key"}}]
+contexts: [{name: local, context: {cluster: local, user: admin}}]
+current-context: local
+KCFG
+}
+
+# launch NAME PORT CMD...: start one component in its own process group, its pid in $R/NAME.pid.
+launch() {
+  local name=$1 port=$2; shift 2
+  if pid_alive "$R/$name.pid"; then say "$name already running (pid $(cat "$R/$name.pid"))"; return; fi
+  require_port "$port"
+  say "starting $name"
+  setsid "$@" >"$L/$name.log" 2>&1 < /dev/null &
+  echo $! > "$R/$name.pid"
+}
+
+apiserver_ready() { curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" https://127.0.0.1:6443/readyz; }
+# KCM and the scheduler serve an in-memory self-signed certificate on loopback: nothing to verify it against.
+component_healthy() { curl -sfk "https://127.0.0.1:$1/healthz"; }
+etcd_healthy() { curl -sf http://127.0.0.1:2379/health | grep -q '"health":"true"'; }
+
+start() {
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    [ -x "$B/$b" ] || die "$B/$b is missing: run e2e/infra/build-k8s-bins.sh first"
+  done
+  mkdir -p "$R/etcd" "$L"
+  pki
+  launch etcd 2379 "$B/etcd" --name=default --data-dir="$R/etcd" \
+    --listen-client-urls=http://127.0.0.1:2379 --advertise-client-urls=http://127.0.0.1:2379 \
+    --listen-peer-urls=http://127.0.0.1:2380 --initial-advertise-peer-urls=http://127.0.0.1:2380 \
+    --initial-cluster=default=http://127.0.0.1:2380 --unsafe-no-fsync=true
+  wait_for 60 etcd "$L/etcd.log" "$R/etcd.pid" etcd_healthy
+  # The ServiceAccount admission plugin stays enabled (unlike envtest): local-mode pods get their projected
+  # token volume, and the node agent mints the tokens through the TokenRequest API.
+  launch kube-apiserver 6443 "$B/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
+    --bind-address=127.0.0.1 --secure-port=6443 --advertise-address=127.0.0.1 \
+    --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$P/sa.key" --service-account-signing-key-file="$P/sa.key" \
+    --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC --allow-privileged=true \
+    --endpoint-reconciler-type=none --cert-dir="$R/apiserver-certs"
+  wait_for 180 kube-apiserver "$L/kube-apiserver.log" "$R/kube-apiserver.pid" apiserver_ready
+  launch kube-controller-manager 10257 "$B/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" \
+    --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
+    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+    --root-ca-file="$P/ca.crt" --service-account-private-key-file="$P/sa.key" \
+    --use-service-account-credentials=true --cluster-name=ordersystem
+  launch kube-scheduler 10259 "$B/kube-scheduler" --kubeconfig="$KUBECONFIG_FILE" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port=10259 --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics
+  wait_for 90 kube-controller-manager "$L/kube-controller-manager.log" "$R/kube-controller-manager.pid" component_healthy 10257
+  wait_for 90 kube-scheduler "$L/kube-scheduler.log" "$R/kube-scheduler.pid" component_healthy 10259
+  # The serviceaccount controller creates `default` in every namespace; waiting for it proves KCM works.
+  wait_for 60 "default ServiceAccount" "$L/kube-controller-manager.log" "$R/kube-controller-manager.pid" \
+    "$B/kubectl" --kubeconfig="$KUBECONFIG_FILE" -n default get serviceaccount default
+  say "ready: KUBECONFIG=$KUBECONFIG_FILE ($("$B/kubectl" --kubeconfig="$KUBECONFIG_FILE" version -o json | python3 -c 'import json,sys;print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'))"
+}
+
+stop() {
+  local c
+  for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_pidfile "$R/$c.pid" "$c"; done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  # stop and remove etcd data and PKI: the next start is a new cluster
+  reset) stop; rm -rf "$R" ;;
+  status)
+    for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+      if pid_alive "$R/$c.pid"; then echo "$c: running"; else echo "$c: stopped"; fi
+    done ;;
+  *) echo "usage: $0 start|stop|reset|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# down.sh: stop what up.sh started (by pid; PostgreSQL only if up.sh started it). Data stays for the next
+# start; `kafka.sh reset` and `control-plane.sh reset` remove it.
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" down
+"$INFRA_DIR/control-plane.sh" stop
+"$INFRA_DIR/kafka.sh" stop
+"$INFRA_DIR/postgres.sh" stop
+rm -f "$STATE/env"

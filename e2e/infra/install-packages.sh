@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# install-packages.sh: the Debian packages the tests and builds need (as root; apt-get only when something is
+# missing). PostgreSQL itself is configured by postgres.sh.
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" packages
+PACKAGES=(
+  openssl curl ca-certificates                              # control-plane PKI, readiness probes
+  "postgresql-$POSTGRES_MAJOR" "postgresql-client-$POSTGRES_MAJOR"
+  build-essential cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev   # librdkafka, built by rdkafka-sys
+  shellcheck                                                # lint of every script in CI
+)
+for t in go java mvn cargo python3; do command -v "$t" >/dev/null || die "$t is required but not on PATH"; done
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+[ "$(id -u)" = 0 ] || die "missing Debian packages ${missing[*]}: install them as root (apt-get install ${missing[*]})"
+say "installing Debian packages: ${missing[*]}"
+apt-get update -qq >&2 || die "apt-get update failed"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+  || die "apt-get install ${missing[*]} failed"

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# kafka.sh start|stop|reset|status: a real single-node Apache Kafka broker (KRaft) on 127.0.0.1:19092, its
+# classpath resolved with Maven from Maven Central and cached in $CACHE/kafka/<version>/; state under
+# $STATE/kafka. A test that must stop and restart a broker runs its own instance beside the shared one:
+#   KAFKA_INSTANCE=outage-1 KAFKA_PORT=19192 KAFKA_CONTROLLER_PORT=19193 kafka.sh start
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" kafka
+K=$CACHE/kafka/$KAFKA_VERSION
+INSTANCE=${KAFKA_INSTANCE:-kafka}
+[[ $INSTANCE =~ ^[a-z0-9-]+$ ]] || die "KAFKA_INSTANCE must match [a-z0-9-]+"
+D=$STATE/$INSTANCE
+LOG=$D/kafka.log
+PIDFILE=$D/pid
+PORT=${KAFKA_PORT:-19092}
+CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093}
+JOPTS="-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j2.configurationFile=$K/log4j2.properties"
+
+classpath() {
+  # The POM is part of the cache key: an edited POM resolves again.
+  local pom; pom=$(sed "s/KAFKA_VERSION/$KAFKA_VERSION/" "$INFRA_DIR/kafka-pom.xml")
+  if [ -d "$K/lib" ] && [ "$pom" = "$(cat "$K/pom.xml" 2>/dev/null)" ]; then return; fi
+  say "resolving the Kafka $KAFKA_VERSION classpath with Maven (first run: about a minute)"
+  rm -rf "$K"; mkdir -p "$K"
+  printf '%s\n' "$pom" > "$K/pom.xml.new"
+  (cd "$K" && mv pom.xml.new pom.xml && mvn -B -q -Dmaven.repo.local="$CACHE/m2" \
+      org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+      -DoutputDirectory=lib -DincludeScope=runtime) >&2 \
+    || { rm -rf "$K"; die "Maven could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION"; }
+  say "classpath: $(find "$K/lib" -name "*.jar" | wc -l) jars"
+}
+
+broker_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && grep -q 'Kafka Server started' "$LOG"; }
+
+start() {
+  if pid_alive "$PIDFILE"; then say "already running (pid $(cat "$PIDFILE"))"; return; fi
+  require_port "$PORT"; require_port "$CONTROLLER_PORT"
+  classpath
+  cp "$INFRA_DIR/log4j2.properties" "$K/log4j2.properties"
+  mkdir -p "$D"
+  sed -e "s#STATE_DIR#$D#" -e "s#:19092#:$PORT#g" -e "s#:19093#:$CONTROLLER_PORT#g" "$INFRA_DIR/server.properties" > "$D/server.properties"
+  if [ ! -f "$D/data/meta.properties" ]; then
+    say "formatting the KRaft log directory"
+    local cid
+    # shellcheck disable=SC2086
+    cid=$(java $JOPTS -cp "$K/lib/*" kafka.tools.StorageTool random-uuid 2>>"$LOG" | grep -E '^[A-Za-z0-9_-]{22}$' | tail -1)
+    [ -n "$cid" ] || die_with_log "$LOG" "StorageTool random-uuid printed no cluster id"
+    # shellcheck disable=SC2086
+    java $JOPTS -cp "$K/lib/*" kafka.tools.StorageTool format -t "$cid" -c "$D/server.properties" \
+      --ignore-formatted >>"$LOG" 2>&1 || die_with_log "$LOG" "StorageTool format failed"
+  fi
+  say "starting the broker on 127.0.0.1:$PORT"
+  # setsid: the broker gets its own process group, so a test runner's signals do not reach it.
+  # shellcheck disable=SC2086
+  setsid java $JOPTS -cp "$K/lib/*" kafka.Kafka "$D/server.properties" >>"$LOG" 2>&1 < /dev/null &
+  echo $! > "$PIDFILE"
+  wait_for 90 "Kafka broker" "$LOG" "$PIDFILE" broker_answers
+}
+
+stop() { stop_pidfile "$PIDFILE" "Kafka broker"; }
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  # stop and remove all data: the next start formats a fresh cluster
+  reset) stop; rm -rf "$D" ;;
+  status) if pid_alive "$PIDFILE"; then echo "running (pid $(cat "$PIDFILE"))"; else echo "stopped"; exit 1; fi ;;
+  *) echo "usage: $0 start|stop|reset|status" >&2; exit 2 ;;
+esac

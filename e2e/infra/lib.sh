@@ -1,0 +1,59 @@
+# shellcheck shell=bash
+# Shared helpers for the infra scripts; sourced, never run: `. lib.sh COMPONENT`, where COMPONENT names the
+# caller in every message.
+# Caches live outside the clone so a second run is fast; runtime state lives under /tmp and is removed by stop.
+set -euo pipefail
+COMPONENT=${1:-infra}
+INFRA_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+. "$INFRA_DIR/versions.env"
+CACHE=${ORDERSYSTEM_CACHE:-$HOME/.cache/ordersystem}
+STATE=${ORDERSYSTEM_STATE:-/tmp/ordersystem}
+export GOTOOLCHAIN=local GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOBIN=$CACHE/bin
+mkdir -p "$CACHE" "$STATE"
+
+say() { printf '[%s] %s\n' "$COMPONENT" "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+# die_with_log LOGFILE MESSAGE: fail naming the component and showing its log tail.
+die_with_log() {
+  say "ERROR: $2 (log: $1)"
+  [ -f "$1" ] && tail -n 40 "$1" | sed "s/^/[$COMPONENT] | /" >&2
+  exit 1
+}
+
+# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# require_port PORT: fail clearly when a foreign process already holds PORT.
+require_port() { port_free "$1" || die "port 127.0.0.1:$1 is already in use by another process (see: ss -ltnp 'sport = :$1')"; }
+
+# pid_alive PIDFILE: true when the pid in PIDFILE runs.
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for SECONDS DESCRIPTION LOGFILE PIDFILE CMD...: poll CMD once a second until it succeeds;
+# stop early if the process died, fail with the log tail on timeout.
+wait_for() {
+  local secs=$1 what=$2 log=$3 pidfile=$4; shift 4
+  local i
+  for ((i = 0; i < secs; i++)); do
+    if "$@" >/dev/null 2>&1; then say "$what is ready (${i}s)"; return 0; fi
+    if [ -n "$pidfile" ] && ! pid_alive "$pidfile"; then die_with_log "$log" "$what exited before becoming ready"; fi
+    sleep 1
+  done
+  die_with_log "$log" "$what not ready after ${secs}s"
+}
+
+# stop_pidfile PIDFILE NAME: SIGTERM the process we started, SIGKILL after 20 s; never touches other processes.
+stop_pidfile() {
+  local pidfile=$1 name=$2 pid i
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    say "stopping $name (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}

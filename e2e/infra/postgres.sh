@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# postgres.sh start|stop|status: PostgreSQL from Debian's packages on 127.0.0.1:5432 with SCRAM password
+# authentication (never trust: it would hide every credential bug) and a non-superuser admin role, as on
+# managed Postgres and CloudNativePG. Prints nothing secret; the test credentials are fixed and test-only.
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" postgres
+V=$POSTGRES_MAJOR
+PORT=5432
+CONF=/etc/postgresql/$V/main
+LOG=/var/log/postgresql/postgresql-$V-main.log
+DB=${PG_TEST_DB:-ordersystem_test}
+ADMIN=${PG_TEST_ADMIN:-ordersystem_admin}
+ADMIN_PASSWORD=${PG_TEST_ADMIN_PASSWORD:-admin-test-password}
+MARK=$STATE/postgres.started-by-us
+
+install() {
+  if [ -x "/usr/lib/postgresql/$V/bin/postgres" ]; then return; fi
+  say "installing postgresql-$V from Debian's packages"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "postgresql-$V" "postgresql-client-$V" >&2 || die "apt-get could not install postgresql-$V"
+}
+
+running() { pg_ctlcluster "$V" main status >/dev/null 2>&1; }
+
+start() {
+  install
+  [ -f "$CONF/postgresql.conf" ] || { say "creating cluster $V/main"; pg_createcluster "$V" main >&2; }
+  cat > "$CONF/pg_hba.conf" <<'HBA'
+local   all  all                 peer
+host    all  all  127.0.0.1/32   scram-sha-256
+host    all  all  ::1/128        scram-sha-256
+HBA
+  # Tests create schemas, roles and many connections (several services, several test binaries at once).
+  cat > "$CONF/conf.d/ordersystem-test.conf" <<'PGCONF'
+listen_addresses = '127.0.0.1'
+max_connections = 300
+password_encryption = 'scram-sha-256'
+PGCONF
+  if running; then
+    say "reloading the running cluster"
+    pg_ctlcluster --skip-systemctl-redirect "$V" main reload >&2
+  else
+    require_port "$PORT"
+    say "starting PostgreSQL $V on 127.0.0.1:$PORT"
+    pg_ctlcluster --skip-systemctl-redirect "$V" main start >&2 || die_with_log "$LOG" "pg_ctlcluster start failed"
+    touch "$MARK"
+  fi
+  local i
+  for ((i = 0; i < 30; i++)); do pg_isready -q -h 127.0.0.1 -p "$PORT" && break; sleep 1; done
+  pg_isready -q -h 127.0.0.1 -p "$PORT" || die_with_log "$LOG" "PostgreSQL not ready after 30s"
+  su postgres -c "psql -q -v ON_ERROR_STOP=1 -v db=$DB -v admin=$ADMIN -v pw='$ADMIN_PASSWORD'" >&2 <<'SQL' \
+    || die "could not create the test database and admin role"
+SELECT format('CREATE DATABASE %I', :'db') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
+SELECT format('CREATE ROLE %I LOGIN CREATEROLE', :'admin') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'admin') \gexec
+ALTER ROLE :"admin" NOSUPERUSER LOGIN CREATEROLE PASSWORD :'pw';
+GRANT CREATE, CONNECT ON DATABASE :"db" TO :"admin";
+SQL
+  say "ready: database $DB, admin role $ADMIN (non-superuser, CREATEROLE)"
+}
+
+stop() {
+  # Stop only a cluster this script started; a cluster that was already running is left alone.
+  if [ -f "$MARK" ] && running; then
+    say "stopping PostgreSQL $V/main"
+    pg_ctlcluster --skip-systemctl-redirect "$V" main stop -m fast >&2 || true
+  fi
+  rm -f "$MARK"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) if running; then echo running; else echo stopped; exit 1; fi ;;
+  url) echo "postgres://$ADMIN:$ADMIN_PASSWORD@127.0.0.1:$PORT/$DB" ;;
+  *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+esac

@@ -1,0 +1,52 @@
+//! Where the tests find the real components: environment variables written by `e2e/infra/up.sh` into
+//! `$ORDERSYSTEM_STATE/env` (default `/tmp/ordersystem/env`). A missing component is a test failure that
+//! names the variable and the script that provides it, never a silent skip.
+
+use std::path::PathBuf;
+
+/// Kafka bootstrap servers, e.g. `127.0.0.1:19092`.
+pub const KAFKA_BOOTSTRAP: &str = "KAFKA_BOOTSTRAP";
+/// Postgres URL of the non-superuser admin role (CREATEROLE, CREATE on the database).
+pub const DATABASE_URL: &str = "DATABASE_URL";
+
+fn state_dir() -> PathBuf {
+    std::env::var_os("ORDERSYSTEM_STATE").map_or_else(|| PathBuf::from("/tmp/ordersystem"), PathBuf::from)
+}
+
+/// The value of `name`, from the process environment or else from the env file the infra scripts wrote.
+///
+/// # Panics
+/// When neither has it: the message names the variable and how to provide it.
+pub fn require(name: &str) -> String {
+    if let Ok(value) = std::env::var(name)
+        && !value.is_empty()
+    {
+        return value;
+    }
+    let file = state_dir().join("env");
+    let from_file = std::fs::read_to_string(&file).ok().and_then(|text| {
+        text.lines().find_map(|line| {
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let (key, value) = line.split_once('=')?;
+            (key == name).then(|| value.trim_matches('"').to_string())
+        })
+    });
+    match from_file {
+        Some(value) if !value.is_empty() => value,
+        _ => panic!(
+            "{name} is not set and {} does not define it: start the test infrastructure with \
+             `e2e/infra/up.sh` (or run the tests through `./test.sh`)",
+            file.display()
+        ),
+    }
+}
+
+/// Kafka bootstrap servers of the test broker.
+pub fn kafka_bootstrap() -> String {
+    require(KAFKA_BOOTSTRAP)
+}
+
+/// Postgres URL of the test admin role.
+pub fn database_url() -> String {
+    require(DATABASE_URL)
+}

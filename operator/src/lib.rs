@@ -1,0 +1,2 @@
+//! The OrderSystem operator: reconciles an `OrderSystem` resource into a Kafka topic, Postgres schemas and
+//! roles, and the Deployments of the order, invoicing and shipping services.

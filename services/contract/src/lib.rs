@@ -1,0 +1,4 @@
+//! The contract between the services and with the operator: the event on the topic and the wiring
+//! (environment variable names, ports, probe paths). serde only, so every crate can depend on it.
+
+pub mod wiring;

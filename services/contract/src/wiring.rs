@@ -1,0 +1,49 @@
+//! The names the operator sets in a service's pod and the service reads, defined once. The operator builds
+//! its pod specs from these constants and each service's `Config` reads them, so the two cannot drift.
+
+/// Port every service listens on inside its pod.
+pub const HTTP_PORT: u16 = 8080;
+/// Liveness: answers while the process runs; never checks dependencies.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness: the service's database is reachable and migrated.
+pub const READYZ_PATH: &str = "/readyz";
+/// Prometheus text format.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Environment variables of every service.
+pub mod env {
+    /// Socket address to listen on, e.g. `0.0.0.0:8080`. The operator sets `$(POD_IP):8080`, so the service
+    /// binds its pod's own address (in local mode each pod has its own loopback address).
+    pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
+    /// The pod's IP, from the downward API (`status.podIP`).
+    pub const POD_IP: &str = "POD_IP";
+    /// `json` (in a cluster) or `text`.
+    pub const LOG_FORMAT: &str = "LOG_FORMAT";
+    /// Postgres host, port, database, login role, password and the service's own schema.
+    pub const DATABASE_HOST: &str = "DATABASE_HOST";
+    pub const DATABASE_PORT: &str = "DATABASE_PORT";
+    pub const DATABASE_NAME: &str = "DATABASE_NAME";
+    pub const DATABASE_USER: &str = "DATABASE_USER";
+    pub const DATABASE_PASSWORD: &str = "DATABASE_PASSWORD";
+    pub const DATABASE_SCHEMA: &str = "DATABASE_SCHEMA";
+    /// libpq-style `sslmode`: disable | prefer | require | verify-ca | verify-full.
+    pub const DATABASE_SSLMODE: &str = "DATABASE_SSLMODE";
+    /// Kafka bootstrap servers and the order topic.
+    pub const KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
+    pub const KAFKA_TOPIC: &str = "KAFKA_TOPIC";
+    /// Consumer group id of invoicing or shipping; the operator sets `<namespace>.<name>.<service>`.
+    pub const KAFKA_GROUP_ID: &str = "KAFKA_GROUP_ID";
+    /// `consumer` (KIP-848) or `classic` (cooperative-sticky).
+    pub const KAFKA_GROUP_PROTOCOL: &str = "KAFKA_GROUP_PROTOCOL";
+}
+
+/// Keys of the per-service database Secret the operator creates (and of the admin Secret it reads; the
+/// CloudNativePG names `user` and `dbname` are accepted there too).
+pub mod secret_keys {
+    pub const HOST: &str = "host";
+    pub const PORT: &str = "port";
+    pub const DBNAME: &str = "dbname";
+    pub const USERNAME: &str = "username";
+    pub const PASSWORD: &str = "password";
+    pub const SCHEMA: &str = "schema";
+}

@@ -1,0 +1,1 @@
+//! The delivery machinery and service plumbing shared by order, invoicing and shipping.

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# test.sh: run every test (unit, integration against real PostgreSQL and Kafka, control-plane against a real
+# kube-apiserver) with a time limit per test. Starts the infrastructure first if it is not running
+# (e2e/infra/up.sh; first run on a fresh machine: 20-35 min). Extra arguments go to cargo nextest, e.g.
+#   ./test.sh -p ordersystem-order        one crate
+#   ./test.sh -E 'test(outbox)'           tests whose name matches
+set -euo pipefail
+cd "$(dirname "$0")"
+CACHE=${ORDERSYSTEM_CACHE:-$HOME/.cache/ordersystem}
+STATE=${ORDERSYSTEM_STATE:-/tmp/ordersystem}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/cargo-target}
+export PATH=$CACHE/cargo-tools/bin:$PATH
+
+e2e/infra/install-rust-tools.sh
+e2e/infra/up.sh
+# shellcheck source=/dev/null
+. "$STATE/env"
+echo "[test] running the tests (per-test limits in .config/nextest.toml)" >&2
+cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"
