@@ -28,11 +28,7 @@ async fn topic_is_created_with_partitions_and_config_and_read_back() {
         .create_topics([&new], &options)
         .await
         .expect("create_topics request");
-    assert!(
-        created[0].is_ok(),
-        "topic creation failed: {:?}",
-        created[0]
-    );
+    assert!(created[0].is_ok(), "topic creation failed: {:?}", created[0]);
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", env::kafka_bootstrap())
@@ -56,9 +52,5 @@ async fn topic_is_created_with_partitions_and_config_and_read_back() {
         .delete_topics(&[&topic], &options)
         .await
         .expect("delete_topics request");
-    assert!(
-        deleted[0].is_ok(),
-        "topic deletion failed: {:?}",
-        deleted[0]
-    );
+    assert!(deleted[0].is_ok(), "topic deletion failed: {:?}", deleted[0]);
 }
