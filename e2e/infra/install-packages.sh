@@ -16,7 +16,10 @@ for p in "${PACKAGES[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 [ "$(id -u)" = 0 ] || die "missing Debian packages ${missing[*]}: install them as root (apt-get install ${missing[*]})"
-say "installing Debian packages: ${missing[*]}"
-apt-get update -qq >&2 || die "apt-get update failed"
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-  || die "apt-get install ${missing[*]} failed"
+LOG=$STATE/logs/apt.log
+mkdir -p "$STATE/logs"
+say "installing Debian packages: ${missing[*]} (log: $LOG)"
+apt-get update >"$LOG" 2>&1 || die_with_log "$LOG" "apt-get update failed"
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >>"$LOG" 2>&1 \
+  || die_with_log "$LOG" "apt-get install ${missing[*]} failed"
+say "installed"

@@ -15,10 +15,7 @@ MARK=$STATE/postgres.started-by-us
 
 install() {
   if [ -x "/usr/lib/postgresql/$V/bin/postgres" ]; then return; fi
-  say "installing postgresql-$V from Debian's packages"
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "postgresql-$V" "postgresql-client-$V" >&2 || die "apt-get could not install postgresql-$V"
+  "$INFRA_DIR/install-packages.sh"
 }
 
 running() { pg_ctlcluster "$V" main status >/dev/null 2>&1; }
@@ -40,6 +37,11 @@ PGCONF
   if running; then
     say "reloading the running cluster"
     pg_ctlcluster --skip-systemctl-redirect "$V" main reload >&2
+    # Some settings (max_connections, listen_addresses) only take effect on restart.
+    if [ "$(su postgres -c "psql -tAc 'SELECT count(*) FROM pg_settings WHERE pending_restart'")" != 0 ]; then
+      say "restarting: changed settings need it"
+      pg_ctlcluster --skip-systemctl-redirect "$V" main restart >&2 || die_with_log "$LOG" "restart failed"
+    fi
   else
     require_port "$PORT"
     say "starting PostgreSQL $V on 127.0.0.1:$PORT"
