@@ -1,0 +1,373 @@
+//! The `OrderSystem` custom resource (`ordersystem.io/v1alpha1`): its spec, its status, and the OpenAPI
+//! schema with the CEL rules the API server enforces before the operator ever sees an object.
+//!
+//! Everything the API server can reject is declared here (ranges, enums, patterns, immutability); the
+//! `validate` step only checks what a schema cannot express. Generated YAML lives in `crds/` and is
+//! produced by `ordersystem-operator crd`; never edit it by hand.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Longest `metadata.name`: child objects are named `<name>-<service>` and must be DNS labels (63 bytes);
+/// the longest service name is `invoicing` (9) plus the dash.
+pub const MAX_NAME_LEN: usize = 53;
+
+/// Desired state of one order system: where its Kafka topic and Postgres schemas live, and how many
+/// replicas of each service run.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ordersystem.io",
+    version = "v1alpha1",
+    kind = "OrderSystem",
+    plural = "ordersystems",
+    shortname = "os",
+    namespaced,
+    status = "OrderSystemStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Partitions","type":"integer","jsonPath":".status.topic.partitions"}"#,
+    printcolumn = r#"{"name":"Order","type":"string","jsonPath":".status.services.order.replicas"}"#,
+    printcolumn = r#"{"name":"Invoicing","type":"string","jsonPath":".status.services.invoicing.replicas"}"#,
+    printcolumn = r#"{"name":"Shipping","type":"string","jsonPath":".status.services.shipping.replicas"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSystemSpec {
+    /// The Kafka cluster and the one topic the services talk through.
+    pub kafka: KafkaSpec,
+    /// The Postgres database in which every service gets its own schema and login role.
+    pub postgres: PostgresSpec,
+    /// The order service: web shop and API, producer of the order events.
+    #[serde(default)]
+    pub order: ServiceSpec,
+    /// The invoicing service: consumes the order events, keeps invoices.
+    #[serde(default)]
+    pub invoicing: ServiceSpec,
+    /// The shipping service: consumes the order events, keeps shipments.
+    #[serde(default)]
+    pub shipping: ServiceSpec,
+    /// What happens to the topic and the schemas when this resource is deleted: `Retain` (default) keeps
+    /// them, `Delete` drops the schemas and roles and deletes the topic. Workloads are always removed.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// When true the operator changes nothing (no topic, database or workload changes); it still updates
+    /// status and still honours deletion.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// Connection to Kafka and the topic the services share.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSpec {
+    /// Comma-separated `host:port` list of Kafka brokers, used by the operator and by the services.
+    #[schemars(length(min = 1, max = 1024))]
+    pub bootstrap_servers: String,
+    /// The topic carrying the order events.
+    pub topic: TopicSpec,
+}
+
+/// The order topic. Its name and replication factor are immutable; partitions may only grow.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.replicationFactor) == has(oldSelf.replicationFactor) && (!has(self.replicationFactor) || self.replicationFactor == oldSelf.replicationFactor)",
+        "message": "replicationFactor is immutable (it can be neither changed, added nor removed)"
+    }
+]))]
+pub struct TopicSpec {
+    /// Topic name (immutable): 1-249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`, not starting with `__`
+    /// (reserved for Kafka's internal topics).
+    #[schemars(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "topic name is immutable"},
+        {"rule": "!self.startsWith('__') && self != '.' && self != '..'", "message": "topic name must not start with '__' and must not be '.' or '..'"}
+    ]))]
+    pub name: String,
+    /// Number of partitions. May grow (adds partitions, which re-maps keys to partitions), never shrink.
+    #[schemars(range(min = 1, max = 10000))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self >= oldSelf", "message": "partitions may not be decreased"}
+    ]))]
+    pub partitions: i32,
+    /// Replication factor (immutable). When absent the broker's `default.replication.factor` applies.
+    /// Must not exceed the number of brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 32767))]
+    pub replication_factor: Option<i32>,
+    /// Kafka `cleanup.policy` of the topic.
+    #[serde(default)]
+    pub cleanup_policy: CleanupPolicy,
+    /// How a partition increase is carried out. Only `Immediate` exists for now: partitions are added at
+    /// once, so keys produced afterwards may land on a different partition than their earlier events.
+    #[serde(default)]
+    pub partition_increase: PartitionIncrease,
+    /// Further topic configs (e.g. `retention.ms`), set with incremental config changes. Keys removed
+    /// from here are reset to the broker default; keys set by others are reported, never changed.
+    /// `cleanup.policy` is not allowed here (use `cleanupPolicy`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "topic_config_schema")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Kafka `cleanup.policy` values.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CleanupPolicy {
+    /// Delete old segments after retention.
+    #[default]
+    #[serde(rename = "delete")]
+    Delete,
+    /// Keep the last record per key.
+    #[serde(rename = "compact")]
+    Compact,
+    /// Compact, and delete segments after retention.
+    #[serde(rename = "compact,delete")]
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// The value Kafka expects for `cleanup.policy`.
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Compact => "compact",
+            Self::CompactDelete => "compact,delete",
+        }
+    }
+}
+
+/// How partitions are added.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PartitionIncrease {
+    /// Add partitions as soon as the spec asks for more.
+    #[default]
+    Immediate,
+}
+
+/// The Postgres database.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSpec {
+    /// Secret in this namespace with the admin connection: `host`, `port`, `dbname` (or `database`),
+    /// `username` (or `user`), `password` (CloudNativePG's key names are accepted). The admin needs
+    /// CREATEROLE and CREATE on the database; it need not be a superuser.
+    pub admin_secret_ref: SecretRef,
+    /// libpq `sslmode` used by the operator and passed to the services.
+    #[serde(default)]
+    pub ssl_mode: SslMode,
+}
+
+/// A reference to a Secret in the resource's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
+/// libpq `sslmode`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS when the server offers it.
+    #[default]
+    Prefer,
+    /// TLS, without certificate verification.
+    Require,
+    /// TLS, the server certificate must be signed by a trusted CA.
+    VerifyCa,
+    /// TLS, certificate verified and host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq spelling.
+    pub fn as_libpq(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// One service's workload.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Number of pods. For invoicing and shipping, more replicas than partitions leaves consumers idle.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// Container image; defaults to `ghcr.io/ordersystem/<service>:<operator version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// CPU and memory requests and limits of the service container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_replicas(),
+            image: None,
+            resources: None,
+        }
+    }
+}
+
+/// Fate of the topic and the schemas on deletion.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep topic, schemas, roles and their Secrets' data in the backends.
+    #[default]
+    Retain,
+    /// Drop schemas and roles and delete the topic.
+    Delete,
+}
+
+/// Observed state, written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSystemStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, TopicReady, DatabaseReady, ServicesAvailable, Progressing, Degraded and Paused, each with a
+    /// reason, a message and the generation it was computed for.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The topic as Kafka reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<TopicStatus>,
+    /// One entry per service schema, as Postgres reports it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<SchemaStatus>,
+    /// Replicas of each service's Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<ServicesStatus>,
+}
+
+/// The topic as observed in Kafka.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    /// Topic name.
+    pub name: String,
+    /// Kafka's topic id (base64); a different id means the topic was deleted and recreated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+    /// Partitions the topic has.
+    pub partitions: i32,
+    /// Replication factor of its partitions.
+    pub replication_factor: i32,
+    /// Configs this resource manages, with the values Kafka reports.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub managed_configs: BTreeMap<String, String>,
+    /// Configs set on the topic by someone else; reported, never changed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unmanaged_configs: BTreeMap<String, String>,
+}
+
+/// One service's schema and login role.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaStatus {
+    /// `order`, `invoicing` or `shipping`.
+    pub service: String,
+    /// Schema name in Postgres.
+    pub schema: String,
+    /// Login role owning the schema.
+    pub role: String,
+    /// Secret holding the role's credentials.
+    pub secret: String,
+    /// True when Postgres confirmed the role can use its own schema and none of the other services'.
+    pub privileges_verified: bool,
+}
+
+/// Replicas of the three services.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ServicesStatus {
+    /// The order service.
+    pub order: ServiceStatus,
+    /// The invoicing service.
+    pub invoicing: ServiceStatus,
+    /// The shipping service.
+    pub shipping: ServiceStatus,
+}
+
+/// One Deployment as observed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// Replicas asked for.
+    pub desired: i32,
+    /// Replicas ready.
+    pub ready: i32,
+    /// Image of the pod template.
+    pub image: String,
+    /// `ready/desired`, for `kubectl get`.
+    pub replicas: String,
+}
+
+fn topic_config_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Further topic configs (e.g. `retention.ms`), set with incremental config changes. Keys removed from here are reset to the broker default; keys set by others are reported, never changed. `cleanup.policy` is not allowed here (use `cleanupPolicy`).",
+        "maxProperties": 64,
+        "additionalProperties": {"type": "string", "maxLength": 1024},
+        "x-kubernetes-validations": [
+            {"rule": "!('cleanup.policy' in self)", "message": "cleanup.policy is not allowed in config; use cleanupPolicy"},
+            {"rule": "self.all(k, k.size() <= 249)", "message": "config keys are at most 249 characters"}
+        ]
+    })
+}
+
+/// The CRD as installed: the derived schema plus the rules on `metadata` that a field attribute cannot
+/// express.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = OrderSystem::crd();
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        let rule = serde_json::json!({
+            "rule": format!("self.metadata.name.size() <= {MAX_NAME_LEN}"),
+            "message": format!("metadata.name must be at most {MAX_NAME_LEN} characters (child objects are named <name>-<service>)"),
+        });
+        schema.x_kubernetes_validations = Some(vec![
+            serde_json::from_value(rule).expect("a literal ValidationRule is valid"),
+        ]);
+    }
+    crd
+}
+
+/// The CRD as YAML, with the generated-file header.
+pub fn crd_yaml() -> String {
+    let body = serde_yaml::to_string(&crd()).expect("a CRD always serializes");
+    format!("# Generated by `ordersystem-operator crd` from operator/src/crd.rs; do not edit.\n{body}")
+}

@@ -1,0 +1,168 @@
+//! The API server itself rejects invalid `OrderSystem`s with the schema's and the CEL rules' messages.
+//! Needs the local control plane (`e2e/infra/up.sh`).
+
+mod support;
+
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use ordersystem_operator::crd::OrderSystem;
+use serde_json::{Value, json};
+
+async fn setup() -> (Api<OrderSystem>, support::TestNamespace) {
+    let client = ordersystem_e2e::kube::client().await;
+    support::install_crd(&client).await;
+    let ns = support::TestNamespace::create(&client, "crd-val").await;
+    (Api::namespaced(client, &ns.name), ns)
+}
+
+async fn create_err(api: &Api<OrderSystem>, value: Value) -> String {
+    match api.create(&PostParams::default(), &support::to_os(value)).await {
+        Ok(_) => panic!("the API server accepted an invalid OrderSystem"),
+        Err(e) => e.to_string(),
+    }
+}
+
+async fn patch(api: &Api<OrderSystem>, name: &str, patch: Value) -> Result<OrderSystem, kube::Error> {
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
+fn assert_rejected(result: Result<OrderSystem, kube::Error>, message: &str) {
+    match result {
+        Ok(_) => panic!("the API server accepted a change it should reject ({message})"),
+        Err(e) => assert!(e.to_string().contains(message), "expected {message:?} in: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn zero_partitions_are_rejected_by_the_schema() {
+    let (api, _ns) = setup().await;
+    let mut os = support::minimal_json("shop", "t");
+    os["spec"]["kafka"]["topic"]["partitions"] = json!(0);
+    let err = create_err(&api, os).await;
+    assert!(
+        err.contains("spec.kafka.topic.partitions") && err.contains("greater than or equal to 1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn cleanup_policy_inside_config_is_rejected() {
+    let (api, _ns) = setup().await;
+    let mut os = support::minimal_json("shop", "t");
+    os["spec"]["kafka"]["topic"]["config"] = json!({"cleanup.policy": "compact"});
+    let err = create_err(&api, os).await;
+    assert!(err.contains("cleanup.policy is not allowed in config"), "{err}");
+}
+
+#[tokio::test]
+async fn names_that_are_too_long_are_rejected() {
+    let (api, _ns) = setup().await;
+    let long_name = "a".repeat(54);
+    let err = create_err(&api, support::minimal_json(&long_name, "t")).await;
+    assert!(
+        err.contains("metadata.name must be at most 53 characters"),
+        "{err}"
+    );
+
+    let long_topic = "t".repeat(250);
+    let err = create_err(&api, support::minimal_json("shop", &long_topic)).await;
+    assert!(
+        err.contains("spec.kafka.topic.name") && err.contains("Too long"),
+        "{err}"
+    );
+
+    let err = create_err(&api, support::minimal_json("shop", "__internal")).await;
+    assert!(err.contains("topic name must not start with '__'"), "{err}");
+}
+
+#[tokio::test]
+async fn partitions_may_grow_but_never_shrink() {
+    let (api, _ns) = setup().await;
+    api.create(
+        &PostParams::default(),
+        &support::to_os(support::minimal_json("shop", "t")),
+    )
+    .await
+    .expect("valid create");
+    let grown = patch(
+        &api,
+        "shop",
+        json!({"spec": {"kafka": {"topic": {"partitions": 5}}}}),
+    )
+    .await
+    .expect("growing is allowed");
+    assert_eq!(grown.spec.kafka.topic.partitions, 5);
+    let shrunk = patch(
+        &api,
+        "shop",
+        json!({"spec": {"kafka": {"topic": {"partitions": 4}}}}),
+    )
+    .await;
+    assert_rejected(shrunk, "partitions may not be decreased");
+}
+
+#[tokio::test]
+async fn topic_name_is_immutable() {
+    let (api, _ns) = setup().await;
+    api.create(
+        &PostParams::default(),
+        &support::to_os(support::minimal_json("shop", "t")),
+    )
+    .await
+    .expect("valid create");
+    let renamed = patch(
+        &api,
+        "shop",
+        json!({"spec": {"kafka": {"topic": {"name": "other"}}}}),
+    )
+    .await;
+    assert_rejected(renamed, "topic name is immutable");
+}
+
+#[tokio::test]
+async fn replication_factor_can_be_neither_removed_nor_changed() {
+    let (api, _ns) = setup().await;
+    let mut os = support::minimal_json("shop", "t");
+    os["spec"]["kafka"]["topic"]["replicationFactor"] = json!(1);
+    api.create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("valid create");
+    let changed = patch(
+        &api,
+        "shop",
+        json!({"spec": {"kafka": {"topic": {"replicationFactor": 3}}}}),
+    )
+    .await;
+    assert_rejected(changed, "replicationFactor is immutable");
+    // Removing it first (so a later re-add would not be a change of an existing field) is refused as well.
+    let removed = patch(
+        &api,
+        "shop",
+        json!({"spec": {"kafka": {"topic": {"replicationFactor": null}}}}),
+    )
+    .await;
+    assert_rejected(removed, "replicationFactor is immutable");
+}
+
+#[tokio::test]
+async fn replication_factor_cannot_be_patched_in_after_a_create_without_it() {
+    let (api, _ns) = setup().await;
+    api.create(
+        &PostParams::default(),
+        &support::to_os(support::minimal_json("shop", "t")),
+    )
+    .await
+    .expect("valid create");
+    let added = patch(
+        &api,
+        "shop",
+        json!({"spec": {"kafka": {"topic": {"replicationFactor": 2}}}}),
+    )
+    .await;
+    assert_rejected(added, "replicationFactor is immutable");
+    // Unrelated changes to the same object still pass the transition rule.
+    let other = patch(&api, "shop", json!({"spec": {"paused": true}}))
+        .await
+        .expect("unrelated change allowed");
+    assert!(other.spec.paused);
+}

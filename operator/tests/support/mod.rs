@@ -1,0 +1,86 @@
+//! Shared setup of the control-plane tests: the CRD installed from `crds/`, a namespace per test that is
+//! deleted when the test ends, and a minimal valid `OrderSystem`.
+
+#![allow(dead_code)] // each test binary uses a different subset of this module
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use ordersystem_operator::crd::OrderSystem;
+
+const CRD_YAML: &str = include_str!("../../../crds/ordersystem.io_ordersystems.yaml");
+
+/// Installs the committed CRD (server-side apply, so concurrent tests agree) and waits until it is served.
+pub async fn install_crd(client: &kube::Client) {
+    let crd: CustomResourceDefinition = serde_yaml::from_str(CRD_YAML).expect("crds/ parses");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().expect("CRD has a name");
+    api.patch(
+        &name,
+        &PatchParams::apply("ordersystem-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the CRD from crds/ installs");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD established within 30s")
+    .expect("watching the CRD");
+}
+
+/// A namespace deleted on drop (in the background, so a failing test still cleans up).
+pub struct TestNamespace {
+    pub name: String,
+    client: kube::Client,
+}
+
+impl TestNamespace {
+    pub async fn create(client: &kube::Client, prefix: &str) -> Self {
+        let name = ordersystem_e2e::names::unique(prefix);
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        Self {
+            name,
+            client: client.clone(),
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let name = self.name.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::background()).await;
+            });
+        }
+    }
+}
+
+/// A valid `OrderSystem` as JSON, for tests that mutate it before sending.
+pub fn minimal_json(name: &str, topic: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "ordersystem.io/v1alpha1",
+        "kind": "OrderSystem",
+        "metadata": {"name": name},
+        "spec": {
+            "kafka": {"bootstrapServers": "127.0.0.1:19092", "topic": {"name": topic, "partitions": 3}},
+            "postgres": {"adminSecretRef": {"name": "pg-admin"}}
+        }
+    })
+}
+
+pub fn to_os(value: serde_json::Value) -> OrderSystem {
+    serde_json::from_value(value).expect("test OrderSystem deserializes")
+}
