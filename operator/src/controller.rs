@@ -1,0 +1,4 @@
+//! The reconciler of `OrderSystem`: observe → validate → backends → build → apply → status.
+
+pub mod build;
+pub mod validate;

@@ -1,0 +1,216 @@
+//! build (pure, no client): the Kubernetes objects one `OrderSystem` should own, from the valid spec and
+//! what the backends observed. Nothing here reads the cluster, the clock or the environment.
+//!
+//! First-rollout gating lives here too: a consumer's Deployment is first created once the topic and its
+//! schema are ready, order's once both consumers exist. A Deployment that exists is always kept, so a
+//! crash-looping consumer never takes order down later.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service as KubeService, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use ordersystem_contract::wiring::{self, env, secret_keys};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::validate::{ServicePlan, ValidSpec};
+use crate::names::{self, Service};
+
+/// What the backends and the cluster told us, as far as building needs it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Hash of each service's database Secret data.
+    pub secret_hashes: BTreeMap<Service, String>,
+    pub topic_ready: bool,
+    /// Services whose schema and role are ready.
+    pub schemas_ready: BTreeSet<Service>,
+    /// Services whose Deployment already exists.
+    pub deployed: BTreeSet<Service>,
+}
+
+/// Everything to apply, plus what to remove and what waits.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub service_accounts: Vec<ServiceAccount>,
+    pub services: Vec<KubeService>,
+    pub deployments: Vec<Deployment>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+    /// PDBs of services now below two replicas.
+    pub pdbs_to_delete: Vec<String>,
+    /// Services not rolled out yet, with the reason.
+    pub waiting: Vec<(Service, &'static str)>,
+}
+
+pub fn build(spec: &ValidSpec, observed: &Observed) -> Desired {
+    let mut desired = Desired::default();
+    for plan in &spec.services {
+        let service = plan.service;
+        desired
+            .service_accounts
+            .push(typed(build_service_account(spec, plan)));
+        desired.services.push(typed(build_service(spec, plan)));
+        if plan.replicas >= 2 {
+            desired.pdbs.push(typed(build_pdb(spec, plan)));
+        } else {
+            desired.pdbs_to_delete.push(plan.child_name.clone());
+        }
+        match gate(service, observed) {
+            None => {
+                let hash = observed
+                    .secret_hashes
+                    .get(&service)
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                desired
+                    .deployments
+                    .push(typed(build_deployment(spec, plan, hash)));
+            }
+            Some(reason) => desired.waiting.push((service, reason)),
+        }
+    }
+    desired
+}
+
+/// Why a service's first rollout must wait, or `None` to apply it.
+fn gate(service: Service, observed: &Observed) -> Option<&'static str> {
+    if observed.deployed.contains(&service) {
+        return None;
+    }
+    if !observed.topic_ready {
+        return Some("WaitingForTopic");
+    }
+    if !observed.schemas_ready.contains(&service) || !observed.secret_hashes.contains_key(&service) {
+        return Some("WaitingForDatabase");
+    }
+    let consumers_deployed = Service::ALL
+        .iter()
+        .filter(|s| s.is_consumer())
+        .all(|s| observed.deployed.contains(s));
+    if service == Service::Order && !consumers_deployed {
+        return Some("WaitingForConsumers");
+    }
+    None
+}
+
+fn metadata(spec: &ValidSpec, plan: &ServicePlan) -> Value {
+    json!({
+        "name": plan.child_name,
+        "namespace": spec.namespace,
+        "labels": names::labels(&spec.name, plan.service),
+        "ownerReferences": [spec.owner],
+    })
+}
+
+fn build_service_account(spec: &ValidSpec, plan: &ServicePlan) -> Value {
+    // The services never call the Kubernetes API, so no token is mounted.
+    json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": metadata(spec, plan),
+        "automountServiceAccountToken": false,
+    })
+}
+
+fn build_service(spec: &ValidSpec, plan: &ServicePlan) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(spec, plan),
+        "spec": {
+            "selector": names::selector_labels(&spec.name, plan.service),
+            "ports": [{"name": "http", "port": wiring::HTTP_PORT, "targetPort": "http"}],
+        },
+    })
+}
+
+fn build_pdb(spec: &ValidSpec, plan: &ServicePlan) -> Value {
+    json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": metadata(spec, plan),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": names::selector_labels(&spec.name, plan.service)},
+        },
+    })
+}
+
+fn build_deployment(spec: &ValidSpec, plan: &ServicePlan, secret_hash: &str) -> Value {
+    let mut container = json!({
+        "name": plan.service.as_str(),
+        "image": plan.image,
+        "ports": [{"name": "http", "containerPort": wiring::HTTP_PORT, "protocol": "TCP"}],
+        "env": build_env(spec, plan),
+        "livenessProbe": probe(wiring::HEALTHZ_PATH, 10),
+        "readinessProbe": probe(wiring::READYZ_PATH, 5),
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    });
+    if let Some(resources) = &plan.resources {
+        container["resources"] = json!(resources);
+    }
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(spec, plan),
+        "spec": {
+            "replicas": plan.replicas,
+            "selector": {"matchLabels": names::selector_labels(&spec.name, plan.service)},
+            "template": {
+                "metadata": {
+                    "labels": names::labels(&spec.name, plan.service),
+                    "annotations": {(names::SECRET_HASH_ANNOTATION): secret_hash},
+                },
+                "spec": {
+                    "serviceAccountName": plan.child_name,
+                    "automountServiceAccountToken": false,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                },
+            },
+        },
+    })
+}
+
+fn probe(path: &str, period_seconds: i32) -> Value {
+    json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_seconds, "failureThreshold": 3})
+}
+
+fn build_env(spec: &ValidSpec, plan: &ServicePlan) -> Value {
+    let from_secret = |name: &str, key: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": plan.secret_name, "key": key}}});
+    let mut env = vec![
+        json!({"name": env::POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}),
+        // `$(POD_IP)` is expanded by the kubelet because POD_IP is defined earlier in the list.
+        json!({"name": env::LISTEN_ADDR, "value": format!("$({}):{}", env::POD_IP, wiring::HTTP_PORT)}),
+        json!({"name": env::LOG_FORMAT, "value": "json"}),
+        from_secret(env::DATABASE_HOST, secret_keys::HOST),
+        from_secret(env::DATABASE_PORT, secret_keys::PORT),
+        from_secret(env::DATABASE_NAME, secret_keys::DBNAME),
+        from_secret(env::DATABASE_USER, secret_keys::USERNAME),
+        from_secret(env::DATABASE_PASSWORD, secret_keys::PASSWORD),
+        from_secret(env::DATABASE_SCHEMA, secret_keys::SCHEMA),
+        json!({"name": env::DATABASE_SSLMODE, "value": spec.ssl_mode.as_libpq()}),
+        json!({"name": env::KAFKA_BOOTSTRAP_SERVERS, "value": spec.bootstrap_servers}),
+        json!({"name": env::KAFKA_TOPIC, "value": spec.topic.name}),
+    ];
+    if let Some(group) = &plan.group_id {
+        env.push(json!({"name": env::KAFKA_GROUP_ID, "value": group}));
+    }
+    Value::Array(env)
+}
+
+/// The JSON above is written to match the k8s-openapi types; a mismatch is a bug caught by every test.
+fn typed<T: DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("built objects match the Kubernetes types")
+}
+
+#[cfg(test)]
+#[path = "build_tests.rs"]
+mod tests;

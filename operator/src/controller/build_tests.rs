@@ -1,0 +1,206 @@
+use super::*;
+use crate::controller::validate::{tests::*, validate};
+
+fn observed_all_ready(spec: &ValidSpec) -> Observed {
+    Observed {
+        secret_hashes: spec
+            .services
+            .iter()
+            .map(|p| (p.service, format!("hash-{}", p.service.as_str())))
+            .collect(),
+        topic_ready: true,
+        schemas_ready: Service::ALL.into_iter().collect(),
+        deployed: Service::ALL.into_iter().collect(),
+    }
+}
+
+fn env_of(d: &Deployment) -> BTreeMap<String, k8s_openapi::api::core::v1::EnvVar> {
+    let spec = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
+    spec.containers[0]
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.name.clone(), e))
+        .collect()
+}
+
+fn deployment<'a>(desired: &'a Desired, name: &str) -> &'a Deployment {
+    desired
+        .deployments
+        .iter()
+        .find(|d| d.metadata.name.as_deref() == Some(name))
+        .expect("deployment built")
+}
+
+#[test]
+fn deployments_carry_replicas_env_from_secrets_and_owner() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    let invoicing = deployment(&desired, "shop-invoicing");
+    assert_eq!(invoicing.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    assert_eq!(
+        invoicing
+            .metadata
+            .owner_references
+            .as_ref()
+            .map(|o| o[0].uid.as_str()),
+        Some("0b7c-uid")
+    );
+    let env = env_of(invoicing);
+    let password = env[env::DATABASE_PASSWORD]
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("secretKeyRef");
+    assert_eq!(
+        (password.name.as_str(), password.key.as_str()),
+        ("shop-invoicing-db", "password")
+    );
+    assert!(
+        env.values()
+            .all(|e| e.name != env::DATABASE_PASSWORD || e.value.is_none()),
+        "no literal password"
+    );
+    assert_eq!(
+        env[env::KAFKA_GROUP_ID].value.as_deref(),
+        Some("shopns.shop.invoicing")
+    );
+    assert_eq!(env[env::KAFKA_TOPIC].value.as_deref(), Some("orders"));
+    assert_eq!(env[env::LISTEN_ADDR].value.as_deref(), Some("$(POD_IP):8080"));
+    let pod_ip = env[env::POD_IP]
+        .value_from
+        .as_ref()
+        .and_then(|v| v.field_ref.as_ref())
+        .expect("fieldRef");
+    assert_eq!(pod_ip.field_path, "status.podIP");
+    assert!(!env_of(deployment(&desired, "shop-order")).contains_key(env::KAFKA_GROUP_ID));
+}
+
+#[test]
+fn pod_template_is_restricted_probed_and_hashed() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    let template = &deployment(&desired, "shop-order")
+        .spec
+        .as_ref()
+        .expect("spec")
+        .template;
+    let annotations = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .expect("annotations");
+    assert_eq!(annotations[names::SECRET_HASH_ANNOTATION], "hash-order");
+    let pod = template.spec.as_ref().expect("pod spec");
+    assert_eq!(
+        pod.security_context.as_ref().and_then(|s| s.run_as_non_root),
+        Some(true)
+    );
+    let container = &pod.containers[0];
+    let sc = container
+        .security_context
+        .as_ref()
+        .expect("container securityContext");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        Some(vec!["ALL".to_string()])
+    );
+    let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    assert_eq!(
+        path(&container.liveness_probe).as_deref(),
+        Some(wiring::HEALTHZ_PATH)
+    );
+    assert_eq!(
+        path(&container.readiness_probe).as_deref(),
+        Some(wiring::READYZ_PATH)
+    );
+}
+
+#[test]
+fn a_secret_change_changes_only_that_services_template() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let before = build(&spec, &observed_all_ready(&spec));
+    let mut observed = observed_all_ready(&spec);
+    observed.secret_hashes.insert(Service::Shipping, "rotated".into());
+    let after = build(&spec, &observed);
+    for name in ["shop-order", "shop-invoicing", "shop-shipping"] {
+        let changed = deployment(&before, name).spec != deployment(&after, name).spec;
+        assert_eq!(changed, name == "shop-shipping", "{name}");
+    }
+}
+
+#[test]
+fn pdbs_exist_only_from_two_replicas() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    let pdbs: Vec<_> = desired
+        .pdbs
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert_eq!(pdbs, vec!["shop-invoicing"]);
+    let max = desired.pdbs[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.max_unavailable.clone());
+    assert_eq!(
+        max,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert_eq!(desired.pdbs_to_delete, vec!["shop-shipping", "shop-order"]);
+}
+
+#[test]
+fn first_rollout_waits_for_topic_then_schemas_then_consumers() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let nothing = build(&spec, &Observed::default());
+    assert!(nothing.deployments.is_empty());
+    assert!(nothing.waiting.iter().all(|(_, r)| *r == "WaitingForTopic"));
+
+    let mut observed = observed_all_ready(&spec);
+    observed.deployed.clear();
+    let first = build(&spec, &observed);
+    let names: Vec<_> = first
+        .deployments
+        .iter()
+        .filter_map(|d| d.metadata.name.clone())
+        .collect();
+    assert_eq!(names, vec!["shop-invoicing", "shop-shipping"]);
+    assert_eq!(first.waiting, vec![(Service::Order, "WaitingForConsumers")]);
+
+    // Once deployed, a service is never gated again, even when its backend is not ready.
+    let mut later = observed_all_ready(&spec);
+    later.topic_ready = false;
+    later.schemas_ready.clear();
+    assert_eq!(build(&spec, &later).deployments.len(), 3);
+}
+
+#[test]
+fn services_and_service_accounts_are_built_for_every_service() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let desired = build(&spec, &Observed::default());
+    assert_eq!(desired.services.len(), 3);
+    assert_eq!(desired.service_accounts.len(), 3);
+    let svc = &desired.services[0];
+    let selector = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .expect("selector");
+    assert_eq!(selector, names::selector_labels("shop", Service::Invoicing));
+    assert_eq!(
+        desired.service_accounts[0].automount_service_account_token,
+        Some(false)
+    );
+}

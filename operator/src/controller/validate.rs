@@ -1,0 +1,259 @@
+//! validate (pure, no client): turns an `OrderSystem` into the `ValidSpec` every later step consumes, or
+//! says why it cannot be reconciled. Checks only what the CRD schema and CEL rules cannot express; an
+//! invalid spec is reported in status and waits for a change, it is not retried.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{CleanupPolicy, DeletionPolicy, MAX_NAME_LEN, OrderSystem, ServiceSpec, SslMode};
+use crate::names::{self, Service};
+
+/// A spec that passed validation: the single input of the backends and of `build`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidSpec {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub owner: OwnerReference,
+    pub bootstrap_servers: String,
+    pub topic: ValidTopic,
+    pub admin_secret: String,
+    pub ssl_mode: SslMode,
+    pub services: Vec<ServicePlan>,
+    pub deletion_policy: DeletionPolicy,
+    pub paused: bool,
+}
+
+/// The topic as the spec wants it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: Option<i32>,
+    /// Every config we manage, `cleanup.policy` included.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One service: its workload and its names in Kubernetes, Postgres and Kafka.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServicePlan {
+    pub service: Service,
+    pub replicas: i32,
+    pub image: String,
+    pub resources: Option<ResourceRequirements>,
+    pub child_name: String,
+    pub secret_name: String,
+    /// Schema and role share one name.
+    pub db_identifier: String,
+    pub group_id: Option<String>,
+}
+
+impl ValidSpec {
+    pub fn plan(&self, service: Service) -> &ServicePlan {
+        // `validate` always fills all three services.
+        self.services
+            .iter()
+            .find(|p| p.service == service)
+            .expect("every service is planned")
+    }
+}
+
+/// Why a spec cannot be reconciled; shown as `Ready=False reason=InvalidSpec`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidSpec {
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.problems.join("; "))
+    }
+}
+
+pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
+    let mut problems = Vec::new();
+    let name = os.name_any();
+    let namespace = os.namespace().unwrap_or_default();
+    if namespace.is_empty() {
+        problems.push("the resource has no namespace".to_string());
+    }
+    if name.len() > MAX_NAME_LEN {
+        problems.push(format!("metadata.name is longer than {MAX_NAME_LEN} characters"));
+    }
+    let owner = os.controller_owner_ref(&());
+    if owner.is_none() {
+        problems.push("the resource has no uid yet".to_string());
+    }
+    let spec = &os.spec;
+    check_bootstrap(&spec.kafka.bootstrap_servers, &mut problems);
+    let topic = &spec.kafka.topic;
+    if topic.config.contains_key("cleanup.policy") {
+        problems.push("cleanup.policy is not allowed in config; use cleanupPolicy".to_string());
+    }
+    for key in topic.config.keys() {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+        {
+            problems.push(format!("config key {key:?} is not a Kafka config name"));
+        }
+    }
+    if topic.cleanup_policy == CleanupPolicy::Compact && topic.config.contains_key("retention.ms") {
+        problems
+            .push("retention.ms has no effect with cleanupPolicy compact; use compact,delete".to_string());
+    }
+    let mut services = Vec::new();
+    for service in Service::ALL {
+        let plan = plan_service(&namespace, &name, service, service_spec(os, service));
+        if let Some(problem) = names::pg_identifier_problem(&plan.db_identifier) {
+            problems.push(format!(
+                "{} schema name {:?} {problem}",
+                service.as_str(),
+                plan.db_identifier
+            ));
+        }
+        if plan.image.trim().is_empty() || plan.image.chars().any(char::is_whitespace) {
+            problems.push(format!(
+                "{} image {:?} is not an image reference",
+                service.as_str(),
+                plan.image
+            ));
+        }
+        services.push(plan);
+    }
+    let (Some(owner), true) = (owner, problems.is_empty()) else {
+        return Err(InvalidSpec { problems });
+    };
+    let mut configs = topic.config.clone();
+    configs.insert("cleanup.policy".into(), topic.cleanup_policy.as_kafka().into());
+    Ok(ValidSpec {
+        uid: owner.uid.clone(),
+        owner,
+        namespace,
+        name,
+        bootstrap_servers: spec.kafka.bootstrap_servers.clone(),
+        topic: ValidTopic {
+            name: topic.name.clone(),
+            partitions: topic.partitions,
+            replication_factor: topic.replication_factor,
+            configs,
+        },
+        admin_secret: spec.postgres.admin_secret_ref.name.clone(),
+        ssl_mode: spec.postgres.ssl_mode,
+        services,
+        deletion_policy: spec.deletion_policy,
+        paused: spec.paused,
+    })
+}
+
+fn service_spec(os: &OrderSystem, service: Service) -> &ServiceSpec {
+    match service {
+        Service::Order => &os.spec.order,
+        Service::Invoicing => &os.spec.invoicing,
+        Service::Shipping => &os.spec.shipping,
+    }
+}
+
+fn plan_service(namespace: &str, name: &str, service: Service, spec: &ServiceSpec) -> ServicePlan {
+    ServicePlan {
+        service,
+        replicas: spec.replicas,
+        image: spec
+            .image
+            .clone()
+            .unwrap_or_else(|| names::default_image(service)),
+        resources: spec.resources.clone(),
+        child_name: names::child_name(name, service),
+        secret_name: names::db_secret_name(name, service),
+        db_identifier: names::pg_identifier(namespace, name, service),
+        group_id: service
+            .is_consumer()
+            .then(|| names::group_id(namespace, name, service)),
+    }
+}
+
+fn check_bootstrap(servers: &str, problems: &mut Vec<String>) {
+    for server in servers.split(',') {
+        let server = server.trim();
+        let valid = server
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if !valid {
+            problems.push(format!("bootstrap server {server:?} is not host:port"));
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A valid resource as it comes back from the API server (uid and namespace set).
+    pub(crate) fn os_from_yaml(yaml: &str) -> OrderSystem {
+        serde_yaml::from_str(yaml).expect("test YAML is an OrderSystem")
+    }
+
+    pub(crate) const MINIMAL: &str = r#"
+apiVersion: ordersystem.io/v1alpha1
+kind: OrderSystem
+metadata: {name: shop, namespace: shopns, uid: 0b7c-uid}
+spec:
+  kafka:
+    bootstrapServers: kafka:9092
+    topic: {name: orders, partitions: 3, config: {retention.ms: "1000"}}
+  postgres: {adminSecretRef: {name: pg-admin}}
+  invoicing: {replicas: 2}
+"#;
+
+    #[test]
+    fn a_minimal_resource_is_valid_with_defaults_filled_in() {
+        let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+        assert_eq!(
+            spec.topic.configs.get("cleanup.policy").map(String::as_str),
+            Some("delete")
+        );
+        assert_eq!(
+            spec.topic.configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
+        let invoicing = spec.plan(Service::Invoicing);
+        assert_eq!(invoicing.replicas, 2);
+        assert_eq!(invoicing.db_identifier, "os_shopns_shop_invoicing");
+        assert_eq!(invoicing.group_id.as_deref(), Some("shopns.shop.invoicing"));
+        assert_eq!(
+            invoicing.image,
+            format!("ghcr.io/ordersystem/invoicing:{}", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(spec.plan(Service::Order).group_id, None);
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
+    }
+
+    #[test]
+    fn bad_bootstrap_servers_and_images_are_all_reported() {
+        let yaml = MINIMAL
+            .replace("kafka:9092", "kafka:notaport,:1")
+            .replace("invoicing: {replicas: 2}", "invoicing: {image: 'has space'}");
+        let invalid = validate(&os_from_yaml(&yaml)).expect_err("invalid");
+        let text = invalid.to_string();
+        assert!(text.contains("\"kafka:notaport\" is not host:port"), "{text}");
+        assert!(text.contains("\":1\" is not host:port"), "{text}");
+        assert!(text.contains("invoicing image"), "{text}");
+    }
+
+    #[test]
+    fn retention_with_pure_compaction_is_refused() {
+        let yaml = MINIMAL.replace("partitions: 3,", "partitions: 3, cleanupPolicy: compact,");
+        let invalid = validate(&os_from_yaml(&yaml)).expect_err("invalid");
+        assert!(invalid.to_string().contains("retention.ms has no effect"));
+    }
+
+    #[test]
+    fn a_resource_without_uid_is_not_reconciled() {
+        let yaml = MINIMAL.replace(", uid: 0b7c-uid", "");
+        assert!(validate(&os_from_yaml(&yaml)).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Every name the operator gives or recognises, defined once: the finalizer, the field manager, labels and
+//! annotations, child object names, Postgres identifiers and consumer group ids. Pure functions only.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+/// Finalizer guarding the external cleanup (topic and schemas) of an `OrderSystem`.
+pub const FINALIZER: &str = "ordersystem.io/cleanup";
+/// The one server-side-apply field manager of the operator.
+pub const FIELD_MANAGER: &str = "ordersystem-operator";
+/// Pod template annotation: hash of the service's database Secret, so a credential change rolls that
+/// service only.
+pub const SECRET_HASH_ANNOTATION: &str = "ordersystem.io/secret-hash";
+/// Value of `app.kubernetes.io/part-of` on every child object.
+pub const PART_OF: &str = "ordersystem";
+/// Label carrying the owning `OrderSystem`'s name; owned objects are watched by it.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// Label carrying the service (`order`, `invoicing`, `shipping`).
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Label selecting everything this operator manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Postgres `COMMENT ON` prefix recording which resource (by uid) owns a role or schema.
+pub const OWNER_COMMENT_PREFIX: &str = "ordersystem.io/owner-uid=";
+/// Image registry and repository prefix of the service images.
+pub const IMAGE_PREFIX: &str = "ghcr.io/ordersystem/";
+/// Postgres identifiers are at most 63 bytes (NAMEDATALEN - 1).
+pub const PG_IDENT_MAX: usize = 63;
+
+/// The three services of an order system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Service {
+    Order,
+    Invoicing,
+    Shipping,
+}
+
+impl Service {
+    /// In rollout order of the first deployment: consumers first, the producer last.
+    pub const ALL: [Service; 3] = [Service::Invoicing, Service::Shipping, Service::Order];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Invoicing => "invoicing",
+            Self::Shipping => "shipping",
+        }
+    }
+
+    /// True for the services that consume the topic in their own group.
+    pub fn is_consumer(self) -> bool {
+        !matches!(self, Self::Order)
+    }
+}
+
+/// Labels of every object belonging to one service of one `OrderSystem`; the selector uses a subset.
+pub fn labels(system: &str, service: Service) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(system, service);
+    labels.insert("app.kubernetes.io/name".into(), service.as_str().into());
+    labels.insert("app.kubernetes.io/part-of".into(), PART_OF.into());
+    labels.insert(MANAGED_BY_LABEL.into(), FIELD_MANAGER.into());
+    labels
+}
+
+/// The immutable Deployment selector: instance and component.
+pub fn selector_labels(system: &str, service: Service) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (INSTANCE_LABEL.to_string(), system.to_string()),
+        (COMPONENT_LABEL.to_string(), service.as_str().to_string()),
+    ])
+}
+
+/// Name of a service's Deployment, Service, PDB and ServiceAccount.
+pub fn child_name(system: &str, service: Service) -> String {
+    format!("{system}-{}", service.as_str())
+}
+
+/// Name of the Secret with a service's database credentials.
+pub fn db_secret_name(system: &str, service: Service) -> String {
+    format!("{system}-{}-db", service.as_str())
+}
+
+/// Consumer group id: `<namespace>.<name>.<service>`, so two systems on one Kafka never share a group.
+pub fn group_id(namespace: &str, system: &str, service: Service) -> String {
+    format!("{namespace}.{system}.{}", service.as_str())
+}
+
+/// Default image of a service: the version the operator was built with.
+pub fn default_image(service: Service) -> String {
+    format!("{IMAGE_PREFIX}{}:{}", service.as_str(), env!("CARGO_PKG_VERSION"))
+}
+
+/// Schema and role name of a service: `os_<namespace>_<name>_<service>`, lower-cased, with every character
+/// outside `[a-z0-9_]` turned into `_`. Longer than 63 bytes it is cut and given a hash of the full name,
+/// so two long names that share a prefix still differ.
+pub fn pg_identifier(namespace: &str, system: &str, service: Service) -> String {
+    let raw = format!("os_{namespace}_{system}_{}", service.as_str());
+    let clean: String = raw
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_') => c,
+            _ => '_',
+        })
+        .collect();
+    if clean.len() <= PG_IDENT_MAX {
+        return clean;
+    }
+    let hash = short_hash(raw.as_bytes());
+    // 63 = prefix + '_' + 8 hex digits; `clean` is ASCII, so byte slicing is on char boundaries.
+    format!("{}_{hash}", &clean[..PG_IDENT_MAX - 1 - hash.len()])
+}
+
+/// Why a Postgres identifier is not acceptable, or `None`.
+pub fn pg_identifier_problem(ident: &str) -> Option<&'static str> {
+    let mut chars = ident.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Some("must match ^[a-z_][a-z0-9_]*$");
+    }
+    if ident.len() > PG_IDENT_MAX {
+        return Some("is longer than 63 bytes");
+    }
+    if ident.starts_with("pg_") {
+        return Some("must not start with pg_ (reserved)");
+    }
+    if ident == "public" || ident == "information_schema" {
+        return Some("must not be public or information_schema");
+    }
+    None
+}
+
+/// Quotes a Postgres identifier (`"` doubled), for identifiers that already passed validation.
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// First 8 hex digits of SHA-256: short, stable, and collision-safe enough for name suffixes and
+/// change-detection annotations.
+pub fn short_hash(data: &[u8]) -> String {
+    let digest = Sha256::digest(data);
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The full SHA-256 of some bytes, hex: for annotations that must change whenever the input changes.
+pub fn hash_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `COMMENT ON` text recording the owning resource.
+pub fn owner_comment(uid: &str) -> String {
+    format!("{OWNER_COMMENT_PREFIX}{uid}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_become_readable_identifiers() {
+        assert_eq!(
+            pg_identifier("shop", "my-shop", Service::Invoicing),
+            "os_shop_my_shop_invoicing"
+        );
+    }
+
+    #[test]
+    fn long_names_are_cut_to_63_bytes_with_a_hash_suffix() {
+        let ns = "n".repeat(63);
+        let a = pg_identifier(&ns, &"a".repeat(53), Service::Invoicing);
+        let b = pg_identifier(&ns, &"a".repeat(52), Service::Invoicing);
+        assert_eq!(a.len(), 63);
+        assert_ne!(a, b, "different names must not collide after cutting");
+        assert_eq!(pg_identifier_problem(&a), None);
+    }
+
+    #[test]
+    fn reserved_and_malformed_identifiers_are_refused() {
+        assert!(pg_identifier_problem("pg_shop").is_some());
+        assert!(pg_identifier_problem("public").is_some());
+        assert!(pg_identifier_problem("1abc").is_some());
+        assert!(pg_identifier_problem("a-b").is_some());
+        assert!(pg_identifier_problem(&"a".repeat(64)).is_some());
+        assert_eq!(pg_identifier_problem("os_a_b_order"), None);
+    }
+
+    #[test]
+    fn quoting_doubles_embedded_quotes() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
