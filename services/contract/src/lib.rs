@@ -1,4 +1,8 @@
 //! The contract between the services and with the operator: the event on the topic and the wiring
 //! (environment variable names, ports, probe paths). serde only, so every crate can depend on it.
 
+pub mod event;
+pub mod partition;
 pub mod wiring;
+
+pub use event::{Address, Customer, DecodeError, Item, OrderLine, OrderPlaced, Price};

@@ -35,7 +35,13 @@ pub mod env {
     pub const KAFKA_GROUP_ID: &str = "KAFKA_GROUP_ID";
     /// `consumer` (KIP-848) or `classic` (cooperative-sticky).
     pub const KAFKA_GROUP_PROTOCOL: &str = "KAFKA_GROUP_PROTOCOL";
+    /// How often the Kafka clients refresh topic metadata (`topic.metadata.refresh.interval.ms`), so added
+    /// partitions are picked up; default 30000.
+    pub const KAFKA_METADATA_REFRESH_MS: &str = "KAFKA_METADATA_REFRESH_MS";
 }
+
+/// The topic name the services use when none is configured (the reference's topic).
+pub const DEFAULT_TOPIC: &str = "order";
 
 /// Keys of the per-service database Secret the operator creates (and of the admin Secret it reads; the
 /// CloudNativePG names `user` and `dbname` are accepted there too).

@@ -1,0 +1,189 @@
+//! `OrderPlaced`, the one event on the topic (design 2.1), compatible with the reference implementation's
+//! JSON. Readers are tolerant: unknown fields are ignored, `updated` is epoch milliseconds or an ISO-8601
+//! string, prices are parsed from the JSON number's text straight into a decimal. Writers emit the
+//! reference's shape (`updated` as epoch milliseconds, prices as plain JSON numbers).
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use std::str::FromStr;
+
+/// Upper bound of `count` on one line: anything larger is a typo or an attack, not an order.
+pub const MAX_LINE_COUNT: i32 = 10_000;
+
+/// Why bytes from the topic are not a usable `OrderPlaced`. Such a record is a poison message.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not an OrderPlaced event: {source}")]
+    Json {
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid OrderPlaced event: {reason}")]
+    Invalid { reason: String },
+}
+
+/// An order was placed. Immutable fact; the record key is the order id (see `partition::record_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPlaced {
+    pub id: i64,
+    pub customer: Customer,
+    #[serde(serialize_with = "write_epoch_millis", deserialize_with = "read_timestamp")]
+    pub updated: DateTime<Utc>,
+    pub shipping_address: Address,
+    pub billing_address: Address,
+    pub order_line: Vec<OrderLine>,
+    /// Redundant with `orderLine.len()`; the reference writes it, so do we. Readers ignore it.
+    #[serde(default)]
+    pub number_of_lines: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    pub customer_id: i64,
+    /// Family name (the reference's `name`).
+    pub name: String,
+    pub firstname: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub street: String,
+    pub zip: String,
+    pub city: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub count: i32,
+    pub item: Item,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    pub item_id: i64,
+    pub name: String,
+    pub price: Price,
+}
+
+/// An exact price. On the wire a plain JSON number (`42.0`), read from its text, never via `f64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Price(pub Decimal);
+
+impl OrderPlaced {
+    /// Decode and validate bytes from the topic.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let event: Self = serde_json::from_slice(bytes).map_err(|source| DecodeError::Json { source })?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    /// The bytes written to the topic.
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    /// Rules a consumer relies on: at least one line, every count in 1..=MAX_LINE_COUNT, no negative price.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        let invalid = |reason: String| Err(DecodeError::Invalid { reason });
+        if self.order_line.is_empty() {
+            return invalid(format!("order {} has no lines", self.id));
+        }
+        for (index, line) in self.order_line.iter().enumerate() {
+            if line.count <= 0 || line.count > MAX_LINE_COUNT {
+                return invalid(format!(
+                    "order {} line {index}: count {} is not in 1..={MAX_LINE_COUNT}",
+                    self.id, line.count
+                ));
+            }
+            if line.item.price.0.is_sign_negative() {
+                return invalid(format!("order {} line {index}: negative price", self.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Σ count × price, exact.
+    pub fn total(&self) -> Decimal {
+        self.order_line
+            .iter()
+            .map(|line| line.item.price.0 * Decimal::from(line.count))
+            .sum()
+    }
+}
+
+impl Serialize for Price {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A Decimal's Display is a valid JSON number ("42.00", "-1.5"), so it goes out verbatim.
+        let raw = RawValue::from_string(self.0.to_string()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Price {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw: Box<RawValue> = Deserialize::deserialize(deserializer)?;
+        let text = raw.get().trim();
+        // A string price ("42.00") is tolerated; a JSON number is read from its own text.
+        let text = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(text);
+        let parsed = if text.contains(['e', 'E']) {
+            Decimal::from_scientific(text)
+        } else {
+            Decimal::from_str(text)
+        };
+        parsed
+            .map(Price)
+            .map_err(|e| D::Error::custom(format!("price {text:?} is not a decimal: {e}")))
+    }
+}
+
+fn write_epoch_millis<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_i64(at.timestamp_millis())
+}
+
+/// Epoch milliseconds (Jackson's default for `java.util.Date`) or an ISO-8601 string (the reference's tests).
+fn read_timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Millis(i64),
+        Text(String),
+    }
+    match Wire::deserialize(deserializer)? {
+        Wire::Millis(ms) => Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .ok_or_else(|| D::Error::custom(format!("updated {ms} is out of range"))),
+        Wire::Text(text) => {
+            parse_iso8601(&text).ok_or_else(|| D::Error::custom(format!("updated {text:?} is not ISO-8601")))
+        }
+    }
+}
+
+fn parse_iso8601(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    // Jackson's StdDateFormat writes offsets without a colon: 2017-04-20T15:39:30.000+0000.
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%z"] {
+        if let Ok(at) = DateTime::parse_from_str(text, format) {
+            return Some(at.with_timezone(&Utc));
+        }
+    }
+    // No offset at all: read as UTC.
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(at.and_utc());
+        }
+    }
+    None
+}
