@@ -9,7 +9,7 @@ const REFERENCE: &str = include_str!("samples/reference.json");
 const ISO_AND_EXTRA: &str = include_str!("samples/iso_updated_extra_fields.json");
 
 fn dec(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap()
+    Decimal::from_str(text).expect("a decimal literal")
 }
 
 fn reference_event() -> OrderPlaced {
@@ -21,7 +21,10 @@ fn reference_event() -> OrderPlaced {
             firstname: "Eberhard".into(),
             email: "eberhard.wolff@gmail.com".into(),
         },
-        updated: Utc.timestamp_millis_opt(1_685_091_732_000).unwrap(),
+        updated: Utc
+            .timestamp_millis_opt(1_685_091_732_000)
+            .single()
+            .expect("in range"),
         shipping_address: Address {
             street: "Ohlauer Str. 43".into(),
             zip: "10999".into(),
