@@ -1,4 +1,5 @@
 //! The reconciler of `OrderSystem`: observe → validate → backends → build → apply → status.
 
 pub mod build;
+pub mod kafka;
 pub mod validate;

@@ -34,10 +34,20 @@ pub async fn install_crd(client: &kube::Client) {
     .expect("watching the CRD");
 }
 
-/// A namespace deleted on drop (in the background, so a failing test still cleans up).
+/// Runs a cleanup future to completion from `Drop`, also while a test panics: on its own thread and
+/// runtime, because the test's runtime may be shutting down.
+pub fn block_on_cleanup<F: std::future::Future<Output = ()> + Send + 'static>(cleanup: F) {
+    let thread = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(30), cleanup).await.ok() });
+        }
+    });
+    let _ = thread.join();
+}
+
+/// A namespace deleted on drop, so a failing test still cleans up.
 pub struct TestNamespace {
     pub name: String,
-    client: kube::Client,
 }
 
 impl TestNamespace {
@@ -49,22 +59,18 @@ impl TestNamespace {
             .create(&PostParams::default(), &ns)
             .await
             .expect("create namespace");
-        Self {
-            name,
-            client: client.clone(),
-        }
+        Self { name }
     }
 }
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let api: Api<Namespace> = Api::all(self.client.clone());
         let name = self.name.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = api.delete(&name, &DeleteParams::background()).await;
-            });
-        }
+        // A fresh client: the test's client is driven by the test's runtime, which may be gone.
+        block_on_cleanup(async move {
+            let api: Api<Namespace> = Api::all(ordersystem_e2e::kube::client().await);
+            let _ = api.delete(&name, &DeleteParams::background()).await;
+        });
     }
 }
 

@@ -1,0 +1,420 @@
+//! The Kafka backend: creates the order topic, grows its partitions, keeps the configs we manage in step
+//! with the spec through incremental config changes, and reports what it finds (topic id, partitions,
+//! replication factor, configs set by others). It never shrinks a topic, never changes a config it does
+//! not manage, and never touches a topic other than the one named in the spec.
+
+mod admin_ffi;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+pub use admin_ffi::{ConfigOp, FfiError, TopicDescription};
+
+use super::validate::ValidTopic;
+use crate::crd::TopicStatus;
+
+/// How long one Admin API request may take before the reconcile fails (and is retried with backoff).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Admin = AdminClient<DefaultClientContext>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to create a Kafka admin client for {bootstrap}")]
+    CreateClient {
+        bootstrap: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("failed to describe topic {topic}")]
+    DescribeTopic {
+        topic: String,
+        #[source]
+        source: FfiError,
+    },
+    #[error("failed to read the cluster metadata")]
+    Metadata {
+        #[source]
+        source: KafkaError,
+    },
+    #[error("failed to create topic {topic}")]
+    CreateTopic {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("failed to add partitions to topic {topic}")]
+    CreatePartitions {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("failed to describe the configs of topic {topic}")]
+    DescribeConfigs {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("failed to change the configs of topic {topic}")]
+    AlterConfigs {
+        topic: String,
+        #[source]
+        source: FfiError,
+    },
+    #[error("failed to delete topic {topic}")]
+    DeleteTopic {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("a blocking Kafka call panicked or was cancelled")]
+    Blocking {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// The topic's state, beyond the facts in `TopicStatus`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicState {
+    Ready,
+    /// The topic does not exist and was not created (paused).
+    Missing,
+    /// The topic has more partitions than the spec; Kafka cannot remove partitions.
+    MorePartitionsThanSpec {
+        spec: i32,
+        actual: i32,
+    },
+    /// The spec's replication factor differs from the topic's.
+    ReplicationFactorMismatch {
+        spec: i32,
+        actual: i32,
+    },
+    /// The topic cannot be created with more replicas than there are brokers.
+    ReplicationFactorTooLarge {
+        spec: i32,
+        brokers: i32,
+    },
+}
+
+/// What the backend found and did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicObserved {
+    pub state: TopicState,
+    pub status: Option<TopicStatus>,
+    pub created: bool,
+    pub partitions_added: bool,
+    pub configs_changed: Vec<String>,
+}
+
+/// Admin clients, one per bootstrap list, kept across reconciles (each owns librdkafka threads).
+#[derive(Default)]
+pub struct KafkaClients {
+    admins: Mutex<HashMap<String, Arc<Admin>>>,
+}
+
+impl KafkaClients {
+    pub fn admin(&self, bootstrap: &str) -> Result<Arc<Admin>, Error> {
+        let mut admins = self
+            .admins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(admin) = admins.get(bootstrap) {
+            return Ok(admin.clone());
+        }
+        let admin: Admin = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("socket.timeout.ms", "10000")
+            .create()
+            .map_err(|source| Error::CreateClient {
+                bootstrap: bootstrap.to_string(),
+                source,
+            })?;
+        let admin = Arc::new(admin);
+        admins.insert(bootstrap.to_string(), admin.clone());
+        Ok(admin)
+    }
+}
+
+fn options() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .operation_timeout(Some(REQUEST_TIMEOUT))
+}
+
+/// Describes the topic (partitions, replication factor, id); `None` when it does not exist.
+pub async fn describe(admin: &Arc<Admin>, topic: &str) -> Result<Option<TopicDescription>, Error> {
+    let (admin, name) = (admin.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || admin_ffi::describe_topic(&admin, &name, REQUEST_TIMEOUT))
+        .await
+        .map_err(|source| Error::Blocking { source })?
+        .map_err(|source| Error::DescribeTopic {
+            topic: topic.to_string(),
+            source,
+        })
+}
+
+async fn broker_count(admin: &Arc<Admin>) -> Result<i32, Error> {
+    let admin = admin.clone();
+    let metadata = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, REQUEST_TIMEOUT))
+        .await
+        .map_err(|source| Error::Blocking { source })?
+        .map_err(|source| Error::Metadata { source })?;
+    Ok(i32::try_from(metadata.brokers().len()).unwrap_or(i32::MAX))
+}
+
+/// Brings the topic in line with the spec. `previously_managed` are the config keys we managed before
+/// (from status), so a key removed from the spec is reset rather than left behind. When `paused`, only
+/// observes.
+pub async fn ensure_topic(
+    admin: &Arc<Admin>,
+    topic: &ValidTopic,
+    previously_managed: &BTreeSet<String>,
+    paused: bool,
+) -> Result<TopicObserved, Error> {
+    let mut observed = TopicObserved {
+        state: TopicState::Ready,
+        status: None,
+        created: false,
+        partitions_added: false,
+        configs_changed: Vec::new(),
+    };
+    let description = match describe(admin, &topic.name).await? {
+        Some(description) => description,
+        None if paused => {
+            observed.state = TopicState::Missing;
+            return Ok(observed);
+        }
+        None => {
+            if let Some(state) = check_brokers(admin, topic).await? {
+                observed.state = state;
+                return Ok(observed);
+            }
+            create_topic(admin, topic).await?;
+            observed.created = true;
+            describe(admin, &topic.name)
+                .await?
+                .ok_or_else(|| Error::DescribeTopic {
+                    topic: topic.name.clone(),
+                    source: FfiError::Broker {
+                        op: "DescribeTopics",
+                        code: RDKafkaErrorCode::UnknownTopicOrPartition,
+                        message: "topic vanished after creation".into(),
+                    },
+                })?
+        }
+    };
+    let mut partitions = description.partitions;
+    if description.partitions < topic.partitions && !paused {
+        add_partitions(admin, topic).await?;
+        observed.partitions_added = true;
+        partitions = topic.partitions;
+    } else if description.partitions > topic.partitions {
+        observed.state = TopicState::MorePartitionsThanSpec {
+            spec: topic.partitions,
+            actual: description.partitions,
+        };
+    }
+    if let Some(spec) = topic.replication_factor
+        && spec != description.replication_factor
+    {
+        observed.state = TopicState::ReplicationFactorMismatch {
+            spec,
+            actual: description.replication_factor,
+        };
+    }
+    let current = dynamic_configs(admin, &topic.name).await?;
+    let changes = config_changes(&topic.configs, previously_managed, &current);
+    let current = if changes.is_empty() || paused {
+        current
+    } else {
+        alter_configs(admin, &topic.name, &changes).await?;
+        observed.configs_changed = changes.iter().map(|(k, _)| k.clone()).collect();
+        dynamic_configs(admin, &topic.name).await?
+    };
+    let (managed_configs, unmanaged_configs) = current
+        .into_iter()
+        .partition(|(k, _)| topic.configs.contains_key(k));
+    observed.status = Some(TopicStatus {
+        name: topic.name.clone(),
+        topic_id: Some(description.topic_id),
+        partitions,
+        replication_factor: description.replication_factor,
+        managed_configs,
+        unmanaged_configs,
+    });
+    Ok(observed)
+}
+
+async fn check_brokers(admin: &Arc<Admin>, topic: &ValidTopic) -> Result<Option<TopicState>, Error> {
+    let Some(spec) = topic.replication_factor else {
+        return Ok(None);
+    };
+    let brokers = broker_count(admin).await?;
+    Ok((spec > brokers).then_some(TopicState::ReplicationFactorTooLarge { spec, brokers }))
+}
+
+async fn create_topic(admin: &Arc<Admin>, topic: &ValidTopic) -> Result<(), Error> {
+    // -1 asks the broker for its default.replication.factor (KIP-464).
+    let replication = TopicReplication::Fixed(topic.replication_factor.unwrap_or(-1));
+    let mut new_topic = NewTopic::new(&topic.name, topic.partitions, replication);
+    for (key, value) in &topic.configs {
+        new_topic = new_topic.set(key, value);
+    }
+    let results = admin
+        .create_topics([&new_topic], &options())
+        .await
+        .map_err(|source| Error::CreateTopic {
+            topic: topic.name.clone(),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(Error::CreateTopic {
+                    topic: topic.name.clone(),
+                    source: KafkaError::AdminOp(code),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn add_partitions(admin: &Arc<Admin>, topic: &ValidTopic) -> Result<(), Error> {
+    let count = usize::try_from(topic.partitions).unwrap_or(1);
+    let results = admin
+        .create_partitions([&NewPartitions::new(&topic.name, count)], &options())
+        .await
+        .map_err(|source| Error::CreatePartitions {
+            topic: topic.name.clone(),
+            source,
+        })?;
+    for result in results {
+        if let Err((_, code)) = result {
+            return Err(Error::CreatePartitions {
+                topic: topic.name.clone(),
+                source: KafkaError::AdminOp(code),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Configs set on the topic itself (not broker defaults).
+async fn dynamic_configs(admin: &Arc<Admin>, topic: &str) -> Result<BTreeMap<String, String>, Error> {
+    let error = |source| Error::DescribeConfigs {
+        topic: topic.to_string(),
+        source,
+    };
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &options())
+        .await
+        .map_err(error)?;
+    let mut configs = BTreeMap::new();
+    for result in results {
+        let resource = result.map_err(|code| error(KafkaError::AdminOp(code)))?;
+        for entry in resource.entries {
+            if entry.source == ConfigSource::DynamicTopic && !entry.is_sensitive {
+                configs.insert(entry.name, entry.value.unwrap_or_default());
+            }
+        }
+    }
+    Ok(configs)
+}
+
+/// Incremental config changes on one topic (public for tests that play "someone else").
+pub async fn alter_configs(
+    admin: &Arc<Admin>,
+    topic: &str,
+    changes: &[(String, ConfigOp)],
+) -> Result<(), Error> {
+    let (admin, name, owned) = (admin.clone(), topic.to_string(), changes.to_vec());
+    tokio::task::spawn_blocking(move || {
+        admin_ffi::alter_topic_configs(&admin, &name, &owned, REQUEST_TIMEOUT)
+    })
+    .await
+    .map_err(|source| Error::Blocking { source })?
+    .map_err(|source| Error::AlterConfigs {
+        topic: topic.to_string(),
+        source,
+    })
+}
+
+/// The incremental changes that make the managed keys match the spec: set what differs, delete what we
+/// managed before and the spec no longer has. Keys we never managed are not in the result.
+pub fn config_changes(
+    desired: &BTreeMap<String, String>,
+    previously_managed: &BTreeSet<String>,
+    current: &BTreeMap<String, String>,
+) -> Vec<(String, ConfigOp)> {
+    let set = desired
+        .iter()
+        .filter(|(key, value)| current.get(*key) != Some(*value))
+        .map(|(key, value)| (key.clone(), ConfigOp::Set(value.clone())));
+    let reset = previously_managed
+        .iter()
+        .filter(|key| !desired.contains_key(*key) && current.contains_key(*key))
+        .map(|key| (key.clone(), ConfigOp::Delete));
+    set.chain(reset).collect()
+}
+
+/// Deletes the topic; a topic that is already gone is not an error.
+pub async fn delete_topic(admin: &Arc<Admin>, topic: &str) -> Result<(), Error> {
+    let error = |source| Error::DeleteTopic {
+        topic: topic.to_string(),
+        source,
+    };
+    let results = admin.delete_topics(&[topic], &options()).await.map_err(error)?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((_, code)) => return Err(error(KafkaError::AdminOp(code))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_differing_managed_keys_are_set_and_removed_ones_reset() {
+        let desired = map(&[("cleanup.policy", "delete"), ("retention.ms", "1000")]);
+        let previously = ["retention.ms", "segment.ms"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let current = map(&[
+            ("cleanup.policy", "delete"),
+            ("retention.ms", "5"),
+            ("segment.ms", "9"),
+            ("max.message.bytes", "7"),
+        ]);
+        let changes = config_changes(&desired, &previously, &current);
+        assert_eq!(
+            changes,
+            vec![
+                ("retention.ms".to_string(), ConfigOp::Set("1000".into())),
+                ("segment.ms".to_string(), ConfigOp::Delete)
+            ]
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! The two Kafka Admin API calls rdkafka's safe `AdminClient` lacks, wrapped around librdkafka 2.12's C
+//! API: `IncrementalAlterConfigs` (KIP-339; the legacy `AlterConfigs` would reset every key not sent)
+//! and `DescribeTopics` (for the topic id). The only `unsafe` code of the operator lives here.
+//!
+//! Every call is synchronous and blocks for at most its timeout; callers run it in `spawn_blocking`. All
+//! librdkafka objects are created and destroyed within one call, each owned by a guard whose `Drop`
+//! frees it, so no pointer escapes and no early return leaks.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_char};
+use std::ptr;
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::bindings as rd;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+/// Failure of one of the wrapped calls.
+#[derive(Debug, thiserror::Error)]
+pub enum FfiError {
+    #[error("{op}: no answer within {timeout:?}")]
+    Timeout { op: &'static str, timeout: Duration },
+    #[error("{op}: {code}: {message}")]
+    Broker {
+        op: &'static str,
+        code: RDKafkaErrorCode,
+        message: String,
+    },
+    #[error("{op}: name contains a NUL byte")]
+    Nul {
+        op: &'static str,
+        source: std::ffi::NulError,
+    },
+}
+
+impl FfiError {
+    /// The broker's error code, when the broker answered with one.
+    pub fn code(&self) -> Option<RDKafkaErrorCode> {
+        match self {
+            Self::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// What `DescribeTopics` reports about one topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Kafka's topic id, base64 as Kafka's own tools print it.
+    pub topic_id: String,
+    pub partitions: i32,
+    /// Replicas of partition 0 (all partitions of a topic created by us have the same count).
+    pub replication_factor: i32,
+}
+
+/// One incremental config change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String),
+    /// Remove the topic-level value, so the broker default applies again.
+    Delete,
+}
+
+type Admin = AdminClient<DefaultClientContext>;
+
+/// A librdkafka object and its destructor.
+struct Owned<T> {
+    ptr: *mut T,
+    destroy: unsafe extern "C" fn(*mut T),
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: `ptr` was returned by the librdkafka constructor matching `destroy`, is non-null and
+            // is destroyed exactly once, here.
+            unsafe { (self.destroy)(self.ptr) }
+        }
+    }
+}
+
+/// Creates a result queue and admin options with the request timeout, for one call.
+fn queue_and_options(
+    admin: &Admin,
+    timeout: Duration,
+) -> (Owned<rd::rd_kafka_queue_t>, Owned<rd::rd_kafka_AdminOptions_t>) {
+    let rk = admin.inner().native_ptr();
+    // SAFETY: `rk` is the live client handle owned by `admin`, which outlives this call.
+    let queue = unsafe { rd::rd_kafka_queue_new(rk) };
+    // SAFETY: as above; ADMIN_OP_ANY options are accepted by every admin call.
+    let options =
+        unsafe { rd::rd_kafka_AdminOptions_new(rk, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ANY) };
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let mut errstr = [0 as c_char; 256];
+    // SAFETY: `options` is valid; `errstr` is a writable buffer of the given size. The only failure is an
+    // out-of-range timeout, which `timeout_ms` cannot be, so the result is ignored.
+    unsafe {
+        rd::rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr.as_mut_ptr(), errstr.len())
+    };
+    (
+        Owned {
+            ptr: queue,
+            destroy: rd::rd_kafka_queue_destroy,
+        },
+        Owned {
+            ptr: options,
+            destroy: rd::rd_kafka_AdminOptions_destroy,
+        },
+    )
+}
+
+/// Waits for the one result event of a call on its private queue; checks the request-level error.
+fn wait(
+    queue: &Owned<rd::rd_kafka_queue_t>,
+    op: &'static str,
+    timeout: Duration,
+) -> Result<Owned<rd::rd_kafka_event_t>, FfiError> {
+    // Poll a little longer than the request timeout: librdkafka answers a timed-out request with an event.
+    let poll_ms = i32::try_from((timeout + Duration::from_secs(5)).as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `queue` is a live queue created for this call.
+    let event = unsafe { rd::rd_kafka_queue_poll(queue.ptr, poll_ms) };
+    if event.is_null() {
+        return Err(FfiError::Timeout { op, timeout });
+    }
+    let event = Owned {
+        ptr: event,
+        destroy: rd::rd_kafka_event_destroy,
+    };
+    // SAFETY: `event` is a live event.
+    let code = unsafe { rd::rd_kafka_event_error(event.ptr) };
+    if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        // SAFETY: the string is owned by the event, which is alive while we copy it.
+        let message = unsafe { cstr(rd::rd_kafka_event_error_string(event.ptr)) };
+        return Err(FfiError::Broker {
+            op,
+            code: code.into(),
+            message,
+        });
+    }
+    Ok(event)
+}
+
+/// Copies a C string owned by librdkafka.
+///
+/// # Safety
+/// `s` is null or a valid NUL-terminated string that lives for the duration of the call.
+unsafe fn cstr(s: *const c_char) -> String {
+    if s.is_null() {
+        return String::new();
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+}
+
+/// Describes one topic; `Ok(None)` when it does not exist.
+pub fn describe_topic(
+    admin: &Admin,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<TopicDescription>, FfiError> {
+    const OP: &str = "DescribeTopics";
+    let name = CString::new(topic).map_err(|source| FfiError::Nul { op: OP, source })?;
+    let mut names = [name.as_ptr()];
+    // SAFETY: `names` holds one valid C string; the collection copies the names.
+    let collection = unsafe { rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), names.len()) };
+    let collection = Owned {
+        ptr: collection,
+        destroy: rd::rd_kafka_TopicCollection_destroy,
+    };
+    let (queue, options) = queue_and_options(admin, timeout);
+    // SAFETY: client, collection, options and queue are all live; the call copies what it needs.
+    unsafe {
+        rd::rd_kafka_DescribeTopics(admin.inner().native_ptr(), collection.ptr, options.ptr, queue.ptr)
+    };
+    let event = wait(&queue, OP, timeout)?;
+    // SAFETY: the event is a DescribeTopics result (it came from this call's private queue); every pointer
+    // read below is owned by the event and only used while `event` is alive.
+    unsafe {
+        let result = rd::rd_kafka_event_DescribeTopics_result(event.ptr);
+        let mut count = 0usize;
+        let topics = rd::rd_kafka_DescribeTopics_result_topics(result, &mut count);
+        if result.is_null() || topics.is_null() || count == 0 {
+            return Ok(None);
+        }
+        let description = *topics;
+        let error = rd::rd_kafka_TopicDescription_error(description);
+        if !error.is_null() {
+            let code: RDKafkaErrorCode = rd::rd_kafka_error_code(error).into();
+            if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+                return Ok(None);
+            }
+            return Err(FfiError::Broker {
+                op: OP,
+                code,
+                message: cstr(rd::rd_kafka_error_string(error)),
+            });
+        }
+        let topic_id = cstr(rd::rd_kafka_Uuid_base64str(
+            rd::rd_kafka_TopicDescription_topic_id(description),
+        ));
+        let mut partition_count = 0usize;
+        let partitions = rd::rd_kafka_TopicDescription_partitions(description, &mut partition_count);
+        let mut replication_factor = 0usize;
+        if !partitions.is_null() && partition_count > 0 {
+            rd::rd_kafka_TopicPartitionInfo_replicas(*partitions, &mut replication_factor);
+        }
+        Ok(Some(TopicDescription {
+            topic_id,
+            partitions: i32::try_from(partition_count).unwrap_or(i32::MAX),
+            replication_factor: i32::try_from(replication_factor).unwrap_or(i32::MAX),
+        }))
+    }
+}
+
+/// Applies incremental config changes to one topic; keys not listed are left as they are.
+pub fn alter_topic_configs(
+    admin: &Admin,
+    topic: &str,
+    changes: &[(String, ConfigOp)],
+    timeout: Duration,
+) -> Result<(), FfiError> {
+    const OP: &str = "IncrementalAlterConfigs";
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let name = CString::new(topic).map_err(|source| FfiError::Nul { op: OP, source })?;
+    // SAFETY: `name` is a valid C string; the resource copies it.
+    let resource = unsafe {
+        rd::rd_kafka_ConfigResource_new(
+            rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+            name.as_ptr(),
+        )
+    };
+    let resource = Owned {
+        ptr: resource,
+        destroy: rd::rd_kafka_ConfigResource_destroy,
+    };
+    for (key, op) in changes {
+        let key = CString::new(key.as_str()).map_err(|source| FfiError::Nul { op: OP, source })?;
+        let (op_type, value) = match op {
+            ConfigOp::Set(value) => (
+                rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
+                Some(CString::new(value.as_str()).map_err(|source| FfiError::Nul { op: OP, source })?),
+            ),
+            ConfigOp::Delete => (
+                rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
+                None,
+            ),
+        };
+        let value_ptr = value.as_ref().map_or(ptr::null(), |v| v.as_ptr());
+        // SAFETY: resource is live, key/value are valid C strings (value may be null for DELETE); they are
+        // copied by librdkafka.
+        let error = unsafe {
+            rd::rd_kafka_ConfigResource_add_incremental_config(resource.ptr, key.as_ptr(), op_type, value_ptr)
+        };
+        if !error.is_null() {
+            let error = Owned {
+                ptr: error,
+                destroy: rd::rd_kafka_error_destroy,
+            };
+            // SAFETY: `error` is live while read.
+            let (code, message) = unsafe {
+                (
+                    rd::rd_kafka_error_code(error.ptr).into(),
+                    cstr(rd::rd_kafka_error_string(error.ptr)),
+                )
+            };
+            return Err(FfiError::Broker {
+                op: OP,
+                code,
+                message,
+            });
+        }
+    }
+    let (queue, options) = queue_and_options(admin, timeout);
+    let mut resources = [resource.ptr];
+    // SAFETY: all handles are live; librdkafka copies the resources, which we still destroy ourselves.
+    unsafe {
+        rd::rd_kafka_IncrementalAlterConfigs(
+            admin.inner().native_ptr(),
+            resources.as_mut_ptr(),
+            resources.len(),
+            options.ptr,
+            queue.ptr,
+        )
+    };
+    let event = wait(&queue, OP, timeout)?;
+    // SAFETY: the event is an IncrementalAlterConfigs result from this call's queue; the resources it
+    // returns are owned by the event, alive while read.
+    unsafe {
+        let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.ptr);
+        let mut count = 0usize;
+        let results = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
+        for i in 0..count {
+            let resource = *results.add(i);
+            let code = rd::rd_kafka_ConfigResource_error(resource);
+            if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                let message = cstr(rd::rd_kafka_ConfigResource_error_string(resource));
+                return Err(FfiError::Broker {
+                    op: OP,
+                    code: code.into(),
+                    message,
+                });
+            }
+        }
+    }
+    Ok(())
+}
