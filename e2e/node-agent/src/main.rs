@@ -1,12 +1,146 @@
-//! Test-only node agent for local mode (see design section 4).
+//! `ordersystem-node-agent`: parse flags, register the Node, heartbeat, run its pods until SIGTERM/ctrl-c.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Parser;
+use ordersystem_node_agent::{Agent, images::ImageTable, ips::IpPool, node, pods};
+use tracing::info;
 
-/// Runs the pods bound to one Node as host processes, for machines without a container engine.
+/// Runs the pods bound to one Node as host processes, for machines without a container engine
+/// (local mode). Talks to the API server of `KUBECONFIG` with the credentials found there.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    /// Name of the Node to register; give each agent (and each test run) its own.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Directory of the binaries the image table names (default: `$CARGO_TARGET_DIR/debug`).
+    #[arg(long, env = "ORDERSYSTEM_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Cargo's target directory, used for the default `--bin-dir`.
+    #[arg(long, env = "CARGO_TARGET_DIR", default_value = "target")]
+    cargo_target_dir: PathBuf,
+    /// Extra or replacing image table entries, `REPOSITORY=BINARY` (repeatable).
+    #[arg(long = "image")]
+    images: Vec<String>,
+    /// Root of the agent's files; this node uses `<state-dir>/<node-name>/` (logs, pod volumes).
+    #[arg(
+        long,
+        env = "ORDERSYSTEM_AGENT_STATE",
+        default_value = "/tmp/ordersystem/agent"
+    )]
+    state_dir: PathBuf,
+    /// First three octets of the pod IPs (`<prefix>.2` … `.254`); agents side by side need different ones.
+    #[arg(long, default_value = "127.0.0")]
+    pod_ip_prefix: String,
+    /// Extra Node labels, `key=value` (repeatable).
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Node taints, `key[=value]:Effect` (repeatable); keeps pods without a toleration off this node.
+    #[arg(long = "taint")]
+    taints: Vec<String>,
+    /// Capacity of the Node in pods.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Seconds between Lease renewals and NodeStatus posts.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_seconds: u64,
+    /// First crash-loop backoff in seconds (doubles per quick crash, up to 300).
+    #[arg(long, default_value_t = 10)]
+    crash_backoff_seconds: u64,
+    /// API server address given to pods as `KUBERNETES_SERVICE_HOST`.
+    #[arg(long, default_value = "127.0.0.1")]
+    api_host: String,
+    /// API server port given to pods as `KUBERNETES_SERVICE_PORT`.
+    #[arg(long, default_value_t = 6443)]
+    api_port: u16,
+    /// Delete the Node when the agent stops (tests; a kubelet leaves it).
+    #[arg(long)]
+    delete_node_on_exit: bool,
+}
 
-fn main() {
-    let Args {} = Args::parse();
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn")),
+        )
+        // Tests send the agent's output to a file they print on failure: no colour codes there.
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+    let Args {
+        node_name,
+        bin_dir,
+        cargo_target_dir,
+        images,
+        state_dir,
+        pod_ip_prefix,
+        labels,
+        taints,
+        max_pods,
+        heartbeat_seconds,
+        crash_backoff_seconds,
+        api_host,
+        api_port,
+        delete_node_on_exit,
+    } = Args::parse();
+    let bin_dir = bin_dir.unwrap_or_else(|| cargo_target_dir.join("debug"));
+    let labels = labels
+        .iter()
+        .map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect::<Option<Vec<_>>>()
+        .context("--label must be key=value")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client (is KUBECONFIG set?)")?;
+    let spec = node::NodeSpec {
+        name: node_name.clone(),
+        labels,
+        taints,
+        max_pods,
+    };
+    node::register(&client, &spec).await?;
+    let agent = Arc::new(Agent {
+        client: client.clone(),
+        node_name: node_name.clone(),
+        state_dir: state_dir.join(&node_name),
+        images: ImageTable::new(bin_dir.clone(), &images)?,
+        ips: IpPool::new(&pod_ip_prefix)?,
+        api_host,
+        api_port,
+        crash_backoff: Duration::from_secs(crash_backoff_seconds),
+    });
+    info!(node = %node_name, bin_dir = %bin_dir.display(), state_dir = %agent.state_dir.display(), "node agent running");
+    let heartbeat = tokio::spawn(node::heartbeat(
+        client.clone(),
+        spec,
+        Duration::from_secs(heartbeat_seconds),
+    ));
+    pods::run(agent, shutdown_signal()).await;
+    heartbeat.abort();
+    if delete_node_on_exit {
+        node::deregister(&client, &node_name).await?;
+        info!(node = %node_name, "node deleted");
+    }
+    Ok(())
+}
+
+/// SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM, only ctrl-c stops the agent");
+            return std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -1,0 +1,284 @@
+//! One container run as one host process: spawn, signal, wait.
+//!
+//! The process leads its own process group, so signals reach whatever it forks. When the container has
+//! volume mounts it starts through `unshare --mount --propagation private` and a tiny `sh` script that
+//! bind-mounts each volume directory at its `mountPath` and then `exec`s the binary: the mounts exist
+//! only in that process's mount namespace, so every pod sees its own
+//! `/var/run/secrets/kubernetes.io/serviceaccount` while the host sees an empty mount point (created if
+//! missing, which is logged). `unshare` without `--fork` and `exec` keep the binary at the spawned PID.
+//! Needs root (or CAP_SYS_ADMIN). Output goes, appended across restarts, to the container's log file.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+/// Bind-mounts `source` on `target` for each `source target ro|rw` triple up to `--`, then execs the
+/// rest. A file source gets a file mount point, a directory source a directory.
+const MOUNT_SCRIPT: &str = r#"
+while [ "$1" != "--" ]; do
+  if [ -d "$1" ]; then mkdir -p "$2"; else mkdir -p "$(dirname "$2")" && touch "$2"; fi || exit 121
+  mount --bind "$1" "$2" || exit 121
+  if [ "$3" = ro ]; then mount -o remount,bind,ro "$2" || exit 121; fi
+  shift 3
+done
+shift
+exec "$@"
+"#;
+
+/// PATH for the process (and the `unshare`/`sh` wrapper) when the pod spec sets none: the environment
+/// is cleared so the agent's own variables never leak into a pod.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to open log file {path}")]
+    OpenLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to spawn {program}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to wait for process {pid}")]
+    Wait {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A volume directory (or file) seen by the container at `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// Everything needed to start the container's process.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: PathBuf,
+    pub mounts: Vec<Mount>,
+    pub log_path: PathBuf,
+}
+
+/// A started process and the PID of its group.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    pid: u32,
+}
+
+/// How a process ended, in container terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code, or 128 + signal number like container runtimes report it.
+    pub code: i32,
+    pub signal: Option<i32>,
+}
+
+impl From<ExitStatus> for Exit {
+    fn from(status: ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Exit { code, signal: None },
+            (None, Some(signal)) => Exit {
+                code: 128 + signal,
+                signal: Some(signal),
+            },
+            (None, None) => Exit {
+                code: -1,
+                signal: None,
+            },
+        }
+    }
+}
+
+/// Starts the process described by `launch`.
+pub fn spawn(launch: &Launch) -> Result<Running, Error> {
+    let log_err = |source| Error::OpenLog {
+        path: launch.log_path.clone(),
+        source,
+    };
+    if let Some(parent) = launch.log_path.parent() {
+        std::fs::create_dir_all(parent).map_err(log_err)?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&launch.log_path)
+        .map_err(log_err)?;
+    let stderr = log.try_clone().map_err(log_err)?;
+    let mut command = wrapped(launch);
+    command
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(&launch.working_dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(stderr)
+        .process_group(0)
+        // If the agent itself dies unexpectedly, at least the leader does not outlive it.
+        .kill_on_drop(true);
+    if !launch.env.iter().any(|(k, _)| k == "PATH") {
+        command.env("PATH", DEFAULT_PATH);
+    }
+    let child = command.spawn().map_err(|source| Error::Spawn {
+        program: launch.program.clone(),
+        source,
+    })?;
+    let pid = child.id().unwrap_or_default();
+    Ok(Running { child, pid })
+}
+
+/// The command line: the binary itself, or the binary behind the mount-namespace wrapper.
+fn wrapped(launch: &Launch) -> Command {
+    if launch.mounts.is_empty() {
+        let mut command = Command::new(&launch.program);
+        command.args(&launch.args);
+        return command;
+    }
+    let mut command = Command::new("unshare");
+    command.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        MOUNT_SCRIPT,
+        "sh",
+    ]);
+    for mount in &launch.mounts {
+        if !mount.target.exists() {
+            info!(target = %mount.target.display(), "override: creating a mount point on the host (empty outside the pod)");
+        }
+        command
+            .arg(&mount.source)
+            .arg(&mount.target)
+            .arg(if mount.read_only { "ro" } else { "rw" });
+    }
+    command.arg("--").arg(&launch.program).args(&launch.args);
+    command
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits for the process to end.
+    pub async fn wait(&mut self) -> Result<Exit, Error> {
+        let status = self.child.wait().await.map_err(|source| Error::Wait {
+            pid: self.pid,
+            source,
+        })?;
+        Ok(status.into())
+    }
+
+    /// Sends `signal` to the whole process group. A group that is already gone is not an error.
+    pub fn signal(&self, signal: Signal) {
+        let Ok(pid) = i32::try_from(self.pid) else { return };
+        if let Err(errno) = killpg(Pid::from_raw(pid), signal)
+            && errno != nix::errno::Errno::ESRCH
+        {
+            warn!(pid, %signal, %errno, "failed to signal process group");
+        }
+    }
+
+    /// SIGTERM, up to `grace` for the process to exit, then SIGKILL; returns how it ended.
+    pub async fn stop(&mut self, grace: Duration) -> Result<Exit, Error> {
+        self.signal(Signal::SIGTERM);
+        if let Ok(exit) = tokio::time::timeout(grace, self.wait()).await {
+            // Children that ignored the leader's exit get no grace of their own.
+            self.signal(Signal::SIGKILL);
+            return exit;
+        }
+        warn!(
+            pid = self.pid,
+            grace_seconds = grace.as_secs(),
+            "grace period over, sending SIGKILL"
+        );
+        self.signal(Signal::SIGKILL);
+        self.wait().await
+    }
+}
+
+/// `<state dir>/logs/<namespace>_<pod>_<container>.log`.
+pub fn log_path(state_dir: &Path, namespace: &str, pod: &str, container: &str) -> PathBuf {
+    state_dir
+        .join("logs")
+        .join(format!("{namespace}_{pod}_{container}.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(dir: &Path, script: &str) -> Launch {
+        Launch {
+            program: PathBuf::from("/bin/sh"),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("GREETING".into(), "hello".into())],
+            working_dir: dir.to_path_buf(),
+            mounts: vec![],
+            log_path: dir.join("out.log"),
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ordersystem-node-agent-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[tokio::test]
+    async fn output_goes_to_the_log_and_env_is_only_the_pods() {
+        let dir = temp_dir("log");
+        let mut running = spawn(&launch(&dir, "echo $GREETING; echo home=$HOME; exit 3")).expect("spawn");
+        assert_eq!(
+            running.wait().await.expect("wait"),
+            Exit {
+                code: 3,
+                signal: None
+            }
+        );
+        let log = std::fs::read_to_string(dir.join("out.log")).expect("log");
+        assert_eq!(log, "hello\nhome=\n");
+    }
+
+    #[tokio::test]
+    async fn stop_kills_a_process_that_ignores_sigterm_after_the_grace_period() {
+        let dir = temp_dir("stop");
+        let script = "trap '' TERM; echo trapped; while :; do sleep 1; done";
+        let mut running = spawn(&launch(&dir, script)).expect("spawn");
+        // SIGTERM before the trap is installed would end the shell early; wait until it says so.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(dir.join("out.log"))
+            .unwrap_or_default()
+            .contains("trapped")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the script never installed its trap"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let exit = running.stop(Duration::from_millis(300)).await.expect("stop");
+        assert_eq!(exit.signal, Some(Signal::SIGKILL as i32));
+    }
+}
