@@ -200,16 +200,7 @@ pub async fn ensure_topic(
             }
             create_topic(admin, topic).await?;
             observed.created = true;
-            describe(admin, &topic.name)
-                .await?
-                .ok_or_else(|| Error::DescribeTopic {
-                    topic: topic.name.clone(),
-                    source: FfiError::Broker {
-                        op: "DescribeTopics",
-                        code: RDKafkaErrorCode::UnknownTopicOrPartition,
-                        message: "topic vanished after creation".into(),
-                    },
-                })?
+            describe_after_create(admin, &topic.name).await?
         }
     };
     let mut partitions = description.partitions;
@@ -252,6 +243,28 @@ pub async fn ensure_topic(
         unmanaged_configs,
     });
     Ok(observed)
+}
+
+/// A new topic reaches the metadata of every broker shortly after CreateTopics returns; wait for it
+/// (bounded) instead of failing the reconcile.
+async fn describe_after_create(admin: &Arc<Admin>, topic: &str) -> Result<TopicDescription, Error> {
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        if let Some(description) = describe(admin, topic).await? {
+            return Ok(description);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::DescribeTopic {
+                topic: topic.to_string(),
+                source: FfiError::Broker {
+                    op: "DescribeTopics",
+                    code: RDKafkaErrorCode::UnknownTopicOrPartition,
+                    message: "created topic not visible in metadata yet".into(),
+                },
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn check_brokers(admin: &Arc<Admin>, topic: &ValidTopic) -> Result<Option<TopicState>, Error> {
