@@ -2,4 +2,5 @@
 
 pub mod build;
 pub mod kafka;
+pub mod postgres;
 pub mod validate;

@@ -90,3 +90,49 @@ pub fn minimal_json(name: &str, topic: &str) -> serde_json::Value {
 pub fn to_os(value: serde_json::Value) -> OrderSystem {
     serde_json::from_value(value).expect("test OrderSystem deserializes")
 }
+
+/// Creates the admin Secret an `OrderSystem` names, from `DATABASE_URL`
+/// (`postgres://user:password@host:port/dbname`), with CloudNativePG's `user` key to prove it is accepted.
+pub async fn create_admin_secret(client: &kube::Client, namespace: &str, name: &str) {
+    let url = ordersystem_e2e::env::database_url();
+    let rest = url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .expect("DATABASE_URL has a scheme");
+    let (credentials, location) = rest.rsplit_once('@').expect("DATABASE_URL has credentials");
+    let (user, password) = credentials.split_once(':').expect("DATABASE_URL has a password");
+    let (hostport, dbname) = location.split_once('/').expect("DATABASE_URL has a database");
+    let dbname = dbname.split('?').next().unwrap_or(dbname);
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "stringData": {"host": host, "port": port, "dbname": dbname, "user": user, "password": password},
+    }))
+    .expect("secret");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create admin secret");
+}
+
+/// A connection as `user` with `password` to the test database.
+pub async fn connect_as(user: &str, password: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
+    use sqlx::Connection;
+    let options: sqlx::postgres::PgConnectOptions = ordersystem_e2e::env::database_url()
+        .parse()
+        .expect("DATABASE_URL parses");
+    sqlx::PgConnection::connect_with(&options.username(user).password(password)).await
+}
+
+/// The decoded value of one key of a Secret.
+pub async fn secret_value(client: &kube::Client, namespace: &str, name: &str, key: &str) -> String {
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .expect("secret exists");
+    let bytes = secret
+        .data
+        .and_then(|d| d.get(key).cloned())
+        .expect("key present");
+    String::from_utf8(bytes.0).expect("utf-8")
+}

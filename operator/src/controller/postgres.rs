@@ -1,0 +1,548 @@
+//! The Postgres backend: per service a Secret with generated credentials, a login role, a schema owned by
+//! that role, and proof of isolation. Works with a non-superuser admin (CREATEROLE + CREATE on the
+//! database) and survives a crash at any step: the Secret first (created only if absent, never
+//! regenerated), then the role with a SCRAM verifier computed here (no plaintext reaches the server),
+//! then membership, schema, grants and search_path. Never touches `public` or database-level grants.
+//! Ownership is recorded with `COMMENT ON` carrying the resource uid; anything else is a conflict.
+
+mod scram;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use ordersystem_contract::wiring::secret_keys;
+use rand::RngExt;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
+use sqlx::{AssertSqlSafe, Connection};
+
+use super::validate::{ServicePlan, ValidSpec};
+use crate::crd::SchemaStatus;
+use crate::names::{self, Service, quote_ident};
+
+/// How long connecting to Postgres may take before the reconcile fails and is retried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Generated passwords: 32 alphanumerics, about 190 bits, and nothing that needs quoting anywhere.
+const PASSWORD_LEN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read admin Secret {name}")]
+    ReadAdminSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("admin Secret {name} has no usable {key}")]
+    AdminSecretKey { name: String, key: &'static str },
+    #[error("failed to connect to Postgres at {host}:{port}")]
+    Connect {
+        host: String,
+        port: u16,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("connecting to Postgres at {host}:{port} timed out")]
+    ConnectTimeout { host: String, port: u16 },
+    #[error("failed to create or read Secret {name}")]
+    ServiceSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Secret {name} has no {key}")]
+    ServiceSecretKey { name: String, key: &'static str },
+    #[error("failed to provision {what} for {service}")]
+    Provision {
+        what: &'static str,
+        service: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("failed to drop {what} {name}")]
+    Drop {
+        what: &'static str,
+        name: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// The admin connection, from the Secret named in the spec.
+#[derive(Clone)]
+pub struct AdminConnection {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub username: String,
+    password: String,
+}
+
+impl std::fmt::Debug for AdminConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{}/{}", self.username, self.host, self.port, self.dbname)
+    }
+}
+
+/// What the backend found and did for all three services.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PostgresObserved {
+    pub schemas: Vec<SchemaStatus>,
+    pub secret_hashes: BTreeMap<Service, String>,
+    pub ready: BTreeSet<Service>,
+    /// Roles or schemas that exist but belong to someone else.
+    pub conflicts: Vec<String>,
+}
+
+/// Reads the admin Secret by name (never a cached list of all Secrets). CloudNativePG's `user` and
+/// `dbname`, and `database`, are accepted besides `username` and `dbname`.
+pub async fn read_admin(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<AdminConnection, Error> {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .map_err(|source| Error::ReadAdminSecret {
+            name: name.to_string(),
+            source,
+        })?;
+    admin_from_secret(name, &secret)
+}
+
+pub fn admin_from_secret(name: &str, secret: &Secret) -> Result<AdminConnection, Error> {
+    let data = secret.data.clone().unwrap_or_default();
+    let get = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| data.get(*k))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    let missing = |key| Error::AdminSecretKey {
+        name: name.to_string(),
+        key,
+    };
+    let port = match get(&[secret_keys::PORT]) {
+        None => 5432,
+        Some(port) => port.trim().parse().map_err(|_| missing(secret_keys::PORT))?,
+    };
+    Ok(AdminConnection {
+        host: get(&[secret_keys::HOST]).ok_or_else(|| missing(secret_keys::HOST))?,
+        port,
+        dbname: get(&[secret_keys::DBNAME, "database"]).ok_or_else(|| missing(secret_keys::DBNAME))?,
+        username: get(&[secret_keys::USERNAME, "user"]).ok_or_else(|| missing(secret_keys::USERNAME))?,
+        password: get(&[secret_keys::PASSWORD]).ok_or_else(|| missing(secret_keys::PASSWORD))?,
+    })
+}
+
+pub async fn connect(admin: &AdminConnection, spec: &ValidSpec) -> Result<PgConnection, Error> {
+    let ssl_mode = spec.ssl_mode.as_libpq().parse().unwrap_or(PgSslMode::Prefer);
+    let options = PgConnectOptions::new()
+        .host(&admin.host)
+        .port(admin.port)
+        .database(&admin.dbname)
+        .username(&admin.username)
+        .password(&admin.password)
+        .ssl_mode(ssl_mode);
+    let (host, port) = (admin.host.clone(), admin.port);
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+        Ok(result) => result.map_err(|source| Error::Connect { host, port, source }),
+        Err(_) => Err(Error::ConnectTimeout { host, port }),
+    }
+}
+
+/// Provisions all three services in the crash-safe order, or only observes when `paused`.
+pub async fn ensure(
+    client: &kube::Client,
+    admin: &AdminConnection,
+    spec: &ValidSpec,
+) -> Result<PostgresObserved, Error> {
+    let mut conn = connect(admin, spec).await?;
+    let mut observed = PostgresObserved::default();
+    for plan in &spec.services {
+        let service = plan.service.as_str();
+        let secret = if spec.paused {
+            read_secret(client, spec, plan).await?
+        } else {
+            Some(ensure_secret(client, spec, plan, admin).await?)
+        };
+        let Some((data, created)) = secret else { continue };
+        observed.secret_hashes.insert(plan.service, secret_hash(&data));
+        let owner = names::owner_comment(&spec.uid);
+        let role_comment = comment(
+            &mut conn,
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+            &plan.db_identifier,
+            service,
+        )
+        .await?;
+        let schema_comment = comment(
+            &mut conn,
+            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1",
+            &plan.db_identifier,
+            service,
+        )
+        .await?;
+        if let Some(conflict) = ownership_conflict(plan, &owner, &role_comment, &schema_comment) {
+            observed.conflicts.push(conflict);
+            continue;
+        }
+        if !spec.paused {
+            let password = secret_value(&data, plan, secret_keys::PASSWORD)?;
+            provision(
+                &mut conn,
+                plan,
+                &owner,
+                &password,
+                role_comment.is_none(),
+                schema_comment.is_none(),
+                created,
+            )
+            .await?;
+        }
+    }
+    for plan in &spec.services {
+        if !observed.secret_hashes.contains_key(&plan.service)
+            || observed.conflicts.iter().any(|c| c.contains(&plan.db_identifier))
+        {
+            continue;
+        }
+        let verified = verify_isolation(&mut conn, spec, plan).await?;
+        if verified {
+            observed.ready.insert(plan.service);
+        }
+        observed.schemas.push(SchemaStatus {
+            service: plan.service.as_str().into(),
+            schema: plan.db_identifier.clone(),
+            role: plan.db_identifier.clone(),
+            secret: plan.secret_name.clone(),
+            privileges_verified: verified,
+        });
+    }
+    let _ = conn.close().await;
+    Ok(observed)
+}
+
+/// Existing role or schema that this resource did not create: `Some(message)`.
+fn ownership_conflict(
+    plan: &ServicePlan,
+    owner: &str,
+    role: &Option<Option<String>>,
+    schema: &Option<Option<String>>,
+) -> Option<String> {
+    let foreign =
+        |c: &Option<Option<String>>| matches!(c, Some(comment) if comment.as_deref() != Some(owner));
+    (foreign(role) || foreign(schema)).then(|| {
+        format!("role or schema {} exists and belongs to another resource (its COMMENT does not carry this resource's uid)", plan.db_identifier)
+    })
+}
+
+/// `None`: no such object; `Some(comment)`: exists, with its comment if any.
+async fn comment(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    name: &str,
+    service: &'static str,
+) -> Result<Option<Option<String>>, Error> {
+    sqlx::query_scalar::<_, Option<String>>(sql)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|source| Error::Provision {
+            what: "ownership lookup",
+            service,
+            source,
+        })
+}
+
+async fn provision(
+    conn: &mut PgConnection,
+    plan: &ServicePlan,
+    owner: &str,
+    password: &str,
+    create_role: bool,
+    create_schema: bool,
+    secret_created: bool,
+) -> Result<(), Error> {
+    let service = plan.service.as_str();
+    let ident = quote_ident(&plan.db_identifier);
+    let err = |what| {
+        move |source| Error::Provision {
+            what,
+            service,
+            source,
+        }
+    };
+    let verifier = scram::verifier(password);
+    if create_role {
+        // Role and its ownership comment in one transaction: a crash never leaves an unowned role behind.
+        let mut tx = conn.begin().await.map_err(err("role"))?;
+        execute(
+            &mut tx,
+            format!("CREATE ROLE {ident} LOGIN PASSWORD {}", literal(&verifier)),
+            err("role"),
+        )
+        .await?;
+        execute(
+            &mut tx,
+            format!("COMMENT ON ROLE {ident} IS {}", literal(owner)),
+            err("role"),
+        )
+        .await?;
+        tx.commit().await.map_err(err("role"))?;
+    } else if secret_created {
+        // The Secret was (re)created after the role: the role must take the Secret's password.
+        execute(
+            conn,
+            format!("ALTER ROLE {ident} LOGIN PASSWORD {}", literal(&verifier)),
+            err("role password"),
+        )
+        .await?;
+    }
+    // Needed by a non-superuser admin before CREATE SCHEMA ... AUTHORIZATION and DROP OWNED BY.
+    let member: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')")
+        .bind(&plan.db_identifier)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err("membership"))?;
+    if !member {
+        execute(conn, format!("GRANT {ident} TO CURRENT_USER"), err("membership")).await?;
+    }
+    if create_schema {
+        let mut tx = conn.begin().await.map_err(err("schema"))?;
+        execute(
+            &mut tx,
+            format!("CREATE SCHEMA {ident} AUTHORIZATION {ident}"),
+            err("schema"),
+        )
+        .await?;
+        execute(
+            &mut tx,
+            format!("COMMENT ON SCHEMA {ident} IS {}", literal(owner)),
+            err("schema"),
+        )
+        .await?;
+        execute(
+            &mut tx,
+            format!("REVOKE ALL ON SCHEMA {ident} FROM PUBLIC"),
+            err("schema"),
+        )
+        .await?;
+        tx.commit().await.map_err(err("schema"))?;
+    }
+    execute(
+        conn,
+        format!("ALTER ROLE {ident} SET search_path = {ident}"),
+        err("search_path"),
+    )
+    .await
+}
+
+async fn execute<F>(conn: &mut PgConnection, sql: String, err: F) -> Result<(), Error>
+where
+    F: FnOnce(sqlx::Error) -> Error,
+{
+    // Identifiers are validated and quoted, literals escaped: the only dynamic SQL of the operator.
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(err)
+}
+
+/// A SQL string literal.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The role can use and create in its own schema and cannot use any other service's schema.
+async fn verify_isolation(
+    conn: &mut PgConnection,
+    spec: &ValidSpec,
+    plan: &ServicePlan,
+) -> Result<bool, Error> {
+    let service = plan.service.as_str();
+    let privilege = |schema: String, privilege: &'static str| {
+        sqlx::query_scalar::<_, Option<bool>>(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) \
+             THEN has_schema_privilege($1, $2, $3) END",
+        )
+        .bind(plan.db_identifier.clone())
+        .bind(schema)
+        .bind(privilege)
+    };
+    let err = |source| Error::Provision {
+        what: "isolation check",
+        service,
+        source,
+    };
+    let own_usage = privilege(plan.db_identifier.clone(), "USAGE")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+    let own_create = privilege(plan.db_identifier.clone(), "CREATE")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+    let mut verified = own_usage == Some(true) && own_create == Some(true);
+    for other in spec.services.iter().filter(|o| o.service != plan.service) {
+        let usage = privilege(other.db_identifier.clone(), "USAGE")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?;
+        verified &= usage != Some(true);
+    }
+    Ok(verified)
+}
+
+/// Creates the service's Secret with a generated password if it does not exist; returns its data and
+/// whether it was created now. An existing Secret is never regenerated.
+async fn ensure_secret(
+    client: &kube::Client,
+    spec: &ValidSpec,
+    plan: &ServicePlan,
+    admin: &AdminConnection,
+) -> Result<(BTreeMap<String, ByteString>, bool), Error> {
+    if let Some(existing) = read_secret(client, spec, plan).await? {
+        return Ok(existing);
+    }
+    let password: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(PASSWORD_LEN)
+        .map(char::from)
+        .collect();
+    let data: BTreeMap<String, ByteString> = [
+        (secret_keys::HOST, admin.host.clone()),
+        (secret_keys::PORT, admin.port.to_string()),
+        (secret_keys::DBNAME, admin.dbname.clone()),
+        (secret_keys::USERNAME, plan.db_identifier.clone()),
+        (secret_keys::PASSWORD, password),
+        (secret_keys::SCHEMA, plan.db_identifier.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
+    .collect();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(plan.secret_name.clone()),
+            namespace: Some(spec.namespace.clone()),
+            labels: Some(names::labels(&spec.name, plan.service)),
+            owner_references: Some(vec![spec.owner.clone()]),
+            ..Default::default()
+        },
+        data: Some(data.clone()),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    let api = Api::<Secret>::namespaced(client.clone(), &spec.namespace);
+    let params = PostParams {
+        field_manager: Some(names::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, &secret).await {
+        Ok(_) => Ok((data, true)),
+        // Lost a race with another reconcile: the other one's Secret wins.
+        Err(kube::Error::Api(status)) if status.code == 409 => read_secret(client, spec, plan)
+            .await?
+            .ok_or_else(|| Error::ServiceSecretKey {
+                name: plan.secret_name.clone(),
+                key: secret_keys::PASSWORD,
+            }),
+        Err(source) => Err(Error::ServiceSecret {
+            name: plan.secret_name.clone(),
+            source,
+        }),
+    }
+}
+
+async fn read_secret(
+    client: &kube::Client,
+    spec: &ValidSpec,
+    plan: &ServicePlan,
+) -> Result<Option<(BTreeMap<String, ByteString>, bool)>, Error> {
+    let api = Api::<Secret>::namespaced(client.clone(), &spec.namespace);
+    let secret = api
+        .get_opt(&plan.secret_name)
+        .await
+        .map_err(|source| Error::ServiceSecret {
+            name: plan.secret_name.clone(),
+            source,
+        })?;
+    Ok(secret.map(|s| (s.data.unwrap_or_default(), false)))
+}
+
+fn secret_value(
+    data: &BTreeMap<String, ByteString>,
+    plan: &ServicePlan,
+    key: &'static str,
+) -> Result<String, Error> {
+    data.get(key)
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .ok_or_else(|| Error::ServiceSecretKey {
+            name: plan.secret_name.clone(),
+            key,
+        })
+}
+
+/// Hash of a Secret's data, for the pod-template annotation.
+pub fn secret_hash(data: &BTreeMap<String, ByteString>) -> String {
+    let mut bytes = Vec::new();
+    for (key, value) in data {
+        bytes.extend_from_slice(key.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(&value.0);
+        bytes.push(0);
+    }
+    names::hash_hex(&bytes)
+}
+
+/// With `deletionPolicy: Delete`: drops each schema, what the role owns, and the role; only objects whose
+/// ownership comment names this resource.
+pub async fn drop_all(admin: &AdminConnection, spec: &ValidSpec) -> Result<(), Error> {
+    let mut conn = connect(admin, spec).await?;
+    let owner = names::owner_comment(&spec.uid);
+    for plan in &spec.services {
+        let service = plan.service.as_str();
+        let ident = quote_ident(&plan.db_identifier);
+        let name = plan.db_identifier.clone();
+        let drop_err = |what| {
+            let name = name.clone();
+            move |source| Error::Drop { what, name, source }
+        };
+        let schema = comment(
+            &mut conn,
+            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1",
+            &plan.db_identifier,
+            service,
+        )
+        .await?;
+        if schema == Some(Some(owner.clone())) {
+            execute(
+                &mut conn,
+                format!("DROP SCHEMA {ident} CASCADE"),
+                drop_err("schema"),
+            )
+            .await?;
+        }
+        let role = comment(
+            &mut conn,
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+            &plan.db_identifier,
+            service,
+        )
+        .await?;
+        if role == Some(Some(owner.clone())) {
+            execute(
+                &mut conn,
+                format!("DROP OWNED BY {ident}"),
+                drop_err("objects owned by"),
+            )
+            .await?;
+            execute(&mut conn, format!("DROP ROLE {ident}"), drop_err("role")).await?;
+        }
+    }
+    let _ = conn.close().await;
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The Postgres backend against the real database (non-superuser admin, SCRAM authentication) and the
+//! real API server (the service Secrets).
+
+mod support;
+
+use ordersystem_operator::controller::postgres;
+use ordersystem_operator::controller::validate::{self, ValidSpec};
+use ordersystem_operator::names::Service;
+use sqlx::Connection;
+
+async fn setup(prefix: &str) -> (kube::Client, support::TestNamespace, ValidSpec) {
+    let client = ordersystem_e2e::kube::client().await;
+    let ns = support::TestNamespace::create(&client, prefix).await;
+    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    // A real owner: Secrets owned by a uid that does not exist are garbage-collected at once.
+    support::install_crd(&client).await;
+    let api = kube::Api::<ordersystem_operator::crd::OrderSystem>::namespaced(client.clone(), &ns.name);
+    let os = api
+        .create(
+            &Default::default(),
+            &support::to_os(support::minimal_json("shop", "t")),
+        )
+        .await
+        .expect("create owner");
+    let spec = validate::validate(&os).expect("valid");
+    (client, ns, spec)
+}
+
+struct DropSchemas(ValidSpec, postgres::AdminConnection);
+
+impl Drop for DropSchemas {
+    fn drop(&mut self) {
+        let (spec, admin) = (self.0.clone(), self.1.clone());
+        support::block_on_cleanup(async move {
+            let _ = postgres::drop_all(&admin, &spec).await;
+        });
+    }
+}
+
+#[tokio::test]
+async fn each_role_logs_in_with_its_secret_and_uses_only_its_own_schema() {
+    let (client, ns, spec) = setup("pg-iso").await;
+    let admin = postgres::read_admin(&client, &ns.name, "pg-admin")
+        .await
+        .expect("admin secret");
+    let _cleanup = DropSchemas(spec.clone(), admin.clone());
+    let observed = postgres::ensure(&client, &admin, &spec).await.expect("provision");
+    assert!(observed.conflicts.is_empty(), "{:?}", observed.conflicts);
+    assert_eq!(observed.ready.len(), 3);
+    assert!(observed.schemas.iter().all(|s| s.privileges_verified));
+
+    for plan in &spec.services {
+        let password = support::secret_value(&client, &ns.name, &plan.secret_name, "password").await;
+        let user = support::secret_value(&client, &ns.name, &plan.secret_name, "username").await;
+        assert_eq!(user, plan.db_identifier);
+        let mut conn = support::connect_as(&user, &password)
+            .await
+            .expect("role logs in with its Secret's password");
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&mut conn)
+            .await
+            .expect("query");
+        assert_eq!(schema, plan.db_identifier, "search_path points at the own schema");
+        sqlx::query("CREATE TABLE probe (id int)")
+            .execute(&mut conn)
+            .await
+            .expect("creates in its own schema");
+        let other = spec
+            .services
+            .iter()
+            .find(|o| o.service != plan.service)
+            .expect("another service");
+        let sql = format!("CREATE TABLE \"{}\".intruder (id int)", other.db_identifier);
+        let denied = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect_err("other schema is closed");
+        assert!(denied.to_string().contains("permission denied"), "{denied}");
+        conn.close().await.ok();
+    }
+    assert!(
+        support::connect_as(&spec.plan(Service::Order).db_identifier, "wrong-password")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_second_pass_keeps_the_secret_and_changes_nothing() {
+    let (client, ns, spec) = setup("pg-idem").await;
+    let admin = postgres::read_admin(&client, &ns.name, "pg-admin")
+        .await
+        .expect("admin secret");
+    let _cleanup = DropSchemas(spec.clone(), admin.clone());
+    let first = postgres::ensure(&client, &admin, &spec).await.expect("provision");
+    let secret = &spec.plan(Service::Invoicing).secret_name;
+    let password = support::secret_value(&client, &ns.name, secret, "password").await;
+    let second = postgres::ensure(&client, &admin, &spec)
+        .await
+        .expect("provision again");
+    assert_eq!(first, second);
+    assert_eq!(
+        support::secret_value(&client, &ns.name, secret, "password").await,
+        password,
+        "never regenerated"
+    );
+}
+
+#[tokio::test]
+async fn schemas_of_another_resource_are_a_conflict_and_delete_removes_only_our_own() {
+    let (client, ns, spec) = setup("pg-conflict").await;
+    let admin = postgres::read_admin(&client, &ns.name, "pg-admin")
+        .await
+        .expect("admin secret");
+    let _cleanup = DropSchemas(spec.clone(), admin.clone());
+    postgres::ensure(&client, &admin, &spec).await.expect("provision");
+    let mut intruder = spec.clone();
+    intruder.uid = "someone-else".into();
+    let observed = postgres::ensure(&client, &admin, &intruder)
+        .await
+        .expect("observe");
+    assert_eq!(observed.conflicts.len(), 3, "{:?}", observed.conflicts);
+    assert!(observed.ready.is_empty());
+    postgres::drop_all(&admin, &intruder)
+        .await
+        .expect("drop as intruder");
+    let exists = |name: String| async move {
+        let options: sqlx::postgres::PgConnectOptions =
+            ordersystem_e2e::env::database_url().parse().expect("url");
+        let mut conn = sqlx::PgConnection::connect_with(&options)
+            .await
+            .expect("admin connects");
+        sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .expect("query")
+    };
+    let schema = spec.plan(Service::Shipping).db_identifier.clone();
+    assert!(
+        exists(schema.clone()).await,
+        "an intruder's delete leaves our schema alone"
+    );
+    postgres::drop_all(&admin, &spec).await.expect("drop");
+    assert!(!exists(schema).await, "our delete removes it");
+}
