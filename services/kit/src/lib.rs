@@ -1,1 +1,13 @@
-//! The delivery machinery and service plumbing shared by order, invoicing and shipping.
+//! What every service needs and what must be fixed in one place: configuration pieces, telemetry, the
+//! health and metrics endpoints, graceful shutdown, and the delivery machinery (the consumer loop that
+//! invoicing and shipping give a handler, and the outbox relay that order runs).
+
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod health;
+pub mod kafka;
+pub mod metrics;
+pub mod relay;
+pub mod shutdown;
+pub mod telemetry;

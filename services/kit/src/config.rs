@@ -1,0 +1,133 @@
+//! Configuration pieces every service flattens into its own `clap::Parser`: listening, database, Kafka,
+//! logging. Flags with environment fallbacks named in `ordersystem_contract::wiring::env`, so the operator and
+//! the services agree on them. Parsing happens once in `main`; nothing else reads the environment.
+
+use ordersystem_contract::wiring::{DEFAULT_TOPIC, env};
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where the HTTP server listens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Socket address for the UI, API, probes and metrics.
+    #[arg(long = "listen-addr", env = env::LISTEN_ADDR, default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+}
+
+/// The service's Postgres login and its own schema.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Postgres host.
+    #[arg(long = "database-host", env = env::DATABASE_HOST, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Postgres port.
+    #[arg(long = "database-port", env = env::DATABASE_PORT, default_value_t = 5432)]
+    pub port: u16,
+    /// Database name.
+    #[arg(long = "database-name", env = env::DATABASE_NAME, default_value = "ordersystem")]
+    pub name: String,
+    /// Login role; it needs to own only the service's schema.
+    #[arg(long = "database-user", env = env::DATABASE_USER)]
+    pub user: String,
+    /// Password of the login role (never logged).
+    #[arg(long = "database-password", env = env::DATABASE_PASSWORD, hide_env_values = true)]
+    pub password: SecretString,
+    /// The schema the service migrates and uses; every connection's search_path is set to it.
+    #[arg(long = "database-schema", env = env::DATABASE_SCHEMA)]
+    pub schema: String,
+    /// libpq sslmode: disable | prefer | require | verify-ca | verify-full.
+    #[arg(long = "database-sslmode", env = env::DATABASE_SSLMODE, default_value = "prefer")]
+    pub sslmode: String,
+    /// Connections in the pool.
+    #[arg(
+        long = "database-max-connections",
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
+    pub max_connections: u32,
+}
+
+/// `group.protocol` of the consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupProtocol {
+    /// KIP-848: broker-side, incremental assignment.
+    Consumer,
+    /// The classic protocol with the cooperative-sticky assignor.
+    Classic,
+}
+
+/// Kafka connection and topic.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long = "kafka-bootstrap-servers", env = env::KAFKA_BOOTSTRAP_SERVERS, default_value = "127.0.0.1:9092")]
+    pub bootstrap_servers: String,
+    /// The order topic.
+    #[arg(long = "kafka-topic", env = env::KAFKA_TOPIC, default_value = DEFAULT_TOPIC)]
+    pub topic: String,
+    /// Topic metadata refresh in milliseconds; bounds how long added partitions go unnoticed.
+    #[arg(long = "kafka-metadata-refresh-ms", env = env::KAFKA_METADATA_REFRESH_MS, default_value_t = 30_000)]
+    pub metadata_refresh_ms: u32,
+}
+
+/// Consumer group settings of invoicing and shipping.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsumerArgs {
+    /// Consumer group id; the operator sets `<namespace>.<name>.<service>`.
+    #[arg(long = "kafka-group-id", env = env::KAFKA_GROUP_ID)]
+    pub group_id: String,
+    /// Group protocol: `consumer` (KIP-848) or `classic` (cooperative-sticky).
+    #[arg(long = "kafka-group-protocol", env = env::KAFKA_GROUP_PROTOCOL, value_enum, default_value = "consumer")]
+    pub group_protocol: GroupProtocol,
+    /// Classic protocol only (librdkafka rejects it under KIP-848): session timeout in milliseconds.
+    #[arg(
+        long = "kafka-session-timeout-ms",
+        env = "KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000
+    )]
+    pub session_timeout_ms: u32,
+    /// Longest time between polls before the member is thrown out; the loop keeps polling while paused.
+    #[arg(
+        long = "kafka-max-poll-interval-ms",
+        env = "KAFKA_MAX_POLL_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub max_poll_interval_ms: u32,
+    /// First backoff after a transient (database) failure, in milliseconds; doubles up to the maximum.
+    #[arg(long = "retry-backoff-ms", env = "RETRY_BACKOFF_MS", default_value_t = 500)]
+    pub retry_backoff_ms: u64,
+    /// Longest backoff after repeated transient failures, in milliseconds.
+    #[arg(
+        long = "retry-backoff-max-ms",
+        env = "RETRY_BACKOFF_MAX_MS",
+        default_value_t = 10_000
+    )]
+    pub retry_backoff_max_ms: u64,
+}
+
+impl ConsumerArgs {
+    pub fn backoff(&self) -> (Duration, Duration) {
+        (
+            Duration::from_millis(self.retry_backoff_ms),
+            Duration::from_millis(self.retry_backoff_max_ms),
+        )
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (in a cluster).
+    Json,
+    /// Human-readable lines (on a laptop).
+    Text,
+}
+
+/// Logging.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long = "log-format", env = env::LOG_FORMAT, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}

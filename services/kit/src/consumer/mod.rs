@@ -1,0 +1,329 @@
+//! The consumer loop of invoicing and shipping, written once. A service supplies a `Handler` that stores one
+//! event inside the transaction it is given; the loop owns delivery:
+//!
+//! - the offset is stored only after the transaction committed (`enable.auto.offset.store=false`; the
+//!   background auto-commit sends stored offsets), so a crash redelivers, and the handler's
+//!   `ON CONFLICT (order_id) DO NOTHING` makes redelivery harmless;
+//! - a record that cannot be decoded or is rejected by the database's rules is dead-lettered (raw bytes,
+//!   partition, offset, error), counted and logged, and the offset moves on;
+//! - the same order id with different content is dead-lettered as `ConflictingDuplicate`, first version kept;
+//! - a transient failure (database unreachable) pauses the partition, the loop keeps polling (so the member
+//!   never exceeds `max.poll.interval.ms`), and after a backoff it seeks back to the failed record and resumes;
+//! - on shutdown it finishes the record in hand, commits the stored offsets and leaves the group.
+
+pub mod store;
+
+use crate::config::{ConsumerArgs, KafkaArgs};
+use crate::kafka::{KafkaContext, consumer_config};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use ordersystem_contract::OrderPlaced;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use store::DeadLetter;
+
+/// Dead-letter reason of a record that is not a valid `OrderPlaced`.
+pub const REASON_UNDECODABLE: &str = "Undecodable";
+/// Dead-letter reason of an event whose order id is stored with different content.
+pub const REASON_CONFLICT: &str = "ConflictingDuplicate";
+/// Dead-letter reason of an event the database refused for good (a constraint or data error).
+pub const REASON_REJECTED: &str = "Rejected";
+
+/// What the handler did with an event, inside the loop's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A new invoice or shipment.
+    New,
+    /// The order id was stored before with the same content: nothing written.
+    Duplicate,
+    /// The order id was stored before with different content: nothing written; the loop dead-letters it.
+    Conflict { detail: String },
+}
+
+/// A service's domain: store one event in the transaction given (the loop commits it).
+pub trait Handler: Send + Sync + 'static {
+    fn store(
+        &self,
+        tx: &mut PgConnection,
+        event: &OrderPlaced,
+    ) -> impl Future<Output = Result<Stored, sqlx::Error>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("failed to create the Kafka consumer")]
+    Create {
+        #[source]
+        source: KafkaError,
+    },
+    #[error("failed to subscribe to topic {topic}")]
+    Subscribe {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// A partition paused after a transient failure: where to seek back to, and when.
+#[derive(Debug, Clone, Copy)]
+struct Paused {
+    offset: i64,
+    until: tokio::time::Instant,
+}
+
+/// Everything the loop needs besides the Kafka client.
+pub struct ConsumerLoop<H> {
+    pub handler: H,
+    pub pool: PgPool,
+    pub metrics: Metrics,
+}
+
+impl<H: Handler> ConsumerLoop<H> {
+    /// Consume `kafka.topic` in group `args.group_id` until `shutdown` fires.
+    pub async fn run(
+        self,
+        kafka: &KafkaArgs,
+        args: &ConsumerArgs,
+        mut shutdown: Shutdown,
+    ) -> Result<(), ConsumerError> {
+        let context = KafkaContext::new(self.metrics.clone());
+        let consumer: StreamConsumer<KafkaContext> = consumer_config(kafka, args)
+            .create_with_context(context.clone())
+            .map_err(|source| ConsumerError::Create { source })?;
+        consumer
+            .subscribe(&[&kafka.topic])
+            .map_err(|source| ConsumerError::Subscribe {
+                topic: kafka.topic.clone(),
+                source,
+            })?;
+        tracing::info!(topic = %kafka.topic, group = %args.group_id, protocol = ?args.group_protocol, "consumer started");
+        let (first_backoff, max_backoff) = args.backoff();
+        let mut paused: HashMap<(String, i32), Paused> = HashMap::new();
+        let mut failures: HashMap<(String, i32), u32> = HashMap::new();
+        loop {
+            for key in context.take_revoked() {
+                paused.remove(&key);
+                failures.remove(&key);
+            }
+            let next_resume = paused.values().map(|p| p.until).min();
+            let resume_due = async {
+                match next_resume {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                () = resume_due => resume_due_partitions(&consumer, &mut paused),
+                received = consumer.recv() => {
+                    let message = match received {
+                        Ok(message) => message,
+                        Err(error) => {
+                            tracing::warn!(%error, "kafka receive failed");
+                            continue;
+                        }
+                    };
+                    let key = (message.topic().to_string(), message.partition());
+                    // Fetched before the pause took effect: it is read again after the seek back.
+                    if paused.contains_key(&key) {
+                        continue;
+                    }
+                    match self.process(&message).await {
+                        Ok(()) => {
+                            failures.remove(&key);
+                            if let Err(error) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+                                // The partition was revoked meanwhile; its new owner redelivers, harmlessly.
+                                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "offset not stored");
+                            }
+                        }
+                        Err(error) => {
+                            let attempt = failures.entry(key.clone()).or_insert(0);
+                            *attempt += 1;
+                            let delay = backoff(first_backoff, max_backoff, *attempt);
+                            tracing::warn!(%error, partition = key.1, offset = message.offset(), attempt = *attempt,
+                                retry_in_ms = delay.as_millis() as u64, "transient failure, pausing partition");
+                            pause_partition(&consumer, &key);
+                            paused.insert(key, Paused { offset: message.offset(), until: tokio::time::Instant::now() + delay });
+                        }
+                    }
+                }
+            }
+        }
+        // Stored offsets reach the broker before the member leaves (dropping the consumer closes it, which
+        // leaves the group).
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => tracing::info!("offsets committed, leaving the group"),
+            Err(error) => tracing::info!(%error, "no offsets to commit on shutdown"),
+        }
+        Ok(())
+    }
+
+    /// Store one record. `Err` means transient: nothing was committed and the record must be retried.
+    #[tracing::instrument(skip_all, fields(partition = message.partition(), offset = message.offset()))]
+    async fn process(&self, message: &BorrowedMessage<'_>) -> Result<(), sqlx::Error> {
+        let started = Instant::now();
+        let letter = |reason, error| DeadLetter {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key(),
+            payload: message.payload(),
+            reason,
+            error,
+        };
+        let event = match OrderPlaced::decode(message.payload().unwrap_or_default()) {
+            Ok(event) => event,
+            Err(error) => {
+                return self
+                    .dead_letter(&letter(REASON_UNDECODABLE, &error.to_string()))
+                    .await;
+            }
+        };
+        let mut tx = self.pool.begin().await?;
+        let stored = match self.handler.store(&mut tx, &event).await {
+            Ok(stored) => stored,
+            Err(error) if is_transient(&error) => return Err(error),
+            Err(error) => {
+                drop(tx);
+                return self
+                    .dead_letter(&letter(REASON_REJECTED, &error.to_string()))
+                    .await;
+            }
+        };
+        match &stored {
+            Stored::New => {
+                tx.commit().await?;
+                self.metrics.events_consumed.inc();
+                tracing::debug!(order_id = event.id, "stored");
+            }
+            Stored::Duplicate => {
+                tx.commit().await?;
+                self.metrics.duplicates_skipped.inc();
+                tracing::info!(order_id = event.id, "duplicate skipped");
+            }
+            Stored::Conflict { detail } => {
+                store::insert_dead_letter(&mut tx, &letter(REASON_CONFLICT, detail)).await?;
+                tx.commit().await?;
+                self.metrics.dead_letter(REASON_CONFLICT);
+                tracing::warn!(
+                    order_id = event.id,
+                    detail,
+                    "conflicting duplicate dead-lettered, first version kept"
+                );
+            }
+        }
+        self.metrics
+            .processing_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter<'_>) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        store::insert_dead_letter(&mut conn, letter).await?;
+        self.metrics.dead_letter(letter.reason);
+        tracing::warn!(
+            partition = letter.partition,
+            offset = letter.offset,
+            reason = letter.reason,
+            error = letter.error,
+            "record dead-lettered"
+        );
+        Ok(())
+    }
+}
+
+/// Connection and availability problems pass; data and constraint errors (SQLSTATE classes 22, 23) and
+/// decoding problems would fail again on every retry, so they are not transient.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            !(code.starts_with("22") || code.starts_with("23"))
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => false,
+        _ => true,
+    }
+}
+
+/// Exponential: first × 2^(attempt-1), capped at max.
+fn backoff(first: Duration, max: Duration, attempt: u32) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(max)
+}
+
+fn single(topic: &str, partition: i32, offset: Offset) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    // Only fails for Offset values librdkafka cannot represent; Offset::Offset(n >= 0) always is.
+    let _ = list.add_partition_offset(topic, partition, offset);
+    list
+}
+
+fn pause_partition(consumer: &StreamConsumer<KafkaContext>, (topic, partition): &(String, i32)) {
+    // Pausing discards what was prefetched for the partition; the seek on resume fetches it again.
+    if let Err(error) = consumer.pause(&single(topic, *partition, Offset::Invalid)) {
+        tracing::warn!(%error, partition, "pause failed");
+    }
+}
+
+fn resume_due_partitions(
+    consumer: &StreamConsumer<KafkaContext>,
+    paused: &mut HashMap<(String, i32), Paused>,
+) {
+    let now = tokio::time::Instant::now();
+    let due: Vec<_> = paused
+        .iter()
+        .filter(|(_, p)| p.until <= now)
+        .map(|(k, p)| (k.clone(), *p))
+        .collect();
+    for ((topic, partition), state) in due {
+        if let Err(error) = consumer.seek(
+            &topic,
+            partition,
+            Offset::Offset(state.offset),
+            Duration::from_secs(5),
+        ) {
+            // Still paused: try again after another short wait rather than consume past the failed record.
+            tracing::warn!(%error, partition, "seek back failed, staying paused");
+            if let Some(p) = paused.get_mut(&(topic, partition)) {
+                p.until = now + Duration::from_secs(1);
+            }
+            continue;
+        }
+        if let Err(error) = consumer.resume(&single(&topic, partition, Offset::Invalid)) {
+            tracing::warn!(%error, partition, "resume failed");
+        }
+        tracing::info!(partition, offset = state.offset, "partition resumed");
+        paused.remove(&(topic, partition));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let (first, max) = (Duration::from_millis(100), Duration::from_millis(1000));
+        assert_eq!(backoff(first, max, 1), Duration::from_millis(100));
+        assert_eq!(backoff(first, max, 2), Duration::from_millis(200));
+        assert_eq!(backoff(first, max, 4), Duration::from_millis(800));
+        assert_eq!(backoff(first, max, 5), max);
+        assert_eq!(backoff(first, max, 60), max);
+    }
+
+    #[test]
+    fn connection_loss_is_transient_and_bad_data_is_not() {
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(is_transient(&sqlx::Error::Io(std::io::Error::other("reset"))));
+        assert!(!is_transient(&sqlx::Error::Decode("bad".into())));
+    }
+}

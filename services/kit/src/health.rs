@@ -1,0 +1,89 @@
+//! `/healthz` (alive; never checks dependencies), `/readyz` (database reachable and migrated — for order
+//! too: Kafka being down must not take order out of service, the outbox exists for that) and `/metrics`;
+//! plus the middleware counting every request.
+
+use crate::db::Database;
+use crate::metrics::{HttpLabels, Metrics};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ordersystem_contract::wiring::{HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
+
+#[derive(Clone)]
+struct HealthState {
+    db: Database,
+    metrics: Metrics,
+}
+
+/// The probe and metrics routes, to merge into a service's router.
+pub fn router(db: Database, metrics: Metrics) -> Router {
+    Router::new()
+        .route(HEALTHZ_PATH, get(|| async { "ok" }))
+        .route(READYZ_PATH, get(readyz))
+        .route(METRICS_PATH, get(metrics_text))
+        .with_state(HealthState { db, metrics })
+}
+
+async fn readyz(State(state): State<HealthState>) -> Response {
+    if state.db.is_ready().await {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database not reachable or not migrated",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<HealthState>) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => (
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Counts requests by method, matched route (not the raw path, which would explode the label set) and status.
+pub async fn count_requests(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            path,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// Serve `app` (with request counting) on `listener` until `shutdown` fires; in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    metrics: Metrics,
+    mut shutdown: crate::shutdown::Shutdown,
+) -> std::io::Result<()> {
+    let app = app.layer(axum::middleware::from_fn_with_state(metrics, count_requests));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+}

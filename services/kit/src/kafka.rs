@@ -1,0 +1,147 @@
+//! Kafka client settings shared by the producer and the consumers, and the client context that turns
+//! librdkafka's callbacks into logs and metrics: every rebalance is logged with its partitions (so
+//! scaling can be seen), and "all brokers down" flips the `kafka_connected` gauge.
+
+use crate::config::{ConsumerArgs, GroupProtocol, KafkaArgs};
+use crate::metrics::Metrics;
+use rdkafka::TopicPartitionList;
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use std::sync::{Arc, Mutex};
+
+/// Callbacks of one client. `revoked` collects partitions lost in a rebalance so the consumer loop can
+/// forget their pause state.
+#[derive(Clone)]
+pub struct KafkaContext {
+    metrics: Metrics,
+    revoked: Arc<Mutex<Vec<(String, i32)>>>,
+}
+
+impl KafkaContext {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics,
+            revoked: Arc::default(),
+        }
+    }
+
+    /// Partitions revoked since the last call.
+    pub fn take_revoked(&self) -> Vec<(String, i32)> {
+        // A poisoned lock only means a callback panicked mid-push; the list is still usable.
+        std::mem::take(
+            &mut *self
+                .revoked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+fn describe(partitions: &TopicPartitionList) -> String {
+    let mut names: Vec<String> = partitions
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect();
+    names.sort();
+    names.join(",")
+}
+
+impl ClientContext for KafkaContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
+            self.metrics.kafka_connected.set(0);
+        }
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for KafkaContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            self.metrics.rebalances.inc();
+            tracing::info!(partitions = %describe(partitions), "partitions revoked");
+            let mut revoked = self
+                .revoked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            revoked.extend(
+                partitions
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                self.metrics.rebalances.inc();
+                self.metrics.kafka_connected.set(1);
+                let now = rdkafka::consumer::Consumer::assignment(consumer)
+                    .map(|a| describe(&a))
+                    .unwrap_or_default();
+                tracing::info!(added = %describe(partitions), assignment = %now, "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+        }
+    }
+}
+
+/// Settings common to every client.
+pub fn base_config(kafka: &KafkaArgs) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set(
+            "topic.metadata.refresh.interval.ms",
+            kafka.metadata_refresh_ms.to_string(),
+        )
+        .set("client.dns.lookup", "use_all_dns_ips");
+    config
+}
+
+/// The idempotent producer of the relay: acks from all in-sync replicas, no reordering on retry, and the
+/// Java client's partitioner so a key lands where any Java producer would put it.
+pub fn producer_config(kafka: &KafkaArgs, message_timeout_ms: u32) -> ClientConfig {
+    let mut config = base_config(kafka);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("message.timeout.ms", message_timeout_ms.to_string())
+        .set("linger.ms", "5");
+    config
+}
+
+/// The consumer of invoicing and shipping: offsets stored by the loop only after the database commit and
+/// committed by the background auto-commit; a new group starts at the earliest offset.
+pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs) -> ClientConfig {
+    let mut config = base_config(kafka);
+    config
+        .set("group.id", &consumer.group_id)
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .set("max.poll.interval.ms", consumer.max_poll_interval_ms.to_string());
+    match consumer.group_protocol {
+        // librdkafka rejects session.timeout.ms and partition.assignment.strategy under KIP-848: the broker
+        // owns both.
+        GroupProtocol::Consumer => {
+            config.set("group.protocol", "consumer");
+        }
+        GroupProtocol::Classic => {
+            config
+                .set("group.protocol", "classic")
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .set("session.timeout.ms", consumer.session_timeout_ms.to_string());
+        }
+    }
+    config
+}
