@@ -3,12 +3,14 @@
 //!
 //! Modules, from the outside in: `node` (Node, Lease, NodeStatus), `pods` (watch and dispatch), `pod`
 //! (one pod's lifecycle), `container` (one container's restarts and probes), `process` (spawn, mount
-//! namespace, signals), and the pure helpers `env`, `volumes`, `probes`, `status`, `images`, `ips`.
+//! namespace, signals), `leftovers` (process groups a crashed agent left), and the helpers `env`,
+//! `volumes`, `probes`, `status`, `images`, `ips`.
 
 pub mod container;
 pub mod env;
 pub mod images;
 pub mod ips;
+pub mod leftovers;
 pub mod node;
 pub mod pod;
 pub mod pods;
@@ -27,7 +29,7 @@ pub const FIELD_MANAGER: &str = "ordersystem-node-agent";
 pub struct Agent {
     pub client: kube::Client,
     pub node_name: String,
-    /// This node's directory: `logs/`, and `pods/<uid>/` for volumes.
+    /// This node's directory: `logs/`, `pods/<uid>/` for volumes, `pids/` (see `leftovers`).
     pub state_dir: PathBuf,
     pub images: images::ImageTable,
     pub ips: ips::IpPool,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use ordersystem_node_agent::{Agent, images::ImageTable, ips::IpPool, node, pods};
+use ordersystem_node_agent::{Agent, images::ImageTable, ips::IpPool, leftovers, node, pods};
 use tracing::info;
 
 /// Runs the pods bound to one Node as host processes, for machines without a container engine
@@ -115,6 +115,10 @@ async fn main() -> anyhow::Result<()> {
         api_port,
         crash_backoff: Duration::from_secs(crash_backoff_seconds),
     });
+    let killed = leftovers::kill_all(&agent.state_dir.join("pids"));
+    if killed > 0 {
+        info!(killed, "ended process groups of an earlier agent of this node");
+    }
     info!(node = %node_name, bin_dir = %bin_dir.display(), state_dir = %agent.state_dir.display(), "node agent running");
     let heartbeat = tokio::spawn(node::heartbeat(
         client.clone(),

@@ -30,8 +30,9 @@ use crate::{Agent, error_chain, images, volumes};
 
 /// How often a pod that cannot start yet (missing Secret, binary, …) is retried.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
-/// Volumes are rewritten this often, so projected tokens (1 h by default) are renewed well before expiry.
-const VOLUME_REFRESH: Duration = Duration::from_secs(15 * 60);
+/// Volumes are rewritten this often: changed Secrets and ConfigMaps show up within about the kubelet's
+/// sync period, and projected tokens (1 h by default) are renewed long before they expire.
+const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 /// The default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
 /// Longest grace when the agent itself shuts down: tests stop agents and should not wait 30 s per pod.
@@ -311,6 +312,7 @@ impl Worker {
             launches.push(Launch {
                 args: self.arguments(container, &vars),
                 mounts: self.mounts(container, &volumes),
+                pid_dir: self.agent.state_dir.join("pids"),
                 working_dir: self.working_dir(container),
                 log_path: process::log_path(
                     &self.agent.state_dir,

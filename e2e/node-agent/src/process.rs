@@ -74,6 +74,8 @@ pub struct Launch {
     pub working_dir: PathBuf,
     pub mounts: Vec<Mount>,
     pub log_path: PathBuf,
+    /// Where the running process group is recorded (see `leftovers`).
+    pub pid_dir: PathBuf,
 }
 
 /// A started process and the PID of its group.
@@ -81,6 +83,7 @@ pub struct Launch {
 pub struct Running {
     child: Child,
     pid: u32,
+    record: Option<PathBuf>,
 }
 
 /// How a process ended, in container terms.
@@ -142,7 +145,8 @@ pub fn spawn(launch: &Launch) -> Result<Running, Error> {
         source,
     })?;
     let pid = child.id().unwrap_or_default();
-    Ok(Running { child, pid })
+    let record = crate::leftovers::record(&launch.pid_dir, pid);
+    Ok(Running { child, pid, record })
 }
 
 /// The command line: the binary itself, or the binary behind the mount-namespace wrapper.
@@ -187,6 +191,9 @@ impl Running {
             pid: self.pid,
             source,
         })?;
+        if let Some(record) = self.record.take() {
+            let _ = std::fs::remove_file(record);
+        }
         Ok(status.into())
     }
 
@@ -237,6 +244,7 @@ mod tests {
             working_dir: dir.to_path_buf(),
             mounts: vec![],
             log_path: dir.join("out.log"),
+            pid_dir: dir.join("pids"),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The Node stays Ready: Lease renewals and status heartbeats keep KCM's node lifecycle controller happy.
+//! The Node: it stays Ready through Lease renewals and status heartbeats, and the agent's own stop and
+//! crash are handled (pods stopped and Node deleted; leftovers ended by the next agent).
 
 use std::time::{Duration, Instant};
 
@@ -6,7 +7,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 
-use crate::support::{Agent, client, node_ready};
+use serde_json::json;
+
+use crate::support::{
+    Agent, client, container_pid, node_ready, pod_ready, process_alive, wait_for, with_env,
+};
 
 /// Longer than KCM's node-monitor grace period (40–50 s) several times over.
 const OBSERVE: Duration = Duration::from_secs(180);
@@ -67,4 +72,56 @@ async fn node_stays_ready_for_three_minutes_with_a_renewed_lease_and_pod_capacit
         "lease renewed only {} times in {OBSERVE:?} (first {first_renewal:?})",
         renewals.len()
     );
+}
+
+#[tokio::test]
+async fn stopping_the_agent_ends_its_pods_and_deletes_its_node() {
+    with_env("agent-stop", async |env| {
+        env.create_pod("worker", env.testapp_pod_spec(json!([]), json!({})))
+            .await;
+        let pid = container_pid(&env.wait_ready("worker").await);
+        env.agent.stop();
+        assert!(!process_alive(pid), "process {pid} outlived the agent");
+        let nodes: Api<Node> = Api::all(env.client.clone());
+        wait_for(Duration::from_secs(30), "the Node to be deleted", || async {
+            matches!(nodes.get_opt(&env.agent.node).await, Ok(None)).then_some(())
+        })
+        .await;
+        // The pod is still bound to that node name: a new agent for it cleans up with the namespace.
+        let node = env.agent.node.clone();
+        env.agent = Agent::start_named(&env.client, &node).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_agent_restarted_after_a_crash_ends_the_processes_its_predecessor_left() {
+    with_env("agent-crashed", async |env| {
+        env.create_pod("survivor", env.testapp_pod_spec(json!([]), json!({})))
+            .await;
+        let pid = container_pid(&env.wait_ready("survivor").await);
+        env.agent.kill();
+        assert!(
+            process_alive(pid),
+            "a killed agent cannot stop its pods; the test needs that leftover"
+        );
+        let node = env.agent.node.clone();
+        env.agent = Agent::start_named(&env.client, &node).await;
+        wait_for(Duration::from_secs(10), "the leftover process to end", || async {
+            (!process_alive(pid)).then_some(())
+        })
+        .await;
+        // The pod is still bound here, so the new agent runs it again, on the freed IP.
+        let pods = env.pods();
+        wait_for(
+            Duration::from_secs(60),
+            "the pod to run under the new agent",
+            || async {
+                let pod = pods.get("survivor").await.ok()?;
+                (pod_ready(&pod) && container_pid(&pod) != pid).then_some(())
+            },
+        )
+        .await;
+    })
+    .await;
 }

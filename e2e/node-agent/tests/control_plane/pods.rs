@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use nix::sys::signal::{Signal, kill};
@@ -189,7 +189,7 @@ async fn deleting_a_pod_stops_its_process_with_sigterm_and_removes_the_pod() {
 }
 
 #[tokio::test]
-async fn secret_env_var_secret_volume_and_field_refs_reach_the_process() {
+async fn secret_and_config_map_env_secret_volume_and_field_refs_reach_the_process() {
     with_env("agent-env", async |env| {
         let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
         let secret: Secret = serde_json::from_value(json!({
@@ -201,13 +201,27 @@ async fn secret_env_var_secret_volume_and_field_refs_reach_the_process() {
             .create(&PostParams::default(), &secret)
             .await
             .expect("create secret");
+        let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+        let config_map: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "settings"},
+            "data": {"mode": "fast", "LEVEL": "7"},
+        }))
+        .expect("config map");
+        config_maps
+            .create(&PostParams::default(), &config_map)
+            .await
+            .expect("create config map");
         let extra_env = json!([
             {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
             {"name": "DB_URL", "value": "postgres://$(POD_NAMESPACE)@db/$$(NOT_EXPANDED)"},
+            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
         ]);
         let mut spec = env.testapp_pod_spec(
             extra_env,
-            json!({"volumeMounts": [{"name": "creds", "mountPath": "/etc/testapp/creds", "readOnly": true}]}),
+            json!({
+                "volumeMounts": [{"name": "creds", "mountPath": "/etc/testapp/creds", "readOnly": true}],
+                "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+            }),
         );
         spec["volumes"] = json!([{"name": "creds", "secret": {"secretName": "creds"}}]);
         env.create_pod("envy", spec).await;
@@ -225,6 +239,8 @@ async fn secret_env_var_secret_volume_and_field_refs_reach_the_process() {
         assert_eq!(get("/env/POD_NAME".into()).await, (200, "envy".into()));
         let url = format!("postgres://{}@db/$(NOT_EXPANDED)", env.namespace);
         assert_eq!(get("/env/DB_URL".into()).await, (200, url));
+        assert_eq!(get("/env/MODE".into()).await, (200, "fast".into()));
+        assert_eq!(get("/env/CFG_LEVEL".into()).await, (200, "7".into()));
         assert_eq!(
             get("/env/KUBERNETES_SERVICE_HOST".into()).await,
             (200, "127.0.0.1".into())
@@ -299,6 +315,33 @@ async fn service_account_token_has_exactly_the_accounts_permissions() {
             "403",
             "nor other namespaces"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pods_bound_to_another_node_are_left_alone() {
+    with_env("agent-other", async |env| {
+        let mut elsewhere = env.testapp_pod_spec(json!([]), json!({}));
+        elsewhere["nodeName"] = json!(format!("{}-elsewhere", env.agent.node));
+        env.create_pod("elsewhere", elsewhere).await;
+        env.create_pod("mine", env.testapp_pod_spec(json!([]), json!({})))
+            .await;
+        // Both events reach the agent's watch at about the same time; once its own pod is Ready the
+        // other one would have been started too, had the agent taken it.
+        env.wait_ready("mine").await;
+        let other = env.pods().get("elsewhere").await.expect("pod exists");
+        let status = other.status.unwrap_or_default();
+        assert_eq!(status.pod_ip, None, "the agent gave it an IP");
+        assert_eq!(status.container_statuses, None, "the agent ran it");
+        let log_path = env.agent.container_log_path(&env.namespace, "elsewhere", "app");
+        assert!(!log_path.exists(), "the agent started its process");
+        // Nobody finalizes a pod of a node that does not exist: delete it at once.
+        let now = kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        env.pods().delete("elsewhere", &now).await.expect("delete pod");
     })
     .await;
 }

@@ -43,15 +43,26 @@ pub struct Agent {
     pub node: String,
     child: Child,
     state_dir: PathBuf,
+    /// Set once the child has been reaped, so its PID is never signalled again.
+    exited: bool,
 }
 
 impl Agent {
     /// Starts an agent on a fresh Node and waits until the Node is Ready.
     pub async fn start(client: &kube::Client) -> Agent {
-        let node = names::unique("agent");
+        Agent::start_named(client, &names::unique("agent")).await
+    }
+
+    /// Starts an agent for `node` (an existing Node is taken over) and waits until the Node is Ready.
+    pub async fn start_named(client: &kube::Client, node: &str) -> Agent {
+        let node = node.to_string();
         let state_root = PathBuf::from(STATE_ROOT);
         std::fs::create_dir_all(&state_root).expect("state dir");
-        let log = std::fs::File::create(state_root.join(format!("{node}.agent.log"))).expect("agent log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state_root.join(format!("{node}.agent.log")))
+            .expect("agent log");
         let testapp = PathBuf::from(env!("CARGO_BIN_EXE_ordersystem-testapp"));
         let child = Command::new(env!("CARGO_BIN_EXE_ordersystem-node-agent"))
             .args([
@@ -78,6 +89,7 @@ impl Agent {
             node,
             child,
             state_dir: state_root,
+            exited: false,
         };
         let nodes: Api<Node> = Api::all(client.clone());
         let ready = deadline_loop(Duration::from_secs(30), || async {
@@ -127,21 +139,42 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
-    /// SIGTERM (the agent stops its pods and deletes its Node), SIGKILL if it takes too long.
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
+impl Agent {
+    /// SIGTERM (the agent stops its pods and deletes its Node), SIGKILL if it takes over 20 s.
+    pub fn stop(&mut self) {
+        self.signal(Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                self.exited = true;
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.child.kill();
+        self.kill();
+    }
+
+    /// SIGKILL, as a crash: the agent gets no chance to stop its pods.
+    pub fn kill(&mut self) {
+        self.signal(Signal::SIGKILL);
         let _ = self.child.wait();
+        self.exited = true;
+    }
+
+    fn signal(&self, signal: Signal) {
+        if !self.exited
+            && let Ok(pid) = i32::try_from(self.child.id())
+        {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if !self.exited {
+            self.stop();
+        }
     }
 }
 
@@ -176,7 +209,7 @@ pub struct TestEnv {
 /// the namespace, waits for its pods to be finalized by the agent, then stops the agent.
 pub async fn with_env<F>(prefix: &str, body: F)
 where
-    F: AsyncFnOnce(&TestEnv),
+    F: AsyncFnOnce(&mut TestEnv),
 {
     let client = client().await;
     let agent = Agent::start(&client).await;
@@ -193,12 +226,12 @@ where
         accounts.get_opt("default").await.ok()?.map(|_| ())
     })
     .await;
-    let env = TestEnv {
+    let mut env = TestEnv {
         client,
         agent,
         namespace,
     };
-    let outcome = std::panic::AssertUnwindSafe(body(&env)).catch_unwind().await;
+    let outcome = std::panic::AssertUnwindSafe(body(&mut env)).catch_unwind().await;
     if outcome.is_err() {
         eprintln!(
             "===== node agent log ({}) =====\n{}",
@@ -396,7 +429,14 @@ where
     }
 }
 
-/// Whether a process with `pid` exists.
+/// Whether a process with `pid` exists and has not ended (a zombie has ended).
 pub fn process_alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state is the first field after the parenthesised command name.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    state != Some("Z")
 }
