@@ -1,0 +1,173 @@
+//! What a valid new order is, decided without a database: at least one line, counts in range, every
+//! address field present and of sane length. Whether the customer and items exist is the store's answer.
+
+use ordersystem_contract::Address;
+use ordersystem_contract::event::MAX_LINE_COUNT;
+use serde::Deserialize;
+
+/// Most lines in one order.
+pub const MAX_LINES: usize = 100;
+/// Longest address field, in characters.
+pub const MAX_FIELD_LEN: usize = 200;
+
+/// An order as submitted (JSON API or form), not yet checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderInput {
+    pub customer_id: i64,
+    pub shipping_address: AddressInput,
+    pub billing_address: AddressInput,
+    #[serde(default)]
+    pub order_line: Vec<LineInput>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AddressInput {
+    #[serde(default)]
+    pub street: String,
+    #[serde(default)]
+    pub zip: String,
+    #[serde(default)]
+    pub city: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineInput {
+    pub count: i64,
+    pub item_id: i64,
+}
+
+/// A checked order, ready for the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub customer_id: i64,
+    pub shipping_address: Address,
+    pub billing_address: Address,
+    pub lines: Vec<NewLine>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewLine {
+    pub count: i32,
+    pub item_id: i64,
+}
+
+/// Why an order was refused; the message is shown to the person or API client as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl NewOrder {
+    pub fn parse(input: OrderInput) -> Result<Self, Invalid> {
+        if input.order_line.is_empty() {
+            return Err(Invalid("an order needs at least one line".into()));
+        }
+        if input.order_line.len() > MAX_LINES {
+            return Err(Invalid(format!("an order has at most {MAX_LINES} lines")));
+        }
+        let lines = input
+            .order_line
+            .iter()
+            .enumerate()
+            .map(|(index, line)| {
+                let count = i32::try_from(line.count)
+                    .ok()
+                    .filter(|c| (1..=MAX_LINE_COUNT).contains(c))
+                    .ok_or_else(|| {
+                        Invalid(format!(
+                            "line {}: count must be between 1 and {MAX_LINE_COUNT}",
+                            index + 1
+                        ))
+                    })?;
+                Ok(NewLine {
+                    count,
+                    item_id: line.item_id,
+                })
+            })
+            .collect::<Result<Vec<_>, Invalid>>()?;
+        Ok(Self {
+            customer_id: input.customer_id,
+            shipping_address: parse_address("shipping address", input.shipping_address)?,
+            billing_address: parse_address("billing address", input.billing_address)?,
+            lines,
+        })
+    }
+}
+
+fn parse_address(what: &str, input: AddressInput) -> Result<Address, Invalid> {
+    let field = |name: &str, value: String| {
+        let value = value.trim().to_string();
+        if value.is_empty() {
+            Err(Invalid(format!("{what}: {name} is required")))
+        } else if value.chars().count() > MAX_FIELD_LEN {
+            Err(Invalid(format!(
+                "{what}: {name} is longer than {MAX_FIELD_LEN} characters"
+            )))
+        } else {
+            Ok(value)
+        }
+    };
+    Ok(Address {
+        street: field("street", input.street)?,
+        zip: field("zip", input.zip)?,
+        city: field("city", input.city)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address() -> AddressInput {
+        AddressInput {
+            street: "Ohlauer Str. 43".into(),
+            zip: "10999".into(),
+            city: "Berlin".into(),
+        }
+    }
+
+    fn input(lines: Vec<LineInput>) -> OrderInput {
+        OrderInput {
+            customer_id: 1,
+            shipping_address: address(),
+            billing_address: address(),
+            order_line: lines,
+        }
+    }
+
+    #[test]
+    fn a_complete_order_parses() {
+        let order = NewOrder::parse(input(vec![LineInput { count: 2, item_id: 1 }])).unwrap();
+        assert_eq!(order.lines, vec![NewLine { count: 2, item_id: 1 }]);
+        assert_eq!(order.shipping_address.city, "Berlin");
+    }
+
+    #[test]
+    fn an_order_without_lines_is_refused() {
+        assert!(
+            NewOrder::parse(input(vec![]))
+                .unwrap_err()
+                .0
+                .contains("at least one line")
+        );
+    }
+
+    #[test]
+    fn zero_negative_and_absurd_counts_are_refused() {
+        for count in [0, -1, i64::from(MAX_LINE_COUNT) + 1, i64::MAX] {
+            let error = NewOrder::parse(input(vec![LineInput { count, item_id: 1 }])).unwrap_err();
+            assert!(error.0.contains("count"), "{count}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_blank_address_field_is_refused_and_named() {
+        let mut order = input(vec![LineInput { count: 1, item_id: 1 }]);
+        order.billing_address.zip = "  ".into();
+        assert_eq!(
+            NewOrder::parse(order).unwrap_err().0,
+            "billing address: zip is required"
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! The HTML pages, recognisably the reference's: order list (`/`), form (`/form.html`, "Add Line" posts to
+//! `/line`, "Submit" to `/`), and detail (`/{id}`). A refused order re-renders the form with the reason
+//! and the person's input, never a stack trace.
+
+use super::{ApiError, AppState, place_order};
+use crate::domain::{AddressInput, LineInput, OrderInput};
+use crate::store;
+use askama::Template;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use ordersystem_contract::{Customer, Item, OrderPlaced};
+use std::collections::BTreeMap;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(list).post(submit))
+        .route("/form.html", get(form))
+        .route("/line", post(add_line))
+        .route("/{id}", get(detail))
+}
+
+#[derive(Template)]
+#[template(path = "orderlist.html")]
+struct ListPage {
+    orders: Vec<store::OrderSummary>,
+}
+
+#[derive(Template)]
+#[template(path = "orderform.html")]
+struct FormPage {
+    customers: Vec<Customer>,
+    items: Vec<Item>,
+    form: FormValues,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "order.html")]
+struct DetailPage {
+    total: String,
+    order: OrderPlaced,
+}
+
+#[derive(Template)]
+#[template(path = "success.html")]
+struct SuccessPage {
+    id: i64,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    title: String,
+    message: String,
+}
+
+/// The form's fields as typed, so a refused form comes back with the person's input.
+#[derive(Debug, Default)]
+struct FormValues {
+    customer: i64,
+    shipping: AddressInput,
+    billing: AddressInput,
+    lines: Vec<FormLine>,
+}
+
+#[derive(Debug)]
+struct FormLine {
+    count: String,
+    item: i64,
+}
+
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+fn error_page(error: &ApiError) -> Response {
+    if let ApiError::Internal(source) = error {
+        tracing::error!(error = %source, "page failed");
+    }
+    let title = if error.status() == StatusCode::NOT_FOUND {
+        "Not found"
+    } else {
+        "Error"
+    };
+    render(
+        error.status(),
+        &MessagePage {
+            title: title.into(),
+            message: error.public_message(),
+        },
+    )
+}
+
+async fn list(State(state): State<AppState>) -> Response {
+    match store::list(&state.pool).await {
+        Ok(orders) => render(StatusCode::OK, &ListPage { orders }),
+        Err(error) => error_page(&error.into()),
+    }
+}
+
+async fn form_page(
+    state: &AppState,
+    status: StatusCode,
+    form: FormValues,
+    error: Option<String>,
+) -> Response {
+    let catalogue = async {
+        Ok::<_, sqlx::Error>((
+            store::customers(&state.pool).await?,
+            store::items(&state.pool).await?,
+        ))
+    };
+    match catalogue.await {
+        Ok((customers, items)) => render(
+            status,
+            &FormPage {
+                customers,
+                items,
+                form,
+                error,
+            },
+        ),
+        Err(error) => error_page(&error.into()),
+    }
+}
+
+async fn form(State(state): State<AppState>) -> Response {
+    form_page(&state, StatusCode::OK, FormValues::default(), None).await
+}
+
+/// "Add Line": nothing is stored; the form comes back with one more line (count 1, first item).
+async fn add_line(
+    State(state): State<AppState>,
+    fields: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(fields)) = fields else {
+        return error_page(&ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "the form could not be read",
+        ));
+    };
+    let mut values = read_form(&fields);
+    let first_item = store::items(&state.pool)
+        .await
+        .ok()
+        .and_then(|items| items.first().map(|i| i.item_id));
+    values.lines.push(FormLine {
+        count: "1".into(),
+        item: first_item.unwrap_or_default(),
+    });
+    form_page(&state, StatusCode::OK, values, None).await
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    fields: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(fields)) = fields else {
+        return error_page(&ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "the form could not be read",
+        ));
+    };
+    let values = read_form(&fields);
+    let result = match to_input(&values) {
+        Ok(input) => place_order(&state, input).await,
+        Err(message) => Err(ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, message)),
+    };
+    match result {
+        Ok(event) => render(StatusCode::OK, &SuccessPage { id: event.id }),
+        Err(error @ ApiError::Client { .. }) => {
+            let status = error.status();
+            form_page(&state, status, values, Some(error.public_message())).await
+        }
+        Err(error) => error_page(&error),
+    }
+}
+
+async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    match store::get(&state.pool, id).await {
+        Ok(Some(order)) => render(
+            StatusCode::OK,
+            &DetailPage {
+                total: order.total().to_string(),
+                order,
+            },
+        ),
+        Ok(None) => error_page(&ApiError::client(
+            StatusCode::NOT_FOUND,
+            format!("order {id} not found"),
+        )),
+        Err(error) => error_page(&error.into()),
+    }
+}
+
+/// The reference's field names: `customer`, `shippingAddress.street`, `orderLine[0].count`, `orderLine[0].item`.
+fn read_form(fields: &[(String, String)]) -> FormValues {
+    let mut values = FormValues::default();
+    let mut lines: BTreeMap<usize, FormLine> = BTreeMap::new();
+    for (name, value) in fields {
+        match name.as_str() {
+            "customer" => values.customer = value.trim().parse().unwrap_or_default(),
+            "shippingAddress.street" => values.shipping.street.clone_from(value),
+            "shippingAddress.zip" => values.shipping.zip.clone_from(value),
+            "shippingAddress.city" => values.shipping.city.clone_from(value),
+            "billingAddress.street" => values.billing.street.clone_from(value),
+            "billingAddress.zip" => values.billing.zip.clone_from(value),
+            "billingAddress.city" => values.billing.city.clone_from(value),
+            other => {
+                let Some((index, field)) = other
+                    .strip_prefix("orderLine[")
+                    .and_then(|rest| rest.split_once("]."))
+                    .and_then(|(index, field)| Some((index.parse::<usize>().ok()?, field)))
+                else {
+                    continue;
+                };
+                let line = lines.entry(index).or_insert(FormLine {
+                    count: String::new(),
+                    item: 0,
+                });
+                match field {
+                    "count" => line.count.clone_from(value),
+                    "item" => line.item = value.trim().parse().unwrap_or_default(),
+                    _ => {}
+                }
+            }
+        }
+    }
+    values.lines = lines.into_values().collect();
+    values
+}
+
+fn to_input(values: &FormValues) -> Result<OrderInput, String> {
+    let order_line = values
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(index, line)| {
+            let count = line
+                .count
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("line {}: count must be a whole number", index + 1))?;
+            Ok(LineInput {
+                count,
+                item_id: line.item,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(OrderInput {
+        customer_id: values.customer,
+        shipping_address: values.shipping.clone(),
+        billing_address: values.billing.clone(),
+        order_line,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_field_names_are_read_into_lines_in_index_order() {
+        let fields: Vec<(String, String)> = [
+            ("customer", "2"),
+            ("shippingAddress.city", "Berlin"),
+            ("orderLine[1].count", "3"),
+            ("orderLine[1].item", "4"),
+            ("orderLine[0].count", "1"),
+            ("orderLine[0].item", "2"),
+            ("submit", ""),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let values = read_form(&fields);
+        assert_eq!(values.customer, 2);
+        assert_eq!(values.shipping.city, "Berlin");
+        let input = to_input(&values).unwrap();
+        assert_eq!(
+            input
+                .order_line
+                .iter()
+                .map(|l| (l.count, l.item_id))
+                .collect::<Vec<_>>(),
+            vec![(1, 2), (3, 4)]
+        );
+    }
+
+    #[test]
+    fn a_non_numeric_count_names_its_line() {
+        let values = FormValues {
+            lines: vec![FormLine {
+                count: "two".into(),
+                item: 1,
+            }],
+            ..FormValues::default()
+        };
+        assert_eq!(
+            to_input(&values).unwrap_err(),
+            "line 1: count must be a whole number"
+        );
+    }
+}

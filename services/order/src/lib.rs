@@ -1,0 +1,81 @@
+//! The order service: takes orders through the web form and the JSON API, stores each with an outbox row in
+//! one transaction, and runs the outbox relay that publishes them. Readiness depends on the database only,
+//! so orders are still taken while Kafka is down; the backlog drains when it returns.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod store;
+
+use config::Config;
+use ordersystem_service_kit::db::{Database, DbError};
+use ordersystem_service_kit::health;
+use ordersystem_service_kit::metrics::Metrics;
+use ordersystem_service_kit::relay::{Relay, RelayError, RelaySettings};
+use ordersystem_service_kit::shutdown::Shutdown;
+use std::sync::Arc;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("database configuration is invalid")]
+    Database(#[from] DbError),
+    #[error("the outbox relay cannot start")]
+    Relay(#[from] RelayError),
+    #[error("the HTTP server failed")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Serve on `listener` and relay the outbox until `shutdown` fires.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    let metrics = Metrics::new();
+    let db = Database::connect_lazy(&config.database)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let settings = RelaySettings {
+        message_timeout: Duration::from_millis(config.outbox_message_timeout_ms),
+        idle_poll: Duration::from_millis(config.outbox_poll_ms),
+    };
+    let relay = Relay::new(
+        &config.kafka,
+        &settings,
+        db.pool.clone(),
+        metrics.clone(),
+        Arc::clone(&wake),
+    )?;
+    let state = http::AppState {
+        pool: db.pool.clone(),
+        metrics: metrics.clone(),
+        relay_wake: wake,
+    };
+    let app = http::router(state).merge(health::router(db.clone(), metrics.clone()));
+    let server = tokio::spawn(health::serve(listener, app, metrics, shutdown.clone()));
+    // Migrate and seed before relaying; the server answers /healthz (and /readyz "not ready") meanwhile.
+    if db.migrate(&MIGRATOR, shutdown.clone()).await {
+        seed_until_done(&db, shutdown.clone()).await;
+        relay.run(shutdown).await;
+    }
+    match server.await {
+        Ok(result) => result?,
+        Err(join) => tracing::error!(error = %join, "HTTP server task failed"),
+    }
+    Ok(())
+}
+
+async fn seed_until_done(db: &Database, mut shutdown: Shutdown) {
+    loop {
+        match store::seed(&db.pool).await {
+            Ok(()) => return,
+            Err(error) => tracing::warn!(%error, "seeding failed, retrying"),
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
