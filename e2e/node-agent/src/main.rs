@@ -100,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         .context("no Kubernetes client (is KUBECONFIG set?)")?;
     let spec = node::NodeSpec {
         name: node_name.clone(),
+        started: chrono::Utc::now(),
         labels,
         taints,
         max_pods,

@@ -58,6 +58,8 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
     pub name: String,
+    /// When this agent started: the conditions' transition time, since they hold while it runs.
+    pub started: chrono::DateTime<Utc>,
     /// `key=value` labels added to the standard hostname/os/arch ones.
     pub labels: Vec<(String, String)>,
     /// `key[=value]:Effect`; a taint keeps other people's pods off a test node.
@@ -212,10 +214,11 @@ fn parse_taint(text: &str) -> Result<Value, Error> {
 /// need to let the scheduler place test pods, not to model the host.
 fn node_status(spec: &NodeSpec) -> Value {
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let since = spec.started.to_rfc3339_opts(SecondsFormat::Secs, true);
     let condition = |type_: &str, status: &str, reason: &str, message: &str| {
         json!({
             "type": type_, "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": now, "lastTransitionTime": now,
+            "lastHeartbeatTime": now, "lastTransitionTime": since,
         })
     };
     let resources = json!({
@@ -273,6 +276,7 @@ mod tests {
     fn status_is_ready_with_pod_capacity() {
         let spec = NodeSpec {
             name: "n1".into(),
+            started: Utc::now() - chrono::Duration::minutes(5),
             labels: vec![],
             taints: vec![],
             max_pods: 7,
@@ -282,5 +286,7 @@ mod tests {
         assert_eq!(status["allocatable"]["pods"], "7");
         assert_eq!(status["conditions"][0]["type"], "Ready");
         assert_eq!(status["conditions"][0]["status"], "True");
+        let since = spec.started.to_rfc3339_opts(SecondsFormat::Secs, true);
+        assert_eq!(status["conditions"][0]["lastTransitionTime"], since.as_str());
     }
 }

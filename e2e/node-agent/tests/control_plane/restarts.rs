@@ -125,3 +125,36 @@ async fn restart_policy_never_leaves_a_failed_container_down() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_pod_is_ready_only_while_every_container_is() {
+    with_env("agent-two", async |env| {
+        let mut spec = env.testapp_pod_spec(json!([]), json!({}));
+        let sidecar = json!({
+            "name": "side",
+            "image": crate::support::TESTAPP_IMAGE,
+            "env": [
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "LISTEN_ADDR", "value": "$(POD_IP):8081"},
+            ],
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8081}, "periodSeconds": 1},
+        });
+        spec["containers"]
+            .as_array_mut()
+            .expect("containers")
+            .push(sidecar);
+        env.create_pod("pair", spec).await;
+        let pod = env.wait_ready("pair").await;
+        let mut side = pod_addr(&pod);
+        side.set_port(8081);
+        http_get(side, "/fail/readyz").await.expect("sidecar answers");
+        let unready = wait_pod(env, "pair", "Ready=False for the sidecar", |p| !pod_ready(p)).await;
+        let statuses = unready
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default();
+        let ready: Vec<(String, bool)> = statuses.iter().map(|c| (c.name.clone(), c.ready)).collect();
+        assert_eq!(ready, [("app".to_string(), true), ("side".to_string(), false)]);
+    })
+    .await;
+}
