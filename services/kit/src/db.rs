@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,9 +71,29 @@ impl Database {
 
     /// Run the service's migrations, retrying while the database is unreachable, until done or shut down.
     /// Returns whether they ran.
-    pub async fn migrate(&self, migrator: &Migrator, mut shutdown: Shutdown) -> bool {
+    pub async fn migrate(&self, migrator: &Migrator, shutdown: Shutdown) -> bool {
+        self.migrate_and_prepare(migrator, shutdown, |_| async { Ok(()) })
+            .await
+    }
+
+    /// Like `migrate`, then `prepare` (e.g. idempotent seed data), retried alike; the service reports
+    /// ready only after both, so nobody sees the tables without their seed.
+    pub async fn migrate_and_prepare<F, Fut>(
+        &self,
+        migrator: &Migrator,
+        mut shutdown: Shutdown,
+        prepare: F,
+    ) -> bool
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = Result<(), sqlx::Error>>,
+    {
         loop {
-            match migrator.run(&self.pool).await {
+            let attempt = async {
+                migrator.run(&self.pool).await.map_err(|e| e.to_string())?;
+                prepare(self.pool.clone()).await.map_err(|e| e.to_string())
+            };
+            match attempt.await {
                 Ok(()) => {
                     self.migrated.store(true, Ordering::SeqCst);
                     tracing::info!("database migrated");

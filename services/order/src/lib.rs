@@ -56,8 +56,8 @@ pub async fn run(
     let app = http::router(state).merge(health::router(db.clone(), metrics.clone()));
     let server = tokio::spawn(health::serve(listener, app, metrics, shutdown.clone()));
     // Migrate and seed before relaying; the server answers /healthz (and /readyz "not ready") meanwhile.
-    if db.migrate(&MIGRATOR, shutdown.clone()).await {
-        seed_until_done(&db, shutdown.clone()).await;
+    let seed = |pool: sqlx::PgPool| async move { store::seed(&pool).await };
+    if db.migrate_and_prepare(&MIGRATOR, shutdown.clone(), seed).await {
         relay.run(shutdown).await;
     }
     match server.await {
@@ -65,17 +65,4 @@ pub async fn run(
         Err(join) => tracing::error!(error = %join, "HTTP server task failed"),
     }
     Ok(())
-}
-
-async fn seed_until_done(db: &Database, mut shutdown: Shutdown) {
-    loop {
-        match store::seed(&db.pool).await {
-            Ok(()) => return,
-            Err(error) => tracing::warn!(%error, "seeding failed, retrying"),
-        }
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
 }
