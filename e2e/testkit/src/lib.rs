@@ -3,6 +3,9 @@
 //! proxy that can cut a connection on demand.
 
 pub mod env;
+pub mod kafka;
+pub mod metrics;
 pub mod names;
 pub mod proxy;
 pub mod schema;
+pub mod wait;

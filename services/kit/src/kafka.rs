@@ -78,13 +78,17 @@ impl ConsumerContext for KafkaContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let assignment = rdkafka::consumer::Consumer::assignment(consumer).ok();
+        if let Some(assignment) = &assignment {
+            self.metrics
+                .assigned_partitions
+                .set(i64::try_from(assignment.count()).unwrap_or(i64::MAX));
+        }
         match rebalance {
             Rebalance::Assign(partitions) => {
                 self.metrics.rebalances.inc();
                 self.metrics.kafka_connected.set(1);
-                let now = rdkafka::consumer::Consumer::assignment(consumer)
-                    .map(|a| describe(&a))
-                    .unwrap_or_default();
+                let now = assignment.map(|a| describe(&a)).unwrap_or_default();
                 tracing::info!(added = %describe(partitions), assignment = %now, "partitions assigned");
             }
             Rebalance::Revoke(_) => {}

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub outbox_backlog: Gauge,
     pub kafka_connected: Gauge,
     pub rebalances: Counter,
+    pub assigned_partitions: Gauge,
     pub processing_seconds: Histogram,
 }
 
@@ -49,6 +50,7 @@ impl Metrics {
         let outbox_backlog = Gauge::default();
         let kafka_connected = Gauge::default();
         let rebalances = Counter::default();
+        let assigned_partitions = Gauge::default();
         // 0.5 ms .. ~4 s: a stored event takes a few milliseconds; the tail shows database trouble.
         let processing_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
@@ -97,6 +99,11 @@ impl Metrics {
             rebalances.clone(),
         );
         registry.register(
+            "assigned_partitions",
+            "Partitions this member owns after the last rebalance",
+            assigned_partitions.clone(),
+        );
+        registry.register(
             "processing_seconds",
             "Time to store one consumed event",
             processing_seconds.clone(),
@@ -112,6 +119,7 @@ impl Metrics {
             outbox_backlog,
             kafka_connected,
             rebalances,
+            assigned_partitions,
             processing_seconds,
         }
     }

@@ -7,32 +7,15 @@ use ordersystem_service_kit::config::{
     ConsumerArgs, DatabaseArgs, GroupProtocol, HttpArgs, KafkaArgs, LogArgs, LogFormat,
 };
 use ordersystem_service_kit::shutdown::{self, Trigger};
+pub use ordersystem_testkit::kafka::create_topic;
 use ordersystem_testkit::schema::{self, ServiceDb};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+pub use ordersystem_testkit::wait::until as wait_until;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub const PARTITIONS: i32 = 3;
-
-pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topic request");
-    for result in results {
-        result.expect("topic created");
-    }
-}
 
 pub fn database_args(db: &ServiceDb) -> DatabaseArgs {
     DatabaseArgs {
@@ -182,37 +165,9 @@ pub async fn spawn_shipping(db: ServiceDb, bootstrap: &str, topic: &str, consume
     .await
 }
 
-/// Poll `condition` every 100 ms until it holds; panics naming `what` after `timeout`.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A metric's value from the service's `/metrics` (sum over label sets), 0 when absent.
 pub async fn metric(running: &Running, name: &str) -> f64 {
-    let text = reqwest::get(running.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    ordersystem_testkit::metrics::scrape(&running.url("/metrics"), name).await
 }
 
 pub async fn count(db: &ServiceDb, sql: &str) -> i64 {

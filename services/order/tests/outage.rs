@@ -1,0 +1,166 @@
+//! The outbox survives a Kafka outage: with this test's own broker stopped, orders are still accepted (201)
+//! and order stays ready; once the broker is back, each is published exactly once. The shared broker is
+//! never touched.
+
+mod support;
+
+use ordersystem_testkit::names;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use support::*;
+
+const INSTANCE: &str = "svc-outage";
+const PORT: &str = "19192";
+const CONTROLLER_PORT: &str = "19193";
+
+fn kafka_sh(action: &str) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e/infra/kafka.sh");
+    let status = std::process::Command::new(&script)
+        .arg(action)
+        .env("KAFKA_INSTANCE", INSTANCE)
+        .env("KAFKA_PORT", PORT)
+        .env("KAFKA_CONTROLLER_PORT", CONTROLLER_PORT)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        status.success(),
+        "{} {action} failed for instance {INSTANCE}",
+        script.display()
+    );
+}
+
+/// Stops and removes this test's broker however the test ends.
+struct OwnBroker;
+
+impl OwnBroker {
+    fn start_fresh() -> Self {
+        kafka_sh("reset");
+        kafka_sh("start");
+        Self
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        kafka_sh("reset");
+    }
+}
+
+async fn unsent(order: &Running) -> i64 {
+    count(&order.db, "SELECT count(*) FROM outbox WHERE sent_at IS NULL").await
+}
+
+async fn place(client: &reqwest::Client, order: &Running, n: i64) -> i64 {
+    let body = json!({
+        "customerId": 1,
+        "shippingAddress": {"street": format!("Street {n}"), "zip": "10999", "city": "Berlin"},
+        "billingAddress": {"street": "Krischerstr. 100", "zip": "40789", "city": "Monheim am Rhein"},
+        "orderLine": [{"count": n, "itemId": 3}]
+    });
+    let response = client
+        .post(order.url("/api/orders"))
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        response.status(),
+        201,
+        "order {n} refused: {:?}",
+        response.text().await
+    );
+    response.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_taken_while_kafka_is_down_are_published_exactly_once_after_it_returns() {
+    let broker = tokio::task::spawn_blocking(OwnBroker::start_fresh)
+        .await
+        .expect("broker started");
+    let bootstrap = format!("127.0.0.1:{PORT}");
+    let topic = names::unique("outage");
+    create_topic(&bootstrap, &topic, PARTITIONS).await;
+    let order = spawn_order(&bootstrap, &topic).await;
+    let client = reqwest::Client::new();
+
+    let mut ids = vec![place(&client, &order, 1).await];
+    wait_until("first order published", Duration::from_secs(60), || async {
+        unsent(&order).await == 0
+    })
+    .await;
+
+    tokio::task::spawn_blocking(|| kafka_sh("stop"))
+        .await
+        .expect("broker stopped");
+    for n in 2..=6 {
+        ids.push(place(&client, &order, n).await);
+    }
+    let ready = client.get(order.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 200, "order must stay ready while Kafka is down");
+    assert_eq!(
+        unsent(&order).await,
+        5,
+        "the orders taken during the outage wait in the outbox"
+    );
+    wait_until("kafka_connected drops to 0", Duration::from_secs(60), || async {
+        metric(&order, "ordersystem_kafka_connected").await == 0.0
+    })
+    .await;
+
+    tokio::task::spawn_blocking(|| kafka_sh("start"))
+        .await
+        .expect("broker restarted");
+    wait_until(
+        "outbox drained after the outage",
+        Duration::from_secs(120),
+        || async { unsent(&order).await == 0 },
+    )
+    .await;
+    assert_eq!(metric(&order, "ordersystem_kafka_connected").await, 1.0);
+    assert_eq!(metric(&order, "ordersystem_outbox_backlog").await, 0.0);
+
+    // Every order on the topic exactly once.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", names::unique("outage-check"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut extra_deadline = None;
+    loop {
+        // After all ids arrived, keep reading 3 s more so a duplicate would be seen.
+        let wait = match extra_deadline {
+            Some(until) => until - tokio::time::Instant::now(),
+            None => Duration::from_secs(60),
+        };
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(message) => {
+                let message = message.expect("receive");
+                let key = String::from_utf8_lossy(message.key().expect("keyed")).to_string();
+                *seen.entry(key).or_default() += 1;
+                if extra_deadline.is_none() && ids.iter().all(|id| seen.contains_key(&id.to_string())) {
+                    extra_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3));
+                }
+            }
+            Err(_) if extra_deadline.is_some() => break,
+            Err(_) => panic!("not every order was published: seen {seen:?}, expected {ids:?}"),
+        }
+    }
+    let expected: HashMap<String, usize> = ids.iter().map(|id| (id.to_string(), 1)).collect();
+    assert_eq!(seen, expected, "each order exactly once");
+    // Closed while its broker is still there: a group member's close waits for the coordinator.
+    drop(consumer);
+    order.stop().await;
+    tokio::task::spawn_blocking(move || drop(broker))
+        .await
+        .expect("broker removed");
+}
