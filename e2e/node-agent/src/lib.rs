@@ -2,7 +2,7 @@
 //! runs the pods bound to it as host processes. Not part of the product.
 //!
 //! Modules, from the outside in: `node` (Node, Lease, NodeStatus), `pods` (watch and dispatch), `pod`
-//! (one pod's lifecycle), `container` (one container's restarts and probes), `process` (spawn, mount
+//! (one pod's lifecycle), `launch` (pod spec → process launches), `container` (one container's restarts and probes), `process` (spawn, mount
 //! namespace, signals), `leftovers` (process groups a crashed agent left), and the helpers `env`,
 //! `volumes`, `probes`, `status`, `images`, `ips`.
 
@@ -10,6 +10,7 @@ pub mod container;
 pub mod env;
 pub mod images;
 pub mod ips;
+pub mod launch;
 pub mod leftovers;
 pub mod node;
 pub mod pod;

@@ -1,14 +1,13 @@
 //! One pod bound to this node: prepare it, run its containers, report its status, finalize its deletion.
 //!
-//! Flow: allocate a loopback IP → write its volumes and resolve env, image and mounts for each container
-//! (retried every few seconds while a Secret, ConfigMap or binary is missing, with the reason in the
-//! container's `waiting` state) → one supervisor per container → patch `status` whenever a record
+//! Flow: allocate a loopback IP → build the launches with `launch` (retried every few seconds while a
+//! Secret, ConfigMap or binary is missing, with the reason in the containers' `waiting` state) → one
+//! supervisor per container → patch `status` whenever a record
 //! changes. When the pod gets a `deletionTimestamp` the supervisors stop their processes (SIGTERM, the
 //! pod's grace period, SIGKILL); once all are gone the agent deletes the pod with grace 0, which is the
 //! kubelet's job and what lets the API server remove the object. This module writes only the pod's
 //! status and that final delete; init containers are not run (the agent logs that override).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,10 +22,10 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::container::{Shared, Supervised, supervise};
-use crate::env::{self, Sources};
-use crate::process::{self, Launch, Mount};
+use crate::launch::PodSetup;
+use crate::process::Launch;
 use crate::status::{self, Conditions, Record};
-use crate::{Agent, error_chain, images, volumes};
+use crate::{Agent, error_chain};
 
 /// How often a pod that cannot start yet (missing Secret, binary, …) is retried.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
@@ -51,14 +50,6 @@ pub enum PodEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to allocate a pod IP")]
-    AllocateIp(#[from] crate::ips::Error),
-    #[error("failed to prepare volumes")]
-    Volumes(#[from] volumes::Error),
-    #[error("failed to resolve env")]
-    Env(#[from] env::Error),
-    #[error("failed to resolve the image")]
-    Image(#[from] images::Error),
     #[error("failed to delete the pod")]
     Delete(#[source] kube::Error),
 }
@@ -120,8 +111,9 @@ impl Worker {
         let shared: Vec<Shared> = containers
             .iter()
             .map(|c| {
+                let image = c.image.as_deref().unwrap_or("");
                 Shared::new(
-                    Record::waiting(&c.name, c.image.as_deref().unwrap_or(""), "ContainerCreating", ""),
+                    Record::waiting(&c.name, image, "ContainerCreating", ""),
                     changed.clone(),
                 )
             })
@@ -135,41 +127,66 @@ impl Worker {
             return self.wait_and_finalize(&mut events, &[]).await;
         }
         self.report(&shared).await;
-        let launches = loop {
+        let launches = match self.prepare(&mut events, &shared, &containers).await {
+            Ok(launches) => launches,
+            Err(stop) => return self.finish(stop, &shared).await,
+        };
+        match self
+            .run_containers(&mut events, &shared, &changed, containers, launches)
+            .await
+        {
+            Some(stop) => self.finish(stop, &shared).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Builds the launches, retrying while something is missing; `Err` if the pod is stopped first.
+    async fn prepare(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<PodEvent>,
+        shared: &[Shared],
+        containers: &[Container],
+    ) -> Result<Vec<Launch>, Stop> {
+        loop {
             if let Some(stop) = self.stop_from_pod() {
-                return self.finish(stop, &shared).await;
+                return Err(stop);
             }
-            match self.prepare(&containers).await {
-                Ok(launches) => break launches,
+            match self.setup().launches(containers).await {
+                Ok(launches) => return Ok(launches),
                 Err(error) => {
-                    let reason = if matches!(error, Error::Image(_)) {
-                        "ImageNotMapped"
-                    } else {
-                        "CreateContainerConfigError"
-                    };
                     let message = error_chain(&error);
                     warn!(pod = %self.name(), %message, "pod cannot start yet, retrying");
-                    shared.iter().for_each(|s| {
-                        s.update(|r| {
-                            r.state = status::State::Waiting {
-                                reason: reason.into(),
-                                message: message.clone(),
-                            }
-                        })
-                    });
-                    self.report(&shared).await;
+                    let waiting = status::State::Waiting {
+                        reason: error.waiting_reason().into(),
+                        message,
+                    };
+                    shared
+                        .iter()
+                        .for_each(|s| s.update(|r| r.state = waiting.clone()));
+                    self.report(shared).await;
                 }
             }
             tokio::select! {
                 _ = tokio::time::sleep(PREPARE_RETRY) => {}
                 event = events.recv() => if let Some(stop) = self.handle(event) {
-                    return self.finish(stop, &shared).await;
+                    return Err(stop);
                 },
             }
-        };
+        }
+    }
+
+    /// One supervisor per container; reports status on every change until a stop has ended them all.
+    async fn run_containers(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<PodEvent>,
+        shared: &[Shared],
+        changed: &Notify,
+        containers: Vec<Container>,
+        launches: Vec<Launch>,
+    ) -> Option<Stop> {
         let (stop_tx, stop_rx) = watch::channel(None);
         let mut tasks = JoinSet::new();
-        for ((container, launch), shared) in containers.into_iter().zip(launches).zip(&shared) {
+        for ((container, launch), shared) in containers.into_iter().zip(launches).zip(shared) {
             let spec = Supervised {
                 container,
                 launch,
@@ -199,19 +216,16 @@ impl Worker {
                         (None, _) => {}
                     }
                 }
-                _ = changed.notified() => self.report(&shared).await,
+                _ = changed.notified() => self.report(shared).await,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = refresh.tick() => {
-                    if let Err(error) = self.write_volumes().await {
+                    if let Err(error) = self.setup().write_volumes().await {
                         warn!(pod = %self.name(), error = %error_chain(&error), "volume refresh failed");
                     }
                 }
             }
         }
-        match stop {
-            Some(stop) => self.finish(stop, &shared).await,
-            None => Ok(()),
-        }
+        stop
     }
 
     /// A pod that has ended for good (or never ran): wait for its deletion, then finalize it.
@@ -294,108 +308,6 @@ impl Worker {
         })
     }
 
-    /// Volumes, then each container's binary, env, arguments and mounts.
-    async fn prepare(&self, containers: &[Container]) -> Result<Vec<Launch>, Error> {
-        let mut sources = Sources::new(self.agent.client.clone(), self.namespace());
-        let facts = self.facts();
-        let volumes = self.write_volumes_with(&mut sources).await?;
-        let mut launches = Vec::with_capacity(containers.len());
-        for container in containers {
-            let program = self
-                .agent
-                .images
-                .resolve(container.image.as_deref().unwrap_or(""))?;
-            let mut vars = env::resolve(&mut sources, &self.pod, container, &facts).await?;
-            if !vars.iter().any(|(k, _)| k == "HOSTNAME") {
-                vars.push(("HOSTNAME".into(), self.name().to_string()));
-            }
-            launches.push(Launch {
-                args: self.arguments(container, &vars),
-                mounts: self.mounts(container, &volumes),
-                pid_dir: self.agent.state_dir.join("pids"),
-                working_dir: self.working_dir(container),
-                log_path: process::log_path(
-                    &self.agent.state_dir,
-                    self.namespace(),
-                    self.name(),
-                    &container.name,
-                ),
-                program,
-                env: vars,
-            });
-        }
-        Ok(launches)
-    }
-
-    /// `command[1..] + args`, `$(VAR)`-expanded. `command[0]` names a path inside the image, so the
-    /// mapped binary replaces it (logged).
-    fn arguments(&self, container: &Container, vars: &[(String, String)]) -> Vec<String> {
-        let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let command = container.command.clone().unwrap_or_default();
-        if let Some(entrypoint) = command.first() {
-            info!(container = %container.name, %entrypoint, "override: command[0] replaced by the image's local binary");
-        }
-        command
-            .iter()
-            .skip(1)
-            .chain(container.args.iter().flatten())
-            .map(|a| env::expand(a, &lookup))
-            .collect()
-    }
-
-    fn mounts(&self, container: &Container, volumes: &BTreeMap<String, PathBuf>) -> Vec<Mount> {
-        let mut mounts = Vec::new();
-        for vm in container.volume_mounts.iter().flatten() {
-            let Some(dir) = volumes.get(&vm.name) else {
-                warn!(container = %container.name, volume = %vm.name, "override: volume not available in local mode, mount skipped");
-                continue;
-            };
-            let source = vm
-                .sub_path
-                .as_deref()
-                .filter(|p| !p.is_empty())
-                .map_or_else(|| dir.clone(), |p| dir.join(p));
-            mounts.push(Mount {
-                source,
-                target: PathBuf::from(&vm.mount_path),
-                read_only: vm.read_only.unwrap_or(false),
-            });
-        }
-        mounts
-    }
-
-    /// The spec's `workingDir` when it exists on the host, else the pod's own directory.
-    fn working_dir(&self, container: &Container) -> PathBuf {
-        match container.working_dir.as_deref().map(PathBuf::from) {
-            Some(dir) if dir.is_dir() => dir,
-            Some(dir) => {
-                info!(container = %container.name, dir = %dir.display(), "override: workingDir missing on the host, using the pod directory");
-                self.pod_dir.clone()
-            }
-            None => self.pod_dir.clone(),
-        }
-    }
-
-    async fn write_volumes(&self) -> Result<BTreeMap<String, PathBuf>, Error> {
-        let mut sources = Sources::new(self.agent.client.clone(), self.namespace());
-        self.write_volumes_with(&mut sources).await
-    }
-
-    async fn write_volumes_with(&self, sources: &mut Sources) -> Result<BTreeMap<String, PathBuf>, Error> {
-        std::fs::create_dir_all(&self.pod_dir).map_err(|source| volumes::Error::Write {
-            path: self.pod_dir.clone(),
-            source,
-        })?;
-        Ok(volumes::materialize(
-            &self.agent.client,
-            sources,
-            &self.pod,
-            &self.facts(),
-            &self.pod_dir,
-        )
-        .await?)
-    }
-
     /// Patches the pod status when it differs from the last one written.
     async fn report(&mut self, shared: &[Shared]) {
         let records: Vec<Record> = shared.iter().map(Shared::snapshot).collect();
@@ -437,12 +349,12 @@ impl Worker {
         spec.map(|s| s.containers.clone()).unwrap_or_default()
     }
 
-    fn facts(&self) -> env::PodFacts {
-        env::PodFacts {
-            pod_ip: self.ip.to_string(),
-            host_ip: Ipv4Addr::LOCALHOST.to_string(),
-            service_host: self.agent.api_host.clone(),
-            service_port: self.agent.api_port,
+    fn setup(&self) -> PodSetup<'_> {
+        PodSetup {
+            agent: &self.agent,
+            pod: &self.pod,
+            ip: self.ip,
+            pod_dir: &self.pod_dir,
         }
     }
 
