@@ -1,8 +1,8 @@
 //! Kafka helpers for tests: a topic with a given partition count, and raw records (poison included).
 
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use std::time::Duration;
 
 /// Create `topic` with `partitions` partitions (replication 1: the test broker is a single node).
@@ -15,7 +15,10 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         .create()
         .unwrap_or_else(|e| panic!("admin client for {bootstrap}: {e}"));
     let results = admin
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
         .await
         .unwrap_or_else(|e| panic!("create topic {topic} on {bootstrap}: {e}"));
     for result in results {
@@ -34,7 +37,10 @@ pub async fn produce(bootstrap: &str, topic: &str, key: &str, payload: &[u8]) ->
         .create()
         .unwrap_or_else(|e| panic!("producer for {bootstrap}: {e}"));
     producer
-        .send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(30))
+        .send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            Duration::from_secs(30),
+        )
         .await
         .map(|d| (d.partition, d.offset))
         .unwrap_or_else(|(e, _)| panic!("record to {topic} not acknowledged: {e}"))

@@ -1,6 +1,7 @@
 //! Reading a service's `/metrics` the way Prometheus would.
 
-/// The value of metric `name` (summed over its label sets) at `url`, 0 when absent.
+/// The value of metric `name` (summed over its label sets; a counter's `_total` sample counts as `name`) at
+/// `url`, 0 when absent (a labelled family before its first increment).
 ///
 /// # Panics
 /// When the endpoint does not answer.
@@ -12,7 +13,11 @@ pub async fn scrape(url: &str, name: &str) -> f64 {
         .await
         .unwrap_or_else(|e| panic!("GET {url} body: {e}"));
     text.lines()
-        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let rest = rest.strip_prefix("_total").unwrap_or(rest);
+            rest.starts_with(['{', ' ']).then_some(line)
+        })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |sum, value| sum + value)
 }
