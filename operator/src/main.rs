@@ -1,24 +1,41 @@
-//! The operator binary: parse flags, then either print the CRD or run the controller.
+//! The operator binary: parse flags, then print the CRD or run the controller and its HTTP endpoints.
 
-use clap::{Parser, Subcommand};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-/// Kubernetes operator for the event-driven order system.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
+use clap::Parser;
+use ordersystem_operator::config::{Command, Config};
+use ordersystem_operator::{controller, crd, metrics::Metrics, web};
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Print the OrderSystem CustomResourceDefinition as YAML (the source of `crds/`).
-    Crd,
-}
-
-fn main() {
-    let Args { command } = Args::parse();
-    match command {
-        Command::Crd => print!("{}", ordersystem_operator::crd::crd_yaml()),
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Config {
+        command,
+        watch_namespace,
+        http_addr,
+        log_format,
+    } = Config::parse();
+    if let Some(Command::Crd) = command {
+        print!("{}", crd::crd_yaml());
+        return Ok(());
     }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
+    if log_format == "json" {
+        subscriber.json().init()
+    } else {
+        subscriber.init()
+    }
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(http_addr).await?;
+    let app = web::router(web::WebState {
+        ready: ready.clone(),
+        metrics: metrics.clone(),
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let namespace = (!watch_namespace.is_empty()).then_some(watch_namespace);
+    controller::run(client, namespace, metrics, ready).await;
+    Ok(())
 }

@@ -115,6 +115,8 @@ pub async fn create_admin_secret(client: &kube::Client, namespace: &str, name: &
         .expect("create admin secret");
 }
 
+pub mod operator;
+
 /// A connection as `user` with `password` to the test database.
 pub async fn connect_as(user: &str, password: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
     use sqlx::Connection;

@@ -1,0 +1,171 @@
+//! apply: writes the built objects to Kubernetes with server-side apply under the one field manager,
+//! removes PDBs that are no longer wanted, and reads back what the Deployments report. Touches only
+//! objects named by `build` in the resource's namespace.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service as KubeService, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::build::Desired;
+use super::validate::ValidSpec;
+use crate::names::{self, Service};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to apply {kind} {name}")]
+    Apply {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to delete {kind} {name}")]
+    Delete {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to list Deployments")]
+    ListDeployments {
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// One Deployment as the cluster reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentState {
+    pub service: Service,
+    pub desired: i32,
+    pub ready: i32,
+    pub available: bool,
+    pub image: String,
+    /// The Deployment controller has caught up with the latest template.
+    pub rolled_out: bool,
+}
+
+/// Applies everything in `desired`. Destructured without `..`, so a new kind of object in `Desired`
+/// fails to compile here instead of silently never being applied.
+pub async fn apply(client: &kube::Client, spec: &ValidSpec, desired: &Desired) -> Result<(), Error> {
+    let Desired {
+        service_accounts,
+        services,
+        deployments,
+        pdbs,
+        pdbs_to_delete,
+        waiting: _,
+    } = desired;
+    for object in service_accounts {
+        apply_one::<ServiceAccount>(client, &spec.namespace, object, "ServiceAccount").await?;
+    }
+    for object in services {
+        apply_one::<KubeService>(client, &spec.namespace, object, "Service").await?;
+    }
+    for object in pdbs {
+        apply_one::<PodDisruptionBudget>(client, &spec.namespace, object, "PodDisruptionBudget").await?;
+    }
+    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &spec.namespace);
+    for name in pdbs_to_delete {
+        match pdb_api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Delete {
+                    kind: "PodDisruptionBudget",
+                    name: name.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    for object in deployments {
+        apply_one::<Deployment>(client, &spec.namespace, object, "Deployment").await?;
+    }
+    Ok(())
+}
+
+async fn apply_one<K>(
+    client: &kube::Client,
+    namespace: &str,
+    object: &K,
+    kind: &'static str,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.name_any();
+    // force: the operator is the only writer of these fields; a manual edit is drift to correct.
+    let params = PatchParams::apply(names::FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(object))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Apply { kind, name, source })
+}
+
+/// The Deployments of this resource, found by label.
+pub async fn observe_deployments(
+    client: &kube::Client,
+    spec: &ValidSpec,
+) -> Result<Vec<DeploymentState>, Error> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &spec.namespace);
+    let selector = format!("{}={}", names::INSTANCE_LABEL, spec.name);
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::ListDeployments { source })?;
+    let mut states = Vec::new();
+    for deployment in list {
+        let Some(plan) = spec
+            .services
+            .iter()
+            .find(|p| Some(&p.child_name) == deployment.metadata.name.as_ref())
+        else {
+            continue;
+        };
+        let owned = deployment.owner_references().iter().any(|o| o.uid == spec.uid);
+        if !owned {
+            continue;
+        }
+        let dspec = deployment.spec.as_ref();
+        let status = deployment.status.as_ref();
+        let desired = dspec.and_then(|s| s.replicas).unwrap_or(1);
+        let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
+        let available = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"));
+        let observed_generation = status.and_then(|s| s.observed_generation);
+        let image = dspec
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers.first())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        states.push(DeploymentState {
+            service: plan.service,
+            desired,
+            ready,
+            available: available && ready >= desired,
+            image,
+            rolled_out: observed_generation >= deployment.metadata.generation && updated >= desired,
+        });
+    }
+    Ok(states)
+}
+
+/// Services whose Deployment exists.
+pub fn deployed(states: &[DeploymentState]) -> BTreeSet<Service> {
+    states.iter().map(|s| s.service).collect()
+}

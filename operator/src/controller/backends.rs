@@ -1,0 +1,125 @@
+//! backends: runs the Kafka and Postgres steps for one valid spec, after checking that no other
+//! `OrderSystem` claims the same topic. A failing backend is recorded (for status and for the retry) and
+//! does not stop the other one.
+
+use std::collections::BTreeSet;
+
+use kube::ResourceExt;
+
+use super::build::Observed;
+use super::kafka::TopicState;
+use super::status::Report;
+use super::validate::ValidSpec;
+use super::{Context, Error, apply, kafka, postgres};
+use crate::crd::OrderSystem;
+
+/// What the backends did, in the shapes `build` and `status` need.
+pub struct Backends {
+    pub observed: Observed,
+    pub report: Report,
+    /// The first failure, returned after status is written so the reconcile is retried.
+    pub first_error: Option<Error>,
+}
+
+pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> Backends {
+    let mut report = Report {
+        paused: spec.paused,
+        desired: spec
+            .services
+            .iter()
+            .map(|p| (p.service, p.replicas, p.image.clone()))
+            .collect(),
+        ..Default::default()
+    };
+    let mut observed = Observed::default();
+    let mut first_error = None;
+    report.conflict = topic_conflict(ctx, os, spec);
+    if report.conflict.is_some() {
+        return Backends {
+            observed,
+            report,
+            first_error,
+        };
+    }
+    match ensure_topic(ctx, os, spec).await {
+        Ok(topic) => {
+            observed.topic_ready = matches!(
+                topic.state,
+                TopicState::Ready | TopicState::MorePartitionsThanSpec { .. }
+            );
+            report.topic = Some(topic);
+        }
+        Err(error) => {
+            report.topic_error = Some(super::describe_error(&error));
+            first_error = Some(Error::from(error));
+        }
+    }
+    match ensure_postgres(ctx, spec).await {
+        Ok(pg) => {
+            observed.schemas_ready = pg.ready.clone();
+            observed.secret_hashes = pg.secret_hashes.clone();
+            report.postgres = Some(pg);
+        }
+        Err(error) => {
+            report.postgres_error = Some(super::describe_error(&error));
+            first_error.get_or_insert(Error::from(error));
+        }
+    }
+    match apply::observe_deployments(&ctx.client, spec).await {
+        Ok(states) => observed.deployed = apply::deployed(&states),
+        Err(error) => {
+            first_error.get_or_insert(Error::from(error));
+        }
+    }
+    Backends {
+        observed,
+        report,
+        first_error,
+    }
+}
+
+async fn ensure_topic(
+    ctx: &Context,
+    os: &OrderSystem,
+    spec: &ValidSpec,
+) -> Result<kafka::TopicObserved, kafka::Error> {
+    let admin = ctx.kafka.admin(&spec.bootstrap_servers)?;
+    // Keys we managed before come from our own status, so a key removed from the spec is reset.
+    let previously: BTreeSet<String> = os
+        .status
+        .as_ref()
+        .and_then(|s| s.topic.as_ref())
+        .map(|t| t.managed_configs.keys().cloned().collect())
+        .unwrap_or_default();
+    kafka::ensure_topic(&admin, &spec.topic, &previously, spec.paused).await
+}
+
+async fn ensure_postgres(
+    ctx: &Context,
+    spec: &ValidSpec,
+) -> Result<postgres::PostgresObserved, postgres::Error> {
+    let admin = postgres::read_admin(&ctx.client, &spec.namespace, &spec.admin_secret).await?;
+    postgres::ensure(&ctx.client, &admin, spec).await
+}
+
+/// Another live `OrderSystem` that claimed the same topic on the same bootstrap servers first (older, or
+/// equally old with a smaller uid) wins; this one gets `Conflict`.
+pub fn topic_conflict(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> Option<String> {
+    let mine = (os.creation_timestamp().map(|t| t.0), spec.uid.clone());
+    ctx.store.state().iter().find_map(|other| {
+        let uid = other.uid().unwrap_or_default();
+        let same_topic = other.spec.kafka.topic.name == spec.topic.name
+            && other.spec.kafka.bootstrap_servers == spec.bootstrap_servers;
+        let theirs = (other.creation_timestamp().map(|t| t.0), uid.clone());
+        (uid != spec.uid && same_topic && other.metadata.deletion_timestamp.is_none() && theirs < mine).then(
+            || {
+                format!(
+                    "topic {} is already claimed by OrderSystem {}/{}",
+                    spec.topic.name,
+                    other.namespace().unwrap_or_default(),
+                    other.name_any()
+                )
+            },
+        )
+    })
+}

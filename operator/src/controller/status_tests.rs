@@ -1,0 +1,145 @@
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::controller::apply::DeploymentState;
+use crate::controller::kafka::{TopicObserved, TopicState};
+use crate::controller::postgres::PostgresObserved;
+use crate::controller::validate::tests::{MINIMAL, os_from_yaml};
+use crate::crd::TopicStatus;
+
+fn time(seconds: i64) -> Time {
+    Time(Timestamp::from_second(seconds).expect("valid timestamp"))
+}
+
+fn topic(state: TopicState, partitions: i32) -> TopicObserved {
+    TopicObserved {
+        state,
+        status: Some(TopicStatus {
+            name: "orders".into(),
+            partitions,
+            replication_factor: 1,
+            ..Default::default()
+        }),
+        created: false,
+        partitions_added: false,
+        configs_changed: vec![],
+    }
+}
+
+fn healthy() -> Report {
+    let deployment = |service, desired| DeploymentState {
+        service,
+        desired,
+        ready: desired,
+        available: true,
+        image: "img".into(),
+        rolled_out: true,
+    };
+    Report {
+        topic: Some(topic(TopicState::Ready, 3)),
+        postgres: Some(PostgresObserved {
+            ready: Service::ALL.into_iter().collect(),
+            ..Default::default()
+        }),
+        deployments: vec![
+            deployment(Service::Order, 1),
+            deployment(Service::Invoicing, 2),
+            deployment(Service::Shipping, 1),
+        ],
+        desired: vec![
+            (Service::Order, 1, "img".into()),
+            (Service::Invoicing, 2, "img".into()),
+            (Service::Shipping, 1, "img".into()),
+        ],
+        ..Default::default()
+    }
+}
+
+fn get<'a>(status: &'a OrderSystemStatus, type_: &str) -> &'a Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition present")
+}
+
+#[test]
+fn everything_ready_makes_ready_true_with_printer_strings() {
+    let status = compute(&os_from_yaml(MINIMAL), &healthy(), time(1));
+    assert_eq!(get(&status, READY).status, "True");
+    assert_eq!(get(&status, DEGRADED).status, "False");
+    assert_eq!(
+        status.services.as_ref().map(|s| s.invoicing.replicas.as_str()),
+        Some("2/2")
+    );
+    assert_eq!(status.conditions.len(), 7);
+}
+
+#[test]
+fn a_topic_larger_than_the_spec_is_not_supported() {
+    let mut report = healthy();
+    report.topic = Some(topic(
+        TopicState::MorePartitionsThanSpec { spec: 3, actual: 5 },
+        5,
+    ));
+    let status = compute(&os_from_yaml(MINIMAL), &report, time(1));
+    assert_eq!(
+        (
+            get(&status, TOPIC_READY).status.as_str(),
+            get(&status, TOPIC_READY).reason.as_str()
+        ),
+        ("False", "NotSupported")
+    );
+    assert_eq!(get(&status, READY).reason, "TopicNotReady");
+}
+
+#[test]
+fn more_consumers_than_partitions_degrades() {
+    let mut report = healthy();
+    report.desired[2].1 = 4;
+    let status = compute(&os_from_yaml(MINIMAL), &report, time(1));
+    let degraded = get(&status, DEGRADED);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ConsumersExceedPartitions")
+    );
+    assert!(
+        degraded.message.contains("shipping has 4 replicas"),
+        "{}",
+        degraded.message
+    );
+}
+
+#[test]
+fn transition_time_is_kept_while_a_condition_does_not_change() {
+    let mut os = os_from_yaml(MINIMAL);
+    let first = compute(&os, &healthy(), time(1));
+    os.status = Some(first);
+    let second = compute(&os, &healthy(), time(2));
+    assert_eq!(get(&second, READY).last_transition_time, time(1));
+    assert_eq!(
+        os.status.as_ref(),
+        Some(&second),
+        "unchanged content: nothing to patch"
+    );
+    let mut failing = healthy();
+    failing.postgres_error = Some("connection refused".into());
+    let third = compute(&os, &failing, time(3));
+    assert_eq!(get(&third, DATABASE_READY).last_transition_time, time(3));
+    assert_eq!(get(&third, DATABASE_READY).reason, "PostgresUnavailable");
+}
+
+#[test]
+fn invalid_and_conflict_win_over_everything_else() {
+    let mut report = healthy();
+    report.conflict = Some("topic claimed".into());
+    assert_eq!(
+        get(&compute(&os_from_yaml(MINIMAL), &report, time(1)), READY).reason,
+        "Conflict"
+    );
+    report.invalid = Some("bad".into());
+    assert_eq!(
+        get(&compute(&os_from_yaml(MINIMAL), &report, time(1)), READY).reason,
+        "InvalidSpec"
+    );
+}

@@ -1,0 +1,480 @@
+//! The controller end to end against the real API server (with kube-controller-manager), Kafka and
+//! Postgres, running in-process as the chart's ServiceAccount under the chart's RBAC. No nodes run pods
+//! here, so Deployments get ReplicaSets and Pods stay Pending: `ServicesAvailable=False` is the truth.
+
+mod support;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use ordersystem_operator::controller::kafka::{self, ConfigOp, KafkaClients};
+use ordersystem_operator::crd::OrderSystem;
+use serde_json::json;
+use support::operator::wait_for;
+
+struct Setup {
+    client: kube::Client,
+    ns: support::TestNamespace,
+    api: Api<OrderSystem>,
+    topic: String,
+    _operator: support::operator::Operator,
+}
+
+async fn setup(prefix: &str) -> Setup {
+    let client = ordersystem_e2e::kube::client().await;
+    support::install_crd(&client).await;
+    let ns = support::TestNamespace::create(&client, prefix).await;
+    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    let operator = support::operator::start(&client, &ns.name).await;
+    let api = Api::namespaced(client.clone(), &ns.name);
+    Setup {
+        client,
+        api,
+        topic: ordersystem_e2e::names::unique(prefix),
+        ns,
+        _operator: operator,
+    }
+}
+
+fn spec_json(topic: &str, bootstrap: &str, policy: &str) -> serde_json::Value {
+    let mut os = support::minimal_json("shop", topic);
+    os["spec"]["kafka"]["bootstrapServers"] = bootstrap.into();
+    os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
+    os["spec"]["kafka"]["topic"]["config"] = json!({"retention.ms": "3600000"});
+    os["spec"]["invoicing"] = json!({"replicas": 2});
+    os["spec"]["deletionPolicy"] = policy.into();
+    os
+}
+
+fn condition(os: &OrderSystem, type_: &str) -> Option<(String, String)> {
+    let c = os.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone()))
+}
+
+async fn wait_condition(api: &Api<OrderSystem>, type_: &str, status: &str, reason: &str) -> OrderSystem {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let os = api.get("shop").await.expect("get");
+        if condition(&os, type_) == Some((status.into(), reason.into())) {
+            return os;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after 90s waiting for {type_}={status} reason={reason}; conditions: {:#?}",
+            os.status.map(|s| s.conditions)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+async fn deployment(client: &kube::Client, ns: &str, name: &str) -> Option<Deployment> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn generation(d: &Deployment) -> i64 {
+    d.metadata.generation.unwrap_or_default()
+}
+
+async fn schema_exists(name: &str) -> bool {
+    use sqlx::Connection;
+    let options: sqlx::postgres::PgConnectOptions =
+        ordersystem_e2e::env::database_url().parse().expect("url");
+    let mut conn = sqlx::PgConnection::connect_with(&options)
+        .await
+        .expect("admin connects");
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("query")
+}
+
+fn env_value(d: &Deployment, name: &str) -> Option<String> {
+    let pod = d.spec.as_ref()?.template.spec.as_ref()?;
+    pod.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+#[tokio::test]
+async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_right_objects() {
+    let s = setup("ctl-main").await;
+    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    s.api
+        .create(
+            &PostParams::default(),
+            &support::to_os(spec_json(&s.topic, &bootstrap, "Delete")),
+        )
+        .await
+        .expect("create");
+
+    let os = wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
+    assert_eq!(
+        condition(&os, "TopicReady"),
+        Some(("True".into(), "TopicReady".into()))
+    );
+    let order = wait_for(90, "order Deployment after the consumers", || {
+        deployment(&s.client, &s.ns.name, "shop-order")
+    })
+    .await;
+    let invoicing = deployment(&s.client, &s.ns.name, "shop-invoicing")
+        .await
+        .expect("invoicing deployed");
+    let shipping = deployment(&s.client, &s.ns.name, "shop-shipping")
+        .await
+        .expect("shipping deployed");
+    assert_eq!(invoicing.spec.as_ref().and_then(|d| d.replicas), Some(2));
+    assert_eq!(
+        env_value(&invoicing, "KAFKA_TOPIC").as_deref(),
+        Some(s.topic.as_str())
+    );
+    assert_eq!(
+        env_value(&invoicing, "KAFKA_GROUP_ID"),
+        Some(format!("{}.shop.invoicing", s.ns.name))
+    );
+    let os = wait_condition(&s.api, "ServicesAvailable", "False", "Unavailable").await;
+    assert_eq!(
+        condition(&os, "Ready").map(|c| c.1),
+        Some("ServicesUnavailable".into())
+    );
+    let status = os.status.clone().expect("status");
+    assert_eq!(status.observed_generation, os.metadata.generation);
+    assert!(status.schemas.iter().all(|s| s.privileges_verified) && status.schemas.len() == 3);
+
+    // The topic, checked with the Admin API.
+    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    let described = kafka::describe(&admin, &s.topic)
+        .await
+        .expect("describe")
+        .expect("topic exists");
+    assert_eq!(described.partitions, 3);
+    assert_eq!(
+        status.topic.as_ref().and_then(|t| t.topic_id.clone()),
+        Some(described.topic_id.clone())
+    );
+    assert_eq!(
+        status
+            .topic
+            .as_ref()
+            .and_then(|t| t.managed_configs.get("retention.ms").cloned())
+            .as_deref(),
+        Some("3600000")
+    );
+
+    // Each role logs in with its Secret's password.
+    for service in ["order", "invoicing", "shipping"] {
+        let secret = format!("shop-{service}-db");
+        let user = support::secret_value(&s.client, &s.ns.name, &secret, "username").await;
+        let password = support::secret_value(&s.client, &s.ns.name, &secret, "password").await;
+        support::connect_as(&user, &password)
+            .await
+            .unwrap_or_else(|e| panic!("{service} role logs in: {e}"));
+    }
+
+    // Change replicas, partitions, a config and an image: exactly those objects change.
+    let patch = json!({"spec": {
+        "invoicing": {"replicas": 3},
+        "shipping": {"image": "ghcr.io/ordersystem/shipping:test"},
+        "kafka": {"topic": {"partitions": 4, "config": {"retention.ms": "7200000"}}}
+    }});
+    s.api
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    wait_for(60, "invoicing scaled to 3", || async {
+        let d = deployment(&s.client, &s.ns.name, "shop-invoicing").await?;
+        (d.spec.as_ref()?.replicas == Some(3)).then_some(())
+    })
+    .await;
+    let shipping_after = wait_for(60, "shipping image changed", || async {
+        let d = deployment(&s.client, &s.ns.name, "shop-shipping").await?;
+        let image = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+            .image
+            .clone()?;
+        (image == "ghcr.io/ordersystem/shipping:test").then_some(d)
+    })
+    .await;
+    wait_for(60, "partitions and retention.ms in status", || async {
+        let topic = s.api.get("shop").await.ok()?.status?.topic?;
+        (topic.partitions == 4
+            && topic.managed_configs.get("retention.ms").map(String::as_str) == Some("7200000"))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        kafka::describe(&admin, &s.topic)
+            .await
+            .expect("describe")
+            .map(|d| d.partitions),
+        Some(4)
+    );
+    let order_after = deployment(&s.client, &s.ns.name, "shop-order")
+        .await
+        .expect("order");
+    assert_eq!(generation(&order_after), generation(&order), "order untouched");
+    assert_eq!(
+        generation(&shipping_after),
+        generation(&shipping) + 1,
+        "shipping changed once"
+    );
+    let secret_api = Api::<Secret>::namespaced(s.client.clone(), &s.ns.name);
+    assert!(secret_api.get("shop-order-db").await.is_ok());
+
+    // Someone else sets a config we do not manage: it survives and is reported.
+    kafka::alter_configs(
+        &admin,
+        &s.topic,
+        &[("max.message.bytes".into(), ConfigOp::Set("123456".into()))],
+    )
+    .await
+    .expect("out of band");
+    poke(&s.api).await;
+    wait_for(60, "unmanaged config reported", || async {
+        let topic = s.api.get("shop").await.ok()?.status?.topic?;
+        (topic
+            .unmanaged_configs
+            .get("max.message.bytes")
+            .map(String::as_str)
+            == Some("123456"))
+        .then_some(())
+    })
+    .await;
+
+    // The topic grown out of band: NotSupported, and nothing is deleted.
+    let grow = rdkafka::admin::NewPartitions::new(&s.topic, 6);
+    admin
+        .create_partitions([&grow], &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("grow out of band");
+    poke(&s.api).await;
+    wait_condition(&s.api, "TopicReady", "False", "NotSupported").await;
+    assert_eq!(
+        kafka::describe(&admin, &s.topic)
+            .await
+            .expect("describe")
+            .map(|d| d.partitions),
+        Some(6)
+    );
+
+    // Delete with deletionPolicy Delete: topic and schemas go.
+    let schema = format!("os_{}_shop_invoicing", s.ns.name.replace('-', "_"));
+    assert!(schema_exists(&schema).await);
+    s.api
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "resource gone", || async {
+        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(!schema_exists(&schema).await, "schema dropped");
+    wait_for(30, "topic deleted", || async {
+        kafka::describe(&admin, &s.topic)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+/// Changes an annotation, which triggers a reconcile (Kafka and Postgres send no watch events).
+async fn poke(api: &Api<OrderSystem>) {
+    let value = ordersystem_e2e::names::unique("poke");
+    let patch = json!({"metadata": {"annotations": {"test.ordersystem.io/poke": value}}});
+    api.patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("poke");
+}
+
+#[tokio::test]
+async fn retain_keeps_topic_and_schemas_after_delete() {
+    let s = setup("ctl-retain").await;
+    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    s.api
+        .create(
+            &PostParams::default(),
+            &support::to_os(spec_json(&s.topic, &bootstrap, "Retain")),
+        )
+        .await
+        .expect("create");
+    let os = wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
+    s.api
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "resource gone", || async {
+        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    assert!(
+        kafka::describe(&admin, &s.topic)
+            .await
+            .expect("describe")
+            .is_some(),
+        "topic kept"
+    );
+    let schema = format!("os_{}_shop_order", s.ns.name.replace('-', "_"));
+    assert!(schema_exists(&schema).await, "schema kept");
+    // Clean up what Retain kept.
+    kafka::delete_topic(&admin, &s.topic).await.expect("delete topic");
+    let spec = ordersystem_operator::controller::validate::validate(&os).expect("valid");
+    let admin_pg = ordersystem_operator::controller::postgres::read_admin(&s.client, &s.ns.name, "pg-admin")
+        .await
+        .expect("admin");
+    ordersystem_operator::controller::postgres::drop_all(&admin_pg, &spec)
+        .await
+        .expect("drop");
+}
+
+#[tokio::test]
+async fn a_second_resource_on_the_same_topic_is_a_conflict() {
+    let s = setup("ctl-conflict").await;
+    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    s.api
+        .create(
+            &PostParams::default(),
+            &support::to_os(spec_json(&s.topic, &bootstrap, "Delete")),
+        )
+        .await
+        .expect("create");
+    wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    let mut second = spec_json(&s.topic, &bootstrap, "Delete");
+    second["metadata"]["name"] = "shop2".into();
+    s.api
+        .create(&PostParams::default(), &support::to_os(second))
+        .await
+        .expect("create second");
+    let os = wait_for(90, "shop2 Ready=False Conflict", || async {
+        let os = s.api.get("shop2").await.ok()?;
+        (condition(&os, "Ready") == Some(("False".into(), "Conflict".into()))).then_some(os)
+    })
+    .await;
+    assert!(
+        os.status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.message.contains("shop"))
+    );
+    assert!(
+        deployment(&s.client, &s.ns.name, "shop2-invoicing")
+            .await
+            .is_none(),
+        "the loser deploys nothing"
+    );
+    s.api
+        .delete("shop2", &DeleteParams::default())
+        .await
+        .expect("delete second");
+    wait_for(60, "shop2 gone", || async {
+        s.api.get_opt("shop2").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    assert!(
+        kafka::describe(&admin, &s.topic)
+            .await
+            .expect("describe")
+            .is_some(),
+        "the loser's delete keeps the winner's topic"
+    );
+    s.api
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "shop gone", || async {
+        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn consumers_beyond_partitions_degrade_with_a_warning_and_paused_changes_nothing() {
+    let s = setup("ctl-warn").await;
+    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    let mut os = spec_json(&s.topic, &bootstrap, "Delete");
+    os["spec"]["shipping"] = json!({"replicas": 5});
+    s.api
+        .create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("create");
+    wait_condition(&s.api, "Degraded", "True", "ConsumersExceedPartitions").await;
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.client.clone(), &s.ns.name);
+    wait_for(30, "ConsumersExceedPartitions event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("ConsumersExceedPartitions")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+    wait_for(60, "shipping deployed", || {
+        deployment(&s.client, &s.ns.name, "shop-shipping")
+    })
+    .await;
+
+    // Paused: a replica change is not applied, status says Paused.
+    let patch = json!({"spec": {"paused": true, "shipping": {"replicas": 1}}});
+    s.api
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("pause");
+    wait_condition(&s.api, "Paused", "True", "Paused").await;
+    let shipping = deployment(&s.client, &s.ns.name, "shop-shipping")
+        .await
+        .expect("shipping");
+    assert_eq!(
+        shipping.spec.and_then(|d| d.replicas),
+        Some(5),
+        "paused: nothing changed"
+    );
+    s.api
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "gone while paused", || async {
+        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_and_nothing_is_written() {
+    let s = setup("ctl-invalid").await;
+    let os = spec_json(&s.topic, "no-port-here", "Delete");
+    s.api
+        .create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("create");
+    let os = wait_condition(&s.api, "Ready", "False", "InvalidSpec").await;
+    let message = os
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message);
+    assert!(message.is_some_and(|m| m.contains("not host:port")));
+    let secrets = Api::<Secret>::namespaced(s.client.clone(), &s.ns.name);
+    assert!(
+        secrets.get_opt("shop-order-db").await.expect("get").is_none(),
+        "no Secret written"
+    );
+    assert!(deployment(&s.client, &s.ns.name, "shop-order").await.is_none());
+    s.api
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(60, "gone", || async {
+        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}

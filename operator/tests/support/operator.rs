@@ -1,0 +1,151 @@
+//! Runs the controller in-process for one test, authenticated as the chart's ServiceAccount (the client
+//! impersonates it) bound by the chart's own rendered `templates/rbac.yaml`, never as cluster admin.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use ordersystem_operator::metrics::Metrics;
+
+pub struct Operator {
+    task: tokio::task::JoinHandle<()>,
+    /// Cluster-scoped RBAC objects to delete when the test ends.
+    cluster_objects: Vec<(ApiResource, String)>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Renders `templates/rbac.yaml` with helm for a release in `namespace` watching `namespace`.
+fn render_rbac(release: &str, namespace: &str) -> String {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/ordersystem-operator");
+    let helm = std::env::var("HELM").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/ordersystem/bin/helm")
+    });
+    let output = std::process::Command::new(&helm)
+        .args(["template", release])
+        .arg(&chart)
+        .args([
+            "--namespace",
+            namespace,
+            "--set",
+            &format!("watchNamespace={namespace}"),
+        ])
+        .args(["--show-only", "templates/rbac.yaml"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run helm at {helm} (set HELM): {e}"));
+    assert!(
+        output.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("helm prints UTF-8")
+}
+
+fn api_resource(value: &serde_json::Value) -> ApiResource {
+    let api_version = value["apiVersion"].as_str().expect("apiVersion");
+    let kind = value["kind"].as_str().expect("kind");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+/// Installs the chart's RBAC for `namespace` and starts the controller there as its ServiceAccount.
+pub async fn start(admin: &kube::Client, namespace: &str) -> Operator {
+    let release = ordersystem_e2e::names::unique("op");
+    let rendered = render_rbac(&release, namespace);
+    let mut service_account = None;
+    let mut cluster_objects = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&rendered) {
+        let value =
+            serde_json::to_value(serde_yaml::Value::deserialize(document).expect("yaml")).expect("json");
+        if value.is_null() {
+            continue;
+        }
+        let resource = api_resource(&value);
+        let object: DynamicObject = serde_json::from_value(value.clone()).expect("object");
+        let name = object.metadata.name.clone().expect("name");
+        let api: Api<DynamicObject> = match &object.metadata.namespace {
+            Some(ns) => Api::namespaced_with(admin.clone(), ns, &resource),
+            None => {
+                cluster_objects.push((resource.clone(), name.clone()));
+                Api::all_with(admin.clone(), &resource)
+            }
+        };
+        if resource.kind == "ServiceAccount" {
+            service_account = Some(name.clone());
+        }
+        api.patch(
+            &name,
+            &PatchParams::apply("ordersystem-tests").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply rendered {} {name}: {e}", resource.kind));
+    }
+    let service_account = service_account.expect("rbac.yaml renders a ServiceAccount");
+    let client = impersonating_client(namespace, &service_account).await;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(ordersystem_operator::controller::run(
+        client,
+        Some(namespace.to_string()),
+        metrics.clone(),
+        ready,
+    ));
+    Operator {
+        task,
+        cluster_objects,
+        metrics,
+    }
+}
+
+async fn impersonating_client(namespace: &str, service_account: &str) -> kube::Client {
+    let path = ordersystem_e2e::env::require(ordersystem_e2e::kube::KUBECONFIG);
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{service_account}"));
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".into(),
+    ]);
+    kube::Client::try_from(config).expect("impersonating client")
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+        let objects = std::mem::take(&mut self.cluster_objects);
+        super::block_on_cleanup(async move {
+            let client = ordersystem_e2e::kube::client().await;
+            for (resource, name) in objects {
+                let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            }
+        });
+    }
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or panics after `seconds` with `what`.
+pub async fn wait_for<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {seconds}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+use serde::Deserialize;
