@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use ordersystem_operator::controller::kafka::{self, ConfigOp, KafkaClients};
 use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
-use support::operator::wait_for;
+use support::operator::{condition, poke, wait_condition, wait_for};
 
 struct Setup {
     client: kube::Client,
@@ -44,27 +44,6 @@ fn spec_json(topic: &str, bootstrap: &str, policy: &str) -> serde_json::Value {
     os["spec"]["invoicing"] = json!({"replicas": 2});
     os["spec"]["deletionPolicy"] = policy.into();
     os
-}
-
-fn condition(os: &OrderSystem, type_: &str) -> Option<(String, String)> {
-    let c = os.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
-async fn wait_condition(api: &Api<OrderSystem>, type_: &str, status: &str, reason: &str) -> OrderSystem {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
-    loop {
-        let os = api.get("shop").await.expect("get");
-        if condition(&os, type_) == Some((status.into(), reason.into())) {
-            return os;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after 90s waiting for {type_}={status} reason={reason}; conditions: {:#?}",
-            os.status.map(|s| s.conditions)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
 }
 
 async fn deployment(client: &kube::Client, ns: &str, name: &str) -> Option<Deployment> {
@@ -284,15 +263,6 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
             .then_some(())
     })
     .await;
-}
-
-/// Changes an annotation, which triggers a reconcile (Kafka and Postgres send no watch events).
-async fn poke(api: &Api<OrderSystem>) {
-    let value = ordersystem_e2e::names::unique("poke");
-    let patch = json!({"metadata": {"annotations": {"test.ordersystem.io/poke": value}}});
-    api.patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("poke");
 }
 
 #[tokio::test]

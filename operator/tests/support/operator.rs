@@ -7,7 +7,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use ordersystem_operator::crd::OrderSystem;
 use ordersystem_operator::metrics::Metrics;
+use serde::Deserialize;
+use serde_json::json;
 
 pub struct Operator {
     task: tokio::task::JoinHandle<()>,
@@ -148,4 +151,34 @@ where
     }
 }
 
-use serde::Deserialize;
+/// `(status, reason)` of one condition.
+pub fn condition(os: &OrderSystem, type_: &str) -> Option<(String, String)> {
+    let c = os.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone()))
+}
+
+/// Waits until the resource `shop` has the condition; on timeout shows every condition.
+pub async fn wait_condition(api: &Api<OrderSystem>, type_: &str, status: &str, reason: &str) -> OrderSystem {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let os = api.get("shop").await.expect("get");
+        if condition(&os, type_) == Some((status.into(), reason.into())) {
+            return os;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after 90s waiting for {type_}={status} reason={reason}; conditions: {:#?}",
+            os.status.map(|s| s.conditions)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Changes an annotation, which triggers a reconcile (Kafka and Postgres send no watch events).
+pub async fn poke(api: &Api<OrderSystem>) {
+    let value = ordersystem_e2e::names::unique("poke");
+    let patch = json!({"metadata": {"annotations": {"test.ordersystem.io/poke": value}}});
+    api.patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("poke");
+}
