@@ -74,9 +74,10 @@ pub struct KafkaArgs {
 /// Consumer group settings of invoicing and shipping.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsumerArgs {
-    /// Consumer group id; the operator sets `<namespace>.<name>.<service>`.
+    /// Consumer group id; the operator sets `<namespace>.<name>.<service>`. Default: the service's name
+    /// (`invoicing`, `shipping`), the reference implementation's groups.
     #[arg(long = "kafka-group-id", env = env::KAFKA_GROUP_ID)]
-    pub group_id: String,
+    pub group_id: Option<String>,
     /// Group protocol: `consumer` (KIP-848) or `classic` (cooperative-sticky).
     #[arg(long = "kafka-group-protocol", env = env::KAFKA_GROUP_PROTOCOL, value_enum, default_value = "consumer")]
     pub group_protocol: GroupProtocol,
@@ -107,6 +108,11 @@ pub struct ConsumerArgs {
 }
 
 impl ConsumerArgs {
+    /// The configured group id, or `default` (the service's name).
+    pub fn group(&self, default: &str) -> String {
+        self.group_id.clone().unwrap_or_else(|| default.to_string())
+    }
+
     pub fn backoff(&self) -> (Duration, Duration) {
         (
             Duration::from_millis(self.retry_backoff_ms),

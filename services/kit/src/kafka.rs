@@ -125,10 +125,10 @@ pub fn producer_config(kafka: &KafkaArgs, message_timeout_ms: u32) -> ClientConf
 
 /// The consumer of invoicing and shipping: offsets stored by the loop only after the database commit and
 /// committed by the background auto-commit; a new group starts at the earliest offset.
-pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs) -> ClientConfig {
+pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs, group: &str) -> ClientConfig {
     let mut config = base_config(kafka);
     config
-        .set("group.id", &consumer.group_id)
+        .set("group.id", group)
         .set("enable.auto.offset.store", "false")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")

@@ -25,3 +25,37 @@ pub struct Config {
     #[arg(long = "outbox-poll-ms", env = "OUTBOX_POLL_MS", default_value_t = 500)]
     pub outbox_poll_ms: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn every_flag_is_documented_and_the_required_ones_suffice() {
+        Config::command().debug_assert();
+        let help = Config::command().render_long_help().to_string();
+        for name in [
+            "DATABASE_PASSWORD",
+            "DATABASE_SCHEMA",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_TOPIC",
+            "LISTEN_ADDR",
+        ] {
+            assert!(help.contains(name), "--help does not mention {name}");
+        }
+        let config = Config::try_parse_from([
+            "ordersystem-order",
+            "--database-user=svc",
+            "--database-password=secret",
+            "--database-schema=svc",
+        ])
+        .unwrap();
+        assert_eq!(config.kafka.topic, "order");
+        assert_eq!(config.kafka.metadata_refresh_ms, 30_000);
+        assert!(
+            !format!("{config:?}").contains("secret"),
+            "the password must not reach Debug output"
+        );
+    }
+}

@@ -17,3 +17,46 @@ pub struct Config {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn every_flag_is_documented_and_the_required_ones_suffice() {
+        Config::command().debug_assert();
+        let help = Config::command().render_long_help().to_string();
+        for name in [
+            "DATABASE_PASSWORD",
+            "DATABASE_SCHEMA",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_TOPIC",
+            "LISTEN_ADDR",
+        ] {
+            assert!(help.contains(name), "--help does not mention {name}");
+        }
+        let config = Config::try_parse_from([
+            "ordersystem-shipping",
+            "--database-user=svc",
+            "--database-password=secret",
+            "--database-schema=svc",
+        ])
+        .unwrap();
+        assert_eq!(config.kafka.topic, "order");
+        assert_eq!(config.kafka.metadata_refresh_ms, 30_000);
+        assert!(
+            !format!("{config:?}").contains("secret"),
+            "the password must not reach Debug output"
+        );
+        assert_eq!(
+            config.consumer.group("shipping"),
+            "shipping",
+            "the reference's group when run alone"
+        );
+        assert_eq!(
+            config.consumer.group_protocol,
+            ordersystem_service_kit::config::GroupProtocol::Consumer
+        );
+    }
+}

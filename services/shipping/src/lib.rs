@@ -42,6 +42,7 @@ pub async fn run(
             handler: consumer::ShipmentHandler,
             pool: db.pool.clone(),
             metrics,
+            default_group: "shipping",
         };
         if let Err(error) = consumer.run(&config.kafka, &config.consumer, shutdown).await {
             // A service that cannot consume must not look alive: stop serving and exit with the error.

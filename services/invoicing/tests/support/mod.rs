@@ -1,7 +1,7 @@
 //! Starting invoicing in-process against the real broker and database (its own schema and role), and the
 //! events the tests send.
 
-#![allow(dead_code)] // Each test file uses a different part of this module.
+#![allow(dead_code, unused_imports)] // Each test file uses a different part of this module.
 
 use ordersystem_invoicing::config::Config;
 use ordersystem_service_kit::config::{
@@ -19,7 +19,7 @@ pub use ordersystem_testkit::wait::until as wait_until;
 
 pub fn consumer_args(group: &str, protocol: GroupProtocol) -> ConsumerArgs {
     ConsumerArgs {
-        group_id: group.into(),
+        group_id: Some(group.into()),
         group_protocol: protocol,
         session_timeout_ms: 6_000,
         max_poll_interval_ms: 10_000,

@@ -82,18 +82,21 @@ pub struct ConsumerLoop<H> {
     pub handler: H,
     pub pool: PgPool,
     pub metrics: Metrics,
+    /// Group id when none is configured: the service's name.
+    pub default_group: &'static str,
 }
 
 impl<H: Handler> ConsumerLoop<H> {
-    /// Consume `kafka.topic` in group `args.group_id` until `shutdown` fires.
+    /// Consume `kafka.topic` in the configured group (or `default_group`) until `shutdown` fires.
     pub async fn run(
         self,
         kafka: &KafkaArgs,
         args: &ConsumerArgs,
         mut shutdown: Shutdown,
     ) -> Result<(), ConsumerError> {
+        let group = args.group(self.default_group);
         let context = KafkaContext::new(self.metrics.clone());
-        let consumer: StreamConsumer<KafkaContext> = consumer_config(kafka, args)
+        let consumer: StreamConsumer<KafkaContext> = consumer_config(kafka, args, &group)
             .create_with_context(context.clone())
             .map_err(|source| ConsumerError::Create { source })?;
         consumer
@@ -102,7 +105,7 @@ impl<H: Handler> ConsumerLoop<H> {
                 topic: kafka.topic.clone(),
                 source,
             })?;
-        tracing::info!(topic = %kafka.topic, group = %args.group_id, protocol = ?args.group_protocol, "consumer started");
+        tracing::info!(topic = %kafka.topic, group = %group, protocol = ?args.group_protocol, "consumer started");
         let (first_backoff, max_backoff) = args.backoff();
         let mut paused: HashMap<(String, i32), Paused> = HashMap::new();
         let mut failures: HashMap<(String, i32), u32> = HashMap::new();

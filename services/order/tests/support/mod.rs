@@ -1,7 +1,7 @@
 //! Starting the three services in-process against the real broker and database, each with a fresh topic,
 //! group and schema (owned by its own role), and waiting on conditions with a deadline.
 
-#![allow(dead_code)] // Each test file uses a different part of this module.
+#![allow(dead_code, unused_imports)] // Each test file uses a different part of this module.
 
 use ordersystem_service_kit::config::{
     ConsumerArgs, DatabaseArgs, GroupProtocol, HttpArgs, KafkaArgs, LogArgs, LogFormat,
@@ -40,7 +40,7 @@ pub fn kafka_args(bootstrap: &str, topic: &str) -> KafkaArgs {
 
 pub fn consumer_args(group: &str, protocol: GroupProtocol) -> ConsumerArgs {
     ConsumerArgs {
-        group_id: group.into(),
+        group_id: Some(group.into()),
         group_protocol: protocol,
         session_timeout_ms: 6_000,
         max_poll_interval_ms: 10_000,
