@@ -19,8 +19,11 @@ use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
 /// Bind-mounts `source` on `target` for each `source target ro|rw` triple up to `--`, then execs the
-/// rest. A file source gets a file mount point, a directory source a directory.
+/// rest. A file source gets a file mount point, a directory source a directory. The pod's PATH may not
+/// reach the system tools, so the script uses its own and restores the pod's before `exec`.
 const MOUNT_SCRIPT: &str = r#"
+pod_path=$PATH
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
 while [ "$1" != "--" ]; do
   if [ -d "$1" ]; then mkdir -p "$2"; else mkdir -p "$(dirname "$2")" && touch "$2"; fi || exit 121
   mount --bind "$1" "$2" || exit 121
@@ -28,8 +31,12 @@ while [ "$1" != "--" ]; do
   shift 3
 done
 shift
+PATH=$pod_path
 exec "$@"
 "#;
+
+/// util-linux `unshare`, which creates the container's mount namespace.
+const UNSHARE: &str = "/usr/bin/unshare";
 
 /// PATH for the process (and the `unshare`/`sh` wrapper) when the pod spec sets none: the environment
 /// is cleared so the agent's own variables never leak into a pod.
@@ -156,13 +163,14 @@ fn wrapped(launch: &Launch) -> Command {
         command.args(&launch.args);
         return command;
     }
-    let mut command = Command::new("unshare");
+    // Absolute paths: the lookup would use the pod's PATH.
+    let mut command = Command::new(UNSHARE);
     command.args([
         "--mount",
         "--propagation",
         "private",
         "--",
-        "sh",
+        "/bin/sh",
         "-c",
         MOUNT_SCRIPT,
         "sh",
@@ -267,6 +275,32 @@ mod tests {
         );
         let log = std::fs::read_to_string(dir.join("out.log")).expect("log");
         assert_eq!(log, "hello\nhome=\n");
+    }
+
+    #[tokio::test]
+    async fn mounts_are_private_to_the_process_and_the_pods_path_is_kept() {
+        let dir = temp_dir("mount");
+        let volume = dir.join("volume");
+        std::fs::create_dir_all(&volume).expect("volume dir");
+        std::fs::write(volume.join("token"), "abc").expect("token");
+        let target = dir.join("mnt/serviceaccount");
+        // Builtins only: the pod's PATH reaches no tools, yet the wrapper must still mount.
+        let script = format!("read t < {}/token; echo \"$t $PATH\"", target.display());
+        let mut launch = launch(&dir, &script);
+        launch.env = vec![("PATH".into(), "/nowhere".into())];
+        launch.mounts = vec![Mount {
+            source: volume,
+            target: target.clone(),
+            read_only: true,
+        }];
+        let mut running = spawn(&launch).expect("spawn");
+        let exit = running.wait().await.expect("wait");
+        let log = std::fs::read_to_string(dir.join("out.log")).expect("log");
+        assert_eq!((exit.code, log.as_str()), (0, "abc /nowhere\n"));
+        assert!(
+            !target.join("token").exists(),
+            "the host sees only the empty mount point"
+        );
     }
 
     #[tokio::test]
