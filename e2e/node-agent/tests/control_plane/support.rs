@@ -106,6 +106,14 @@ impl Agent {
         agent
     }
 
+    /// The agent's log file and its node directory (container logs, pod volumes).
+    fn files(&self) -> [PathBuf; 2] {
+        [
+            self.state_dir.join(format!("{}.agent.log", self.node)),
+            self.state_dir.join(&self.node),
+        ]
+    }
+
     /// The agent's own log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.state_dir.join(format!("{}.agent.log", self.node))).unwrap_or_default()
@@ -254,9 +262,15 @@ where
     if gone.is_none() {
         eprintln!("pods of {} still present after 60 s", env.namespace);
     }
-    drop(env);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
+    let TestEnv { agent, .. } = env;
+    let files = agent.files();
+    drop(agent);
+    match outcome {
+        // A passing test's logs are noise; a failing one's stay for a second look.
+        Ok(()) => files.iter().for_each(|path| {
+            let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+        }),
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
