@@ -44,3 +44,52 @@ async fn metrics(
         state.metrics.encode(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(state: WebState, path: &str) -> (StatusCode, String) {
+        let response = router(state)
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_cache_and_metrics_count_reconciles() {
+        let state = WebState {
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::default()),
+        };
+        assert_eq!(get(state.clone(), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(state.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        state.ready.store(true, Ordering::Relaxed);
+        assert_eq!(get(state.clone(), "/readyz").await.0, StatusCode::OK);
+        drop(state.metrics.count_and_measure());
+        state.metrics.count_failure("kafka");
+        let (status, text) = get(state, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("ordersystem_operator_reconciles_total 1"), "{text}");
+        assert!(
+            text.contains("ordersystem_operator_reconcile_failures_total{error=\"kafka\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ordersystem_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+    }
+}

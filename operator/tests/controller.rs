@@ -17,7 +17,7 @@ struct Setup {
     ns: support::TestNamespace,
     api: Api<OrderSystem>,
     topic: String,
-    _operator: support::operator::Operator,
+    operator: support::operator::Operator,
 }
 
 async fn setup(prefix: &str) -> Setup {
@@ -32,7 +32,7 @@ async fn setup(prefix: &str) -> Setup {
         api,
         topic: ordersystem_e2e::names::unique(prefix),
         ns,
-        _operator: operator,
+        operator,
     }
 }
 
@@ -243,6 +243,12 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
         Some(6)
     );
 
+    let metrics = s.operator.metrics.encode();
+    assert!(
+        !metrics.contains("ordersystem_operator_reconciles_total 0"),
+        "reconciles counted: {metrics}"
+    );
+
     // Delete with deletionPolicy Delete: topic and schemas go.
     let schema = format!("os_{}_shop_invoicing", s.ns.name.replace('-', "_"));
     assert!(schema_exists(&schema).await);
@@ -444,6 +450,84 @@ async fn an_invalid_spec_is_reported_and_nothing_is_written() {
         .await
         .expect("delete");
     wait_for(60, "gone", || async {
+        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_service() {
+    let s = setup("ctl-rotate").await;
+    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    s.api
+        .create(
+            &PostParams::default(),
+            &support::to_os(spec_json(&s.topic, &bootstrap, "Delete")),
+        )
+        .await
+        .expect("create");
+    let order = wait_for(90, "all three deployed", || {
+        deployment(&s.client, &s.ns.name, "shop-order")
+    })
+    .await;
+    let invoicing = deployment(&s.client, &s.ns.name, "shop-invoicing")
+        .await
+        .expect("invoicing");
+    let shipping = deployment(&s.client, &s.ns.name, "shop-shipping")
+        .await
+        .expect("shipping");
+    let old_password = support::secret_value(&s.client, &s.ns.name, "shop-shipping-db", "password").await;
+
+    let secrets = Api::<Secret>::namespaced(s.client.clone(), &s.ns.name);
+    secrets
+        .delete("shop-shipping-db", &DeleteParams::default())
+        .await
+        .expect("delete Secret");
+    poke(&s.api).await;
+    let rolled = wait_for(60, "shipping template rolled", || async {
+        let d = deployment(&s.client, &s.ns.name, "shop-shipping").await?;
+        (generation(&d) > generation(&shipping)).then_some(d)
+    })
+    .await;
+    let new_password = support::secret_value(&s.client, &s.ns.name, "shop-shipping-db", "password").await;
+    assert_ne!(new_password, old_password, "a new Secret has a new password");
+    let user = support::secret_value(&s.client, &s.ns.name, "shop-shipping-db", "username").await;
+    support::connect_as(&user, &new_password)
+        .await
+        .expect("the role took the new password");
+    assert!(
+        support::connect_as(&user, &old_password).await.is_err(),
+        "the old password no longer works"
+    );
+    let annotation = |d: &Deployment| {
+        d.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get("ordersystem.io/secret-hash")
+            .cloned()
+    };
+    assert_ne!(annotation(&rolled), annotation(&shipping));
+    let order_after = deployment(&s.client, &s.ns.name, "shop-order")
+        .await
+        .expect("order");
+    let invoicing_after = deployment(&s.client, &s.ns.name, "shop-invoicing")
+        .await
+        .expect("invoicing");
+    assert_eq!(generation(&order_after), generation(&order), "order not rolled");
+    assert_eq!(
+        generation(&invoicing_after),
+        generation(&invoicing),
+        "invoicing not rolled"
+    );
+    s.api
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "gone", || async {
         s.api.get_opt("shop").await.ok()?.is_none().then_some(())
     })
     .await;
