@@ -51,6 +51,17 @@ impl PodSetup<'_> {
         let mut sources = Sources::new(self.agent.client.clone(), self.namespace());
         let volumes = self.write_volumes_with(&mut sources).await?;
         let mut launches = Vec::with_capacity(containers.len());
+        if self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref())
+            .is_some()
+            || containers.iter().any(|c| c.security_context.is_some())
+        {
+            // Users, capabilities, seccomp and read-only roots need a container runtime.
+            info!(pod = %self.name(), "override: securityContext not applied, processes run as the agent's user");
+        }
         for container in containers {
             let program = self
                 .agent

@@ -39,6 +39,8 @@ pub struct Agent {
     pub api_port: u16,
     /// First crash-loop backoff step.
     pub crash_backoff: Duration,
+    /// How often volumes are rewritten (fresh tokens, current Secret and ConfigMap data).
+    pub volume_refresh: Duration,
 }
 
 /// `error: cause: cause`, for one-line logs of a nested error.

@@ -52,6 +52,10 @@ struct Args {
     /// First crash-loop backoff in seconds (doubles per quick crash, up to 300).
     #[arg(long, default_value_t = 10)]
     crash_backoff_seconds: u64,
+    /// Seconds between rewrites of pod volumes: changed Secrets and ConfigMaps show up within this (the
+    /// kubelet's sync period is about a minute), and projected tokens (1 h) are renewed long before expiry.
+    #[arg(long, default_value_t = 60)]
+    volume_refresh_seconds: u64,
     /// API server address given to pods as `KUBERNETES_SERVICE_HOST`.
     #[arg(long, default_value = "127.0.0.1")]
     api_host: String,
@@ -85,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         max_pods,
         heartbeat_seconds,
         crash_backoff_seconds,
+        volume_refresh_seconds,
         api_host,
         api_port,
         delete_node_on_exit,
@@ -115,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         api_host,
         api_port,
         crash_backoff: Duration::from_secs(crash_backoff_seconds),
+        volume_refresh: Duration::from_secs(volume_refresh_seconds.max(1)),
     });
     let killed = leftovers::kill_all(&agent.state_dir.join("pids"));
     if killed > 0 {

@@ -29,9 +29,6 @@ use crate::{Agent, error_chain};
 
 /// How often a pod that cannot start yet (missing Secret, binary, …) is retried.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
-/// Volumes are rewritten this often: changed Secrets and ConfigMaps show up within about the kubelet's
-/// sync period, and projected tokens (1 h by default) are renewed long before they expire.
-const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 /// The default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
 /// Longest grace when the agent itself shuts down: tests stop agents and should not wait 30 s per pod.
@@ -199,8 +196,10 @@ impl Worker {
         }
         let mut stop: Option<Stop> = None;
         let mut events_open = true;
-        let mut refresh =
-            tokio::time::interval_at(tokio::time::Instant::now() + VOLUME_REFRESH, VOLUME_REFRESH);
+        let mut refresh = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.agent.volume_refresh,
+            self.agent.volume_refresh,
+        );
         while !(stop.is_some() && tasks.is_empty()) {
             tokio::select! {
                 event = events.recv(), if events_open => {

@@ -345,3 +345,52 @@ async fn pods_bound_to_another_node_are_left_alone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_changed_config_map_reaches_its_mounted_file_while_the_pod_runs() {
+    with_env("agent-refresh", async |env| {
+        let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+        let config_map: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "tuning"},
+            "data": {"batch": "10"},
+        }))
+        .expect("config map");
+        config_maps
+            .create(&PostParams::default(), &config_map)
+            .await
+            .expect("create config map");
+        let mut spec = env.testapp_pod_spec(
+            json!([]),
+            json!({"volumeMounts": [{"name": "tuning", "mountPath": "/etc/testapp/tuning"}]}),
+        );
+        spec["volumes"] = json!([{
+            "name": "tuning",
+            "configMap": {"name": "tuning", "items": [{"key": "batch", "path": "batch-size"}]},
+        }]);
+        env.create_pod("tuned", spec).await;
+        let pod = env.wait_ready("tuned").await;
+        let addr = pod_addr(&pod);
+        let read = || async move {
+            http_get(addr, "/file?path=/etc/testapp/tuning/batch-size")
+                .await
+                .expect("pod answers")
+        };
+        assert_eq!(read().await, (200, "10".into()), "items map the key to its path");
+
+        let change = json!({"data": {"batch": "25"}});
+        config_maps
+            .patch("tuning", &PatchParams::default(), &Patch::Merge(&change))
+            .await
+            .expect("patch");
+        // The test agent rewrites volumes every 2 s.
+        wait_for(
+            Duration::from_secs(30),
+            "the new value in the mounted file",
+            || async { (read().await == (200, "25".to_string())).then_some(()) },
+        )
+        .await;
+        let same = env.pods().get("tuned").await.expect("pod");
+        assert_eq!(container_pid(&same), container_pid(&pod), "no restart was needed");
+    })
+    .await;
+}

@@ -77,7 +77,7 @@ impl Agent {
             .args(["--pod-ip-prefix", &ip_prefix(&node)])
             .args(["--taint", &format!("{NODE_KEY}={node}:NoSchedule")])
             .args(["--label", &format!("{NODE_KEY}={node}")])
-            .args(["--crash-backoff-seconds", "2"])
+            .args(["--crash-backoff-seconds", "2", "--volume-refresh-seconds", "2"])
             .env("KUBECONFIG", env::require("KUBECONFIG"))
             .env("RUST_LOG", "info,kube=warn")
             .stdin(Stdio::null())
