@@ -38,6 +38,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to read Node {node}")]
+    ReadNode {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("failed to renew Lease {node}")]
     RenewLease {
         node: String,
@@ -92,13 +98,29 @@ pub async fn heartbeat(client: kube::Client, spec: NodeSpec, period: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = renew_lease(&client, &spec.name).await {
-            warn!(error = %error_chain(&error), "heartbeat failed");
-        }
-        if let Err(error) = post_status(&client, &spec).await {
+        if let Err(error) = beat(&client, &spec).await {
             warn!(error = %error_chain(&error), "heartbeat failed");
         }
     }
+}
+
+/// One heartbeat: register the Node again if someone deleted it, renew the Lease, post the status.
+async fn beat(client: &kube::Client, spec: &NodeSpec) -> Result<(), Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let read = |source| Error::ReadNode {
+        node: spec.name.clone(),
+        source,
+    };
+    let uid = match nodes.get_opt(&spec.name).await.map_err(read)? {
+        Some(node) => node.metadata.uid,
+        None => {
+            warn!(node = %spec.name, "the Node was deleted, registering it again");
+            register(client, spec).await?;
+            nodes.get(&spec.name).await.map_err(read)?.metadata.uid
+        }
+    };
+    renew_lease(client, &spec.name, &uid.unwrap_or_default()).await?;
+    post_status(client, spec).await
 }
 
 /// Deletes the Node (its Lease goes with it through the owner reference).
@@ -114,21 +136,13 @@ pub async fn deregister(client: &kube::Client, name: &str) -> Result<(), Error> 
     }
 }
 
-async fn renew_lease(client: &kube::Client, node: &str) -> Result<(), Error> {
-    let nodes: Api<Node> = Api::all(client.clone());
+/// `uid` is the Node's: the owner reference lets the garbage collector remove the Lease with the Node.
+async fn renew_lease(client: &kube::Client, node: &str, uid: &str) -> Result<(), Error> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let err = |source| Error::RenewLease {
         node: node.to_string(),
         source,
     };
-    // The owner reference lets the garbage collector remove the Lease with the Node.
-    let uid = nodes
-        .get(node)
-        .await
-        .map_err(err)?
-        .metadata
-        .uid
-        .unwrap_or_default();
     let lease = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",

@@ -29,6 +29,8 @@ use crate::{Agent, error_chain};
 
 /// How often a pod that cannot start yet (missing Secret, binary, …) is retried.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
+/// Status is recomputed at least this often, so a write that failed is retried even when nothing changes.
+const STATUS_RESYNC: Duration = Duration::from_secs(10);
 /// The default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
 /// Longest grace when the agent itself shuts down: tests stop agents and should not wait 30 s per pod.
@@ -200,6 +202,7 @@ impl Worker {
             tokio::time::Instant::now() + self.agent.volume_refresh,
             self.agent.volume_refresh,
         );
+        let mut resync = tokio::time::interval(STATUS_RESYNC);
         while !(stop.is_some() && tasks.is_empty()) {
             tokio::select! {
                 event = events.recv(), if events_open => {
@@ -216,6 +219,7 @@ impl Worker {
                     }
                 }
                 _ = changed.notified() => self.report(shared).await,
+                _ = resync.tick() => self.report(shared).await,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = refresh.tick() => {
                     if let Err(error) = self.setup().write_volumes().await {

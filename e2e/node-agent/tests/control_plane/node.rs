@@ -125,3 +125,35 @@ async fn an_agent_restarted_after_a_crash_ends_the_processes_its_predecessor_lef
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_deleted_node_is_registered_again_by_its_agent() {
+    let client = client().await;
+    let agent = Agent::start(&client).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let before = nodes.get(&agent.node).await.expect("node").metadata.uid;
+    nodes
+        .delete(&agent.node, &Default::default())
+        .await
+        .expect("delete node");
+    let again = wait_for(Duration::from_secs(45), "the Node back and Ready", || async {
+        let node = nodes.get_opt(&agent.node).await.ok()??;
+        (node.metadata.uid != before && node_ready(&node)).then_some(node)
+    })
+    .await;
+    // The Lease must follow the new Node, or the garbage collector removes it with the old one.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    wait_for(
+        Duration::from_secs(30),
+        "the Lease owned by the new Node",
+        || async {
+            let lease = leases.get_opt(&agent.node).await.ok()??;
+            let owners = lease.metadata.owner_references.unwrap_or_default();
+            owners
+                .iter()
+                .any(|o| Some(&o.uid) == again.metadata.uid.as_ref())
+                .then_some(())
+        },
+    )
+    .await;
+}
