@@ -38,6 +38,14 @@ pub mod env {
     /// How often the Kafka clients refresh topic metadata (`topic.metadata.refresh.interval.ms`), so added
     /// partitions are picked up; default 30000.
     pub const KAFKA_METADATA_REFRESH_MS: &str = "KAFKA_METADATA_REFRESH_MS";
+    /// Tuning with working defaults; the operator need not set them.
+    pub const DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
+    pub const KAFKA_SESSION_TIMEOUT_MS: &str = "KAFKA_SESSION_TIMEOUT_MS";
+    pub const KAFKA_MAX_POLL_INTERVAL_MS: &str = "KAFKA_MAX_POLL_INTERVAL_MS";
+    pub const RETRY_BACKOFF_MS: &str = "RETRY_BACKOFF_MS";
+    pub const RETRY_BACKOFF_MAX_MS: &str = "RETRY_BACKOFF_MAX_MS";
+    pub const OUTBOX_MESSAGE_TIMEOUT_MS: &str = "OUTBOX_MESSAGE_TIMEOUT_MS";
+    pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
 }
 
 /// The topic name the services use when none is configured (the reference's topic).

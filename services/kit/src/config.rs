@@ -42,7 +42,7 @@ pub struct DatabaseArgs {
     /// Connections in the pool.
     #[arg(
         long = "database-max-connections",
-        env = "DATABASE_MAX_CONNECTIONS",
+        env = env::DATABASE_MAX_CONNECTIONS,
         default_value_t = 10
     )]
     pub max_connections: u32,
@@ -84,24 +84,24 @@ pub struct ConsumerArgs {
     /// Classic protocol only (librdkafka rejects it under KIP-848): session timeout in milliseconds.
     #[arg(
         long = "kafka-session-timeout-ms",
-        env = "KAFKA_SESSION_TIMEOUT_MS",
+        env = env::KAFKA_SESSION_TIMEOUT_MS,
         default_value_t = 45_000
     )]
     pub session_timeout_ms: u32,
     /// Longest time between polls before the member is thrown out; the loop keeps polling while paused.
     #[arg(
         long = "kafka-max-poll-interval-ms",
-        env = "KAFKA_MAX_POLL_INTERVAL_MS",
+        env = env::KAFKA_MAX_POLL_INTERVAL_MS,
         default_value_t = 300_000
     )]
     pub max_poll_interval_ms: u32,
     /// First backoff after a transient (database) failure, in milliseconds; doubles up to the maximum.
-    #[arg(long = "retry-backoff-ms", env = "RETRY_BACKOFF_MS", default_value_t = 500)]
+    #[arg(long = "retry-backoff-ms", env = env::RETRY_BACKOFF_MS, default_value_t = 500)]
     pub retry_backoff_ms: u64,
     /// Longest backoff after repeated transient failures, in milliseconds.
     #[arg(
         long = "retry-backoff-max-ms",
-        env = "RETRY_BACKOFF_MAX_MS",
+        env = env::RETRY_BACKOFF_MAX_MS,
         default_value_t = 10_000
     )]
     pub retry_backoff_max_ms: u64,
