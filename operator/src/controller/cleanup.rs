@@ -32,8 +32,23 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
         let admin = ctx.kafka.admin(&spec.bootstrap_servers)?;
         kafka::delete_topic(&admin, &spec.topic.name).await?;
     }
-    let admin = postgres::read_admin(&ctx.client, &spec.namespace, &spec.admin_secret).await?;
-    postgres::drop_all(&admin, &spec).await?;
+    match postgres::read_admin(&ctx.client, &spec.namespace, &spec.admin_secret).await {
+        Ok(admin) => postgres::drop_all(&admin, &spec).await?,
+        // Without credentials the schemas cannot be dropped, and waiting would block the deletion of
+        // the namespace (which is what usually removed the Secret first): keep them and say so.
+        Err(postgres::Error::ReadAdminSecret {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 404 => {
+            let note = format!(
+                "admin Secret {} is gone: schemas and roles are kept",
+                spec.admin_secret
+            );
+            ctx.event(os, EventType::Warning, "CleanupSkipped", "Delete", note)
+                .await;
+        }
+        Err(error) => return Err(error.into()),
+    }
     ctx.event(
         os,
         EventType::Normal,

@@ -68,7 +68,19 @@ impl Drop for TestNamespace {
         let name = self.name.clone();
         // A fresh client: the test's client is driven by the test's runtime, which may be gone.
         block_on_cleanup(async move {
-            let api: Api<Namespace> = Api::all(ordersystem_e2e::kube::client().await);
+            let client = ordersystem_e2e::kube::client().await;
+            // A test that failed midway may leave a finalizer no operator will ever release.
+            let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &name);
+            if let Ok(list) = systems.list(&Default::default()).await {
+                let unblock = serde_json::json!({"metadata": {"finalizers": null}});
+                for os in list {
+                    let os_name = os.metadata.name.unwrap_or_default();
+                    let _ = systems
+                        .patch(&os_name, &PatchParams::default(), &Patch::Merge(&unblock))
+                        .await;
+                }
+            }
+            let api: Api<Namespace> = Api::all(client);
             let _ = api.delete(&name, &DeleteParams::background()).await;
         });
     }
