@@ -20,6 +20,9 @@ use crate::crd::OrderSystem;
 use crate::metrics::Metrics;
 use crate::names;
 
+/// How often readiness asks whether the OrderSystem cache has synced.
+const READINESS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the controller until shutdown (SIGTERM or ctrl-c). `namespace` limits it to one namespace.
 pub async fn run(
     client: kube::Client,
@@ -63,9 +66,19 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client.clone(), recorder, metrics, reader.clone()));
     let readiness = reader.clone();
     tokio::spawn(async move {
-        if readiness.wait_until_ready().await.is_ok() {
-            ready.store(true, Ordering::Relaxed);
-            info!("OrderSystem cache synced");
+        // The store's readiness signal wakes only the waiter that polled it last, and the Controller below
+        // waits on it too: so ask again every second instead of waiting once (a single wait here never
+        // woke, and /readyz stayed false forever).
+        loop {
+            match tokio::time::timeout(READINESS_POLL, readiness.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    ready.store(true, Ordering::Relaxed);
+                    info!("OrderSystem cache synced");
+                    return;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
         }
     });
     Controller::for_stream(stream, reader)
