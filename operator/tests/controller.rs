@@ -532,3 +532,42 @@ async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_se
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_is_deployed() {
+    let s = setup("ctl-rf").await;
+    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    let mut os = spec_json(&s.topic, &bootstrap, "Delete");
+    os["spec"]["kafka"]["topic"]["replicationFactor"] = 3.into();
+    s.api
+        .create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("create");
+    let os = wait_condition(&s.api, "TopicReady", "False", "ReplicationFactorTooLarge").await;
+    assert_eq!(
+        condition(&os, "Progressing"),
+        Some(("True".into(), "WaitingForTopic".into()))
+    );
+    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    assert!(
+        kafka::describe(&admin, &s.topic)
+            .await
+            .expect("describe")
+            .is_none(),
+        "no topic created"
+    );
+    assert!(
+        deployment(&s.client, &s.ns.name, "shop-invoicing")
+            .await
+            .is_none(),
+        "consumers wait for the topic"
+    );
+    s.api
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "gone", || async {
+        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
