@@ -319,6 +319,20 @@ async fn bad_orders_get_a_clear_4xx_and_store_nothing() {
             "{table} must stay empty"
         );
     }
+    assert!(
+        metric(&order, "ordersystem_http_requests").await >= 10.0,
+        "every request is counted"
+    );
+    order.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seed_data_is_the_designs_and_a_restart_adds_nothing() {
+    let bootstrap = env::kafka_bootstrap();
+    let topic = names::unique("seed");
+    create_topic(&bootstrap, &topic, 1).await;
+    let order = spawn_order(&bootstrap, &topic).await;
+    let client = reqwest::Client::new();
     // Seed data exactly as designed, once.
     let customers = get_json(&client, &order.url("/api/customers"))
         .await
@@ -327,6 +341,38 @@ async fn bad_orders_get_a_clear_4xx_and_store_nothing() {
     let items = get_json(&client, &order.url("/api/items")).await.expect("items");
     assert_eq!(items[0]["name"], "iPod");
     assert_eq!(items[0]["price"], json!(42.00));
+    // A restart on the same schema migrates and seeds again, and adds nothing.
+    let db = order.db.clone();
+    order.stop().await;
+    let order = spawn_order_in(db, &bootstrap, &topic).await;
+    let items = get_json(&client, &order.url("/api/items")).await.expect("items");
+    let names: Vec<&str> = items
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["iPod", "iPod touch", "iPod nano", "Apple TV"]);
+    // Read as text: a JSON parser would turn the prices into floats.
+    let raw = client
+        .get(order.url("/api/items"))
+        .send()
+        .await
+        .expect("items")
+        .text()
+        .await
+        .expect("text");
+    for price in ["42.00", "21.00", "1.00", "100.00"] {
+        assert!(
+            raw.contains(&format!("\"price\":{price}")),
+            "price {price} exact on the wire: {raw}"
+        );
+    }
+    let customers = get_json(&client, &order.url("/api/customers"))
+        .await
+        .expect("customers");
+    assert_eq!(customers.as_array().map(Vec::len), Some(2));
+    assert_eq!(customers[0]["email"], "eberhard.wolff@gmail.com");
     order.stop().await;
 }
 

@@ -28,6 +28,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use store::DeadLetter;
 
+/// Pause after a failed receive; short, so shutdown is not held up.
+const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
 /// Dead-letter reason of a record that is not a valid `OrderPlaced`.
 pub const REASON_UNDECODABLE: &str = "Undecodable";
 /// Dead-letter reason of an event whose order id is stored with different content.
@@ -130,6 +133,8 @@ impl<H: Handler> ConsumerLoop<H> {
                         Ok(message) => message,
                         Err(error) => {
                             tracing::warn!(%error, "kafka receive failed");
+                            // Errors can repeat back to back while the broker is away; don't spin on them.
+                            tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
                             continue;
                         }
                     };
