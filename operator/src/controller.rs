@@ -178,10 +178,18 @@ pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action
 /// `n` counts this object's consecutive failures.
 pub fn error_policy(os: Arc<OrderSystem>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.count_failure(error.metric_label());
+    let transient = error.is_transient();
     let failures = ctx.failure_count(&os.uid().unwrap_or_default(), true);
     let delay = backoff_delay(failures, rand::random::<f64>());
     warn!(error = %error, error_kind = error.metric_label(), failures, retry_in = ?delay, "reconcile failed");
-    if error.is_transient() {
+    // error_policy is synchronous; the Event is published on the side (the recorder folds repeats into
+    // one Event series).
+    let note = describe_error(error);
+    tokio::spawn(async move {
+        ctx.event(&os, EventType::Warning, "ReconcileFailed", "Reconcile", note)
+            .await;
+    });
+    if transient {
         Action::requeue(delay)
     } else {
         Action::await_change()

@@ -67,6 +67,15 @@ async fn with_kafka_stopped_a_retained_resource_shows_the_outage_and_is_still_de
     );
     poke(&api).await;
     wait_condition(&api, "TopicReady", "False", "KafkaUnavailable").await;
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name);
+    wait_for(60, "a ReconcileFailed Warning event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ReconcileFailed") && e.type_.as_deref() == Some("Warning"))
+            .then_some(())
+    })
+    .await;
 
     api.delete("shop", &DeleteParams::default())
         .await
