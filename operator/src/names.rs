@@ -12,6 +12,9 @@ pub const FIELD_MANAGER: &str = "ordersystem-operator";
 /// Pod template annotation: hash of the service's database Secret, so a credential change rolls that
 /// service only.
 pub const SECRET_HASH_ANNOTATION: &str = "ordersystem.io/secret-hash";
+/// Annotation acknowledging that the topic with the id given as its value is gone or replaced: the
+/// operator then creates the topic anew (or adopts the new one) and records the new id.
+pub const RECREATE_TOPIC_ANNOTATION: &str = "ordersystem.io/recreate-topic";
 /// Value of `app.kubernetes.io/part-of` on every child object.
 pub const PART_OF: &str = "ordersystem";
 /// Label carrying the owning `OrderSystem`'s name; owned objects are watched by it.

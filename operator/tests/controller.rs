@@ -571,3 +571,71 @@ async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_deleted_topic_is_recreated_only_after_the_annotation_acknowledges_its_old_id() {
+    let s = setup("ctl-identity").await;
+    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    s.api
+        .create(
+            &PostParams::default(),
+            &support::to_os(spec_json(&s.topic, &bootstrap, "Delete")),
+        )
+        .await
+        .expect("create");
+    let os = wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    let old_id = os
+        .status
+        .and_then(|st| st.topic)
+        .and_then(|t| t.topic_id)
+        .expect("topic id recorded");
+    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    kafka::delete_topic(&admin, &s.topic)
+        .await
+        .expect("delete out of band");
+    wait_for(30, "topic gone", || async {
+        kafka::describe(&admin, &s.topic)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    poke(&s.api).await;
+    wait_condition(&s.api, "TopicReady", "False", "TopicDeleted").await;
+    assert!(
+        kafka::describe(&admin, &s.topic)
+            .await
+            .expect("describe")
+            .is_none(),
+        "not recreated silently"
+    );
+
+    let ack = json!({"metadata": {"annotations": {"ordersystem.io/recreate-topic": old_id}}});
+    s.api
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&ack))
+        .await
+        .expect("acknowledge");
+    let os = wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    let new_id = os
+        .status
+        .and_then(|st| st.topic)
+        .and_then(|t| t.topic_id)
+        .expect("new id");
+    assert_ne!(new_id, old_id);
+    assert_eq!(
+        kafka::describe(&admin, &s.topic)
+            .await
+            .expect("describe")
+            .map(|d| d.topic_id),
+        Some(new_id)
+    );
+    s.api
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "gone", || async {
+        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}

@@ -57,7 +57,7 @@ fn setup(
 async fn creates_the_topic_with_partitions_configs_and_an_id() {
     let (admin, name, _guard) = setup("kb-create");
     let spec = topic(&name, 3, &[("retention.ms", "3600000")]);
-    let observed = kafka::ensure_topic(&admin, &spec, &BTreeSet::new(), false)
+    let observed = kafka::ensure_topic(&admin, &spec, &BTreeSet::new(), None, false)
         .await
         .expect("ensure");
     assert!(observed.created);
@@ -84,7 +84,7 @@ async fn creates_the_topic_with_partitions_configs_and_an_id() {
         Some("delete")
     );
     // A second pass changes nothing.
-    let again = kafka::ensure_topic(&admin, &spec, &BTreeSet::new(), false)
+    let again = kafka::ensure_topic(&admin, &spec, &BTreeSet::new(), None, false)
         .await
         .expect("ensure again");
     assert!(!again.created && !again.partitions_added && again.configs_changed.is_empty());
@@ -93,10 +93,10 @@ async fn creates_the_topic_with_partitions_configs_and_an_id() {
 #[tokio::test]
 async fn grows_partitions_and_reports_a_topic_larger_than_the_spec() {
     let (admin, name, _guard) = setup("kb-grow");
-    kafka::ensure_topic(&admin, &topic(&name, 2, &[]), &BTreeSet::new(), false)
+    kafka::ensure_topic(&admin, &topic(&name, 2, &[]), &BTreeSet::new(), None, false)
         .await
         .expect("create");
-    let grown = kafka::ensure_topic(&admin, &topic(&name, 4, &[]), &BTreeSet::new(), false)
+    let grown = kafka::ensure_topic(&admin, &topic(&name, 4, &[]), &BTreeSet::new(), None, false)
         .await
         .expect("grow");
     assert!(grown.partitions_added);
@@ -107,7 +107,7 @@ async fn grows_partitions_and_reports_a_topic_larger_than_the_spec() {
             .map(|d| d.partitions),
         Some(4)
     );
-    let larger = kafka::ensure_topic(&admin, &topic(&name, 3, &[]), &BTreeSet::new(), false)
+    let larger = kafka::ensure_topic(&admin, &topic(&name, 3, &[]), &BTreeSet::new(), None, false)
         .await
         .expect("observe");
     assert_eq!(
@@ -129,7 +129,7 @@ async fn a_replication_factor_above_the_broker_count_is_a_state_not_a_creation()
     let (admin, name, _guard) = setup("kb-rf");
     let mut spec = topic(&name, 1, &[]);
     spec.replication_factor = Some(3);
-    let observed = kafka::ensure_topic(&admin, &spec, &BTreeSet::new(), false)
+    let observed = kafka::ensure_topic(&admin, &spec, &BTreeSet::new(), None, false)
         .await
         .expect("ensure");
     assert_eq!(
@@ -146,6 +146,7 @@ async fn managed_configs_follow_the_spec_and_others_configs_survive() {
         &admin,
         &topic(&name, 1, &[("retention.ms", "1000"), ("segment.ms", "3600000")]),
         &BTreeSet::new(),
+        None,
         false,
     )
     .await
@@ -166,6 +167,7 @@ async fn managed_configs_follow_the_spec_and_others_configs_survive() {
         &admin,
         &topic(&name, 1, &[("retention.ms", "2000")]),
         &previously,
+        None,
         false,
     )
     .await
@@ -196,7 +198,7 @@ async fn managed_configs_follow_the_spec_and_others_configs_survive() {
 #[tokio::test]
 async fn paused_observes_without_creating() {
     let (admin, name, _guard) = setup("kb-paused");
-    let observed = kafka::ensure_topic(&admin, &topic(&name, 1, &[]), &BTreeSet::new(), true)
+    let observed = kafka::ensure_topic(&admin, &topic(&name, 1, &[]), &BTreeSet::new(), None, true)
         .await
         .expect("observe");
     assert_eq!(observed.state, TopicState::Missing);
@@ -206,7 +208,7 @@ async fn paused_observes_without_creating() {
 #[tokio::test]
 async fn delete_removes_the_topic_and_tolerates_a_missing_one() {
     let (admin, name, _guard) = setup("kb-delete");
-    kafka::ensure_topic(&admin, &topic(&name, 1, &[]), &BTreeSet::new(), false)
+    kafka::ensure_topic(&admin, &topic(&name, 1, &[]), &BTreeSet::new(), None, false)
         .await
         .expect("create");
     kafka::delete_topic(&admin, &name).await.expect("delete");
@@ -221,4 +223,58 @@ async fn delete_removes_the_topic_and_tolerates_a_missing_one() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn a_topic_we_created_is_not_recreated_or_changed_after_it_was_replaced() {
+    let (admin, name, _guard) = setup("kb-identity");
+    let missing = kafka::ensure_topic(
+        &admin,
+        &topic(&name, 1, &[]),
+        &BTreeSet::new(),
+        Some("AAAAAAAAAAAAAAAAAAAAAA"),
+        false,
+    )
+    .await
+    .expect("observe");
+    assert_eq!(
+        missing.state,
+        TopicState::Deleted {
+            topic_id: "AAAAAAAAAAAAAAAAAAAAAA".into()
+        }
+    );
+    assert_eq!(
+        kafka::describe(&admin, &name).await.expect("describe"),
+        None,
+        "not recreated"
+    );
+
+    let created = kafka::ensure_topic(&admin, &topic(&name, 1, &[]), &BTreeSet::new(), None, false)
+        .await
+        .expect("create");
+    let actual = created.status.and_then(|s| s.topic_id).expect("id");
+    let replaced = kafka::ensure_topic(
+        &admin,
+        &topic(&name, 2, &[]),
+        &BTreeSet::new(),
+        Some("AAAAAAAAAAAAAAAAAAAAAA"),
+        false,
+    )
+    .await
+    .expect("observe");
+    assert_eq!(
+        replaced.state,
+        TopicState::IdChanged {
+            known: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            actual
+        }
+    );
+    assert_eq!(
+        kafka::describe(&admin, &name)
+            .await
+            .expect("describe")
+            .map(|d| d.partitions),
+        Some(1),
+        "left alone"
+    );
 }

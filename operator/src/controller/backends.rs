@@ -12,6 +12,7 @@ use super::status::Report;
 use super::validate::ValidSpec;
 use super::{Context, Error, apply, kafka, postgres};
 use crate::crd::OrderSystem;
+use crate::names;
 
 /// What the backends did, in the shapes `build` and `status` need.
 pub struct Backends {
@@ -91,7 +92,14 @@ async fn ensure_topic(
         .and_then(|s| s.topic.as_ref())
         .map(|t| t.managed_configs.keys().cloned().collect())
         .unwrap_or_default();
-    kafka::ensure_topic(&admin, &spec.topic, &previously, spec.paused).await
+    let recorded = os
+        .status
+        .as_ref()
+        .and_then(|s| s.topic.as_ref())
+        .and_then(|t| t.topic_id.clone());
+    let acknowledged = os.annotations().get(names::RECREATE_TOPIC_ANNOTATION);
+    let known_id = recorded.filter(|id| acknowledged != Some(id));
+    kafka::ensure_topic(&admin, &spec.topic, &previously, known_id.as_deref(), spec.paused).await
 }
 
 async fn ensure_postgres(

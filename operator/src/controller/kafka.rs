@@ -88,6 +88,15 @@ pub enum TopicState {
     Ready,
     /// The topic does not exist and was not created (paused).
     Missing,
+    /// The topic we created (this id) is gone; it is not recreated without acknowledgement.
+    Deleted {
+        topic_id: String,
+    },
+    /// A topic of that name exists with another id than the one we created; left alone.
+    IdChanged {
+        known: String,
+        actual: String,
+    },
     /// The topic has more partitions than the spec; Kafka cannot remove partitions.
     MorePartitionsThanSpec {
         spec: i32,
@@ -171,13 +180,15 @@ async fn broker_count(admin: &Arc<Admin>) -> Result<i32, Error> {
     Ok(i32::try_from(metadata.brokers().len()).unwrap_or(i32::MAX))
 }
 
-/// Brings the topic in line with the spec. `previously_managed` are the config keys we managed before
+/// Brings the topic in line with the spec. `known_id` is the id of the topic this resource created; when
+/// given, a missing topic or one with another id is reported instead of created or changed. `previously_managed` are the config keys we managed before
 /// (from status), so a key removed from the spec is reset rather than left behind. When `paused`, only
 /// observes.
 pub async fn ensure_topic(
     admin: &Arc<Admin>,
     topic: &ValidTopic,
     previously_managed: &BTreeSet<String>,
+    known_id: Option<&str>,
     paused: bool,
 ) -> Result<TopicObserved, Error> {
     let mut observed = TopicObserved {
@@ -193,6 +204,14 @@ pub async fn ensure_topic(
             observed.state = TopicState::Missing;
             return Ok(observed);
         }
+        // Recreating an empty topic under consumers that committed offsets in the old one would
+        // silently lose or replay history: wait for an explicit acknowledgement instead.
+        None if known_id.is_some() => {
+            observed.state = TopicState::Deleted {
+                topic_id: known_id.unwrap_or_default().to_string(),
+            };
+            return Ok(observed);
+        }
         None => {
             if let Some(state) = check_brokers(admin, topic).await? {
                 observed.state = state;
@@ -203,6 +222,15 @@ pub async fn ensure_topic(
             describe_after_create(admin, &topic.name).await?
         }
     };
+    if let Some(known) = known_id
+        && known != description.topic_id
+    {
+        observed.state = TopicState::IdChanged {
+            known: known.to_string(),
+            actual: description.topic_id,
+        };
+        return Ok(observed);
+    }
     let mut partitions = description.partitions;
     if description.partitions < topic.partitions && !paused {
         add_partitions(admin, topic).await?;

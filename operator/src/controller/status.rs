@@ -131,6 +131,24 @@ fn topic_verdict(report: &Report) -> Verdict {
             "TopicReady",
             "the topic exists with the spec's partitions and configs".into(),
         ),
+        TopicState::Deleted { topic_id } => (
+            false,
+            "TopicDeleted",
+            format!(
+                "the topic (id {topic_id}) was deleted; it is not recreated under the consumers without \
+                 the annotation {}={topic_id}",
+                names::RECREATE_TOPIC_ANNOTATION
+            ),
+        ),
+        TopicState::IdChanged { known, actual } => (
+            false,
+            "TopicIdChanged",
+            format!(
+                "the topic was recreated by someone else (id {known} became {actual}); it is left alone until \
+                 the annotation {}={known} accepts it",
+                names::RECREATE_TOPIC_ANNOTATION
+            ),
+        ),
         TopicState::Missing => (
             false,
             "Missing",
