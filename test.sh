@@ -15,5 +15,8 @@ e2e/infra/install-rust-tools.sh
 e2e/infra/up.sh
 # shellcheck source=/dev/null
 . "$STATE/env"
+# The end-to-end scenario runs the service, operator and node-agent binaries as pods: build them first.
+echo "[test] building the binaries" >&2
+cargo build --workspace --bins --locked
 echo "[test] running the tests (per-test limits in .config/nextest.toml)" >&2
 cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"

@@ -63,13 +63,16 @@ start() {
     --initial-cluster=default=http://127.0.0.1:2380 --unsafe-no-fsync=true
   wait_for 60 etcd "$L/etcd.log" "$R/etcd.pid" etcd_healthy
   # The ServiceAccount admission plugin stays enabled (unlike envtest): local-mode pods get their projected
-  # token volume, and the node agent mints the tokens through the TokenRequest API.
+  # token volume, and the node agent mints the tokens through the TokenRequest API. PodNodeSelector and
+  # PodTolerationRestriction let a test pin a whole namespace's pods to its own tainted node through
+  # namespace annotations, so tests running side by side never run each other's pods.
   launch kube-apiserver 6443 "$B/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
     --bind-address=127.0.0.1 --secure-port=6443 --advertise-address=127.0.0.1 \
     --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$P/sa.key" --service-account-signing-key-file="$P/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC --allow-privileged=true \
+    --enable-admission-plugins=PodNodeSelector,PodTolerationRestriction \
     --endpoint-reconciler-type=none --cert-dir="$R/apiserver-certs"
   wait_for 180 kube-apiserver "$L/kube-apiserver.log" "$R/kube-apiserver.pid" apiserver_ready
   launch kube-controller-manager 10257 "$B/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" \

@@ -1,8 +1,11 @@
-//! Test support for the control-plane and end-to-end tests: a kube client for the local control plane and
-//! the Kubernetes version this workspace is compiled for. Kafka/Postgres lookups and names are in
-//! `ordersystem-testkit`, re-exported here.
+//! Test support for the control-plane and end-to-end tests: a kube client for the local control plane,
+//! the Kubernetes version this workspace is compiled for, waits with deadlines, local mode's node, and a
+//! client of the running shop. Kafka/Postgres lookups and names are in `ordersystem-testkit`, re-exported.
 
 pub mod kube;
+pub mod local_node;
+pub mod shop;
 pub mod versions;
+pub mod wait;
 
 pub use ordersystem_testkit::{env, names};

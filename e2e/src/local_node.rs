@@ -1,0 +1,143 @@
+//! Local mode's node: the test node agent (`ordersystem-node-agent`) as a child process, registered as its
+//! own tainted Node. Namespaces created through [`LocalNode::pin_annotations`] send all their pods to this
+//! node (PodNodeSelector and PodTolerationRestriction admission), so tests running side by side never run
+//! each other's pods.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::wait;
+
+/// Label and taint key that tie a test's pods to its node.
+pub const NODE_KEY: &str = "ordersystem.dev/e2e-node";
+
+/// Directory of the locally built binaries the agent runs for images (`ORDERSYSTEM_BIN_DIR`, else
+/// `$CARGO_TARGET_DIR/debug`, else `target/debug`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ORDERSYSTEM_BIN_DIR") {
+        return dir.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    target.join("debug")
+}
+
+/// A running node agent; stopped (and its Node deleted) on drop.
+#[derive(Debug)]
+pub struct LocalNode {
+    pub name: String,
+    pub log: PathBuf,
+    pub state_dir: PathBuf,
+    child: Child,
+}
+
+impl LocalNode {
+    /// Starts an agent on a new Node named `name`, whose pod IPs are `127.<octet>.0.x`, and waits until the
+    /// Node is Ready.
+    ///
+    /// # Panics
+    /// When a binary is missing (the message says how to build it) or the Node never becomes Ready.
+    pub async fn start(client: &kube::Client, name: &str, octet: u8) -> LocalNode {
+        let bins = bin_dir();
+        for binary in [
+            "ordersystem-node-agent",
+            "ordersystem-operator",
+            "ordersystem-order",
+            "ordersystem-invoicing",
+            "ordersystem-shipping",
+        ] {
+            assert!(
+                bins.join(binary).is_file(),
+                "{} is missing: build the binaries first (cargo build --workspace --bins), or set \
+                 ORDERSYSTEM_BIN_DIR",
+                bins.join(binary).display()
+            );
+        }
+        let state_dir = PathBuf::from("/tmp/ordersystem/e2e");
+        std::fs::create_dir_all(&state_dir).expect("e2e state dir");
+        let log = state_dir.join(format!("{name}.agent.log"));
+        let out = std::fs::File::create(&log).expect("agent log file");
+        let child = Command::new(bins.join("ordersystem-node-agent"))
+            .args(["--node-name", name, "--delete-node-on-exit"])
+            .arg("--bin-dir")
+            .arg(&bins)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["--pod-ip-prefix", &format!("127.{octet}.0")])
+            .args(["--taint", &format!("{NODE_KEY}={name}:NoSchedule")])
+            .args(["--label", &format!("{NODE_KEY}={name}")])
+            .args(["--crash-backoff-seconds", "2"])
+            .stdout(out.try_clone().expect("log handle"))
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the node agent");
+        let node = LocalNode {
+            name: name.to_string(),
+            log,
+            state_dir,
+            child,
+        };
+        let nodes: Api<Node> = Api::all(client.clone());
+        wait::until(&format!("Node {name} Ready"), Duration::from_secs(60), || async {
+            let node = nodes.get_opt(name).await.map_err(|e| e.to_string())?;
+            let ready = node
+                .and_then(|n| n.status)
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready { Ok(()) } else { Err("not Ready".into()) }
+        })
+        .await;
+        node
+    }
+
+    /// Namespace annotations that pin every pod of the namespace to this node.
+    pub fn pin_annotations(&self) -> serde_json::Value {
+        let toleration = serde_json::json!([{
+            "key": NODE_KEY, "operator": "Equal", "value": self.name, "effect": "NoSchedule"
+        }]);
+        serde_json::json!({
+            "scheduler.alpha.kubernetes.io/node-selector": format!("{NODE_KEY}={}", self.name),
+            "scheduler.alpha.kubernetes.io/defaultTolerations": toleration.to_string(),
+        })
+    }
+
+    /// The agent's own log and every container log it wrote, for a failing test's output.
+    pub fn logs(&self) -> String {
+        let mut out = format!("===== node agent {}\n", self.log.display());
+        out += &std::fs::read_to_string(&self.log).unwrap_or_default();
+        let dir = self.state_dir.join(&self.name).join("logs");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                out += &format!("===== {}\n", entry.path().display());
+                for line in tail.into_iter().rev() {
+                    out += line;
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        // SIGTERM lets the agent stop its pods and delete its Node; the pid is our own child's.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,159 @@
+//! A client of a running shop: places orders through the order service's JSON API and its HTML form, as
+//! a person or a program would, and reads what invoicing and shipping stored.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+/// One service's base URL, e.g. `http://127.7.0.3:8080`.
+#[derive(Debug, Clone)]
+pub struct Service {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Service {
+    pub fn new(base: impl Into<String>) -> Service {
+        Service {
+            base: base.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `POST /api/orders` of a valid order; returns the order id.
+    pub async fn place_order(&self, n: u32) -> Result<i64, String> {
+        let body = json!({
+            "customerId": 1 + i64::from(n % 2),
+            "shippingAddress": {"street": format!("Ohlauer Str. {n}"), "zip": "10999", "city": "Berlin"},
+            "billingAddress": {"street": "Krischerstr. 100", "zip": "40789", "city": "Monheim am Rhein"},
+            "orderLine": [{"count": 1 + i64::from(n % 5), "itemId": 1 + i64::from(n % 4)}]
+        });
+        let response = self
+            .http
+            .post(self.url("/api/orders"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let created: Value = response.json().await.map_err(|e| e.to_string())?;
+        if status != 201 {
+            return Err(format!("POST /api/orders answered {status}: {created}"));
+        }
+        created["id"]
+            .as_i64()
+            .ok_or_else(|| format!("no id in {created}"))
+    }
+
+    /// Submits the HTML order form as a browser does; returns the new order's id from the success page.
+    pub async fn place_order_by_form(&self) -> Result<i64, String> {
+        let fields = [
+            ("customer", "1"),
+            ("shippingAddress.street", "Ohlauer Str. 43"),
+            ("shippingAddress.zip", "10999"),
+            ("shippingAddress.city", "Berlin"),
+            ("billingAddress.street", "Krischerstr. 100"),
+            ("billingAddress.zip", "40789"),
+            ("billingAddress.city", "Monheim am Rhein"),
+            ("orderLine[0].count", "2"),
+            ("orderLine[0].item", "1"),
+            ("submit", ""),
+        ];
+        let response = self
+            .http
+            .post(self.url("/"))
+            .form(&fields)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let page = response.text().await.map_err(|e| e.to_string())?;
+        if status != 200 || !page.contains("Action was successful!") {
+            return Err(format!("the form answered {status}: {page}"));
+        }
+        page.split("id=\"order\" href=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|href| href.trim_start_matches('/').parse().ok())
+            .ok_or_else(|| format!("no order link on the success page: {page}"))
+    }
+
+    /// The order ids of `GET <path>` (a JSON list of objects with `orderId`), e.g. `/api/invoices`.
+    pub async fn order_ids(&self, path: &str) -> Result<Vec<i64>, String> {
+        let list: Vec<Value> = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        list.iter()
+            .map(|entry| {
+                entry["orderId"]
+                    .as_i64()
+                    .ok_or_else(|| format!("no orderId in {entry}"))
+            })
+            .collect()
+    }
+
+    /// The body of `GET /metrics`.
+    pub async fn metrics(&self) -> Result<String, String> {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Checks that `stored` holds each of `placed` exactly once (nothing lost, nothing twice).
+pub fn exactly_once(placed: &BTreeSet<i64>, stored: &[i64]) -> Result<(), String> {
+    let unique: BTreeSet<i64> = stored.iter().copied().collect();
+    if unique.len() != stored.len() {
+        return Err(format!(
+            "{} entries for {} distinct orders: duplicates",
+            stored.len(),
+            unique.len()
+        ));
+    }
+    let missing: Vec<&i64> = placed.difference(&unique).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{} of {} orders missing, e.g. {:?}",
+            missing.len(),
+            placed.len(),
+            &missing[..missing.len().min(5)]
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_once_finds_duplicates_and_missing_orders() {
+        let placed: BTreeSet<i64> = [1, 2, 3].into();
+        assert!(exactly_once(&placed, &[1, 2, 3]).is_ok());
+        assert!(
+            exactly_once(&placed, &[1, 2, 3, 3])
+                .unwrap_err()
+                .contains("duplicates")
+        );
+        assert!(
+            exactly_once(&placed, &[1, 2])
+                .unwrap_err()
+                .contains("1 of 3 orders missing")
+        );
+    }
+}

@@ -1,0 +1,477 @@
+//! The end-to-end scenario in local mode: `helm install` runs the operator as a pod under its own
+//! ServiceAccount and the chart's RBAC, the operator turns an `OrderSystem` into a topic, schemas and the
+//! three services, whose pods the node agent runs as processes of the locally built binaries. Orders flow
+//! through the real services; scaling, partitions, an image change, a crash and deletion follow the spec.
+//! (Kind mode runs the same steps on a kind cluster: `e2e/kind.sh`.)
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use ordersystem_e2e::local_node::LocalNode;
+use ordersystem_e2e::shop::{Service, exactly_once};
+use ordersystem_e2e::{env, names, wait};
+use ordersystem_operator::crd::OrderSystem;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::json;
+use sqlx::Connection;
+
+const READY_WITHIN: Duration = Duration::from_secs(180);
+
+/// Prints the agent's and the pods' logs when the scenario fails.
+struct LogsOnFailure<'a>(&'a LocalNode);
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.0.logs());
+        }
+    }
+}
+
+async fn create_namespace(client: &kube::Client, name: &str, annotations: serde_json::Value) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": name, "annotations": annotations}
+            }))
+            .expect("namespace"),
+        )
+        .await
+        .expect("create namespace");
+    // ServiceAccount admission refuses pods until kube-controller-manager created `default`.
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    wait::until("the default ServiceAccount", Duration::from_secs(30), || async {
+        accounts
+            .get_opt("default")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("absent".to_string())
+    })
+    .await;
+}
+
+fn helm(args: &[&str]) {
+    let output = std::process::Command::new("helm")
+        .args(args)
+        .output()
+        .expect("helm on PATH (e2e/infra/up.sh installs it; `. /tmp/ordersystem/env` puts it on PATH)");
+    assert!(
+        output.status.success(),
+        "helm {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn admin_secret(name: &str) -> Secret {
+    let url = env::database_url();
+    let rest = url.strip_prefix("postgres://").expect("postgres:// URL");
+    let (credentials, location) = rest.split_once('@').expect("user:password@host");
+    let (username, password) = credentials.split_once(':').expect("user:password");
+    let (host_port, dbname) = location.split_once('/').expect("host:port/db");
+    let (host, port) = host_port.split_once(':').expect("host:port");
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "stringData": {"host": host, "port": port, "dbname": dbname, "username": username, "password": password}
+    }))
+    .expect("secret")
+}
+
+async fn pods(client: &kube::Client, ns: &str, system: &str, service: &str) -> Vec<Pod> {
+    let selector = format!("app.kubernetes.io/instance={system},app.kubernetes.io/component={service}");
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default().labels(&selector))
+        .await
+        .expect("list pods")
+        .items
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+}
+
+/// Base URLs of the Ready pods of one service, once exactly `count` are Ready.
+async fn ready_pods(client: &kube::Client, ns: &str, system: &str, service: &str, count: usize) -> Vec<Pod> {
+    wait::until(&format!("{count} Ready {service} pods"), READY_WITHIN, || async {
+        let all = pods(client, ns, system, service).await;
+        let ready: Vec<Pod> = all.iter().filter(|p| is_ready(p)).cloned().collect();
+        if ready.len() == count && all.len() == count {
+            Ok(ready)
+        } else {
+            Err(format!("{} of {} Ready", ready.len(), all.len()))
+        }
+    })
+    .await
+}
+
+fn base_url(pod: &Pod) -> String {
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod IP");
+    format!("http://{ip}:8080")
+}
+
+/// Sum of the `assigned_partitions` gauges of some consumer pods.
+async fn assigned_partitions(pods: &[Pod]) -> Result<i64, String> {
+    let mut sum = 0;
+    for pod in pods {
+        let metrics = Service::new(base_url(pod)).metrics().await?;
+        let value = metrics
+            .lines()
+            .find(|line| !line.starts_with('#') && line.contains("assigned_partitions"))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or("no assigned_partitions gauge")?;
+        sum += value as i64;
+    }
+    Ok(sum)
+}
+
+async fn place_orders(order: &Service, range: std::ops::Range<u32>) -> BTreeSet<i64> {
+    let mut placed = BTreeSet::new();
+    for chunk in range.collect::<Vec<_>>().chunks(10) {
+        let results = futures::future::join_all(chunk.iter().map(|n| order.place_order(*n))).await;
+        for result in results {
+            placed.insert(result.expect("order accepted"));
+        }
+    }
+    placed
+}
+
+async fn all_stored_once(service: &Service, path: &str, placed: &BTreeSet<i64>) {
+    wait::until(
+        &format!("every order exactly once in {path}"),
+        Duration::from_secs(120),
+        || async {
+            let stored = service.order_ids(path).await?;
+            let ours: Vec<i64> = stored.into_iter().filter(|id| placed.contains(id)).collect();
+            exactly_once(placed, &ours)
+        },
+    )
+    .await;
+}
+
+async fn topic_partitions(topic: &str) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", env::kafka_bootstrap())
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata.topics()[0].partitions().len()
+}
+
+#[tokio::test]
+async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted() {
+    let client = ordersystem_e2e::kube::client().await;
+    let node = LocalNode::start(&client, &names::unique("e2e"), 77).await;
+    let _logs = LogsOnFailure(&node);
+    let operator_ns = names::unique("ordersystem-system");
+    let shop_ns = names::unique("shop");
+    let system = "shop";
+    let topic = names::unique("orders");
+    create_namespace(&client, &operator_ns, node.pin_annotations()).await;
+    create_namespace(&client, &shop_ns, node.pin_annotations()).await;
+
+    // 1. The operator, as users install it: a pod with the chart's ServiceAccount and least-privilege RBAC.
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
+    helm(&[
+        "install",
+        &operator_ns,
+        chart,
+        "--namespace",
+        &operator_ns,
+        "--set",
+        &format!("watchNamespace={shop_ns}"),
+    ]);
+    let operator_pods: Api<Pod> = Api::namespaced(client.clone(), &operator_ns);
+    wait::until("the operator pod Ready", READY_WITHIN, || async {
+        let list = operator_pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .iter()
+            .any(is_ready)
+            .then_some(())
+            .ok_or(format!("{} pods, none Ready", list.items.len()))
+    })
+    .await;
+
+    // 2. The shop.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
+    secrets
+        .create(&PostParams::default(), &admin_secret("pg-admin"))
+        .await
+        .expect("admin secret");
+    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
+    let resource: OrderSystem = serde_json::from_value(json!({
+        "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
+        "metadata": {"name": system},
+        "spec": {
+            "kafka": {"bootstrapServers": env::kafka_bootstrap(),
+                      "topic": {"name": topic, "partitions": 5, "replicationFactor": 1}},
+            "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
+            "order": {"replicas": 1}, "invoicing": {"replicas": 1}, "shipping": {"replicas": 1}
+        }
+    }))
+    .expect("OrderSystem");
+    systems
+        .create(&PostParams::default(), &resource)
+        .await
+        .expect("create OrderSystem");
+    wait::until("OrderSystem Ready=True", READY_WITHIN, || async {
+        let current = systems.get(system).await.map_err(|e| e.to_string())?;
+        let conditions = current.status.map(|s| s.conditions).unwrap_or_default();
+        let ready = conditions.iter().find(|c| c.type_ == "Ready");
+        match ready {
+            Some(c) if c.status == "True" => Ok(()),
+            _ => Err(format!("{conditions:?}")),
+        }
+    })
+    .await;
+
+    // 3. Orders through the API and the form: each invoiced and shipped exactly once.
+    let order = Service::new(base_url(
+        &ready_pods(&client, &shop_ns, system, "order", 1).await[0],
+    ));
+    let mut placed = place_orders(&order, 0..200).await;
+    for _ in 0..3 {
+        placed.insert(order.place_order_by_form().await.expect("form order accepted"));
+    }
+    let invoicing = Service::new(base_url(
+        &ready_pods(&client, &shop_ns, system, "invoicing", 1).await[0],
+    ));
+    let shipping = Service::new(base_url(
+        &ready_pods(&client, &shop_ns, system, "shipping", 1).await[0],
+    ));
+    all_stored_once(&invoicing, "/api/invoices", &placed).await;
+    all_stored_once(&shipping, "/api/shipments", &placed).await;
+
+    // 4. Scale invoicing 1 -> 3 through the spec: three consumer processes share the five partitions.
+    let patch = PatchParams::default();
+    systems
+        .patch(
+            system,
+            &patch,
+            &Patch::Merge(json!({"spec": {"invoicing": {"replicas": 3}}})),
+        )
+        .await
+        .expect("scale invoicing");
+    let members = ready_pods(&client, &shop_ns, system, "invoicing", 3).await;
+    wait::until(
+        "5 partitions shared by 3 invoicing members",
+        Duration::from_secs(90),
+        || async {
+            let sum = assigned_partitions(&members).await?;
+            if sum == 5 {
+                Ok(())
+            } else {
+                Err(format!("{sum} assigned"))
+            }
+        },
+    )
+    .await;
+    placed.extend(place_orders(&order, 200..250).await);
+    all_stored_once(&invoicing, "/api/invoices", &placed).await;
+
+    // 5. Partitions 5 -> 8: the topic grows and the consumers pick the new partitions up.
+    systems
+        .patch(
+            system,
+            &patch,
+            &Patch::Merge(json!({"spec": {"kafka": {"topic": {"partitions": 8}}}})),
+        )
+        .await
+        .expect("raise partitions");
+    wait::until("the topic has 8 partitions", Duration::from_secs(60), || async {
+        let n = topic_partitions(&topic).await;
+        if n == 8 {
+            Ok(())
+        } else {
+            Err(format!("{n} partitions"))
+        }
+    })
+    .await;
+    wait::until(
+        "8 partitions assigned to invoicing",
+        Duration::from_secs(120),
+        || async {
+            let sum = assigned_partitions(&members).await?;
+            if sum == 8 {
+                Ok(())
+            } else {
+                Err(format!("{sum} assigned"))
+            }
+        },
+    )
+    .await;
+
+    // 6. A new shipping image rolls shipping only.
+    let before = |service: &'static str| {
+        let client = client.clone();
+        let ns = shop_ns.clone();
+        async move {
+            pods(&client, &ns, system, service)
+                .await
+                .into_iter()
+                .filter_map(|p| p.metadata.uid)
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    let (order_uids, invoicing_uids) = (before("order").await, before("invoicing").await);
+    let shipping_uids = before("shipping").await;
+    systems
+        .patch(
+            system,
+            &patch,
+            &Patch::Merge(
+                json!({"spec": {"shipping": {"image": "ghcr.io/ordersystem/shipping:e2e-rolled"}}}),
+            ),
+        )
+        .await
+        .expect("new shipping image");
+    wait::until("shipping rolled to the new image", READY_WITHIN, || async {
+        let now = pods(&client, &shop_ns, system, "shipping").await;
+        let rolled = now.len() == 1
+            && is_ready(&now[0])
+            && !shipping_uids.contains(now[0].metadata.uid.as_deref().unwrap_or_default())
+            && now[0].spec.as_ref().is_some_and(|s| {
+                s.containers[0].image.as_deref() == Some("ghcr.io/ordersystem/shipping:e2e-rolled")
+            });
+        rolled.then_some(()).ok_or(format!("{} shipping pods", now.len()))
+    })
+    .await;
+    assert_eq!(
+        before("order").await,
+        order_uids,
+        "order must not roll for a shipping image change"
+    );
+    assert_eq!(
+        before("invoicing").await,
+        invoicing_uids,
+        "invoicing must not roll for a shipping image change"
+    );
+
+    // 7. kill -9 a consumer process: it is restarted and nothing is lost.
+    let victim = ready_pods(&client, &shop_ns, system, "invoicing", 3)
+        .await
+        .remove(0);
+    let victim_name = victim.metadata.name.clone().expect("name");
+    let status = victim
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .expect("container status");
+    let restarts = status[0].restart_count;
+    let pid: i32 = status[0]
+        .container_id
+        .as_deref()
+        .and_then(|id| id.strip_prefix("process://"))
+        .and_then(|pid| pid.parse().ok())
+        .expect("process:// container id");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9 the consumer");
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &shop_ns);
+    wait::until(
+        "the killed consumer restarted and Ready",
+        READY_WITHIN,
+        || async {
+            let pod = pod_api.get(&victim_name).await.map_err(|e| e.to_string())?;
+            let count = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .map_or(0, |c| c[0].restart_count);
+            (count > restarts && is_ready(&pod))
+                .then_some(())
+                .ok_or(format!("restartCount {count}"))
+        },
+    )
+    .await;
+    placed.extend(place_orders(&order, 250..300).await);
+    all_stored_once(&invoicing, "/api/invoices", &placed).await;
+    let shipping = Service::new(base_url(
+        &ready_pods(&client, &shop_ns, system, "shipping", 1).await[0],
+    ));
+    all_stored_once(&shipping, "/api/shipments", &placed).await;
+
+    // 8. Delete: workloads go, topic and schemas stay (deletionPolicy Retain by default).
+    let schemas: Vec<String> = systems
+        .get(system)
+        .await
+        .expect("OrderSystem")
+        .status
+        .map(|s| s.schemas.into_iter().map(|schema| schema.schema).collect())
+        .unwrap_or_default();
+    assert_eq!(schemas.len(), 3, "status lists the three schemas");
+    systems
+        .delete(system, &DeleteParams::default())
+        .await
+        .expect("delete OrderSystem");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &shop_ns);
+    wait::until(
+        "the OrderSystem and its Deployments gone",
+        READY_WITHIN,
+        || async {
+            let left = deployments
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            let resource = systems.get_opt(system).await.map_err(|e| e.to_string())?;
+            (left == 0 && resource.is_none())
+                .then_some(())
+                .ok_or(format!("{left} deployments left"))
+        },
+    )
+    .await;
+    assert_eq!(topic_partitions(&topic).await, 8, "the topic is retained");
+    let mut db = sqlx::PgConnection::connect(&env::database_url())
+        .await
+        .expect("connect as admin");
+    let retained: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = ANY($1)")
+        .bind(&schemas)
+        .fetch_one(&mut db)
+        .await
+        .expect("query schemas");
+    assert_eq!(retained, 3, "the schemas are retained");
+
+    helm(&["uninstall", &operator_ns, "--namespace", &operator_ns]);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&shop_ns, &operator_ns] {
+        namespaces
+            .delete(ns, &DeleteParams::default())
+            .await
+            .expect("delete namespace");
+    }
+    // The agent finalizes the pods' deletion, so it stops only after they are gone.
+    wait::until("the test namespaces gone", READY_WITHIN, || async {
+        let mut left = Vec::new();
+        for ns in [&shop_ns, &operator_ns] {
+            if namespaces.get_opt(ns).await.map_err(|e| e.to_string())?.is_some() {
+                left.push(ns.clone());
+            }
+        }
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    })
+    .await;
+}
