@@ -109,6 +109,12 @@ async fn orders_taken_while_kafka_is_down_are_published_exactly_once_after_it_re
         5,
         "the orders taken during the outage wait in the outbox"
     );
+    wait_until(
+        "the backlog gauge shows the waiting orders",
+        Duration::from_secs(30),
+        || async { metric(&order, "ordersystem_outbox_backlog").await == 5.0 },
+    )
+    .await;
     wait_until("kafka_connected drops to 0", Duration::from_secs(60), || async {
         metric(&order, "ordersystem_kafka_connected").await == 0.0
     })
@@ -124,7 +130,12 @@ async fn orders_taken_while_kafka_is_down_are_published_exactly_once_after_it_re
     )
     .await;
     assert_eq!(metric(&order, "ordersystem_kafka_connected").await, 1.0);
-    assert_eq!(metric(&order, "ordersystem_outbox_backlog").await, 0.0);
+    wait_until(
+        "the backlog gauge returns to 0",
+        Duration::from_secs(30),
+        || async { metric(&order, "ordersystem_outbox_backlog").await == 0.0 },
+    )
+    .await;
 
     // Every order on the topic exactly once.
     let consumer: StreamConsumer = ClientConfig::new()

@@ -38,6 +38,21 @@ pub enum RelayError {
     Unacknowledged { failed: usize, total: usize },
 }
 
+/// How often the outbox backlog gauge is refreshed.
+const BACKLOG_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn report_backlog(pool: PgPool, metrics: Metrics, mut shutdown: Shutdown) {
+    loop {
+        if let Ok(backlog) = store::backlog(&pool).await {
+            metrics.outbox_backlog.set(backlog);
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(BACKLOG_INTERVAL) => {}
+        }
+    }
+}
+
 /// Relay settings.
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
@@ -91,6 +106,12 @@ impl Relay {
     /// Publish until `shutdown` fires; the round in hand is finished first.
     pub async fn run(self, mut shutdown: Shutdown) {
         tracing::info!(topic = %self.topic, "outbox relay started");
+        // The backlog is counted on its own clock: a round waiting for an absent broker must not freeze it.
+        let gauge = tokio::spawn(report_backlog(
+            self.pool.clone(),
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
         loop {
             let pause = match self.round().await {
                 Ok(0) => self.idle_poll,
@@ -100,9 +121,6 @@ impl Relay {
                     ERROR_PAUSE
                 }
             };
-            if let Ok(backlog) = store::backlog(&self.pool).await {
-                self.metrics.outbox_backlog.set(backlog);
-            }
             if shutdown.is_fired() {
                 break;
             }
@@ -114,6 +132,7 @@ impl Relay {
                 }
             }
         }
+        gauge.abort();
         tracing::info!("outbox relay stopped");
     }
 

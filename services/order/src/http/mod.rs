@@ -80,6 +80,14 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownCustomer(_) | StoreError::UnknownItem(_) => {
                 Self::client(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
             }
+            // Overload or a database outage: nothing was stored and a retry may well succeed.
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                tracing::warn!(%error, "database unavailable");
+                Self::client(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the order database is busy or unavailable, please retry",
+                )
+            }
             other => Self::Internal(other),
         }
     }
@@ -112,4 +120,31 @@ async fn place_order(state: &AppState, input: OrderInput) -> Result<OrderPlaced,
     state.relay_wake.notify_one();
     tracing::info!(order_id = event.id, "order accepted");
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_a_retryable_503_and_unknown_items_a_422() {
+        assert_eq!(
+            ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut)).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::from(StoreError::UnknownItem(9)).status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            ApiError::from(StoreError::UnknownItem(9)).public_message(),
+            "unknown item 9"
+        );
+        let internal = ApiError::from(StoreError::Database(sqlx::Error::RowNotFound));
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !internal.public_message().contains("RowNotFound"),
+            "internals stay in the log"
+        );
+    }
 }
