@@ -4,6 +4,7 @@
 
 pub mod kube;
 pub mod local_node;
+pub mod mode;
 pub mod shop;
 pub mod versions;
 pub mod wait;

@@ -2,6 +2,7 @@
 //! a person or a program would, and reads what invoicing and shipping stored.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -10,6 +11,8 @@ use serde_json::{Value, json};
 pub struct Service {
     base: String,
     http: reqwest::Client,
+    /// Whatever must live as long as the URL answers (a `kubectl proxy` in kind mode).
+    keep: Option<Arc<dyn std::fmt::Debug + Send + Sync>>,
 }
 
 impl Service {
@@ -17,7 +20,14 @@ impl Service {
         Service {
             base: base.into(),
             http: reqwest::Client::new(),
+            keep: None,
         }
+    }
+
+    /// Keeps `resource` alive as long as this client (or a clone) is.
+    pub fn holding(mut self, resource: Arc<dyn std::fmt::Debug + Send + Sync>) -> Service {
+        self.keep = Some(resource);
+        self
     }
 
     fn url(&self, path: &str) -> String {

@@ -1,8 +1,8 @@
-//! The end-to-end scenario in local mode: `helm install` runs the operator as a pod under its own
-//! ServiceAccount and the chart's RBAC, the operator turns an `OrderSystem` into a topic, schemas and the
-//! three services, whose pods the node agent runs as processes of the locally built binaries. Orders flow
-//! through the real services; scaling, partitions, an image change, a crash and deletion follow the spec.
-//! (Kind mode runs the same steps on a kind cluster: `e2e/kind.sh`.)
+//! The end-to-end scenario, one script for both modes (`ordersystem_e2e::mode`): the operator runs as a pod
+//! under its own ServiceAccount and the chart's RBAC and turns an `OrderSystem` into a topic, schemas and
+//! the three services. Orders flow through the real services; scaling, partitions, an image change, a
+//! crash and deletion follow the spec. Local mode runs here (the node agent runs the pods as processes of
+//! the locally built binaries); kind mode runs it on a kind cluster: `e2e/kind.sh test`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,21 +10,18 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use ordersystem_e2e::local_node::LocalNode;
+use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::shop::{Service, exactly_once};
 use ordersystem_e2e::{env, names, wait};
 use ordersystem_operator::crd::OrderSystem;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
-use sqlx::Connection;
 
 const READY_WITHIN: Duration = Duration::from_secs(180);
 
 /// Prints the agent's and the pods' logs when the scenario fails.
-struct LogsOnFailure<'a>(&'a LocalNode);
+struct LogsOnFailure<'a>(&'a Mode);
 impl Drop for LogsOnFailure<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -69,20 +66,6 @@ fn helm(args: &[&str]) {
     );
 }
 
-fn admin_secret(name: &str) -> Secret {
-    let url = env::database_url();
-    let rest = url.strip_prefix("postgres://").expect("postgres:// URL");
-    let (credentials, location) = rest.split_once('@').expect("user:password@host");
-    let (username, password) = credentials.split_once(':').expect("user:password");
-    let (host_port, dbname) = location.split_once('/').expect("host:port/db");
-    let (host, port) = host_port.split_once(':').expect("host:port");
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "stringData": {"host": host, "port": port, "dbname": dbname, "username": username, "password": password}
-    }))
-    .expect("secret")
-}
-
 async fn pods(client: &kube::Client, ns: &str, system: &str, service: &str) -> Vec<Pod> {
     let selector = format!("app.kubernetes.io/instance={system},app.kubernetes.io/component={service}");
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -119,20 +102,11 @@ async fn ready_pods(client: &kube::Client, ns: &str, system: &str, service: &str
     .await
 }
 
-fn base_url(pod: &Pod) -> String {
-    let ip = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .expect("pod IP");
-    format!("http://{ip}:8080")
-}
-
 /// Sum of the `assigned_partitions` gauges of some consumer pods.
-async fn assigned_partitions(pods: &[Pod]) -> Result<i64, String> {
+async fn assigned_partitions(members: &[Service]) -> Result<i64, String> {
     let mut sum = 0;
-    for pod in pods {
-        let metrics = Service::new(base_url(pod)).metrics().await?;
+    for member in members {
+        let metrics = member.metrics().await?;
         let value = metrics
             .lines()
             .find(|line| !line.starts_with('#') && line.contains("assigned_partitions"))
@@ -168,6 +142,7 @@ async fn all_stored_once(service: &Service, path: &str, placed: &BTreeSet<i64>) 
     .await;
 }
 
+/// Partitions of the topic as the broker reports them (local mode reaches the broker directly).
 async fn topic_partitions(topic: &str) -> usize {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", env::kafka_bootstrap())
@@ -182,26 +157,33 @@ async fn topic_partitions(topic: &str) -> usize {
 #[tokio::test]
 async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted() {
     let client = ordersystem_e2e::kube::client().await;
-    let node = LocalNode::start(&client, &names::unique("e2e"), 77).await;
-    let _logs = LogsOnFailure(&node);
+    let mode = Mode::from_env(&client).await;
+    let _logs = LogsOnFailure(&mode);
     let operator_ns = names::unique("ordersystem-system");
     let shop_ns = names::unique("shop");
     let system = "shop";
     let topic = names::unique("orders");
-    create_namespace(&client, &operator_ns, node.pin_annotations()).await;
-    create_namespace(&client, &shop_ns, node.pin_annotations()).await;
+    create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
 
-    // 1. The operator, as users install it: a pod with the chart's ServiceAccount and least-privilege RBAC.
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
-    helm(&[
-        "install",
-        &operator_ns,
-        chart,
-        "--namespace",
-        &operator_ns,
-        "--set",
-        &format!("watchNamespace={shop_ns}"),
-    ]);
+    // 1. The operator, as users install it: a pod with the chart's ServiceAccount and least-privilege RBAC
+    //    (in kind mode, kind.sh installed it).
+    let operator_ns = if mode.installs_operator() {
+        create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
+        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
+        let watch = format!("watchNamespace={shop_ns}");
+        helm(&[
+            "install",
+            &operator_ns,
+            chart,
+            "--namespace",
+            &operator_ns,
+            "--set",
+            &watch,
+        ]);
+        operator_ns
+    } else {
+        env::require("E2E_OPERATOR_NAMESPACE")
+    };
     let operator_pods: Api<Pod> = Api::namespaced(client.clone(), &operator_ns);
     wait::until("the operator pod Ready", READY_WITHIN, || async {
         let list = operator_pods
@@ -219,7 +201,10 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     // 2. The shop.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
     secrets
-        .create(&PostParams::default(), &admin_secret("pg-admin"))
+        .create(
+            &PostParams::default(),
+            &mode.admin_secret(&client, "pg-admin").await,
+        )
         .await
         .expect("admin secret");
     let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
@@ -227,7 +212,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
         "metadata": {"name": system},
         "spec": {
-            "kafka": {"bootstrapServers": env::kafka_bootstrap(),
+            "kafka": {"bootstrapServers": mode.kafka_bootstrap(),
                       "topic": {"name": topic, "partitions": 5, "replicationFactor": 1}},
             "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
             "order": {"replicas": 1}, "invoicing": {"replicas": 1}, "shipping": {"replicas": 1}
@@ -250,19 +235,13 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     .await;
 
     // 3. Orders through the API and the form: each invoiced and shipped exactly once.
-    let order = Service::new(base_url(
-        &ready_pods(&client, &shop_ns, system, "order", 1).await[0],
-    ));
+    let order = mode.service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
     let mut placed = place_orders(&order, 0..200).await;
     for _ in 0..3 {
         placed.insert(order.place_order_by_form().await.expect("form order accepted"));
     }
-    let invoicing = Service::new(base_url(
-        &ready_pods(&client, &shop_ns, system, "invoicing", 1).await[0],
-    ));
-    let shipping = Service::new(base_url(
-        &ready_pods(&client, &shop_ns, system, "shipping", 1).await[0],
-    ));
+    let invoicing = mode.service(&ready_pods(&client, &shop_ns, system, "invoicing", 1).await[0]);
+    let shipping = mode.service(&ready_pods(&client, &shop_ns, system, "shipping", 1).await[0]);
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
     all_stored_once(&shipping, "/api/shipments", &placed).await;
 
@@ -276,7 +255,11 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         )
         .await
         .expect("scale invoicing");
-    let members = ready_pods(&client, &shop_ns, system, "invoicing", 3).await;
+    let members: Vec<Service> = ready_pods(&client, &shop_ns, system, "invoicing", 3)
+        .await
+        .iter()
+        .map(|p| mode.service(p))
+        .collect();
     wait::until(
         "5 partitions shared by 3 invoicing members",
         Duration::from_secs(90),
@@ -303,14 +286,18 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         .await
         .expect("raise partitions");
     wait::until("the topic has 8 partitions", Duration::from_secs(60), || async {
-        let n = topic_partitions(&topic).await;
+        let status = systems.get(system).await.map_err(|e| e.to_string())?.status;
+        let n = status.and_then(|s| s.topic).map_or(0, |t| t.partitions);
         if n == 8 {
             Ok(())
         } else {
-            Err(format!("{n} partitions"))
+            Err(format!("status says {n} partitions"))
         }
     })
     .await;
+    if matches!(mode, Mode::Local(_)) {
+        assert_eq!(topic_partitions(&topic).await, 8, "the broker has 8 partitions");
+    }
     wait::until(
         "8 partitions assigned to invoicing",
         Duration::from_secs(120),
@@ -382,13 +369,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         .and_then(|s| s.container_statuses.as_ref())
         .expect("container status");
     let restarts = status[0].restart_count;
-    let pid: i32 = status[0]
-        .container_id
-        .as_deref()
-        .and_then(|id| id.strip_prefix("process://"))
-        .and_then(|pid| pid.parse().ok())
-        .expect("process:// container id");
-    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9 the consumer");
+    mode.crash(&victim);
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &shop_ns);
     wait::until(
         "the killed consumer restarted and Ready",
@@ -408,9 +389,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     .await;
     placed.extend(place_orders(&order, 250..300).await);
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
-    let shipping = Service::new(base_url(
-        &ready_pods(&client, &shop_ns, system, "shipping", 1).await[0],
-    ));
+    let shipping = mode.service(&ready_pods(&client, &shop_ns, system, "shipping", 1).await[0]);
     all_stored_once(&shipping, "/api/shipments", &placed).await;
 
     // 8. Delete: workloads go, topic and schemas stay (deletionPolicy Retain by default).
@@ -444,20 +423,22 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         },
     )
     .await;
-    assert_eq!(topic_partitions(&topic).await, 8, "the topic is retained");
-    let mut db = sqlx::PgConnection::connect(&env::database_url())
-        .await
-        .expect("connect as admin");
-    let retained: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = ANY($1)")
-        .bind(&schemas)
-        .fetch_one(&mut db)
-        .await
-        .expect("query schemas");
-    assert_eq!(retained, 3, "the schemas are retained");
+    if matches!(mode, Mode::Local(_)) {
+        assert_eq!(topic_partitions(&topic).await, 8, "the topic is retained");
+    }
+    assert_eq!(
+        mode.existing_schemas(&schemas).await,
+        3,
+        "the schemas are retained"
+    );
 
-    helm(&["uninstall", &operator_ns, "--namespace", &operator_ns]);
+    let mut ours = vec![shop_ns.clone()];
+    if mode.installs_operator() {
+        helm(&["uninstall", &operator_ns, "--namespace", &operator_ns]);
+        ours.push(operator_ns.clone());
+    }
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in [&shop_ns, &operator_ns] {
+    for ns in &ours {
         namespaces
             .delete(ns, &DeleteParams::default())
             .await
@@ -466,7 +447,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     // The agent finalizes the pods' deletion, so it stops only after they are gone.
     wait::until("the test namespaces gone", READY_WITHIN, || async {
         let mut left = Vec::new();
-        for ns in [&shop_ns, &operator_ns] {
+        for ns in &ours {
             if namespaces.get_opt(ns).await.map_err(|e| e.to_string())?.is_some() {
                 left.push(ns.clone());
             }
