@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # kafka.sh start|stop|reset|status: a real single-node Apache Kafka broker (KRaft) on 127.0.0.1:19092, its
-# classpath resolved with Maven from Maven Central and cached in $CACHE/kafka/<version>/; state under
+# classpath resolved with Maven from Maven Central and cached in $CACHE/kafka/<version>-<pom hash>/; state under
 # $STATE/kafka. A test that must stop and restart a broker runs its own instance beside the shared one:
 #   KAFKA_INSTANCE=outage-1 KAFKA_PORT=19192 KAFKA_CONTROLLER_PORT=19193 kafka.sh start
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" kafka
-K=$CACHE/kafka/$KAFKA_VERSION
+POM=$(sed "s/KAFKA_VERSION/$KAFKA_VERSION/" "$INFRA_DIR/kafka-pom.xml")
+# One classpath directory per POM content: an edited POM resolves into a new directory and never
+# replaces the jars under a broker that is running from the old one.
+K=$CACHE/kafka/$KAFKA_VERSION-$(printf '%s' "$POM" | sha256sum | cut -c1-12)
 INSTANCE=${KAFKA_INSTANCE:-kafka}
 [[ $INSTANCE =~ ^[a-z0-9-]+$ ]] || die "KAFKA_INSTANCE must match [a-z0-9-]+"
 D=$STATE/$INSTANCE
@@ -16,17 +19,17 @@ CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093}
 JOPTS="-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j2.configurationFile=$K/log4j2.properties"
 
 classpath() {
-  # The POM is part of the cache key: an edited POM resolves again.
-  local pom; pom=$(sed "s/KAFKA_VERSION/$KAFKA_VERSION/" "$INFRA_DIR/kafka-pom.xml")
-  if [ -d "$K/lib" ] && [ "$pom" = "$(cat "$K/pom.xml" 2>/dev/null)" ]; then return; fi
+  [ -d "$K/lib" ] && return
   say "resolving the Kafka $KAFKA_VERSION classpath with Maven (first run: about a minute)"
-  rm -rf "$K"; mkdir -p "$K"
-  printf '%s\n' "$pom" > "$K/pom.xml.new"
-  (cd "$K" && mv pom.xml.new pom.xml && mvn -B -q -Dmaven.repo.local="$CACHE/m2" \
+  mkdir -p "$CACHE/kafka"
+  local tmp; tmp=$(mktemp -d "$CACHE/kafka/resolve.XXXXXX")
+  printf '%s\n' "$POM" > "$tmp/pom.xml"
+  (cd "$tmp" && mvn -B -q -Dmaven.repo.local="$CACHE/m2" \
       org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
       -DoutputDirectory=lib -DincludeScope=runtime) >&2 \
-    || { rm -rf "$K"; die "Maven could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION"; }
-  say "classpath: $(find "$K/lib" -name "*.jar" | wc -l) jars"
+    || { rm -rf "$tmp"; die "Maven could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION"; }
+  mv "$tmp" "$K"
+  say "classpath: $(find "$K/lib" -name "*.jar" | wc -l) jars in $K"
 }
 
 broker_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && grep -q 'Kafka Server started' "$LOG"; }
