@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# check-chart.sh: helm lint (strict) and helm template of the operator chart with its defaults and with every
+# option on, then a server-side dry run of the rendered objects against the local API server (real
+# validation of every object, CRDs included). Needs the control plane of e2e/infra/up.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE=${ORDERSYSTEM_STATE:-/tmp/ordersystem}
+# shellcheck source=/dev/null
+. "$STATE/env"
+CHART=charts/ordersystem-operator
+NS=chart-check-$$
+helm lint --strict "$CHART"
+helm lint --strict "$CHART" --set watchNamespace=shop --set networkPolicy.enabled=true \
+  --set serviceMonitor.enabled=true --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true
+kubectl create namespace "$NS" >/dev/null
+trap 'kubectl delete namespace "$NS" --wait=false >/dev/null' EXIT
+kubectl apply --server-side --dry-run=server -f "$CHART/crds/" >/dev/null
+# ServiceMonitor needs the Prometheus Operator's CRD, which this cluster does not have: rendered, not applied.
+helm template check "$CHART" --namespace "$NS" --set networkPolicy.enabled=true \
+  --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true \
+  | kubectl apply --dry-run=server --namespace "$NS" -f -
+helm template check "$CHART" --namespace "$NS" --set serviceMonitor.enabled=true \
+  | grep -q '^kind: ServiceMonitor$'
+echo "chart: lint, template and server-side dry run passed"
