@@ -2,9 +2,14 @@
 //! JSON. Readers are tolerant: unknown fields are ignored, `updated` is epoch milliseconds or an ISO-8601
 //! string, prices are parsed from the JSON number's text straight into a decimal. Writers emit the
 //! reference's shape (`updated` as epoch milliseconds, prices as plain JSON numbers).
+//!
+//! A consumer decodes an `EventView`: the full `OrderPlaced` (what order writes and invoicing keeps) or a
+//! narrower view such as `view::ShipmentView`, so a field one consumer never reads cannot make it reject
+//! an event.
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -76,37 +81,68 @@ pub struct Item {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Price(pub Decimal);
 
-impl OrderPlaced {
+/// What one consumer reads of an `OrderPlaced` record: only the fields it needs. Unknown and unread fields
+/// are ignored (serde's default; no view may use `deny_unknown_fields`), so the writer can add fields, and
+/// a field a reader does not need can be missing, without the reader dead-lettering the event.
+pub trait EventView: DeserializeOwned {
+    /// The order id, the identity duplicates are detected by.
+    fn order_id(&self) -> i64;
+
+    /// The rules this reader relies on, on the fields it read.
+    fn validate(&self) -> Result<(), DecodeError>;
+
     /// Decode and validate bytes from the topic.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let event: Self = serde_json::from_slice(bytes).map_err(|source| DecodeError::Json { source })?;
         event.validate()?;
         Ok(event)
     }
+}
 
+impl EventView for OrderPlaced {
+    fn order_id(&self) -> i64 {
+        self.id
+    }
+
+    /// At least one line, every count in 1..=MAX_LINE_COUNT, no negative price.
+    fn validate(&self) -> Result<(), DecodeError> {
+        validate_counts(self.id, self.order_line.iter().map(|line| line.count))?;
+        if let Some(index) = self
+            .order_line
+            .iter()
+            .position(|line| line.item.price.0.is_sign_negative())
+        {
+            return Err(DecodeError::Invalid {
+                reason: format!("order {} line {index}: negative price", self.id),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The line rules every view shares: at least one line, every count in 1..=MAX_LINE_COUNT.
+pub(crate) fn validate_counts(
+    order_id: i64,
+    counts: impl ExactSizeIterator<Item = i32>,
+) -> Result<(), DecodeError> {
+    let invalid = |reason: String| Err(DecodeError::Invalid { reason });
+    if counts.len() == 0 {
+        return invalid(format!("order {order_id} has no lines"));
+    }
+    for (index, count) in counts.enumerate() {
+        if count <= 0 || count > MAX_LINE_COUNT {
+            return invalid(format!(
+                "order {order_id} line {index}: count {count} is not in 1..={MAX_LINE_COUNT}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl OrderPlaced {
     /// The bytes written to the topic.
     pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)
-    }
-
-    /// Rules a consumer relies on: at least one line, every count in 1..=MAX_LINE_COUNT, no negative price.
-    pub fn validate(&self) -> Result<(), DecodeError> {
-        let invalid = |reason: String| Err(DecodeError::Invalid { reason });
-        if self.order_line.is_empty() {
-            return invalid(format!("order {} has no lines", self.id));
-        }
-        for (index, line) in self.order_line.iter().enumerate() {
-            if line.count <= 0 || line.count > MAX_LINE_COUNT {
-                return invalid(format!(
-                    "order {} line {index}: count {} is not in 1..={MAX_LINE_COUNT}",
-                    self.id, line.count
-                ));
-            }
-            if line.item.price.0.is_sign_negative() {
-                return invalid(format!("order {} line {index}: negative price", self.id));
-            }
-        }
-        Ok(())
     }
 
     /// Σ count × price, exact.
@@ -151,7 +187,7 @@ fn write_epoch_millis<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Resul
 }
 
 /// Epoch milliseconds (Jackson's default for `java.util.Date`) or an ISO-8601 string (the reference's tests).
-fn read_timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+pub(crate) fn read_timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Wire {

@@ -3,6 +3,8 @@
 
 pub mod event;
 pub mod partition;
+pub mod view;
 pub mod wiring;
 
-pub use event::{Address, Customer, DecodeError, Item, OrderLine, OrderPlaced, Price};
+pub use event::{Address, Customer, DecodeError, EventView, Item, OrderLine, OrderPlaced, Price};
+pub use view::ShipmentView;

@@ -1,7 +1,7 @@
 //! Golden JSON samples: the wire format cannot drift without one of these failing.
 
 use chrono::{TimeZone, Utc};
-use ordersystem_contract::{Address, Customer, Item, OrderLine, OrderPlaced, Price};
+use ordersystem_contract::{Address, Customer, EventView, Item, OrderLine, OrderPlaced, Price, ShipmentView};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -135,4 +135,36 @@ fn poison_messages_are_rejected_with_a_reason() {
             "{name} must be rejected"
         );
     }
+}
+
+#[test]
+fn the_shipment_view_reads_an_event_without_email_and_prices() {
+    let text = REFERENCE
+        .replace(r#", "email": "eberhard.wolff@gmail.com""#, "")
+        .replace(r#", "price": 42.0"#, "")
+        .replace(
+            r#""numberOfLines": 1"#,
+            r#""numberOfLines": 1, "giftWrap": {"paper": "red"}"#,
+        );
+    assert!(
+        !text.contains("email") && !text.contains("price"),
+        "the sample was not modified"
+    );
+    let view = ShipmentView::decode(text.as_bytes()).unwrap();
+    assert_eq!(view.customer.firstname, "Eberhard");
+    assert_eq!(view.shipping_address.street, "Ohlauer Str. 43");
+    assert_eq!(
+        (view.order_line[0].count, view.order_line[0].item.name.as_str()),
+        (42, "iPod")
+    );
+    let missing = OrderPlaced::decode(text.as_bytes()).unwrap_err().to_string();
+    assert!(missing.contains("missing field `email`"), "{missing}");
+}
+
+#[test]
+fn the_shipment_view_keeps_the_line_rules() {
+    let zero = REFERENCE.replace("\"count\": 42", "\"count\": 0");
+    assert!(ShipmentView::decode(zero.as_bytes()).is_err());
+    let no_address = REFERENCE.replace("\"shippingAddress\"", "\"address\"");
+    assert!(ShipmentView::decode(no_address.as_bytes()).is_err());
 }

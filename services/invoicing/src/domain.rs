@@ -77,6 +77,7 @@ impl Invoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ordersystem_contract::EventView;
 
     const SAMPLE: &str = r#"{"id":1,"customer":{"customerId":1,"name":"Wolff","firstname":"Eberhard","email":"eberhard.wolff@gmail.com"},"updated":1685091732000,"shippingAddress":{"street":"Ohlauer Str. 43","zip":"10999","city":"Berlin"},"billingAddress":{"street":"Krischerstr. 100","zip":"40789","city":"Monheim am Rhein"},"orderLine":[{"count":42,"item":{"itemId":1,"name":"iPod","price":42.0}}],"numberOfLines":1}"#;
 

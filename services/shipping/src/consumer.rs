@@ -1,15 +1,18 @@
-//! The shipping handler for the shared consumer loop: event → shipment → store, nothing else.
+//! The shipping handler for the shared consumer loop: `ShipmentView` (only what shipping keeps) → shipment →
+//! store, nothing else.
 
 use crate::domain::Shipment;
 use crate::store;
-use ordersystem_contract::OrderPlaced;
+use ordersystem_contract::ShipmentView;
 use ordersystem_service_kit::consumer::{Handler, Stored};
 use sqlx::PgConnection;
 
 pub struct ShipmentHandler;
 
 impl Handler for ShipmentHandler {
-    async fn store(&self, tx: &mut PgConnection, event: &OrderPlaced) -> Result<Stored, sqlx::Error> {
+    type Event = ShipmentView;
+
+    async fn store(&self, tx: &mut PgConnection, event: &ShipmentView) -> Result<Stored, sqlx::Error> {
         store::insert(tx, &Shipment::from_event(event)).await
     }
 }

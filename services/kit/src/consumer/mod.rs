@@ -1,6 +1,9 @@
-//! The consumer loop of invoicing and shipping, written once. A service supplies a `Handler` that stores one
-//! event inside the transaction it is given; the loop owns delivery:
+//! The consumer loop of invoicing and shipping, written once. A service supplies a `Handler` naming the
+//! view of the event it reads (`Handler::Event`, a tolerant reader: only the fields that service stores)
+//! and storing one such event inside the transaction it is given; the loop owns delivery:
 //!
+//! - each record is decoded as the handler's view, so a field a service does not read (prices, for
+//!   shipping) can be missing or new without that service dead-lettering the event;
 //! - the offset is stored only after the transaction committed (`enable.auto.offset.store=false`; the
 //!   background auto-commit sends stored offsets), so a crash redelivers, and the handler's
 //!   `ON CONFLICT (order_id) DO NOTHING` makes redelivery harmless;
@@ -17,7 +20,7 @@ use crate::config::{ConsumerArgs, KafkaArgs};
 use crate::kafka::{KafkaContext, consumer_config};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use ordersystem_contract::OrderPlaced;
+use ordersystem_contract::EventView;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -31,7 +34,7 @@ use store::DeadLetter;
 /// Pause after a failed receive; short, so shutdown is not held up.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Dead-letter reason of a record that is not a valid `OrderPlaced`.
+/// Dead-letter reason of a record that is not a valid `OrderPlaced` as the handler's view reads it.
 pub const REASON_UNDECODABLE: &str = "Undecodable";
 /// Dead-letter reason of an event whose order id is stored with different content.
 pub const REASON_CONFLICT: &str = "ConflictingDuplicate";
@@ -49,12 +52,18 @@ pub enum Stored {
     Conflict { detail: String },
 }
 
-/// A service's domain: store one event in the transaction given (the loop commits it).
+/// A service's domain: what it reads of an event, and how it stores one in the transaction given (the loop
+/// commits it).
 pub trait Handler: Send + Sync + 'static {
+    /// The fields of `OrderPlaced` this service needs; records are decoded as this and nothing more. The
+    /// handler's duplicate/conflict fingerprint must come from what it stores, so an event differing only
+    /// in a field the view ignores is a duplicate.
+    type Event: EventView + Send + Sync;
+
     fn store(
         &self,
         tx: &mut PgConnection,
-        event: &OrderPlaced,
+        event: &Self::Event,
     ) -> impl Future<Output = Result<Stored, sqlx::Error>> + Send;
 }
 
@@ -186,7 +195,7 @@ impl<H: Handler> ConsumerLoop<H> {
             reason,
             error,
         };
-        let event = match OrderPlaced::decode(message.payload().unwrap_or_default()) {
+        let event = match H::Event::decode(message.payload().unwrap_or_default()) {
             Ok(event) => event,
             Err(error) => {
                 return self
@@ -209,19 +218,19 @@ impl<H: Handler> ConsumerLoop<H> {
             Stored::New => {
                 tx.commit().await?;
                 self.metrics.events_consumed.inc();
-                tracing::debug!(order_id = event.id, "stored");
+                tracing::debug!(order_id = event.order_id(), "stored");
             }
             Stored::Duplicate => {
                 tx.commit().await?;
                 self.metrics.duplicates_skipped.inc();
-                tracing::info!(order_id = event.id, "duplicate skipped");
+                tracing::info!(order_id = event.order_id(), "duplicate skipped");
             }
             Stored::Conflict { detail } => {
                 store::insert_dead_letter(&mut tx, &letter(REASON_CONFLICT, detail)).await?;
                 tx.commit().await?;
                 self.metrics.dead_letter(REASON_CONFLICT);
                 tracing::warn!(
-                    order_id = event.id,
+                    order_id = event.order_id(),
                     detail,
                     "conflicting duplicate dead-lettered, first version kept"
                 );

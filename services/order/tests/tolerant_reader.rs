@@ -1,0 +1,118 @@
+//! Consumers are tolerant readers (design 2.1): each reads only the fields it stores. Through the real broker
+//! and database: an event without email and prices is a shipment but not an invoice (dead-lettered with the
+//! missing field named), unknown fields are ignored by both, and an event differing only in fields shipping
+//! does not read is a duplicate for shipping but a conflict for invoicing.
+
+mod support;
+
+use ordersystem_service_kit::config::GroupProtocol;
+use ordersystem_testkit::kafka::produce;
+use ordersystem_testkit::{env, names, schema};
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+/// The design's event for order `id`, with `email` and `price` as given (`None`: the field is absent).
+fn event(id: i64, email: Option<&str>, price: Option<Value>) -> Value {
+    let mut event = json!({
+        "id": id,
+        "customer": {"customerId": 2, "name": "Johnson", "firstname": "Rod"},
+        "updated": "2023-05-26T09:02:12Z",
+        "shippingAddress": {"street": "Market Street 1", "zip": "94105", "city": "San Francisco"},
+        "billingAddress": {"street": "Market Street 2", "zip": "94105", "city": "San Francisco"},
+        "orderLine": [{"count": 2, "item": {"itemId": 4, "name": "Apple TV"}}],
+        "numberOfLines": 1
+    });
+    if let Some(email) = email {
+        event["customer"]["email"] = json!(email);
+    }
+    if let Some(price) = price {
+        event["orderLine"][0]["item"]["price"] = price;
+    }
+    event
+}
+
+fn bytes(event: &Value) -> Vec<u8> {
+    serde_json::to_vec(event).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_consumer_reads_only_the_fields_it_stores() {
+    let bootstrap = env::kafka_bootstrap();
+    let topic = names::unique("tolerant");
+    // One partition, so the records are handled in the order sent.
+    create_topic(&bootstrap, &topic, 1).await;
+    let invoicing = spawn_invoicing(
+        schema::fresh_schema("invoicing").await,
+        &bootstrap,
+        &topic,
+        consumer_args(&names::unique("invoicing"), GroupProtocol::Consumer),
+    )
+    .await;
+    let shipping = spawn_shipping(
+        schema::fresh_schema("shipping").await,
+        &bootstrap,
+        &topic,
+        consumer_args(&names::unique("shipping"), GroupProtocol::Consumer),
+    )
+    .await;
+
+    // 1: no email, no price; only invoicing needs them.
+    produce(&bootstrap, &topic, "1", &bytes(&event(1, None, None))).await;
+    // 2: complete, plus fields neither service knows, at the top, in the customer and in an item.
+    let mut extra = event(2, Some("rod@somewhere.com"), Some(json!(100.0)));
+    extra["channel"] = json!({"name": "web", "campaign": 7});
+    extra["customer"]["loyaltyTier"] = json!("gold");
+    extra["orderLine"][0]["item"]["weightGrams"] = json!(1250);
+    produce(&bootstrap, &topic, "2", &bytes(&extra)).await;
+    // 2 again, differing only in email and price: the same shipment, a different invoice.
+    let changed = event(2, Some("other@somewhere.com"), Some(json!(90.0)));
+    produce(&bootstrap, &topic, "2", &bytes(&changed)).await;
+
+    wait_until("shipping handled all three", Duration::from_secs(60), || async {
+        metric(&shipping, "ordersystem_events_consumed").await == 2.0
+            && metric(&shipping, "ordersystem_duplicates_skipped").await == 1.0
+    })
+    .await;
+    wait_until("invoicing handled all three", Duration::from_secs(60), || async {
+        count(&invoicing.db, "SELECT count(*) FROM dead_letters").await == 2
+    })
+    .await;
+
+    // Shipping: both orders stored, with what it keeps of them, nothing dead-lettered.
+    assert_eq!(count(&shipping.db, "SELECT count(*) FROM shipments").await, 2);
+    assert_eq!(
+        count(
+            &shipping.db,
+            "SELECT count(*) FROM shipment_lines WHERE order_id = 1 AND count = 2 AND item_name = 'Apple TV'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&shipping.db, "SELECT count(*) FROM dead_letters").await, 0);
+
+    // Invoicing: order 2 stored with the first version's price; order 1 dead-lettered naming what is missing,
+    // and the changed order 2 dead-lettered as a conflict.
+    assert_eq!(count(&invoicing.db, "SELECT count(*) FROM invoices").await, 1);
+    assert_eq!(
+        count(
+            &invoicing.db,
+            "SELECT count(*) FROM invoice_lines WHERE order_id = 2 AND price = 100"
+        )
+        .await,
+        1
+    );
+    let mut conn = invoicing.db.connect().await;
+    let letters: Vec<(String, String)> =
+        sqlx::query_as("SELECT reason, error FROM dead_letters ORDER BY \"offset\"")
+            .fetch_all(&mut conn)
+            .await
+            .expect("dead letters");
+    assert_eq!(letters[0].0, "Undecodable");
+    assert!(letters[0].1.contains("missing field `email`"), "{}", letters[0].1);
+    assert_eq!(letters[1].0, "ConflictingDuplicate");
+    assert_eq!(metric(&invoicing, "ordersystem_events_consumed").await, 1.0);
+
+    invoicing.stop().await;
+    shipping.stop().await;
+}
