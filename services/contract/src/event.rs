@@ -4,7 +4,7 @@
 //! reference's shape (`updated` as epoch milliseconds, prices as plain JSON numbers).
 //!
 //! A consumer decodes an `EventView`: the full `OrderPlaced` (what order writes and invoicing keeps) or a
-//! narrower view such as `view::ShipmentView`, so a field one consumer never reads cannot make it reject
+//! narrower view (`view::InvoiceView`, `view::ShipmentView`), so a field one consumer never reads cannot make it reject
 //! an event.
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -104,19 +104,19 @@ impl EventView for OrderPlaced {
         self.id
     }
 
-    /// At least one line, every count in 1..=MAX_LINE_COUNT, no negative price.
     fn validate(&self) -> Result<(), DecodeError> {
-        validate_counts(self.id, self.order_line.iter().map(|line| line.count))?;
-        if let Some(index) = self
-            .order_line
-            .iter()
-            .position(|line| line.item.price.0.is_sign_negative())
-        {
-            return Err(DecodeError::Invalid {
-                reason: format!("order {} line {index}: negative price", self.id),
-            });
-        }
-        Ok(())
+        validate_priced_lines(self.id, &self.order_line)
+    }
+}
+
+/// The rules of priced lines: those of `validate_counts`, and no negative price.
+pub(crate) fn validate_priced_lines(order_id: i64, lines: &[OrderLine]) -> Result<(), DecodeError> {
+    validate_counts(order_id, lines.iter().map(|line| line.count))?;
+    match lines.iter().position(|line| line.item.price.0.is_sign_negative()) {
+        Some(index) => Err(DecodeError::Invalid {
+            reason: format!("order {order_id} line {index}: negative price"),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -7,4 +7,4 @@ pub mod view;
 pub mod wiring;
 
 pub use event::{Address, Customer, DecodeError, EventView, Item, OrderLine, OrderPlaced, Price};
-pub use view::ShipmentView;
+pub use view::{InvoiceView, ShipmentView};

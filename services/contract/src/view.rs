@@ -2,9 +2,35 @@
 //! consumer needs, with the same wire names, timestamp and address rules as the full event in `event`.
 //! Everything else on the wire is ignored, present or not.
 
-use crate::event::{Address, DecodeError, EventView, read_timestamp, validate_counts};
+use crate::event::{
+    Address, Customer, DecodeError, EventView, OrderLine, read_timestamp, validate_counts,
+    validate_priced_lines,
+};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+
+/// What invoicing reads: customer with email, billing address, lines with exact prices. No shipping
+/// address: an event lacking it is still a valid invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceView {
+    pub id: i64,
+    pub customer: Customer,
+    #[serde(deserialize_with = "read_timestamp")]
+    pub updated: DateTime<Utc>,
+    pub billing_address: Address,
+    pub order_line: Vec<OrderLine>,
+}
+
+impl EventView for InvoiceView {
+    fn order_id(&self) -> i64 {
+        self.id
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        validate_priced_lines(self.id, &self.order_line)
+    }
+}
 
 /// What shipping reads: customer id and name, shipping address, lines of count and item id and name. No
 /// email, no billing address, no prices: an event lacking them is still a valid shipment.

@@ -1,7 +1,9 @@
 //! Golden JSON samples: the wire format cannot drift without one of these failing.
 
 use chrono::{TimeZone, Utc};
-use ordersystem_contract::{Address, Customer, EventView, Item, OrderLine, OrderPlaced, Price, ShipmentView};
+use ordersystem_contract::{
+    Address, Customer, EventView, InvoiceView, Item, OrderLine, OrderPlaced, Price, ShipmentView,
+};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -167,4 +169,23 @@ fn the_shipment_view_keeps_the_line_rules() {
     assert!(ShipmentView::decode(zero.as_bytes()).is_err());
     let no_address = REFERENCE.replace("\"shippingAddress\"", "\"address\"");
     assert!(ShipmentView::decode(no_address.as_bytes()).is_err());
+}
+
+#[test]
+fn the_invoice_view_reads_an_event_without_shipping_address_and_keeps_the_price_rules() {
+    let text = REFERENCE.replace(
+        r#" "shippingAddress": {"street": "Ohlauer Str. 43", "zip": "10999", "city": "Berlin"},"#,
+        "",
+    );
+    assert!(!text.contains("shippingAddress"), "the sample was not modified");
+    let view = InvoiceView::decode(text.as_bytes()).unwrap();
+    assert_eq!(view.customer.email, "eberhard.wolff@gmail.com");
+    assert_eq!(view.billing_address.city, "Monheim am Rhein");
+    assert_eq!(view.order_line[0].item.price, Price(dec("42.0")));
+    assert!(ShipmentView::decode(text.as_bytes()).is_err());
+    let negative = REFERENCE.replace("42.0}", "-1}");
+    assert!(InvoiceView::decode(negative.as_bytes()).is_err());
+    let no_email = REFERENCE.replace(r#", "email": "eberhard.wolff@gmail.com""#, "");
+    let missing = InvoiceView::decode(no_email.as_bytes()).unwrap_err().to_string();
+    assert!(missing.contains("missing field `email`"), "{missing}");
 }

@@ -1,9 +1,10 @@
 //! An invoice: what invoicing keeps of an order (customer with email, billing address, lines with prices),
-//! copied from the event so later price changes do not alter it. Its fingerprint decides whether a second
-//! event with the same order id is a duplicate or a conflict.
+//! copied from the event's `InvoiceView` so later price changes do not alter it. Its fingerprint, computed
+//! from exactly what is stored, decides whether a second event with the same order id is a duplicate or a
+//! conflict.
 
 use chrono::{DateTime, Utc};
-use ordersystem_contract::{Address, OrderPlaced};
+use ordersystem_contract::{Address, InvoiceView};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -36,8 +37,7 @@ impl InvoiceLine {
 }
 
 impl Invoice {
-    /// Reads only what invoicing needs (tolerant reader).
-    pub fn from_event(event: &OrderPlaced) -> Self {
+    pub fn from_event(event: &InvoiceView) -> Self {
         Self {
             order_id: event.id,
             customer_id: event.customer.customer_id,
@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn the_reference_event_makes_an_invoice_with_exact_totals() {
-        let invoice = Invoice::from_event(&OrderPlaced::decode(SAMPLE.as_bytes()).unwrap());
+        let invoice = Invoice::from_event(&InvoiceView::decode(SAMPLE.as_bytes()).unwrap());
         assert_eq!(invoice.total(), Decimal::from(1764));
         assert_eq!(invoice.billing_address.city, "Monheim am Rhein");
         assert_eq!(invoice.email, "eberhard.wolff@gmail.com");
@@ -91,14 +91,14 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_spelling_and_sees_content() {
-        let a = Invoice::from_event(&OrderPlaced::decode(SAMPLE.as_bytes()).unwrap());
+        let a = Invoice::from_event(&InvoiceView::decode(SAMPLE.as_bytes()).unwrap());
         let respelled = SAMPLE
             .replace("42.0}", "42.00}")
             .replace("1685091732000", "\"2023-05-26T09:02:12Z\"");
-        let b = Invoice::from_event(&OrderPlaced::decode(respelled.as_bytes()).unwrap());
+        let b = Invoice::from_event(&InvoiceView::decode(respelled.as_bytes()).unwrap());
         assert_eq!(a.fingerprint(), b.fingerprint());
         let changed = SAMPLE.replace("\"count\":42", "\"count\":41");
-        let c = Invoice::from_event(&OrderPlaced::decode(changed.as_bytes()).unwrap());
+        let c = Invoice::from_event(&InvoiceView::decode(changed.as_bytes()).unwrap());
         assert_ne!(a.fingerprint(), c.fingerprint());
     }
 }

@@ -1,7 +1,8 @@
 //! Consumers are tolerant readers (design 2.1): each reads only the fields it stores. Through the real broker
 //! and database: an event without email and prices is a shipment but not an invoice (dead-lettered with the
-//! missing field named), unknown fields are ignored by both, and an event differing only in fields shipping
-//! does not read is a duplicate for shipping but a conflict for invoicing.
+//! missing field named), one without a shipping address is an invoice but not a shipment, unknown fields are
+//! ignored by both, and an event differing only in fields shipping does not read is a duplicate for
+//! shipping but a conflict for invoicing.
 
 mod support;
 
@@ -68,19 +69,35 @@ async fn each_consumer_reads_only_the_fields_it_stores() {
     // 2 again, differing only in email and price: the same shipment, a different invoice.
     let changed = event(2, Some("other@somewhere.com"), Some(json!(90.0)));
     produce(&bootstrap, &topic, "2", &bytes(&changed)).await;
+    // 3: no shipping address; only shipping needs it.
+    let mut unshippable = event(3, Some("rod@somewhere.com"), Some(json!(100.0)));
+    unshippable
+        .as_object_mut()
+        .expect("an object")
+        .remove("shippingAddress");
+    produce(&bootstrap, &topic, "3", &bytes(&unshippable)).await;
 
-    wait_until("shipping handled all three", Duration::from_secs(60), || async {
+    wait_until("shipping handled all four", Duration::from_secs(60), || async {
         metric(&shipping, "ordersystem_events_consumed").await == 2.0
             && metric(&shipping, "ordersystem_duplicates_skipped").await == 1.0
+            && count(&shipping.db, "SELECT count(*) FROM dead_letters").await == 1
     })
     .await;
-    wait_until("invoicing handled all three", Duration::from_secs(60), || async {
-        count(&invoicing.db, "SELECT count(*) FROM dead_letters").await == 2
+    wait_until("invoicing handled all four", Duration::from_secs(60), || async {
+        metric(&invoicing, "ordersystem_events_consumed").await == 2.0
+            && count(&invoicing.db, "SELECT count(*) FROM dead_letters").await == 2
     })
     .await;
 
-    // Shipping: both orders stored, with what it keeps of them, nothing dead-lettered.
-    assert_eq!(count(&shipping.db, "SELECT count(*) FROM shipments").await, 2);
+    // Shipping: orders 1 and 2 stored, with what it keeps of them; order 3 dead-lettered, naming the field.
+    assert_eq!(
+        count(
+            &shipping.db,
+            "SELECT count(*) FROM shipments WHERE order_id IN (1, 2)"
+        )
+        .await,
+        2
+    );
     assert_eq!(
         count(
             &shipping.db,
@@ -89,11 +106,24 @@ async fn each_consumer_reads_only_the_fields_it_stores() {
         .await,
         1
     );
-    assert_eq!(count(&shipping.db, "SELECT count(*) FROM dead_letters").await, 0);
+    let mut conn = shipping.db.connect().await;
+    let (reason, error): (String, String) = sqlx::query_as("SELECT reason, error FROM dead_letters")
+        .fetch_one(&mut conn)
+        .await
+        .expect("shipping's dead letter");
+    assert_eq!(reason, "Undecodable");
+    assert!(error.contains("missing field `shippingAddress`"), "{error}");
 
-    // Invoicing: order 2 stored with the first version's price; order 1 dead-lettered naming what is missing,
-    // and the changed order 2 dead-lettered as a conflict.
-    assert_eq!(count(&invoicing.db, "SELECT count(*) FROM invoices").await, 1);
+    // Invoicing: orders 2 (the first version's price) and 3 stored; order 1 dead-lettered naming what is
+    // missing, and the changed order 2 dead-lettered as a conflict.
+    assert_eq!(
+        count(
+            &invoicing.db,
+            "SELECT count(*) FROM invoices WHERE order_id IN (2, 3)"
+        )
+        .await,
+        2
+    );
     assert_eq!(
         count(
             &invoicing.db,
@@ -111,7 +141,6 @@ async fn each_consumer_reads_only_the_fields_it_stores() {
     assert_eq!(letters[0].0, "Undecodable");
     assert!(letters[0].1.contains("missing field `email`"), "{}", letters[0].1);
     assert_eq!(letters[1].0, "ConflictingDuplicate");
-    assert_eq!(metric(&invoicing, "ordersystem_events_consumed").await, 1.0);
 
     invoicing.stop().await;
     shipping.stop().await;
