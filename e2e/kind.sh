@@ -47,7 +47,7 @@ images() {
 operator() {
   say "installing the operator with the development Kafka and PostgreSQL (not for production)"
   # Helm never upgrades CRDs: apply them first, server-side.
-  kubectl apply --server-side -f crds/
+  kubectl apply --server-side --force-conflicts -f crds/
   helm upgrade --install "$RELEASE" charts/ordersystem-operator --namespace "$OPERATOR_NS" --create-namespace \
     --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true --wait --timeout 5m
   kubectl -n "$OPERATOR_NS" rollout status "statefulset/$RELEASE-dev-kafka" --timeout=300s
@@ -79,13 +79,11 @@ YAML
   say "waiting for the shop to be Ready"
   kubectl -n shop wait --for=condition=Ready ordersystem/shop --timeout=300s
   kubectl -n shop get ordersystems
-  local base=http://127.0.0.1:8001/api/v1/namespaces/shop/services
   cat <<MSG
-[kind] the shop is up (kind mode). Reach it through the API server's proxy:
-         kubectl proxy --port=8001 &
-         order      $base/shop-order:8080/proxy/
-         invoicing  $base/shop-invoicing:8080/proxy/
-         shipping   $base/shop-shipping:8080/proxy/
+[kind] the shop is up (kind mode). Reach it with port-forwards:
+         kubectl -n shop port-forward svc/shop-order 8081:8080       # http://localhost:8081/
+         kubectl -n shop port-forward svc/shop-invoicing 8083:8080   # http://localhost:8083/
+         kubectl -n shop port-forward svc/shop-shipping 8082:8080    # http://localhost:8082/
        stop: e2e/kind.sh down
 MSG
 }

@@ -43,7 +43,7 @@ pin "$OPERATOR_NS"
 pin "$SHOP_NS"
 
 say "installing the operator with helm"
-kubectl apply --server-side -f crds/ >/dev/null
+kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 helm upgrade --install ordersystem-operator charts/ordersystem-operator --namespace "$OPERATOR_NS" \
   --set logFormat=text >/dev/null
 kubectl -n "$OPERATOR_NS" rollout status deployment/ordersystem-operator --timeout=120s >/dev/null

@@ -6,8 +6,7 @@
 //!   with helm itself, and reaches pods at their (loopback) pod IPs.
 //! - **kind** (`E2E_MODE=kind`, set up by `e2e/kind.sh test`): a kind cluster with the images loaded, the
 //!   operator and the development Kafka and PostgreSQL installed by `kind.sh`. Pods are reached through the
-//!   API server's pod proxy (`kubectl proxy`), which dials the pod IP the services bind; a container is
-//!   crashed through the node's container runtime.
+//!   API server's pod proxy (`kubectl proxy`); a container is crashed through the node's container runtime.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

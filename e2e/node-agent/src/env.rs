@@ -157,6 +157,23 @@ pub async fn resolve(
     Ok(env.vars)
 }
 
+/// Pods here share the host's network namespace, so a wildcard listen address (`0.0.0.0:<port>`) in an
+/// env value would make every replica fight over one port: such values are rebound to the pod's own IP.
+/// Returns the names of the variables that were rewritten, for the override log.
+pub fn bind_wildcards_to_pod_ip(vars: &mut [(String, String)], pod_ip: &str) -> Vec<String> {
+    let mut rewritten = Vec::new();
+    for (name, value) in vars.iter_mut() {
+        if let Some(port) = value.strip_prefix("0.0.0.0:")
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+        {
+            *value = format!("{pod_ip}:{port}");
+            rewritten.push(name.clone());
+        }
+    }
+    rewritten
+}
+
 async fn value_of(
     sources: &mut Sources,
     pod: &Pod,
@@ -267,6 +284,20 @@ mod tests {
 
     fn lookup(name: &str) -> Option<String> {
         (name == "POD_IP").then(|| "127.0.0.5".to_string())
+    }
+
+    #[test]
+    fn wildcard_listen_addresses_are_rebound_to_the_pod_ip_and_nothing_else() {
+        let mut vars = vec![
+            ("LISTEN_ADDR".to_string(), "0.0.0.0:8080".to_string()),
+            ("HTTP_ADDR".to_string(), "127.0.0.9:8080".to_string()),
+            ("NOTE".to_string(), "0.0.0.0:port".to_string()),
+        ];
+        let rewritten = bind_wildcards_to_pod_ip(&mut vars, "127.66.0.4");
+        assert_eq!(rewritten, vec!["LISTEN_ADDR".to_string()]);
+        assert_eq!(vars[0].1, "127.66.0.4:8080");
+        assert_eq!(vars[1].1, "127.0.0.9:8080");
+        assert_eq!(vars[2].1, "0.0.0.0:port");
     }
 
     #[test]

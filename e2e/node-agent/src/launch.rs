@@ -67,7 +67,12 @@ impl PodSetup<'_> {
                 .agent
                 .images
                 .resolve(container.image.as_deref().unwrap_or(""))?;
-            let mut vars = env::resolve(&mut sources, self.pod, container, &self.facts()).await?;
+            let facts = self.facts();
+            let mut vars = env::resolve(&mut sources, self.pod, container, &facts).await?;
+            for name in env::bind_wildcards_to_pod_ip(&mut vars, &facts.pod_ip) {
+                info!(container = %container.name, var = %name, pod_ip = %facts.pod_ip,
+                    "override: wildcard listen address bound to the pod IP (pods share the host's network)");
+            }
             if !vars.iter().any(|(k, _)| k == "HOSTNAME") {
                 vars.push(("HOSTNAME".into(), self.name().to_string()));
             }

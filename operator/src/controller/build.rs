@@ -186,9 +186,8 @@ fn probe(path: &str, period_seconds: i32) -> Value {
 fn build_env(spec: &ValidSpec, plan: &ServicePlan) -> Value {
     let from_secret = |name: &str, key: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": plan.secret_name, "key": key}}});
     let mut env = vec![
-        json!({"name": env::POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}),
-        // `$(POD_IP)` is expanded by the kubelet because POD_IP is defined earlier in the list.
-        json!({"name": env::LISTEN_ADDR, "value": format!("$({}):{}", env::POD_IP, wiring::HTTP_PORT)}),
+        // All interfaces: probes and Services reach the pod IP, `kubectl port-forward` reaches localhost.
+        json!({"name": env::LISTEN_ADDR, "value": format!("0.0.0.0:{}", wiring::HTTP_PORT)}),
         json!({"name": env::LOG_FORMAT, "value": "json"}),
         from_secret(env::DATABASE_HOST, secret_keys::HOST),
         from_secret(env::DATABASE_PORT, secret_keys::PORT),

@@ -71,13 +71,7 @@ fn deployments_carry_replicas_env_from_secrets_and_owner() {
         Some("shopns.shop.invoicing")
     );
     assert_eq!(env[env::KAFKA_TOPIC].value.as_deref(), Some("orders"));
-    assert_eq!(env[env::LISTEN_ADDR].value.as_deref(), Some("$(POD_IP):8080"));
-    let pod_ip = env[env::POD_IP]
-        .value_from
-        .as_ref()
-        .and_then(|v| v.field_ref.as_ref())
-        .expect("fieldRef");
-    assert_eq!(pod_ip.field_path, "status.podIP");
+    assert_eq!(env[env::LISTEN_ADDR].value.as_deref(), Some("0.0.0.0:8080"));
     assert!(!env_of(deployment(&desired, "shop-order")).contains_key(env::KAFKA_GROUP_ID));
 }
 

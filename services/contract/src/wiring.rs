@@ -12,11 +12,9 @@ pub const METRICS_PATH: &str = "/metrics";
 
 /// Environment variables of every service.
 pub mod env {
-    /// Socket address to listen on, e.g. `0.0.0.0:8080`. The operator sets `$(POD_IP):8080`, so the service
-    /// binds its pod's own address (in local mode each pod has its own loopback address).
+    /// Socket address to listen on. The operator sets `0.0.0.0:8080`: probes and Services reach the pod
+    /// IP, `kubectl port-forward` reaches localhost.
     pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
-    /// The pod's IP, from the downward API (`status.podIP`).
-    pub const POD_IP: &str = "POD_IP";
     /// `json` (in a cluster) or `text`.
     pub const LOG_FORMAT: &str = "LOG_FORMAT";
     /// Postgres host, port, database, login role, password and the service's own schema.
