@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod consumer_service;
 pub mod db;
 pub mod health;
 pub mod kafka;

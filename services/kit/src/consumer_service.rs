@@ -1,0 +1,73 @@
+//! A consumer service's whole run, written once. Invoicing and shipping differ only in their handler,
+//! pages, migrations and name; the order of start-up (serve, migrate, then consume) and what happens when
+//! consuming fails live here.
+
+use axum::Router;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+
+use crate::config::{ConsumerArgs, DatabaseArgs, KafkaArgs};
+use crate::consumer::{ConsumerError, ConsumerLoop, Handler};
+use crate::db::{Database, DbError};
+use crate::health;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+
+/// What a consumer service brings of its own.
+#[derive(Debug)]
+pub struct ConsumerService<H> {
+    /// Stores one event inside the transaction it is given.
+    pub handler: H,
+    /// The service's own schema.
+    pub migrator: &'static Migrator,
+    /// Its pages and JSON API.
+    pub pages: fn(PgPool) -> Router,
+    /// Group id when none is configured: the service's name.
+    pub default_group: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("database configuration is invalid")]
+    Database(#[from] DbError),
+    #[error("the consumer failed")]
+    Consumer(#[from] ConsumerError),
+    #[error("the HTTP server failed")]
+    Serve(#[from] std::io::Error),
+}
+
+impl<H: Handler> ConsumerService<H> {
+    /// Serve on `listener` and consume until `shutdown` fires.
+    pub async fn run(
+        self,
+        database: &DatabaseArgs,
+        kafka: &KafkaArgs,
+        consumer: &ConsumerArgs,
+        listener: tokio::net::TcpListener,
+        shutdown: Shutdown,
+    ) -> Result<(), RunError> {
+        let metrics = Metrics::new();
+        let db = Database::connect_lazy(database)?;
+        let app = (self.pages)(db.pool.clone()).merge(health::router(db.clone(), metrics.clone()));
+        let server = tokio::spawn(health::serve(listener, app, metrics.clone(), shutdown.clone()));
+        // Consume only once the tables exist; until then /readyz says not ready.
+        if db.migrate(self.migrator, shutdown.clone()).await {
+            let consumer_loop = ConsumerLoop {
+                handler: self.handler,
+                pool: db.pool.clone(),
+                metrics,
+                default_group: self.default_group,
+            };
+            if let Err(error) = consumer_loop.run(kafka, consumer, shutdown).await {
+                // A service that cannot consume must not look alive: stop serving and exit with the error.
+                server.abort();
+                return Err(error.into());
+            }
+        }
+        match server.await {
+            Ok(result) => result?,
+            Err(join) => tracing::error!(error = %join, "HTTP server task failed"),
+        }
+        Ok(())
+    }
+}
