@@ -36,6 +36,28 @@ async fn setup(prefix: &str) -> Setup {
     }
 }
 
+impl Setup {
+    /// Creates the OrderSystem described by `os` (JSON, as in the YAML a user applies).
+    async fn create(&self, os: serde_json::Value) {
+        self.api
+            .create(&PostParams::default(), &support::to_os(os))
+            .await
+            .expect("create");
+    }
+
+    /// Deletes `shop` and waits until its finalizer released it.
+    async fn delete_shop_and_wait(&self, seconds: u64, what: &str) {
+        self.api
+            .delete("shop", &DeleteParams::default())
+            .await
+            .expect("delete");
+        wait_for(seconds, what, || async {
+            self.api.get_opt("shop").await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+}
+
 fn spec_json(topic: &str, bootstrap: &str, policy: &str) -> serde_json::Value {
     let mut os = support::minimal_json("shop", topic);
     os["spec"]["kafka"]["bootstrapServers"] = bootstrap.into();
@@ -87,13 +109,7 @@ fn env_value(d: &Deployment, name: &str) -> Option<String> {
 async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_right_objects() {
     let s = setup("ctl-main").await;
     let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
-    s.api
-        .create(
-            &PostParams::default(),
-            &support::to_os(spec_json(&s.topic, &bootstrap, "Delete")),
-        )
-        .await
-        .expect("create");
+    s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
 
     let os = wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
     assert_eq!(
@@ -252,14 +268,7 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
     // Delete with deletionPolicy Delete: topic and schemas go.
     let schema = format!("os_{}_shop_invoicing", s.ns.name.replace('-', "_"));
     assert!(schema_exists(&schema).await);
-    s.api
-        .delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "resource gone", || async {
-        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    s.delete_shop_and_wait(90, "resource gone").await;
     assert!(!schema_exists(&schema).await, "schema dropped");
     wait_for(30, "topic deleted", || async {
         kafka::describe(&admin, &s.topic)
@@ -275,22 +284,9 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
 async fn retain_keeps_topic_and_schemas_after_delete() {
     let s = setup("ctl-retain").await;
     let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
-    s.api
-        .create(
-            &PostParams::default(),
-            &support::to_os(spec_json(&s.topic, &bootstrap, "Retain")),
-        )
-        .await
-        .expect("create");
+    s.create(spec_json(&s.topic, &bootstrap, "Retain")).await;
     let os = wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
-    s.api
-        .delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "resource gone", || async {
-        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    s.delete_shop_and_wait(90, "resource gone").await;
     let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
     assert!(
         kafka::describe(&admin, &s.topic)
@@ -316,13 +312,7 @@ async fn retain_keeps_topic_and_schemas_after_delete() {
 async fn a_second_resource_on_the_same_topic_is_a_conflict() {
     let s = setup("ctl-conflict").await;
     let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
-    s.api
-        .create(
-            &PostParams::default(),
-            &support::to_os(spec_json(&s.topic, &bootstrap, "Delete")),
-        )
-        .await
-        .expect("create");
+    s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
     wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
     let mut second = spec_json(&s.topic, &bootstrap, "Delete");
     second["metadata"]["name"] = "shop2".into();
@@ -362,14 +352,7 @@ async fn a_second_resource_on_the_same_topic_is_a_conflict() {
             .is_some(),
         "the loser's delete keeps the winner's topic"
     );
-    s.api
-        .delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "shop gone", || async {
-        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    s.delete_shop_and_wait(90, "shop gone").await;
 }
 
 #[tokio::test]
@@ -378,10 +361,7 @@ async fn consumers_beyond_partitions_degrade_with_a_warning_and_paused_changes_n
     let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
     let mut os = spec_json(&s.topic, &bootstrap, "Delete");
     os["spec"]["shipping"] = json!({"replicas": 5});
-    s.api
-        .create(&PostParams::default(), &support::to_os(os))
-        .await
-        .expect("create");
+    s.create(os).await;
     wait_condition(&s.api, "Degraded", "True", "ConsumersExceedPartitions").await;
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.client.clone(), &s.ns.name);
     wait_for(30, "ConsumersExceedPartitions event", || async {
@@ -415,24 +395,14 @@ async fn consumers_beyond_partitions_degrade_with_a_warning_and_paused_changes_n
         Some(5),
         "paused: nothing changed"
     );
-    s.api
-        .delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "gone while paused", || async {
-        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    s.delete_shop_and_wait(90, "gone while paused").await;
 }
 
 #[tokio::test]
 async fn an_invalid_spec_is_reported_and_nothing_is_written() {
     let s = setup("ctl-invalid").await;
     let os = spec_json(&s.topic, "no-port-here", "Delete");
-    s.api
-        .create(&PostParams::default(), &support::to_os(os))
-        .await
-        .expect("create");
+    s.create(os).await;
     let os = wait_condition(&s.api, "Ready", "False", "InvalidSpec").await;
     let message = os
         .status
@@ -445,27 +415,14 @@ async fn an_invalid_spec_is_reported_and_nothing_is_written() {
         "no Secret written"
     );
     assert!(deployment(&s.client, &s.ns.name, "shop-order").await.is_none());
-    s.api
-        .delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(60, "gone", || async {
-        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    s.delete_shop_and_wait(60, "gone").await;
 }
 
 #[tokio::test]
 async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_service() {
     let s = setup("ctl-rotate").await;
     let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
-    s.api
-        .create(
-            &PostParams::default(),
-            &support::to_os(spec_json(&s.topic, &bootstrap, "Delete")),
-        )
-        .await
-        .expect("create");
+    s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
     let order = wait_for(90, "all three deployed", || {
         deployment(&s.client, &s.ns.name, "shop-order")
     })
@@ -523,14 +480,7 @@ async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_se
         generation(&invoicing),
         "invoicing not rolled"
     );
-    s.api
-        .delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "gone", || async {
-        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    s.delete_shop_and_wait(90, "gone").await;
 }
 
 #[tokio::test]
@@ -539,10 +489,7 @@ async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_
     let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
     let mut os = spec_json(&s.topic, &bootstrap, "Delete");
     os["spec"]["kafka"]["topic"]["replicationFactor"] = 3.into();
-    s.api
-        .create(&PostParams::default(), &support::to_os(os))
-        .await
-        .expect("create");
+    s.create(os).await;
     let os = wait_condition(&s.api, "TopicReady", "False", "ReplicationFactorTooLarge").await;
     assert_eq!(
         condition(&os, "Progressing"),
@@ -562,27 +509,14 @@ async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_
             .is_none(),
         "consumers wait for the topic"
     );
-    s.api
-        .delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "gone", || async {
-        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    s.delete_shop_and_wait(90, "gone").await;
 }
 
 #[tokio::test]
 async fn a_deleted_topic_is_recreated_only_after_the_annotation_acknowledges_its_old_id() {
     let s = setup("ctl-identity").await;
     let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
-    s.api
-        .create(
-            &PostParams::default(),
-            &support::to_os(spec_json(&s.topic, &bootstrap, "Delete")),
-        )
-        .await
-        .expect("create");
+    s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
     let os = wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
     let old_id = os
         .status
@@ -630,12 +564,5 @@ async fn a_deleted_topic_is_recreated_only_after_the_annotation_acknowledges_its
             .map(|d| d.topic_id),
         Some(new_id)
     );
-    s.api
-        .delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "gone", || async {
-        s.api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    s.delete_shop_and_wait(90, "gone").await;
 }
