@@ -59,8 +59,8 @@ impl PodSetup<'_> {
             .is_some()
             || containers.iter().any(|c| c.security_context.is_some())
         {
-            // Users, capabilities, seccomp and read-only roots need a container runtime.
-            info!(pod = %self.name(), "override: securityContext not applied, processes run as the agent's user");
+            // Users, capabilities and seccomp need a container runtime; a read-only root does not.
+            info!(pod = %self.name(), "override: securityContext applied only for readOnlyRootFilesystem, processes run as the agent's user");
         }
         for container in containers {
             let program = self
@@ -79,6 +79,11 @@ impl PodSetup<'_> {
             launches.push(Launch {
                 args: arguments(container, &vars),
                 mounts: mounts(container, &volumes),
+                read_only_root: container
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.read_only_root_filesystem)
+                    .unwrap_or(false),
                 pid_dir: self.agent.state_dir.join("pids"),
                 working_dir: self.working_dir(container),
                 log_path: process::log_path(

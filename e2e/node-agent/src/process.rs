@@ -5,7 +5,10 @@
 //! bind-mounts each volume directory at its `mountPath` and then `exec`s the binary: the mounts exist
 //! only in that process's mount namespace, so every pod sees its own
 //! `/var/run/secrets/kubernetes.io/serviceaccount` while the host sees an empty mount point (created if
-//! missing, which is logged). `unshare` without `--fork` and `exec` keep the binary at the spawned PID.
+//! missing, which is logged). A container with `readOnlyRootFilesystem` gets the same wrapper, which
+//! after the volume mounts remounts `/` read-only in that namespace: writes outside its writable volumes
+//! fail with EROFS, as in a container runtime. `unshare` without `--fork` and `exec` keep the binary at
+//! the spawned PID.
 //! Needs root (or CAP_SYS_ADMIN). Output goes, appended across restarts, to the container's log file.
 
 use std::fs::OpenOptions;
@@ -18,12 +21,16 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-/// Bind-mounts `source` on `target` for each `source target ro|rw` triple up to `--`, then execs the
-/// rest. A file source gets a file mount point, a directory source a directory. The pod's PATH may not
-/// reach the system tools, so the script uses its own and restores the pod's before `exec`.
+/// `$1` is `ro-root` or `rw-root`; then it bind-mounts `source` on `target` for each `source target ro|rw`
+/// triple up to `--`, makes `/` read-only for `ro-root` (last: mount points are created on the host's
+/// root first, and each volume is a mount of its own that stays writable), then execs the rest. A file
+/// source gets a file mount point, a directory source a directory. The pod's PATH may not reach the
+/// system tools, so the script uses its own and restores the pod's before `exec`.
 const MOUNT_SCRIPT: &str = r#"
 pod_path=$PATH
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
+root=$1
+shift
 while [ "$1" != "--" ]; do
   if [ -d "$1" ]; then mkdir -p "$2"; else mkdir -p "$(dirname "$2")" && touch "$2"; fi || exit 121
   mount --bind "$1" "$2" || exit 121
@@ -31,6 +38,9 @@ while [ "$1" != "--" ]; do
   shift 3
 done
 shift
+if [ "$root" = ro-root ]; then
+  mount -o remount,bind,ro / || { echo "node agent: cannot make / read-only for readOnlyRootFilesystem" >&2; exit 121; }
+fi
 PATH=$pod_path
 exec "$@"
 "#;
@@ -80,6 +90,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     pub working_dir: PathBuf,
     pub mounts: Vec<Mount>,
+    /// The container's `securityContext.readOnlyRootFilesystem`.
+    pub read_only_root: bool,
     pub log_path: PathBuf,
     /// Where the running process group is recorded (see `leftovers`).
     pub pid_dir: PathBuf,
@@ -158,7 +170,7 @@ pub fn spawn(launch: &Launch) -> Result<Running, Error> {
 
 /// The command line: the binary itself, or the binary behind the mount-namespace wrapper.
 fn wrapped(launch: &Launch) -> Command {
-    if launch.mounts.is_empty() {
+    if launch.mounts.is_empty() && !launch.read_only_root {
         let mut command = Command::new(&launch.program);
         command.args(&launch.args);
         return command;
@@ -174,6 +186,11 @@ fn wrapped(launch: &Launch) -> Command {
         "-c",
         MOUNT_SCRIPT,
         "sh",
+        if launch.read_only_root {
+            "ro-root"
+        } else {
+            "rw-root"
+        },
     ]);
     for mount in &launch.mounts {
         if !mount.target.exists() {
@@ -251,6 +268,7 @@ mod tests {
             env: vec![("GREETING".into(), "hello".into())],
             working_dir: dir.to_path_buf(),
             mounts: vec![],
+            read_only_root: false,
             log_path: dir.join("out.log"),
             pid_dir: dir.join("pids"),
         }
@@ -301,6 +319,55 @@ mod tests {
             !target.join("token").exists(),
             "the host sees only the empty mount point"
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_only_root_refuses_writes_except_in_writable_volumes() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp_dir("ro-root");
+        let device = |path: &Path| std::fs::metadata(path).expect("stat").dev();
+        // Only `/` itself is remounted: a scratch dir on another mount (a tmpfs /tmp) proves nothing.
+        assert_eq!(
+            device(&dir),
+            device(Path::new("/")),
+            "{} must be on the root filesystem for this test (set TMPDIR)",
+            dir.display()
+        );
+        let volume = dir.join("scratch");
+        std::fs::create_dir_all(&volume).expect("volume dir");
+        let target = dir.join("mnt/scratch");
+        let outside = dir.join("outside");
+        let script = format!(
+            "echo a > {inside}/file && echo inside-ok; echo b > {outside} || echo outside-refused",
+            inside = target.display(),
+            outside = outside.display()
+        );
+        let mut launch = launch(&dir, &script);
+        launch.read_only_root = true;
+        launch.mounts = vec![Mount {
+            source: volume.clone(),
+            target,
+            read_only: false,
+        }];
+        let mut running = spawn(&launch).expect("spawn");
+        running.wait().await.expect("wait");
+        let log = std::fs::read_to_string(dir.join("out.log")).expect("log");
+        assert!(
+            log.contains("inside-ok"),
+            "the writable volume takes writes:\n{log}"
+        );
+        assert!(
+            log.contains("Read-only file system"),
+            "the root refuses them:\n{log}"
+        );
+        assert!(log.contains("outside-refused"), "log:\n{log}");
+        assert!(!outside.exists(), "nothing was written outside the volume");
+        assert_eq!(
+            std::fs::read_to_string(volume.join("file")).expect("volume file"),
+            "a\n"
+        );
+        // The host's root stays writable: the remount lived only in the process's namespace.
+        std::fs::write(&outside, "host").expect("host root still writable");
     }
 
     #[tokio::test]
