@@ -9,4 +9,4 @@ pub mod shop;
 pub mod versions;
 pub mod wait;
 
-pub use ordersystem_testkit::{env, names};
+pub use ordersystem_testkit::{env, kafka, names};

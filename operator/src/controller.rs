@@ -5,7 +5,10 @@
 
 pub mod apply;
 pub mod build;
+pub mod compaction;
+pub mod drain;
 pub mod kafka;
+pub mod lag;
 pub mod postgres;
 pub mod status;
 pub mod validate;
@@ -34,6 +37,8 @@ pub use run::run;
 
 /// Periodic requeue: Kafka and Postgres send no watch events, so drift there is found by looking again.
 pub const RESYNC: Duration = Duration::from_secs(120);
+/// How often a drain for a partition increase looks at its progress.
+const DRAIN_POLL: Duration = Duration::from_secs(5);
 /// First retry delay after a failure; doubles per consecutive failure.
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest retry delay.
@@ -103,11 +108,15 @@ pub enum Error {
     #[error(transparent)]
     Kafka(#[from] kafka::Error),
     #[error(transparent)]
+    Lag(#[from] lag::Error),
+    #[error(transparent)]
     Postgres(#[from] postgres::Error),
     #[error(transparent)]
     Apply(#[from] apply::Error),
     #[error(transparent)]
     Status(#[from] status::Error),
+    #[error("cannot tell whether partitions may be added: {0}")]
+    Drain(String),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
 }
@@ -117,6 +126,8 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Kafka(_) => "kafka",
+            Self::Lag(_) => "lag",
+            Self::Drain(_) => "drain",
             Self::Postgres(_) => "postgres",
             Self::Apply(_) => "apply",
             Self::Status(_) => "status",
@@ -219,8 +230,11 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
             return Ok(Action::await_change());
         }
     };
+    // partitions: whether an increase may be applied now; a drain holds intake (order at zero replicas).
+    let gate = drain::gate(ctx, os, &spec).await;
+    let spec = drain::hold_intake(spec, &gate);
     // backends (writes Kafka, Postgres and the service Secrets unless paused or in conflict).
-    let mut backends = backends::ensure(ctx, os, &spec).await;
+    let mut backends = backends::ensure(ctx, os, &spec, &gate).await;
     // build (pure): from the valid spec and what the backends observed.
     let desired = build::build(&spec, &backends.observed);
     // apply (writes Kubernetes), skipped while paused or in conflict.
@@ -232,13 +246,25 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
         backends.first_error.get_or_insert(error.into());
     }
     backends.report.waiting = desired.waiting.clone();
+    backends.report.compaction = compaction::warning(&spec.topic);
     backends.report.deployments = apply::observe_deployments(&ctx.client, &spec).await?;
     // status: patched only when it changed.
     publish_status(ctx, os, &backends.report).await?;
+    if let Some(lag) = &backends.report.lag {
+        ctx.metrics.set_lag(&spec.namespace, &spec.name, lag);
+    }
     match backends.first_error {
         Some(error) => Err(error),
-        None => Ok(Action::requeue(RESYNC)),
+        // A drain advances on Kafka's and the pods' progress, which send no event here.
+        None if gate.holds_intake() => Ok(Action::requeue(DRAIN_POLL)),
+        // Lag changes without any watch event: look again at the configured interval.
+        None => Ok(Action::requeue(RESYNC.min(lag_interval(os)))),
     }
+}
+
+/// Seconds between two lag observations, from the spec.
+fn lag_interval(os: &OrderSystem) -> Duration {
+    Duration::from_secs(u64::try_from(os.spec.consumer_lag.interval_seconds.max(1)).unwrap_or(30))
 }
 
 /// Computes and patches the status; emits Events when Ready or Degraded change.

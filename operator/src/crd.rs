@@ -34,6 +34,7 @@ pub const MAX_NAME_LEN: usize = 53;
     printcolumn = r#"{"name":"Order","type":"string","jsonPath":".status.services.order.replicas"}"#,
     printcolumn = r#"{"name":"Invoicing","type":"string","jsonPath":".status.services.invoicing.replicas"}"#,
     printcolumn = r#"{"name":"Shipping","type":"string","jsonPath":".status.services.shipping.replicas"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.consumerLag.total"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -59,6 +60,9 @@ pub struct OrderSystemSpec {
     /// status and still honours deletion.
     #[serde(default)]
     pub paused: bool,
+    /// How the lag of the invoicing and shipping consumer groups is watched.
+    #[serde(default)]
+    pub consumer_lag: ConsumerLagSpec,
 }
 
 /// Connection to Kafka and the topic the services share.
@@ -104,8 +108,10 @@ pub struct TopicSpec {
     /// Kafka `cleanup.policy` of the topic.
     #[serde(default)]
     pub cleanup_policy: CleanupPolicy,
-    /// How a partition increase is carried out. Only `Immediate` exists for now: partitions are added at
-    /// once, so keys produced afterwards may land on a different partition than their earlier events.
+    /// How a partition increase is carried out: `Immediate` adds partitions at once (keys produced
+    /// afterwards may land on another partition than their earlier, possibly unread, events); `Drain`
+    /// stops intake, waits until both consumer groups have read everything, then adds them; `Reject`
+    /// refuses and says so in status.
     #[serde(default)]
     pub partition_increase: PartitionIncrease,
     /// Further topic configs (e.g. `retention.ms`), set with incremental config changes. Keys removed
@@ -148,6 +154,52 @@ pub enum PartitionIncrease {
     /// Add partitions as soon as the spec asks for more.
     #[default]
     Immediate,
+    /// Scale the order service to zero, wait until invoicing and shipping have lag 0, add partitions,
+    /// scale order back: no key has unread events on its old partition when the mapping changes.
+    Drain,
+    /// Never add partitions: a larger `partitions` is reported (`TopicReady=False`) and not applied.
+    Reject,
+}
+
+/// Watching the consumer groups' lag.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerLagSpec {
+    /// Lag (events) of one group above which it counts as behind.
+    #[serde(default = "default_lag_threshold")]
+    #[schemars(range(min = 0))]
+    pub threshold: i64,
+    /// Consecutive observations above the threshold without shrinking before `Degraded=True
+    /// reason=ConsumerLagGrowing`.
+    #[serde(default = "default_lag_observations")]
+    #[schemars(range(min = 1, max = 100))]
+    pub observations: i32,
+    /// Seconds between two observations.
+    #[serde(default = "default_lag_interval")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub interval_seconds: i32,
+}
+
+fn default_lag_threshold() -> i64 {
+    1000
+}
+
+fn default_lag_observations() -> i32 {
+    3
+}
+
+fn default_lag_interval() -> i32 {
+    30
+}
+
+impl Default for ConsumerLagSpec {
+    fn default() -> Self {
+        Self {
+            threshold: default_lag_threshold(),
+            observations: default_lag_observations(),
+            interval_seconds: default_lag_interval(),
+        }
+    }
 }
 
 /// The Postgres database.
@@ -266,6 +318,33 @@ pub struct OrderSystemStatus {
     /// Replicas of each service's Deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<ServicesStatus>,
+    /// Lag of the invoicing and shipping consumer groups at the last observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_lag: Option<ConsumerLagStatus>,
+}
+
+/// Lag of the two consumer groups.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerLagStatus {
+    /// Events not yet read by invoicing plus those not yet read by shipping.
+    pub total: i64,
+    /// The invoicing group.
+    pub invoicing: GroupLagStatus,
+    /// The shipping group.
+    pub shipping: GroupLagStatus,
+}
+
+/// One consumer group's lag: end offsets minus committed offsets, summed over partitions.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupLagStatus {
+    /// Consumer group id.
+    pub group: String,
+    /// Events the group has not read yet.
+    pub lag: i64,
+    /// Consecutive observations with the lag above the threshold and not shrinking.
+    pub growing_observations: i32,
 }
 
 /// The topic as observed in Kafka.

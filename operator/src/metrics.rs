@@ -1,11 +1,13 @@
-//! Prometheus metrics of the operator: reconciles, failures by error kind, and reconcile duration. The
-//! duration is recorded by a drop guard, so an early `?` cannot skip it.
+//! Prometheus metrics of the operator: reconciles, failures by error kind, reconcile duration, and the
+//! consumer-group lag of every system. The duration is recorded by a drop guard, so an early `?` cannot
+//! skip it.
 
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -14,8 +16,17 @@ pub struct ErrorLabels {
     pub error: String,
 }
 
+/// One consumer group of one `OrderSystem`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    pub namespace: String,
+    pub name: String,
+    pub service: String,
+}
+
 pub struct Metrics {
     pub reconciles: Counter,
+    pub consumer_lag: Family<LagLabels, Gauge>,
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     registry: Registry,
@@ -29,7 +40,13 @@ impl Default for Metrics {
         let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
             0.01, 2.0, 12,
         ));
+        let consumer_lag = Family::<LagLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("ordersystem_operator");
+        registry.register(
+            "consumer_lag",
+            "Events the invoicing or shipping consumer group has not read yet, at the last observation",
+            consumer_lag.clone(),
+        );
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -43,6 +60,7 @@ impl Default for Metrics {
         );
         Self {
             reconciles,
+            consumer_lag,
             failures,
             duration,
             registry,
@@ -68,12 +86,36 @@ impl Metrics {
             .inc();
     }
 
+    /// Records the lag of both consumer groups of one system.
+    pub fn set_lag(&self, namespace: &str, name: &str, lag: &crate::crd::ConsumerLagStatus) {
+        for (service, group) in [("invoicing", &lag.invoicing), ("shipping", &lag.shipping)] {
+            self.consumer_lag
+                .get_or_create(&lag_labels(namespace, name, service))
+                .set(group.lag);
+        }
+    }
+
+    /// Forgets the lag of a deleted system.
+    pub fn remove_lag(&self, namespace: &str, name: &str) {
+        for service in ["invoicing", "shipping"] {
+            self.consumer_lag.remove(&lag_labels(namespace, name, service));
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+fn lag_labels(namespace: &str, name: &str, service: &str) -> LagLabels {
+    LagLabels {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        service: service.to_string(),
     }
 }
 

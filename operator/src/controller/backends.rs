@@ -7,10 +7,11 @@ use std::collections::BTreeSet;
 use kube::ResourceExt;
 
 use super::build::Observed;
+use super::drain::Gate;
 use super::kafka::TopicState;
 use super::status::Report;
-use super::validate::ValidSpec;
-use super::{Context, Error, apply, kafka, postgres};
+use super::validate::{ValidSpec, ValidTopic};
+use super::{Context, Error, apply, kafka, lag, postgres};
 use crate::crd::OrderSystem;
 use crate::names;
 
@@ -22,7 +23,7 @@ pub struct Backends {
     pub first_error: Option<Error>,
 }
 
-pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> Backends {
+pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Gate) -> Backends {
     let mut report = Report {
         paused: spec.paused,
         desired: spec
@@ -42,17 +43,37 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> Backen
             first_error,
         };
     }
-    match ensure_topic(ctx, os, spec).await {
+    report.partitions_rejected = gate.rejected_message();
+    report.draining = gate.progress_message();
+    let topic = match gate {
+        Gate::Unknown(message) => Err(Error::Drain(message.clone())),
+        _ => ensure_topic(ctx, os, spec, &gate.topic(&spec.topic))
+            .await
+            .map_err(Error::from),
+    };
+    match topic {
         Ok(topic) => {
             observed.topic_ready = matches!(
                 topic.state,
                 TopicState::Ready | TopicState::MorePartitionsThanSpec { .. }
             );
+            if let Some(partitions) = topic.status.as_ref().map(|t| t.partitions) {
+                match lag::observe_system(os, spec, partitions).await {
+                    Ok(lag) => {
+                        report.lag_growing = lag::growing_message(&lag, &os.spec.consumer_lag);
+                        report.lag = Some(lag);
+                    }
+                    Err(error) => {
+                        report.topic_error = Some(super::describe_error(&error));
+                        first_error = Some(Error::from(error));
+                    }
+                }
+            }
             report.topic = Some(topic);
         }
         Err(error) => {
             report.topic_error = Some(super::describe_error(&error));
-            first_error = Some(Error::from(error));
+            first_error = Some(error);
         }
     }
     match ensure_postgres(ctx, spec).await {
@@ -79,10 +100,12 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> Backen
     }
 }
 
+/// Brings the topic in line with `topic`: the spec's, with the partitions the gate allows now.
 async fn ensure_topic(
     ctx: &Context,
     os: &OrderSystem,
     spec: &ValidSpec,
+    topic: &ValidTopic,
 ) -> Result<kafka::TopicObserved, kafka::Error> {
     let admin = ctx.kafka.admin(&spec.bootstrap_servers)?;
     // Keys we managed before come from our own status, so a key removed from the spec is reset.
@@ -99,7 +122,7 @@ async fn ensure_topic(
         .and_then(|t| t.topic_id.clone());
     let acknowledged = os.annotations().get(names::RECREATE_TOPIC_ANNOTATION);
     let known_id = recorded.filter(|id| acknowledged != Some(id));
-    kafka::ensure_topic(&admin, &spec.topic, &previously, known_id.as_deref(), spec.paused).await
+    kafka::ensure_topic(&admin, topic, &previously, known_id.as_deref(), spec.paused).await
 }
 
 async fn ensure_postgres(

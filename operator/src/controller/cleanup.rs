@@ -3,6 +3,7 @@
 //! when Kafka or Postgres is unreachable. With `Delete` the topic and the schemas and roles carrying this
 //! resource's uid are removed; a resource in conflict never deletes the winner's topic.
 
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
@@ -10,6 +11,8 @@ use super::{Context, Error, backends, kafka, postgres, validate};
 use crate::crd::{DeletionPolicy, OrderSystem};
 
 pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
+    ctx.metrics
+        .remove_lag(&os.namespace().unwrap_or_default(), &os.name_any());
     // An invalid spec never created anything outside Kubernetes.
     let Ok(spec) = validate::validate(os) else {
         return Ok(Action::await_change());

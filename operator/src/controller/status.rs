@@ -10,7 +10,7 @@ use serde_json::json;
 use super::apply::DeploymentState;
 use super::kafka::{TopicObserved, TopicState};
 use super::postgres::PostgresObserved;
-use crate::crd::{OrderSystem, OrderSystemStatus, ServiceStatus, ServicesStatus};
+use crate::crd::{ConsumerLagStatus, OrderSystem, OrderSystemStatus, ServiceStatus, ServicesStatus};
 use crate::names::{self, Service};
 
 pub const READY: &str = "Ready";
@@ -48,6 +48,16 @@ pub struct Report {
     pub waiting: Vec<(Service, &'static str)>,
     /// Desired replicas per service, from the spec.
     pub desired: Vec<(Service, i32, String)>,
+    /// Consumer-group lag, when it was observed.
+    pub lag: Option<ConsumerLagStatus>,
+    /// `Degraded reason=ConsumerLagGrowing` message, from `lag::growing_message`.
+    pub lag_growing: Option<String>,
+    /// A partition increase refused by `partitionIncrease: Reject` (message).
+    pub partitions_rejected: Option<String>,
+    /// A drain for a partition increase in progress (message).
+    pub draining: Option<String>,
+    /// `Degraded reason=CompactionLosesHistory` message, from `compaction::warning`.
+    pub compaction: Option<String>,
 }
 
 /// One condition: (status, reason, message).
@@ -115,6 +125,7 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
         topic: topic_status,
         schemas,
         services: services_status(report),
+        consumer_lag: report.lag.clone().or(previous.consumer_lag),
     }
 }
 
@@ -125,6 +136,11 @@ fn topic_verdict(report: &Report) -> Verdict {
     let Some(topic) = &report.topic else {
         return (false, "NotObserved", "the topic was not checked".into());
     };
+    if let Some(message) = &report.partitions_rejected
+        && topic.state == TopicState::Ready
+    {
+        return (false, "PartitionIncreaseRejected", message.clone());
+    }
     match &topic.state {
         TopicState::Ready => (
             true,
@@ -231,6 +247,9 @@ fn services_verdict(report: &Report) -> Verdict {
 }
 
 fn progressing_verdict(report: &Report) -> Verdict {
+    if let Some(message) = &report.draining {
+        return (true, "DrainingForPartitionIncrease", message.clone());
+    }
     if let Some((service, reason)) = report.waiting.first() {
         return (
             true,
@@ -264,15 +283,47 @@ fn degraded_verdict(report: &Report) -> Verdict {
     {
         return (true, "TransientError", error.clone());
     }
-    if let Some(TopicState::MorePartitionsThanSpec { .. }) = report.topic.as_ref().map(|t| &t.state) {
-        return (
-            true,
-            "NotSupported",
-            "the topic has more partitions than the spec".into(),
-        );
+    match report.topic.as_ref().map(|t| &t.state) {
+        Some(TopicState::MorePartitionsThanSpec { .. }) => {
+            return (
+                true,
+                "NotSupported",
+                "the topic has more partitions than the spec".into(),
+            );
+        }
+        // The identity guard: the topic's history is gone; the consumers wait for a decision.
+        Some(TopicState::Deleted { topic_id }) => {
+            return (
+                true,
+                "TopicMissing",
+                format!(
+                    "the topic (id {topic_id}) disappeared under the running system; annotate \
+                     {}={topic_id} to create it anew, empty",
+                    names::RECREATE_TOPIC_ANNOTATION
+                ),
+            );
+        }
+        Some(TopicState::IdChanged { known, actual }) => {
+            return (
+                true,
+                "TopicRecreated",
+                format!(
+                    "the topic was replaced (id {known} is now {actual}); the consumers' committed offsets \
+                     belong to the old one. Annotate {}={known} to adopt the new topic",
+                    names::RECREATE_TOPIC_ANNOTATION
+                ),
+            );
+        }
+        _ => {}
     }
     if let Some(message) = consumers_exceed_partitions(report) {
         return (true, "ConsumersExceedPartitions", message);
+    }
+    if let Some(message) = &report.lag_growing {
+        return (true, "ConsumerLagGrowing", message.clone());
+    }
+    if let Some(message) = &report.compaction {
+        return (true, "CompactionLosesHistory", message.clone());
     }
     (false, "AsExpected", "no problems found".into())
 }

@@ -1,0 +1,295 @@
+//! lag: how far invoicing and shipping are behind the topic, read without joining their groups. A consumer
+//! that never subscribes asks the group coordinator for the committed offsets (OffsetFetch, which answers
+//! for `classic` and KIP-848 `consumer` groups alike) and the partition leaders for the watermarks; lag is
+//! the sum over partitions of `high - committed`. A partition without a committed offset counts its whole
+//! retained range (`high - low`): a new group starts at the earliest offset and has all of it to read.
+//!
+//! Also here: the "keeps growing" decision behind `Degraded reason=ConsumerLagGrowing`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+
+use super::validate::ValidSpec;
+use crate::crd::{ConsumerLagSpec, ConsumerLagStatus, GroupLagStatus, OrderSystem};
+use crate::names::Service;
+
+/// How long one offset or watermark request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to create a Kafka client for {bootstrap}")]
+    CreateClient {
+        bootstrap: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("failed to read the committed offsets of consumer group {group}")]
+    Committed {
+        group: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("failed to read the offsets of partition {partition} of topic {topic}")]
+    Watermarks {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("a blocking Kafka call panicked or was cancelled")]
+    Blocking {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// The lag of one partition: what the group has still to read of what the topic holds.
+pub fn partition_lag(committed: Option<i64>, low: i64, high: i64) -> i64 {
+    match committed {
+        Some(offset) => (high - offset.max(low)).max(0),
+        None => (high - low).max(0),
+    }
+}
+
+/// Observes both groups of `spec` on a topic with `partitions` partitions and folds the result into the
+/// lag status `os` had.
+pub async fn observe_system(
+    os: &OrderSystem,
+    spec: &ValidSpec,
+    partitions: i32,
+) -> Result<ConsumerLagStatus, Error> {
+    let groups: Vec<(Service, String)> = spec
+        .services
+        .iter()
+        .filter_map(|plan| Some((plan.service, plan.group_id.clone()?)))
+        .collect();
+    let lags = observe(
+        &spec.bootstrap_servers,
+        &spec.topic.name,
+        partitions,
+        groups.clone(),
+    )
+    .await?;
+    let previous = os.status.as_ref().and_then(|s| s.consumer_lag.as_ref());
+    Ok(status(previous, &lags, &groups, &os.spec.consumer_lag))
+}
+
+/// Lag of each consumer group (`groups`: service and group id) on `topic` with `partitions` partitions.
+pub async fn observe(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    groups: Vec<(Service, String)>,
+) -> Result<BTreeMap<Service, i64>, Error> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || observe_blocking(&bootstrap, &topic, partitions, &groups))
+        .await
+        .map_err(|source| Error::Blocking { source })?
+}
+
+fn observe_blocking(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    groups: &[(Service, String)],
+) -> Result<BTreeMap<Service, i64>, Error> {
+    let mut watermarks = Vec::new();
+    let mut lags = BTreeMap::new();
+    for (service, group) in groups {
+        // One short-lived client per group: the group id is a client setting. It never subscribes, so
+        // it never joins the group and never disturbs its members.
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("socket.timeout.ms", "10000")
+            .create()
+            .map_err(|source| Error::CreateClient {
+                bootstrap: bootstrap.to_string(),
+                source,
+            })?;
+        if watermarks.is_empty() {
+            for partition in 0..partitions {
+                let marks = consumer
+                    .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+                    .map_err(|source| Error::Watermarks {
+                        topic: topic.to_string(),
+                        partition,
+                        source,
+                    })?;
+                watermarks.push(marks);
+            }
+        }
+        let mut wanted = TopicPartitionList::new();
+        for partition in 0..partitions {
+            wanted.add_partition(topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(wanted, REQUEST_TIMEOUT)
+            .map_err(|source| Error::Committed {
+                group: group.clone(),
+                source,
+            })?;
+        let lag = (0..partitions)
+            .zip(&watermarks)
+            .map(|(partition, &(low, high))| {
+                let offset = committed
+                    .find_partition(topic, partition)
+                    .and_then(|p| match p.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    });
+                partition_lag(offset, low, high)
+            })
+            .sum();
+        lags.insert(*service, lag);
+    }
+    Ok(lags)
+}
+
+/// Consecutive observations in which a group's lag was above the threshold and not shrinking: a group
+/// that is behind but catching up starts again from zero, one that is stuck or falling behind counts on.
+pub fn growing_observations(previous: Option<&GroupLagStatus>, lag: i64, threshold: i64) -> i32 {
+    if lag <= threshold {
+        return 0;
+    }
+    match previous {
+        Some(before) if lag >= before.lag => before.growing_observations.saturating_add(1),
+        _ => 1,
+    }
+}
+
+/// The new lag status from this observation and the previous one.
+pub fn status(
+    previous: Option<&ConsumerLagStatus>,
+    lags: &BTreeMap<Service, i64>,
+    groups: &[(Service, String)],
+    spec: &ConsumerLagSpec,
+) -> ConsumerLagStatus {
+    let group = |service: Service| {
+        let lag = lags.get(&service).copied().unwrap_or_default();
+        let before = previous.map(|p| match service {
+            Service::Shipping => &p.shipping,
+            _ => &p.invoicing,
+        });
+        GroupLagStatus {
+            group: groups
+                .iter()
+                .find(|(s, _)| *s == service)
+                .map(|(_, g)| g.clone())
+                .unwrap_or_default(),
+            lag,
+            growing_observations: growing_observations(before, lag, spec.threshold),
+        }
+    };
+    let (invoicing, shipping) = (group(Service::Invoicing), group(Service::Shipping));
+    ConsumerLagStatus {
+        total: invoicing.lag + shipping.lag,
+        invoicing,
+        shipping,
+    }
+}
+
+/// `Degraded reason=ConsumerLagGrowing` message, when a group's lag kept growing past the threshold for
+/// `spec.observations` observations in a row.
+pub fn growing_message(lag: &ConsumerLagStatus, spec: &ConsumerLagSpec) -> Option<String> {
+    let growing: Vec<String> = [("invoicing", &lag.invoicing), ("shipping", &lag.shipping)]
+        .into_iter()
+        .filter(|(_, g)| g.growing_observations >= spec.observations)
+        .map(|(name, g)| format!("{name} ({}) is {} events behind", g.group, g.lag))
+        .collect();
+    (!growing.is_empty()).then(|| {
+        format!(
+            "{}; above the threshold of {} and not shrinking for {} observations in a row",
+            growing.join(", "),
+            spec.threshold,
+            spec.observations
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(lag: i64, growing_observations: i32) -> GroupLagStatus {
+        GroupLagStatus {
+            group: "g".into(),
+            lag,
+            growing_observations,
+        }
+    }
+
+    #[test]
+    fn a_partition_without_committed_offset_owes_its_whole_retained_range() {
+        assert_eq!(partition_lag(None, 3, 10), 7);
+        assert_eq!(partition_lag(Some(8), 3, 10), 2);
+        assert_eq!(partition_lag(Some(10), 3, 10), 0);
+        // A committed offset below the log start (retention removed the records) owes what is left.
+        assert_eq!(partition_lag(Some(1), 3, 10), 7);
+    }
+
+    #[test]
+    fn lag_keeps_growing_only_while_above_the_threshold_and_not_shrinking() {
+        assert_eq!(growing_observations(None, 100, 100), 0, "at the threshold");
+        assert_eq!(growing_observations(None, 101, 100), 1);
+        assert_eq!(
+            growing_observations(Some(&group(150, 2)), 150, 100),
+            3,
+            "stuck counts"
+        );
+        assert_eq!(
+            growing_observations(Some(&group(150, 2)), 200, 100),
+            3,
+            "growing counts"
+        );
+        assert_eq!(
+            growing_observations(Some(&group(150, 2)), 140, 100),
+            1,
+            "catching up restarts"
+        );
+        assert_eq!(
+            growing_observations(Some(&group(150, 5)), 50, 100),
+            0,
+            "below resets"
+        );
+    }
+
+    #[test]
+    fn degraded_only_after_the_configured_number_of_observations() {
+        let spec = ConsumerLagSpec {
+            threshold: 10,
+            observations: 3,
+            interval_seconds: 30,
+        };
+        let groups = vec![
+            (Service::Invoicing, "ns.shop.invoicing".to_string()),
+            (Service::Shipping, "ns.shop.shipping".to_string()),
+        ];
+        let lags = BTreeMap::from([(Service::Invoicing, 20), (Service::Shipping, 0)]);
+        let mut status = None;
+        for round in 1..=3 {
+            let next = super::status(status.as_ref(), &lags, &groups, &spec);
+            assert_eq!(next.total, 20);
+            assert_eq!(
+                growing_message(&next, &spec).is_some(),
+                round == 3,
+                "round {round}"
+            );
+            status = Some(next);
+        }
+        let message = growing_message(status.as_ref().unwrap(), &spec).unwrap();
+        assert!(
+            message.contains("invoicing (ns.shop.invoicing) is 20 events behind"),
+            "{message}"
+        );
+        assert!(!message.contains("shipping"), "{message}");
+    }
+}

@@ -1,0 +1,429 @@
+//! Day-two operations against the real API server, Kafka and Postgres, with the controller running
+//! in-process as the chart's ServiceAccount: consumer-group lag in status, `kubectl get` and metrics;
+//! ordering-safe partition increases; compaction warnings; the topic identity guard. No nodes run pods
+//! here: the test itself plays the consumers, with the KIP-848 `consumer` protocol the services use.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use ordersystem_operator::controller::kafka::{self, KafkaClients};
+use ordersystem_operator::crd::OrderSystem;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use serde_json::json;
+use support::operator::{condition, poke, wait_condition, wait_for};
+
+struct Setup {
+    client: kube::Client,
+    ns: support::TestNamespace,
+    api: Api<OrderSystem>,
+    topic: String,
+    bootstrap: String,
+    operator: support::operator::Operator,
+}
+
+async fn setup(prefix: &str) -> Setup {
+    let client = ordersystem_e2e::kube::client().await;
+    support::install_crd(&client).await;
+    let ns = support::TestNamespace::create(&client, prefix).await;
+    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    let operator = support::operator::start(&client, &ns.name).await;
+    let api = Api::namespaced(client.clone(), &ns.name);
+    Setup {
+        client,
+        api,
+        topic: ordersystem_e2e::names::unique(prefix),
+        bootstrap: ordersystem_e2e::env::kafka_bootstrap(),
+        ns,
+        operator,
+    }
+}
+
+impl Setup {
+    /// `shop` on this test's topic: one partition per consumer, deleted with the resource, lag looked at
+    /// every 5 s and called growing after 2 observations above 3 events.
+    fn spec(&self) -> serde_json::Value {
+        let mut os = support::minimal_json("shop", &self.topic);
+        os["spec"]["kafka"]["bootstrapServers"] = self.bootstrap.clone().into();
+        os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
+        os["spec"]["kafka"]["topic"]["partitions"] = 2.into();
+        os["spec"]["deletionPolicy"] = "Delete".into();
+        os["spec"]["consumerLag"] = json!({"threshold": 3, "observations": 2, "intervalSeconds": 5});
+        os
+    }
+
+    async fn create(&self, os: serde_json::Value) {
+        self.api
+            .create(&PostParams::default(), &support::to_os(os))
+            .await
+            .expect("create");
+    }
+
+    async fn patch_spec(&self, spec: serde_json::Value) {
+        self.api
+            .patch(
+                "shop",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "spec": spec })),
+            )
+            .await
+            .expect("patch spec");
+    }
+
+    async fn delete_shop_and_wait(&self) {
+        self.api
+            .delete("shop", &DeleteParams::default())
+            .await
+            .expect("delete");
+        wait_for(90, "shop gone", || async {
+            self.api.get_opt("shop").await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+
+    fn group(&self, service: &str) -> String {
+        format!("{}.shop.{service}", self.ns.name)
+    }
+
+    /// Produces `n` records with distinct keys.
+    async fn produce(&self, n: usize) {
+        for i in 0..n {
+            ordersystem_e2e::kafka::produce(&self.bootstrap, &self.topic, &format!("order-{i}"), b"{}").await;
+        }
+    }
+
+    /// Waits until the status reports this total lag, polling the resource.
+    async fn wait_lag(&self, total: i64) -> OrderSystem {
+        wait_for(90, &format!("status lag {total}"), || async {
+            poke(&self.api).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let os = self.api.get("shop").await.ok()?;
+            let lag = os.status.as_ref()?.consumer_lag.as_ref()?.total;
+            (lag == total).then_some(os)
+        })
+        .await
+    }
+
+    /// `kubectl get ordersystems` in this namespace, as a user sees it.
+    fn kubectl_get(&self) -> String {
+        let output = std::process::Command::new("kubectl")
+            .args(["get", "ordersystems", "-n", &self.ns.name])
+            .output()
+            .expect("kubectl runs (PATH from /tmp/ordersystem/env)");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8")
+    }
+}
+
+/// Reads `n` records as a member of `group` with the KIP-848 `consumer` protocol, as the services do,
+/// and commits their offsets.
+async fn consume_and_commit(bootstrap: &str, topic: &str, group: &str, n: usize) {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    for _ in 0..n {
+        tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("a record within 60s")
+            .expect("record");
+    }
+    consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
+}
+
+fn condition_message(os: &OrderSystem, type_: &str) -> String {
+    os.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+async fn deployment(client: &kube::Client, ns: &str, name: &str) -> Option<Deployment> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test]
+async fn consumer_lag_shows_in_status_kubectl_and_metrics_and_degrades_while_it_does_not_shrink() {
+    let s = setup("op-lag").await;
+    s.create(s.spec()).await;
+    wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    let os = s.wait_lag(0).await;
+    assert_eq!(
+        os.status
+            .and_then(|st| st.consumer_lag)
+            .map(|l| l.invoicing.group),
+        Some(s.group("invoicing"))
+    );
+
+    // Five events, nobody reading: each group owes all five.
+    s.produce(5).await;
+    let os = s.wait_lag(10).await;
+    let lag = os.status.and_then(|st| st.consumer_lag).expect("lag");
+    assert_eq!((lag.invoicing.lag, lag.shipping.lag), (5, 5));
+    let os = wait_condition(&s.api, "Degraded", "True", "ConsumerLagGrowing").await;
+    let message = condition_message(&os, "Degraded");
+    eprintln!("Degraded=True ConsumerLagGrowing: {message}");
+    eprintln!(
+        "status.consumerLag: {}",
+        serde_json::to_string_pretty(&os.status.as_ref().and_then(|st| st.consumer_lag.clone()))
+            .unwrap_or_default()
+    );
+    assert!(
+        message.contains(&format!(
+            "invoicing ({}) is 5 events behind",
+            s.group("invoicing")
+        )),
+        "{message}"
+    );
+    let table = s.kubectl_get();
+    eprintln!("$ kubectl get ordersystems\n{table}");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let column = header.iter().position(|h| *h == "LAG").expect("a LAG column");
+    assert_eq!(row.get(column), Some(&"10"), "{table}");
+    let metrics = s.operator.metrics.encode();
+    let line = format!(
+        "ordersystem_operator_consumer_lag{{namespace=\"{}\",name=\"shop\",service=\"shipping\"}} 5",
+        s.ns.name
+    );
+    assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+
+    // Shipping catches up, then invoicing: the lag falls to zero and Degraded clears.
+    consume_and_commit(&s.bootstrap, &s.topic, &s.group("shipping"), 5).await;
+    let os = s.wait_lag(5).await;
+    assert_eq!(
+        os.status.and_then(|st| st.consumer_lag).map(|l| l.shipping.lag),
+        Some(0)
+    );
+    consume_and_commit(&s.bootstrap, &s.topic, &s.group("invoicing"), 5).await;
+    s.wait_lag(0).await;
+    let os = wait_condition(&s.api, "Degraded", "False", "AsExpected").await;
+    assert_eq!(
+        condition(&os, "Degraded"),
+        Some(("False".into(), "AsExpected".into()))
+    );
+    eprintln!("$ kubectl get ordersystems\n{}", s.kubectl_get());
+    s.delete_shop_and_wait().await;
+    assert!(
+        !s.operator.metrics.encode().contains(&s.ns.name),
+        "the lag of a deleted system is forgotten"
+    );
+}
+
+async fn partitions_in_kafka(s: &Setup) -> Option<i32> {
+    let admin = KafkaClients::default().admin(&s.bootstrap).expect("admin");
+    kafka::describe(&admin, &s.topic)
+        .await
+        .ok()?
+        .map(|d| d.partitions)
+}
+
+fn replicas(d: &Deployment) -> Option<i32> {
+    d.spec.as_ref()?.replicas
+}
+
+#[tokio::test]
+async fn a_rejected_partition_increase_changes_nothing_until_the_policy_allows_it() {
+    let s = setup("op-reject").await;
+    let mut os = s.spec();
+    os["spec"]["kafka"]["topic"]["partitionIncrease"] = "Reject".into();
+    s.create(os).await;
+    wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    s.patch_spec(json!({"kafka": {"topic": {"partitions": 3}}})).await;
+    let os = wait_condition(&s.api, "TopicReady", "False", "PartitionIncreaseRejected").await;
+    let message = condition_message(&os, "TopicReady");
+    eprintln!("TopicReady=False PartitionIncreaseRejected: {message}");
+    assert!(
+        message.contains("asks for 3 partitions, the topic has 2"),
+        "{message}"
+    );
+    assert_eq!(condition(&os, "Ready").map(|c| c.0), Some("False".into()));
+    assert_eq!(partitions_in_kafka(&s).await, Some(2), "nothing added");
+
+    s.patch_spec(json!({"kafka": {"topic": {"partitionIncrease": "Immediate"}}}))
+        .await;
+    wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    assert_eq!(partitions_in_kafka(&s).await, Some(3));
+    s.delete_shop_and_wait().await;
+}
+
+#[tokio::test]
+async fn a_drained_partition_increase_stops_intake_waits_for_lag_zero_then_adds_partitions_and_resumes() {
+    let s = setup("op-drain").await;
+    let mut os = s.spec();
+    os["spec"]["kafka"]["topic"]["partitionIncrease"] = "Drain".into();
+    s.create(os).await;
+    wait_for(90, "order deployed", || async {
+        let d = deployment(&s.client, &s.ns.name, "shop-order").await?;
+        (replicas(&d) == Some(1)).then_some(())
+    })
+    .await;
+    s.produce(3).await;
+    s.patch_spec(json!({"kafka": {"topic": {"partitions": 4}}})).await;
+
+    let seen = std::sync::Mutex::new(Vec::<String>::new());
+    let waiting = wait_for(90, "drain waits for the consumers", || async {
+        let os = s.api.get("shop").await.ok()?;
+        let message = condition_message(&os, "Progressing");
+        let mut seen = seen.lock().expect("lock");
+        if seen.last() != Some(&message) {
+            eprintln!("Progressing: {message}");
+            seen.push(message.clone());
+        }
+        (condition(&os, "Progressing") == Some(("True".into(), "DrainingForPartitionIncrease".into()))
+            && message.contains("lag: invoicing 3, shipping 3"))
+        .then_some(message)
+    })
+    .await;
+    assert!(waiting.contains("partitions 2 -> 4"), "{waiting}");
+    let order = deployment(&s.client, &s.ns.name, "shop-order")
+        .await
+        .expect("order");
+    assert_eq!(replicas(&order), Some(0), "intake stopped");
+    assert_eq!(
+        partitions_in_kafka(&s).await,
+        Some(2),
+        "nothing added before the consumers caught up"
+    );
+
+    consume_and_commit(&s.bootstrap, &s.topic, &s.group("invoicing"), 3).await;
+    consume_and_commit(&s.bootstrap, &s.topic, &s.group("shipping"), 3).await;
+    wait_for(90, "partitions added", || async {
+        (partitions_in_kafka(&s).await == Some(4)).then_some(())
+    })
+    .await;
+    wait_for(90, "intake resumed", || async {
+        let d = deployment(&s.client, &s.ns.name, "shop-order").await?;
+        (replicas(&d) == Some(1)).then_some(())
+    })
+    .await;
+    let os = wait_for(60, "status shows 4 partitions, drain over", || async {
+        let os = s.api.get("shop").await.ok()?;
+        let partitions = os.status.as_ref()?.topic.as_ref()?.partitions;
+        let reason = condition(&os, "Progressing")?.1;
+        (partitions == 4 && reason != "DrainingForPartitionIncrease").then_some(os)
+    })
+    .await;
+    eprintln!(
+        "Progressing after the drain: {}",
+        condition_message(&os, "Progressing")
+    );
+    s.delete_shop_and_wait().await;
+}
+
+#[tokio::test]
+async fn compaction_that_loses_history_is_a_warning_until_a_compaction_lag_protects_it() {
+    let s = setup("op-compact").await;
+    let mut os = s.spec();
+    os["spec"]["kafka"]["topic"]["cleanupPolicy"] = "compact".into();
+    s.create(os).await;
+    let os = wait_condition(&s.api, "Degraded", "True", "CompactionLosesHistory").await;
+    let message = condition_message(&os, "Degraded");
+    eprintln!("Degraded=True CompactionLosesHistory: {message}");
+    assert!(message.contains("min.compaction.lag.ms"), "{message}");
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.client.clone(), &s.ns.name);
+    wait_for(30, "CompactionLosesHistory warning event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("CompactionLosesHistory") && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+
+    s.patch_spec(json!({"kafka": {"topic": {
+        "cleanupPolicy": "compact,delete",
+        "config": {"min.compaction.lag.ms": "604800000"}
+    }}}))
+    .await;
+    wait_condition(&s.api, "Degraded", "False", "AsExpected").await;
+    s.delete_shop_and_wait().await;
+}
+
+#[tokio::test]
+async fn a_vanished_then_replaced_topic_degrades_and_is_adopted_only_by_annotation() {
+    let s = setup("op-guard").await;
+    s.create(s.spec()).await;
+    let os = wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    let old_id = os
+        .status
+        .and_then(|st| st.topic)
+        .and_then(|t| t.topic_id)
+        .expect("topic id recorded");
+    let admin = KafkaClients::default().admin(&s.bootstrap).expect("admin");
+    kafka::delete_topic(&admin, &s.topic)
+        .await
+        .expect("delete out of band");
+    wait_for(30, "topic gone", || async {
+        partitions_in_kafka(&s).await.is_none().then_some(())
+    })
+    .await;
+    poke(&s.api).await;
+    let os = wait_condition(&s.api, "Degraded", "True", "TopicMissing").await;
+    eprintln!(
+        "Degraded=True TopicMissing: {}",
+        condition_message(&os, "Degraded")
+    );
+    assert_eq!(partitions_in_kafka(&s).await, None, "not recreated silently");
+
+    // Someone else creates a topic of that name: it is reported, not used.
+    ordersystem_e2e::kafka::create_topic(&s.bootstrap, &s.topic, 2).await;
+    poke(&s.api).await;
+    let os = wait_condition(&s.api, "Degraded", "True", "TopicRecreated").await;
+    eprintln!(
+        "Degraded=True TopicRecreated: {}",
+        condition_message(&os, "Degraded")
+    );
+    let new_id = kafka::describe(&admin, &s.topic)
+        .await
+        .expect("describe")
+        .expect("exists")
+        .topic_id;
+    assert_eq!(
+        os.status.and_then(|st| st.topic).and_then(|t| t.topic_id),
+        Some(old_id.clone()),
+        "the recorded id stays the old one until adopted"
+    );
+
+    let adopt = json!({"metadata": {"annotations": {"ordersystem.io/recreate-topic": old_id}}});
+    s.api
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&adopt))
+        .await
+        .expect("adopt");
+    let os = wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    assert_eq!(
+        os.status.and_then(|st| st.topic).and_then(|t| t.topic_id),
+        Some(new_id),
+        "adopted the existing topic, not another new one"
+    );
+    s.delete_shop_and_wait().await;
+}
