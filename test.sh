@@ -18,5 +18,7 @@ e2e/infra/up.sh
 # The end-to-end scenario runs the service, operator and node-agent binaries as pods: build them first.
 echo "[test] building the binaries" >&2
 cargo build --workspace --bins --locked
+# order with crash points, for services/order/tests/crash.rs (the test would build it too, inside its time limit)
+cargo build -p ordersystem-order --features failpoints --bin ordersystem-order-failpoints --locked
 echo "[test] running the tests (per-test limits in .config/nextest.toml)" >&2
 cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"

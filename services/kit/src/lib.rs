@@ -6,6 +6,7 @@ pub mod config;
 pub mod consumer;
 pub mod consumer_service;
 pub mod db;
+pub mod failpoints;
 pub mod health;
 pub mod kafka;
 pub mod metrics;

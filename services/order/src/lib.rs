@@ -12,7 +12,8 @@ use ordersystem_service_kit::db::{Database, DbError};
 use ordersystem_service_kit::health;
 use ordersystem_service_kit::metrics::Metrics;
 use ordersystem_service_kit::relay::{Relay, RelayError, RelaySettings};
-use ordersystem_service_kit::shutdown::Shutdown;
+use ordersystem_service_kit::shutdown::{self, Shutdown};
+use ordersystem_service_kit::telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,16 @@ pub enum RunError {
     Relay(#[from] RelayError),
     #[error("the HTTP server failed")]
     Serve(#[from] std::io::Error),
+}
+
+/// The process: telemetry, listen on the configured address, run until SIGTERM.
+pub async fn run_until_signal(config: Config) -> Result<(), RunError> {
+    telemetry::init(config.log.log_format);
+    let (trigger, waiter) = shutdown::channel();
+    tokio::spawn(shutdown::fire_on_signal(trigger));
+    let listener = tokio::net::TcpListener::bind(config.http.listen_addr).await?;
+    tracing::info!(addr = %config.http.listen_addr, "order service listening");
+    run(config, listener, waiter).await
 }
 
 /// Serve on `listener` and relay the outbox until `shutdown` fires.

@@ -144,6 +144,7 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
+        crate::failpoint!(crate::failpoints::RELAY_BEFORE_PUBLISH);
         let deliveries = rows.iter().map(|row| {
             let record = FutureRecord::to(&self.topic)
                 .key(row.key.as_bytes())
@@ -164,6 +165,7 @@ impl Relay {
                 }
             }
         }
+        crate::failpoint!(crate::failpoints::RELAY_ACKNOWLEDGED);
         store::mark_sent(&mut tx, &acked).await?;
         tx.commit().await?;
         self.metrics.events_produced.inc_by(acked.len() as u64);

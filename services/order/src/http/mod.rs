@@ -116,6 +116,7 @@ async fn place_order(state: &AppState, input: OrderInput) -> Result<OrderPlaced,
     let order =
         NewOrder::parse(input).map_err(|e| ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, e.0))?;
     let event = store::place(&state.pool, &order, chrono::Utc::now()).await?;
+    ordersystem_service_kit::failpoint!(ordersystem_service_kit::failpoints::ORDER_COMMITTED);
     state.metrics.orders_accepted.inc();
     state.relay_wake.notify_one();
     tracing::info!(order_id = event.id, "order accepted");

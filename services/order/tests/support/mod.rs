@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unused_imports)] // Each test file uses a different part of this module.
 
+pub mod process;
+
 use ordersystem_service_kit::config::{
     ConsumerArgs, DatabaseArgs, GroupProtocol, HttpArgs, KafkaArgs, LogArgs, LogFormat,
 };
