@@ -1,5 +1,5 @@
 //! What a valid new order is, decided without a database: at least one line, counts in range, every
-//! address field present and of sane length. Whether the customer and items exist is the store's answer.
+//! address field present, of sane length and free of control characters. Whether the customer and items exist is the store's answer.
 
 use ordersystem_contract::Address;
 use ordersystem_contract::event::MAX_LINE_COUNT;
@@ -100,6 +100,9 @@ fn parse_address(what: &str, input: AddressInput) -> Result<Address, Invalid> {
         let value = value.trim().to_string();
         if value.is_empty() {
             Err(Invalid(format!("{what}: {name} is required")))
+        } else if value.chars().any(char::is_control) {
+            // Postgres text cannot hold NUL, and no address needs a tab or a bell.
+            Err(Invalid(format!("{what}: {name} contains a control character")))
         } else if value.chars().count() > MAX_FIELD_LEN {
             Err(Invalid(format!(
                 "{what}: {name} is longer than {MAX_FIELD_LEN} characters"
@@ -169,5 +172,93 @@ mod tests {
             NewOrder::parse(order).unwrap_err().0,
             "billing address: zip is required"
         );
+    }
+
+    /// What `parse` must decide, written independently of it.
+    fn should_accept(input: &OrderInput) -> bool {
+        let field_ok = |value: &str| {
+            let value = value.trim();
+            !value.is_empty()
+                && value.chars().count() <= MAX_FIELD_LEN
+                && !value.chars().any(char::is_control)
+        };
+        let address_ok = |a: &AddressInput| field_ok(&a.street) && field_ok(&a.zip) && field_ok(&a.city);
+        (1..=MAX_LINES).contains(&input.order_line.len())
+            && input
+                .order_line
+                .iter()
+                .all(|l| (1..=i64::from(MAX_LINE_COUNT)).contains(&l.count))
+            && address_ok(&input.shipping_address)
+            && address_ok(&input.billing_address)
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn field() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[A-Za-z0-9 .'-]{1,40}",
+                any::<String>(),
+                Just(String::new()),
+                Just(" \t ".to_string()),
+                (190usize..=210).prop_map(|n| "x".repeat(n)),
+            ]
+        }
+
+        fn address_input() -> impl Strategy<Value = AddressInput> {
+            (field(), field(), field()).prop_map(|(street, zip, city)| AddressInput { street, zip, city })
+        }
+
+        fn count() -> impl Strategy<Value = i64> {
+            prop_oneof![1..=i64::from(MAX_LINE_COUNT), any::<i64>(), -2i64..=2]
+        }
+
+        fn order_input() -> impl Strategy<Value = OrderInput> {
+            (
+                any::<i64>(),
+                address_input(),
+                address_input(),
+                prop_oneof![
+                    prop::collection::vec((count(), any::<i64>()), 0..4),
+                    prop::collection::vec((count(), any::<i64>()), 98..103),
+                ],
+            )
+                .prop_map(|(customer_id, shipping, billing, lines)| OrderInput {
+                    customer_id,
+                    shipping_address: shipping,
+                    billing_address: billing,
+                    order_line: lines
+                        .into_iter()
+                        .map(|(count, item_id)| LineInput { count, item_id })
+                        .collect(),
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            #[test]
+            fn parse_accepts_exactly_the_valid_orders_and_keeps_what_was_asked(input in order_input()) {
+                let expected = should_accept(&input);
+                match NewOrder::parse(input.clone()) {
+                    Ok(order) => {
+                        prop_assert!(expected, "accepted an invalid order: {input:?}");
+                        prop_assert_eq!(order.customer_id, input.customer_id);
+                        prop_assert_eq!(order.lines.len(), input.order_line.len());
+                        for (line, asked) in order.lines.iter().zip(&input.order_line) {
+                            prop_assert_eq!(i64::from(line.count), asked.count);
+                            prop_assert_eq!(line.item_id, asked.item_id);
+                        }
+                        prop_assert_eq!(&order.shipping_address.street, input.shipping_address.street.trim());
+                        prop_assert_eq!(&order.billing_address.city, input.billing_address.city.trim());
+                    }
+                    Err(Invalid(message)) => {
+                        prop_assert!(!expected, "refused a valid order ({message}): {input:?}");
+                        prop_assert!(!message.is_empty());
+                    }
+                }
+            }
+        }
     }
 }
