@@ -2,6 +2,9 @@
 # postgres.sh start|stop|status: PostgreSQL from Debian's packages on 127.0.0.1:5432 with SCRAM password
 # authentication (never trust: it would hide every credential bug) and a non-superuser admin role, as on
 # managed Postgres and CloudNativePG. Prints nothing secret; the test credentials are fixed and test-only.
+# A test that must stop and restart PostgreSQL runs its own throwaway cluster beside the shared one (initdb
+# under $STATE/<instance>, run as the postgres user, same auth and roles):
+#   PG_INSTANCE=pg-restart PG_PORT=5442 postgres.sh start|stop|reset|status|url
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" postgres
 V=$POSTGRES_MAJOR
@@ -69,6 +72,69 @@ stop() {
   fi
   rm -f "$MARK"
 }
+
+# --- a test's own instance -------------------------------------------------------------------------------
+INSTANCE=${PG_INSTANCE:-}
+if [ -n "$INSTANCE" ]; then
+  [[ $INSTANCE =~ ^[a-z0-9-]+$ ]] || die "PG_INSTANCE must match [a-z0-9-]+"
+  [ -n "${PG_PORT:-}" ] || die "PG_INSTANCE needs PG_PORT"
+  PORT=$PG_PORT
+  D=$STATE/$INSTANCE
+  LOG=$D/postgres.log
+  BIN=/usr/lib/postgresql/$V/bin
+fi
+
+as_postgres() { su postgres -s /bin/bash -c "$*"; }
+
+instance_running() { [ -f "$D/data/postmaster.pid" ] && as_postgres "$BIN/pg_ctl -D '$D/data' status" >/dev/null 2>&1; }
+
+instance_start() {
+  install
+  if instance_running; then say "instance $INSTANCE already running"; return; fi
+  require_port "$PORT"
+  if [ ! -f "$D/data/PG_VERSION" ]; then
+    say "creating instance $INSTANCE in $D"
+    mkdir -p "$D" && chown postgres:postgres "$D"
+    as_postgres "$BIN/initdb -D '$D/data' --auth-local=peer --auth-host=scram-sha-256 -U postgres" >"$D/initdb.log" 2>&1 \
+      || die_with_log "$D/initdb.log" "initdb failed"
+    cat >> "$D/data/postgresql.conf" <<PGCONF
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$D'
+max_connections = 100
+password_encryption = 'scram-sha-256'
+PGCONF
+  fi
+  say "starting instance $INSTANCE on 127.0.0.1:$PORT"
+  as_postgres "$BIN/pg_ctl -D '$D/data' -l '$LOG' -w -t 60 start" >&2 || die_with_log "$LOG" "pg_ctl start failed"
+  as_postgres "psql -h '$D' -p $PORT -q -v ON_ERROR_STOP=1 -v db=$DB -v admin=$ADMIN -v pw='$ADMIN_PASSWORD' postgres" >&2 <<'SQL' \
+    || die "could not create the test database and admin role in instance $INSTANCE"
+SELECT format('CREATE DATABASE %I', :'db') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
+SELECT format('CREATE ROLE %I LOGIN CREATEROLE', :'admin') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'admin') \gexec
+ALTER ROLE :"admin" NOSUPERUSER LOGIN CREATEROLE PASSWORD :'pw';
+GRANT CREATE, CONNECT ON DATABASE :"db" TO :"admin";
+SQL
+  say "instance $INSTANCE ready: database $DB, admin role $ADMIN"
+}
+
+instance_stop() {
+  if instance_running; then
+    say "stopping instance $INSTANCE"
+    as_postgres "$BIN/pg_ctl -D '$D/data' -m fast -w stop" >&2 || true
+  fi
+}
+
+if [ -n "$INSTANCE" ]; then
+  case "${1:-}" in
+    start) instance_start ;;
+    stop) instance_stop ;;
+    reset) instance_stop; rm -rf "$D" ;;
+    status) if instance_running; then echo running; else echo stopped; exit 1; fi ;;
+    url) echo "postgres://$ADMIN:$ADMIN_PASSWORD@127.0.0.1:$PORT/$DB" ;;
+    *) echo "usage: PG_INSTANCE=name PG_PORT=port $0 start|stop|reset|status|url" >&2; exit 2 ;;
+  esac
+  exit 0
+fi
 
 case "${1:-}" in
   start) start ;;

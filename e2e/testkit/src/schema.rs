@@ -22,9 +22,16 @@ pub struct ServiceDb {
 /// # Panics
 /// When the database is not reachable or the admin lacks CREATEROLE: the message says which.
 pub async fn fresh_schema(prefix: &str) -> ServiceDb {
-    let url = crate::env::database_url();
-    let admin = PgConnectOptions::from_str(&url)
-        .unwrap_or_else(|e| panic!("DATABASE_URL is not a Postgres URL: {e}"));
+    fresh_schema_at(&crate::env::database_url(), prefix).await
+}
+
+/// Like `fresh_schema`, on the server the admin URL `url` names (a test's own instance).
+///
+/// # Panics
+/// When the database is not reachable or the admin lacks CREATEROLE: the message says which.
+pub async fn fresh_schema_at(url: &str, prefix: &str) -> ServiceDb {
+    let admin =
+        PgConnectOptions::from_str(url).unwrap_or_else(|e| panic!("DATABASE_URL is not a Postgres URL: {e}"));
     let name = crate::names::unique(prefix).replace('-', "_");
     let password = crate::names::unique("pw");
     let mut conn = PgConnection::connect_with(&admin)

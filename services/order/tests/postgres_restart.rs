@@ -1,0 +1,184 @@
+//! PostgreSQL stopped and started again while orders flow, on this test's own instance (`postgres.sh` with
+//! `PG_INSTANCE`; the shared database is never touched): every service reports not ready, order refuses
+//! new orders with a retryable 503, the consumers pause their partitions without leaving their groups
+//! (no rebalance, same assignment, longer than max.poll.interval.ms), and all recover without a restart;
+//! every stored order ends invoiced and shipped exactly once.
+
+mod support;
+
+use ordersystem_testkit::{env, names, schema};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+use support::process::{Load, ServiceProcess, assert_exactly_once, binary, foreign_event, orders_per_test};
+use support::*;
+
+const INSTANCE: &str = "svc-pg-restart";
+const PORT: &str = "5442";
+/// Longer than the consumers' max.poll.interval.ms (10 s, `ServiceProcess::consumer`): a member blocked
+/// on the database for this long would be thrown out of its group.
+const OUTAGE: Duration = Duration::from_secs(15);
+
+fn postgres_sh(action: &str) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e/infra/postgres.sh");
+    let output = std::process::Command::new(&script)
+        .arg(action)
+        .env("PG_INSTANCE", INSTANCE)
+        .env("PG_PORT", PORT)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "postgres.sh {action} failed for instance {INSTANCE}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Removes this test's instance however the test ends.
+struct OwnPostgres;
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        postgres_sh("reset");
+    }
+}
+
+async fn status(url: String) -> u16 {
+    reqwest::get(&url).await.map_or(0, |r| r.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_restart_pauses_everyone_and_all_recover_without_a_restart() {
+    tokio::task::spawn_blocking(|| postgres_sh("reset"))
+        .await
+        .expect("clean");
+    let admin_url = tokio::task::spawn_blocking(|| {
+        postgres_sh("start");
+        postgres_sh("url")
+    })
+    .await
+    .expect("own instance started");
+    let own = OwnPostgres;
+    let bootstrap = env::kafka_bootstrap();
+    let topic = names::unique("pg-restart");
+    create_topic(&bootstrap, &topic, PARTITIONS).await;
+    let bins = tokio::task::spawn_blocking(|| {
+        [
+            "ordersystem-order",
+            "ordersystem-invoicing",
+            "ordersystem-shipping",
+        ]
+        .map(binary)
+    })
+    .await
+    .expect("built");
+    let [order_bin, invoicing_bin, shipping_bin] = bins;
+    let mut order = ServiceProcess::new(
+        order_bin,
+        schema::fresh_schema_at(&admin_url, "order").await,
+        &bootstrap,
+        &topic,
+        &[],
+    );
+    let mut invoicing = ServiceProcess::consumer(
+        invoicing_bin,
+        schema::fresh_schema_at(&admin_url, "invoicing").await,
+        &bootstrap,
+        &topic,
+        &names::unique("invoicing"),
+    );
+    let mut shipping = ServiceProcess::consumer(
+        shipping_bin,
+        schema::fresh_schema_at(&admin_url, "shipping").await,
+        &bootstrap,
+        &topic,
+        &names::unique("shipping"),
+    );
+    for service in [&mut order, &mut invoicing, &mut shipping] {
+        service.start(&[]);
+    }
+    for service in [&order, &invoicing, &shipping] {
+        service.wait_ready().await;
+    }
+    let consumers = [&invoicing, &shipping];
+    for consumer in consumers {
+        wait_until("partitions assigned", Duration::from_secs(60), || async {
+            consumer.metric("ordersystem_assigned_partitions").await == f64::from(PARTITIONS)
+        })
+        .await;
+    }
+    let rebalances = [
+        invoicing.metric("ordersystem_rebalances").await,
+        shipping.metric("ordersystem_rebalances").await,
+    ];
+
+    let target = orders_per_test();
+    let load = Load::start(order.url(""));
+    load.wait_accepted(target / 3).await;
+    tokio::task::spawn_blocking(|| postgres_sh("stop"))
+        .await
+        .expect("stopped");
+
+    // Not ready, and order refuses with a retryable 503 rather than losing an order.
+    for service in [&order, &invoicing, &shipping] {
+        let url = service.url("/readyz");
+        wait_until("/readyz says not ready", Duration::from_secs(60), || {
+            let url = url.clone();
+            async move { status(url).await == 503 }
+        })
+        .await;
+    }
+    // Events another writer puts on the topic meanwhile reach consumers that cannot store them.
+    let foreign: BTreeSet<i64> = (1_000_001..=1_000_010).collect();
+    for id in &foreign {
+        ordersystem_testkit::kafka::produce(&bootstrap, &topic, &id.to_string(), &foreign_event(*id)).await;
+    }
+    for consumer in consumers {
+        consumer.wait_log("transient failure, pausing partition").await;
+    }
+    tokio::time::sleep(OUTAGE).await;
+    let refused = reqwest::Client::new()
+        .post(order.url("/api/orders"))
+        .json(&serde_json::json!({
+            "customerId": 1,
+            "shippingAddress": {"street": "S 1", "zip": "1", "city": "C"},
+            "billingAddress": {"street": "S 1", "zip": "1", "city": "C"},
+            "orderLine": [{"count": 1, "itemId": 1}]
+        }))
+        .send()
+        .await
+        .expect("order answers while its database is down");
+    assert_eq!(refused.status(), 503, "a retryable refusal");
+
+    tokio::task::spawn_blocking(|| postgres_sh("start"))
+        .await
+        .expect("started again");
+    for service in [&order, &invoicing, &shipping] {
+        service.wait_ready().await;
+    }
+    let (accepted, failed) = load.finish(target).await;
+    let stored = assert_exactly_once(&order.db, &invoicing.db, &shipping.db, &accepted, &foreign).await;
+    eprintln!(
+        "postgres restart: {} orders accepted, {failed} attempts refused during the outage, {stored} stored",
+        accepted.len()
+    );
+    assert!(failed > 0, "orders were refused while the database was down");
+    for (consumer, before) in consumers.into_iter().zip(rebalances) {
+        assert_eq!(
+            consumer.metric("ordersystem_rebalances").await,
+            before,
+            "no rebalance: the member never left its group"
+        );
+        assert_eq!(
+            consumer.metric("ordersystem_assigned_partitions").await,
+            f64::from(PARTITIONS)
+        );
+        assert!(consumer.log().contains("partition resumed"));
+    }
+    for service in [&mut order, &mut invoicing, &mut shipping] {
+        assert!(service.is_running(), "recovered without a restart");
+        service.stop().await;
+    }
+    drop(own);
+}
