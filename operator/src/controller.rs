@@ -10,6 +10,7 @@ pub mod drain;
 pub mod kafka;
 pub mod lag;
 pub mod postgres;
+pub mod rotation;
 pub mod status;
 pub mod validate;
 
@@ -112,6 +113,8 @@ pub enum Error {
     #[error(transparent)]
     Postgres(#[from] postgres::Error),
     #[error(transparent)]
+    Rotation(#[from] rotation::Error),
+    #[error(transparent)]
     Apply(#[from] apply::Error),
     #[error(transparent)]
     Status(#[from] status::Error),
@@ -128,6 +131,7 @@ impl Error {
             Self::Kafka(_) => "kafka",
             Self::Lag(_) => "lag",
             Self::Drain(_) => "drain",
+            Self::Rotation(_) => "rotation",
             Self::Postgres(_) => "postgres",
             Self::Apply(_) => "apply",
             Self::Status(_) => "status",
@@ -235,6 +239,16 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
     let spec = drain::hold_intake(spec, &gate);
     // backends (writes Kafka, Postgres and the service Secrets unless paused or in conflict).
     let mut backends = backends::ensure(ctx, os, &spec, &gate).await;
+    // credentials: a requested rotation switches a Secret here, so this reconcile already rolls it.
+    if !spec.paused && backends.report.conflict.is_none() {
+        match rotation::step(ctx, os, &spec, &mut backends.observed).await {
+            Ok(rotation) => backends.report.rotation = rotation,
+            Err(error) => {
+                backends.report.postgres_error = Some(describe_error(&error));
+                backends.first_error.get_or_insert(error.into());
+            }
+        }
+    }
     // build (pure): from the valid spec and what the backends observed.
     let desired = build::build(&spec, &backends.observed);
     // apply (writes Kubernetes), skipped while paused or in conflict.

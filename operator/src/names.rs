@@ -15,6 +15,12 @@ pub const SECRET_HASH_ANNOTATION: &str = "ordersystem.io/secret-hash";
 /// Annotation acknowledging that the topic with the id given as its value is gone or replaced: the
 /// operator then creates the topic anew (or adopts the new one) and records the new id.
 pub const RECREATE_TOPIC_ANNOTATION: &str = "ordersystem.io/recreate-topic";
+/// Annotation asking to rotate one service's database credentials (value: `order`, `invoicing` or
+/// `shipping`); removed by the operator once the rotation is complete.
+pub const ROTATE_CREDENTIALS_ANNOTATION: &str = "ordersystem.io/rotate-credentials";
+/// Annotation on a service's database Secret while a rotation is under way: the login that is disabled
+/// once every pod of the service runs with the Secret's new credentials.
+pub const RETIRE_LOGIN_ANNOTATION: &str = "ordersystem.io/retire-login";
 /// Value of `app.kubernetes.io/part-of` on every child object.
 pub const PART_OF: &str = "ordersystem";
 /// Label carrying the owning `OrderSystem`'s name; owned objects are watched by it.
@@ -113,6 +119,18 @@ pub fn pg_identifier(namespace: &str, system: &str, service: Service) -> String 
     format!("{}_{hash}", &clean[..PG_IDENT_MAX - 1 - hash.len()])
 }
 
+/// The second login role of a service, taking turns with the schema-owning role on each credential
+/// rotation: `<identifier>_b`, or for a 62- or 63-byte identifier its cut with a hash, so it stays within
+/// 63 bytes and distinct.
+pub fn alternate_login(identifier: &str) -> String {
+    if identifier.len() + 2 <= PG_IDENT_MAX {
+        return format!("{identifier}_b");
+    }
+    let hash = short_hash(identifier.as_bytes());
+    // 63 = prefix + '_' + 8 hex digits + "_b"; identifiers are ASCII.
+    format!("{}_{hash}_b", &identifier[..PG_IDENT_MAX - 3 - hash.len()])
+}
+
 /// Why a Postgres identifier is not acceptable, or `None`.
 pub fn pg_identifier_problem(ident: &str) -> Option<&'static str> {
     let mut chars = ident.chars();
@@ -184,6 +202,19 @@ mod tests {
         assert!(pg_identifier_problem("a-b").is_some());
         assert!(pg_identifier_problem(&"a".repeat(64)).is_some());
         assert_eq!(pg_identifier_problem("os_a_b_order"), None);
+    }
+
+    #[test]
+    fn the_alternate_login_stays_within_63_bytes_and_distinct() {
+        assert_eq!(
+            alternate_login("os_shop_shop_invoicing"),
+            "os_shop_shop_invoicing_b"
+        );
+        let long = pg_identifier(&"n".repeat(63), "shop", Service::Invoicing);
+        let alternate = alternate_login(&long);
+        assert_eq!(alternate.len(), 63);
+        assert_ne!(alternate, long);
+        assert_eq!(pg_identifier_problem(&alternate), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use ordersystem_operator::controller::kafka::{self, KafkaClients};
 use ordersystem_operator::crd::OrderSystem;
@@ -426,4 +427,169 @@ async fn a_vanished_then_replaced_topic_degrades_and_is_adopted_only_by_annotati
         "adopted the existing topic, not another new one"
     );
     s.delete_shop_and_wait().await;
+}
+
+fn generation(d: &Deployment) -> i64 {
+    d.metadata.generation.unwrap_or_default()
+}
+
+async fn current_user(user: &str, password: &str) -> Result<String, sqlx::Error> {
+    let mut conn = support::connect_as(user, password).await?;
+    sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut conn)
+        .await
+}
+
+async fn role_exists(name: &str) -> bool {
+    use sqlx::Connection;
+    let options: sqlx::postgres::PgConnectOptions =
+        ordersystem_e2e::env::database_url().parse().expect("url");
+    let mut conn = sqlx::PgConnection::connect_with(&options)
+        .await
+        .expect("admin connects");
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("query")
+}
+
+impl Setup {
+    async fn request_rotation(&self, service: &str) {
+        let patch = json!({"metadata": {"annotations": {"ordersystem.io/rotate-credentials": service}}});
+        self.api
+            .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("annotate");
+    }
+
+    /// Username and password in the invoicing Secret once its username differs from `before`.
+    async fn switched_credentials(&self, before: &str) -> (String, String) {
+        wait_for(60, "the Secret switches logins", || async {
+            let user =
+                support::secret_value(&self.client, &self.ns.name, "shop-invoicing-db", "username").await;
+            (user != before).then_some(())
+        })
+        .await;
+        let user = support::secret_value(&self.client, &self.ns.name, "shop-invoicing-db", "username").await;
+        let password =
+            support::secret_value(&self.client, &self.ns.name, "shop-invoicing-db", "password").await;
+        (user, password)
+    }
+
+    async fn wait_acknowledged(&self) {
+        wait_for(90, "the rotation request is acknowledged", || async {
+            let os = self.api.get("shop").await.ok()?;
+            let pending = os.annotations().contains_key("ordersystem.io/rotate-credentials");
+            let rotating = condition(&os, "Progressing").is_some_and(|c| c.1 == "RotatingCredentials");
+            (!pending && !rotating).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn rotating_credentials_keeps_both_logins_during_the_rollout_rolls_only_that_service_then_disables_the_old()
+ {
+    let s = setup("op-rotate").await;
+    s.create(s.spec()).await;
+    wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
+    let order = wait_for(90, "all three deployed", || {
+        deployment(&s.client, &s.ns.name, "shop-order")
+    })
+    .await;
+    let shipping = deployment(&s.client, &s.ns.name, "shop-shipping")
+        .await
+        .expect("shipping");
+    let invoicing = deployment(&s.client, &s.ns.name, "shop-invoicing")
+        .await
+        .expect("invoicing");
+    let owner = support::secret_value(&s.client, &s.ns.name, "shop-invoicing-db", "username").await;
+    let first_password = support::secret_value(&s.client, &s.ns.name, "shop-invoicing-db", "password").await;
+
+    s.request_rotation("invoicing").await;
+    let (login_b, password_b) = s.switched_credentials(&owner).await;
+    assert_eq!(login_b, format!("{owner}_b"));
+    assert_eq!(
+        current_user(&login_b, &password_b)
+            .await
+            .expect("the new login works"),
+        owner,
+        "its sessions act as the schema owner"
+    );
+    // Pods cannot run here, so the rollout stays incomplete: the old login must keep working.
+    assert_eq!(
+        current_user(&owner, &first_password)
+            .await
+            .expect("old login still works"),
+        owner
+    );
+    let os = wait_condition(&s.api, "Progressing", "True", "RotatingCredentials").await;
+    eprintln!(
+        "Progressing=True RotatingCredentials: {}",
+        condition_message(&os, "Progressing")
+    );
+    wait_for(60, "invoicing rolled", || async {
+        let d = deployment(&s.client, &s.ns.name, "shop-invoicing").await?;
+        (generation(&d) > generation(&invoicing)).then_some(())
+    })
+    .await;
+    let unchanged = |before: &Deployment, name: &'static str| {
+        let client = s.client.clone();
+        let ns = s.ns.name.clone();
+        let before = generation(before);
+        async move {
+            let after = deployment(&client, &ns, name).await.expect(name);
+            assert_eq!(generation(&after), before, "{name} not rolled");
+        }
+    };
+    unchanged(&order, "shop-order").await;
+    unchanged(&shipping, "shop-shipping").await;
+
+    // The rollout completes (no replica left on the old template): the old login is disabled.
+    s.patch_spec(json!({"invoicing": {"replicas": 0}})).await;
+    s.wait_acknowledged().await;
+    assert!(
+        current_user(&owner, &first_password).await.is_err(),
+        "old login disabled"
+    );
+    assert_eq!(
+        current_user(&login_b, &password_b).await.expect("new login"),
+        owner
+    );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.client.clone(), &s.ns.name);
+    let note = wait_for(30, "CredentialsRotated event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("CredentialsRotated"))
+            .and_then(|e| e.note)
+    })
+    .await;
+    eprintln!("Event CredentialsRotated: {note}");
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), &s.ns.name)
+        .get("shop-invoicing-db")
+        .await
+        .expect("secret");
+    assert!(!secret.annotations().contains_key("ordersystem.io/retire-login"));
+
+    // The next rotation hands back to the owner login with a new password and disables login b.
+    s.request_rotation("invoicing").await;
+    let (login, password) = s.switched_credentials(&login_b).await;
+    assert_eq!(login, owner);
+    assert_ne!(password, first_password);
+    s.wait_acknowledged().await;
+    assert!(
+        current_user(&login_b, &password_b).await.is_err(),
+        "login b disabled"
+    );
+    assert_eq!(current_user(&owner, &password).await.expect("owner login"), owner);
+    unchanged(&order, "shop-order").await;
+    unchanged(&shipping, "shop-shipping").await;
+
+    s.delete_shop_and_wait().await;
+    assert!(
+        !role_exists(&login_b).await,
+        "Delete drops the alternate login too"
+    );
 }

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::{Context, Error, backends, kafka, postgres, validate};
+use super::{Context, Error, backends, kafka, postgres, rotation, validate};
 use crate::crd::{DeletionPolicy, OrderSystem};
 
 pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
@@ -36,7 +36,10 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
         kafka::delete_topic(&admin, &spec.topic.name).await?;
     }
     match postgres::read_admin(&ctx.client, &spec.namespace, &spec.admin_secret).await {
-        Ok(admin) => postgres::drop_all(&admin, &spec).await?,
+        Ok(admin) => {
+            postgres::drop_all(&admin, &spec).await?;
+            rotation::drop_alternates(&admin, &spec).await?;
+        }
         // Without credentials the schemas cannot be dropped, and waiting would block the deletion of
         // the namespace (which is what usually removed the Secret first): keep them and say so.
         Err(postgres::Error::ReadAdminSecret {

@@ -6,9 +6,9 @@
 //! Ownership is recorded with `COMMENT ON` carrying the resource uid; anything else is a conflict.
 
 mod credentials;
-mod scram;
+pub(super) mod scram;
 
-pub use credentials::{AdminConnection, admin_from_secret, read_admin, secret_hash};
+pub use credentials::{AdminConnection, admin_from_secret, generate_password, read_admin, secret_hash};
 use credentials::{ensure_secret, read_secret, secret_value};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -281,7 +281,7 @@ async fn provision(
     .await
 }
 
-async fn execute<F>(conn: &mut PgConnection, sql: String, err: F) -> Result<(), Error>
+pub(super) async fn execute<F>(conn: &mut PgConnection, sql: String, err: F) -> Result<(), Error>
 where
     F: FnOnce(sqlx::Error) -> Error,
 {
@@ -294,7 +294,7 @@ where
 }
 
 /// A SQL string literal.
-fn literal(value: &str) -> String {
+pub(super) fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 

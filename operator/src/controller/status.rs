@@ -10,6 +10,7 @@ use serde_json::json;
 use super::apply::DeploymentState;
 use super::kafka::{TopicObserved, TopicState};
 use super::postgres::PostgresObserved;
+use super::rotation::RotationReport;
 use crate::crd::{ConsumerLagStatus, OrderSystem, OrderSystemStatus, ServiceStatus, ServicesStatus};
 use crate::names::{self, Service};
 
@@ -56,6 +57,8 @@ pub struct Report {
     pub partitions_rejected: Option<String>,
     /// A drain for a partition increase in progress (message).
     pub draining: Option<String>,
+    /// Credential rotations under way, and a request naming no service.
+    pub rotation: RotationReport,
     /// `Degraded reason=CompactionLosesHistory` message, from `compaction::warning`.
     pub compaction: Option<String>,
 }
@@ -250,6 +253,13 @@ fn progressing_verdict(report: &Report) -> Verdict {
     if let Some(message) = &report.draining {
         return (true, "DrainingForPartitionIncrease", message.clone());
     }
+    if !report.rotation.in_progress.is_empty() {
+        return (
+            true,
+            "RotatingCredentials",
+            report.rotation.in_progress.join("; "),
+        );
+    }
     if let Some((service, reason)) = report.waiting.first() {
         return (
             true,
@@ -321,6 +331,9 @@ fn degraded_verdict(report: &Report) -> Verdict {
     }
     if let Some(message) = &report.lag_growing {
         return (true, "ConsumerLagGrowing", message.clone());
+    }
+    if let Some(message) = &report.rotation.invalid_request {
+        return (true, "InvalidRotationRequest", message.clone());
     }
     if let Some(message) = &report.compaction {
         return (true, "CompactionLosesHistory", message.clone());

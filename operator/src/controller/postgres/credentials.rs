@@ -74,6 +74,15 @@ pub fn admin_from_secret(name: &str, secret: &Secret) -> Result<AdminConnection,
     })
 }
 
+/// A new random password.
+pub fn generate_password() -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(PASSWORD_LEN)
+        .map(char::from)
+        .collect()
+}
+
 /// Creates the service's Secret with a generated password if it does not exist; returns its data and
 /// whether it was created now. An existing Secret is never regenerated.
 pub(super) async fn ensure_secret(
@@ -85,11 +94,7 @@ pub(super) async fn ensure_secret(
     if let Some(existing) = read_secret(client, spec, plan).await? {
         return Ok(existing);
     }
-    let password: String = rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(PASSWORD_LEN)
-        .map(char::from)
-        .collect();
+    let password = generate_password();
     let data: BTreeMap<String, ByteString> = [
         (secret_keys::HOST, admin.host.clone()),
         (secret_keys::PORT, admin.port.to_string()),

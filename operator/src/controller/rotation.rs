@@ -1,0 +1,378 @@
+//! rotation: `ordersystem.io/rotate-credentials: <service>` gives one service new database credentials
+//! without a single failed connection, and rolls exactly that service's Deployment.
+//!
+//! Why two login roles and not one role with a new password: Postgres keeps one password per role, and it
+//! is checked only when a connection opens. Changing it would make every pod still running with the old
+//! Secret fail its next connection (pool growth, reconnect) until the rollout replaced it. So each
+//! service has two logins that take turns: the schema-owning role `<id>` and `<id>_b`, a member of it
+//! whose sessions run as the owner (`ALTER ROLE … SET role`), so tables created through either login
+//! belong to the owner and stay reachable from both.
+//!
+//! The steps, each decided anew from what Postgres and the API server report (the Secret's
+//! `ordersystem.io/retire-login` annotation marks a rotation under way, so a crash at any point resumes):
+//! 1. the login not in the Secret gets a new password (created if needed) and may log in;
+//! 2. the Secret switches to it, marked with the old login; its new hash rolls only that Deployment;
+//! 3. once every pod of the Deployment runs with that Secret: the request annotation is removed, the old
+//!    login is disabled (`NOLOGIN`, no password), the mark is removed.
+//!
+//! Outside a rotation the login not in the Secret is kept disabled, so a Secret that was deleted and
+//! recreated never leaves the other login usable.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use ordersystem_contract::wiring::secret_keys;
+use serde_json::json;
+use sqlx::PgConnection;
+
+use super::Context;
+use super::build::Observed;
+use super::postgres::{self, execute, literal};
+use super::validate::{ServicePlan, ValidSpec};
+use crate::crd::OrderSystem;
+use crate::names::{self, Service, quote_ident};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Postgres(#[from] postgres::Error),
+    #[error("failed to read or change Secret {name}")]
+    Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to read Deployment {name}")]
+    Deployment {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to remove the annotation {annotation}")]
+    Acknowledge {
+        annotation: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("login role {login} exists and belongs to another resource")]
+    ForeignLogin { login: String },
+}
+
+/// Where a rotation stands, for the `Progressing` condition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RotationReport {
+    /// Rotations waiting for their rollout.
+    pub in_progress: Vec<String>,
+    /// An annotation naming no service.
+    pub invalid_request: Option<String>,
+}
+
+/// Advances every service's rotation one step. Updates `observed.secret_hashes` when a Secret changed,
+/// so this reconcile already rolls the Deployment.
+pub async fn step(
+    ctx: &Context,
+    os: &OrderSystem,
+    spec: &ValidSpec,
+    observed: &mut Observed,
+) -> Result<RotationReport, Error> {
+    let mut report = RotationReport::default();
+    let requested = os.annotations().get(names::ROTATE_CREDENTIALS_ANNOTATION);
+    if let Some(value) = requested
+        && !Service::ALL.iter().any(|s| s.as_str() == value)
+    {
+        report.invalid_request = Some(format!(
+            "{}={value:?} names no service (order, invoicing or shipping)",
+            names::ROTATE_CREDENTIALS_ANNOTATION
+        ));
+    }
+    if observed.schemas_ready.is_empty() {
+        return Ok(report);
+    }
+    let admin = postgres::read_admin(&ctx.client, &spec.namespace, &spec.admin_secret).await?;
+    let mut conn = postgres::connect(&admin, spec).await?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &spec.namespace);
+    let owner = names::owner_comment(&spec.uid);
+    for plan in &spec.services {
+        // Only services whose schema and role are ours and ready; conflicts are reported elsewhere.
+        if !observed.schemas_ready.contains(&plan.service) {
+            continue;
+        }
+        let secret_error = |source| Error::Secret {
+            name: plan.secret_name.clone(),
+            source,
+        };
+        let Some(secret) = secrets.get_opt(&plan.secret_name).await.map_err(secret_error)? else {
+            continue;
+        };
+        let data = secret.data.clone().unwrap_or_default();
+        let current = text(&data, secret_keys::USERNAME).unwrap_or_else(|| plan.db_identifier.clone());
+        let alternate = names::alternate_login(&plan.db_identifier);
+        let other = if current == alternate {
+            plan.db_identifier.clone()
+        } else {
+            alternate.clone()
+        };
+        let retiring = secret.annotations().get(names::RETIRE_LOGIN_ANNOTATION).cloned();
+        match retiring {
+            Some(old) => {
+                if rolled_out(ctx, spec, plan, &data).await? {
+                    finish(ctx, os, &mut conn, &secrets, plan, &old, requested).await?;
+                    let note = format!(
+                        "{}: every pod logs in as {current}; login {old} is disabled",
+                        plan.service.as_str()
+                    );
+                    ctx.event(
+                        os,
+                        EventType::Normal,
+                        "CredentialsRotated",
+                        "RotateCredentials",
+                        note,
+                    )
+                    .await;
+                } else {
+                    report.in_progress.push(format!(
+                        "{}: Secret {} switched to login {current}; {old} stays enabled until every pod of \
+                         {} runs with it",
+                        plan.service.as_str(),
+                        plan.secret_name,
+                        plan.child_name
+                    ));
+                }
+            }
+            None if requested.map(String::as_str) == Some(plan.service.as_str()) => {
+                check_owned(&mut conn, plan, &alternate, &owner).await?;
+                let password = postgres::generate_password();
+                enable_login(&mut conn, plan, &other, &password, &owner).await?;
+                let patch = json!({
+                    "metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): current}},
+                    "stringData": {(secret_keys::USERNAME): other, (secret_keys::PASSWORD): password},
+                });
+                let updated = secrets
+                    .patch(&plan.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(secret_error)?;
+                observed.secret_hashes.insert(
+                    plan.service,
+                    postgres::secret_hash(&updated.data.unwrap_or_default()),
+                );
+                report.in_progress.push(format!(
+                    "{}: Secret {} switched to login {other}; rolling {}",
+                    plan.service.as_str(),
+                    plan.secret_name,
+                    plan.child_name
+                ));
+                let note = format!(
+                    "{}: new credentials for login {other} in Secret {}; {current} is disabled after the rollout",
+                    plan.service.as_str(),
+                    plan.secret_name
+                );
+                ctx.event(
+                    os,
+                    EventType::Normal,
+                    "CredentialsRotating",
+                    "RotateCredentials",
+                    note,
+                )
+                .await;
+            }
+            None => {
+                check_owned(&mut conn, plan, &alternate, &owner).await?;
+                disable_login(&mut conn, plan, &other).await?;
+            }
+        }
+    }
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(report)
+}
+
+fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
+    data.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok())
+}
+
+/// The alternate login, when it exists, must carry this resource's ownership comment.
+async fn check_owned(
+    conn: &mut PgConnection,
+    plan: &ServicePlan,
+    alternate: &str,
+    owner: &str,
+) -> Result<(), Error> {
+    let comment: Option<Option<String>> =
+        sqlx::query_scalar("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
+            .bind(alternate)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sql_error("login lookup", plan))?;
+    match comment {
+        Some(found) if found.as_deref() != Some(owner) => Err(Error::ForeignLogin {
+            login: alternate.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn sql_error(what: &'static str, plan: &ServicePlan) -> impl FnOnce(sqlx::Error) -> postgres::Error {
+    let service = plan.service.as_str();
+    move |source| postgres::Error::Provision {
+        what,
+        service,
+        source,
+    }
+}
+
+/// Lets `login` log in with `password` (a SCRAM verifier, never the plaintext, reaches the server);
+/// creates the alternate login as a member of the owner whose sessions act as the owner.
+async fn enable_login(
+    conn: &mut PgConnection,
+    plan: &ServicePlan,
+    login: &str,
+    password: &str,
+    owner: &str,
+) -> Result<(), Error> {
+    let (ident, owner_role) = (quote_ident(login), quote_ident(&plan.db_identifier));
+    let verifier = literal(&postgres::scram::verifier(password));
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(login)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql_error("login lookup", plan))?;
+    if exists {
+        let sql = format!("ALTER ROLE {ident} LOGIN PASSWORD {verifier}");
+        execute(conn, sql, sql_error("login password", plan)).await?;
+    } else {
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(sql_error("login", plan))?;
+        let create = format!("CREATE ROLE {ident} LOGIN PASSWORD {verifier} IN ROLE {owner_role}");
+        execute(&mut tx, create, sql_error("login", plan)).await?;
+        let comment = format!("COMMENT ON ROLE {ident} IS {}", literal(owner));
+        execute(&mut tx, comment, sql_error("login", plan)).await?;
+        tx.commit().await.map_err(sql_error("login", plan))?;
+    }
+    if login != plan.db_identifier {
+        let owner_literal = literal(&plan.db_identifier);
+        let sql = format!("ALTER ROLE {ident} SET role = {owner_literal}");
+        execute(conn, sql, sql_error("login role", plan)).await?;
+        let sql = format!("ALTER ROLE {ident} SET search_path = {owner_role}");
+        execute(conn, sql, sql_error("login search_path", plan)).await?;
+    }
+    Ok(())
+}
+
+/// `login` can no longer open connections (open ones end with their pods).
+async fn disable_login(conn: &mut PgConnection, plan: &ServicePlan, login: &str) -> Result<(), Error> {
+    let can_login: Option<bool> = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
+        .bind(login)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sql_error("login lookup", plan))?;
+    if can_login == Some(true) {
+        let sql = format!("ALTER ROLE {} NOLOGIN PASSWORD NULL", quote_ident(login));
+        execute(conn, sql, sql_error("disable login", plan)).await?;
+    }
+    Ok(())
+}
+
+/// Every pod of the service's Deployment runs with the Secret as it is now: the template carries its
+/// hash, the Deployment controller caught up, and no pod of an older template is left.
+async fn rolled_out(
+    ctx: &Context,
+    spec: &ValidSpec,
+    plan: &ServicePlan,
+    data: &BTreeMap<String, ByteString>,
+) -> Result<bool, Error> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &spec.namespace);
+    let Some(deployment) = api
+        .get_opt(&plan.child_name)
+        .await
+        .map_err(|source| Error::Deployment {
+            name: plan.child_name.clone(),
+            source,
+        })?
+    else {
+        return Ok(false);
+    };
+    let Some(dspec) = deployment.spec.as_ref() else {
+        return Ok(false);
+    };
+    let template_hash = dspec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(names::SECRET_HASH_ANNOTATION));
+    if template_hash != Some(&postgres::secret_hash(data)) {
+        return Ok(false);
+    }
+    let Some(status) = deployment.status.as_ref() else {
+        return Ok(false);
+    };
+    let want = dspec.replicas.unwrap_or(1);
+    let caught_up = status.observed_generation >= deployment.metadata.generation;
+    let updated = status.updated_replicas.unwrap_or(0);
+    let ready = status.ready_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    Ok(caught_up && updated >= want && ready >= want && total <= updated)
+}
+
+/// Step 3: acknowledge the request, disable the old login, clear the mark (in this order, so a crash
+/// in between never starts a second rotation).
+async fn finish(
+    ctx: &Context,
+    os: &OrderSystem,
+    conn: &mut PgConnection,
+    secrets: &Api<Secret>,
+    plan: &ServicePlan,
+    old: &str,
+    requested: Option<&String>,
+) -> Result<(), Error> {
+    if requested.map(String::as_str) == Some(plan.service.as_str()) {
+        let api: Api<OrderSystem> = Api::namespaced(ctx.client.clone(), &os.namespace().unwrap_or_default());
+        let patch = json!({"metadata": {"annotations": {(names::ROTATE_CREDENTIALS_ANNOTATION): null}}});
+        api.patch(&os.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Acknowledge {
+                annotation: names::ROTATE_CREDENTIALS_ANNOTATION,
+                source,
+            })?;
+    }
+    // Only our two logins are ever disabled here.
+    if old == plan.db_identifier || old == names::alternate_login(&plan.db_identifier) {
+        disable_login(conn, plan, old).await?;
+    }
+    let patch = json!({"metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): null}}});
+    secrets
+        .patch(&plan.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Secret {
+            name: plan.secret_name.clone(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// With `deletionPolicy: Delete`, after the schemas and owner roles are gone: the alternate logins this
+/// resource created (they own nothing: their sessions act as the owner).
+pub async fn drop_alternates(admin: &postgres::AdminConnection, spec: &ValidSpec) -> Result<(), Error> {
+    let mut conn = postgres::connect(admin, spec).await?;
+    let owner = names::owner_comment(&spec.uid);
+    for plan in &spec.services {
+        let alternate = names::alternate_login(&plan.db_identifier);
+        let comment: Option<Option<String>> =
+            sqlx::query_scalar("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
+                .bind(&alternate)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(sql_error("login lookup", plan))?;
+        if comment == Some(Some(owner.clone())) {
+            let sql = format!("DROP ROLE {}", quote_ident(&alternate));
+            execute(&mut conn, sql, sql_error("drop login", plan)).await?;
+        }
+    }
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(())
+}
