@@ -3,8 +3,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::wait;
 
 /// One service's base URL, e.g. `http://127.7.0.3:8080`.
 #[derive(Debug, Clone)]
@@ -145,6 +148,32 @@ pub fn exactly_once(placed: &BTreeSet<i64>, stored: &[i64]) -> Result<(), String
         ));
     }
     Ok(())
+}
+
+/// Places orders `range` (ten at a time) through `order`; their ids.
+pub async fn place_orders(order: &Service, range: std::ops::Range<u32>) -> BTreeSet<i64> {
+    let mut placed = BTreeSet::new();
+    for chunk in range.collect::<Vec<_>>().chunks(10) {
+        let results = futures::future::join_all(chunk.iter().map(|n| order.place_order(*n))).await;
+        for result in results {
+            placed.insert(result.expect("order accepted"));
+        }
+    }
+    placed
+}
+
+/// Waits until `service` lists every order of `placed` exactly once at `path`.
+pub async fn all_stored_once(service: &Service, path: &str, placed: &BTreeSet<i64>) {
+    wait::until(
+        &format!("every order exactly once in {path}"),
+        Duration::from_secs(120),
+        || async {
+            let stored = service.order_ids(path).await?;
+            let ours: Vec<i64> = stored.into_iter().filter(|id| placed.contains(id)).collect();
+            exactly_once(placed, &ours)
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

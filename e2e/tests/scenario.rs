@@ -8,17 +8,16 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use ordersystem_e2e::cluster::{READY_WITHIN, create_namespace, helm, is_ready, pods, ready_pods};
 use ordersystem_e2e::mode::Mode;
-use ordersystem_e2e::shop::{Service, exactly_once};
+use ordersystem_e2e::shop::{Service, all_stored_once, place_orders};
 use ordersystem_e2e::{env, names, wait};
 use ordersystem_operator::crd::OrderSystem;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
-
-const READY_WITHIN: Duration = Duration::from_secs(180);
 
 /// Prints the agent's and the pods' logs when the scenario fails.
 struct LogsOnFailure<'a>(&'a Mode);
@@ -28,78 +27,6 @@ impl Drop for LogsOnFailure<'_> {
             eprintln!("{}", self.0.logs());
         }
     }
-}
-
-async fn create_namespace(client: &kube::Client, name: &str, annotations: serde_json::Value) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": name, "annotations": annotations}
-            }))
-            .expect("namespace"),
-        )
-        .await
-        .expect("create namespace");
-    // ServiceAccount admission refuses pods until kube-controller-manager created `default`.
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
-    wait::until("the default ServiceAccount", Duration::from_secs(30), || async {
-        accounts
-            .get_opt("default")
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("absent".to_string())
-    })
-    .await;
-}
-
-fn helm(args: &[&str]) {
-    let output = std::process::Command::new("helm")
-        .args(args)
-        .output()
-        .expect("helm on PATH (e2e/infra/up.sh installs it; `. /tmp/ordersystem/env` puts it on PATH)");
-    assert!(
-        output.status.success(),
-        "helm {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-async fn pods(client: &kube::Client, ns: &str, system: &str, service: &str) -> Vec<Pod> {
-    let selector = format!("app.kubernetes.io/instance={system},app.kubernetes.io/component={service}");
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    api.list(&ListParams::default().labels(&selector))
-        .await
-        .expect("list pods")
-        .items
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|conditions| {
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
-}
-
-/// Base URLs of the Ready pods of one service, once exactly `count` are Ready.
-async fn ready_pods(client: &kube::Client, ns: &str, system: &str, service: &str, count: usize) -> Vec<Pod> {
-    wait::until(&format!("{count} Ready {service} pods"), READY_WITHIN, || async {
-        let all = pods(client, ns, system, service).await;
-        let ready: Vec<Pod> = all.iter().filter(|p| is_ready(p)).cloned().collect();
-        if ready.len() == count && all.len() == count {
-            Ok(ready)
-        } else {
-            Err(format!("{} of {} Ready", ready.len(), all.len()))
-        }
-    })
-    .await
 }
 
 /// Sum of the `assigned_partitions` gauges of some consumer pods.
@@ -116,30 +43,6 @@ async fn assigned_partitions(members: &[Service]) -> Result<i64, String> {
         sum += value as i64;
     }
     Ok(sum)
-}
-
-async fn place_orders(order: &Service, range: std::ops::Range<u32>) -> BTreeSet<i64> {
-    let mut placed = BTreeSet::new();
-    for chunk in range.collect::<Vec<_>>().chunks(10) {
-        let results = futures::future::join_all(chunk.iter().map(|n| order.place_order(*n))).await;
-        for result in results {
-            placed.insert(result.expect("order accepted"));
-        }
-    }
-    placed
-}
-
-async fn all_stored_once(service: &Service, path: &str, placed: &BTreeSet<i64>) {
-    wait::until(
-        &format!("every order exactly once in {path}"),
-        Duration::from_secs(120),
-        || async {
-            let stored = service.order_ids(path).await?;
-            let ours: Vec<i64> = stored.into_iter().filter(|id| placed.contains(id)).collect();
-            exactly_once(placed, &ours)
-        },
-    )
-    .await;
 }
 
 /// Partitions of the topic as the broker reports them (local mode reaches the broker directly).

@@ -1,0 +1,292 @@
+//! Day-two operations on the running shop in local mode: the operator installed with helm runs as a pod,
+//! the node agent of this test (pod IPs `127.80.0.x`) runs the real service binaries. Orders flow while
+//! the lag is watched, invoicing's credentials are rotated and a partition increase is drained.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use ordersystem_e2e::cluster::{READY_WITHIN, create_namespace, helm, pods, ready_pods};
+use ordersystem_e2e::local_node::LocalNode;
+use ordersystem_e2e::shop::{Service, all_stored_once, place_orders};
+use ordersystem_e2e::{env, names, wait};
+use ordersystem_operator::crd::OrderSystem;
+use serde_json::json;
+
+/// This test's pod-IP octet (the scenario uses 77).
+const OCTET: u8 = 80;
+
+struct LogsOnFailure<'a>(&'a LocalNode);
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.0.logs());
+        }
+    }
+}
+
+fn service(pod: &Pod) -> Service {
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod IP");
+    Service::new(format!("http://{ip}:8080"))
+}
+
+fn uids(pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter().filter_map(|p| p.metadata.uid.clone()).collect()
+}
+
+async fn secret_text(secrets: &Api<Secret>, name: &str, key: &str) -> String {
+    let secret = secrets.get(name).await.expect("secret");
+    let bytes = secret.data.and_then(|d| d.get(key).cloned()).expect("key");
+    String::from_utf8(bytes.0).expect("utf-8")
+}
+
+async fn can_log_in(user: &str, password: &str) -> bool {
+    use sqlx::Connection;
+    let options: sqlx::postgres::PgConnectOptions = env::database_url().parse().expect("DATABASE_URL");
+    sqlx::PgConnection::connect_with(&options.username(user).password(password))
+        .await
+        .is_ok()
+}
+
+/// Everything the invoicing pods of this node wrote.
+fn invoicing_logs(node: &LocalNode) -> String {
+    let dir = node.state_dir.join(&node.name).join("logs");
+    let mut text = String::new();
+    for entry in std::fs::read_dir(&dir)
+        .expect("the agent's log directory")
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().contains("shop-invoicing") {
+            text += &std::fs::read_to_string(entry.path()).unwrap_or_default();
+        }
+    }
+    assert!(!text.is_empty(), "invoicing logs in {}", dir.display());
+    text
+}
+
+fn condition(os: &OrderSystem, type_: &str) -> Option<(String, String, String)> {
+    let c = os.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn kubectl_get(ns: &str) -> String {
+    let output = std::process::Command::new("kubectl")
+        .args(["get", "ordersystems", "-n", ns])
+        .output()
+        .expect("kubectl on PATH");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
+    let client = ordersystem_e2e::kube::client().await;
+    let node = LocalNode::start(&client, &names::unique("e2e-ops"), OCTET).await;
+    let _logs = LogsOnFailure(&node);
+    let operator_ns = names::unique("ops-system");
+    let shop_ns = names::unique("ops-shop");
+    let system = "shop";
+    let topic = names::unique("ops-orders");
+    create_namespace(&client, &shop_ns, node.pin_annotations()).await;
+    create_namespace(&client, &operator_ns, node.pin_annotations()).await;
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
+    let watch = format!("watchNamespace={shop_ns}");
+    helm(&[
+        "install",
+        &operator_ns,
+        chart,
+        "--namespace",
+        &operator_ns,
+        "--set",
+        &watch,
+    ]);
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
+    let url = env::database_url();
+    let rest = url.split_once("://").map(|(_, r)| r).expect("scheme");
+    let (credentials, location) = rest.rsplit_once('@').expect("credentials");
+    let (user, password) = credentials.split_once(':').expect("password");
+    let (hostport, dbname) = location.split_once('/').expect("database");
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
+    let admin: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "pg-admin"},
+        "stringData": {"host": host, "port": port, "dbname": dbname.split('?').next().unwrap_or(dbname),
+                       "username": user, "password": password}
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &admin)
+        .await
+        .expect("admin secret");
+    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
+    let resource: OrderSystem = serde_json::from_value(json!({
+        "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
+        "metadata": {"name": system},
+        "spec": {
+            "kafka": {"bootstrapServers": env::kafka_bootstrap(),
+                      "topic": {"name": topic, "partitions": 2, "replicationFactor": 1,
+                                "partitionIncrease": "Drain"}},
+            "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
+            "deletionPolicy": "Delete",
+            "consumerLag": {"intervalSeconds": 5}
+        }
+    }))
+    .expect("OrderSystem");
+    systems
+        .create(&PostParams::default(), &resource)
+        .await
+        .expect("create");
+    wait::until("OrderSystem Ready=True", READY_WITHIN, || async {
+        let os = systems.get(system).await.map_err(|e| e.to_string())?;
+        match condition(&os, "Ready") {
+            Some((status, ..)) if status == "True" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // 1. Orders flow; once invoicing and shipping committed them, the lag is 0.
+    let order = service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
+    let invoicing = service(&ready_pods(&client, &shop_ns, system, "invoicing", 1).await[0]);
+    let shipping = service(&ready_pods(&client, &shop_ns, system, "shipping", 1).await[0]);
+    let mut placed = place_orders(&order, 0..40).await;
+    all_stored_once(&invoicing, "/api/invoices", &placed).await;
+    all_stored_once(&shipping, "/api/shipments", &placed).await;
+    wait::until("lag 0 in status", Duration::from_secs(90), || async {
+        let os = systems.get(system).await.map_err(|e| e.to_string())?;
+        let lag = os.status.and_then(|s| s.consumer_lag).ok_or("no lag yet")?;
+        (lag.total == 0).then_some(()).ok_or(format!("lag {lag:?}"))
+    })
+    .await;
+    eprintln!("$ kubectl get ordersystems\n{}", kubectl_get(&shop_ns));
+
+    // 2. Rotate invoicing's credentials while orders keep coming: only invoicing rolls, the old login is
+    //    disabled after the rollout, and every order is still invoiced exactly once.
+    let old_user = secret_text(&secrets, "shop-invoicing-db", "username").await;
+    let old_password = secret_text(&secrets, "shop-invoicing-db", "password").await;
+    let before = |service: &'static str| {
+        let (client, ns) = (client.clone(), shop_ns.clone());
+        async move { uids(&pods(&client, &ns, system, service).await) }
+    };
+    let (order_uids, shipping_uids) = (before("order").await, before("shipping").await);
+    let invoicing_uids = before("invoicing").await;
+    let annotate = json!({"metadata": {"annotations": {"ordersystem.io/rotate-credentials": "invoicing"}}});
+    systems
+        .patch(system, &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .expect("annotate");
+    placed.extend(place_orders(&order, 40..80).await);
+    wait::until("rotation acknowledged", READY_WITHIN, || async {
+        let os = systems.get(system).await.map_err(|e| e.to_string())?;
+        let pending = os.annotations().contains_key("ordersystem.io/rotate-credentials");
+        (!pending)
+            .then_some(())
+            .ok_or(format!("{:?}", condition(&os, "Progressing")))
+    })
+    .await;
+    let new_user = secret_text(&secrets, "shop-invoicing-db", "username").await;
+    let new_password = secret_text(&secrets, "shop-invoicing-db", "password").await;
+    assert_eq!(new_user, format!("{old_user}_b"));
+    assert!(
+        !can_log_in(&old_user, &old_password).await,
+        "the old login is disabled"
+    );
+    assert!(can_log_in(&new_user, &new_password).await, "the new login works");
+    let rolled = ready_pods(&client, &shop_ns, system, "invoicing", 1).await;
+    assert!(uids(&rolled).is_disjoint(&invoicing_uids), "invoicing rolled");
+    assert_eq!(before("order").await, order_uids, "order not rolled");
+    assert_eq!(before("shipping").await, shipping_uids, "shipping not rolled");
+    let invoicing = service(&rolled[0]);
+    all_stored_once(&invoicing, "/api/invoices", &placed).await;
+    let refused = invoicing_logs(&node)
+        .lines()
+        .filter(|line| line.contains("password authentication failed"))
+        .count();
+    assert_eq!(
+        refused, 0,
+        "no invoicing pod, old or new, was refused a connection"
+    );
+    all_stored_once(&shipping, "/api/shipments", &placed).await;
+
+    // 3. Partitions 2 -> 4 with Drain: order stops, the consumers read everything, then the partitions
+    //    are added and order comes back.
+    systems
+        .patch(
+            system,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"kafka": {"topic": {"partitions": 4}}}})),
+        )
+        .await
+        .expect("raise partitions");
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    loop {
+        let os = systems.get(system).await.expect("get");
+        if let Some((_, reason, message)) = condition(&os, "Progressing")
+            && seen.last() != Some(&message)
+        {
+            eprintln!("Progressing {reason}: {message}");
+            seen.push(message);
+        }
+        if os
+            .status
+            .as_ref()
+            .and_then(|s| s.topic.as_ref())
+            .map(|t| t.partitions)
+            == Some(4)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partitions never added: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        seen.iter().any(|m| m.contains("intake stopped")),
+        "the drain was visible in Progressing: {seen:?}"
+    );
+    let order = service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
+    placed.extend(place_orders(&order, 80..100).await);
+    all_stored_once(&invoicing, "/api/invoices", &placed).await;
+    all_stored_once(&shipping, "/api/shipments", &placed).await;
+    eprintln!("$ kubectl get ordersystems\n{}", kubectl_get(&shop_ns));
+
+    // Delete: topic, schemas and both logins go (deletionPolicy Delete).
+    systems
+        .delete(system, &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::until("the OrderSystem gone", READY_WITHIN, || async {
+        let left = systems.get_opt(system).await.map_err(|e| e.to_string())?;
+        left.is_none().then_some(()).ok_or("still there".to_string())
+    })
+    .await;
+    assert!(
+        !can_log_in(&new_user, &new_password).await,
+        "the rotated login is dropped"
+    );
+    helm(&["uninstall", &operator_ns, "--namespace", &operator_ns]);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&shop_ns, &operator_ns] {
+        namespaces
+            .delete(ns, &DeleteParams::default())
+            .await
+            .expect("delete namespace");
+    }
+    wait::until("the test namespaces gone", READY_WITHIN, || async {
+        for ns in [&shop_ns, &operator_ns] {
+            if namespaces.get_opt(ns).await.map_err(|e| e.to_string())?.is_some() {
+                return Err(format!("{ns} left"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
