@@ -87,7 +87,7 @@ impl Gate {
         };
         Some(format!(
             "the spec asks for {spec} partitions, the topic has {current}; partitionIncrease is Reject, so none \
-             are added (set it to Drain or Immediate to add them, or set partitions back to {current})"
+             are added (set partitionIncrease to Drain or Immediate to add them; partitions cannot be lowered)"
         ))
     }
 }
