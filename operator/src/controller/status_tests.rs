@@ -143,3 +143,97 @@ fn invalid_and_conflict_win_over_everything_else() {
         "InvalidSpec"
     );
 }
+
+fn reason<'a>(status: &'a OrderSystemStatus, type_: &str) -> (&'a str, &'a str) {
+    let c = get(status, type_);
+    (c.status.as_str(), c.reason.as_str())
+}
+
+#[test]
+fn a_vanished_or_replaced_topic_degrades_with_the_annotation_to_set() {
+    let mut report = healthy();
+    report.topic = Some(TopicObserved {
+        status: None,
+        ..topic(
+            TopicState::Deleted {
+                topic_id: "old".into(),
+            },
+            3,
+        )
+    });
+    let status = compute(&os_from_yaml(MINIMAL), &report, time(1));
+    assert_eq!(reason(&status, DEGRADED), ("True", "TopicMissing"));
+    assert!(
+        get(&status, DEGRADED)
+            .message
+            .contains("ordersystem.io/recreate-topic=old")
+    );
+    report.topic = Some(TopicObserved {
+        status: None,
+        ..topic(
+            TopicState::IdChanged {
+                known: "old".into(),
+                actual: "new".into(),
+            },
+            3,
+        )
+    });
+    let status = compute(&os_from_yaml(MINIMAL), &report, time(1));
+    assert_eq!(reason(&status, DEGRADED), ("True", "TopicRecreated"));
+    assert_eq!(reason(&status, TOPIC_READY), ("False", "TopicIdChanged"));
+}
+
+#[test]
+fn partition_gate_rotation_lag_and_compaction_show_in_their_conditions() {
+    let os = os_from_yaml(MINIMAL);
+    let mut report = healthy();
+    report.partitions_rejected = Some("rejected".into());
+    let status = compute(&os, &report, time(1));
+    assert_eq!(
+        reason(&status, TOPIC_READY),
+        ("False", "PartitionIncreaseRejected")
+    );
+    assert_eq!(get(&status, READY).reason, "TopicNotReady");
+
+    let mut report = healthy();
+    report.draining = Some("draining".into());
+    report.rotation.in_progress = vec!["rotating".into()];
+    let status = compute(&os, &report, time(1));
+    assert_eq!(
+        reason(&status, PROGRESSING),
+        ("True", "DrainingForPartitionIncrease")
+    );
+    report.draining = None;
+    let status = compute(&os, &report, time(1));
+    assert_eq!(reason(&status, PROGRESSING), ("True", "RotatingCredentials"));
+
+    let mut report = healthy();
+    report.compaction = Some("compaction".into());
+    let status = compute(&os, &report, time(1));
+    assert_eq!(reason(&status, DEGRADED), ("True", "CompactionLosesHistory"));
+    report.lag_growing = Some("behind".into());
+    let status = compute(&os, &report, time(1));
+    assert_eq!(
+        reason(&status, DEGRADED),
+        ("True", "ConsumerLagGrowing"),
+        "lag comes first"
+    );
+    assert_eq!(
+        get(&status, READY).status,
+        "True",
+        "warnings do not make the system unready"
+    );
+}
+
+#[test]
+fn the_last_observed_lag_is_kept_when_this_reconcile_did_not_look() {
+    let mut os = os_from_yaml(MINIMAL);
+    let mut report = healthy();
+    report.lag = Some(crate::crd::ConsumerLagStatus {
+        total: 7,
+        ..Default::default()
+    });
+    os.status = Some(compute(&os, &report, time(1)));
+    let status = compute(&os, &healthy(), time(2));
+    assert_eq!(status.consumer_lag.map(|l| l.total), Some(7));
+}
