@@ -242,7 +242,12 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
     // credentials: a requested rotation switches a Secret here, so this reconcile already rolls it.
     if !spec.paused && backends.report.conflict.is_none() {
         match rotation::step(ctx, os, &spec, &mut backends.observed).await {
-            Ok(rotation) => backends.report.rotation = rotation,
+            Ok(rotation) => {
+                if let Some(pg) = backends.report.postgres.as_mut() {
+                    rotation.record_logins(&mut pg.schemas);
+                }
+                backends.report.rotation = rotation;
+            }
             Err(error) => {
                 backends.report.postgres_error = Some(describe_error(&error));
                 backends.first_error.get_or_insert(error.into());

@@ -382,6 +382,10 @@ pub struct SchemaStatus {
     pub secret: String,
     /// True when Postgres confirmed the role can use its own schema and none of the other services'.
     pub privileges_verified: bool,
+    /// The login the service's Secret names: the owner role, or its alternate `<role>_b` after an odd
+    /// number of credential rotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
 }
 
 /// Replicas of the three services.

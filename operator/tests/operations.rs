@@ -572,6 +572,17 @@ async fn rotating_credentials_keeps_both_logins_during_the_rollout_rolls_only_th
         .await
         .expect("secret");
     assert!(!secret.annotations().contains_key("ordersystem.io/retire-login"));
+    let login = |os: &OrderSystem| {
+        os.status
+            .as_ref()?
+            .schemas
+            .iter()
+            .find(|schema| schema.service == "invoicing")?
+            .login
+            .clone()
+    };
+    let os = s.api.get("shop").await.expect("get");
+    assert_eq!(login(&os), Some(login_b.clone()), "status names the login in use");
 
     // The next rotation hands back to the owner login with a new password and disables login b.
     s.request_rotation("invoicing").await;

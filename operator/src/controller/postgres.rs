@@ -160,6 +160,7 @@ pub async fn ensure(
             role: plan.db_identifier.clone(),
             secret: plan.secret_name.clone(),
             privileges_verified: verified,
+            login: None,
         });
     }
     let _ = conn.close().await;

@@ -34,7 +34,7 @@ use super::Context;
 use super::build::Observed;
 use super::postgres::{self, execute, literal};
 use super::validate::{ServicePlan, ValidSpec};
-use crate::crd::OrderSystem;
+use crate::crd::{OrderSystem, SchemaStatus};
 use crate::names::{self, Service, quote_ident};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,19 @@ pub struct RotationReport {
     pub in_progress: Vec<String>,
     /// An annotation naming no service.
     pub invalid_request: Option<String>,
+    /// The login each service's Secret names after this step.
+    pub logins: BTreeMap<Service, String>,
+}
+
+impl RotationReport {
+    /// Records the current logins in the schema entries of the status.
+    pub fn record_logins(&self, schemas: &mut [SchemaStatus]) {
+        for schema in schemas {
+            if let Some((_, login)) = self.logins.iter().find(|(s, _)| s.as_str() == schema.service) {
+                schema.login = Some(login.clone());
+            }
+        }
+    }
 }
 
 /// Advances every service's rotation one step. Updates `observed.secret_hashes` when a Secret changed,
@@ -118,6 +131,7 @@ pub async fn step(
             alternate.clone()
         };
         let retiring = secret.annotations().get(names::RETIRE_LOGIN_ANNOTATION).cloned();
+        report.logins.insert(plan.service, current.clone());
         match retiring {
             Some(old) => {
                 if rolled_out(ctx, spec, plan, &data).await? {
@@ -160,6 +174,7 @@ pub async fn step(
                     plan.service,
                     postgres::secret_hash(&updated.data.unwrap_or_default()),
                 );
+                report.logins.insert(plan.service, other.clone());
                 report.in_progress.push(format!(
                     "{}: Secret {} switched to login {other}; rolling {}",
                     plan.service.as_str(),
