@@ -63,8 +63,10 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
                         report.lag_growing = lag::growing_message(&lag, &os.spec.consumer_lag);
                         report.lag = Some(lag);
                     }
+                    // The topic itself is fine: the last observed lag stays in status, the reconcile
+                    // is retried with backoff.
                     Err(error) => {
-                        report.topic_error = Some(super::describe_error(&error));
+                        report.lag_error = Some(super::describe_error(&error));
                         first_error = Some(Error::from(error));
                     }
                 }

@@ -51,6 +51,8 @@ pub struct Report {
     pub desired: Vec<(Service, i32, String)>,
     /// Consumer-group lag, when it was observed.
     pub lag: Option<ConsumerLagStatus>,
+    /// The lag could not be observed (message).
+    pub lag_error: Option<String>,
     /// `Degraded reason=ConsumerLagGrowing` message, from `lag::growing_message`.
     pub lag_growing: Option<String>,
     /// A partition increase refused by `partitionIncrease: Reject` (message).
@@ -290,6 +292,7 @@ fn degraded_verdict(report: &Report) -> Verdict {
         .as_ref()
         .or(report.topic_error.as_ref())
         .or(report.postgres_error.as_ref())
+        .or(report.lag_error.as_ref())
     {
         return (true, "TransientError", error.clone());
     }

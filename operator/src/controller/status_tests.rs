@@ -234,6 +234,14 @@ fn the_last_observed_lag_is_kept_when_this_reconcile_did_not_look() {
         ..Default::default()
     });
     os.status = Some(compute(&os, &report, time(1)));
-    let status = compute(&os, &healthy(), time(2));
-    assert_eq!(status.consumer_lag.map(|l| l.total), Some(7));
+    let mut failed = healthy();
+    failed.lag_error = Some("OffsetFetch timed out".into());
+    let status = compute(&os, &failed, time(2));
+    assert_eq!(status.consumer_lag.as_ref().map(|l| l.total), Some(7));
+    assert_eq!(reason(&status, DEGRADED), ("True", "TransientError"));
+    assert_eq!(
+        reason(&status, TOPIC_READY),
+        ("True", "TopicReady"),
+        "the topic is fine"
+    );
 }
