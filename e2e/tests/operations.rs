@@ -77,9 +77,15 @@ fn condition(os: &OrderSystem, type_: &str) -> Option<(String, String, String)> 
 
 fn kubectl_get(ns: &str) -> String {
     let output = std::process::Command::new("kubectl")
-        .args(["get", "ordersystems", "-n", ns])
+        // Fully qualified: the chart-upgrade test serves the same plural in a group of its own.
+        .args(["get", "ordersystems.ordersystem.io", "-n", ns])
         .output()
         .expect("kubectl on PATH");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

@@ -111,7 +111,8 @@ impl Setup {
     /// `kubectl get ordersystems` in this namespace, as a user sees it.
     fn kubectl_get(&self) -> String {
         let output = std::process::Command::new("kubectl")
-            .args(["get", "ordersystems", "-n", &self.ns.name])
+            // Fully qualified: the chart-upgrade test serves the same plural in a group of its own.
+            .args(["get", "ordersystems.ordersystem.io", "-n", &self.ns.name])
             .output()
             .expect("kubectl runs (PATH from /tmp/ordersystem/env)");
         assert!(
