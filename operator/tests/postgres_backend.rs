@@ -38,7 +38,7 @@ impl Drop for DropSchemas {
 }
 
 #[tokio::test]
-async fn each_role_logs_in_with_its_secret_and_uses_only_its_own_schema() {
+async fn each_role_logs_in_with_its_secret_and_can_neither_write_nor_read_another_schema() {
     let (client, ns, spec) = setup("pg-iso").await;
     let admin = postgres::read_admin(&client, &ns.name, "pg-admin")
         .await
@@ -76,6 +76,27 @@ async fn each_role_logs_in_with_its_secret_and_uses_only_its_own_schema() {
             .await
             .expect_err("other schema is closed");
         assert!(denied.to_string().contains("permission denied"), "{denied}");
+        conn.close().await.ok();
+    }
+    // Reading is closed too: no role sees another's tables (each created `probe` in its own schema).
+    for reader in &spec.services {
+        let password = support::secret_value(&client, &ns.name, &reader.secret_name, "password").await;
+        let mut conn = support::connect_as(&reader.db_identifier, &password)
+            .await
+            .expect("role logs in");
+        for owner in spec.services.iter().filter(|o| o.service != reader.service) {
+            let sql = format!("SELECT count(*) FROM \"{}\".probe", owner.db_identifier);
+            let denied = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect_err("another schema's table is unreadable");
+            assert!(
+                denied.to_string().contains("permission denied for schema"),
+                "{:?} reading {:?}: {denied}",
+                reader.service,
+                owner.service
+            );
+        }
         conn.close().await.ok();
     }
     assert!(

@@ -1,0 +1,230 @@
+//! What the operator does with a Postgres it cannot use: an admin Secret that is missing, malformed or
+//! carries a wrong password, and a server that is down, each become `DatabaseReady=False` with a reason
+//! that says what is wrong, retried with backoff (failed reconciles and Warning events pile up), and the
+//! resource recovers by itself when the server comes up; no password ever appears in status or Events.
+//! The server is this test's own instance (`postgres.sh` with `PG_INSTANCE`), never the shared one.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, PostParams};
+use ordersystem_operator::crd::OrderSystem;
+use serde_json::json;
+use support::operator::{poke, wait_condition, wait_for};
+
+const INSTANCE: &str = "op-pg-outage";
+const PORT: &str = "5443";
+const WRONG_PASSWORD: &str = "not-the-admin-password-3141";
+
+fn postgres_sh(action: &str) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../e2e/infra/postgres.sh");
+    let output = Command::new(&script)
+        .arg(action)
+        .env("PG_INSTANCE", INSTANCE)
+        .env("PG_PORT", PORT)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "postgres.sh {action} failed for instance {INSTANCE}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Removes this test's instance however the test ends.
+struct OwnPostgres;
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        postgres_sh("reset");
+    }
+}
+
+/// `user:password` of the admin URL `postgres.sh url` prints.
+fn admin_credentials() -> (String, String) {
+    let url = postgres_sh("url");
+    let credentials = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(credentials, _)| credentials.to_string())
+        .expect("url carries credentials");
+    let (user, password) = credentials.split_once(':').expect("user:password");
+    (user.to_string(), password.to_string())
+}
+
+/// Replaces the admin Secret with exactly `data` (created fresh, so no key of an earlier version stays).
+async fn put_secret(secrets: &Api<Secret>, data: &serde_json::Value) {
+    let _ = secrets.delete("pg-admin", &DeleteParams::default()).await;
+    wait_for(30, "the old admin Secret gone", || async {
+        secrets.get_opt("pg-admin").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "pg-admin"},
+        "stringData": data
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("admin secret created");
+}
+
+/// Failed reconciles counted so far, over every error kind.
+fn failed_reconciles(operator: &support::operator::Operator) -> f64 {
+    operator
+        .metrics
+        .encode()
+        .lines()
+        .filter(|line| line.starts_with("ordersystem_operator_reconcile_failures"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The `DatabaseReady` message once it is False for a reason containing `needle`.
+async fn wait_database_message(api: &Api<OrderSystem>, needle: &str) -> String {
+    poke(api).await;
+    wait_for(90, &format!("DatabaseReady message with {needle:?}"), || async {
+        let os = api.get("shop").await.ok()?;
+        let condition = os
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "DatabaseReady")?;
+        (condition.status == "False"
+            && condition.reason == "PostgresUnavailable"
+            && condition.message.contains(needle))
+        .then_some(condition.message)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_recovers_by_itself() {
+    // Created now and stopped, so that starting it later is quick: the resource must recover within
+    // the backoff of its first few failures.
+    tokio::task::spawn_blocking(|| ["reset", "start", "stop"].map(postgres_sh))
+        .await
+        .expect("own instance created and stopped");
+    let own = OwnPostgres;
+    let (user, password) = tokio::task::spawn_blocking(admin_credentials)
+        .await
+        .expect("credentials");
+    let client = ordersystem_e2e::kube::client().await;
+    support::install_crd(&client).await;
+    let ns = support::TestNamespace::create(&client, "pg-outage").await;
+    let operator = support::operator::start(&client, &ns.name).await;
+    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let topic = ordersystem_e2e::names::unique("pg-outage");
+    let mut os = support::minimal_json("shop", &topic);
+    os["spec"]["kafka"]["bootstrapServers"] = ordersystem_e2e::env::kafka_bootstrap().into();
+    os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
+    os["spec"]["postgres"]["sslMode"] = "disable".into();
+    os["spec"]["deletionPolicy"] = "Delete".into();
+    api.create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("create");
+
+    // 1. Complete, but the server is down; it comes up, and the resource recovers without a poke: the
+    //    backoff requeue finds it (Postgres sends no watch events).
+    let complete = json!({"host": "127.0.0.1", "port": PORT, "dbname": "ordersystem_test",
+                          "username": user, "password": password});
+    put_secret(&secrets, &complete).await;
+    let message = wait_database_message(&api, &format!("127.0.0.1:{PORT}")).await;
+    eprintln!("server down: {message}");
+    wait_for(60, "a second failed reconcile (backoff)", || async {
+        (failed_reconciles(&operator) >= 2.0).then_some(())
+    })
+    .await;
+    tokio::task::spawn_blocking(|| postgres_sh("start"))
+        .await
+        .expect("own instance started");
+    wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
+
+    // 2. Bad admin Secrets, each named in the condition.
+    let mut wrong = complete.clone();
+    wrong["password"] = WRONG_PASSWORD.into();
+    let mut no_password = complete.clone();
+    no_password.as_object_mut().expect("object").remove("password");
+    let mut bad_port = complete.clone();
+    bad_port["port"] = "fifty-four-forty-three".into();
+    for (case, data, needle) in [
+        (
+            "wrong password",
+            Some(&wrong),
+            "password authentication failed".to_string(),
+        ),
+        (
+            "no password",
+            Some(&no_password),
+            "has no usable password".to_string(),
+        ),
+        (
+            "port not a number",
+            Some(&bad_port),
+            "has no usable port".to_string(),
+        ),
+        (
+            "no Secret",
+            None,
+            "failed to read admin Secret pg-admin".to_string(),
+        ),
+    ] {
+        match data {
+            Some(data) => put_secret(&secrets, data).await,
+            None => {
+                secrets
+                    .delete("pg-admin", &DeleteParams::default())
+                    .await
+                    .expect("delete admin secret");
+            }
+        }
+        let message = wait_database_message(&api, &needle).await;
+        eprintln!("{case}: {message}");
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    wait_for(60, "ReconcileFailed Warning events", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ReconcileFailed") && e.type_.as_deref() == Some("Warning"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        failed_reconciles(&operator) >= 6.0,
+        "every failed reconcile is counted"
+    );
+
+    // 3. The right Secret again.
+    put_secret(&secrets, &complete).await;
+    poke(&api).await;
+    wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
+
+    // No password anywhere in status or Events.
+    let status = serde_json::to_string(&api.get("shop").await.expect("get").status).expect("json");
+    let all_events =
+        serde_json::to_string(&events.list(&Default::default()).await.expect("events").items).expect("json");
+    for secret in [password.as_str(), WRONG_PASSWORD] {
+        assert!(!status.contains(secret), "a password reached the status");
+        assert!(!all_events.contains(secret), "a password reached an Event");
+    }
+
+    api.delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "the resource deleted and its schemas dropped", || async {
+        api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    drop(operator);
+    tokio::task::spawn_blocking(move || drop(own))
+        .await
+        .expect("instance removed");
+}
