@@ -128,6 +128,7 @@ pub async fn create_admin_secret(client: &kube::Client, namespace: &str, name: &
 }
 
 pub mod operator;
+pub mod operator_process;
 
 /// A connection as `user` with `password` to the test database.
 pub async fn connect_as(user: &str, password: &str) -> Result<sqlx::PgConnection, sqlx::Error> {

@@ -14,9 +14,14 @@ use serde_json::json;
 
 pub struct Operator {
     task: tokio::task::JoinHandle<()>,
-    /// Cluster-scoped RBAC objects to delete when the test ends.
-    cluster_objects: Vec<(ApiResource, String)>,
+    _rbac: Rbac,
     pub metrics: Arc<Metrics>,
+}
+
+/// The chart's RBAC applied for one namespace; its cluster-scoped objects are deleted on drop.
+pub struct Rbac {
+    pub service_account: String,
+    cluster_objects: Vec<(ApiResource, String)>,
 }
 
 /// Renders `templates/rbac.yaml` with helm for a release in `namespace` watching `namespace`.
@@ -55,6 +60,25 @@ fn api_resource(value: &serde_json::Value) -> ApiResource {
 
 /// Installs the chart's RBAC for `namespace` and starts the controller there as its ServiceAccount.
 pub async fn start(admin: &kube::Client, namespace: &str) -> Operator {
+    let rbac = install_rbac(admin, namespace).await;
+    let client = impersonating_client(namespace, &rbac.service_account).await;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(ordersystem_operator::controller::run(
+        client,
+        Some(namespace.to_string()),
+        metrics.clone(),
+        ready,
+    ));
+    Operator {
+        task,
+        _rbac: rbac,
+        metrics,
+    }
+}
+
+/// Applies the chart's rendered `templates/rbac.yaml` for a release watching `namespace`.
+pub async fn install_rbac(admin: &kube::Client, namespace: &str) -> Rbac {
     let release = ordersystem_e2e::names::unique("op");
     let rendered = render_rbac(&release, namespace);
     let mut service_account = None;
@@ -86,41 +110,46 @@ pub async fn start(admin: &kube::Client, namespace: &str) -> Operator {
         .await
         .unwrap_or_else(|e| panic!("apply rendered {} {name}: {e}", resource.kind));
     }
-    let service_account = service_account.expect("rbac.yaml renders a ServiceAccount");
-    let client = impersonating_client(namespace, &service_account).await;
-    let metrics = Arc::new(Metrics::default());
-    let ready = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn(ordersystem_operator::controller::run(
-        client,
-        Some(namespace.to_string()),
-        metrics.clone(),
-        ready,
-    ));
-    Operator {
-        task,
+    Rbac {
+        service_account: service_account.expect("rbac.yaml renders a ServiceAccount"),
         cluster_objects,
-        metrics,
     }
 }
 
-async fn impersonating_client(namespace: &str, service_account: &str) -> kube::Client {
+/// The test kubeconfig, acting as `service_account` of `namespace` (impersonation), so whatever uses it
+/// has the chart's rights and no more.
+pub fn impersonating_kubeconfig(namespace: &str, service_account: &str) -> kube::config::Kubeconfig {
     let path = ordersystem_e2e::env::require(ordersystem_e2e::kube::KUBECONFIG);
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+    for user in &mut kubeconfig.auth_infos {
+        if let Some(auth) = user.auth_info.as_mut() {
+            auth.impersonate = Some(format!("system:serviceaccount:{namespace}:{service_account}"));
+            auth.impersonate_groups = Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ]);
+        }
+    }
+    kubeconfig
+}
+
+async fn impersonating_client(namespace: &str, service_account: &str) -> kube::Client {
+    let kubeconfig = impersonating_kubeconfig(namespace, service_account);
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("config");
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{service_account}"));
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{namespace}"),
-        "system:authenticated".into(),
-    ]);
     kube::Client::try_from(config).expect("impersonating client")
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl Drop for Rbac {
+    fn drop(&mut self) {
         let objects = std::mem::take(&mut self.cluster_objects);
         super::block_on_cleanup(async move {
             let client = ordersystem_e2e::kube::client().await;

@@ -1,0 +1,171 @@
+//! The operator binary killed with SIGKILL in the middle of its first reconcile (the service Secrets are
+//! being written, the Deployments do not exist yet) and started again: it converges to the spec, and
+//! nothing exists twice or half: one topic, three schemas and roles whose passwords are the ones in their
+//! Secrets, three Deployments, Services and Secrets, each owned once by the resource. The process runs as
+//! the chart's ServiceAccount (impersonation, with the chart's rendered RBAC).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use ordersystem_operator::crd::OrderSystem;
+use serde_json::json;
+use support::operator::{wait_condition, wait_for};
+use support::operator_process::OperatorProcess;
+
+const SERVICES: [&str; 3] = ["order", "invoicing", "shipping"];
+
+async fn names<K>(api: &Api<K>) -> BTreeSet<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|o| o.meta().name.clone())
+        .collect()
+}
+
+async fn count_in_postgres(sql: &str, prefix: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&ordersystem_e2e::env::database_url())
+        .await
+        .expect("admin connection");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(format!("{prefix}%"))
+        .fetch_one(&mut conn)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing_twice() {
+    let client = ordersystem_e2e::kube::client().await;
+    support::install_crd(&client).await;
+    let ns = support::TestNamespace::create(&client, "op-crash").await;
+    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    let rbac = support::operator::install_rbac(&client, &ns.name).await;
+    let dir = std::env::temp_dir().join(ordersystem_e2e::names::unique("op-crash"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        serde_yaml::to_string(&support::operator::impersonating_kubeconfig(
+            &ns.name,
+            &rbac.service_account,
+        ))
+        .expect("yaml"),
+    )
+    .expect("kubeconfig written");
+    let log = dir.join("operator.log");
+    let operator = OperatorProcess::start(&kubeconfig, &ns.name, &log);
+
+    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let topic = ordersystem_e2e::names::unique("op-crash");
+    let mut os = support::minimal_json("shop", &topic);
+    os["spec"]["kafka"]["bootstrapServers"] = ordersystem_e2e::env::kafka_bootstrap().into();
+    os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
+    os["spec"]["invoicing"] = json!({"replicas": 2});
+    os["spec"]["deletionPolicy"] = "Delete".into();
+    api.create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("create");
+
+    // Kill as soon as the first service Secret exists: provisioning has begun, nothing is deployed yet.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if names(&secrets).await.len() > 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator wrote no service Secret within 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    operator.kill9();
+    let (secrets_at_kill, deployments_at_kill) = (names(&secrets).await, names(&deployments).await);
+    eprintln!(
+        "killed with {} Secrets and {} Deployments",
+        secrets_at_kill.len(),
+        deployments_at_kill.len()
+    );
+    assert!(
+        deployments_at_kill.len() < SERVICES.len(),
+        "killed mid-reconcile: not every Deployment existed yet"
+    );
+
+    let _operator = OperatorProcess::start(&kubeconfig, &ns.name, &log);
+    let os = wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
+    wait_condition(&api, "TopicReady", "True", "TopicReady").await;
+    wait_for(90, "three Deployments", || async {
+        (names(&deployments).await.len() == SERVICES.len()).then_some(())
+    })
+    .await;
+    let uid = os.metadata.uid.clone().expect("uid");
+
+    // Exactly the objects of the spec, each once, each owned once by the resource.
+    let expected =
+        |suffix: &str| -> BTreeSet<String> { SERVICES.iter().map(|s| format!("shop-{s}{suffix}")).collect() };
+    assert_eq!(names(&deployments).await, expected(""));
+    let mut expected_secrets = expected("-db");
+    expected_secrets.insert("pg-admin".into());
+    assert_eq!(names(&secrets).await, expected_secrets);
+    assert_eq!(names(&services).await, expected(""));
+    for deployment in deployments.list(&ListParams::default()).await.expect("list") {
+        let owners = deployment.metadata.owner_references.unwrap_or_default();
+        assert_eq!(owners.len(), 1, "one owner");
+        assert_eq!(owners[0].uid, uid);
+    }
+    // One role and schema per service, and each role's password is the one its Secret holds: a Secret
+    // written before the kill was reused, not regenerated behind the role's back.
+    let schemas = os.status.clone().expect("status").schemas;
+    assert_eq!(schemas.len(), SERVICES.len());
+    for service in SERVICES {
+        let secret = format!("shop-{service}-db");
+        let user = support::secret_value(&client, &ns.name, &secret, "username").await;
+        let password = support::secret_value(&client, &ns.name, &secret, "password").await;
+        support::connect_as(&user, &password)
+            .await
+            .unwrap_or_else(|e| panic!("{service}'s role takes its Secret's password: {e}"));
+    }
+    let prefix = schemas[0]
+        .schema
+        .rsplit_once('_')
+        .map(|(p, _)| p.to_string())
+        .expect("schema name has a service suffix");
+    assert_eq!(
+        count_in_postgres("SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", &prefix).await,
+        3,
+        "three roles"
+    );
+    assert_eq!(
+        count_in_postgres("SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1", &prefix).await,
+        3,
+        "three schemas"
+    );
+
+    api.delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "the resource deleted with its schemas and topic", || async {
+        api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        count_in_postgres("SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", &prefix).await,
+        0,
+        "Delete dropped the roles"
+    );
+    drop(rbac);
+    let _ = std::fs::remove_dir_all(&dir);
+}
