@@ -107,7 +107,6 @@ fn obeys_the_rules(event: &OrderPlaced) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn every_event_order_writes_is_read_back_unchanged_by_every_view(event in event()) {

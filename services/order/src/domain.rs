@@ -236,7 +236,6 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(1024))]
 
             #[test]
             fn parse_accepts_exactly_the_valid_orders_and_keeps_what_was_asked(input in order_input()) {

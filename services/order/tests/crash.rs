@@ -11,6 +11,7 @@ use ordersystem_contract::wiring::env as wiring;
 use ordersystem_service_kit::failpoints::{ORDER_COMMITTED, RELAY_ACKNOWLEDGED, RELAY_BEFORE_PUBLISH};
 use ordersystem_testkit::{env, names, schema};
 use std::collections::BTreeSet;
+use std::time::Duration;
 use support::process::{Load, ServiceProcess, assert_exactly_once, binary, orders_per_test, records_per_key};
 use support::*;
 
@@ -216,6 +217,17 @@ async fn consumers_killed_mid_stream_restart_and_store_every_order_once() {
     for consumer in [&mut shop.invoicing, &mut shop.shipping] {
         // Mid-stream: orders are being sent when the consumer dies, and while it is away.
         load.wait_more(target / 3).await;
+        // Right after it stored an event: that offset is stored but not yet committed (auto-commit runs
+        // once a second), so the restarted member must get it again.
+        // Scraped back to back, so the kill follows the store within milliseconds.
+        let stored = consumer.metric("ordersystem_events_consumed").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while consumer.metric("ordersystem_events_consumed").await <= stored {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the consumer stored nothing for 30 s"
+            );
+        }
         consumer.kill9();
         consumer.start(&[]);
         consumer.wait_ready().await;
