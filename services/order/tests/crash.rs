@@ -125,9 +125,10 @@ impl Shop {
     }
 
     async fn stop(mut self) {
-        self.order.stop().await;
-        self.invoicing.stop().await;
-        self.shipping.stop().await;
+        for service in [&mut self.order, &mut self.invoicing, &mut self.shipping] {
+            service.stop().await;
+            service.assert_no_password_in_log();
+        }
     }
 }
 

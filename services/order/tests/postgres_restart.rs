@@ -179,6 +179,7 @@ async fn a_postgres_restart_pauses_everyone_and_all_recover_without_a_restart() 
     for service in [&mut order, &mut invoicing, &mut shipping] {
         assert!(service.is_running(), "recovered without a restart");
         service.stop().await;
+        service.assert_no_password_in_log();
     }
     drop(own);
 }

@@ -197,6 +197,15 @@ impl ServiceProcess {
         }
     }
 
+    /// The database password never reaches the log (every incarnation's).
+    pub fn assert_no_password_in_log(&self) {
+        assert!(
+            !self.log().contains(&self.db.password),
+            "{} logged its database password",
+            self.bin.display()
+        );
+    }
+
     /// Everything every incarnation logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
