@@ -75,17 +75,6 @@ async fn put_secret(secrets: &Api<Secret>, data: &serde_json::Value) {
         .expect("admin secret created");
 }
 
-/// Failed reconciles counted so far, over every error kind.
-fn failed_reconciles(operator: &support::operator::Operator) -> f64 {
-    operator
-        .metrics
-        .encode()
-        .lines()
-        .filter(|line| line.starts_with("ordersystem_operator_reconcile_failures"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// The `DatabaseReady` message once it is False for a reason containing `needle`.
 async fn wait_database_message(api: &Api<OrderSystem>, needle: &str) -> String {
     poke(api).await;
@@ -139,7 +128,7 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
     let message = wait_database_message(&api, &format!("127.0.0.1:{PORT}")).await;
     eprintln!("server down: {message}");
     wait_for(60, "a second failed reconcile (backoff)", || async {
-        (failed_reconciles(&operator) >= 2.0).then_some(())
+        (operator.failed_reconciles() >= 2.0).then_some(())
     })
     .await;
     tokio::task::spawn_blocking(|| postgres_sh("start"))
@@ -198,7 +187,7 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
     })
     .await;
     assert!(
-        failed_reconciles(&operator) >= 6.0,
+        operator.failed_reconciles() >= 6.0,
         "every failed reconcile is counted"
     );
 

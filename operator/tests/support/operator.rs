@@ -142,6 +142,18 @@ async fn impersonating_client(namespace: &str, service_account: &str) -> kube::C
     kube::Client::try_from(config).expect("impersonating client")
 }
 
+impl Operator {
+    /// Failed reconciles counted so far, over every error kind.
+    pub fn failed_reconciles(&self) -> f64 {
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|line| line.starts_with("ordersystem_operator_reconcile_failures"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
 impl Drop for Operator {
     fn drop(&mut self) {
         self.task.abort();
