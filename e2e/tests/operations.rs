@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use ordersystem_e2e::cluster::{READY_WITHIN, create_namespace, helm, pods, ready_pods};
 use ordersystem_e2e::local_node::LocalNode;
-use ordersystem_e2e::shop::{Service, all_stored_once, place_orders};
+use ordersystem_e2e::shop::{Service, all_stored_once};
 use ordersystem_e2e::{env, names, wait};
 use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
@@ -34,6 +34,29 @@ fn service(pod: &Pod) -> Service {
         .and_then(|s| s.pod_ip.clone())
         .expect("pod IP");
     Service::new(format!("http://{ip}:8080"))
+}
+
+/// Places orders one by one; a 503 ("busy, please retry": the shared machine is loaded) is retried as a
+/// client should, any other refusal fails the test.
+async fn place_orders(order: &Service, range: std::ops::Range<u32>) -> BTreeSet<i64> {
+    let mut placed = BTreeSet::new();
+    for n in range {
+        let mut attempts = 0;
+        loop {
+            match order.place_order(n).await {
+                Ok(id) => {
+                    placed.insert(id);
+                    break;
+                }
+                Err(error) if error.contains("503") && attempts < 30 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => panic!("order {n} refused: {error}"),
+            }
+        }
+    }
+    placed
 }
 
 fn uids(pods: &[Pod]) -> BTreeSet<String> {
@@ -100,6 +123,17 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
     let topic = names::unique("ops-orders");
     create_namespace(&client, &shop_ns, node.pin_annotations()).await;
     create_namespace(&client, &operator_ns, node.pin_annotations()).await;
+    // Helm never upgrades a CRD that exists: apply this tree's, as the documented upgrade path does.
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/");
+    let applied = std::process::Command::new("kubectl")
+        .args(["apply", "--server-side", "--force-conflicts", "-f", crds])
+        .output()
+        .expect("kubectl on PATH");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
     let watch = format!("watchNamespace={shop_ns}");
     helm(&[
