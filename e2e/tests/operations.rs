@@ -18,12 +18,40 @@ use serde_json::json;
 /// This test's pod-IP octet (the scenario uses 77).
 const OCTET: u8 = 80;
 
-struct LogsOnFailure<'a>(&'a LocalNode);
-impl Drop for LogsOnFailure<'_> {
+/// On failure: prints the agent's and the pods' logs, and removes what the test left in the cluster (the
+/// resource's finalizer, which no operator will release once the node is gone, the helm release and the
+/// namespaces).
+struct OnFailure<'a> {
+    node: &'a LocalNode,
+    shop_ns: String,
+    operator_ns: String,
+}
+
+impl Drop for OnFailure<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.0.logs());
+        if !std::thread::panicking() {
+            return;
         }
+        eprintln!("{}", self.node.logs());
+        let (shop_ns, operator_ns) = (self.shop_ns.clone(), self.operator_ns.clone());
+        let kubectl = |args: &[&str]| {
+            let _ = std::process::Command::new("kubectl").args(args).output();
+        };
+        kubectl(&[
+            "-n",
+            &shop_ns,
+            "patch",
+            "ordersystems.ordersystem.io",
+            "shop",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
+        let _ = std::process::Command::new("helm")
+            .args(["uninstall", &operator_ns, "--namespace", &operator_ns])
+            .output();
+        kubectl(&["delete", "namespace", &shop_ns, &operator_ns, "--wait=false"]);
     }
 }
 
@@ -116,9 +144,13 @@ fn kubectl_get(ns: &str) -> String {
 async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
     let client = ordersystem_e2e::kube::client().await;
     let node = LocalNode::start(&client, &names::unique("e2e-ops"), OCTET).await;
-    let _logs = LogsOnFailure(&node);
     let operator_ns = names::unique("ops-system");
     let shop_ns = names::unique("ops-shop");
+    let _cleanup = OnFailure {
+        node: &node,
+        shop_ns: shop_ns.clone(),
+        operator_ns: operator_ns.clone(),
+    };
     let system = "shop";
     let topic = names::unique("ops-orders");
     create_namespace(&client, &shop_ns, node.pin_annotations()).await;

@@ -57,7 +57,10 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
                 topic.state,
                 TopicState::Ready | TopicState::MorePartitionsThanSpec { .. }
             );
-            if let Some(partitions) = topic.status.as_ref().map(|t| t.partitions) {
+            // A topic created or grown just now may not have leaders known to every client yet: its
+            // lag is looked at from the next reconcile on.
+            let settled = !topic.created && !topic.partitions_added;
+            if let Some(partitions) = topic.status.as_ref().map(|t| t.partitions).filter(|_| settled) {
                 match lag::observe_system(os, spec, partitions).await {
                     Ok(lag) => {
                         report.lag_growing = lag::growing_message(&lag, &os.spec.consumer_lag);
