@@ -46,7 +46,14 @@ impl LocalNode {
     /// # Panics
     /// When a binary is missing (the message says how to build it) or the Node never becomes Ready.
     pub async fn start(client: &kube::Client, name: &str, octet: u8) -> LocalNode {
-        let bins = bin_dir();
+        LocalNode::start_with_bins(client, name, octet, bin_dir()).await
+    }
+
+    /// Like [`LocalNode::start`], running the binaries in `bins` (e.g. a release build).
+    ///
+    /// # Panics
+    /// As [`LocalNode::start`].
+    pub async fn start_with_bins(client: &kube::Client, name: &str, octet: u8, bins: PathBuf) -> LocalNode {
         for binary in [
             "ordersystem-node-agent",
             "ordersystem-operator",

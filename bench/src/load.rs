@@ -1,0 +1,188 @@
+//! The load generator: `POST /api/orders` over loopback HTTP, either open-loop at a fixed rate (a request
+//! is due every 1/rate seconds whether or not earlier ones have returned, up to `max_in_flight`) or
+//! closed-loop at maximum rate (`concurrency` clients, each sending its next order when the last returned).
+//! Bounded by a count and a time; every accepted order is recorded with the wall-clock time its request was
+//! sent, the end-to-end latency's starting point.
+
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Mutex, Semaphore};
+
+/// How orders are sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// Orders per second, open loop.
+    Rate { per_second: f64, max_in_flight: usize },
+    /// As fast as `concurrency` clients can.
+    Max { concurrency: usize },
+}
+
+/// One accepted order.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    pub order_id: i64,
+    /// Unix time in microseconds when its request was sent.
+    pub sent_us: i64,
+    /// How long `POST /api/orders` took.
+    pub accept_us: i64,
+}
+
+/// Counters the progress line reads while the load runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub sent: AtomicU64,
+    pub accepted: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// What came back.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    pub accepted: Vec<Accepted>,
+    /// Non-201 answers and transport errors, with the first few messages.
+    pub failures: u64,
+    pub failure_examples: Vec<String>,
+}
+
+pub fn unix_micros(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The n-th order: both customers, all four items, one to five pieces (as `e2e::shop` places them).
+fn body(n: u64) -> serde_json::Value {
+    json!({
+        "customerId": 1 + n % 2,
+        "shippingAddress": {"street": format!("Ohlauer Str. {n}"), "zip": "10999", "city": "Berlin"},
+        "billingAddress": {"street": "Krischerstr. 100", "zip": "40789", "city": "Monheim am Rhein"},
+        "orderLine": [{"count": 1 + n % 5, "itemId": 1 + n % 4}]
+    })
+}
+
+struct Shared {
+    http: reqwest::Client,
+    url: String,
+    progress: Arc<Progress>,
+    result: Mutex<LoadResult>,
+}
+
+impl Shared {
+    async fn place(&self, n: u64) {
+        self.progress.sent.fetch_add(1, Ordering::Relaxed);
+        let sent = SystemTime::now();
+        let started = Instant::now();
+        let outcome = async {
+            let response = self
+                .http
+                .post(&self.url)
+                .json(&body(n))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let created: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+            if status != 201 {
+                return Err(format!("POST /api/orders answered {status}: {created}"));
+            }
+            created["id"]
+                .as_i64()
+                .ok_or_else(|| format!("no id in {created}"))
+        }
+        .await;
+        let accept_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let mut result = self.result.lock().await;
+        match outcome {
+            Ok(order_id) => {
+                self.progress.accepted.fetch_add(1, Ordering::Relaxed);
+                result.accepted.push(Accepted {
+                    order_id,
+                    sent_us: unix_micros(sent),
+                    accept_us,
+                });
+            }
+            Err(error) => {
+                self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                result.failures += 1;
+                if result.failure_examples.len() < 5 {
+                    result.failure_examples.push(error);
+                }
+            }
+        }
+    }
+}
+
+/// Send up to `count` orders to `order_url` (its base URL) for at most `duration`, then wait for the
+/// requests in flight.
+pub async fn run(
+    order_url: &str,
+    pace: Pace,
+    count: u64,
+    duration: Duration,
+    progress: Arc<Progress>,
+) -> LoadResult {
+    let connections = match pace {
+        Pace::Rate { max_in_flight, .. } => max_in_flight,
+        Pace::Max { concurrency } => concurrency,
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default();
+    let shared = Arc::new(Shared {
+        http,
+        url: format!("{order_url}/api/orders"),
+        progress,
+        result: Mutex::new(LoadResult::default()),
+    });
+    let deadline = tokio::time::Instant::now() + duration;
+    match pace {
+        Pace::Rate {
+            per_second,
+            max_in_flight,
+        } => {
+            let slots = Arc::new(Semaphore::new(max_in_flight));
+            let mut tasks = Vec::new();
+            let start = tokio::time::Instant::now();
+            for n in 0..count {
+                // Due times from the start, not from the previous send: a late tick does not lower the rate.
+                let due = start + Duration::from_secs_f64(n as f64 / per_second);
+                if due >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let shared = shared.clone();
+                tasks.push(tokio::spawn(async move {
+                    shared.place(n).await;
+                    drop(slot);
+                }));
+            }
+            futures::future::join_all(tasks).await;
+        }
+        Pace::Max { concurrency } => {
+            let next = Arc::new(AtomicU64::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let workers = (0..concurrency).map(|_| {
+                let (shared, next, stop) = (shared.clone(), next.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= count {
+                            break;
+                        }
+                        shared.place(n).await;
+                    }
+                })
+            });
+            futures::future::join_all(workers).await;
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    let shared = Arc::into_inner(shared).map(|s| s.result.into_inner());
+    shared.unwrap_or_default()
+}

@@ -1,0 +1,141 @@
+//! `ordersystem-bench`: measures the order system on one machine against real Kafka, Postgres and (for the
+//! operator) the Kubernetes API server. Prints a table, optionally writes JSON, shows progress on stderr.
+//! The figures and how they were taken are recorded in BENCHMARKS.md.
+
+mod load;
+mod operator;
+mod procfs;
+mod services;
+mod stack;
+mod stats;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Benchmarks of the order system: end-to-end throughput and latency, memory, CPU, operator reaction time"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Also write the results as JSON to this file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// Directory of the release binaries (ordersystem-order, -invoicing, -shipping, -operator,
+    /// -node-agent). Default: the directory of this binary.
+    #[arg(long, global = true, env = "ORDERSYSTEM_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Orders over HTTP into order, end to end into invoicing and shipping (release binaries as processes,
+    /// the shared Kafka and Postgres from `/tmp/ordersystem/env`).
+    Services(ServicesArgs),
+    /// The operator binary against the API server: spec change → child objects updated and → Ready;
+    /// RSS idle and with many OrderSystems.
+    Operator(operator::Args),
+}
+
+#[derive(Debug, Args)]
+struct ServicesArgs {
+    /// Orders per second, open loop. Without it: maximum rate (closed loop, --concurrency clients).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Clients at maximum rate.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// At a fixed rate: most requests in flight at once (a slower service then lowers the rate achieved).
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+    /// Most orders to send.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Seconds measured, after the warm-up.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value_t = 10.0)]
+    warmup: f64,
+    /// Replicas of invoicing and of shipping (order runs one).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 5)]
+    partitions: i32,
+    /// Longest wait, after the last order was sent, for every invoice and shipment.
+    #[arg(long, default_value_t = 300.0)]
+    drain_timeout: f64,
+    /// Where the services' logs go.
+    #[arg(long, default_value = "/tmp/ordersystem/bench")]
+    log_dir: PathBuf,
+}
+
+fn bin_dir(cli: &Cli) -> PathBuf {
+    cli.bin_dir.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("."))
+    })
+}
+
+fn write_json(path: &Option<PathBuf>, value: &impl serde::Serialize) -> Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")?;
+        eprintln!("[bench] wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let command: Vec<String> = std::env::args().collect();
+    let envelope = |report: serde_json::Value| {
+        serde_json::json!({
+            "command": command.join(" "),
+            "machine": procfs::machine(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "report": report,
+        })
+    };
+    match &cli.scenario {
+        Scenario::Services(args) => {
+            let pace = match args.rate {
+                Some(per_second) => load::Pace::Rate {
+                    per_second,
+                    max_in_flight: args.max_in_flight,
+                },
+                None => load::Pace::Max {
+                    concurrency: args.concurrency,
+                },
+            };
+            let settings = services::Settings {
+                pace,
+                count: args.count,
+                warmup: Duration::from_secs_f64(args.warmup),
+                duration: Duration::from_secs_f64(args.duration),
+                replicas: args.replicas,
+                partitions: args.partitions,
+                drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+                bin_dir: bin_dir(&cli),
+                log_dir: args.log_dir.join(ordersystem_testkit::names::unique("run")),
+            };
+            let report = services::run(&settings).await?;
+            services::print(&report);
+            write_json(&cli.json, &envelope(serde_json::to_value(&report)?))?;
+            services::verdict(&report)
+        }
+        Scenario::Operator(args) => {
+            let report = operator::run(args, &bin_dir(&cli)).await?;
+            operator::print(&report);
+            write_json(&cli.json, &envelope(serde_json::to_value(&report)?))?;
+            Ok(())
+        }
+    }
+}
