@@ -2,7 +2,7 @@
 //! redelivery creates nothing twice (and really happened), poison messages and conflicting duplicates are
 //! dead-lettered without blocking the partition, two members share the partitions and one takes over when
 //! the other stops (both group protocols), and a database outage longer than max.poll.interval.ms does not
-//! throw the member out of its group.
+//! throw the member out of its group; records fetched together share one transaction.
 
 mod support;
 
@@ -111,6 +111,51 @@ async fn poison_messages_and_conflicts_are_dead_lettered_and_the_next_event_is_p
     assert_eq!(kept, 2, "the first version stays");
     assert_eq!(invoicing.count(INVOICES).await, 2);
     assert_eq!(invoicing.metric("ordersystem_dead_letters").await, 3.0);
+    invoicing.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_fetched_together_share_one_transaction_and_poison_among_them_is_still_dead_lettered() {
+    let bootstrap = env::kafka_bootstrap();
+    let topic = names::unique("batch");
+    create_topic(&bootstrap, &topic, 1).await;
+    // Everything is in the partition before the member starts, so it is fetched together.
+    for id in 1..=40 {
+        produce(&bootstrap, &topic, &id.to_string(), &event(id, 1)).await;
+    }
+    produce(&bootstrap, &topic, "x", b"this is not json").await;
+    produce(&bootstrap, &topic, "5", &event(5, 9)).await; // same id, different content
+    for id in 41..=60 {
+        produce(&bootstrap, &topic, &id.to_string(), &event(id, 1)).await;
+    }
+    let invoicing = Invoicing::start_direct(
+        schema::fresh_schema("invoicing").await,
+        &bootstrap,
+        &topic,
+        consumer_args(&names::unique("inv"), GroupProtocol::Consumer),
+    )
+    .await;
+    invoicing.wait_count(INVOICES, 60).await;
+    invoicing.wait_count("SELECT count(*) FROM dead_letters", 2).await;
+    let records = invoicing.metric("ordersystem_batch_records_sum").await;
+    let transactions = invoicing.metric("ordersystem_batch_records_count").await;
+    assert_eq!(records, 62.0, "every record went through a transaction once");
+    assert!(
+        transactions < records,
+        "records fetched together share a transaction: {transactions} transactions for {records} records"
+    );
+    let mut conn = invoicing.db.connect().await;
+    let reasons: Vec<String> = sqlx::query_scalar(r#"SELECT reason FROM dead_letters ORDER BY "offset""#)
+        .fetch_all(&mut conn)
+        .await
+        .expect("dead letters");
+    assert_eq!(reasons, ["Undecodable", "ConflictingDuplicate"]);
+    let kept: i32 = sqlx::query_scalar("SELECT count FROM invoice_lines WHERE order_id = 5")
+        .fetch_one(&mut conn)
+        .await
+        .expect("line");
+    assert_eq!(kept, 1, "the first version stays");
+    assert_eq!(invoicing.metric("ordersystem_events_consumed").await, 60.0);
     invoicing.stop().await;
 }
 

@@ -133,6 +133,9 @@ pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs, group: &str) 
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
+        // librdkafka prefetches up to 64 MiB per consumer by default; with a backlog that is most of the
+        // process's memory. 8 MiB still holds thousands of events, far more than one batch.
+        .set("queued.max.messages.kbytes", "8192")
         .set("max.poll.interval.ms", consumer.max_poll_interval_ms.to_string());
     match consumer.group_protocol {
         // librdkafka rejects session.timeout.ms and partition.assignment.strategy under KIP-848: the broker

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub rebalances: Counter,
     pub assigned_partitions: Gauge,
     pub processing_seconds: Histogram,
+    pub batch_records: Histogram,
 }
 
 impl Metrics {
@@ -53,6 +54,8 @@ impl Metrics {
         let assigned_partitions = Gauge::default();
         // 0.5 ms .. ~4 s: a stored event takes a few milliseconds; the tail shows database trouble.
         let processing_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        // 1 .. 256 records per consumer transaction.
+        let batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 9));
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -108,6 +111,11 @@ impl Metrics {
             "Time to store one consumed event",
             processing_seconds.clone(),
         );
+        registry.register(
+            "batch_records",
+            "Records stored per consumer transaction (one commit)",
+            batch_records.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             http_requests,
@@ -121,6 +129,7 @@ impl Metrics {
             rebalances,
             assigned_partitions,
             processing_seconds,
+            batch_records,
         }
     }
 

@@ -12,7 +12,10 @@
 //! - the same order id with different content is dead-lettered as `ConflictingDuplicate`, first version kept;
 //! - a transient failure (database unreachable) pauses the partition, the loop keeps polling (so the member
 //!   never exceeds `max.poll.interval.ms`), and after a backoff it seeks back to the failed record and resumes;
-//! - on shutdown it finishes the record in hand, commits the stored offsets and leaves the group.
+//! - records already fetched are stored together, in one transaction (one commit instead of one per record);
+//!   when anything in it fails, nothing of it was committed and its records are processed one by one, each
+//!   as above;
+//! - on shutdown it finishes the records in hand, commits the stored offsets and leaves the group.
 
 pub mod store;
 
@@ -20,6 +23,7 @@ use crate::config::{ConsumerArgs, KafkaArgs};
 use crate::kafka::{KafkaContext, consumer_config};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use futures::FutureExt;
 use ordersystem_contract::EventView;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -31,6 +35,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use store::DeadLetter;
 
+/// Most records stored in one transaction: those already fetched when the loop takes the next record.
+/// Under load this turns one commit per record into one per batch; idle, a batch is one record.
+const MAX_BATCH: usize = 200;
 /// Pause after a failed receive; short, so shutdown is not held up.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -147,27 +154,46 @@ impl<H: Handler> ConsumerLoop<H> {
                             continue;
                         }
                     };
-                    let key = (message.topic().to_string(), message.partition());
-                    // Fetched before the pause took effect: it is read again after the seek back.
-                    if paused.contains_key(&key) {
+                    // Whatever else is already fetched joins it, up to MAX_BATCH: one commit for all.
+                    let mut batch = vec![message];
+                    while batch.len() < MAX_BATCH {
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(message)) => batch.push(message),
+                            _ => break,
+                        }
+                    }
+                    // Fetched before a pause took effect: read again after the seek back.
+                    batch.retain(|m| !paused.contains_key(&(m.topic().to_string(), m.partition())));
+                    if batch.len() > 1 && self.process_batch(&batch).await.is_ok() {
+                        self.metrics.batch_records.observe(batch.len() as f64);
+                        for message in &batch {
+                            failures.remove(&(message.topic().to_string(), message.partition()));
+                            store_offset(&consumer, message);
+                        }
                         continue;
                     }
-                    match self.process(&message).await {
-                        Ok(()) => {
-                            failures.remove(&key);
-                            if let Err(error) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
-                                // The partition was revoked meanwhile; its new owner redelivers, harmlessly.
-                                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "offset not stored");
-                            }
+                    // One at a time: a single record, or a batch that failed as a whole (nothing of it was
+                    // committed), so the record at fault is found and retried or dead-lettered alone.
+                    for message in &batch {
+                        let key = (message.topic().to_string(), message.partition());
+                        if paused.contains_key(&key) {
+                            continue;
                         }
-                        Err(error) => {
-                            let attempt = failures.entry(key.clone()).or_insert(0);
-                            *attempt += 1;
-                            let delay = backoff(first_backoff, max_backoff, *attempt);
-                            tracing::warn!(%error, partition = key.1, offset = message.offset(), attempt = *attempt,
-                                retry_in_ms = delay.as_millis() as u64, "transient failure, pausing partition");
-                            pause_partition(&consumer, &key);
-                            paused.insert(key, Paused { offset: message.offset(), until: tokio::time::Instant::now() + delay });
+                        match self.process(message).await {
+                            Ok(()) => {
+                                self.metrics.batch_records.observe(1.0);
+                                failures.remove(&key);
+                                store_offset(&consumer, message);
+                            }
+                            Err(error) => {
+                                let attempt = failures.entry(key.clone()).or_insert(0);
+                                *attempt += 1;
+                                let delay = backoff(first_backoff, max_backoff, *attempt);
+                                tracing::warn!(%error, partition = key.1, offset = message.offset(), attempt = *attempt,
+                                    retry_in_ms = delay.as_millis() as u64, "transient failure, pausing partition");
+                                pause_partition(&consumer, &key);
+                                paused.insert(key, Paused { offset: message.offset(), until: tokio::time::Instant::now() + delay });
+                            }
                         }
                     }
                 }
@@ -242,6 +268,74 @@ impl<H: Handler> ConsumerLoop<H> {
         Ok(())
     }
 
+    /// Store several records in one transaction: one commit (one WAL flush) instead of one per record.
+    /// Any error rolls the whole batch back and the caller processes its records one by one, so a
+    /// transient failure or a record the database rejects is handled exactly as without batching.
+    async fn process_batch(&self, messages: &[BorrowedMessage<'_>]) -> Result<(), sqlx::Error> {
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for message in messages {
+            let letter = |reason, error| DeadLetter {
+                topic: message.topic(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key(),
+                payload: message.payload(),
+                reason,
+                error,
+            };
+            match H::Event::decode(message.payload().unwrap_or_default()) {
+                Ok(event) => {
+                    let stored = self.handler.store(&mut tx, &event).await?;
+                    if let Stored::Conflict { detail } = &stored {
+                        store::insert_dead_letter(&mut tx, &letter(REASON_CONFLICT, detail)).await?;
+                    }
+                    outcomes.push((event.order_id(), Ok(stored), message));
+                }
+                Err(error) => {
+                    let error = error.to_string();
+                    store::insert_dead_letter(&mut tx, &letter(REASON_UNDECODABLE, &error)).await?;
+                    outcomes.push((0, Err(error), message));
+                }
+            }
+        }
+        tx.commit().await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        for (order_id, outcome, message) in outcomes {
+            match outcome {
+                Ok(Stored::New) => {
+                    self.metrics.events_consumed.inc();
+                    tracing::debug!(order_id, "stored");
+                }
+                Ok(Stored::Duplicate) => {
+                    self.metrics.duplicates_skipped.inc();
+                    tracing::info!(order_id, "duplicate skipped");
+                }
+                Ok(Stored::Conflict { detail }) => {
+                    self.metrics.dead_letter(REASON_CONFLICT);
+                    tracing::warn!(
+                        order_id,
+                        detail,
+                        "conflicting duplicate dead-lettered, first version kept"
+                    );
+                }
+                Err(error) => {
+                    self.metrics.dead_letter(REASON_UNDECODABLE);
+                    tracing::warn!(
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        reason = REASON_UNDECODABLE,
+                        error,
+                        "record dead-lettered"
+                    );
+                }
+            }
+            self.metrics.processing_seconds.observe(elapsed);
+        }
+        Ok(())
+    }
+
     async fn dead_letter(&self, letter: &DeadLetter<'_>) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         store::insert_dead_letter(&mut conn, letter).await?;
@@ -254,6 +348,14 @@ impl<H: Handler> ConsumerLoop<H> {
             "record dead-lettered"
         );
         Ok(())
+    }
+}
+
+/// Store the record's offset for the background commit.
+fn store_offset(consumer: &StreamConsumer<KafkaContext>, message: &BorrowedMessage<'_>) {
+    if let Err(error) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+        // The partition was revoked meanwhile; its new owner redelivers, harmlessly.
+        tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "offset not stored");
     }
 }
 
