@@ -35,23 +35,34 @@ impl Drop for OnFailure<'_> {
         eprintln!("{}", self.node.logs());
         let (shop_ns, operator_ns) = (self.shop_ns.clone(), self.operator_ns.clone());
         let kubectl = |args: &[&str]| {
-            let _ = std::process::Command::new("kubectl").args(args).output();
+            std::process::Command::new("kubectl")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
         };
-        kubectl(&[
-            "-n",
-            &shop_ns,
-            "patch",
-            "ordersystems.ordersystem.io",
-            "shop",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ]);
         let _ = std::process::Command::new("helm")
             .args(["uninstall", &operator_ns, "--namespace", &operator_ns])
             .output();
         kubectl(&["delete", "namespace", &shop_ns, &operator_ns, "--wait=false"]);
+        // The operator may still run for a moment and put its finalizer back: release it until the
+        // resource is gone.
+        for _ in 0..30 {
+            kubectl(&[
+                "-n",
+                &shop_ns,
+                "patch",
+                "ordersystems.ordersystem.io",
+                "shop",
+                "--type",
+                "merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+            if !kubectl(&["-n", &shop_ns, "get", "ordersystems.ordersystem.io", "shop"]) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
     }
 }
 
