@@ -3,10 +3,26 @@
 # (https://127.0.0.1:6443, RBAC), kube-controller-manager and kube-scheduler, from the binaries that
 # build-k8s-bins.sh built. PKI and kubeconfig are generated locally under $STATE/cp. No kubelet: local-mode
 # pods are run by the test node agent (e2e/node-agent).
+# A test that must restart the API server runs its own etcd and kube-apiserver beside the shared control
+# plane (its own PKI and kubeconfig under $STATE/<instance>; no controller-manager or scheduler):
+#   CP_INSTANCE=name CP_ETCD_PORT=12379 CP_ETCD_PEER_PORT=12380 CP_APISERVER_PORT=16443 \
+#     control-plane.sh start|stop-apiserver|stop|reset|status|kubeconfig
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" control-plane
 B=$CACHE/k8s/$KUBERNETES_VERSION
-R=$STATE/cp
+INSTANCE=${CP_INSTANCE:-}
+if [ -n "$INSTANCE" ]; then
+  [[ $INSTANCE =~ ^[a-z0-9-]+$ ]] || die "CP_INSTANCE must match [a-z0-9-]+"
+  if [ -z "${CP_ETCD_PORT:-}" ] || [ -z "${CP_ETCD_PEER_PORT:-}" ] || [ -z "${CP_APISERVER_PORT:-}" ]; then
+    die "CP_INSTANCE needs CP_ETCD_PORT, CP_ETCD_PEER_PORT and CP_APISERVER_PORT"
+  fi
+  R=$STATE/$INSTANCE
+else
+  R=$STATE/cp
+fi
+ETCD_PORT=${CP_ETCD_PORT:-2379}
+ETCD_PEER_PORT=${CP_ETCD_PEER_PORT:-2380}
+APISERVER_PORT=${CP_APISERVER_PORT:-6443}
 P=$R/pki
 L=$R/logs
 KUBECONFIG_FILE=$R/kubeconfig
@@ -29,7 +45,7 @@ pki() {
   cat > "$KUBECONFIG_FILE" <<KCFG
 apiVersion: v1
 kind: Config
-clusters: [{name: local, cluster: {server: "https://127.0.0.1:6443", certificate-authority: "$P/ca.crt"}}]
+clusters: [{name: local, cluster: {server: "https://127.0.0.1:$APISERVER_PORT", certificate-authority: "$P/ca.crt"}}]
 users: [{name: admin, user: {client-certificate: "$P/admin.crt", client-key: "$P/admin.key"}}]
 contexts: [{name: local, context: {cluster: local, user: admin}}]
 current-context: local
@@ -46,10 +62,10 @@ launch() {
   echo $! > "$R/$name.pid"
 }
 
-apiserver_ready() { curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" https://127.0.0.1:6443/readyz; }
+apiserver_ready() { curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" "https://127.0.0.1:$APISERVER_PORT/readyz"; }
 # KCM and the scheduler serve an in-memory self-signed certificate on loopback: nothing to verify it against.
 component_healthy() { curl -sfk "https://127.0.0.1:$1/healthz"; }
-etcd_healthy() { curl -sf http://127.0.0.1:2379/health | grep -q '"health":"true"'; }
+etcd_healthy() { curl -sf "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
 
 start() {
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
@@ -57,17 +73,17 @@ start() {
   done
   mkdir -p "$R/etcd" "$L"
   pki
-  launch etcd 2379 "$B/etcd" --name=default --data-dir="$R/etcd" \
-    --listen-client-urls=http://127.0.0.1:2379 --advertise-client-urls=http://127.0.0.1:2379 \
-    --listen-peer-urls=http://127.0.0.1:2380 --initial-advertise-peer-urls=http://127.0.0.1:2380 \
-    --initial-cluster=default=http://127.0.0.1:2380 --unsafe-no-fsync=true
+  launch etcd "$ETCD_PORT" "$B/etcd" --name=default --data-dir="$R/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="default=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync=true
   wait_for 60 etcd "$L/etcd.log" "$R/etcd.pid" etcd_healthy
   # The ServiceAccount admission plugin stays enabled (unlike envtest): local-mode pods get their projected
   # token volume, and the node agent mints the tokens through the TokenRequest API. PodNodeSelector and
   # PodTolerationRestriction let a test pin a whole namespace's pods to its own tainted node through
   # namespace annotations, so tests running side by side never run each other's pods.
-  launch kube-apiserver 6443 "$B/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
-    --bind-address=127.0.0.1 --secure-port=6443 --advertise-address=127.0.0.1 \
+  launch kube-apiserver "$APISERVER_PORT" "$B/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address=127.0.0.1 \
     --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$P/sa.key" --service-account-signing-key-file="$P/sa.key" \
@@ -75,6 +91,7 @@ start() {
     --enable-admission-plugins=PodNodeSelector,PodTolerationRestriction \
     --endpoint-reconciler-type=none --cert-dir="$R/apiserver-certs"
   wait_for 180 kube-apiserver "$L/kube-apiserver.log" "$R/kube-apiserver.pid" apiserver_ready
+  if [ -n "$INSTANCE" ]; then say "instance $INSTANCE ready: KUBECONFIG=$KUBECONFIG_FILE"; return; fi
   launch kube-controller-manager 10257 "$B/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" \
     --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
     --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
@@ -98,11 +115,14 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  # a test's own instance: stop only the API server (start brings it back over the same etcd)
+  stop-apiserver) [ -n "$INSTANCE" ] || die "stop-apiserver is for a CP_INSTANCE only"; stop_pidfile "$R/kube-apiserver.pid" kube-apiserver ;;
+  kubeconfig) echo "$KUBECONFIG_FILE" ;;
   # stop and remove etcd data and PKI: the next start is a new cluster
   reset) stop; rm -rf "$R" ;;
   status)
     for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do
       if pid_alive "$R/$c.pid"; then echo "$c: running"; else echo "$c: stopped"; fi
     done ;;
-  *) echo "usage: $0 start|stop|reset|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|reset|status|kubeconfig (CP_INSTANCE: also stop-apiserver)" >&2; exit 2 ;;
 esac

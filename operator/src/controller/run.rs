@@ -1,6 +1,12 @@
 //! Wires the reconciler into a kube-runtime `Controller`: which objects are watched (OrderSystems by
 //! generation, annotations, finalizers and deletion; owned Deployments and Services by label), how
 //! often everything is looked at again, and the readiness signal once the cache has synced.
+//!
+//! Every watch backs off on its own. The `Controller` would also put one joint backoff over all of
+//! them, and while it sleeps no watch is polled: after an API-server restart the watches' refused
+//! connections and `410 Expired` answers pushed that joint sleep past 30 s and left the OrderSystem
+//! relist unread behind it, so a spec change went unseen for minutes. The joint backoff is therefore
+//! switched off ([`NoJointBackoff`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,9 +15,10 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service as KubeService;
 use kube::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
-use kube::runtime::utils::{Predicate, WatchStreamExt, predicates};
+use kube::runtime::utils::{Backoff, Predicate, WatchStreamExt, predicates};
 use kube::runtime::{Controller, watcher};
 use tracing::{info, warn};
 
@@ -49,13 +56,22 @@ pub async fn run(
         .predicate_filter(predicate, Default::default());
     let owned =
         watcher::Config::default().labels(&format!("{}={}", names::MANAGED_BY_LABEL, names::FIELD_MANAGER));
-    let owned_api = |c: &kube::Client| -> (Api<Deployment>, Api<KubeService>) {
+    // Metadata only (`PartialObjectMeta`), as `Controller::owns` would watch them.
+    type Owned = (
+        Api<PartialObjectMeta<Deployment>>,
+        Api<PartialObjectMeta<KubeService>>,
+    );
+    let owned_api = |c: &kube::Client| -> Owned {
         match &namespace {
             Some(ns) => (Api::namespaced(c.clone(), ns), Api::namespaced(c.clone(), ns)),
             None => (Api::all(c.clone()), Api::all(c.clone())),
         }
     };
     let (deployments, services) = owned_api(&client);
+    let deployments = watcher(deployments, owned.clone())
+        .default_backoff()
+        .touched_objects();
+    let services = watcher(services, owned).default_backoff().touched_objects();
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -82,8 +98,9 @@ pub async fn run(
         }
     });
     Controller::for_stream(stream, reader)
-        .owns(deployments, owned.clone())
-        .owns(services, owned)
+        .owns_stream(deployments)
+        .owns_stream(services)
+        .trigger_backoff(NoJointBackoff)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -92,4 +109,20 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The `Controller`'s joint backoff over all watches, switched off: each watch has its own
+/// (`default_backoff`), and a joint sleep would stall the healthy watches with the failing one.
+struct NoJointBackoff;
+
+impl Iterator for NoJointBackoff {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(std::time::Duration::ZERO)
+    }
+}
+
+impl Backoff for NoJointBackoff {
+    fn reset(&mut self) {}
 }

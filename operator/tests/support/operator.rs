@@ -120,7 +120,16 @@ pub async fn install_rbac(admin: &kube::Client, namespace: &str) -> Rbac {
 /// has the chart's rights and no more.
 pub fn impersonating_kubeconfig(namespace: &str, service_account: &str) -> kube::config::Kubeconfig {
     let path = ordersystem_e2e::env::require(ordersystem_e2e::kube::KUBECONFIG);
-    let mut kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+    impersonating_kubeconfig_at(Path::new(&path), namespace, service_account)
+}
+
+/// Like `impersonating_kubeconfig`, from the admin kubeconfig at `path` (a test's own API server).
+pub fn impersonating_kubeconfig_at(
+    path: &Path,
+    namespace: &str,
+    service_account: &str,
+) -> kube::config::Kubeconfig {
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
     for user in &mut kubeconfig.auth_infos {
         if let Some(auth) = user.auth_info.as_mut() {
             auth.impersonate = Some(format!("system:serviceaccount:{namespace}:{service_account}"));

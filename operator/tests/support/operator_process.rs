@@ -37,6 +37,11 @@ impl OperatorProcess {
         }
     }
 
+    /// Whether it still runs (was never restarted behind the test's back).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");

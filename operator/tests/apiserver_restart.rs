@@ -1,0 +1,183 @@
+//! The API server restarted under a running operator: the operator process rides it out, its watches come
+//! back, a spec change made after the restart is applied, nothing exists twice, and deletion still runs its
+//! finalizer. The API server is this test's own (`control-plane.sh` with `CP_INSTANCE`: etcd and
+//! kube-apiserver on 12379/12380/16443); the shared control plane is never touched.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use ordersystem_operator::crd::OrderSystem;
+use serde_json::json;
+use support::operator::{wait_condition, wait_for};
+use support::operator_process::OperatorProcess;
+
+const INSTANCE: &str = "op-apiserver-restart";
+
+fn control_plane_sh(action: &str) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../e2e/infra/control-plane.sh");
+    let output = Command::new(&script)
+        .arg(action)
+        .env("CP_INSTANCE", INSTANCE)
+        .env("CP_ETCD_PORT", "12379")
+        .env("CP_ETCD_PEER_PORT", "12380")
+        .env("CP_APISERVER_PORT", "16443")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "control-plane.sh {action} failed for instance {INSTANCE}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Removes this test's control plane however the test ends.
+struct OwnControlPlane;
+
+impl Drop for OwnControlPlane {
+    fn drop(&mut self) {
+        control_plane_sh("reset");
+    }
+}
+
+async fn deployment_names(api: &Api<Deployment>) -> Result<BTreeSet<String>, kube::Error> {
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect())
+}
+
+#[tokio::test]
+async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_changes_apply() {
+    let kubeconfig_path = tokio::task::spawn_blocking(|| {
+        control_plane_sh("reset");
+        control_plane_sh("start");
+        control_plane_sh("kubeconfig")
+    })
+    .await
+    .expect("own control plane started");
+    let own = OwnControlPlane;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&kubeconfig_path).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(config).expect("client of the own API server");
+    support::install_crd(&client).await;
+    let ns = ordersystem_e2e::names::unique("apiserver");
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace"),
+        )
+        .await
+        .expect("namespace");
+    support::create_admin_secret(&client, &ns, "pg-admin").await;
+    // The RBAC lives and dies with the own control plane.
+    let rbac = support::operator::install_rbac(&client, &ns).await;
+    let dir = std::env::temp_dir().join(ordersystem_e2e::names::unique("apiserver-restart"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let operator_kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &operator_kubeconfig,
+        serde_yaml::to_string(&support::operator::impersonating_kubeconfig_at(
+            std::path::Path::new(&kubeconfig_path),
+            &ns,
+            &rbac.service_account,
+        ))
+        .expect("yaml"),
+    )
+    .expect("kubeconfig written");
+    let mut operator = OperatorProcess::start(&operator_kubeconfig, &ns, &dir.join("operator.log"));
+
+    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let topic = ordersystem_e2e::names::unique("apiserver");
+    let mut os = support::minimal_json("shop", &topic);
+    os["spec"]["kafka"]["bootstrapServers"] = ordersystem_e2e::env::kafka_bootstrap().into();
+    os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
+    os["spec"]["invoicing"] = json!({"replicas": 2});
+    os["spec"]["deletionPolicy"] = "Delete".into();
+    api.create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("create");
+    wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
+    wait_condition(&api, "TopicReady", "True", "TopicReady").await;
+    wait_for(90, "three Deployments", || async {
+        (deployment_names(&deployments).await.ok()?.len() == 3).then_some(())
+    })
+    .await;
+    let before = deployment_names(&deployments).await.expect("list");
+
+    // The API server goes away and comes back over the same etcd.
+    tokio::task::spawn_blocking(|| control_plane_sh("stop-apiserver"))
+        .await
+        .expect("API server stopped");
+    // Long enough for the operator's watches and requeues to hit the closed port.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::task::spawn_blocking(|| control_plane_sh("start"))
+        .await
+        .expect("API server started again");
+    assert!(
+        operator.is_running(),
+        "the operator rode out the API server restart"
+    );
+
+    // A change after the restart is seen (the watch is back) and applied.
+    api.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"invoicing": {"replicas": 3}}})),
+    )
+    .await
+    .expect("scale invoicing");
+    wait_for(90, "invoicing scaled to 3 after the restart", || async {
+        let invoicing = deployments.get("shop-invoicing").await.ok()?;
+        (invoicing.spec?.replicas == Some(3)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        deployment_names(&deployments).await.expect("list"),
+        before,
+        "the same Deployments, none twice"
+    );
+    let secret_names: BTreeSet<String> = secrets
+        .list(&ListParams::default())
+        .await
+        .expect("secrets")
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert_eq!(
+        secret_names.len(),
+        4,
+        "admin + three service Secrets: {secret_names:?}"
+    );
+    assert!(operator.is_running());
+
+    // Deletion runs the finalizer: the topic and the schemas go.
+    api.delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(90, "the resource deleted through its finalizer", || async {
+        api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    drop(operator);
+    drop(rbac);
+    let _ = std::fs::remove_dir_all(&dir);
+    tokio::task::spawn_blocking(move || drop(own))
+        .await
+        .expect("own control plane removed");
+}
