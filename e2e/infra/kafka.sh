@@ -3,6 +3,10 @@
 # classpath resolved with Maven from Maven Central and cached in $CACHE/kafka/<version>-<pom hash>/; state under
 # $STATE/kafka. A test that must stop and restart a broker runs its own instance beside the shared one:
 #   KAFKA_INSTANCE=outage-1 KAFKA_PORT=19192 KAFKA_CONTROLLER_PORT=19193 kafka.sh start
+# KAFKA_SECURITY=sasl_ssl makes an instance a secured one (server-sasl-ssl.properties): a test CA and broker
+# certificate under $STATE/<instance>/tls (ca.crt for clients), the SCRAM user `admin` (password
+# KAFKA_ADMIN_PASSWORD, default admin-test-secret) added when the log directory is formatted, the KRaft
+# StandardAuthorizer with `admin` as the only super user.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" kafka
 POM=$(sed "s/KAFKA_VERSION/$KAFKA_VERSION/" "$INFRA_DIR/kafka-pom.xml")
@@ -16,6 +20,10 @@ LOG=$D/kafka.log
 PIDFILE=$D/pid
 PORT=${KAFKA_PORT:-19092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093}
+SECURITY=${KAFKA_SECURITY:-plaintext}
+[[ $SECURITY =~ ^(plaintext|sasl_ssl)$ ]] || die "KAFKA_SECURITY must be plaintext or sasl_ssl"
+ADMIN_PASSWORD=${KAFKA_ADMIN_PASSWORD:-admin-test-secret}
+[[ $ADMIN_PASSWORD =~ ^[A-Za-z0-9_-]+$ ]] || die "KAFKA_ADMIN_PASSWORD must match [A-Za-z0-9_-]+"
 JOPTS="-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j2.configurationFile=$K/log4j2.properties"
 
 classpath() {
@@ -32,6 +40,16 @@ classpath() {
   say "classpath: $(find "$K/lib" -name "*.jar" | wc -l) jars in $K"
 }
 
+# secure_config: the broker's TLS material and the SASL_SSL listener appended to server.properties; prints the
+# extra arguments for formatting (the admin's SCRAM credential).
+secure_config() {
+  local tls=$D/tls
+  make_test_cert "$tls" broker broker
+  [ -f "$tls/broker.pem" ] || cat "$tls/broker.key" "$tls/broker.crt" > "$tls/broker.pem"
+  sed -e "s#TLS_DIR#$tls#" -e "s#ADMIN_PASSWORD#$ADMIN_PASSWORD#" -e "s#:19092#:$PORT#g" \
+    -e "s#:19093#:$CONTROLLER_PORT#g" "$INFRA_DIR/server-sasl-ssl.properties" >> "$D/server.properties"
+}
+
 broker_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && grep -q 'Kafka Server started' "$LOG"; }
 
 start() {
@@ -41,6 +59,11 @@ start() {
   cp "$INFRA_DIR/log4j2.properties" "$K/log4j2.properties"
   mkdir -p "$D"
   sed -e "s#STATE_DIR#$D#" -e "s#:19092#:$PORT#g" -e "s#:19093#:$CONTROLLER_PORT#g" "$INFRA_DIR/server.properties" > "$D/server.properties"
+  local scram=()
+  if [ "$SECURITY" = sasl_ssl ]; then
+    secure_config
+    scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$ADMIN_PASSWORD]")
+  fi
   if [ ! -f "$D/data/meta.properties" ]; then
     say "formatting the KRaft log directory"
     local cid
@@ -49,9 +72,9 @@ start() {
     [ -n "$cid" ] || die_with_log "$LOG" "StorageTool random-uuid printed no cluster id"
     # shellcheck disable=SC2086
     java $JOPTS -cp "$K/lib/*" kafka.tools.StorageTool format -t "$cid" -c "$D/server.properties" \
-      --ignore-formatted >>"$LOG" 2>&1 || die_with_log "$LOG" "StorageTool format failed"
+      "${scram[@]}" --ignore-formatted >>"$LOG" 2>&1 || die_with_log "$LOG" "StorageTool format failed"
   fi
-  say "starting the broker on 127.0.0.1:$PORT"
+  say "starting the broker on 127.0.0.1:$PORT ($SECURITY)"
   # setsid: the broker gets its own process group, so a test runner's signals do not reach it.
   # shellcheck disable=SC2086
   setsid java $JOPTS -cp "$K/lib/*" kafka.Kafka "$D/server.properties" >>"$LOG" 2>&1 < /dev/null &

@@ -57,3 +57,28 @@ stop_pidfile() {
   fi
   rm -f "$pidfile"
 }
+
+# make_test_ca DIR: a test-only certificate authority (DIR/ca.crt, DIR/ca.key), created once.
+make_test_ca() {
+  local dir=$1
+  [ -f "$dir/ca.crt" ] && return
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ordersystem-test-$COMPONENT-ca" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt.tmp" 2>>"$dir/openssl.log" || die_with_log "$dir/openssl.log" "openssl CA failed"
+  mv "$dir/ca.crt.tmp" "$dir/ca.crt"
+}
+
+# make_test_cert DIR NAME CN: DIR/NAME.crt and DIR/NAME.key (unencrypted PKCS#8) signed by DIR's test CA,
+# valid for 127.0.0.1 and localhost as server and as client; created once.
+make_test_cert() {
+  local dir=$1 name=$2 cn=$3
+  [ -f "$dir/$name.crt" ] && return
+  make_test_ca "$dir"
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n' > "$dir/$name.ext"
+  { openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$dir/$name.key" -out "$dir/$name.csr" &&
+    openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$dir/$name.ext" -out "$dir/$name.crt.tmp"; } 2>>"$dir/openssl.log" \
+    || die_with_log "$dir/openssl.log" "openssl certificate $name failed"
+  mv "$dir/$name.crt.tmp" "$dir/$name.crt"
+}

@@ -5,6 +5,9 @@
 # A test that must stop and restart PostgreSQL runs its own throwaway cluster beside the shared one (initdb
 # under $STATE/<instance>, run as the postgres user, same auth and roles):
 #   PG_INSTANCE=pg-restart PG_PORT=5442 postgres.sh start|stop|reset|status|url
+# TLS with a test CA (`postgres.sh ca` prints its certificate's path): the server certificate is valid for
+# 127.0.0.1 and localhost, so clients can use sslmode=verify-full; plain connections keep working. A running
+# server takes it by reload, never by restart.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" postgres
 V=$POSTGRES_MAJOR
@@ -15,10 +18,19 @@ DB=${PG_TEST_DB:-ordersystem_test}
 ADMIN=${PG_TEST_ADMIN:-ordersystem_admin}
 ADMIN_PASSWORD=${PG_TEST_ADMIN_PASSWORD:-admin-test-password}
 MARK=$STATE/postgres.started-by-us
+TLS=$CONF/ordersystem-tls
 
 install() {
   if [ -x "/usr/lib/postgresql/$V/bin/postgres" ]; then return; fi
   "$INFRA_DIR/install-packages.sh"
+}
+
+# tls: the test CA and server certificate, created once; the key readable only by the server.
+tls() {
+  make_test_cert "$TLS" server localhost
+  chown postgres:postgres "$TLS/server.key" "$TLS/server.crt"
+  chmod 600 "$TLS/server.key"
+  chmod 644 "$TLS/ca.crt"
 }
 
 running() { pg_ctlcluster "$V" main status >/dev/null 2>&1; }
@@ -32,10 +44,14 @@ host    all  all  127.0.0.1/32   scram-sha-256
 host    all  all  ::1/128        scram-sha-256
 HBA
   # Tests create schemas, roles and many connections (several services, several test binaries at once).
-  cat > "$CONF/conf.d/ordersystem-test.conf" <<'PGCONF'
+  tls
+  cat > "$CONF/conf.d/ordersystem-test.conf" <<PGCONF
 listen_addresses = '127.0.0.1'
 max_connections = 300
 password_encryption = 'scram-sha-256'
+ssl = on
+ssl_cert_file = '$TLS/server.crt'
+ssl_key_file = '$TLS/server.key'
 PGCONF
   if running; then
     say "reloading the running cluster"
@@ -141,5 +157,6 @@ case "${1:-}" in
   stop) stop ;;
   status) if running; then echo running; else echo stopped; exit 1; fi ;;
   url) echo "postgres://$ADMIN:$ADMIN_PASSWORD@127.0.0.1:$PORT/$DB" ;;
-  *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+  ca) echo "$TLS/ca.crt" ;;
+  *) echo "usage: $0 start|stop|status|url|ca" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # up.sh: install, build and start the test infrastructure (PostgreSQL, Kafka, Kubernetes control plane), then
-# write $STATE/env with KUBECONFIG, DATABASE_URL, KAFKA_BOOTSTRAP and PATH for the tests and for you:
+# write $STATE/env with KUBECONFIG, DATABASE_URL, PG_TEST_CA, KAFKA_BOOTSTRAP and PATH for the tests and for you:
 #   . /tmp/ordersystem/env
 # Idempotent: running components are left as they are. First run on a fresh 2-core machine: 20-35 min
 # (mostly compiling Kubernetes); later runs: under a minute.
@@ -11,6 +11,7 @@ write_env() {
   cat > "$STATE/env" <<ENV
 export KUBECONFIG=$STATE/cp/kubeconfig
 export DATABASE_URL=$("$INFRA_DIR/postgres.sh" url)
+export PG_TEST_CA=$("$INFRA_DIR/postgres.sh" ca)
 export KAFKA_BOOTSTRAP=127.0.0.1:19092
 export PATH=$CACHE/k8s/$KUBERNETES_VERSION:$CACHE/bin:\$PATH
 ENV

@@ -10,4 +10,4 @@ pub mod shop;
 pub mod versions;
 pub mod wait;
 
-pub use ordersystem_testkit::{env, kafka, names};
+pub use ordersystem_testkit::{env, kafka, names, secure_kafka};

@@ -50,3 +50,16 @@ pub fn kafka_bootstrap() -> String {
 pub fn database_url() -> String {
     require(DATABASE_URL)
 }
+
+/// Path of the test CA certificate that signed the Postgres server's certificate (`postgres.sh ca`).
+pub const PG_TEST_CA: &str = "PG_TEST_CA";
+
+/// The test CA of the Postgres server, for `sslmode=verify-full`.
+pub fn postgres_ca() -> String {
+    require(PG_TEST_CA)
+}
+
+/// The state directory of the infra scripts (`$ORDERSYSTEM_STATE`, default `/tmp/ordersystem`).
+pub fn state() -> PathBuf {
+    state_dir()
+}

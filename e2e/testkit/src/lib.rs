@@ -8,4 +8,5 @@ pub mod metrics;
 pub mod names;
 pub mod proxy;
 pub mod schema;
+pub mod secure_kafka;
 pub mod wait;
