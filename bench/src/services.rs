@@ -143,6 +143,7 @@ async fn durability(stack: &Stack) -> Result<serde_json::Value> {
         bootstrap_servers: stack.bootstrap.clone(),
         topic: stack.topic.clone(),
         metadata_refresh_ms: 30_000,
+        security: Default::default(),
     };
     let producer = ordersystem_service_kit::kafka::producer_config(&kafka, 60_000);
     let mut relay = serde_json::Map::new();

@@ -5,6 +5,10 @@
 //! `validate` step only checks what a schema cannot express. Generated YAML lives in `crds/` and is
 //! produced by `ordersystem-operator crd`; never edit it by hand.
 
+mod security;
+
+pub use security::{CA_CERT_KEY, KafkaSasl, KafkaTls, SaslMechanism, TLS_CERT_KEY, TLS_KEY_KEY};
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
@@ -74,6 +78,14 @@ pub struct KafkaSpec {
     pub bootstrap_servers: String,
     /// The topic carrying the order events.
     pub topic: TopicSpec,
+    /// TLS to the brokers (`SSL`, or `SASL_SSL` with `sasl`). Absent: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<KafkaTls>,
+    /// SASL authentication (`SASL_SSL` with `tls`, `SASL_PLAINTEXT` without). With a SCRAM mechanism each
+    /// service gets its own SCRAM user and ACLs: order may only write the topic, invoicing and shipping
+    /// may only read it in their own group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSasl>,
 }
 
 /// The order topic. Its name and replication factor are immutable; partitions may only grow.
@@ -213,6 +225,10 @@ pub struct PostgresSpec {
     /// libpq `sslmode` used by the operator and passed to the services.
     #[serde(default)]
     pub ssl_mode: SslMode,
+    /// Secret with the CA certificate (`ca.crt`, PEM) that signed the server's certificate, for
+    /// `verify-ca` and `verify-full`. When absent, well-known public CAs are trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
 }
 
 /// A reference to a Secret in the resource's namespace.

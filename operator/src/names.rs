@@ -89,6 +89,16 @@ pub fn db_secret_name(system: &str, service: Service) -> String {
     format!("{system}-{}-db", service.as_str())
 }
 
+/// Name of the Secret with a service's Kafka identity (SCRAM username and password).
+pub fn kafka_secret_name(system: &str, service: Service) -> String {
+    format!("{system}-{}-kafka", service.as_str())
+}
+
+/// A service's Kafka user: `<namespace>.<name>.<service>`, unique per Kafka cluster like the group ids.
+pub fn kafka_user(namespace: &str, system: &str, service: Service) -> String {
+    format!("{namespace}.{system}.{}", service.as_str())
+}
+
 /// Consumer group id: `<namespace>.<name>.<service>`, so two systems on one Kafka never share a group.
 pub fn group_id(namespace: &str, system: &str, service: Service) -> String {
     format!("{namespace}.{system}.{}", service.as_str())

@@ -23,10 +23,7 @@ fn topic(name: &str, partitions: i32, configs: &[(&str, &str)]) -> ValidTopic {
     }
 }
 
-struct TopicGuard(
-    Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
-    String,
-);
+struct TopicGuard(Arc<kafka::Admin>, String);
 
 impl Drop for TopicGuard {
     fn drop(&mut self) {
@@ -37,13 +34,7 @@ impl Drop for TopicGuard {
     }
 }
 
-fn setup(
-    prefix: &str,
-) -> (
-    Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
-    String,
-    TopicGuard,
-) {
+fn setup(prefix: &str) -> (Arc<kafka::Admin>, String, TopicGuard) {
     let clients = KafkaClients::default();
     let admin = clients
         .admin(&ordersystem_e2e::env::kafka_bootstrap())

@@ -3,12 +3,15 @@
 //! does not stop the other one.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use kube::ResourceExt;
 
 use super::build::Observed;
 use super::drain::Gate;
+use super::kafka::ClientSecurity;
 use super::kafka::TopicState;
+use super::kafka::security::{self as kafka_security, ConnectionFailure};
 use super::status::Report;
 use super::validate::{ValidSpec, ValidTopic};
 use super::{Context, Error, apply, kafka, lag, postgres};
@@ -45,11 +48,21 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
     }
     report.partitions_rejected = gate.rejected_message();
     report.draining = gate.progress_message();
+    let (mut failure, mut security) = (None, ClientSecurity::plaintext());
     let topic = match gate {
         Gate::Unknown(message) => Err(Error::Drain(message.clone())),
-        _ => ensure_topic(ctx, os, spec, &gate.topic(&spec.topic))
-            .await
-            .map_err(Error::from),
+        _ => match kafka_security::read(&ctx.client, &spec.namespace, &spec.kafka_security).await {
+            Err(error) => Err(Error::from(error)),
+            Ok(read) => {
+                security = read;
+                ensure_topic(ctx, os, spec, &security, &gate.topic(&spec.topic))
+                    .await
+                    .map_err(|(error, connection)| {
+                        failure = connection;
+                        Error::from(error)
+                    })
+            }
+        },
     };
     match topic {
         Ok(topic) => {
@@ -61,7 +74,7 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
             // lag is looked at from the next reconcile on.
             let settled = !topic.created && !topic.partitions_added;
             if let Some(partitions) = topic.status.as_ref().map(|t| t.partitions).filter(|_| settled) {
-                match lag::observe_system(os, spec, partitions).await {
+                match lag::observe_system(os, spec, partitions, &security).await {
                     Ok(lag) => {
                         report.lag_growing = lag::growing_message(&lag, &os.spec.consumer_lag);
                         report.lag = Some(lag);
@@ -77,7 +90,13 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
             report.topic = Some(topic);
         }
         Err(error) => {
-            report.topic_error = Some(super::describe_error(&error));
+            let mut message = super::describe_error(&error);
+            // librdkafka's own account of a refused handshake or login says more than the timeout.
+            if let Some(failure) = failure {
+                report.topic_error_reason = Some(failure.kind.reason());
+                message = format!("{} (then: {message})", failure.message);
+            }
+            report.topic_error = Some(message);
             first_error = Some(error);
         }
     }
@@ -88,6 +107,9 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
             report.postgres = Some(pg);
         }
         Err(error) => {
+            if error.is_tls() {
+                report.postgres_error_reason = Some("PostgresTlsFailed");
+            }
             report.postgres_error = Some(super::describe_error(&error));
             first_error.get_or_insert(Error::from(error));
         }
@@ -105,14 +127,30 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
     }
 }
 
-/// Brings the topic in line with `topic`: the spec's, with the partitions the gate allows now.
+/// The operator's admin client for the spec's brokers, with the TLS and SASL settings its Secrets hold
+/// (returned too, for the other clients of the same reconcile).
+pub async fn kafka_admin(
+    ctx: &Context,
+    spec: &ValidSpec,
+) -> Result<(Arc<kafka::Admin>, ClientSecurity), kafka::Error> {
+    let security = kafka_security::read(&ctx.client, &spec.namespace, &spec.kafka_security).await?;
+    let admin = ctx.kafka.admin_with(&spec.bootstrap_servers, &security)?;
+    Ok((admin, security))
+}
+
+/// Brings the topic in line with `topic`: the spec's, with the partitions the gate allows now. On
+/// failure also the TLS or authentication failure librdkafka reported meanwhile, if any.
 async fn ensure_topic(
     ctx: &Context,
     os: &OrderSystem,
     spec: &ValidSpec,
+    security: &ClientSecurity,
     topic: &ValidTopic,
-) -> Result<kafka::TopicObserved, kafka::Error> {
-    let admin = ctx.kafka.admin(&spec.bootstrap_servers)?;
+) -> Result<kafka::TopicObserved, (kafka::Error, Option<ConnectionFailure>)> {
+    let admin = ctx
+        .kafka
+        .admin_with(&spec.bootstrap_servers, security)
+        .map_err(|error| (error, None))?;
     // Keys we managed before come from our own status, so a key removed from the spec is reset.
     let previously: BTreeSet<String> = os
         .status
@@ -127,14 +165,23 @@ async fn ensure_topic(
         .and_then(|t| t.topic_id.clone());
     let acknowledged = os.annotations().get(names::RECREATE_TOPIC_ANNOTATION);
     let known_id = recorded.filter(|id| acknowledged != Some(id));
-    kafka::ensure_topic(&admin, topic, &previously, known_id.as_deref(), spec.paused).await
+    let mut result = kafka::ensure_topic(&admin, topic, &previously, known_id.as_deref(), spec.paused).await;
+    // The services' own users and ACLs belong to the topic step: their pods wait for both.
+    if let (Ok(_), Some(mechanism), false) = (&result, spec.kafka_security.scram(), spec.paused)
+        && let Err(error) = kafka::identities::ensure(&ctx.client, &admin, spec, mechanism).await
+    {
+        result = Err(error);
+    }
+    // Read either way: after a success an earlier failure is history, not news.
+    let failure = kafka_security::take_failure(&admin);
+    result.map_err(|error| (error, failure))
 }
 
 async fn ensure_postgres(
     ctx: &Context,
     spec: &ValidSpec,
 ) -> Result<postgres::PostgresObserved, postgres::Error> {
-    let admin = postgres::read_admin(&ctx.client, &spec.namespace, &spec.admin_secret).await?;
+    let admin = postgres::read_connection(&ctx.client, spec).await?;
     postgres::ensure(&ctx.client, &admin, spec).await
 }
 

@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use super::validate::{ServicePlan, ValidSpec};
 use crate::names::{self, Service};
 
+mod security;
+
 /// What the backends and the cluster told us, as far as building needs it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
@@ -152,7 +154,11 @@ fn build_deployment(spec: &ValidSpec, plan: &ServicePlan, secret_hash: &str) -> 
     if let Some(resources) = &plan.resources {
         container["resources"] = json!(resources);
     }
-    json!({
+    let (volumes, mounts) = security::volumes(spec);
+    if !mounts.is_empty() {
+        container["volumeMounts"] = Value::Array(mounts);
+    }
+    let mut deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(spec, plan),
         "spec": {
@@ -176,7 +182,14 @@ fn build_deployment(spec: &ValidSpec, plan: &ServicePlan, secret_hash: &str) -> 
                 },
             },
         },
-    })
+    });
+    if !volumes.is_empty() {
+        let pod = &mut deployment["spec"]["template"]["spec"];
+        // The Secret files belong to root; fsGroup lets the container's group read them (mode 0440).
+        pod["securityContext"]["fsGroup"] = json!(65532);
+        pod["volumes"] = Value::Array(volumes);
+    }
+    deployment
 }
 
 fn probe(path: &str, period_seconds: i32) -> Value {
@@ -202,6 +215,7 @@ fn build_env(spec: &ValidSpec, plan: &ServicePlan) -> Value {
     if let Some(group) = &plan.group_id {
         env.push(json!({"name": env::KAFKA_GROUP_ID, "value": group}));
     }
+    env.extend(security::env(spec, plan));
     Value::Array(env)
 }
 

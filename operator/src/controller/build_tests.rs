@@ -198,3 +198,83 @@ fn services_and_service_accounts_are_built_for_every_service() {
         Some(false)
     );
 }
+
+#[test]
+fn secured_backends_mount_the_certificates_and_give_each_service_its_own_kafka_identity() {
+    let yaml = MINIMAL
+        .replace(
+            "    bootstrapServers: kafka:9092\n",
+            "    bootstrapServers: kafka:9093\n    tls: {caSecretRef: {name: kafka-ca}, clientCertificateSecretRef: {name: kafka-client}}\n    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretRef: {name: kafka-admin}}\n",
+        )
+        .replace(
+            "{adminSecretRef: {name: pg-admin}}",
+            "{adminSecretRef: {name: pg-admin}, sslMode: verify-full, caSecretRef: {name: pg-ca}}",
+        );
+    let spec = validate(&os_from_yaml(&yaml)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    let shipping = deployment(&desired, "shop-shipping");
+    let env = env_of(shipping);
+    let value = |name: &str| env[name].value.clone().unwrap_or_default();
+    assert_eq!(value(env::KAFKA_SECURITY_PROTOCOL), "sasl_ssl");
+    assert_eq!(value(env::KAFKA_SASL_MECHANISM), "SCRAM-SHA-512");
+    assert_eq!(
+        value(env::KAFKA_SSL_CA_LOCATION),
+        "/etc/ordersystem/kafka-ca/ca.crt"
+    );
+    assert_eq!(
+        value(env::KAFKA_SSL_KEY_LOCATION),
+        "/etc/ordersystem/kafka-client/tls.key"
+    );
+    assert_eq!(
+        value(env::DATABASE_SSLROOTCERT),
+        "/etc/ordersystem/postgres-ca/ca.crt"
+    );
+    for key in [env::KAFKA_SASL_USERNAME, env::KAFKA_SASL_PASSWORD] {
+        let reference = env[key]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("the Kafka identity comes from a secretKeyRef");
+        assert_eq!(reference.name, "shop-shipping-kafka");
+        assert!(env[key].value.is_none(), "no literal {key}");
+    }
+    let pod = shipping
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
+    let volumes: Vec<_> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| {
+            v.secret
+                .as_ref()
+                .and_then(|s| s.secret_name.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(volumes, ["kafka-ca", "kafka-client", "pg-ca"]);
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
+    assert!(mounts.iter().all(|m| m.read_only == Some(true)) && mounts.len() == 3);
+    assert_eq!(
+        pod.security_context.as_ref().and_then(|s| s.fs_group),
+        Some(65532)
+    );
+}
+
+#[test]
+fn a_plaintext_system_has_no_security_env_and_no_volumes() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    let order = deployment(&desired, "shop-order");
+    let env = env_of(order);
+    assert!(!env.contains_key(env::KAFKA_SECURITY_PROTOCOL));
+    assert!(!env.contains_key(env::KAFKA_SASL_PASSWORD));
+    let pod = order
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
+    assert!(pod.volumes.is_none());
+}

@@ -32,10 +32,10 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     if backends::topic_conflict(ctx, os, &spec).is_none() {
-        let admin = ctx.kafka.admin(&spec.bootstrap_servers)?;
+        let (admin, _) = backends::kafka_admin(ctx, &spec).await?;
         kafka::delete_topic(&admin, &spec.topic.name).await?;
     }
-    match postgres::read_admin(&ctx.client, &spec.namespace, &spec.admin_secret).await {
+    match postgres::read_connection(&ctx.client, &spec).await {
         Ok(admin) => {
             postgres::drop_all(&admin, &spec).await?;
             rotation::drop_alternates(&admin, &spec).await?;

@@ -105,9 +105,8 @@ pub async fn gate(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> Gate {
 }
 
 async fn decide(ctx: &Context, spec: &ValidSpec, policy: PartitionIncrease) -> Result<Gate, String> {
-    let admin = ctx
-        .kafka
-        .admin(&spec.bootstrap_servers)
+    let (admin, security) = super::backends::kafka_admin(ctx, spec)
+        .await
         .map_err(|e| describe_error(&e))?;
     let Some(topic) = kafka::describe(&admin, &spec.topic.name)
         .await
@@ -141,9 +140,15 @@ async fn decide(ctx: &Context, spec: &ValidSpec, policy: PartitionIncrease) -> R
         .iter()
         .filter_map(|plan| Some((plan.service, plan.group_id.clone()?)))
         .collect();
-    let lags = lag::observe(&spec.bootstrap_servers, &spec.topic.name, current, groups)
-        .await
-        .map_err(|e| describe_error(&e))?;
+    let lags = lag::observe(
+        &spec.bootstrap_servers,
+        &security,
+        &spec.topic.name,
+        current,
+        groups,
+    )
+    .await
+    .map_err(|e| describe_error(&e))?;
     let lag_of = |service| lags.get(&service).copied().unwrap_or_default();
     let (invoicing, shipping) = (lag_of(Service::Invoicing), lag_of(Service::Shipping));
     Ok(if invoicing == 0 && shipping == 0 {

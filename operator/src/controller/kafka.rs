@@ -4,6 +4,9 @@
 //! not manage, and never touches a topic other than the one named in the spec.
 
 mod admin_ffi;
+pub mod identities;
+mod identity_ffi;
+pub mod security;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,6 +20,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 pub use admin_ffi::{ConfigOp, FfiError, TopicDescription};
+pub use security::ClientSecurity;
 
 use super::validate::ValidTopic;
 use crate::crd::TopicStatus;
@@ -24,7 +28,8 @@ use crate::crd::TopicStatus;
 /// How long one Admin API request may take before the reconcile fails (and is retried with backoff).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Admin = AdminClient<DefaultClientContext>;
+/// The operator's admin client.
+pub type Admin = AdminClient<DefaultClientContext>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -75,6 +80,32 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
+    #[error("failed to create or update the SCRAM user {user}")]
+    ScramUser {
+        user: String,
+        #[source]
+        source: FfiError,
+    },
+    #[error("failed to create the ACLs of {principal}")]
+    Acls {
+        principal: String,
+        #[source]
+        source: FfiError,
+    },
+    #[error("failed to create or read Secret {name}")]
+    ServiceSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to read Secret {name}")]
+    ReadSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Secret {name} has no usable {key}")]
+    SecretKey { name: String, key: &'static str },
     #[error("a blocking Kafka call panicked or was cancelled")]
     Blocking {
         #[source]
@@ -124,31 +155,40 @@ pub struct TopicObserved {
     pub configs_changed: Vec<String>,
 }
 
-/// Admin clients, one per bootstrap list, kept across reconciles (each owns librdkafka threads).
+/// Admin clients, one per bootstrap list and security settings, kept across reconciles (each owns
+/// librdkafka threads).
 #[derive(Default)]
 pub struct KafkaClients {
-    admins: Mutex<HashMap<String, Arc<Admin>>>,
+    admins: Mutex<HashMap<(String, String), Arc<Admin>>>,
 }
 
 impl KafkaClients {
+    /// A plaintext admin client.
     pub fn admin(&self, bootstrap: &str) -> Result<Arc<Admin>, Error> {
+        self.admin_with(bootstrap, &ClientSecurity::plaintext())
+    }
+
+    /// An admin client with TLS and SASL as `security` says.
+    pub fn admin_with(&self, bootstrap: &str, security: &ClientSecurity) -> Result<Arc<Admin>, Error> {
+        let key = (bootstrap.to_string(), security.fingerprint());
         let mut admins = self
             .admins
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(admin) = admins.get(bootstrap) {
+        if let Some(admin) = admins.get(&key) {
             return Ok(admin.clone());
         }
-        let admin: Admin = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", bootstrap)
-            .set("socket.timeout.ms", "10000")
-            .create()
-            .map_err(|source| Error::CreateClient {
-                bootstrap: bootstrap.to_string(),
-                source,
-            })?;
+            .set("socket.timeout.ms", "10000");
+        security.apply(&mut config);
+        let admin: Admin = config.create().map_err(|source| Error::CreateClient {
+            bootstrap: bootstrap.to_string(),
+            source,
+        })?;
         let admin = Arc::new(admin);
-        admins.insert(bootstrap.to_string(), admin.clone());
+        admins.insert(key, admin.clone());
         Ok(admin)
     }
 }

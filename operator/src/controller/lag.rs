@@ -15,6 +15,7 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 
+use super::kafka::ClientSecurity;
 use super::validate::ValidSpec;
 use crate::crd::{ConsumerLagSpec, ConsumerLagStatus, GroupLagStatus, OrderSystem};
 use crate::names::Service;
@@ -64,6 +65,7 @@ pub async fn observe_system(
     os: &OrderSystem,
     spec: &ValidSpec,
     partitions: i32,
+    security: &ClientSecurity,
 ) -> Result<ConsumerLagStatus, Error> {
     let groups: Vec<(Service, String)> = spec
         .services
@@ -72,6 +74,7 @@ pub async fn observe_system(
         .collect();
     let lags = observe(
         &spec.bootstrap_servers,
+        security,
         &spec.topic.name,
         partitions,
         groups.clone(),
@@ -84,18 +87,20 @@ pub async fn observe_system(
 /// Lag of each consumer group (`groups`: service and group id) on `topic` with `partitions` partitions.
 pub async fn observe(
     bootstrap: &str,
+    security: &ClientSecurity,
     topic: &str,
     partitions: i32,
     groups: Vec<(Service, String)>,
 ) -> Result<BTreeMap<Service, i64>, Error> {
-    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
-    tokio::task::spawn_blocking(move || observe_blocking(&bootstrap, &topic, partitions, &groups))
+    let (bootstrap, topic, security) = (bootstrap.to_string(), topic.to_string(), security.clone());
+    tokio::task::spawn_blocking(move || observe_blocking(&bootstrap, &security, &topic, partitions, &groups))
         .await
         .map_err(|source| Error::Blocking { source })?
 }
 
 fn observe_blocking(
     bootstrap: &str,
+    security: &ClientSecurity,
     topic: &str,
     partitions: i32,
     groups: &[(Service, String)],
@@ -105,16 +110,17 @@ fn observe_blocking(
     for (service, group) in groups {
         // One short-lived client per group: the group id is a client setting. It never subscribes, so
         // it never joins the group and never disturbs its members.
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", bootstrap)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
-            .set("socket.timeout.ms", "10000")
-            .create()
-            .map_err(|source| Error::CreateClient {
-                bootstrap: bootstrap.to_string(),
-                source,
-            })?;
+            .set("socket.timeout.ms", "10000");
+        security.apply(&mut config);
+        let consumer: BaseConsumer = config.create().map_err(|source| Error::CreateClient {
+            bootstrap: bootstrap.to_string(),
+            source,
+        })?;
         if watermarks.is_empty() {
             for partition in 0..partitions {
                 let marks = consumer

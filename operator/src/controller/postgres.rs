@@ -8,7 +8,9 @@
 mod credentials;
 pub(super) mod scram;
 
-pub use credentials::{AdminConnection, admin_from_secret, generate_password, read_admin, secret_hash};
+pub use credentials::{
+    AdminConnection, admin_from_secret, generate_password, read_admin, read_connection, secret_hash,
+};
 use credentials::{ensure_secret, read_secret, secret_value};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +35,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to read the Postgres CA Secret {name}")]
+    ReadCaSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Postgres CA Secret {name} has no ca.crt")]
+    CaSecretKey { name: String },
     #[error("admin Secret {name} has no usable {key}")]
     AdminSecretKey { name: String, key: &'static str },
     #[error("failed to connect to Postgres at {host}:{port}")]
@@ -68,6 +78,22 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// True when the TLS handshake with the server failed: its certificate is not signed by the CA, names
+    /// another host, or the server offers no TLS.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Self::Connect { source, .. } => match source {
+                sqlx::Error::Tls(_) => true,
+                // rustls reports a refused certificate as an I/O error of kind InvalidData.
+                sqlx::Error::Io(error) => error.kind() == std::io::ErrorKind::InvalidData,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// What the backend found and did for all three services.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PostgresObserved {
@@ -80,13 +106,16 @@ pub struct PostgresObserved {
 
 pub async fn connect(admin: &AdminConnection, spec: &ValidSpec) -> Result<PgConnection, Error> {
     let ssl_mode = spec.ssl_mode.as_libpq().parse().unwrap_or(PgSslMode::Prefer);
-    let options = PgConnectOptions::new()
+    let mut options = PgConnectOptions::new()
         .host(&admin.host)
         .port(admin.port)
         .database(&admin.dbname)
         .username(&admin.username)
         .password(&admin.password)
         .ssl_mode(ssl_mode);
+    if let Some(ca) = &admin.ca_pem {
+        options = options.ssl_root_cert_from_pem(ca.clone());
+    }
     let (host, port) = (admin.host.clone(), admin.port);
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
         Ok(result) => result.map_err(|source| Error::Connect { host, port, source }),

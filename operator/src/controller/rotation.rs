@@ -106,7 +106,7 @@ pub async fn step(
     if observed.schemas_ready.is_empty() {
         return Ok(report);
     }
-    let admin = postgres::read_admin(&ctx.client, &spec.namespace, &spec.admin_secret).await?;
+    let admin = postgres::read_connection(&ctx.client, spec).await?;
     let mut conn = postgres::connect(&admin, spec).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &spec.namespace);
     let owner = names::owner_comment(&spec.uid);

@@ -42,8 +42,13 @@ pub struct Report {
     pub conflict: Option<String>,
     pub topic: Option<TopicObserved>,
     pub topic_error: Option<String>,
+    /// Condition reason for `topic_error` when it has a more precise one than `KafkaUnavailable`
+    /// (a failed TLS handshake or SASL login).
+    pub topic_error_reason: Option<&'static str>,
     pub postgres: Option<PostgresObserved>,
     pub postgres_error: Option<String>,
+    /// Condition reason for `postgres_error` when more precise than `PostgresUnavailable` (TLS refused).
+    pub postgres_error_reason: Option<&'static str>,
     pub apply_error: Option<String>,
     pub deployments: Vec<DeploymentState>,
     pub waiting: Vec<(Service, &'static str)>,
@@ -136,7 +141,8 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
 
 fn topic_verdict(report: &Report) -> Verdict {
     if let Some(error) = &report.topic_error {
-        return (false, "KafkaUnavailable", error.clone());
+        let reason = report.topic_error_reason.unwrap_or("KafkaUnavailable");
+        return (false, reason, error.clone());
     }
     let Some(topic) = &report.topic else {
         return (false, "NotObserved", "the topic was not checked".into());
@@ -199,7 +205,8 @@ fn topic_verdict(report: &Report) -> Verdict {
 
 fn database_verdict(report: &Report) -> Verdict {
     if let Some(error) = &report.postgres_error {
-        return (false, "PostgresUnavailable", error.clone());
+        let reason = report.postgres_error_reason.unwrap_or("PostgresUnavailable");
+        return (false, reason, error.clone());
     }
     let Some(pg) = &report.postgres else {
         return (false, "NotObserved", "the database was not checked".into());

@@ -8,7 +8,10 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{CleanupPolicy, DeletionPolicy, MAX_NAME_LEN, OrderSystem, ServiceSpec, SslMode};
+use super::kafka::security::KafkaSecuritySpec;
+use crate::crd::{
+    CleanupPolicy, DeletionPolicy, MAX_NAME_LEN, OrderSystem, SaslMechanism, ServiceSpec, SslMode,
+};
 use crate::names::{self, Service};
 
 /// A spec that passed validation: the single input of the backends and of `build`.
@@ -19,9 +22,13 @@ pub struct ValidSpec {
     pub uid: String,
     pub owner: OwnerReference,
     pub bootstrap_servers: String,
+    /// TLS and SASL of every Kafka client, the operator's and the services'.
+    pub kafka_security: KafkaSecuritySpec,
     pub topic: ValidTopic,
     pub admin_secret: String,
     pub ssl_mode: SslMode,
+    /// Secret with the CA certificate of the Postgres server, for `verify-ca` and `verify-full`.
+    pub postgres_ca_secret: Option<String>,
     pub services: Vec<ServicePlan>,
     pub deletion_policy: DeletionPolicy,
     pub paused: bool,
@@ -46,6 +53,10 @@ pub struct ServicePlan {
     pub resources: Option<ResourceRequirements>,
     pub child_name: String,
     pub secret_name: String,
+    /// Secret with the service's own Kafka identity (used when `kafka.sasl` is set).
+    pub kafka_secret_name: String,
+    /// The service's Kafka user (created by the operator with a SCRAM mechanism).
+    pub kafka_user: String,
     /// Schema and role share one name.
     pub db_identifier: String,
     pub group_id: Option<String>,
@@ -106,6 +117,7 @@ pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
         problems
             .push("retention.ms has no effect with cleanupPolicy compact; use compact,delete".to_string());
     }
+    check_security(os, &mut problems);
     let mut services = Vec::new();
     for service in Service::ALL {
         let plan = plan_service(&namespace, &name, service, service_spec(os, service));
@@ -136,6 +148,10 @@ pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
         namespace,
         name,
         bootstrap_servers: spec.kafka.bootstrap_servers.clone(),
+        kafka_security: KafkaSecuritySpec {
+            tls: spec.kafka.tls.clone(),
+            sasl: spec.kafka.sasl.clone(),
+        },
         topic: ValidTopic {
             name: topic.name.clone(),
             partitions: topic.partitions,
@@ -144,6 +160,7 @@ pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
         },
         admin_secret: spec.postgres.admin_secret_ref.name.clone(),
         ssl_mode: spec.postgres.ssl_mode,
+        postgres_ca_secret: spec.postgres.ca_secret_ref.as_ref().map(|r| r.name.clone()),
         services,
         deletion_policy: spec.deletion_policy,
         paused: spec.paused,
@@ -169,10 +186,35 @@ fn plan_service(namespace: &str, name: &str, service: Service, spec: &ServiceSpe
         resources: spec.resources.clone(),
         child_name: names::child_name(name, service),
         secret_name: names::db_secret_name(name, service),
+        kafka_secret_name: names::kafka_secret_name(name, service),
+        kafka_user: names::kafka_user(namespace, name, service),
         db_identifier: names::pg_identifier(namespace, name, service),
         group_id: service
             .is_consumer()
             .then(|| names::group_id(namespace, name, service)),
+    }
+}
+
+/// Combinations the schema allows but that would not do what they say.
+fn check_security(os: &OrderSystem, problems: &mut Vec<String>) {
+    let (kafka, postgres) = (&os.spec.kafka, &os.spec.postgres);
+    if kafka.tls.is_none()
+        && kafka
+            .sasl
+            .as_ref()
+            .is_some_and(|s| s.mechanism == SaslMechanism::Plain)
+    {
+        problems.push(
+            "kafka.sasl.mechanism PLAIN sends the password in the clear: it needs kafka.tls".to_string(),
+        );
+    }
+    if postgres.ca_secret_ref.is_some()
+        && !matches!(postgres.ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull)
+    {
+        problems.push(format!(
+            "postgres.caSecretRef is only used with sslMode verify-ca or verify-full, not {}",
+            postgres.ssl_mode.as_libpq()
+        ));
     }
 }
 
@@ -249,6 +291,36 @@ spec:
         let yaml = MINIMAL.replace("partitions: 3,", "partitions: 3, cleanupPolicy: compact,");
         let invalid = validate(&os_from_yaml(&yaml)).expect_err("invalid");
         assert!(invalid.to_string().contains("retention.ms has no effect"));
+    }
+
+    #[test]
+    fn plain_without_tls_and_a_postgres_ca_without_verification_are_refused() {
+        let yaml = MINIMAL
+            .replace(
+                "    bootstrapServers: kafka:9092\n",
+                "    bootstrapServers: kafka:9092\n    sasl: {mechanism: PLAIN, credentialsSecretRef: {name: k}}\n",
+            )
+            .replace(
+                "{adminSecretRef: {name: pg-admin}}",
+                "{adminSecretRef: {name: pg-admin}, sslMode: require, caSecretRef: {name: pg-ca}}",
+            );
+        let text = validate(&os_from_yaml(&yaml)).expect_err("invalid").to_string();
+        assert!(text.contains("PLAIN sends the password in the clear"), "{text}");
+        assert!(
+            text.contains("caSecretRef is only used with sslMode verify-ca"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tls_and_scram_give_sasl_ssl_with_per_service_identities() {
+        let yaml = MINIMAL.replace(
+            "    bootstrapServers: kafka:9092\n",
+            "    bootstrapServers: kafka:9092\n    tls: {caSecretRef: {name: kafka-ca}}\n    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretRef: {name: k}}\n",
+        );
+        let spec = validate(&os_from_yaml(&yaml)).expect("valid");
+        assert_eq!(spec.kafka_security.protocol(), "sasl_ssl");
+        assert_eq!(spec.kafka_security.scram(), Some(SaslMechanism::ScramSha512));
     }
 
     #[test]

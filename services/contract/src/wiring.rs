@@ -26,9 +26,21 @@ pub mod env {
     pub const DATABASE_SCHEMA: &str = "DATABASE_SCHEMA";
     /// libpq-style `sslmode`: disable | prefer | require | verify-ca | verify-full.
     pub const DATABASE_SSLMODE: &str = "DATABASE_SSLMODE";
+    /// Path of the CA certificate (PEM) the server's certificate must chain to (libpq `sslrootcert`).
+    pub const DATABASE_SSLROOTCERT: &str = "DATABASE_SSLROOTCERT";
     /// Kafka bootstrap servers and the order topic.
     pub const KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
     pub const KAFKA_TOPIC: &str = "KAFKA_TOPIC";
+    /// librdkafka `security.protocol`: plaintext | ssl | sasl_plaintext | sasl_ssl.
+    pub const KAFKA_SECURITY_PROTOCOL: &str = "KAFKA_SECURITY_PROTOCOL";
+    /// Paths (PEM) of the CA certificate of the brokers and of a client certificate and its key.
+    pub const KAFKA_SSL_CA_LOCATION: &str = "KAFKA_SSL_CA_LOCATION";
+    pub const KAFKA_SSL_CERTIFICATE_LOCATION: &str = "KAFKA_SSL_CERTIFICATE_LOCATION";
+    pub const KAFKA_SSL_KEY_LOCATION: &str = "KAFKA_SSL_KEY_LOCATION";
+    /// SASL mechanism (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN) and the service's own Kafka identity.
+    pub const KAFKA_SASL_MECHANISM: &str = "KAFKA_SASL_MECHANISM";
+    pub const KAFKA_SASL_USERNAME: &str = "KAFKA_SASL_USERNAME";
+    pub const KAFKA_SASL_PASSWORD: &str = "KAFKA_SASL_PASSWORD";
     /// Consumer group id of invoicing or shipping; the operator sets `<namespace>.<name>.<service>`.
     pub const KAFKA_GROUP_ID: &str = "KAFKA_GROUP_ID";
     /// `consumer` (KIP-848) or `classic` (cooperative-sticky).
@@ -44,6 +56,16 @@ pub mod env {
     pub const RETRY_BACKOFF_MAX_MS: &str = "RETRY_BACKOFF_MAX_MS";
     pub const OUTBOX_MESSAGE_TIMEOUT_MS: &str = "OUTBOX_MESSAGE_TIMEOUT_MS";
     pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
+}
+
+/// Where the operator mounts the Secrets with certificates in a service's container (read-only).
+pub mod mounts {
+    /// The brokers' CA certificate, `ca.crt`.
+    pub const KAFKA_CA_DIR: &str = "/etc/ordersystem/kafka-ca";
+    /// The Kafka client certificate, `tls.crt` and `tls.key`.
+    pub const KAFKA_CLIENT_CERT_DIR: &str = "/etc/ordersystem/kafka-client";
+    /// The Postgres server's CA certificate, `ca.crt`.
+    pub const POSTGRES_CA_DIR: &str = "/etc/ordersystem/postgres-ca";
 }
 
 /// The topic name the services use when none is configured (the reference's topic).

@@ -5,6 +5,7 @@
 use ordersystem_contract::wiring::{DEFAULT_TOPIC, env};
 use secrecy::SecretString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the HTTP server listens.
@@ -39,6 +40,9 @@ pub struct DatabaseArgs {
     /// libpq sslmode: disable | prefer | require | verify-ca | verify-full.
     #[arg(long = "database-sslmode", env = env::DATABASE_SSLMODE, default_value = "prefer")]
     pub sslmode: String,
+    /// CA certificate (PEM file) the server's certificate must chain to, for verify-ca and verify-full.
+    #[arg(long = "database-sslrootcert", env = env::DATABASE_SSLROOTCERT)]
+    pub sslrootcert: Option<PathBuf>,
     /// Connections in the pool.
     #[arg(
         long = "database-max-connections",
@@ -69,6 +73,51 @@ pub struct KafkaArgs {
     /// Topic metadata refresh in milliseconds; bounds how long added partitions go unnoticed.
     #[arg(long = "kafka-metadata-refresh-ms", env = env::KAFKA_METADATA_REFRESH_MS, default_value_t = 30_000)]
     pub metadata_refresh_ms: u32,
+    /// TLS and SASL.
+    #[command(flatten)]
+    pub security: KafkaSecurityArgs,
+}
+
+/// librdkafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+/// How the service reaches a secured Kafka: certificates as files (mounted from Secrets), its own SASL
+/// identity. The password is a `SecretString`: `Debug` and `--help` never show it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KafkaSecurityArgs {
+    /// Security protocol: plaintext, ssl, sasl_plaintext or sasl_ssl.
+    #[arg(long = "kafka-security-protocol", env = env::KAFKA_SECURITY_PROTOCOL, value_enum, default_value = "plaintext")]
+    pub protocol: SecurityProtocol,
+    /// CA certificate of the brokers (PEM file); without it the system's trust store.
+    #[arg(long = "kafka-ssl-ca-location", env = env::KAFKA_SSL_CA_LOCATION)]
+    pub ca_location: Option<PathBuf>,
+    /// Client certificate (PEM file), for brokers that require mutual TLS.
+    #[arg(long = "kafka-ssl-certificate-location", env = env::KAFKA_SSL_CERTIFICATE_LOCATION, requires = "key_location")]
+    pub certificate_location: Option<PathBuf>,
+    /// Private key of the client certificate (PEM file).
+    #[arg(long = "kafka-ssl-key-location", env = env::KAFKA_SSL_KEY_LOCATION, requires = "certificate_location")]
+    pub key_location: Option<PathBuf>,
+    /// SASL mechanism: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN.
+    #[arg(
+        long = "kafka-sasl-mechanism",
+        env = env::KAFKA_SASL_MECHANISM,
+        value_parser = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
+    )]
+    pub sasl_mechanism: Option<String>,
+    /// The service's Kafka user.
+    #[arg(long = "kafka-sasl-username", env = env::KAFKA_SASL_USERNAME)]
+    pub sasl_username: Option<String>,
+    /// Its password (never logged).
+    #[arg(long = "kafka-sasl-password", env = env::KAFKA_SASL_PASSWORD, hide_env_values = true)]
+    pub sasl_password: Option<SecretString>,
 }
 
 /// Consumer group settings of invoicing and shipping.

@@ -51,7 +51,7 @@ impl Database {
         // search_path as a startup parameter: it holds for every connection the pool ever opens. The
         // schema is quoted so a name needing quotes (the operator always quotes) still resolves.
         let search_path = format!("\"{}\"", args.schema.replace('"', "\"\""));
-        let options = PgConnectOptions::new()
+        let mut options = PgConnectOptions::new()
             .host(&args.host)
             .port(args.port)
             .database(&args.name)
@@ -59,6 +59,9 @@ impl Database {
             .password(args.password.expose_secret())
             .ssl_mode(ssl_mode)
             .options([("search_path", search_path.as_str())]);
+        if let Some(ca) = &args.sslrootcert {
+            options = options.ssl_root_cert(ca);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(args.max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -2,7 +2,7 @@
 //! librdkafka's callbacks into logs and metrics: every rebalance is logged with its partitions (so
 //! scaling can be seen), and "all brokers down" flips the `kafka_connected` gauge.
 
-use crate::config::{ConsumerArgs, GroupProtocol, KafkaArgs};
+use crate::config::{ConsumerArgs, GroupProtocol, KafkaArgs, KafkaSecurityArgs, SecurityProtocol};
 use crate::metrics::Metrics;
 use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
@@ -10,6 +10,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use secrecy::ExposeSecret;
 use std::sync::{Arc, Mutex};
 
 /// Callbacks of one client. `revoked` collects partitions lost in a rebalance so the consumer loop can
@@ -107,7 +108,42 @@ pub fn base_config(kafka: &KafkaArgs) -> ClientConfig {
             kafka.metadata_refresh_ms.to_string(),
         )
         .set("client.dns.lookup", "use_all_dns_ips");
+    apply_security(&kafka.security, &mut config);
     config
+}
+
+/// TLS and SASL settings; certificates are read by librdkafka from their files.
+fn apply_security(security: &KafkaSecurityArgs, config: &mut ClientConfig) {
+    let protocol = match security.protocol {
+        SecurityProtocol::Plaintext => "plaintext",
+        SecurityProtocol::Ssl => "ssl",
+        SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+        SecurityProtocol::SaslSsl => "sasl_ssl",
+    };
+    config.set("security.protocol", protocol);
+    let path = |p: &std::path::PathBuf| p.to_string_lossy().into_owned();
+    if let Some(ca) = &security.ca_location {
+        config.set("ssl.ca.location", path(ca));
+    } else if matches!(
+        security.protocol,
+        SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+    ) {
+        config.set("ssl.ca.location", "probe");
+    }
+    if let (Some(cert), Some(key)) = (&security.certificate_location, &security.key_location) {
+        config
+            .set("ssl.certificate.location", path(cert))
+            .set("ssl.key.location", path(key));
+    }
+    if let Some(mechanism) = &security.sasl_mechanism {
+        config.set("sasl.mechanism", mechanism);
+    }
+    if let Some(username) = &security.sasl_username {
+        config.set("sasl.username", username);
+    }
+    if let Some(password) = &security.sasl_password {
+        config.set("sasl.password", password.expose_secret());
+    }
 }
 
 /// The idempotent producer of the relay: acks from all in-sync replicas, no reordering on retry, and the

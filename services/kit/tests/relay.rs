@@ -45,6 +45,7 @@ fn database_args(db: &schema::ServiceDb) -> DatabaseArgs {
         password: db.password.clone().into(),
         schema: db.schema.clone(),
         sslmode: "prefer".into(),
+        sslrootcert: None,
         max_connections: 5,
     }
 }
@@ -88,6 +89,7 @@ async fn relays_keep_per_key_order_across_restart_and_place_keys_like_java() {
         bootstrap_servers: bootstrap.clone(),
         topic: topic.clone(),
         metadata_refresh_ms: 30_000,
+        security: Default::default(),
     };
     let settings = RelaySettings {
         message_timeout: Duration::from_secs(30),

@@ -39,12 +39,14 @@ async fn poison_conflicts_and_duplicates_are_handled_in_shippings_own_schema() {
             password: db.password.clone().into(),
             schema: db.schema.clone(),
             sslmode: "prefer".into(),
+            sslrootcert: None,
             max_connections: 5,
         },
         kafka: KafkaArgs {
             bootstrap_servers: bootstrap.clone(),
             topic: topic.clone(),
             metadata_refresh_ms: 5_000,
+            security: Default::default(),
         },
         consumer: ConsumerArgs {
             group_id: Some(names::unique("shipping")),

@@ -63,12 +63,12 @@ pub enum ConfigOp {
     Delete,
 }
 
-type Admin = AdminClient<DefaultClientContext>;
+pub(super) type Admin = AdminClient<DefaultClientContext>;
 
 /// A librdkafka object and its destructor.
-struct Owned<T> {
-    ptr: *mut T,
-    destroy: unsafe extern "C" fn(*mut T),
+pub(super) struct Owned<T> {
+    pub(super) ptr: *mut T,
+    pub(super) destroy: unsafe extern "C" fn(*mut T),
 }
 
 impl<T> Drop for Owned<T> {
@@ -82,7 +82,7 @@ impl<T> Drop for Owned<T> {
 }
 
 /// Creates a result queue and admin options with the request timeout, for one call.
-fn queue_and_options(
+pub(super) fn queue_and_options(
     admin: &Admin,
     timeout: Duration,
 ) -> (Owned<rd::rd_kafka_queue_t>, Owned<rd::rd_kafka_AdminOptions_t>) {
@@ -112,7 +112,7 @@ fn queue_and_options(
 }
 
 /// Waits for the one result event of a call on its private queue; checks the request-level error.
-fn wait(
+pub(super) fn wait(
     queue: &Owned<rd::rd_kafka_queue_t>,
     op: &'static str,
     timeout: Duration,
@@ -146,12 +146,59 @@ fn wait(
 ///
 /// # Safety
 /// `s` is null or a valid NUL-terminated string that lives for the duration of the call.
-unsafe fn cstr(s: *const c_char) -> String {
+pub(super) unsafe fn cstr(s: *const c_char) -> String {
     if s.is_null() {
         return String::new();
     }
     // SAFETY: guaranteed by the caller.
     unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+}
+
+/// Takes every event waiting on the client's main queue, which rdkafka's `AdminClient` never serves:
+/// returns the client-level errors (connection, TLS, authentication) and forwards log lines to
+/// `tracing`. Called after each reconcile's Kafka step, so the queue never grows.
+pub fn drain_client_events(admin: &Admin) -> Vec<(RDKafkaErrorCode, String)> {
+    let rk = admin.inner().native_ptr();
+    // SAFETY: `rk` is the live client handle owned by `admin`; the returned reference is released by
+    // the guard.
+    let queue = Owned {
+        ptr: unsafe { rd::rd_kafka_queue_get_main(rk) },
+        destroy: rd::rd_kafka_queue_destroy,
+    };
+    let mut errors = Vec::new();
+    loop {
+        // SAFETY: `queue` is live; a zero timeout never blocks.
+        let event = unsafe { rd::rd_kafka_queue_poll(queue.ptr, 0) };
+        if event.is_null() {
+            return errors;
+        }
+        let event = Owned {
+            ptr: event,
+            destroy: rd::rd_kafka_event_destroy,
+        };
+        // SAFETY: `event` is live while read; the strings are owned by it and copied before it is freed.
+        unsafe {
+            match rd::rd_kafka_event_type(event.ptr) {
+                rd::RD_KAFKA_EVENT_ERROR => errors.push((
+                    rd::rd_kafka_event_error(event.ptr).into(),
+                    cstr(rd::rd_kafka_event_error_string(event.ptr)),
+                )),
+                rd::RD_KAFKA_EVENT_LOG => {
+                    let (mut facility, mut message, mut level) = (ptr::null(), ptr::null(), 0);
+                    if rd::rd_kafka_event_log(event.ptr, &mut facility, &mut message, &mut level) == 0 {
+                        let (facility, message) = (cstr(facility), cstr(message));
+                        // syslog levels: 0-4 emergency to warning.
+                        if level <= 4 {
+                            tracing::warn!(facility, message, "librdkafka");
+                        } else {
+                            tracing::debug!(facility, message, "librdkafka");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Describes one topic; `Ok(None)` when it does not exist.

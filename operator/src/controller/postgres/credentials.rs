@@ -12,6 +12,7 @@ use rand::RngExt;
 
 use super::Error;
 use crate::controller::validate::{ServicePlan, ValidSpec};
+use crate::crd::CA_CERT_KEY;
 use crate::names;
 
 /// Generated passwords: 32 alphanumerics, about 190 bits, and nothing that needs quoting anywhere.
@@ -25,6 +26,8 @@ pub struct AdminConnection {
     pub dbname: String,
     pub username: String,
     pub(super) password: String,
+    /// CA certificate (PEM) the server's certificate must chain to, from the spec's `caSecretRef`.
+    pub(super) ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for AdminConnection {
@@ -71,6 +74,7 @@ pub fn admin_from_secret(name: &str, secret: &Secret) -> Result<AdminConnection,
         dbname: get(&[secret_keys::DBNAME, "database"]).ok_or_else(|| missing(secret_keys::DBNAME))?,
         username: get(&[secret_keys::USERNAME, "user"]).ok_or_else(|| missing(secret_keys::USERNAME))?,
         password: get(&[secret_keys::PASSWORD]).ok_or_else(|| missing(secret_keys::PASSWORD))?,
+        ca_pem: None,
     })
 }
 
@@ -81,6 +85,28 @@ pub fn generate_password() -> String {
         .take(PASSWORD_LEN)
         .map(char::from)
         .collect()
+}
+
+/// The admin connection and, when the spec names one, the server's CA certificate.
+pub async fn read_connection(client: &kube::Client, spec: &ValidSpec) -> Result<AdminConnection, Error> {
+    let mut admin = read_admin(client, &spec.namespace, &spec.admin_secret).await?;
+    if let Some(name) = &spec.postgres_ca_secret {
+        let secret = Api::<Secret>::namespaced(client.clone(), &spec.namespace)
+            .get(name)
+            .await
+            .map_err(|source| Error::ReadCaSecret {
+                name: name.clone(),
+                source,
+            })?;
+        let pem = secret
+            .data
+            .unwrap_or_default()
+            .remove(CA_CERT_KEY)
+            .filter(|v| !v.0.is_empty())
+            .ok_or_else(|| Error::CaSecretKey { name: name.clone() })?;
+        admin.ca_pem = Some(pem.0);
+    }
+    Ok(admin)
 }
 
 /// Creates the service's Secret with a generated password if it does not exist; returns its data and

@@ -58,12 +58,14 @@ impl Invoicing {
                 password: db.password.clone().into(),
                 schema: db.schema.clone(),
                 sslmode: "prefer".into(),
+                sslrootcert: None,
                 max_connections: 5,
             },
             kafka: KafkaArgs {
                 bootstrap_servers: bootstrap.into(),
                 topic: topic.into(),
                 metadata_refresh_ms: 5_000,
+                security: Default::default(),
             },
             consumer,
             log: LogArgs {

@@ -28,6 +28,7 @@ pub fn database_args(db: &ServiceDb) -> DatabaseArgs {
         password: db.password.clone().into(),
         schema: db.schema.clone(),
         sslmode: "prefer".into(),
+        sslrootcert: None,
         max_connections: 5,
     }
 }
@@ -37,6 +38,7 @@ pub fn kafka_args(bootstrap: &str, topic: &str) -> KafkaArgs {
         bootstrap_servers: bootstrap.into(),
         topic: topic.into(),
         metadata_refresh_ms: 5_000,
+        security: Default::default(),
     }
 }
 

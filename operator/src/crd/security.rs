@@ -1,0 +1,68 @@
+//! How the operator and the services reach a secured Kafka and Postgres: TLS trust, client certificates and
+//! SASL credentials, all by reference to Secrets in the resource's namespace (never inline).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::SecretRef;
+
+/// Key of the CA certificate (PEM) in a CA Secret: the name Strimzi, cert-manager and CloudNativePG use.
+pub const CA_CERT_KEY: &str = "ca.crt";
+/// Keys of a `kubernetes.io/tls` Secret: the client certificate (PEM, chain allowed) and its private key.
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
+
+/// TLS to the brokers.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTls {
+    /// Secret with the CA certificate that signed the brokers' certificates, under `ca.crt` (PEM). When
+    /// absent, the system's trust store is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) with the operator's client certificate, for
+    /// brokers that require mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_secret_ref: Option<SecretRef>,
+}
+
+/// SASL authentication to the brokers.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSasl {
+    /// SASL mechanism.
+    pub mechanism: SaslMechanism,
+    /// Secret with `username` and `password` of the operator's own Kafka identity. With a SCRAM mechanism
+    /// it needs ALTER on the cluster (to create the services' SCRAM users and ACLs) and CREATE, ALTER,
+    /// DESCRIBE and DELETE on the topic.
+    pub credentials_secret_ref: SecretRef,
+}
+
+/// SASL mechanisms librdkafka speaks without Cyrus SASL.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SaslMechanism {
+    /// Salted challenge-response with SHA-256 (RFC 7677).
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// Salted challenge-response with SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+    /// The password in the clear; only allowed together with TLS.
+    #[serde(rename = "PLAIN")]
+    Plain,
+}
+
+impl SaslMechanism {
+    /// The name Kafka and librdkafka use.
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::Plain => "PLAIN",
+        }
+    }
+
+    pub fn is_scram(self) -> bool {
+        !matches!(self, Self::Plain)
+    }
+}

@@ -1,0 +1,210 @@
+//! Against a real SASL_SSL broker with the StandardAuthorizer (its own instance, never the shared one):
+//! the operator connects with the CA and the SCRAM identity its Secrets hold, creates the topic, gives
+//! each service its own SCRAM user and ACLs that the broker enforces, and says in `TopicReady` when the
+//! password or the CA is wrong, with librdkafka's account of the refusal.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
+use ordersystem_operator::crd::OrderSystem;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use support::operator::{poke, wait_condition};
+
+async fn put_secret(client: &kube::Client, namespace: &str, name: &str, data: &[(&str, &str)]) {
+    let data: BTreeMap<&str, &str> = data.iter().copied().collect();
+    let secret: Secret =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": data}))
+            .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::apply("ordersystem-tests").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .expect("apply secret");
+}
+
+/// Produces one record as the user; the broker's verdict. The idempotent producer (order's) needs no more
+/// than WRITE on the topic; a plain one gets the refusal of the record itself as its error.
+async fn produce_as(
+    broker: &SecureBroker,
+    user: &str,
+    password: &str,
+    topic: &str,
+    idempotent: bool,
+) -> Result<(), KafkaError> {
+    let producer: FutureProducer = broker
+        .client_config(user, password)
+        .set("enable.idempotence", idempotent.to_string())
+        .set("message.timeout.ms", "15000")
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to(topic).key("1").payload("{}"),
+            Duration::from_secs(20),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(error, _)| error)
+}
+
+/// Consumes as the user in `group` until a record arrives (`Ok`) or the broker refuses (`Err`).
+fn consume_as(
+    broker: &SecureBroker,
+    user: &str,
+    password: &str,
+    topic: &str,
+    group: &str,
+) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = broker
+        .client_config(user, password)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(_)) => return Ok(()),
+            Some(Err(error)) => return Err(error),
+            None => {}
+        }
+    }
+    panic!("{user} got neither a record nor a refusal in group {group} within 60s");
+}
+
+fn code(error: &KafkaError) -> Option<RDKafkaErrorCode> {
+    error.rdkafka_error_code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credentials_are_named() {
+    let broker = tokio::task::spawn_blocking(|| SecureBroker::start("op-sasl-ssl", 19392, 19393))
+        .await
+        .expect("join");
+    let client = ordersystem_e2e::kube::client().await;
+    support::install_crd(&client).await;
+    let ns = support::TestNamespace::create(&client, "ctl-sasl").await;
+    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    put_secret(&client, &ns.name, "kafka-ca", &[("ca.crt", &broker.ca_pem())]).await;
+    put_secret(
+        &client,
+        &ns.name,
+        "kafka-admin",
+        &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
+    )
+    .await;
+    let _operator = support::operator::start(&client, &ns.name).await;
+    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
+    let topic = ordersystem_e2e::names::unique("secure");
+    let mut os = support::minimal_json("shop", &topic);
+    os["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap().into();
+    os["spec"]["kafka"]["tls"] = serde_json::json!({"caSecretRef": {"name": "kafka-ca"}});
+    os["spec"]["kafka"]["sasl"] =
+        serde_json::json!({"mechanism": "SCRAM-SHA-512", "credentialsSecretRef": {"name": "kafka-admin"}});
+    api.create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("create");
+    let os = wait_condition(&api, "TopicReady", "True", "TopicReady").await;
+    assert_eq!(os.status.and_then(|s| s.topic).map(|t| t.partitions), Some(3));
+
+    let identity = |service: &'static str| {
+        let (client, ns) = (client.clone(), ns.name.clone());
+        async move {
+            let name = format!("shop-{service}-kafka");
+            (
+                support::secret_value(&client, &ns, &name, "username").await,
+                support::secret_value(&client, &ns, &name, "password").await,
+            )
+        }
+    };
+    let (order, order_pw) = identity("order").await;
+    let (invoicing, invoicing_pw) = identity("invoicing").await;
+    let (shipping, _) = identity("shipping").await;
+    assert_eq!(invoicing, format!("{}.shop.invoicing", ns.name));
+    let invoicing_group = format!("{}.shop.invoicing", ns.name);
+    let shipping_group = format!("{}.shop.shipping", ns.name);
+    assert_eq!(shipping, shipping_group);
+
+    produce_as(&broker, &order, &order_pw, &topic, true)
+        .await
+        .expect("order may write the topic");
+    let refused = produce_as(&broker, &invoicing, &invoicing_pw, &topic, false)
+        .await
+        .expect_err("invoicing may not write the topic");
+    assert_eq!(
+        code(&refused),
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed),
+        "{refused}"
+    );
+    let (b, u, p, t) = (&broker, invoicing.clone(), invoicing_pw.clone(), topic.clone());
+    let foreign = tokio::task::block_in_place(|| consume_as(b, &u, &p, &t, &shipping_group))
+        .expect_err("invoicing may not use shipping's group");
+    assert_eq!(
+        code(&foreign),
+        Some(RDKafkaErrorCode::GroupAuthorizationFailed),
+        "{foreign}"
+    );
+    tokio::task::block_in_place(|| consume_as(b, &u, &p, &t, &invoicing_group))
+        .expect("invoicing reads the topic in its own group");
+    let (o, op) = (order.clone(), order_pw.clone());
+    let order_reading = tokio::task::block_in_place(|| consume_as(b, &o, &op, &t, &invoicing_group))
+        .expect_err("order may not read");
+    assert!(
+        matches!(
+            code(&order_reading),
+            Some(RDKafkaErrorCode::GroupAuthorizationFailed | RDKafkaErrorCode::TopicAuthorizationFailed)
+        ),
+        "{order_reading}"
+    );
+
+    // A wrong password: the broker's refusal, not a timeout.
+    put_secret(
+        &client,
+        &ns.name,
+        "kafka-admin",
+        &[("username", ADMIN_USER), ("password", "wrong")],
+    )
+    .await;
+    poke(&api).await;
+    let os = wait_condition(&api, "TopicReady", "False", "KafkaAuthenticationFailed").await;
+    let message = topic_message(&os);
+    assert!(message.contains("Authentication failed"), "{message}");
+    assert!(
+        !message.contains("wrong"),
+        "the password must not reach the status: {message}"
+    );
+
+    // The right password but another CA: the handshake fails and says why.
+    put_secret(
+        &client,
+        &ns.name,
+        "kafka-admin",
+        &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
+    )
+    .await;
+    let other_ca = std::fs::read_to_string(ordersystem_e2e::env::postgres_ca()).expect("another test CA");
+    put_secret(&client, &ns.name, "kafka-ca", &[("ca.crt", &other_ca)]).await;
+    poke(&api).await;
+    let os = wait_condition(&api, "TopicReady", "False", "KafkaTlsFailed").await;
+    let message = topic_message(&os);
+    assert!(message.contains("certificate verify failed"), "{message}");
+}
+
+fn topic_message(os: &OrderSystem) -> String {
+    os.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "TopicReady"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
