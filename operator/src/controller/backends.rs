@@ -91,7 +91,8 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
         }
         Err(error) => {
             let mut message = super::describe_error(&error);
-            // librdkafka's own account of a refused handshake or login says more than the timeout.
+            // librdkafka's own account of a refused handshake or login (or a refused connection) says
+            // more than the timeout.
             if let Some(failure) = failure {
                 report.topic_error_reason = Some(failure.kind.reason());
                 message = format!("{} (then: {message})", failure.message);
@@ -173,7 +174,9 @@ async fn ensure_topic(
         result = Err(error);
     }
     // Read either way: after a success an earlier failure is history, not news.
-    let failure = kafka_security::take_failure(&admin);
+    let failure = ctx
+        .kafka
+        .connection_failure(&spec.bootstrap_servers, security, &admin, result.is_ok());
     result.map_err(|error| (error, failure))
 }
 

@@ -160,6 +160,9 @@ pub struct TopicObserved {
 #[derive(Default)]
 pub struct KafkaClients {
     admins: Mutex<HashMap<(String, String), Arc<Admin>>>,
+    /// The last connection failure of each client, kept until an operation succeeds: librdkafka reports
+    /// a refused handshake or login once and suppresses identical repeats.
+    failures: Mutex<HashMap<(String, String), security::ConnectionFailure>>,
 }
 
 impl KafkaClients {
@@ -190,6 +193,38 @@ impl KafkaClients {
         let admin = Arc::new(admin);
         admins.insert(key, admin.clone());
         Ok(admin)
+    }
+
+    /// Why the client of `bootstrap` and `security` cannot talk to the brokers, after an operation that
+    /// `succeeded` or not: its newest error, else the one remembered from before; forgotten on success.
+    /// After a failure the client itself is dropped from the cache.
+    pub fn connection_failure(
+        &self,
+        bootstrap: &str,
+        security: &ClientSecurity,
+        admin: &Admin,
+        succeeded: bool,
+    ) -> Option<security::ConnectionFailure> {
+        let key = (bootstrap.to_string(), security.fingerprint());
+        let newest = security::take_failure(admin);
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if succeeded {
+            failures.remove(&key);
+            return None;
+        }
+        if let Some(failure) = newest {
+            failures.insert(key.clone(), failure);
+        }
+        // The next reconcile gets a fresh client: one that never reached a broker can sit in its
+        // reconnect backoff and report nothing new, while a new one connects and reports at once.
+        self.admins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+        failures.get(&key).cloned()
     }
 }
 

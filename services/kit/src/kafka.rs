@@ -188,3 +188,46 @@ pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs, group: &str) 
     }
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    #[test]
+    fn the_operators_security_env_becomes_librdkafka_settings_and_the_password_stays_hidden() {
+        let args = Args::parse_from([
+            "svc",
+            "--kafka-security-protocol=sasl_ssl",
+            "--kafka-ssl-ca-location=/etc/ordersystem/kafka-ca/ca.crt",
+            "--kafka-sasl-mechanism=SCRAM-SHA-512",
+            "--kafka-sasl-username=shop.shop.order",
+            "--kafka-sasl-password=hunter2",
+        ]);
+        let config = base_config(&args.kafka);
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(
+            config.get("ssl.ca.location"),
+            Some("/etc/ordersystem/kafka-ca/ca.crt")
+        );
+        assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("sasl.username"), Some("shop.shop.order"));
+        assert_eq!(config.get("sasl.password"), Some("hunter2"));
+        assert!(!format!("{:?}", args.kafka).contains("hunter2"));
+    }
+
+    #[test]
+    fn plaintext_is_the_default_and_sets_no_tls_or_sasl_keys() {
+        let args = Args::parse_from(["svc"]);
+        let config = base_config(&args.kafka);
+        assert_eq!(config.get("security.protocol"), Some("plaintext"));
+        assert_eq!(config.get("ssl.ca.location"), None);
+        assert_eq!(config.get("sasl.mechanism"), None);
+    }
+}

@@ -195,6 +195,8 @@ pub enum FailureKind {
     Tls,
     /// The broker refused the SASL login (wrong password, unknown user, mechanism not enabled).
     Authentication,
+    /// Anything else the client reported (connection refused, all brokers down, ...).
+    Other,
 }
 
 impl FailureKind {
@@ -203,26 +205,28 @@ impl FailureKind {
         match self {
             Self::Tls => "KafkaTlsFailed",
             Self::Authentication => "KafkaAuthenticationFailed",
+            Self::Other => "KafkaUnavailable",
         }
     }
 }
 
-/// The last TLS or authentication failure among the client's errors since the last call (which also
-/// drains its log lines into `tracing`).
+/// The client's errors since the last call (which also drains its log lines into `tracing`): the last TLS
+/// or authentication failure, else the last error of any kind.
 pub fn take_failure(admin: &super::Admin) -> Option<ConnectionFailure> {
-    let mut last = None;
+    let (mut refused, mut other) = (None, None);
     for (code, message) in super::admin_ffi::drain_client_events(admin) {
         tracing::warn!(%code, message, "kafka admin client error");
-        let kind = match code {
-            RDKafkaErrorCode::SSL => FailureKind::Tls,
+        match code {
+            RDKafkaErrorCode::SSL => refused = Some((FailureKind::Tls, message)),
             RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
-                FailureKind::Authentication
+                refused = Some((FailureKind::Authentication, message));
             }
-            _ => continue,
-        };
-        last = Some(ConnectionFailure { kind, message });
+            _ => other = Some((FailureKind::Other, message)),
+        }
     }
-    last
+    refused
+        .or(other)
+        .map(|(kind, message)| ConnectionFailure { kind, message })
 }
 
 #[cfg(test)]
