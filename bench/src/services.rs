@@ -69,6 +69,11 @@ pub struct Report {
     pub end_to_end_latency: Latency,
     /// `POST /api/orders` round trip, orders sent in the window.
     pub accept_latency: Latency,
+    /// Where the end-to-end time goes, orders sent in the window: the order's transaction → the relay
+    /// round that published its outbox row began (`outbox.sent_at - created_at`, both `now()` of their
+    /// transactions), and that round → both rows stored (Kafka, the consumers, their transactions).
+    pub outbox_wait: Latency,
+    pub relay_to_stored: Latency,
     /// From the last order sent until every order was stored.
     pub drain_s: f64,
     pub processes: Vec<ProcessFigures>,
@@ -358,6 +363,14 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         .iter()
         .filter_map(|a| stored.get(&a.order_id).map(|at| at - a.sent_us))
         .collect();
+    let outbox = outbox_times(&stack.order_db).await?;
+    let (mut outbox_wait, mut relay_to_stored) = (Vec::new(), Vec::new());
+    for a in &in_window {
+        if let (Some((created, sent)), Some(at)) = (outbox.get(&a.order_id), stored.get(&a.order_id)) {
+            outbox_wait.push(sent - created);
+            relay_to_stored.push(at - sent);
+        }
+    }
     let completed_in_window = stored
         .values()
         .filter(|at| **at >= window_start && **at <= end_us)
@@ -409,6 +422,8 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         end_to_end_per_s: round1(completed_in_window as f64 / window_s.max(1e-9)),
         end_to_end_latency: Latency::of(e2e),
         accept_latency: Latency::of(in_window.iter().map(|a| a.accept_us).collect()),
+        outbox_wait: Latency::of(outbox_wait),
+        relay_to_stored: Latency::of(relay_to_stored),
         drain_s: round1(drain.as_secs_f64()),
         processes,
         infra_cpu_ms_per_1000_orders: infra,
@@ -418,6 +433,26 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         exactly_once: check,
         durability,
     })
+}
+
+/// Order id → (unix µs the outbox row was written, unix µs the relay round that published it began).
+async fn outbox_times(db: &ServiceDb) -> Result<BTreeMap<i64, (i64, i64)>> {
+    let mut conn = db.connect().await;
+    let rows = sqlx::query(
+        "SELECT record_key, (extract(epoch FROM created_at) * 1000000)::bigint,
+                (extract(epoch FROM sent_at) * 1000000)::bigint
+         FROM outbox WHERE sent_at IS NOT NULL",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let mut times = BTreeMap::new();
+    for row in rows {
+        let key: String = row.try_get(0)?;
+        if let Ok(id) = key.parse::<i64>() {
+            times.insert(id, (row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    Ok(times)
 }
 
 async fn stored_at_ids(db: &ServiceDb) -> Result<BTreeSet<i64>> {
@@ -457,6 +492,15 @@ pub fn print(report: &Report) {
         "  latency POST accepted p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
         a.p50_ms, a.p90_ms, a.p99_ms, a.max_ms
     );
+    for (name, l) in [
+        ("  of which outbox wait", &report.outbox_wait),
+        ("  relay round → stored", &report.relay_to_stored),
+    ] {
+        println!(
+            "{name:<23} p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
+            l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+        );
+    }
     println!(
         "  {:<24} {:>10} {:>10} {:>18}",
         "process", "RSS idle", "RSS peak", "CPU ms/1000 orders"
