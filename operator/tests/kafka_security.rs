@@ -57,7 +57,8 @@ async fn produce_as(
         .map_err(|(error, _)| error)
 }
 
-/// Consumes as the user in `group` until a record arrives (`Ok`) or the broker refuses (`Err`).
+/// Consumes as the user in `group`, as invoicing and shipping do, until a record arrives (`Ok`) or the
+/// broker refuses (`Err`).
 fn consume_as(
     broker: &SecureBroker,
     user: &str,
@@ -68,6 +69,8 @@ fn consume_as(
     let consumer: BaseConsumer = broker
         .client_config(user, password)
         .set("group.id", group)
+        // The services' protocol (KIP-848): the broker checks READ on the group in every heartbeat.
+        .set("group.protocol", "consumer")
         .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");
