@@ -1,17 +1,20 @@
 //! Against a real SASL_SSL broker with the StandardAuthorizer (its own instance, never the shared one):
 //! the operator connects with the CA and the SCRAM identity its Secrets hold, creates the topic, gives
-//! each service its own SCRAM user and ACLs that the broker enforces, and says in `TopicReady` when the
-//! password or the CA is wrong, with librdkafka's account of the refusal.
+//! each service its own SCRAM user and ACLs that the broker enforces, the three services carry an order
+//! through with nothing but those identities, and `TopicReady` says when the password or the CA is
+//! wrong, with librdkafka's account of the refusal.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use clap::Parser;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
 use ordersystem_operator::crd::OrderSystem;
+use ordersystem_service_kit::shutdown::Trigger;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -171,6 +174,31 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
         "{order_reading}"
     );
 
+    // The whole flow with nothing but these identities, configured as the operator configures the pods.
+    let shop = Shop::start(&client, &ns.name, &broker, &topic).await;
+    let placed = shop.place_order().await;
+    for service in ["invoicing", "shipping"] {
+        let path = if service == "invoicing" {
+            "/api/invoices"
+        } else {
+            "/api/shipments"
+        };
+        support::operator::wait_for(60, &format!("order {placed} at {service}"), || {
+            let (http, url) = (shop.http.clone(), format!("http://{}{path}", shop.addr(service)));
+            async move {
+                let stored: serde_json::Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                let ids: Vec<i64> = stored
+                    .as_array()?
+                    .iter()
+                    .filter_map(|v| v["orderId"].as_i64())
+                    .collect();
+                (ids == [placed]).then_some(())
+            }
+        })
+        .await;
+    }
+    shop.stop().await;
+
     // A wrong password: the broker's refusal, not a timeout.
     put_secret(
         &client,
@@ -202,6 +230,146 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
     let os = wait_condition(&api, "TopicReady", "False", "KafkaTlsFailed").await;
     let message = topic_message(&os);
     assert!(message.contains("certificate verify failed"), "{message}");
+}
+
+/// order, invoicing and shipping in this process, each with the flags its pod's env would carry: its own
+/// database Secret, its own Kafka identity, the broker's CA file and `sslmode=verify-full`.
+struct Shop {
+    running: Vec<(
+        &'static str,
+        std::net::SocketAddr,
+        Trigger,
+        tokio::task::JoinHandle<()>,
+    )>,
+    http: reqwest::Client,
+}
+
+impl Shop {
+    async fn start(client: &kube::Client, namespace: &str, broker: &SecureBroker, topic: &str) -> Self {
+        ordersystem_service_kit::telemetry::init(ordersystem_service_kit::config::LogFormat::Text);
+        let mut running = Vec::new();
+        for service in ["invoicing", "shipping", "order"] {
+            let (db_secret, kafka_secret) = (format!("shop-{service}-db"), format!("shop-{service}-kafka"));
+            let db = |key: &'static str| support::secret_value(client, namespace, &db_secret, key);
+            let kafka = |key: &'static str| support::secret_value(client, namespace, &kafka_secret, key);
+            let mut args = vec![
+                service.to_string(),
+                format!("--database-host={}", db("host").await),
+                format!("--database-port={}", db("port").await),
+                format!("--database-name={}", db("dbname").await),
+                format!("--database-user={}", db("username").await),
+                format!("--database-password={}", db("password").await),
+                format!("--database-schema={}", db("schema").await),
+                "--database-sslmode=verify-full".into(),
+                format!("--database-sslrootcert={}", ordersystem_e2e::env::postgres_ca()),
+                format!("--kafka-bootstrap-servers={}", broker.bootstrap()),
+                format!("--kafka-topic={topic}"),
+                "--kafka-security-protocol=sasl_ssl".into(),
+                format!("--kafka-ssl-ca-location={}", broker.ca_path().display()),
+                "--kafka-sasl-mechanism=SCRAM-SHA-512".into(),
+                format!("--kafka-sasl-username={}", kafka("username").await),
+                format!("--kafka-sasl-password={}", kafka("password").await),
+            ];
+            if service != "order" {
+                args.push(format!("--kafka-group-id={namespace}.shop.{service}"));
+            }
+            running.push(spawn(service, args).await);
+        }
+        Self {
+            running,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn addr(&self, service: &str) -> std::net::SocketAddr {
+        self.running
+            .iter()
+            .find(|r| r.0 == service)
+            .map(|r| r.1)
+            .expect("service runs")
+    }
+
+    /// Places one order through order's API; its id.
+    async fn place_order(&self) -> i64 {
+        let order = serde_json::json!({
+            "customerId": 1,
+            "shippingAddress": {"street": "Ohlauer Str. 43", "zip": "10999", "city": "Berlin"},
+            "billingAddress": {"street": "Krischerstr. 100", "zip": "40789", "city": "Monheim am Rhein"},
+            "orderLine": [{"count": 2, "itemId": 1}]
+        });
+        let response = self
+            .http
+            .post(format!("http://{}/api/orders", self.addr("order")))
+            .json(&order)
+            .send()
+            .await
+            .expect("order answers");
+        assert_eq!(response.status(), 201, "order accepted");
+        let created: serde_json::Value = response.json().await.expect("json");
+        created["id"].as_i64().expect("order id")
+    }
+
+    async fn stop(self) {
+        for (_, _, trigger, task) in self.running {
+            trigger.fire();
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+}
+
+async fn spawn(
+    service: &'static str,
+    args: Vec<String>,
+) -> (
+    &'static str,
+    std::net::SocketAddr,
+    Trigger,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (trigger, shutdown) = ordersystem_service_kit::shutdown::channel();
+    let task = match service {
+        "order" => {
+            let config = ordersystem_order::config::Config::parse_from(args);
+            tokio::spawn(async move {
+                ordersystem_order::run(config, listener, shutdown)
+                    .await
+                    .expect("order ran")
+            })
+        }
+        "invoicing" => {
+            let config = ordersystem_invoicing::config::Config::parse_from(args);
+            tokio::spawn(async move {
+                ordersystem_invoicing::run(config, listener, shutdown)
+                    .await
+                    .expect("invoicing ran")
+            })
+        }
+        _ => {
+            let config = ordersystem_shipping::config::Config::parse_from(args);
+            tokio::spawn(async move {
+                ordersystem_shipping::run(config, listener, shutdown)
+                    .await
+                    .expect("shipping ran")
+            })
+        }
+    };
+    let http = reqwest::Client::new();
+    support::operator::wait_for(60, &format!("{service} ready"), || {
+        let (http, url) = (http.clone(), format!("http://{addr}/readyz"));
+        async move {
+            http.get(&url)
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        }
+    })
+    .await;
+    (service, addr, trigger, task)
 }
 
 fn topic_message(os: &OrderSystem) -> String {
