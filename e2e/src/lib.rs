@@ -10,4 +10,4 @@ pub mod shop;
 pub mod versions;
 pub mod wait;
 
-pub use ordersystem_testkit::{env, kafka, names, secure_kafka};
+pub use ordersystem_testkit::{env, kafka, names, own_instance, secure_kafka};

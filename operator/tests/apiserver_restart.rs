@@ -6,46 +6,18 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use ordersystem_e2e::own_instance::OwnInstance;
 use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
 use support::operator::{wait_condition, wait_for};
 use support::operator_process::OperatorProcess;
 
 const INSTANCE: &str = "op-apiserver-restart";
-
-fn control_plane_sh(action: &str) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../e2e/infra/control-plane.sh");
-    let output = Command::new(&script)
-        .arg(action)
-        .env("CP_INSTANCE", INSTANCE)
-        .env("CP_ETCD_PORT", "12379")
-        .env("CP_ETCD_PEER_PORT", "12380")
-        .env("CP_APISERVER_PORT", "16443")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "control-plane.sh {action} failed for instance {INSTANCE}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// Removes this test's control plane however the test ends.
-struct OwnControlPlane;
-
-impl Drop for OwnControlPlane {
-    fn drop(&mut self) {
-        control_plane_sh("reset");
-    }
-}
 
 async fn deployment_names(api: &Api<Deployment>) -> Result<BTreeSet<String>, kube::Error> {
     Ok(api
@@ -59,14 +31,10 @@ async fn deployment_names(api: &Api<Deployment>) -> Result<BTreeSet<String>, kub
 
 #[tokio::test]
 async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_changes_apply() {
-    let kubeconfig_path = tokio::task::spawn_blocking(|| {
-        control_plane_sh("reset");
-        control_plane_sh("start");
-        control_plane_sh("kubeconfig")
-    })
-    .await
-    .expect("own control plane started");
-    let own = OwnControlPlane;
+    let own = OwnInstance::control_plane(INSTANCE, 12379, 12380, 16443)
+        .start_fresh()
+        .await;
+    let kubeconfig_path = own.run("kubeconfig").await;
     let kubeconfig = kube::config::Kubeconfig::read_from(&kubeconfig_path).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
@@ -120,14 +88,10 @@ async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_change
     let before = deployment_names(&deployments).await.expect("list");
 
     // The API server goes away and comes back over the same etcd.
-    tokio::task::spawn_blocking(|| control_plane_sh("stop-apiserver"))
-        .await
-        .expect("API server stopped");
+    own.run("stop-apiserver").await;
     // Long enough for the operator's watches and requeues to hit the closed port.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    tokio::task::spawn_blocking(|| control_plane_sh("start"))
-        .await
-        .expect("API server started again");
+    own.run("start").await;
     assert!(
         operator.is_running(),
         "the operator rode out the API server restart"

@@ -3,46 +3,20 @@
 
 mod support;
 
-use std::process::Command;
-
 use kube::api::{Api, DeleteParams, PostParams};
+use ordersystem_e2e::own_instance::OwnInstance;
 use ordersystem_operator::controller::{postgres, validate};
 use ordersystem_operator::crd::OrderSystem;
 use support::operator::{poke, wait_condition, wait_for};
 
-const PORT: &str = "19292";
-const CONTROLLER_PORT: &str = "19293";
-
-fn kafka_sh(action: &str) -> std::process::ExitStatus {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/infra/kafka.sh");
-    Command::new(script)
-        .arg(action)
-        .env("KAFKA_INSTANCE", "op-outage")
-        .env("KAFKA_PORT", PORT)
-        .env("KAFKA_CONTROLLER_PORT", CONTROLLER_PORT)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run e2e/infra/kafka.sh {action}: {e}"))
-}
-
-/// Stops and wipes the test's own broker, also when the test fails.
-struct OwnBroker;
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        kafka_sh("reset");
-    }
-}
+const PORT: u16 = 19292;
+const CONTROLLER_PORT: u16 = 19293;
 
 #[tokio::test]
 async fn with_kafka_stopped_a_retained_resource_shows_the_outage_and_is_still_deleted() {
-    assert!(
-        tokio::task::spawn_blocking(|| kafka_sh("start"))
-            .await
-            .expect("join")
-            .success(),
-        "own broker starts"
-    );
-    let _broker = OwnBroker;
+    let broker = OwnInstance::kafka("op-outage", PORT, CONTROLLER_PORT)
+        .start_fresh()
+        .await;
     let client = ordersystem_e2e::kube::client().await;
     support::install_crd(&client).await;
     let ns = support::TestNamespace::create(&client, "ctl-outage").await;
@@ -58,13 +32,7 @@ async fn with_kafka_stopped_a_retained_resource_shows_the_outage_and_is_still_de
     let os = wait_condition(&api, "TopicReady", "True", "TopicReady").await;
     wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
 
-    assert!(
-        tokio::task::spawn_blocking(|| kafka_sh("stop"))
-            .await
-            .expect("join")
-            .success(),
-        "own broker stops"
-    );
+    broker.run("stop").await;
     poke(&api).await;
     wait_condition(&api, "TopicReady", "False", "KafkaUnavailable").await;
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name);

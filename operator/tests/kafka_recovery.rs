@@ -5,35 +5,13 @@
 
 mod support;
 
-use std::process::Command;
-
 use kube::api::{Api, DeleteParams, PostParams};
+use ordersystem_e2e::own_instance::OwnInstance;
 use ordersystem_operator::crd::OrderSystem;
 use support::operator::{poke, wait_condition, wait_for};
 
-const PORT: &str = "19492";
-const CONTROLLER_PORT: &str = "19493";
-
-fn kafka_sh(action: &str) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/infra/kafka.sh");
-    let status = Command::new(script)
-        .arg(action)
-        .env("KAFKA_INSTANCE", "op-kafka-recovery")
-        .env("KAFKA_PORT", PORT)
-        .env("KAFKA_CONTROLLER_PORT", CONTROLLER_PORT)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run e2e/infra/kafka.sh {action}: {e}"));
-    assert!(status.success(), "kafka.sh {action} failed");
-}
-
-/// Stops and wipes the test's own broker, also when the test fails.
-struct OwnBroker;
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        kafka_sh("reset");
-    }
-}
+const PORT: u16 = 19492;
+const CONTROLLER_PORT: u16 = 19493;
 
 fn topic_id(os: &OrderSystem) -> Option<String> {
     os.status.as_ref()?.topic.as_ref()?.topic_id.clone()
@@ -41,13 +19,9 @@ fn topic_id(os: &OrderSystem) -> Option<String> {
 
 #[tokio::test]
 async fn a_stopped_broker_is_a_condition_and_the_resource_recovers_by_itself_with_the_same_topic() {
-    tokio::task::spawn_blocking(|| {
-        kafka_sh("reset");
-        kafka_sh("start");
-    })
-    .await
-    .expect("own broker started");
-    let broker = OwnBroker;
+    let broker = OwnInstance::kafka("op-kafka-recovery", PORT, CONTROLLER_PORT)
+        .start_fresh()
+        .await;
     let client = ordersystem_e2e::kube::client().await;
     support::install_crd(&client).await;
     let ns = support::TestNamespace::create(&client, "kafka-recovery").await;
@@ -65,9 +39,7 @@ async fn a_stopped_broker_is_a_condition_and_the_resource_recovers_by_itself_wit
     wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
     let id = topic_id(&before).expect("the topic id in status");
 
-    tokio::task::spawn_blocking(|| kafka_sh("stop"))
-        .await
-        .expect("own broker stopped");
+    broker.run("stop").await;
     poke(&api).await;
     let down = wait_condition(&api, "TopicReady", "False", "KafkaUnavailable").await;
     let message = down
@@ -83,9 +55,7 @@ async fn a_stopped_broker_is_a_condition_and_the_resource_recovers_by_itself_wit
     })
     .await;
 
-    tokio::task::spawn_blocking(|| kafka_sh("start"))
-        .await
-        .expect("own broker started again");
+    broker.run("start").await;
     // No poke: the backoff requeue finds the broker back.
     let after = wait_condition(&api, "TopicReady", "True", "TopicReady").await;
     assert_eq!(

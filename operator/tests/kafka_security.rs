@@ -95,9 +95,7 @@ fn code(error: &KafkaError) -> Option<RDKafkaErrorCode> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credentials_are_named() {
-    let broker = tokio::task::spawn_blocking(|| SecureBroker::start("op-sasl-ssl", 19392, 19393))
-        .await
-        .expect("join");
+    let broker = SecureBroker::start("op-sasl-ssl", 19392, 19393).await;
     let client = ordersystem_e2e::kube::client().await;
     support::install_crd(&client).await;
     let ns = support::TestNamespace::create(&client, "ctl-sasl").await;

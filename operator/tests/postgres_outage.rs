@@ -6,48 +6,20 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, PostParams};
+use ordersystem_e2e::own_instance::OwnInstance;
 use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
 use support::operator::{poke, wait_condition, wait_for};
 
 const INSTANCE: &str = "op-pg-outage";
-const PORT: &str = "5443";
+const PORT: u16 = 5443;
 const WRONG_PASSWORD: &str = "not-the-admin-password-3141";
 
-fn postgres_sh(action: &str) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../e2e/infra/postgres.sh");
-    let output = Command::new(&script)
-        .arg(action)
-        .env("PG_INSTANCE", INSTANCE)
-        .env("PG_PORT", PORT)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "postgres.sh {action} failed for instance {INSTANCE}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// Removes this test's instance however the test ends.
-struct OwnPostgres;
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        postgres_sh("reset");
-    }
-}
-
 /// `user:password` of the admin URL `postgres.sh url` prints.
-fn admin_credentials() -> (String, String) {
-    let url = postgres_sh("url");
+fn admin_credentials(url: &str) -> (String, String) {
     let credentials = url
         .split_once("://")
         .and_then(|(_, rest)| rest.split_once('@'))
@@ -97,13 +69,9 @@ async fn wait_database_message(api: &Api<OrderSystem>, needle: &str) -> String {
 async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_recovers_by_itself() {
     // Created now and stopped, so that starting it later is quick: the resource must recover within
     // the backoff of its first few failures.
-    tokio::task::spawn_blocking(|| ["reset", "start", "stop"].map(postgres_sh))
-        .await
-        .expect("own instance created and stopped");
-    let own = OwnPostgres;
-    let (user, password) = tokio::task::spawn_blocking(admin_credentials)
-        .await
-        .expect("credentials");
+    let own = OwnInstance::postgres(INSTANCE, PORT).start_fresh().await;
+    own.run("stop").await;
+    let (user, password) = admin_credentials(&own.run("url").await);
     let client = ordersystem_e2e::kube::client().await;
     support::install_crd(&client).await;
     let ns = support::TestNamespace::create(&client, "pg-outage").await;
@@ -122,7 +90,7 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
 
     // 1. Complete, but the server is down; it comes up, and the resource recovers without a poke: the
     //    backoff requeue finds it (Postgres sends no watch events).
-    let complete = json!({"host": "127.0.0.1", "port": PORT, "dbname": "ordersystem_test",
+    let complete = json!({"host": "127.0.0.1", "port": PORT.to_string(), "dbname": "ordersystem_test",
                           "username": user, "password": password});
     put_secret(&secrets, &complete).await;
     let message = wait_database_message(&api, &format!("127.0.0.1:{PORT}")).await;
@@ -131,9 +99,7 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
         (operator.failed_reconciles() >= 2.0).then_some(())
     })
     .await;
-    tokio::task::spawn_blocking(|| postgres_sh("start"))
-        .await
-        .expect("own instance started");
+    own.run("start").await;
     wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
 
     // 2. Bad admin Secrets, each named in the condition.

@@ -2,10 +2,11 @@
 //! the SCRAM super user `admin`, and the StandardAuthorizer. Started by the test that needs it, in its own
 //! port range, and wiped when the guard drops, also when the test fails.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
+
+use crate::own_instance::OwnInstance;
 
 /// The broker's super user, added when its log directory is formatted.
 pub const ADMIN_USER: &str = "admin";
@@ -16,7 +17,7 @@ pub const ADMIN_PASSWORD: &str = "admin-test-secret";
 pub struct SecureBroker {
     instance: String,
     port: u16,
-    controller_port: u16,
+    _own: OwnInstance,
 }
 
 impl SecureBroker {
@@ -24,33 +25,18 @@ impl SecureBroker {
     ///
     /// # Panics
     /// When the broker does not come up; `kafka.sh` prints its log tail.
-    pub fn start(instance: &str, port: u16, controller_port: u16) -> Self {
-        let broker = Self {
+    pub async fn start(instance: &str, port: u16, controller_port: u16) -> Self {
+        // A leftover of an aborted run would carry another CA: start from nothing.
+        let own = OwnInstance::kafka(instance, port, controller_port)
+            .with_env("KAFKA_SECURITY", "sasl_ssl")
+            .with_env("KAFKA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .start_fresh()
+            .await;
+        Self {
             instance: instance.to_string(),
             port,
-            controller_port,
-        };
-        // A leftover of an aborted run would carry another CA: start from nothing.
-        broker.kafka_sh("reset");
-        assert!(
-            broker.kafka_sh("start"),
-            "secured broker {instance} starts (see its log above)"
-        );
-        broker
-    }
-
-    fn kafka_sh(&self, action: &str) -> bool {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/kafka.sh");
-        Command::new(&script)
-            .arg(action)
-            .env("KAFKA_SECURITY", "sasl_ssl")
-            .env("KAFKA_INSTANCE", &self.instance)
-            .env("KAFKA_PORT", self.port.to_string())
-            .env("KAFKA_CONTROLLER_PORT", self.controller_port.to_string())
-            .env("KAFKA_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()))
-            .success()
+            _own: own,
+        }
     }
 
     pub fn bootstrap(&self) -> String {
@@ -78,11 +64,5 @@ impl SecureBroker {
             .set("sasl.username", user)
             .set("sasl.password", password);
         config
-    }
-}
-
-impl Drop for SecureBroker {
-    fn drop(&mut self) {
-        self.kafka_sh("reset");
     }
 }

@@ -5,51 +5,18 @@
 mod support;
 
 use ordersystem_testkit::names;
+use ordersystem_testkit::own_instance::OwnInstance;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 use support::*;
 
 const INSTANCE: &str = "svc-outage";
-const PORT: &str = "19192";
-const CONTROLLER_PORT: &str = "19193";
-
-fn kafka_sh(action: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e/infra/kafka.sh");
-    let status = std::process::Command::new(&script)
-        .arg(action)
-        .env("KAFKA_INSTANCE", INSTANCE)
-        .env("KAFKA_PORT", PORT)
-        .env("KAFKA_CONTROLLER_PORT", CONTROLLER_PORT)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        status.success(),
-        "{} {action} failed for instance {INSTANCE}",
-        script.display()
-    );
-}
-
-/// Stops and removes this test's broker however the test ends.
-struct OwnBroker;
-
-impl OwnBroker {
-    fn start_fresh() -> Self {
-        kafka_sh("reset");
-        kafka_sh("start");
-        Self
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        kafka_sh("reset");
-    }
-}
+const PORT: u16 = 19192;
+const CONTROLLER_PORT: u16 = 19193;
 
 async fn unsent(order: &Running) -> i64 {
     count(&order.db, "SELECT count(*) FROM outbox WHERE sent_at IS NULL").await
@@ -81,9 +48,9 @@ async fn place(client: &reqwest::Client, order: &Running, n: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn orders_taken_while_kafka_is_down_are_published_exactly_once_after_it_returns() {
-    let broker = tokio::task::spawn_blocking(OwnBroker::start_fresh)
-        .await
-        .expect("broker started");
+    let broker = OwnInstance::kafka(INSTANCE, PORT, CONTROLLER_PORT)
+        .start_fresh()
+        .await;
     let bootstrap = format!("127.0.0.1:{PORT}");
     let topic = names::unique("outage");
     create_topic(&bootstrap, &topic, PARTITIONS).await;
@@ -96,9 +63,7 @@ async fn orders_taken_while_kafka_is_down_are_published_exactly_once_after_it_re
     })
     .await;
 
-    tokio::task::spawn_blocking(|| kafka_sh("stop"))
-        .await
-        .expect("broker stopped");
+    broker.run("stop").await;
     for n in 2..=6 {
         ids.push(place(&client, &order, n).await);
     }
@@ -120,9 +85,7 @@ async fn orders_taken_while_kafka_is_down_are_published_exactly_once_after_it_re
     })
     .await;
 
-    tokio::task::spawn_blocking(|| kafka_sh("start"))
-        .await
-        .expect("broker restarted");
+    broker.run("start").await;
     wait_until(
         "outbox drained after the outage",
         Duration::from_secs(120),

@@ -6,43 +6,18 @@
 
 mod support;
 
+use ordersystem_testkit::own_instance::OwnInstance;
 use ordersystem_testkit::{env, names, schema};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 use support::process::{Load, ServiceProcess, assert_exactly_once, binary, foreign_event, orders_per_test};
 use support::*;
 
 const INSTANCE: &str = "svc-pg-restart";
-const PORT: &str = "5442";
+const PORT: u16 = 5442;
 /// Longer than the consumers' max.poll.interval.ms (10 s, `ServiceProcess::consumer`): a member blocked
 /// on the database for this long would be thrown out of its group.
 const OUTAGE: Duration = Duration::from_secs(15);
-
-fn postgres_sh(action: &str) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e/infra/postgres.sh");
-    let output = std::process::Command::new(&script)
-        .arg(action)
-        .env("PG_INSTANCE", INSTANCE)
-        .env("PG_PORT", PORT)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "postgres.sh {action} failed for instance {INSTANCE}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// Removes this test's instance however the test ends.
-struct OwnPostgres;
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        postgres_sh("reset");
-    }
-}
 
 async fn status(url: String) -> u16 {
     reqwest::get(&url).await.map_or(0, |r| r.status().as_u16())
@@ -50,16 +25,8 @@ async fn status(url: String) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_restart_pauses_everyone_and_all_recover_without_a_restart() {
-    tokio::task::spawn_blocking(|| postgres_sh("reset"))
-        .await
-        .expect("clean");
-    let admin_url = tokio::task::spawn_blocking(|| {
-        postgres_sh("start");
-        postgres_sh("url")
-    })
-    .await
-    .expect("own instance started");
-    let own = OwnPostgres;
+    let own = OwnInstance::postgres(INSTANCE, PORT).start_fresh().await;
+    let admin_url = own.run("url").await;
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("pg-restart");
     create_topic(&bootstrap, &topic, PARTITIONS).await;
@@ -116,9 +83,7 @@ async fn a_postgres_restart_pauses_everyone_and_all_recover_without_a_restart() 
     let target = orders_per_test();
     let load = Load::start(order.url(""));
     load.wait_accepted(target / 3).await;
-    tokio::task::spawn_blocking(|| postgres_sh("stop"))
-        .await
-        .expect("stopped");
+    own.run("stop").await;
 
     // Not ready, and order refuses with a retryable 503 rather than losing an order.
     for service in [&order, &invoicing, &shipping] {
@@ -151,9 +116,7 @@ async fn a_postgres_restart_pauses_everyone_and_all_recover_without_a_restart() 
         .expect("order answers while its database is down");
     assert_eq!(refused.status(), 503, "a retryable refusal");
 
-    tokio::task::spawn_blocking(|| postgres_sh("start"))
-        .await
-        .expect("started again");
+    own.run("start").await;
     for service in [&order, &invoicing, &shipping] {
         service.wait_ready().await;
     }
