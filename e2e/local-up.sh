@@ -74,8 +74,9 @@ kubectl -n "$SHOP_NS" wait --for=condition=Ready ordersystem/shop --timeout=180s
 kubectl -n "$SHOP_NS" get ordersystems
 pod_url() {
   local ip
+  # Running only: pods a stopped agent left behind stay listed as Completed.
   ip=$(kubectl -n "$SHOP_NS" get pods -l "app.kubernetes.io/instance=shop,app.kubernetes.io/component=$1" \
-        -o jsonpath='{.items[0].status.podIP}')
+        --field-selector=status.phase=Running -o jsonpath='{.items[0].status.podIP}')
   echo "http://$ip:8080/"
 }
 cat <<MSG
