@@ -71,11 +71,7 @@ async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_change
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let topic = ordersystem_e2e::names::unique("apiserver");
-    let mut os = support::minimal_json("shop", &topic);
-    os["spec"]["kafka"]["bootstrapServers"] = ordersystem_e2e::env::kafka_bootstrap().into();
-    os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
-    os["spec"]["invoicing"] = json!({"replicas": 2});
-    os["spec"]["deletionPolicy"] = "Delete".into();
+    let os = support::shop_json(&topic, &ordersystem_e2e::env::kafka_bootstrap(), "Delete");
     api.create(&PostParams::default(), &support::to_os(os))
         .await
         .expect("create");

@@ -8,76 +8,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use ordersystem_operator::controller::kafka::{self, ConfigOp, KafkaClients};
-use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
 use support::operator::{condition, poke, wait_condition, wait_for};
-
-struct Setup {
-    client: kube::Client,
-    ns: support::TestNamespace,
-    api: Api<OrderSystem>,
-    topic: String,
-    operator: support::operator::Operator,
-}
-
-async fn setup(prefix: &str) -> Setup {
-    let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, prefix).await;
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    let operator = support::operator::start(&client, &ns.name).await;
-    let api = Api::namespaced(client.clone(), &ns.name);
-    Setup {
-        client,
-        api,
-        topic: ordersystem_e2e::names::unique(prefix),
-        ns,
-        operator,
-    }
-}
-
-impl Setup {
-    /// Creates the OrderSystem described by `os` (JSON, as in the YAML a user applies).
-    async fn create(&self, os: serde_json::Value) {
-        self.api
-            .create(&PostParams::default(), &support::to_os(os))
-            .await
-            .expect("create");
-    }
-
-    /// Deletes `shop` and waits until its finalizer released it.
-    async fn delete_shop_and_wait(&self, seconds: u64, what: &str) {
-        self.api
-            .delete("shop", &DeleteParams::default())
-            .await
-            .expect("delete");
-        wait_for(seconds, what, || async {
-            self.api.get_opt("shop").await.ok()?.is_none().then_some(())
-        })
-        .await;
-    }
-}
+use support::setup::{generation, setup};
 
 fn spec_json(topic: &str, bootstrap: &str, policy: &str) -> serde_json::Value {
-    let mut os = support::minimal_json("shop", topic);
-    os["spec"]["kafka"]["bootstrapServers"] = bootstrap.into();
-    os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
+    let mut os = support::shop_json(topic, bootstrap, policy);
     os["spec"]["kafka"]["topic"]["config"] = json!({"retention.ms": "3600000"});
-    os["spec"]["invoicing"] = json!({"replicas": 2});
-    os["spec"]["deletionPolicy"] = policy.into();
     os
-}
-
-async fn deployment(client: &kube::Client, ns: &str, name: &str) -> Option<Deployment> {
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .ok()
-        .flatten()
-}
-
-fn generation(d: &Deployment) -> i64 {
-    d.metadata.generation.unwrap_or_default()
 }
 
 async fn schema_exists(name: &str) -> bool {
@@ -117,15 +55,11 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
         Some(("True".into(), "TopicReady".into()))
     );
     let order = wait_for(90, "order Deployment after the consumers", || {
-        deployment(&s.client, &s.ns.name, "shop-order")
+        s.deployment("shop-order")
     })
     .await;
-    let invoicing = deployment(&s.client, &s.ns.name, "shop-invoicing")
-        .await
-        .expect("invoicing deployed");
-    let shipping = deployment(&s.client, &s.ns.name, "shop-shipping")
-        .await
-        .expect("shipping deployed");
+    let invoicing = s.deployment("shop-invoicing").await.expect("invoicing deployed");
+    let shipping = s.deployment("shop-shipping").await.expect("shipping deployed");
     assert_eq!(invoicing.spec.as_ref().and_then(|d| d.replicas), Some(2));
     assert_eq!(
         env_value(&invoicing, "KAFKA_TOPIC").as_deref(),
@@ -185,12 +119,12 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
         .await
         .expect("patch");
     wait_for(60, "invoicing scaled to 3", || async {
-        let d = deployment(&s.client, &s.ns.name, "shop-invoicing").await?;
+        let d = s.deployment("shop-invoicing").await?;
         (d.spec.as_ref()?.replicas == Some(3)).then_some(())
     })
     .await;
     let shipping_after = wait_for(60, "shipping image changed", || async {
-        let d = deployment(&s.client, &s.ns.name, "shop-shipping").await?;
+        let d = s.deployment("shop-shipping").await?;
         let image = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
             .image
             .clone()?;
@@ -211,9 +145,7 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
             .map(|d| d.partitions),
         Some(4)
     );
-    let order_after = deployment(&s.client, &s.ns.name, "shop-order")
-        .await
-        .expect("order");
+    let order_after = s.deployment("shop-order").await.expect("order");
     assert_eq!(generation(&order_after), generation(&order), "order untouched");
     assert_eq!(
         generation(&shipping_after),
@@ -331,9 +263,7 @@ async fn a_second_resource_on_the_same_topic_is_a_conflict() {
             .is_some_and(|c| c.message.contains("shop"))
     );
     assert!(
-        deployment(&s.client, &s.ns.name, "shop2-invoicing")
-            .await
-            .is_none(),
+        s.deployment("shop2-invoicing").await.is_none(),
         "the loser deploys nothing"
     );
     s.api
@@ -375,10 +305,7 @@ async fn consumers_beyond_partitions_degrade_with_a_warning_and_paused_changes_n
             .then_some(())
     })
     .await;
-    wait_for(60, "shipping deployed", || {
-        deployment(&s.client, &s.ns.name, "shop-shipping")
-    })
-    .await;
+    wait_for(60, "shipping deployed", || s.deployment("shop-shipping")).await;
 
     // Paused: a replica change is not applied, status says Paused.
     let patch = json!({"spec": {"paused": true, "shipping": {"replicas": 1}}});
@@ -387,9 +314,7 @@ async fn consumers_beyond_partitions_degrade_with_a_warning_and_paused_changes_n
         .await
         .expect("pause");
     wait_condition(&s.api, "Paused", "True", "Paused").await;
-    let shipping = deployment(&s.client, &s.ns.name, "shop-shipping")
-        .await
-        .expect("shipping");
+    let shipping = s.deployment("shop-shipping").await.expect("shipping");
     assert_eq!(
         shipping.spec.and_then(|d| d.replicas),
         Some(5),
@@ -414,7 +339,7 @@ async fn an_invalid_spec_is_reported_and_nothing_is_written() {
         secrets.get_opt("shop-order-db").await.expect("get").is_none(),
         "no Secret written"
     );
-    assert!(deployment(&s.client, &s.ns.name, "shop-order").await.is_none());
+    assert!(s.deployment("shop-order").await.is_none());
     s.delete_shop_and_wait(60, "gone").await;
 }
 
@@ -423,16 +348,9 @@ async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_se
     let s = setup("ctl-rotate").await;
     let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
     s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
-    let order = wait_for(90, "all three deployed", || {
-        deployment(&s.client, &s.ns.name, "shop-order")
-    })
-    .await;
-    let invoicing = deployment(&s.client, &s.ns.name, "shop-invoicing")
-        .await
-        .expect("invoicing");
-    let shipping = deployment(&s.client, &s.ns.name, "shop-shipping")
-        .await
-        .expect("shipping");
+    let order = wait_for(90, "all three deployed", || s.deployment("shop-order")).await;
+    let invoicing = s.deployment("shop-invoicing").await.expect("invoicing");
+    let shipping = s.deployment("shop-shipping").await.expect("shipping");
     let old_password = support::secret_value(&s.client, &s.ns.name, "shop-shipping-db", "password").await;
 
     let secrets = Api::<Secret>::namespaced(s.client.clone(), &s.ns.name);
@@ -442,7 +360,7 @@ async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_se
         .expect("delete Secret");
     poke(&s.api).await;
     let rolled = wait_for(60, "shipping template rolled", || async {
-        let d = deployment(&s.client, &s.ns.name, "shop-shipping").await?;
+        let d = s.deployment("shop-shipping").await?;
         (generation(&d) > generation(&shipping)).then_some(d)
     })
     .await;
@@ -468,12 +386,8 @@ async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_se
             .cloned()
     };
     assert_ne!(annotation(&rolled), annotation(&shipping));
-    let order_after = deployment(&s.client, &s.ns.name, "shop-order")
-        .await
-        .expect("order");
-    let invoicing_after = deployment(&s.client, &s.ns.name, "shop-invoicing")
-        .await
-        .expect("invoicing");
+    let order_after = s.deployment("shop-order").await.expect("order");
+    let invoicing_after = s.deployment("shop-invoicing").await.expect("invoicing");
     assert_eq!(generation(&order_after), generation(&order), "order not rolled");
     assert_eq!(
         generation(&invoicing_after),
@@ -504,9 +418,7 @@ async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_
         "no topic created"
     );
     assert!(
-        deployment(&s.client, &s.ns.name, "shop-invoicing")
-            .await
-            .is_none(),
+        s.deployment("shop-invoicing").await.is_none(),
         "consumers wait for the topic"
     );
     s.delete_shop_and_wait(90, "gone").await;

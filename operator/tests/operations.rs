@@ -9,39 +9,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use ordersystem_operator::controller::kafka::{self, KafkaClients};
 use ordersystem_operator::crd::OrderSystem;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use serde_json::json;
 use support::operator::{condition, poke, wait_condition, wait_for};
-
-struct Setup {
-    client: kube::Client,
-    ns: support::TestNamespace,
-    api: Api<OrderSystem>,
-    topic: String,
-    bootstrap: String,
-    operator: support::operator::Operator,
-}
-
-async fn setup(prefix: &str) -> Setup {
-    let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, prefix).await;
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    let operator = support::operator::start(&client, &ns.name).await;
-    let api = Api::namespaced(client.clone(), &ns.name);
-    Setup {
-        client,
-        api,
-        topic: ordersystem_e2e::names::unique(prefix),
-        bootstrap: ordersystem_e2e::env::kafka_bootstrap(),
-        ns,
-        operator,
-    }
-}
+use support::setup::{Setup, generation, setup};
 
 impl Setup {
     /// `shop` on this test's topic: one partition per consumer, deleted with the resource, lag looked at
@@ -54,35 +29,6 @@ impl Setup {
         os["spec"]["deletionPolicy"] = "Delete".into();
         os["spec"]["consumerLag"] = json!({"threshold": 3, "observations": 2, "intervalSeconds": 5});
         os
-    }
-
-    async fn create(&self, os: serde_json::Value) {
-        self.api
-            .create(&PostParams::default(), &support::to_os(os))
-            .await
-            .expect("create");
-    }
-
-    async fn patch_spec(&self, spec: serde_json::Value) {
-        self.api
-            .patch(
-                "shop",
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "spec": spec })),
-            )
-            .await
-            .expect("patch spec");
-    }
-
-    async fn delete_shop_and_wait(&self) {
-        self.api
-            .delete("shop", &DeleteParams::default())
-            .await
-            .expect("delete");
-        wait_for(90, "shop gone", || async {
-            self.api.get_opt("shop").await.ok()?.is_none().then_some(())
-        })
-        .await;
     }
 
     fn group(&self, service: &str) -> String {
@@ -151,14 +97,6 @@ fn condition_message(os: &OrderSystem, type_: &str) -> String {
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
         .map(|c| c.message.clone())
         .unwrap_or_default()
-}
-
-async fn deployment(client: &kube::Client, ns: &str, name: &str) -> Option<Deployment> {
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .ok()
-        .flatten()
 }
 
 #[tokio::test]
@@ -232,7 +170,7 @@ async fn consumer_lag_shows_in_status_kubectl_and_metrics_and_degrades_while_it_
         Some(("False".into(), "AsExpected".into()))
     );
     eprintln!("$ kubectl get ordersystems\n{}", s.kubectl_get());
-    s.delete_shop_and_wait().await;
+    s.delete_shop_and_wait(90, "shop gone").await;
     assert!(
         !s.operator.metrics.encode().contains(&s.ns.name),
         "the lag of a deleted system is forgotten"
@@ -273,7 +211,7 @@ async fn a_rejected_partition_increase_changes_nothing_until_the_policy_allows_i
         .await;
     wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
     assert_eq!(partitions_in_kafka(&s).await, Some(3));
-    s.delete_shop_and_wait().await;
+    s.delete_shop_and_wait(90, "shop gone").await;
 }
 
 #[tokio::test]
@@ -283,7 +221,7 @@ async fn a_drained_partition_increase_stops_intake_waits_for_lag_zero_then_adds_
     os["spec"]["kafka"]["topic"]["partitionIncrease"] = "Drain".into();
     s.create(os).await;
     wait_for(90, "order deployed", || async {
-        let d = deployment(&s.client, &s.ns.name, "shop-order").await?;
+        let d = s.deployment("shop-order").await?;
         (replicas(&d) == Some(1)).then_some(())
     })
     .await;
@@ -305,9 +243,7 @@ async fn a_drained_partition_increase_stops_intake_waits_for_lag_zero_then_adds_
     })
     .await;
     assert!(waiting.contains("partitions 2 -> 4"), "{waiting}");
-    let order = deployment(&s.client, &s.ns.name, "shop-order")
-        .await
-        .expect("order");
+    let order = s.deployment("shop-order").await.expect("order");
     assert_eq!(replicas(&order), Some(0), "intake stopped");
     assert_eq!(
         partitions_in_kafka(&s).await,
@@ -322,7 +258,7 @@ async fn a_drained_partition_increase_stops_intake_waits_for_lag_zero_then_adds_
     })
     .await;
     wait_for(90, "intake resumed", || async {
-        let d = deployment(&s.client, &s.ns.name, "shop-order").await?;
+        let d = s.deployment("shop-order").await?;
         (replicas(&d) == Some(1)).then_some(())
     })
     .await;
@@ -337,7 +273,7 @@ async fn a_drained_partition_increase_stops_intake_waits_for_lag_zero_then_adds_
         "Progressing after the drain: {}",
         condition_message(&os, "Progressing")
     );
-    s.delete_shop_and_wait().await;
+    s.delete_shop_and_wait(90, "shop gone").await;
 }
 
 #[tokio::test]
@@ -368,7 +304,7 @@ async fn compaction_that_loses_history_is_a_warning_until_a_compaction_lag_prote
     }}}))
     .await;
     wait_condition(&s.api, "Degraded", "False", "AsExpected").await;
-    s.delete_shop_and_wait().await;
+    s.delete_shop_and_wait(90, "shop gone").await;
 }
 
 #[tokio::test]
@@ -427,11 +363,7 @@ async fn a_vanished_then_replaced_topic_degrades_and_is_adopted_only_by_annotati
         Some(new_id),
         "adopted the existing topic, not another new one"
     );
-    s.delete_shop_and_wait().await;
-}
-
-fn generation(d: &Deployment) -> i64 {
-    d.metadata.generation.unwrap_or_default()
+    s.delete_shop_and_wait(90, "shop gone").await;
 }
 
 async fn current_user(user: &str, password: &str) -> Result<String, sqlx::Error> {
@@ -495,16 +427,9 @@ async fn rotating_credentials_keeps_both_logins_during_the_rollout_rolls_only_th
     let s = setup("op-rotate").await;
     s.create(s.spec()).await;
     wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
-    let order = wait_for(90, "all three deployed", || {
-        deployment(&s.client, &s.ns.name, "shop-order")
-    })
-    .await;
-    let shipping = deployment(&s.client, &s.ns.name, "shop-shipping")
-        .await
-        .expect("shipping");
-    let invoicing = deployment(&s.client, &s.ns.name, "shop-invoicing")
-        .await
-        .expect("invoicing");
+    let order = wait_for(90, "all three deployed", || s.deployment("shop-order")).await;
+    let shipping = s.deployment("shop-shipping").await.expect("shipping");
+    let invoicing = s.deployment("shop-invoicing").await.expect("invoicing");
     let owner = support::secret_value(&s.client, &s.ns.name, "shop-invoicing-db", "username").await;
     let first_password = support::secret_value(&s.client, &s.ns.name, "shop-invoicing-db", "password").await;
 
@@ -531,16 +456,15 @@ async fn rotating_credentials_keeps_both_logins_during_the_rollout_rolls_only_th
         condition_message(&os, "Progressing")
     );
     wait_for(60, "invoicing rolled", || async {
-        let d = deployment(&s.client, &s.ns.name, "shop-invoicing").await?;
+        let d = s.deployment("shop-invoicing").await?;
         (generation(&d) > generation(&invoicing)).then_some(())
     })
     .await;
     let unchanged = |before: &Deployment, name: &'static str| {
-        let client = s.client.clone();
-        let ns = s.ns.name.clone();
         let before = generation(before);
+        let s = &s;
         async move {
-            let after = deployment(&client, &ns, name).await.expect(name);
+            let after = s.deployment(name).await.expect(name);
             assert_eq!(generation(&after), before, "{name} not rolled");
         }
     };
@@ -599,7 +523,7 @@ async fn rotating_credentials_keeps_both_logins_during_the_rollout_rolls_only_th
     unchanged(&order, "shop-order").await;
     unchanged(&shipping, "shop-shipping").await;
 
-    s.delete_shop_and_wait().await;
+    s.delete_shop_and_wait(90, "shop gone").await;
     assert!(
         !role_exists(&login_b).await,
         "Delete drops the alternate login too"

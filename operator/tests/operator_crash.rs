@@ -13,7 +13,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use ordersystem_operator::crd::OrderSystem;
-use serde_json::json;
 use support::operator::{wait_condition, wait_for};
 use support::operator_process::OperatorProcess;
 
@@ -71,11 +70,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let topic = ordersystem_e2e::names::unique("op-crash");
-    let mut os = support::minimal_json("shop", &topic);
-    os["spec"]["kafka"]["bootstrapServers"] = ordersystem_e2e::env::kafka_bootstrap().into();
-    os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
-    os["spec"]["invoicing"] = json!({"replicas": 2});
-    os["spec"]["deletionPolicy"] = "Delete".into();
+    let os = support::shop_json(&topic, &ordersystem_e2e::env::kafka_bootstrap(), "Delete");
     api.create(&PostParams::default(), &support::to_os(os))
         .await
         .expect("create");

@@ -99,6 +99,17 @@ pub fn minimal_json(name: &str, topic: &str) -> serde_json::Value {
     })
 }
 
+/// `shop` on `topic` at `bootstrap` as most controller tests use it: replication factor 1 (one test
+/// broker), invoicing at 2 replicas, and the given `deletionPolicy`.
+pub fn shop_json(topic: &str, bootstrap: &str, deletion_policy: &str) -> serde_json::Value {
+    let mut os = minimal_json("shop", topic);
+    os["spec"]["kafka"]["bootstrapServers"] = bootstrap.into();
+    os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
+    os["spec"]["invoicing"] = serde_json::json!({"replicas": 2});
+    os["spec"]["deletionPolicy"] = deletion_policy.into();
+    os
+}
+
 pub fn to_os(value: serde_json::Value) -> OrderSystem {
     serde_json::from_value(value).expect("test OrderSystem deserializes")
 }
@@ -129,6 +140,7 @@ pub async fn create_admin_secret(client: &kube::Client, namespace: &str, name: &
 
 pub mod operator;
 pub mod operator_process;
+pub mod setup;
 
 /// A connection as `user` with `password` to the test database.
 pub async fn connect_as(user: &str, password: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
