@@ -212,20 +212,11 @@ impl<H: Handler> ConsumerLoop<H> {
     #[tracing::instrument(skip_all, fields(partition = message.partition(), offset = message.offset()))]
     async fn process(&self, message: &BorrowedMessage<'_>) -> Result<(), sqlx::Error> {
         let started = Instant::now();
-        let letter = |reason, error| DeadLetter {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key(),
-            payload: message.payload(),
-            reason,
-            error,
-        };
         let event = match H::Event::decode(message.payload().unwrap_or_default()) {
             Ok(event) => event,
             Err(error) => {
                 return self
-                    .dead_letter(&letter(REASON_UNDECODABLE, &error.to_string()))
+                    .dead_letter(&DeadLetter::of(message, REASON_UNDECODABLE, &error.to_string()))
                     .await;
             }
         };
@@ -236,7 +227,7 @@ impl<H: Handler> ConsumerLoop<H> {
             Err(error) => {
                 drop(tx);
                 return self
-                    .dead_letter(&letter(REASON_REJECTED, &error.to_string()))
+                    .dead_letter(&DeadLetter::of(message, REASON_REJECTED, &error.to_string()))
                     .await;
             }
         };
@@ -252,7 +243,7 @@ impl<H: Handler> ConsumerLoop<H> {
                 tracing::info!(order_id = event.order_id(), "duplicate skipped");
             }
             Stored::Conflict { detail } => {
-                store::insert_dead_letter(&mut tx, &letter(REASON_CONFLICT, detail)).await?;
+                store::insert_dead_letter(&mut tx, &DeadLetter::of(message, REASON_CONFLICT, detail)).await?;
                 tx.commit().await?;
                 self.metrics.dead_letter(REASON_CONFLICT);
                 tracing::warn!(
@@ -276,26 +267,19 @@ impl<H: Handler> ConsumerLoop<H> {
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(messages.len());
         for message in messages {
-            let letter = |reason, error| DeadLetter {
-                topic: message.topic(),
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key(),
-                payload: message.payload(),
-                reason,
-                error,
-            };
             match H::Event::decode(message.payload().unwrap_or_default()) {
                 Ok(event) => {
                     let stored = self.handler.store(&mut tx, &event).await?;
                     if let Stored::Conflict { detail } = &stored {
-                        store::insert_dead_letter(&mut tx, &letter(REASON_CONFLICT, detail)).await?;
+                        store::insert_dead_letter(&mut tx, &DeadLetter::of(message, REASON_CONFLICT, detail))
+                            .await?;
                     }
                     outcomes.push((event.order_id(), Ok(stored), message));
                 }
                 Err(error) => {
                     let error = error.to_string();
-                    store::insert_dead_letter(&mut tx, &letter(REASON_UNDECODABLE, &error)).await?;
+                    store::insert_dead_letter(&mut tx, &DeadLetter::of(message, REASON_UNDECODABLE, &error))
+                        .await?;
                     outcomes.push((0, Err(error), message));
                 }
             }

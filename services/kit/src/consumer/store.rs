@@ -7,6 +7,7 @@
 //!   created_at TIMESTAMPTZ NOT NULL DEFAULT now());
 //! ```
 
+use rdkafka::Message;
 use sqlx::PgConnection;
 
 /// One record that could not be stored as an invoice or shipment, kept byte for byte.
@@ -19,6 +20,21 @@ pub struct DeadLetter<'a> {
     pub payload: Option<&'a [u8]>,
     pub reason: &'a str,
     pub error: &'a str,
+}
+
+impl<'a> DeadLetter<'a> {
+    /// `message`, byte for byte, with why it was set aside.
+    pub fn of(message: &'a impl Message, reason: &'a str, error: &'a str) -> Self {
+        Self {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key(),
+            payload: message.payload(),
+            reason,
+            error,
+        }
+    }
 }
 
 pub async fn insert_dead_letter(conn: &mut PgConnection, letter: &DeadLetter<'_>) -> Result<(), sqlx::Error> {
