@@ -61,21 +61,9 @@ shop() {
     args+=("--from-literal=$key=$(kubectl -n "$OPERATOR_NS" get secret "$secret" -o "jsonpath={.data.$key}" | base64 -d)")
   done
   kubectl -n shop create secret generic pg-admin "${args[@]}" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  kubectl -n shop apply -f - <<YAML
-apiVersion: ordersystem.io/v1alpha1
-kind: OrderSystem
-metadata: {name: shop}
-spec:
-  kafka:
-    bootstrapServers: $RELEASE-dev-kafka.$OPERATOR_NS.svc:9092
-    topic: {name: orders, partitions: 5, replicationFactor: 1}
-  postgres:
-    adminSecretRef: {name: pg-admin}
-    sslMode: disable
-  order: {replicas: 1}
-  invoicing: {replicas: 1}
-  shipping: {replicas: 1}
-YAML
+  # The development shop, with the in-cluster development Kafka in place of the local-mode broker.
+  sed "s|bootstrapServers: .*|bootstrapServers: $RELEASE-dev-kafka.$OPERATOR_NS.svc:9092|" e2e/dev-shop.yaml |
+    kubectl -n shop apply -f -
   say "waiting for the shop to be Ready"
   kubectl -n shop wait --for=condition=Ready ordersystem/shop --timeout=300s
   kubectl -n shop get ordersystems

@@ -54,21 +54,7 @@ creds=${url#postgres://}; userpass=${creds%%@*}; hostpart=${creds#*@}
 kubectl -n "$SHOP_NS" create secret generic pg-admin --dry-run=client -o yaml \
   --from-literal=host=127.0.0.1 --from-literal=port=5432 --from-literal=dbname="${hostpart#*/}" \
   --from-literal=username="${userpass%%:*}" --from-literal=password="${userpass#*:}" | kubectl apply -f - >/dev/null
-kubectl -n "$SHOP_NS" apply -f - >/dev/null <<YAML
-apiVersion: ordersystem.io/v1alpha1
-kind: OrderSystem
-metadata: {name: shop}
-spec:
-  kafka:
-    bootstrapServers: 127.0.0.1:19092
-    topic: {name: orders, partitions: 5, replicationFactor: 1}
-  postgres:
-    adminSecretRef: {name: pg-admin}
-    sslMode: disable
-  order: {replicas: 1}
-  invoicing: {replicas: 1}
-  shipping: {replicas: 1}
-YAML
+kubectl -n "$SHOP_NS" apply -f e2e/dev-shop.yaml >/dev/null
 say "waiting for the shop to be Ready"
 kubectl -n "$SHOP_NS" wait --for=condition=Ready ordersystem/shop --timeout=180s >/dev/null
 kubectl -n "$SHOP_NS" get ordersystems

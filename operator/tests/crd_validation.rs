@@ -166,3 +166,26 @@ async fn replication_factor_cannot_be_patched_in_after_a_create_without_it() {
         .expect("unrelated change allowed");
     assert!(other.spec.paused);
 }
+
+/// The manifests users start from (`examples/`) and the development shop the dev scripts apply are
+/// accepted by the API server (schema and CEL rules) and by the operator's own validation.
+#[tokio::test]
+async fn the_shipped_example_and_development_manifests_are_valid() {
+    let (api, _ns) = setup().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for path in ["examples/shop.yaml", "e2e/dev-shop.yaml"] {
+        let text = std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let os: OrderSystem = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let admitted = api
+            .create(&dry_run, &os)
+            .await
+            .unwrap_or_else(|e| panic!("the API server refuses {path}: {e}"));
+        if let Err(invalid) = ordersystem_operator::controller::validate::validate(&admitted) {
+            panic!("the operator refuses {path}: {invalid}");
+        }
+    }
+}
