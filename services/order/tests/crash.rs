@@ -12,7 +12,9 @@ use ordersystem_service_kit::failpoints::{ORDER_COMMITTED, RELAY_ACKNOWLEDGED, R
 use ordersystem_testkit::{env, names, schema};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::process::{Load, ServiceProcess, assert_exactly_once, binary, orders_per_test, records_per_key};
+use support::process::{
+    Load, ServiceProcess, assert_exactly_once, binaries, orders_per_test, records_per_key, start_all,
+};
 use support::*;
 
 /// The shop as processes on a fresh topic and schemas: order (with failpoints), invoicing, shipping.
@@ -29,34 +31,34 @@ impl Shop {
         let bootstrap = env::kafka_bootstrap();
         let topic = names::unique("crash");
         create_topic(&bootstrap, &topic, PARTITIONS).await;
-        let order_bin = tokio::task::spawn_blocking(|| binary("ordersystem-order-failpoints"));
-        let invoicing_bin = tokio::task::spawn_blocking(|| binary("ordersystem-invoicing"));
-        let shipping_bin = tokio::task::spawn_blocking(|| binary("ordersystem-shipping"));
+        let [order_bin, invoicing_bin, shipping_bin] = binaries([
+            "ordersystem-order-failpoints",
+            "ordersystem-invoicing",
+            "ordersystem-shipping",
+        ])
+        .await;
         let mut invoicing = ServiceProcess::consumer(
-            invoicing_bin.await.expect("built"),
+            invoicing_bin,
             schema::fresh_schema("invoicing").await,
             &bootstrap,
             &topic,
             &names::unique("invoicing"),
         );
         let mut shipping = ServiceProcess::consumer(
-            shipping_bin.await.expect("built"),
+            shipping_bin,
             schema::fresh_schema("shipping").await,
             &bootstrap,
             &topic,
             &names::unique("shipping"),
         );
         let order = ServiceProcess::new(
-            order_bin.await.expect("built"),
+            order_bin,
             schema::fresh_schema("order").await,
             &bootstrap,
             &topic,
             &[(wiring::OUTBOX_POLL_MS, "200")],
         );
-        invoicing.start(&[]);
-        shipping.start(&[]);
-        invoicing.wait_ready().await;
-        shipping.wait_ready().await;
+        start_all(&mut [&mut invoicing, &mut shipping]).await;
         Self {
             bootstrap,
             topic,

@@ -381,20 +381,7 @@ async fn reference_format_events_are_consumed() {
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("reference");
     create_topic(&bootstrap, &topic, PARTITIONS).await;
-    let invoicing = spawn_invoicing(
-        schema::fresh_schema("invoicing").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("invoicing"), GroupProtocol::Consumer),
-    )
-    .await;
-    let shipping = spawn_shipping(
-        schema::fresh_schema("shipping").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("shipping"), GroupProtocol::Consumer),
-    )
-    .await;
+    let (invoicing, shipping) = spawn_consumers(&bootstrap, &topic).await;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()

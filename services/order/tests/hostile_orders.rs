@@ -4,8 +4,7 @@
 
 mod support;
 
-use ordersystem_service_kit::config::GroupProtocol;
-use ordersystem_testkit::{env, names, schema};
+use ordersystem_testkit::{env, names};
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::*;
@@ -270,20 +269,7 @@ async fn script_and_sql_in_text_fields_are_kept_verbatim_and_shown_escaped() {
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("hostile-text");
     create_topic(&bootstrap, &topic, 1).await;
-    let invoicing = spawn_invoicing(
-        schema::fresh_schema("invoicing").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("invoicing"), GroupProtocol::Consumer),
-    )
-    .await;
-    let shipping = spawn_shipping(
-        schema::fresh_schema("shipping").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("shipping"), GroupProtocol::Consumer),
-    )
-    .await;
+    let (invoicing, shipping) = spawn_consumers(&bootstrap, &topic).await;
     let order_service = spawn_order(&bootstrap, &topic).await;
     let client = reqwest::Client::new();
     let script = "<script>alert('x')</script><img src=x onerror=alert(1)>";

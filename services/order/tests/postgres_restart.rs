@@ -10,7 +10,9 @@ use ordersystem_testkit::own_instance::OwnInstance;
 use ordersystem_testkit::{env, names, schema};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::process::{Load, ServiceProcess, assert_exactly_once, binary, foreign_event, orders_per_test};
+use support::process::{
+    Load, ServiceProcess, assert_exactly_once, binaries, foreign_event, orders_per_test, start_all,
+};
 use support::*;
 
 const INSTANCE: &str = "svc-pg-restart";
@@ -30,17 +32,12 @@ async fn a_postgres_restart_pauses_everyone_and_all_recover_without_a_restart() 
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("pg-restart");
     create_topic(&bootstrap, &topic, PARTITIONS).await;
-    let bins = tokio::task::spawn_blocking(|| {
-        [
-            "ordersystem-order",
-            "ordersystem-invoicing",
-            "ordersystem-shipping",
-        ]
-        .map(binary)
-    })
-    .await
-    .expect("built");
-    let [order_bin, invoicing_bin, shipping_bin] = bins;
+    let [order_bin, invoicing_bin, shipping_bin] = binaries([
+        "ordersystem-order",
+        "ordersystem-invoicing",
+        "ordersystem-shipping",
+    ])
+    .await;
     let mut order = ServiceProcess::new(
         order_bin,
         schema::fresh_schema_at(&admin_url, "order").await,
@@ -62,12 +59,7 @@ async fn a_postgres_restart_pauses_everyone_and_all_recover_without_a_restart() 
         &topic,
         &names::unique("shipping"),
     );
-    for service in [&mut order, &mut invoicing, &mut shipping] {
-        service.start(&[]);
-    }
-    for service in [&order, &invoicing, &shipping] {
-        service.wait_ready().await;
-    }
+    start_all(&mut [&mut order, &mut invoicing, &mut shipping]).await;
     let consumers = [&invoicing, &shipping];
     for consumer in consumers {
         wait_until("partitions assigned", Duration::from_secs(60), || async {

@@ -9,7 +9,7 @@ mod support;
 use ordersystem_testkit::{env, names, schema};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::process::{Load, ServiceProcess, assert_exactly_once, binary, orders_per_test};
+use support::process::{Load, ServiceProcess, assert_exactly_once, binaries, orders_per_test, start_all};
 use support::*;
 
 /// Enough partitions that three members each own some.
@@ -50,17 +50,12 @@ async fn scaling_invoicing_up_and_down_repeatedly_under_load_loses_and_duplicate
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("rebalance");
     create_topic(&bootstrap, &topic, TOPIC_PARTITIONS).await;
-    let bins = tokio::task::spawn_blocking(|| {
-        [
-            "ordersystem-order",
-            "ordersystem-invoicing",
-            "ordersystem-shipping",
-        ]
-        .map(binary)
-    })
-    .await
-    .expect("built");
-    let [order_bin, invoicing_bin, shipping_bin] = bins;
+    let [order_bin, invoicing_bin, shipping_bin] = binaries([
+        "ordersystem-order",
+        "ordersystem-invoicing",
+        "ordersystem-shipping",
+    ])
+    .await;
     let invoicing_db = schema::fresh_schema("invoicing").await;
     let group = names::unique("invoicing");
     let member = |db| ServiceProcess::consumer(invoicing_bin.clone(), db, &bootstrap, &topic, &group);
@@ -79,12 +74,7 @@ async fn scaling_invoicing_up_and_down_repeatedly_under_load_loses_and_duplicate
         &topic,
         &[],
     );
-    for service in [&mut first, &mut shipping, &mut order] {
-        service.start(&[]);
-    }
-    for service in [&first, &shipping, &order] {
-        service.wait_ready().await;
-    }
+    start_all(&mut [&mut first, &mut shipping, &mut order]).await;
     wait_shared(&[&first]).await;
 
     let target = orders_per_test();

@@ -6,9 +6,8 @@
 
 mod support;
 
-use ordersystem_service_kit::config::GroupProtocol;
 use ordersystem_testkit::kafka::produce;
-use ordersystem_testkit::{env, names, schema};
+use ordersystem_testkit::{env, names};
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::*;
@@ -43,20 +42,7 @@ async fn each_consumer_reads_only_the_fields_it_stores() {
     let topic = names::unique("tolerant");
     // One partition, so the records are handled in the order sent.
     create_topic(&bootstrap, &topic, 1).await;
-    let invoicing = spawn_invoicing(
-        schema::fresh_schema("invoicing").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("invoicing"), GroupProtocol::Consumer),
-    )
-    .await;
-    let shipping = spawn_shipping(
-        schema::fresh_schema("shipping").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("shipping"), GroupProtocol::Consumer),
-    )
-    .await;
+    let (invoicing, shipping) = spawn_consumers(&bootstrap, &topic).await;
 
     // 1: no email, no price; only invoicing needs them.
     produce(&bootstrap, &topic, "1", &bytes(&event(1, None, None))).await;

@@ -10,6 +10,7 @@ use ordersystem_service_kit::config::{
 };
 use ordersystem_service_kit::shutdown::{self, Trigger};
 pub use ordersystem_testkit::kafka::create_topic;
+use ordersystem_testkit::names;
 use ordersystem_testkit::schema::{self, ServiceDb};
 pub use ordersystem_testkit::wait::until as wait_until;
 use std::future::Future;
@@ -167,6 +168,26 @@ pub async fn spawn_shipping(db: ServiceDb, bootstrap: &str, topic: &str, consume
         ordersystem_shipping::run(config, listener, waiter)
     })
     .await
+}
+
+/// Invoicing and shipping on `topic`, each with a fresh schema and its own new group of the KIP-848
+/// `consumer` protocol the services use by default.
+pub async fn spawn_consumers(bootstrap: &str, topic: &str) -> (Running, Running) {
+    let invoicing = spawn_invoicing(
+        schema::fresh_schema("invoicing").await,
+        bootstrap,
+        topic,
+        consumer_args(&names::unique("invoicing"), GroupProtocol::Consumer),
+    )
+    .await;
+    let shipping = spawn_shipping(
+        schema::fresh_schema("shipping").await,
+        bootstrap,
+        topic,
+        consumer_args(&names::unique("shipping"), GroupProtocol::Consumer),
+    )
+    .await;
+    (invoicing, shipping)
 }
 
 /// A metric's value from the service's `/metrics` (sum over label sets), 0 when absent.

@@ -62,6 +62,23 @@ pub fn binary(name: &str) -> PathBuf {
     target_dir().join("debug").join(name)
 }
 
+/// Several binaries of [`binary`], built off the async runtime.
+pub async fn binaries<const N: usize>(names: [&'static str; N]) -> [PathBuf; N] {
+    tokio::task::spawn_blocking(move || names.map(binary))
+        .await
+        .expect("cargo build ran")
+}
+
+/// Starts each service, then waits until every one answers `/readyz`.
+pub async fn start_all(services: &mut [&mut ServiceProcess]) {
+    for service in services.iter_mut() {
+        service.start(&[]);
+    }
+    for service in services.iter() {
+        service.wait_ready().await;
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
