@@ -56,8 +56,9 @@ pub struct OrderSystemSpec {
     /// The shipping service: consumes the order events, keeps shipments.
     #[serde(default)]
     pub shipping: ServiceSpec,
-    /// What happens to the topic and the schemas when this resource is deleted: `Retain` (default) keeps
-    /// them, `Delete` drops the schemas and roles and deletes the topic. Workloads are always removed.
+    /// What happens to the topic, the schemas and the services' SCRAM users and ACLs when this resource is
+    /// deleted: `Retain` (default) keeps them, `Delete` drops the schemas and roles, deletes the topic, the
+    /// users and exactly the ACLs granted to them. Workloads are always removed.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// When true the operator changes nothing (no topic, database or workload changes); it still updates
@@ -306,10 +307,10 @@ impl Default for ServiceSpec {
 /// Fate of the topic and the schemas on deletion.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
-    /// Keep topic, schemas, roles and their Secrets' data in the backends.
+    /// Keep topic, schemas, roles, SCRAM users and ACLs in the backends.
     #[default]
     Retain,
-    /// Drop schemas and roles and delete the topic.
+    /// Drop schemas and roles, delete the topic, the services' SCRAM users and their ACLs.
     Delete,
 }
 

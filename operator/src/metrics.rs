@@ -1,5 +1,5 @@
-//! Prometheus metrics of the operator: reconciles, failures by error kind, reconcile duration, and the
-//! consumer-group lag of every system. The duration is recorded by a drop guard, so an early `?` cannot
+//! Prometheus metrics of the operator: reconciles, failures by error kind, reconcile duration, the
+//! consumer-group lag of every system, and what was done to the services' Kafka identities. The duration is recorded by a drop guard, so an early `?` cannot
 //! skip it.
 
 use std::time::Instant;
@@ -16,6 +16,13 @@ pub struct ErrorLabels {
     pub error: String,
 }
 
+/// What was done to a Kafka identity: `user_applied` (a SCRAM credential created or replaced),
+/// `user_deleted` (a SCRAM credential removed), `acl_deleted` (one ACL binding removed).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IdentityChangeLabels {
+    pub change: String,
+}
+
 /// One consumer group of one `OrderSystem`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LagLabels {
@@ -29,6 +36,9 @@ pub struct Metrics {
     pub consumer_lag: Family<LagLabels, Gauge>,
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
+    pub kafka_identity_changes: Family<IdentityChangeLabels, Counter>,
+    /// SCRAM users found on the broker with the credential their Secret holds (nothing applied).
+    pub kafka_identity_checks: Counter,
     registry: Registry,
 }
 
@@ -58,11 +68,25 @@ impl Default for Metrics {
             "Duration of reconciles",
             duration.clone(),
         );
+        let kafka_identity_changes = Family::<IdentityChangeLabels, Counter>::default();
+        registry.register(
+            "kafka_identity_changes",
+            "Changes made to the services' SCRAM users and ACLs on the broker, by kind",
+            kafka_identity_changes.clone(),
+        );
+        let kafka_identity_checks = Counter::default();
+        registry.register(
+            "kafka_identity_checks",
+            "SCRAM users found in place with the credential their Secret holds, so left alone",
+            kafka_identity_checks.clone(),
+        );
         Self {
             reconciles,
             consumer_lag,
             failures,
             duration,
+            kafka_identity_changes,
+            kafka_identity_checks,
             registry,
         }
     }
@@ -84,6 +108,23 @@ impl Metrics {
                 error: label.to_string(),
             })
             .inc();
+    }
+
+    pub fn count_kafka_identity_change(&self, change: &str) {
+        self.kafka_identity_changes
+            .get_or_create(&IdentityChangeLabels {
+                change: change.to_string(),
+            })
+            .inc();
+    }
+
+    /// How many changes of one kind were made to Kafka identities.
+    pub fn kafka_identity_change_count(&self, change: &str) -> u64 {
+        self.kafka_identity_changes
+            .get_or_create(&IdentityChangeLabels {
+                change: change.to_string(),
+            })
+            .get()
     }
 
     /// Records the lag of both consumer groups of one system.

@@ -12,6 +12,12 @@ pub const FIELD_MANAGER: &str = "ordersystem-operator";
 /// Pod template annotation: hash of the service's database Secret, so a credential change rolls that
 /// service only.
 pub const SECRET_HASH_ANNOTATION: &str = "ordersystem.io/secret-hash";
+/// Pod template annotation: hash of the service's Kafka identity Secret (with SASL), so a hand edit of
+/// it rolls that service only.
+pub const KAFKA_SECRET_HASH_ANNOTATION: &str = "ordersystem.io/kafka-secret-hash";
+/// Annotation on a service's Kafka identity Secret: a hash of the SCRAM credential last applied to the
+/// broker, so it is applied again only when the password in the Secret changes.
+pub const KAFKA_CREDENTIAL_APPLIED_ANNOTATION: &str = "ordersystem.io/kafka-credential-applied";
 /// Annotation acknowledging that the topic with the id given as its value is gone or replaced: the
 /// operator then creates the topic anew (or adopts the new one) and records the new id.
 pub const RECREATE_TOPIC_ANNOTATION: &str = "ordersystem.io/recreate-topic";

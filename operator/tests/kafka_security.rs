@@ -2,7 +2,11 @@
 //! the operator connects with the CA and the SCRAM identity its Secrets hold, creates the topic, gives
 //! each service its own SCRAM user and ACLs that the broker enforces, the three services carry an order
 //! through with nothing but those identities, and `TopicReady` says when the password or the CA is
-//! wrong, with librdkafka's account of the refusal.
+//! wrong, with librdkafka's account of the refusal. The SCRAM users are applied only when missing or
+//! changed, and go with their ACLs when the resource is deleted with `deletionPolicy: Delete`.
+//!
+//! Both tests start the broker on the same ports: nextest runs them one after the other (test group
+//! `secure-broker` in `.config/nextest.toml`).
 
 mod support;
 
@@ -11,14 +15,16 @@ use std::time::Duration;
 
 use clap::Parser;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
-use ordersystem_operator::crd::OrderSystem;
+use ordersystem_operator::controller::kafka::identities::{self, ScramMechanism};
+use ordersystem_operator::controller::kafka::{Admin, ClientSecurity, KafkaClients};
+use ordersystem_operator::crd::{OrderSystem, SaslMechanism};
 use ordersystem_service_kit::shutdown::Trigger;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::operator::{poke, wait_condition};
+use support::operator::{poke, wait_condition, wait_for};
 
 async fn put_secret(client: &kube::Client, namespace: &str, name: &str, data: &[(&str, &str)]) {
     let data: BTreeMap<&str, &str> = data.iter().copied().collect();
@@ -87,6 +93,22 @@ fn consume_as(
         }
     }
     panic!("{user} got neither a record nor a refusal in group {group} within 60s");
+}
+
+/// The broker's verdict on a login: `Ok` once it answers a metadata request, else the error librdkafka
+/// reports (`Authentication` for a refused SCRAM login).
+fn login(broker: &SecureBroker, user: &str, password: &str) -> Result<(), KafkaError> {
+    let client: BaseConsumer = broker.client_config(user, password).create().expect("client");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(Err(error)) = client.poll(Duration::from_millis(200)) {
+            return Err(error);
+        }
+        if client.fetch_metadata(None, Duration::from_secs(1)).is_ok() {
+            return Ok(());
+        }
+    }
+    panic!("{user}'s login was neither accepted nor refused within 30s");
 }
 
 fn code(error: &KafkaError) -> Option<RDKafkaErrorCode> {
@@ -228,6 +250,208 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
     let os = wait_condition(&api, "TopicReady", "False", "KafkaTlsFailed").await;
     let message = topic_message(&os);
     assert!(message.contains("certificate verify failed"), "{message}");
+}
+
+/// The shop's namespace with the Secrets a secured `OrderSystem` names, and an operator for it.
+async fn secured_namespace(
+    client: &kube::Client,
+    broker: &SecureBroker,
+    prefix: &str,
+) -> (support::TestNamespace, support::operator::Operator) {
+    support::install_crd(client).await;
+    let ns = support::TestNamespace::create(client, prefix).await;
+    support::create_admin_secret(client, &ns.name, "pg-admin").await;
+    put_secret(client, &ns.name, "kafka-ca", &[("ca.crt", &broker.ca_pem())]).await;
+    put_secret(
+        client,
+        &ns.name,
+        "kafka-admin",
+        &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
+    )
+    .await;
+    let operator = support::operator::start(client, &ns.name).await;
+    (ns, operator)
+}
+
+/// An `OrderSystem` on the secured broker with SCRAM-SHA-512 and the given deletion policy.
+fn secured_json(name: &str, topic: &str, broker: &SecureBroker, policy: &str) -> serde_json::Value {
+    let mut os = support::minimal_json(name, topic);
+    os["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap().into();
+    os["spec"]["kafka"]["tls"] = serde_json::json!({"caSecretRef": {"name": "kafka-ca"}});
+    os["spec"]["kafka"]["sasl"] =
+        serde_json::json!({"mechanism": "SCRAM-SHA-512", "credentialsSecretRef": {"name": "kafka-admin"}});
+    os["spec"]["deletionPolicy"] = policy.into();
+    os
+}
+
+/// The test's own admin client on the secured broker (the super user).
+fn broker_admin(broker: &SecureBroker) -> std::sync::Arc<Admin> {
+    let security = ClientSecurity::new(
+        "sasl_ssl",
+        Some(broker.ca_pem()),
+        None,
+        Some((
+            SaslMechanism::ScramSha512,
+            ADMIN_USER.into(),
+            ADMIN_PASSWORD.into(),
+        )),
+    );
+    KafkaClients::default()
+        .admin_with(&broker.bootstrap(), &security)
+        .expect("admin client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_the_resource() {
+    let broker = SecureBroker::start("op-sasl-ssl", 19392, 19393).await;
+    let client = ordersystem_e2e::kube::client().await;
+    let (ns, operator) = secured_namespace(&client, &broker, "ctl-scram").await;
+    let metrics = operator.metrics.clone();
+    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
+    let (topic, kept_topic) = (
+        ordersystem_e2e::names::unique("scram"),
+        ordersystem_e2e::names::unique("kept"),
+    );
+    for (name, topic, policy) in [("shop", &topic, "Delete"), ("kept", &kept_topic, "Retain")] {
+        api.create(
+            &PostParams::default(),
+            &support::to_os(secured_json(name, topic, &broker, policy)),
+        )
+        .await
+        .expect("create");
+    }
+    wait_condition(&api, "TopicReady", "True", "TopicReady").await;
+    let applied = || metrics.kafka_identity_change_count("user_applied");
+    // Both resources, three services each.
+    wait_for(90, "six SCRAM users applied", || async {
+        (applied() == 6).then_some(())
+    })
+    .await;
+    let admin = broker_admin(&broker);
+    let user = |name: &str, service: &str| format!("{}.{name}.{service}", ns.name);
+    for service in ["order", "invoicing", "shipping"] {
+        assert_eq!(
+            identities::scram_mechanisms(&admin, &user("shop", service))
+                .await
+                .expect("describe"),
+            vec![ScramMechanism::Sha512],
+            "{service}"
+        );
+    }
+
+    // Two more reconciles look at each user and leave it alone.
+    for round in 1..=2u64 {
+        let checked = metrics.kafka_identity_checks.get();
+        poke(&api).await;
+        wait_for(
+            60,
+            &format!("reconcile {round} checked the three users"),
+            || async { (metrics.kafka_identity_checks.get() >= checked + 3).then_some(()) },
+        )
+        .await;
+    }
+    assert_eq!(applied(), 6, "no credential applied again");
+
+    // A user deleted behind the operator's back is applied again, with the Secret's password.
+    let invoicing = user("shop", "invoicing");
+    identities::delete_scram_user(&admin, &invoicing, vec![ScramMechanism::Sha512])
+        .await
+        .expect("delete user");
+    poke(&api).await;
+    wait_for(60, "the deleted user applied again", || async {
+        (applied() == 7).then_some(())
+    })
+    .await;
+    let password = support::secret_value(&client, &ns.name, "shop-invoicing-kafka", "password").await;
+    tokio::task::block_in_place(|| login(&broker, &invoicing, &password))
+        .expect("the re-created user logs in with its Secret's password");
+
+    // A password edited by hand is applied (once) and authenticates; the old one no longer does.
+    let (order, old_password) = (
+        user("shop", "order"),
+        support::secret_value(&client, &ns.name, "shop-order-kafka", "password").await,
+    );
+    put_secret(
+        &client,
+        &ns.name,
+        "shop-order-kafka",
+        &[("password", "edited-by-hand-0123456789")],
+    )
+    .await;
+    poke(&api).await;
+    wait_for(60, "the edited password applied", || async {
+        (applied() == 8).then_some(())
+    })
+    .await;
+    produce_as(&broker, &order, "edited-by-hand-0123456789", &topic, true)
+        .await
+        .expect("order writes with the edited password");
+    let refused = tokio::task::block_in_place(|| login(&broker, &order, &old_password))
+        .expect_err("the old password is gone");
+    assert_eq!(
+        code(&refused),
+        Some(RDKafkaErrorCode::Authentication),
+        "{refused}"
+    );
+
+    // Delete: the users and their ACLs go before the finalizer is released; Retain keeps them.
+    let principals: Vec<String> = ["order", "invoicing", "shipping"]
+        .iter()
+        .map(|s| format!("User:{}", user("shop", s)))
+        .collect();
+    let mut acls = 0;
+    for principal in &principals {
+        acls += identities::acl_count(&admin, principal).await.expect("acls");
+    }
+    assert_eq!(acls, 5, "order: WRITE; each consumer: READ topic, READ group");
+    for name in ["shop", "kept"] {
+        api.delete(name, &DeleteParams::default()).await.expect("delete");
+    }
+    for name in ["shop", "kept"] {
+        wait_for(90, &format!("{name} gone"), || async {
+            api.get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+    for service in ["order", "invoicing", "shipping"] {
+        assert!(
+            identities::scram_mechanisms(&admin, &user("shop", service))
+                .await
+                .expect("describe")
+                .is_empty(),
+            "shop's {service} user deleted"
+        );
+        assert_eq!(
+            identities::scram_mechanisms(&admin, &user("kept", service))
+                .await
+                .expect("describe"),
+            vec![ScramMechanism::Sha512],
+            "kept's {service} user kept"
+        );
+    }
+    for principal in &principals {
+        assert_eq!(
+            identities::acl_count(&admin, principal).await.expect("acls"),
+            0,
+            "{principal}"
+        );
+    }
+    assert_eq!(
+        identities::acl_count(&admin, &format!("User:{}", user("kept", "order")))
+            .await
+            .expect("acls"),
+        1,
+        "kept's ACLs kept"
+    );
+    assert_eq!(metrics.kafka_identity_change_count("user_deleted"), 3);
+    assert_eq!(metrics.kafka_identity_change_count("acl_deleted"), 5);
+    let refused = tokio::task::block_in_place(|| login(&broker, &order, "edited-by-hand-0123456789"))
+        .expect_err("the deleted user cannot log in");
+    assert_eq!(
+        code(&refused),
+        Some(RDKafkaErrorCode::Authentication),
+        "{refused}"
+    );
 }
 
 /// order, invoicing and shipping in this process, each with the flags its pod's env would carry: its own

@@ -48,21 +48,34 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
     }
     report.partitions_rejected = gate.rejected_message();
     report.draining = gate.progress_message();
+    // The services' identity Secrets come from Kubernetes alone, so their hashes reach the pod
+    // templates whatever the broker does.
+    let identities = kafka::identities::secrets(&ctx.client, spec).await;
+    if let Ok(identities) = &identities {
+        observed.kafka_secret_hashes = identities
+            .iter()
+            .map(|i| (i.service, i.secret_hash.clone()))
+            .collect();
+    }
     let (mut failure, mut security) = (None, ClientSecurity::plaintext());
-    let topic = match gate {
-        Gate::Unknown(message) => Err(Error::Drain(message.clone())),
-        _ => match kafka_security::read(&ctx.client, &spec.namespace, &spec.kafka_security).await {
-            Err(error) => Err(Error::from(error)),
-            Ok(read) => {
-                security = read;
-                ensure_topic(ctx, os, spec, &security, &gate.topic(&spec.topic))
-                    .await
-                    .map_err(|(error, connection)| {
-                        failure = connection;
-                        Error::from(error)
-                    })
+    let topic = match (gate, identities) {
+        (Gate::Unknown(message), _) => Err(Error::Drain(message.clone())),
+        (_, Err(error)) => Err(Error::from(error)),
+        (_, Ok(identities)) => {
+            match kafka_security::read(&ctx.client, &spec.namespace, &spec.kafka_security).await {
+                Err(error) => Err(Error::from(error)),
+                Ok(read) => {
+                    security = read;
+                    let topic = gate.topic(&spec.topic);
+                    ensure_topic(ctx, os, spec, &security, &topic, &identities)
+                        .await
+                        .map_err(|(error, connection)| {
+                            failure = connection;
+                            Error::from(error)
+                        })
+                }
             }
-        },
+        }
     };
     match topic {
         Ok(topic) => {
@@ -147,6 +160,7 @@ async fn ensure_topic(
     spec: &ValidSpec,
     security: &ClientSecurity,
     topic: &ValidTopic,
+    identities: &[kafka::identities::Identity],
 ) -> Result<kafka::TopicObserved, (kafka::Error, Option<ConnectionFailure>)> {
     let admin = ctx
         .kafka
@@ -169,7 +183,8 @@ async fn ensure_topic(
     let mut result = kafka::ensure_topic(&admin, topic, &previously, known_id.as_deref(), spec.paused).await;
     // The services' own users and ACLs belong to the topic step: their pods wait for both.
     if let (Ok(_), Some(mechanism), false) = (&result, spec.kafka_security.scram(), spec.paused)
-        && let Err(error) = kafka::identities::ensure(&ctx.client, &admin, spec, mechanism).await
+        && let Err(error) =
+            kafka::identities::ensure(&ctx.client, &admin, spec, mechanism, identities, &ctx.metrics).await
     {
         result = Err(error);
     }

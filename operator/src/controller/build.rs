@@ -24,6 +24,8 @@ mod security;
 pub struct Observed {
     /// Hash of each service's database Secret data.
     pub secret_hashes: BTreeMap<Service, String>,
+    /// Hash of each service's Kafka identity Secret data (with SASL, once the Secret exists).
+    pub kafka_secret_hashes: BTreeMap<Service, String>,
     pub topic_ready: bool,
     /// Services whose schema and role are ready.
     pub schemas_ready: BTreeSet<Service>,
@@ -64,9 +66,10 @@ pub fn build(spec: &ValidSpec, observed: &Observed) -> Desired {
                     .get(&service)
                     .map(String::as_str)
                     .unwrap_or_default();
+                let kafka_hash = observed.kafka_secret_hashes.get(&service).map(String::as_str);
                 desired
                     .deployments
-                    .push(typed(build_deployment(spec, plan, hash)));
+                    .push(typed(build_deployment(spec, plan, hash, kafka_hash)));
             }
             Some(reason) => desired.waiting.push((service, reason)),
         }
@@ -135,7 +138,12 @@ fn build_pdb(spec: &ValidSpec, plan: &ServicePlan) -> Value {
     })
 }
 
-fn build_deployment(spec: &ValidSpec, plan: &ServicePlan, secret_hash: &str) -> Value {
+fn build_deployment(
+    spec: &ValidSpec,
+    plan: &ServicePlan,
+    secret_hash: &str,
+    kafka_secret_hash: Option<&str>,
+) -> Value {
     let mut container = json!({
         "name": plan.service.as_str(),
         "image": plan.image,
@@ -183,6 +191,11 @@ fn build_deployment(spec: &ValidSpec, plan: &ServicePlan, secret_hash: &str) -> 
             },
         },
     });
+    // Only with SASL: a system without Kafka identities keeps its template unchanged.
+    if let Some(hash) = kafka_secret_hash {
+        deployment["spec"]["template"]["metadata"]["annotations"][names::KAFKA_SECRET_HASH_ANNOTATION] =
+            json!(hash);
+    }
     if !volumes.is_empty() {
         let pod = &mut deployment["spec"]["template"]["spec"];
         // The Secret files belong to root; fsGroup lets the container's group read them (mode 0440).

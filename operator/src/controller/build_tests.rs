@@ -8,6 +8,7 @@ fn observed_all_ready(spec: &ValidSpec) -> Observed {
             .iter()
             .map(|p| (p.service, format!("hash-{}", p.service.as_str())))
             .collect(),
+        kafka_secret_hashes: BTreeMap::new(),
         topic_ready: true,
         schemas_ready: Service::ALL.into_iter().collect(),
         deployed: Service::ALL.into_iter().collect(),
@@ -132,6 +133,41 @@ fn a_secret_change_changes_only_that_services_template() {
         let changed = deployment(&before, name).spec != deployment(&after, name).spec;
         assert_eq!(changed, name == "shop-shipping", "{name}");
     }
+}
+
+#[test]
+fn a_kafka_identity_secret_change_rolls_only_that_service_and_plaintext_templates_carry_no_kafka_hash() {
+    let plain = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let desired = build(&plain, &observed_all_ready(&plain));
+    let kafka_hash = |desired: &Desired, name: &str| {
+        deployment(desired, name)
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(names::KAFKA_SECRET_HASH_ANNOTATION).cloned())
+    };
+    assert_eq!(kafka_hash(&desired, "shop-order"), None);
+
+    let mut observed = observed_all_ready(&plain);
+    observed.kafka_secret_hashes = Service::ALL
+        .into_iter()
+        .map(|s| (s, format!("kafka-{}", s.as_str())))
+        .collect();
+    let before = build(&plain, &observed);
+    assert_eq!(
+        kafka_hash(&before, "shop-invoicing").as_deref(),
+        Some("kafka-invoicing")
+    );
+    observed
+        .kafka_secret_hashes
+        .insert(Service::Invoicing, "edited".into());
+    let after = build(&plain, &observed);
+    for name in ["shop-order", "shop-invoicing", "shop-shipping"] {
+        let changed = deployment(&before, name).spec != deployment(&after, name).spec;
+        assert_eq!(changed, name == "shop-invoicing", "{name}");
+    }
+    assert_eq!(kafka_hash(&after, "shop-invoicing").as_deref(), Some("edited"));
 }
 
 #[test]

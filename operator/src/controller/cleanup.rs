@@ -1,7 +1,9 @@
 //! cleanup: what the finalizer does when an `OrderSystem` is deleted. Workloads go with their owner
 //! references. With `Retain` nothing outside Kubernetes is touched, so the finalizer is released even
-//! when Kafka or Postgres is unreachable. With `Delete` the topic and the schemas and roles carrying this
-//! resource's uid are removed; a resource in conflict never deletes the winner's topic.
+//! when Kafka or Postgres is unreachable. With `Delete` the topic, the services' SCRAM users and exactly
+//! the ACLs granted to them, and the schemas and roles carrying this resource's uid are removed; until
+//! that succeeded the finalizer stays and the cleanup is retried with backoff. A resource in conflict
+//! never deletes the winner's topic (its users and ACLs name only itself, so they go either way).
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -23,17 +25,22 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
             EventType::Normal,
             "Retained",
             "Delete",
-            format!(
-                "topic {} and the schemas are kept (deletionPolicy Retain)",
-                spec.topic.name
-            ),
+            format!("{} are kept (deletionPolicy Retain)", external(&spec)),
         )
         .await;
         return Ok(Action::await_change());
     }
-    if backends::topic_conflict(ctx, os, &spec).is_none() {
+    let owns_topic = backends::topic_conflict(ctx, os, &spec).is_none();
+    let scram = spec.kafka_security.scram().is_some();
+    if owns_topic || scram {
         let (admin, _) = backends::kafka_admin(ctx, &spec).await?;
-        kafka::delete_topic(&admin, &spec.topic.name).await?;
+        // Access goes first: the services' pods still run until the garbage collector removes them.
+        if scram {
+            kafka::identities::delete(&admin, &spec, &ctx.metrics).await?;
+        }
+        if owns_topic {
+            kafka::delete_topic(&admin, &spec.topic.name).await?;
+        }
     }
     match postgres::read_connection(&ctx.client, &spec).await {
         Ok(admin) => {
@@ -60,11 +67,20 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
         EventType::Normal,
         "Deleted",
         "Delete",
-        format!(
-            "topic {} and the schemas were deleted (deletionPolicy Delete)",
-            spec.topic.name
-        ),
+        format!("{} were deleted (deletionPolicy Delete)", external(&spec)),
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// What the resource owns outside Kubernetes, for the Events.
+fn external(spec: &validate::ValidSpec) -> String {
+    if spec.kafka_security.scram().is_some() {
+        format!(
+            "topic {}, the services' Kafka users and ACLs, and the schemas",
+            spec.topic.name
+        )
+    } else {
+        format!("topic {} and the schemas", spec.topic.name)
+    }
 }

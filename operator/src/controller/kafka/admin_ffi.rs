@@ -154,6 +154,58 @@ pub(super) unsafe fn cstr(s: *const c_char) -> String {
     unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
 }
 
+/// The items of a result array librdkafka returned with their count (null when there are none).
+///
+/// # Safety
+/// `items` is null or points to `count` pointers owned by a live result event, which outlives the slice.
+pub(super) unsafe fn result_items<'a, T>(items: *mut *const T, count: usize) -> &'a [*const T] {
+    if items.is_null() || count == 0 {
+        return &[];
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts(items, count) }
+}
+
+/// The code and message of one item's error object; `None` for none (librdkafka may hand out an error
+/// object whose code is `NO_ERROR`).
+///
+/// # Safety
+/// `error` is null or a live error owned by a live result event.
+pub(super) unsafe fn item_error(error: *const rd::rd_kafka_error_t) -> Option<(RDKafkaErrorCode, String)> {
+    if error.is_null() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    let (code, message) = unsafe {
+        (
+            rd::rd_kafka_error_code(error),
+            cstr(rd::rd_kafka_error_string(error)),
+        )
+    };
+    (code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then(|| (code.into(), message))
+}
+
+/// The per-item outcome of a call: `Ok` when no item failed, else one error with the first failure's
+/// code and every failure's message, so none is hidden behind the first.
+pub(super) fn check_items(
+    op: &'static str,
+    errors: impl IntoIterator<Item = Option<(RDKafkaErrorCode, String)>>,
+) -> Result<(), FfiError> {
+    let failures: Vec<(RDKafkaErrorCode, String)> = errors.into_iter().flatten().collect();
+    let Some((code, _)) = failures.first() else {
+        return Ok(());
+    };
+    Err(FfiError::Broker {
+        op,
+        code: *code,
+        message: failures
+            .iter()
+            .map(|(_, message)| message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
 /// Takes every event waiting on the client's main queue, which rdkafka's `AdminClient` never serves:
 /// returns the client-level errors (connection, TLS, authentication) and forwards log lines to
 /// `tracing`. Called after each reconcile's Kafka step, so the queue never grows.
@@ -339,19 +391,21 @@ pub fn alter_topic_configs(
     unsafe {
         let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.ptr);
         let mut count = 0usize;
-        let results = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
-        for i in 0..count {
-            let resource = *results.add(i);
-            let code = rd::rd_kafka_ConfigResource_error(resource);
-            if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                let message = cstr(rd::rd_kafka_ConfigResource_error_string(resource));
-                return Err(FfiError::Broker {
-                    op: OP,
-                    code: code.into(),
-                    message,
-                });
-            }
-        }
+        let resources = result_items(
+            rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count),
+            count,
+        );
+        check_items(
+            OP,
+            resources.iter().map(|&resource| {
+                let code = rd::rd_kafka_ConfigResource_error(resource);
+                (code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then(|| {
+                    (
+                        code.into(),
+                        cstr(rd::rd_kafka_ConfigResource_error_string(resource)),
+                    )
+                })
+            }),
+        )
     }
-    Ok(())
 }

@@ -1,8 +1,13 @@
 //! Least privilege in Kafka: with a SCRAM mechanism every service gets its own user, its credentials in
 //! the Secret `<name>-<service>-kafka` (created once with a generated password, never regenerated), and
 //! ACLs for exactly its job: order may write the topic; invoicing and shipping may read it and use their
-//! own consumer group. Anything else is denied by the broker's authorizer. Re-applied on every reconcile,
-//! so a user or ACL removed by someone else comes back.
+//! own consumer group. Anything else is denied by the broker's authorizer.
+//!
+//! Every reconcile looks at each user first and applies its credential only when the user lacks it or
+//! the password in the Secret is not the one applied last (a hash of it is kept in an annotation of the
+//! Secret): a user removed by someone else, or a password edited by hand, is applied again, and nothing
+//! else is. ACLs are re-created every time (CreateAcls is idempotent). With `deletionPolicy: Delete` the
+//! users and exactly these ACLs are removed with the resource.
 //!
 //! Writing needs no IDEMPOTENT_WRITE on the cluster for the idempotent producer: since Kafka 3.0 (KIP-679)
 //! WRITE on a topic implies it. READ and WRITE imply DESCRIBE on the topic.
@@ -13,7 +18,7 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use ordersystem_contract::wiring::secret_keys;
 use rand::RngExt;
 
@@ -21,7 +26,8 @@ pub use super::identity_ffi::{Acl, AclOperation, AclResource, ScramMechanism};
 use super::{Admin, Error, identity_ffi};
 use crate::controller::validate::{ServicePlan, ValidSpec};
 use crate::crd::SaslMechanism;
-use crate::names;
+use crate::metrics::Metrics;
+use crate::names::{self, Service};
 
 /// Generated passwords: 32 alphanumerics, about 190 bits.
 const PASSWORD_LEN: usize = 32;
@@ -45,43 +51,267 @@ pub fn acls(spec: &ValidSpec, plan: &ServicePlan) -> Vec<Acl> {
     }
 }
 
-/// Creates each service's Secret if absent, then its SCRAM user and ACLs.
+/// A service's Kafka identity as its Secret `<name>-<service>-kafka` holds it.
+pub struct Identity {
+    pub service: Service,
+    /// Hash of the Secret's data, for the pod template: a changed Secret rolls that service's pods.
+    pub secret_hash: String,
+    user: String,
+    password: String,
+    secret_name: String,
+    /// [`applied_marker`] of the credential last applied to the broker, from the Secret's annotation.
+    applied: Option<String>,
+}
+
+/// The services' identity Secrets, with SASL: with SCRAM each is created with a generated password if
+/// absent (unless paused); with PLAIN the user provides them, and a missing one is left out.
+pub async fn secrets(client: &kube::Client, spec: &ValidSpec) -> Result<Vec<Identity>, Error> {
+    let Some(sasl) = &spec.kafka_security.sasl else {
+        return Ok(Vec::new());
+    };
+    let create = sasl.mechanism.is_scram() && !spec.paused;
+    let mut identities = Vec::new();
+    for plan in &spec.services {
+        let secret = if create {
+            Some(ensure_secret(client, spec, plan).await?)
+        } else {
+            read_secret(client, spec, plan).await?
+        };
+        if let Some(secret) = secret {
+            identities.push(identity(&secret, plan)?);
+        }
+    }
+    Ok(identities)
+}
+
+fn scram_mechanism(mechanism: SaslMechanism) -> ScramMechanism {
+    match mechanism {
+        SaslMechanism::ScramSha256 => ScramMechanism::Sha256,
+        SaslMechanism::ScramSha512 | SaslMechanism::Plain => ScramMechanism::Sha512,
+    }
+}
+
+/// Brings each service's SCRAM user and ACLs in line with its Secret: the credential is applied when
+/// the user lacks it or the Secret's password changed since it was last applied; a credential of
+/// another mechanism (left from a former spec) is deleted.
 pub async fn ensure(
     client: &kube::Client,
     admin: &Arc<Admin>,
     spec: &ValidSpec,
     mechanism: SaslMechanism,
+    identities: &[Identity],
+    metrics: &Metrics,
 ) -> Result<(), Error> {
-    let mechanism = match mechanism {
-        SaslMechanism::ScramSha256 => ScramMechanism::Sha256,
-        SaslMechanism::ScramSha512 | SaslMechanism::Plain => ScramMechanism::Sha512,
-    };
-    for plan in &spec.services {
-        let password = ensure_secret(client, spec, plan).await?;
-        let (admin, user, acls) = (admin.clone(), plan.kafka_user.clone(), acls(spec, plan));
-        tokio::task::spawn_blocking(move || {
-            identity_ffi::upsert_scram_user(&admin, &user, mechanism, &password, REQUEST_TIMEOUT)
-                .map_err(|source| Error::ScramUser { user, source })?;
-            identity_ffi::create_acls(&admin, &acls, REQUEST_TIMEOUT).map_err(|source| Error::Acls {
-                principal: acls.first().map(|a| a.principal.clone()).unwrap_or_default(),
-                source,
-            })
+    let mechanism = scram_mechanism(mechanism);
+    for identity in identities {
+        let plan = spec.plan(identity.service);
+        let marker = applied_marker(mechanism, &identity.user, &identity.password);
+        let present = blocking(admin, {
+            let user = identity.user.clone();
+            move |admin| identity_ffi::describe_scram_user(admin, &user, REQUEST_TIMEOUT)
         })
-        .await
-        .map_err(|source| Error::Blocking { source })??;
+        .await?
+        .map_err(|source| Error::ScramUser {
+            user: identity.user.clone(),
+            source,
+        })?;
+        if present.contains(&mechanism) && identity.applied.as_deref() == Some(marker.as_str()) {
+            metrics.kafka_identity_checks.inc();
+        } else {
+            let (user, password) = (identity.user.clone(), identity.password.clone());
+            blocking(admin, move |admin| {
+                identity_ffi::upsert_scram_user(admin, &user, mechanism, &password, REQUEST_TIMEOUT)
+            })
+            .await?
+            .map_err(|source| Error::ScramUser {
+                user: identity.user.clone(),
+                source,
+            })?;
+            record_applied(client, spec, identity, &marker).await?;
+            metrics.count_kafka_identity_change("user_applied");
+        }
+        let stale: Vec<ScramMechanism> = present.into_iter().filter(|m| *m != mechanism).collect();
+        if !stale.is_empty() {
+            delete_credentials(admin, &identity.user, stale, metrics).await?;
+        }
+        let acls = acls(spec, plan);
+        let principal = acls.first().map(|a| a.principal.clone()).unwrap_or_default();
+        blocking(admin, move |admin| {
+            identity_ffi::create_acls(admin, &acls, REQUEST_TIMEOUT)
+        })
+        .await?
+        .map_err(|source| Error::Acls { principal, source })?;
     }
     Ok(())
 }
 
-/// The service's password from its Secret, creating the Secret with a generated one if absent.
-async fn ensure_secret(client: &kube::Client, spec: &ValidSpec, plan: &ServicePlan) -> Result<String, Error> {
+/// Removes each service's SCRAM credentials (of any mechanism: the user name is this resource's own)
+/// and exactly the ACLs [`acls`] grants. Idempotent: what is already gone is skipped.
+pub async fn delete(admin: &Arc<Admin>, spec: &ValidSpec, metrics: &Metrics) -> Result<(), Error> {
+    for plan in &spec.services {
+        let present = blocking(admin, {
+            let user = plan.kafka_user.clone();
+            move |admin| identity_ffi::describe_scram_user(admin, &user, REQUEST_TIMEOUT)
+        })
+        .await?
+        .map_err(|source| Error::ScramUser {
+            user: plan.kafka_user.clone(),
+            source,
+        })?;
+        if !present.is_empty() {
+            delete_credentials(admin, &plan.kafka_user, present, metrics).await?;
+        }
+        let acls = acls(spec, plan);
+        let principal = acls.first().map(|a| a.principal.clone()).unwrap_or_default();
+        let removed = blocking(admin, move |admin| {
+            identity_ffi::delete_acls(admin, &acls, REQUEST_TIMEOUT)
+        })
+        .await?
+        .map_err(|source| Error::Acls { principal, source })?;
+        for _ in 0..removed {
+            metrics.count_kafka_identity_change("acl_deleted");
+        }
+    }
+    Ok(())
+}
+
+/// The SCRAM mechanisms `user` has a credential for on the broker.
+pub async fn scram_mechanisms(admin: &Arc<Admin>, user: &str) -> Result<Vec<ScramMechanism>, Error> {
+    let name = user.to_string();
+    blocking(admin, move |admin| {
+        identity_ffi::describe_scram_user(admin, &name, REQUEST_TIMEOUT)
+    })
+    .await?
+    .map_err(|source| Error::ScramUser {
+        user: user.to_string(),
+        source,
+    })
+}
+
+/// Deletes `user`'s credentials for `mechanisms` (as someone other than the operator might).
+pub async fn delete_scram_user(
+    admin: &Arc<Admin>,
+    user: &str,
+    mechanisms: Vec<ScramMechanism>,
+) -> Result<(), Error> {
+    let name = user.to_string();
+    blocking(admin, move |admin| {
+        identity_ffi::delete_scram_credentials(admin, &name, &mechanisms, REQUEST_TIMEOUT)
+    })
+    .await?
+    .map_err(|source| Error::ScramUser {
+        user: user.to_string(),
+        source,
+    })
+}
+
+/// How many ACL bindings the broker holds for `principal` (`User:<name>`).
+pub async fn acl_count(admin: &Arc<Admin>, principal: &str) -> Result<usize, Error> {
+    let name = principal.to_string();
+    blocking(admin, move |admin| {
+        identity_ffi::count_acls(admin, &name, REQUEST_TIMEOUT)
+    })
+    .await?
+    .map_err(|source| Error::Acls {
+        principal: principal.to_string(),
+        source,
+    })
+}
+
+async fn delete_credentials(
+    admin: &Arc<Admin>,
+    user: &str,
+    mechanisms: Vec<ScramMechanism>,
+    metrics: &Metrics,
+) -> Result<(), Error> {
+    let count = mechanisms.len();
+    delete_scram_user(admin, user, mechanisms).await?;
+    for _ in 0..count {
+        metrics.count_kafka_identity_change("user_deleted");
+    }
+    Ok(())
+}
+
+/// Runs a synchronous librdkafka call off the async threads.
+async fn blocking<T: Send + 'static>(
+    admin: &Arc<Admin>,
+    call: impl FnOnce(&Admin) -> T + Send + 'static,
+) -> Result<T, Error> {
+    let admin = admin.clone();
+    tokio::task::spawn_blocking(move || call(&admin))
+        .await
+        .map_err(|source| Error::Blocking { source })
+}
+
+/// What identifies an applied credential without holding the password: a SHA-256 over mechanism, user
+/// and password. It is kept in the same Secret as the password itself.
+fn applied_marker(mechanism: ScramMechanism, user: &str, password: &str) -> String {
+    names::hash_hex(format!("{}\0{user}\0{password}", mechanism.as_kafka()).as_bytes())
+}
+
+/// Notes on the Secret which credential the broker now holds.
+async fn record_applied(
+    client: &kube::Client,
+    spec: &ValidSpec,
+    identity: &Identity,
+    marker: &str,
+) -> Result<(), Error> {
+    let api = Api::<Secret>::namespaced(client.clone(), &spec.namespace);
+    let patch = serde_json::json!({"metadata": {"annotations": {(names::KAFKA_CREDENTIAL_APPLIED_ANNOTATION): marker}}});
+    api.patch(
+        &identity.secret_name,
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| Error::ServiceSecret {
+        name: identity.secret_name.clone(),
+        source,
+    })
+}
+
+fn identity(secret: &Secret, plan: &ServicePlan) -> Result<Identity, Error> {
+    let data = secret.data.clone().unwrap_or_default();
+    Ok(Identity {
+        service: plan.service,
+        secret_hash: crate::controller::postgres::secret_hash(&data),
+        // The user is the one the ACLs name, whatever the Secret says.
+        user: plan.kafka_user.clone(),
+        password: secret_value(&data, plan, secret_keys::PASSWORD)?,
+        secret_name: plan.kafka_secret_name.clone(),
+        applied: secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(names::KAFKA_CREDENTIAL_APPLIED_ANNOTATION))
+            .cloned(),
+    })
+}
+
+async fn read_secret(
+    client: &kube::Client,
+    spec: &ValidSpec,
+    plan: &ServicePlan,
+) -> Result<Option<Secret>, Error> {
+    Api::<Secret>::namespaced(client.clone(), &spec.namespace)
+        .get_opt(&plan.kafka_secret_name)
+        .await
+        .map_err(|source| Error::ReadSecret {
+            name: plan.kafka_secret_name.clone(),
+            source,
+        })
+}
+
+/// The service's Secret, created with a generated password if absent.
+async fn ensure_secret(client: &kube::Client, spec: &ValidSpec, plan: &ServicePlan) -> Result<Secret, Error> {
     let api = Api::<Secret>::namespaced(client.clone(), &spec.namespace);
     let error = |source| Error::ServiceSecret {
         name: plan.kafka_secret_name.clone(),
         source,
     };
     if let Some(existing) = api.get_opt(&plan.kafka_secret_name).await.map_err(error)? {
-        return password(&existing, plan);
+        return Ok(existing);
     }
     let password: String = rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
@@ -90,7 +320,7 @@ async fn ensure_secret(client: &kube::Client, spec: &ValidSpec, plan: &ServicePl
         .collect();
     let data: BTreeMap<String, ByteString> = [
         (secret_keys::USERNAME, plan.kafka_user.clone()),
-        (secret_keys::PASSWORD, password.clone()),
+        (secret_keys::PASSWORD, password),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
@@ -112,26 +342,26 @@ async fn ensure_secret(client: &kube::Client, spec: &ValidSpec, plan: &ServicePl
         ..Default::default()
     };
     match api.create(&params, &secret).await {
-        Ok(_) => Ok(password),
+        Ok(created) => Ok(created),
         // Lost a race with another reconcile: the other one's Secret wins.
         Err(kube::Error::Api(status)) if status.code == 409 => {
-            let existing = api.get(&plan.kafka_secret_name).await.map_err(error)?;
-            self::password(&existing, plan)
+            api.get(&plan.kafka_secret_name).await.map_err(error)
         }
         Err(source) => Err(error(source)),
     }
 }
 
-fn password(secret: &Secret, plan: &ServicePlan) -> Result<String, Error> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(secret_keys::PASSWORD))
+fn secret_value(
+    data: &BTreeMap<String, ByteString>,
+    plan: &ServicePlan,
+    key: &'static str,
+) -> Result<String, Error> {
+    data.get(key)
         .and_then(|v| String::from_utf8(v.0.clone()).ok())
-        .filter(|p| !p.is_empty())
+        .filter(|v| !v.is_empty())
         .ok_or_else(|| Error::SecretKey {
             name: plan.kafka_secret_name.clone(),
-            key: secret_keys::PASSWORD,
+            key,
         })
 }
 
