@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Parser;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
@@ -366,7 +367,33 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
     tokio::task::block_in_place(|| login(&broker, &invoicing, &password))
         .expect("the re-created user logs in with its Secret's password");
 
-    // A password edited by hand is applied (once) and authenticates; the old one no longer does.
+    // A password edited by hand is applied (once) and authenticates; the old one no longer does; order's
+    // pod template gets the Secret's new hash (a rollout), the others keep theirs.
+    let kafka_hash = |service: &'static str| {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+        async move {
+            deployments
+                .get_opt(&format!("shop-{service}"))
+                .await
+                .ok()??
+                .spec?
+                .template
+                .metadata?
+                .annotations?
+                .get("ordersystem.io/kafka-secret-hash")
+                .cloned()
+        }
+    };
+    let mut hashes = BTreeMap::new();
+    for service in ["order", "invoicing", "shipping"] {
+        let hash = wait_for(
+            60,
+            &format!("shop-{service} with the Kafka Secret's hash"),
+            || kafka_hash(service),
+        )
+        .await;
+        hashes.insert(service, hash);
+    }
     let (order, old_password) = (
         user("shop", "order"),
         support::secret_value(&client, &ns.name, "shop-order-kafka", "password").await,
@@ -386,6 +413,20 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
     produce_as(&broker, &order, "edited-by-hand-0123456789", &topic, true)
         .await
         .expect("order writes with the edited password");
+    wait_for(60, "order's template with the edited Secret's hash", || async {
+        kafka_hash("order")
+            .await
+            .filter(|hash| *hash != hashes["order"])
+            .map(|_| ())
+    })
+    .await;
+    for service in ["invoicing", "shipping"] {
+        assert_eq!(
+            kafka_hash(service).await.as_ref(),
+            Some(&hashes[service]),
+            "{service} not rolled"
+        );
+    }
     let refused = tokio::task::block_in_place(|| login(&broker, &order, &old_password))
         .expect_err("the old password is gone");
     assert_eq!(
