@@ -6,7 +6,13 @@
 # KAFKA_SECURITY=sasl_ssl makes an instance a secured one (server-sasl-ssl.properties): a test CA and broker
 # certificate under $STATE/<instance>/tls (ca.crt for clients), the SCRAM user `admin` (password
 # KAFKA_ADMIN_PASSWORD, default admin-test-secret) added when the log directory is formatted, the KRaft
-# StandardAuthorizer with `admin` as the only super user.
+# StandardAuthorizer with `admin` as the only super user. KAFKA_PLAIN_USERS="name:password ..." enables PLAIN
+# on that listener too, for these users (JAAS), besides the admin.
+# KAFKA_SECURITY=ssl makes it a mutual-TLS one (server-ssl.properties): the client listener requires a
+# certificate from the instance's test CA, the principal is the certificate's CN, and `admin` is the super
+# user. Client certificates $STATE/<instance>/tls/<cn>.crt and .key are issued for `admin` and for each CN in
+# KAFKA_CLIENT_CERTS="cn ...".
+# `kafka.sh acl ARGS` runs kafka-acls (org.apache.kafka.tools.AclCommand) against a secured instance as admin.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" kafka
 POM=$(sed "s/KAFKA_VERSION/$KAFKA_VERSION/" "$INFRA_DIR/kafka-pom.xml")
@@ -21,9 +27,15 @@ PIDFILE=$D/pid
 PORT=${KAFKA_PORT:-19092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093}
 SECURITY=${KAFKA_SECURITY:-plaintext}
-[[ $SECURITY =~ ^(plaintext|sasl_ssl)$ ]] || die "KAFKA_SECURITY must be plaintext or sasl_ssl"
+[[ $SECURITY =~ ^(plaintext|sasl_ssl|ssl)$ ]] || die "KAFKA_SECURITY must be plaintext, sasl_ssl or ssl"
 ADMIN_PASSWORD=${KAFKA_ADMIN_PASSWORD:-admin-test-secret}
 [[ $ADMIN_PASSWORD =~ ^[A-Za-z0-9_-]+$ ]] || die "KAFKA_ADMIN_PASSWORD must match [A-Za-z0-9_-]+"
+PLAIN_USERS=${KAFKA_PLAIN_USERS:-}
+for user in $PLAIN_USERS; do
+  [[ $user =~ ^[A-Za-z0-9_.-]+:[A-Za-z0-9_-]+$ ]] || die "KAFKA_PLAIN_USERS entries must look like name:password"
+done
+CLIENT_CERTS="admin ${KAFKA_CLIENT_CERTS:-}"
+for cn in $CLIENT_CERTS; do [[ $cn =~ ^[a-z0-9-]+$ ]] || die "KAFKA_CLIENT_CERTS entries must match [a-z0-9-]+"; done
 JOPTS="-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j2.configurationFile=$K/log4j2.properties"
 
 classpath() {
@@ -40,14 +52,33 @@ classpath() {
   say "classpath: $(find "$K/lib" -name "*.jar" | wc -l) jars in $K"
 }
 
-# secure_config: the broker's TLS material and the SASL_SSL listener appended to server.properties; prints the
-# extra arguments for formatting (the admin's SCRAM credential).
+# secure_config: the broker's TLS material and the secured client listener appended to server.properties,
+# and admin.properties, the admin's client config for the Java tools.
 secure_config() {
   local tls=$D/tls
   make_test_cert "$tls" broker broker
   [ -f "$tls/broker.pem" ] || cat "$tls/broker.key" "$tls/broker.crt" > "$tls/broker.pem"
   sed -e "s#TLS_DIR#$tls#" -e "s#ADMIN_PASSWORD#$ADMIN_PASSWORD#" -e "s#:19092#:$PORT#g" \
-    -e "s#:19093#:$CONTROLLER_PORT#g" "$INFRA_DIR/server-sasl-ssl.properties" >> "$D/server.properties"
+    -e "s#:19093#:$CONTROLLER_PORT#g" "$INFRA_DIR/server-${SECURITY//_/-}.properties" >> "$D/server.properties"
+  printf 'ssl.truststore.type=PEM\nssl.truststore.location=%s\n' "$tls/ca.crt" > "$D/admin.properties"
+  if [ "$SECURITY" = ssl ]; then
+    local cn
+    for cn in $CLIENT_CERTS; do make_test_cert "$tls" "$cn" "$cn"; done
+    [ -f "$tls/admin.pem" ] || cat "$tls/admin.key" "$tls/admin.crt" > "$tls/admin.pem"
+    printf 'security.protocol=SSL\nssl.keystore.type=PEM\nssl.keystore.location=%s\n' "$tls/admin.pem" >> "$D/admin.properties"
+  else
+    printf 'security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="%s";\n' \
+      "$ADMIN_PASSWORD" >> "$D/admin.properties"
+    [ -n "$PLAIN_USERS" ] && plain_config >> "$D/server.properties"
+  fi
+  return 0
+}
+
+# plain_config: PLAIN beside SCRAM on the SASL_SSL listener, its users (and the admin) from the JAAS config.
+plain_config() {
+  local jaas="org.apache.kafka.common.security.plain.PlainLoginModule required user_admin=\"$ADMIN_PASSWORD\"" user
+  for user in $PLAIN_USERS; do jaas+=" user_${user%%:*}=\"${user#*:}\""; done
+  printf 'sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN\nlistener.name.sasl_ssl.plain.sasl.jaas.config=%s;\n' "$jaas"
 }
 
 broker_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && grep -q 'Kafka Server started' "$LOG"; }
@@ -60,10 +91,8 @@ start() {
   mkdir -p "$D"
   sed -e "s#STATE_DIR#$D#" -e "s#:19092#:$PORT#g" -e "s#:19093#:$CONTROLLER_PORT#g" "$INFRA_DIR/server.properties" > "$D/server.properties"
   local scram=()
-  if [ "$SECURITY" = sasl_ssl ]; then
-    secure_config
-    scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$ADMIN_PASSWORD]")
-  fi
+  [ "$SECURITY" = plaintext ] || secure_config
+  [ "$SECURITY" = sasl_ssl ] && scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$ADMIN_PASSWORD]")
   if [ ! -f "$D/data/meta.properties" ]; then
     say "formatting the KRaft log directory"
     local cid
@@ -84,11 +113,22 @@ start() {
 
 stop() { stop_pidfile "$PIDFILE" "Kafka broker"; }
 
+acl() {
+  [ -f "$D/admin.properties" ] || die "instance $INSTANCE is not a secured one"
+  # The tool's own logging: warnings only, on stderr.
+  printf '%s\n' 'appender.console.type = Console' 'appender.console.name = STDERR' 'appender.console.target = SYSTEM_ERR' \
+    'appender.console.layout.type = PatternLayout' 'appender.console.layout.pattern = %p %m%n' 'rootLogger.level = warn' \
+    'rootLogger.appenderRef.stderr.ref = STDERR' > "$D/log4j2-tools.properties"
+  java -Xmx256m -Dlog4j2.configurationFile="$D/log4j2-tools.properties" -cp "$K/lib/*" org.apache.kafka.tools.AclCommand \
+    --bootstrap-server "127.0.0.1:$PORT" --command-config "$D/admin.properties" "$@"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  acl) shift; acl "$@" ;;
   # stop and remove all data: the next start formats a fresh cluster
   reset) stop; rm -rf "$D" ;;
   status) if pid_alive "$PIDFILE"; then echo "running (pid $(cat "$PIDFILE"))"; else echo "stopped"; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|reset|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|reset|status|acl ARGS" >&2; exit 2 ;;
 esac

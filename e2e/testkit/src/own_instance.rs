@@ -25,8 +25,14 @@ impl Script {
 
     /// Runs `script action`; its trimmed stdout, or what it said on stderr when it failed.
     fn run(&self, action: &str) -> Result<String, String> {
+        self.run_args(&[action.to_string()])
+    }
+
+    /// Runs the script with `args` (an action and its arguments).
+    fn run_args(&self, args: &[String]) -> Result<String, String> {
+        let action = args.first().map_or("", String::as_str);
         let output = Command::new(&self.path)
-            .arg(action)
+            .args(args)
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .map_err(|e| format!("cannot run {}: {e}", self.path.display()))?;
@@ -107,6 +113,21 @@ impl OwnInstance {
     pub async fn run(&self, action: &str) -> String {
         let (script, action) = (self.script.clone(), action.to_string());
         tokio::task::spawn_blocking(move || script.run(&action))
+            .await
+            .expect("the script's thread")
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Runs an action with arguments, e.g. `kafka.sh acl --add …`, like [`Self::run`].
+    ///
+    /// # Panics
+    /// When the script fails, with what it said on stderr.
+    pub async fn run_args(&self, args: &[&str]) -> String {
+        let (script, args) = (
+            self.script.clone(),
+            args.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        );
+        tokio::task::spawn_blocking(move || script.run_args(&args))
             .await
             .expect("the script's thread")
             .unwrap_or_else(|error| panic!("{error}"))

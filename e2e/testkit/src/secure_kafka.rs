@@ -1,6 +1,7 @@
 //! A test's own secured broker (`KAFKA_SECURITY=sasl_ssl kafka.sh`): SASL_SSL on loopback with a test CA,
-//! the SCRAM super user `admin`, and the StandardAuthorizer. Started by the test that needs it, in its own
-//! port range, and wiped when the guard drops, also when the test fails.
+//! the SCRAM super user `admin`, and the StandardAuthorizer; or a mutual-TLS one (`KAFKA_SECURITY=ssl`)
+//! whose clients need a certificate from the test CA and are known by its CN. Started by the test that
+//! needs it, in its own port range, and wiped when the guard drops, also when the test fails.
 
 use std::path::PathBuf;
 
@@ -17,7 +18,7 @@ pub const ADMIN_PASSWORD: &str = "admin-test-secret";
 pub struct SecureBroker {
     instance: String,
     port: u16,
-    _own: OwnInstance,
+    own: OwnInstance,
 }
 
 impl SecureBroker {
@@ -26,17 +27,73 @@ impl SecureBroker {
     /// # Panics
     /// When the broker does not come up; `kafka.sh` prints its log tail.
     pub async fn start(instance: &str, port: u16, controller_port: u16) -> Self {
+        Self::launch(instance, port, controller_port, "sasl_ssl", &[]).await
+    }
+
+    /// Like [`Self::start`], with PLAIN enabled too, for these users (name, password) besides the admin.
+    pub async fn start_with_plain_users(
+        instance: &str,
+        port: u16,
+        controller_port: u16,
+        users: &[(&str, &str)],
+    ) -> Self {
+        let users: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}")).collect();
+        Self::launch(
+            instance,
+            port,
+            controller_port,
+            "sasl_ssl",
+            &[("KAFKA_PLAIN_USERS", users.join(" "))],
+        )
+        .await
+    }
+
+    /// A mutual-TLS broker: its listener requires a client certificate signed by the test CA, and the
+    /// principal is the certificate's CN. Certificates are issued for `admin` (the super user) and for
+    /// each of `client_cns`.
+    pub async fn start_mutual_tls(
+        instance: &str,
+        port: u16,
+        controller_port: u16,
+        client_cns: &[&str],
+    ) -> Self {
+        Self::launch(
+            instance,
+            port,
+            controller_port,
+            "ssl",
+            &[("KAFKA_CLIENT_CERTS", client_cns.join(" "))],
+        )
+        .await
+    }
+
+    async fn launch(
+        instance: &str,
+        port: u16,
+        controller_port: u16,
+        security: &str,
+        env: &[(&'static str, String)],
+    ) -> Self {
+        let mut own = OwnInstance::kafka(instance, port, controller_port)
+            .with_env("KAFKA_SECURITY", security)
+            .with_env("KAFKA_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        for (key, value) in env {
+            own = own.with_env(key, value.clone());
+        }
         // A leftover of an aborted run would carry another CA: start from nothing.
-        let own = OwnInstance::kafka(instance, port, controller_port)
-            .with_env("KAFKA_SECURITY", "sasl_ssl")
-            .with_env("KAFKA_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .start_fresh()
-            .await;
+        let own = own.start_fresh().await;
         Self {
             instance: instance.to_string(),
             port,
-            _own: own,
+            own,
         }
+    }
+
+    /// Runs `kafka-acls` against the broker as the admin, e.g. `["--add", "--allow-principal", …]`.
+    pub async fn acl(&self, args: &[&str]) {
+        let mut all = vec!["acl"];
+        all.extend_from_slice(args);
+        self.own.run_args(&all).await;
     }
 
     pub fn bootstrap(&self) -> String {
@@ -46,6 +103,19 @@ impl SecureBroker {
     /// The test CA certificate (PEM file) that signed the broker's certificate.
     pub fn ca_path(&self) -> PathBuf {
         crate::env::state().join(&self.instance).join("tls/ca.crt")
+    }
+
+    /// The client certificate issued for `cn` (mutual-TLS brokers): PEM certificate and key files.
+    pub fn client_cert_paths(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let tls = crate::env::state().join(&self.instance).join("tls");
+        (tls.join(format!("{cn}.crt")), tls.join(format!("{cn}.key")))
+    }
+
+    /// The client certificate issued for `cn`: PEM certificate and key text.
+    pub fn client_cert_pem(&self, cn: &str) -> (String, String) {
+        let (cert, key) = self.client_cert_paths(cn);
+        let read = |path: PathBuf| std::fs::read_to_string(path).expect("the client certificate is readable");
+        (read(cert), read(key))
     }
 
     /// The CA certificate's PEM text.
