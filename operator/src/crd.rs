@@ -84,7 +84,9 @@ pub struct KafkaSpec {
     pub tls: Option<KafkaTls>,
     /// SASL authentication (`SASL_SSL` with `tls`, `SASL_PLAINTEXT` without). With a SCRAM mechanism each
     /// service gets its own SCRAM user and ACLs: order may only write the topic, invoicing and shipping
-    /// may only read it in their own group.
+    /// may only read it in their own group. With PLAIN the operator cannot create users: create each
+    /// service's Secret `<name>-<service>-kafka` (`username`, `password`) and its ACLs; the services'
+    /// Deployments wait for those Secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl: Option<KafkaSasl>,
 }

@@ -104,6 +104,9 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
         }
         Err(error) => {
             let mut message = super::describe_error(&error);
+            if let Error::Kafka(kafka_error) = &error {
+                report.topic_error_reason = kafka_error.reason();
+            }
             // librdkafka's own account of a refused handshake or login (or a refused connection) says
             // more than the timeout.
             if let Some(failure) = failure {
@@ -192,6 +195,13 @@ async fn ensure_topic(
     let failure = ctx
         .kafka
         .connection_failure(&spec.bootstrap_servers, security, &admin, result.is_ok());
+    // With PLAIN the user provides them, and the pods wait for their Secrets: a Kubernetes matter, after
+    // the broker was reached.
+    if let (Ok(_), true, false) = (&result, spec.kafka_security.plain(), spec.paused)
+        && let Err(error) = kafka::plain::check_service_secrets(&ctx.client, spec).await
+    {
+        result = Err(error);
+    }
     result.map_err(|error| (error, failure))
 }
 

@@ -6,6 +6,7 @@
 mod admin_ffi;
 pub mod identities;
 mod identity_ffi;
+pub mod plain;
 pub mod security;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -106,11 +107,23 @@ pub enum Error {
     },
     #[error("Secret {name} has no usable {key}")]
     SecretKey { name: String, key: &'static str },
+    #[error(
+        "with SASL PLAIN the operator cannot create Kafka users: create Secret {secrets} with `username` and \
+         `password` of each service's Kafka user (and grant its ACLs)"
+    )]
+    ServiceCredentialsMissing { secrets: String },
     #[error("a blocking Kafka call panicked or was cancelled")]
     Blocking {
         #[source]
         source: tokio::task::JoinError,
     },
+}
+
+impl Error {
+    /// Condition reason, when more precise than `KafkaUnavailable`.
+    pub fn reason(&self) -> Option<&'static str> {
+        matches!(self, Self::ServiceCredentialsMissing { .. }).then_some("KafkaCredentialsMissing")
+    }
 }
 
 /// The topic's state, beyond the facts in `TopicStatus`.

@@ -20,8 +20,9 @@ pub struct KafkaTls {
     /// absent, the system's trust store is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretRef>,
-    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) with the operator's client certificate, for
-    /// brokers that require mutual TLS.
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) with a client certificate, for brokers that
+    /// require mutual TLS. The operator and all three services present it; without `sasl` they share its
+    /// principal (the certificate's subject), so that principal needs the rights of all four.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate_secret_ref: Option<SecretRef>,
 }

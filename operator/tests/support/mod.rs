@@ -140,6 +140,7 @@ pub async fn create_admin_secret(client: &kube::Client, namespace: &str, name: &
 
 pub mod operator;
 pub mod operator_process;
+pub mod secure_shop;
 pub mod setup;
 
 /// A connection as `user` with `password` to the test database.

@@ -37,6 +37,13 @@ impl KafkaSecuritySpec {
     pub fn scram(&self) -> Option<SaslMechanism> {
         self.sasl.as_ref().map(|s| s.mechanism).filter(|m| m.is_scram())
     }
+
+    /// SASL PLAIN: the services' Kafka users and their Secrets are the user's to create.
+    pub fn plain(&self) -> bool {
+        self.sasl
+            .as_ref()
+            .is_some_and(|s| s.mechanism == SaslMechanism::Plain)
+    }
 }
 
 /// The operator's resolved client settings: what `KafkaSecuritySpec` names, read from the Secrets.
@@ -216,17 +223,28 @@ pub fn take_failure(admin: &super::Admin) -> Option<ConnectionFailure> {
     let (mut refused, mut other) = (None, None);
     for (code, message) in super::admin_ffi::drain_client_events(admin) {
         tracing::warn!(%code, message, "kafka admin client error");
-        match code {
-            RDKafkaErrorCode::SSL => refused = Some((FailureKind::Tls, message)),
-            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
-                refused = Some((FailureKind::Authentication, message));
-            }
-            _ => other = Some((FailureKind::Other, message)),
+        match classify(code, &message) {
+            FailureKind::Other => other = Some((FailureKind::Other, message)),
+            kind => refused = Some((kind, message)),
         }
     }
     refused
         .or(other)
         .map(|(kind, message)| ConnectionFailure { kind, message })
+}
+
+/// What kind of failure one client error is. With TLS 1.3 a broker that refuses the client certificate
+/// (none, or one from an unknown CA) sends its alert after the client finished the handshake, so
+/// librdkafka reports it as a transport failure on the first read, with OpenSSL's words for the alert.
+fn classify(code: RDKafkaErrorCode, message: &str) -> FailureKind {
+    match code {
+        RDKafkaErrorCode::SSL => FailureKind::Tls,
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
+            FailureKind::Authentication
+        }
+        RDKafkaErrorCode::BrokerTransportFailure if message.contains("SSL routines") => FailureKind::Tls,
+        _ => FailureKind::Other,
+    }
 }
 
 #[cfg(test)]
@@ -246,6 +264,32 @@ mod tests {
         for secret in ["hunter2", "PRIVATE KEY", "BEGIN CERTIFICATE"] {
             assert!(!text.contains(secret), "{text}");
         }
+    }
+
+    #[test]
+    fn a_refused_client_certificate_counts_as_tls_even_when_reported_as_a_transport_failure() {
+        let alert = "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000412:SSL routines::sslv3 alert bad \
+                     certificate: SSL alert number 42 (after 1ms in state APIVERSION_QUERY)";
+        assert_eq!(
+            classify(RDKafkaErrorCode::BrokerTransportFailure, alert),
+            FailureKind::Tls
+        );
+        let refused = "127.0.0.1:9093/bootstrap: Connect to ipv4#127.0.0.1:9093 failed: Connection refused";
+        assert_eq!(
+            classify(RDKafkaErrorCode::BrokerTransportFailure, refused),
+            FailureKind::Other
+        );
+        assert_eq!(
+            classify(RDKafkaErrorCode::SSL, "SSL handshake failed"),
+            FailureKind::Tls
+        );
+        assert_eq!(
+            classify(
+                RDKafkaErrorCode::SaslAuthenticationFailed,
+                "Authentication failed"
+            ),
+            FailureKind::Authentication
+        );
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! SASL PLAIN against a real SASL_SSL broker (its own instance) whose PLAIN users come from its JAAS
+//! config: the operator logs in with PLAIN and creates the topic, but cannot create the services' users,
+//! so it holds their Deployments back and names the `<name>-<service>-kafka` Secrets the user has to
+//! create, in `TopicReady` and in a Warning Event. Once they exist, the services carry an order through
+//! with those users and the ACLs their admin granted.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, PostParams};
+use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
+use ordersystem_operator::crd::OrderSystem;
+use support::operator::{poke, wait_condition, wait_for};
+use support::secure_shop::{SERVICES, Shop, put_secret, topic_message};
+
+/// The services' PLAIN users as the broker's JAAS config defines them (test-only passwords).
+const USERS: [(&str, &str, &str); 3] = [
+    ("order", "plain-order", "order-plain-secret"),
+    ("invoicing", "plain-invoicing", "invoicing-plain-secret"),
+    ("shipping", "plain-shipping", "shipping-plain-secret"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_runs_once_they_exist() {
+    let jaas_users: Vec<(&str, &str)> = USERS.iter().map(|(_, user, pw)| (*user, *pw)).collect();
+    let broker = SecureBroker::start_with_plain_users("op-plain", 19692, 19693, &jaas_users).await;
+    let client = ordersystem_e2e::kube::client().await;
+    support::install_crd(&client).await;
+    let ns = support::TestNamespace::create(&client, "ctl-plain").await;
+    let topic = ordersystem_e2e::names::unique("plain");
+    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    put_secret(
+        &client,
+        &ns.name,
+        "kafka-ca",
+        "Opaque",
+        &[("ca.crt", &broker.ca_pem())],
+    )
+    .await;
+    put_secret(
+        &client,
+        &ns.name,
+        "kafka-admin",
+        "Opaque",
+        &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
+    )
+    .await;
+    let _operator = support::operator::start(&client, &ns.name).await;
+    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
+    let mut os = support::minimal_json("shop", &topic);
+    os["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap().into();
+    os["spec"]["kafka"]["tls"] = serde_json::json!({"caSecretRef": {"name": "kafka-ca"}});
+    os["spec"]["kafka"]["sasl"] =
+        serde_json::json!({"mechanism": "PLAIN", "credentialsSecretRef": {"name": "kafka-admin"}});
+    api.create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("create");
+
+    // The operator's PLAIN login works (the topic exists), the services' Secrets do not.
+    let os = wait_condition(&api, "TopicReady", "False", "KafkaCredentialsMissing").await;
+    let message = topic_message(&os);
+    for service in ["order", "invoicing", "shipping"] {
+        assert!(message.contains(&format!("shop-{service}-kafka")), "{message}");
+    }
+    assert!(message.contains("cannot create Kafka users"), "{message}");
+    let events = Api::<Event>::namespaced(client.clone(), &ns.name);
+    wait_for(60, "a Warning Event naming the missing Secrets", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.note.as_deref().is_some_and(|n| n.contains("shop-order-kafka"))
+            })
+            .then_some(())
+    })
+    .await;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
+    for service in ["order", "invoicing", "shipping"] {
+        let name = format!("shop-{service}");
+        assert!(
+            deployments.get_opt(&name).await.expect("get").is_none(),
+            "{name} must wait for its Kafka Secret"
+        );
+    }
+
+    // The broker's admin grants each user its job, the user creates the Secrets.
+    grant_least_privilege(&broker, &topic, &ns.name).await;
+    for (service, user, password) in USERS {
+        put_secret(
+            &client,
+            &ns.name,
+            &format!("shop-{service}-kafka"),
+            "Opaque",
+            &[("username", user), ("password", password)],
+        )
+        .await;
+    }
+    poke(&api).await;
+    let os = wait_condition(&api, "TopicReady", "True", "TopicReady").await;
+    assert_eq!(os.status.and_then(|s| s.topic).map(|t| t.partitions), Some(3));
+    wait_for(30, "the order Deployment with its PLAIN identity", || async {
+        let deployment = deployments.get_opt("shop-order").await.ok()??;
+        let text = serde_json::to_string(&deployment.spec?.template).ok()?;
+        (text.contains("shop-order-kafka") && text.contains("PLAIN")).then_some(())
+    })
+    .await;
+
+    // The services with those users, configured as the operator configures their pods.
+    let mut kafka: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for (service, user, password) in USERS {
+        let service = SERVICES.into_iter().find(|s| *s == service).expect("a service");
+        kafka.insert(
+            service,
+            vec![
+                "--kafka-security-protocol=sasl_ssl".into(),
+                format!("--kafka-ssl-ca-location={}", broker.ca_path().display()),
+                "--kafka-sasl-mechanism=PLAIN".into(),
+                format!("--kafka-sasl-username={user}"),
+                format!("--kafka-sasl-password={password}"),
+            ],
+        );
+    }
+    let shop = Shop::start(&client, &ns.name, &broker.bootstrap(), &topic, &kafka).await;
+    shop.order_reaches_invoicing_and_shipping().await;
+    shop.stop().await;
+}
+
+/// What README.md asks a Kafka admin to grant with PLAIN: order WRITE on the topic, each consumer READ on
+/// the topic and on its own group.
+async fn grant_least_privilege(broker: &SecureBroker, topic: &str, namespace: &str) {
+    let group = |service: &str| format!("{namespace}.shop.{service}");
+    let (invoicing_group, shipping_group) = (group("invoicing"), group("shipping"));
+    let order = [
+        "--add",
+        "--allow-principal",
+        "User:plain-order",
+        "--operation",
+        "Write",
+        "--topic",
+        topic,
+    ];
+    let consumer = |user: &'static str, group: &str| {
+        let args: Vec<String> = [
+            "--add",
+            "--allow-principal",
+            user,
+            "--operation",
+            "Read",
+            "--topic",
+            topic,
+            "--group",
+            group,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        args
+    };
+    let (invoicing, shipping) = (
+        consumer("User:plain-invoicing", &invoicing_group),
+        consumer("User:plain-shipping", &shipping_group),
+    );
+    let (invoicing, shipping) = (strs(&invoicing), strs(&shipping));
+    tokio::join!(broker.acl(&order), broker.acl(&invoicing), broker.acl(&shipping));
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
