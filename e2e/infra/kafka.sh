@@ -11,7 +11,8 @@
 # KAFKA_SECURITY=ssl makes it a mutual-TLS one (server-ssl.properties): the client listener requires a
 # certificate from the instance's test CA, the principal is the certificate's CN, and `admin` is the super
 # user. Client certificates $STATE/<instance>/tls/<cn>.crt and .key are issued for `admin` and for each CN in
-# KAFKA_CLIENT_CERTS="cn ...".
+# KAFKA_CLIENT_CERTS="cn ...". KAFKA_CLIENT_AUTH=required makes a sasl_ssl instance require them as well
+# (mutual TLS under SASL: the principal is still the SASL user).
 # `kafka.sh acl ARGS` runs kafka-acls (org.apache.kafka.tools.AclCommand) against a secured instance as admin.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" kafka
@@ -36,6 +37,9 @@ for user in $PLAIN_USERS; do
 done
 CLIENT_CERTS="admin ${KAFKA_CLIENT_CERTS:-}"
 for cn in $CLIENT_CERTS; do [[ $cn =~ ^[a-z0-9-]+$ ]] || die "KAFKA_CLIENT_CERTS entries must match [a-z0-9-]+"; done
+CLIENT_AUTH=${KAFKA_CLIENT_AUTH:-none}
+[ "$SECURITY" = ssl ] && CLIENT_AUTH=required
+[[ $CLIENT_AUTH =~ ^(none|required)$ ]] || die "KAFKA_CLIENT_AUTH must be none or required"
 JOPTS="-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j2.configurationFile=$K/log4j2.properties"
 
 classpath() {
@@ -61,15 +65,19 @@ secure_config() {
   sed -e "s#TLS_DIR#$tls#" -e "s#ADMIN_PASSWORD#$ADMIN_PASSWORD#" -e "s#:19092#:$PORT#g" \
     -e "s#:19093#:$CONTROLLER_PORT#g" "$INFRA_DIR/server-${SECURITY//_/-}.properties" >> "$D/server.properties"
   printf 'ssl.truststore.type=PEM\nssl.truststore.location=%s\n' "$tls/ca.crt" > "$D/admin.properties"
-  if [ "$SECURITY" = ssl ]; then
+  if [ "$CLIENT_AUTH" = required ]; then
     local cn
     for cn in $CLIENT_CERTS; do make_test_cert "$tls" "$cn" "$cn"; done
     [ -f "$tls/admin.pem" ] || cat "$tls/admin.key" "$tls/admin.crt" > "$tls/admin.pem"
-    printf 'security.protocol=SSL\nssl.keystore.type=PEM\nssl.keystore.location=%s\n' "$tls/admin.pem" >> "$D/admin.properties"
+    printf 'ssl.keystore.type=PEM\nssl.keystore.location=%s\n' "$tls/admin.pem" >> "$D/admin.properties"
+  fi
+  if [ "$SECURITY" = ssl ]; then
+    printf 'security.protocol=SSL\n' >> "$D/admin.properties"
   else
     printf 'security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="%s";\n' \
       "$ADMIN_PASSWORD" >> "$D/admin.properties"
     [ -n "$PLAIN_USERS" ] && plain_config >> "$D/server.properties"
+    [ "$CLIENT_AUTH" = required ] && printf 'listener.name.sasl_ssl.ssl.client.auth=required\n' >> "$D/server.properties"
   fi
   return 0
 }

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use ordersystem_e2e::secure_kafka::SecureBroker;
 use ordersystem_operator::crd::OrderSystem;
-use support::operator::{wait_condition, wait_for};
-use support::secure_shop::{SERVICES, Shop, put_secret, topic_message};
+use support::operator::wait_condition;
+use support::secure_shop::{SERVICES, Shop, put_secret, tls_failed_at, topic_message};
 
 /// The CN of the client certificate the operator and the services share.
 const CLIENT: &str = "shop";
@@ -114,22 +114,6 @@ async fn a_client_certificate_is_required_used_by_operator_and_services_and_a_mi
         !message.contains("PRIVATE KEY"),
         "no key material in the status: {message}"
     );
-}
-
-/// Waits for `TopicReady=False reason=KafkaTlsFailed` observed at `generation`: the verdict on that spec,
-/// not an earlier one.
-async fn tls_failed_at(api: &Api<OrderSystem>, generation: Option<i64>) -> OrderSystem {
-    wait_for(90, "KafkaTlsFailed at the new generation", || async {
-        let os = api.get("shop").await.ok()?;
-        let topic = os
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "TopicReady")?;
-        (topic.reason == "KafkaTlsFailed" && topic.observed_generation == generation).then_some(os.clone())
-    })
-    .await
 }
 
 /// The ACLs of the principal an `OrderSystem` and its services share under mutual TLS: the operator's

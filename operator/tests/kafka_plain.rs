@@ -3,6 +3,10 @@
 //! so it holds their Deployments back and names the `<name>-<service>-kafka` Secrets the user has to
 //! create, in `TopicReady` and in a Warning Event. Once they exist, the services carry an order through
 //! with those users and the ACLs their admin granted.
+//!
+//! The listener also requires a client certificate (mutual TLS under SASL), which the operator and the
+//! services share: its principal `User:CN=shop` holds no ACL, so the flow proves that the broker
+//! authorizes each service as its own SASL user, not as the certificate.
 
 mod support;
 
@@ -10,11 +14,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
 use ordersystem_operator::crd::OrderSystem;
 use support::operator::{poke, wait_condition, wait_for};
-use support::secure_shop::{SERVICES, Shop, put_secret, topic_message};
+use support::secure_shop::{SERVICES, Shop, put_secret, tls_failed_at, topic_message};
+
+/// The CN of the client certificate the operator and the services share.
+const CLIENT: &str = "shop";
 
 /// The services' PLAIN users as the broker's JAAS config defines them (test-only passwords).
 const USERS: [(&str, &str, &str); 3] = [
@@ -26,7 +33,7 @@ const USERS: [(&str, &str, &str); 3] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_runs_once_they_exist() {
     let jaas_users: Vec<(&str, &str)> = USERS.iter().map(|(_, user, pw)| (*user, *pw)).collect();
-    let broker = SecureBroker::start_with_plain_users("op-plain", 19692, 19693, &jaas_users).await;
+    let broker = SecureBroker::start_with_plain_users("op-plain", 19692, 19693, &jaas_users, &[CLIENT]).await;
     let client = ordersystem_e2e::kube::client().await;
     support::install_crd(&client).await;
     let ns = support::TestNamespace::create(&client, "ctl-plain").await;
@@ -38,6 +45,15 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
         "kafka-ca",
         "Opaque",
         &[("ca.crt", &broker.ca_pem())],
+    )
+    .await;
+    let (cert, key) = broker.client_cert_pem(CLIENT);
+    put_secret(
+        &client,
+        &ns.name,
+        "kafka-client",
+        "kubernetes.io/tls",
+        &[("tls.crt", &cert), ("tls.key", &key)],
     )
     .await;
     put_secret(
@@ -52,7 +68,10 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
     let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
     let mut os = support::minimal_json("shop", &topic);
     os["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap().into();
-    os["spec"]["kafka"]["tls"] = serde_json::json!({"caSecretRef": {"name": "kafka-ca"}});
+    os["spec"]["kafka"]["tls"] = serde_json::json!({
+        "caSecretRef": {"name": "kafka-ca"},
+        "clientCertificateSecretRef": {"name": "kafka-client"},
+    });
     os["spec"]["kafka"]["sasl"] =
         serde_json::json!({"mechanism": "PLAIN", "credentialsSecretRef": {"name": "kafka-admin"}});
     api.create(&PostParams::default(), &support::to_os(os))
@@ -110,6 +129,7 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
     .await;
 
     // The services with those users, configured as the operator configures their pods.
+    let (cert_path, key_path) = broker.client_cert_paths(CLIENT);
     let mut kafka: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for (service, user, password) in USERS {
         let service = SERVICES.into_iter().find(|s| *s == service).expect("a service");
@@ -118,6 +138,8 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
             vec![
                 "--kafka-security-protocol=sasl_ssl".into(),
                 format!("--kafka-ssl-ca-location={}", broker.ca_path().display()),
+                format!("--kafka-ssl-certificate-location={}", cert_path.display()),
+                format!("--kafka-ssl-key-location={}", key_path.display()),
                 "--kafka-sasl-mechanism=PLAIN".into(),
                 format!("--kafka-sasl-username={user}"),
                 format!("--kafka-sasl-password={password}"),
@@ -127,6 +149,19 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
     let shop = Shop::start(&client, &ns.name, &broker.bootstrap(), &topic, &kafka).await;
     shop.order_reaches_invoicing_and_shipping().await;
     shop.stop().await;
+
+    // The certificate is no formality: without it the right PLAIN login does not get past TLS.
+    let patch = serde_json::json!({"spec": {"kafka": {"tls": {"clientCertificateSecretRef": null}}}});
+    let patched = api
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("drop the client certificate");
+    let os = tls_failed_at(&api, patched.metadata.generation).await;
+    let message = topic_message(&os);
+    assert!(
+        message.contains("SSL routines") && message.contains("alert"),
+        "{message}"
+    );
 }
 
 /// What README.md asks a Kafka admin to grant with PLAIN: order WRITE on the topic, each consumer READ on

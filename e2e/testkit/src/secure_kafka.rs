@@ -31,21 +31,22 @@ impl SecureBroker {
     }
 
     /// Like [`Self::start`], with PLAIN enabled too, for these users (name, password) besides the admin.
+    /// With `client_cns` the listener also requires a client certificate from the test CA (issued for
+    /// `admin` and each of them); the principal stays the SASL user.
     pub async fn start_with_plain_users(
         instance: &str,
         port: u16,
         controller_port: u16,
         users: &[(&str, &str)],
+        client_cns: &[&str],
     ) -> Self {
         let users: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}")).collect();
-        Self::launch(
-            instance,
-            port,
-            controller_port,
-            "sasl_ssl",
-            &[("KAFKA_PLAIN_USERS", users.join(" "))],
-        )
-        .await
+        let mut env = vec![("KAFKA_PLAIN_USERS", users.join(" "))];
+        if !client_cns.is_empty() {
+            env.push(("KAFKA_CLIENT_AUTH", "required".to_string()));
+            env.push(("KAFKA_CLIENT_CERTS", client_cns.join(" ")));
+        }
+        Self::launch(instance, port, controller_port, "sasl_ssl", &env).await
     }
 
     /// A mutual-TLS broker: its listener requires a client certificate signed by the test CA, and the

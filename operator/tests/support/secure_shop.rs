@@ -48,6 +48,22 @@ pub fn topic_message(os: &OrderSystem) -> String {
         .unwrap_or_default()
 }
 
+/// Waits for `TopicReady=False reason=KafkaTlsFailed` observed at `generation`: the verdict on that spec,
+/// not an earlier one.
+pub async fn tls_failed_at(api: &Api<OrderSystem>, generation: Option<i64>) -> OrderSystem {
+    wait_for(90, "KafkaTlsFailed at the new generation", || async {
+        let os = api.get("shop").await.ok()?;
+        let topic = os
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "TopicReady")?;
+        (topic.reason == "KafkaTlsFailed" && topic.observed_generation == generation).then_some(os.clone())
+    })
+    .await
+}
+
 type Running = (
     &'static str,
     std::net::SocketAddr,
