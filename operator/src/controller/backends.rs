@@ -87,7 +87,7 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
             // lag is looked at from the next reconcile on.
             let settled = !topic.created && !topic.partitions_added;
             if let Some(partitions) = topic.status.as_ref().map(|t| t.partitions).filter(|_| settled) {
-                match lag::observe_system(os, spec, partitions, &security).await {
+                match lag::observe_system(&ctx.kafka, os, spec, partitions, &security).await {
                     Ok(lag) => {
                         report.lag_growing = lag::growing_message(&lag, &os.spec.consumer_lag);
                         report.lag = Some(lag);

@@ -141,6 +141,7 @@ async fn decide(ctx: &Context, spec: &ValidSpec, policy: PartitionIncrease) -> R
         .filter_map(|plan| Some((plan.service, plan.group_id.clone()?)))
         .collect();
     let lags = lag::observe(
+        &ctx.kafka,
         &spec.bootstrap_servers,
         &security,
         &spec.topic.name,

@@ -7,15 +7,15 @@
 //! Also here: the "keeps growing" decision behind `Degraded reason=ConsumerLagGrowing`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 
-use super::kafka::ClientSecurity;
+use super::kafka::{ClientSecurity, GroupReader, KafkaClients};
 use super::validate::ValidSpec;
 use crate::crd::{ConsumerLagSpec, ConsumerLagStatus, GroupLagStatus, OrderSystem};
 use crate::names::Service;
@@ -62,6 +62,7 @@ pub fn partition_lag(committed: Option<i64>, low: i64, high: i64) -> i64 {
 /// Observes both groups of `spec` on a topic with `partitions` partitions and folds the result into the
 /// lag status `os` had.
 pub async fn observe_system(
+    clients: &KafkaClients,
     os: &OrderSystem,
     spec: &ValidSpec,
     partitions: i32,
@@ -73,6 +74,7 @@ pub async fn observe_system(
         .filter_map(|plan| Some((plan.service, plan.group_id.clone()?)))
         .collect();
     let lags = observe(
+        clients,
         &spec.bootstrap_servers,
         security,
         &spec.topic.name,
@@ -85,42 +87,48 @@ pub async fn observe_system(
 }
 
 /// Lag of each consumer group (`groups`: service and group id) on `topic` with `partitions` partitions.
+/// A failed look drops the groups' readers, so the next one starts with fresh clients.
 pub async fn observe(
+    clients: &KafkaClients,
     bootstrap: &str,
     security: &ClientSecurity,
     topic: &str,
     partitions: i32,
     groups: Vec<(Service, String)>,
 ) -> Result<BTreeMap<Service, i64>, Error> {
-    let (bootstrap, topic, security) = (bootstrap.to_string(), topic.to_string(), security.clone());
-    tokio::task::spawn_blocking(move || observe_blocking(&bootstrap, &security, &topic, partitions, &groups))
+    // One client per group, the group id being a client setting, kept across looks. It never
+    // subscribes, so it never joins the group and never disturbs its members.
+    let mut readers = Vec::new();
+    for (service, group) in &groups {
+        let reader = clients
+            .group_reader(bootstrap, group, security)
+            .map_err(|source| Error::CreateClient {
+                bootstrap: bootstrap.to_string(),
+                source,
+            })?;
+        readers.push((*service, group.clone(), reader));
+    }
+    let topic = topic.to_string();
+    let result = tokio::task::spawn_blocking(move || observe_blocking(&topic, partitions, &readers))
         .await
-        .map_err(|source| Error::Blocking { source })?
+        .map_err(|source| Error::Blocking { source })?;
+    if result.is_err() {
+        let names: Vec<String> = groups.into_iter().map(|(_, group)| group).collect();
+        clients.forget_group_readers(bootstrap, &names);
+    }
+    result
 }
 
 fn observe_blocking(
-    bootstrap: &str,
-    security: &ClientSecurity,
     topic: &str,
     partitions: i32,
-    groups: &[(Service, String)],
+    readers: &[(Service, String, Arc<GroupReader>)],
 ) -> Result<BTreeMap<Service, i64>, Error> {
     let mut watermarks = Vec::new();
     let mut lags = BTreeMap::new();
-    for (service, group) in groups {
-        // One short-lived client per group: the group id is a client setting. It never subscribes, so
-        // it never joins the group and never disturbs its members.
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("socket.timeout.ms", "10000");
-        security.apply(&mut config);
-        let consumer: BaseConsumer = config.create().map_err(|source| Error::CreateClient {
-            bootstrap: bootstrap.to_string(),
-            source,
-        })?;
+    for (service, group, consumer) in readers {
+        // Nobody polls these clients between looks: take what librdkafka queued meanwhile (errors, logs).
+        while consumer.poll(Duration::ZERO).is_some() {}
         if watermarks.is_empty() {
             for partition in 0..partitions {
                 let marks = consumer
