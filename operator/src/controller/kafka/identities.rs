@@ -57,6 +57,7 @@ pub struct Identity {
     /// Hash of the Secret's data, for the pod template: a changed Secret rolls that service's pods.
     pub secret_hash: String,
     user: String,
+    /// Empty when nothing is to be applied (PLAIN, or paused).
     password: String,
     secret_name: String,
     /// [`applied_marker`] of the credential last applied to the broker, from the Secret's annotation.
@@ -78,7 +79,7 @@ pub async fn secrets(client: &kube::Client, spec: &ValidSpec) -> Result<Vec<Iden
             read_secret(client, spec, plan).await?
         };
         if let Some(secret) = secret {
-            identities.push(identity(&secret, plan)?);
+            identities.push(identity(&secret, plan, create)?);
         }
     }
     Ok(identities)
@@ -271,14 +272,20 @@ async fn record_applied(
     })
 }
 
-fn identity(secret: &Secret, plan: &ServicePlan) -> Result<Identity, Error> {
+/// The identity in `secret`; its password is required only when it is to be applied (`for_broker`): a
+/// PLAIN Secret is the user's, checked by `plain`, and only hashed here.
+fn identity(secret: &Secret, plan: &ServicePlan, for_broker: bool) -> Result<Identity, Error> {
     let data = secret.data.clone().unwrap_or_default();
+    let password = match secret_value(&data, plan, secret_keys::PASSWORD) {
+        Err(error) if for_broker => return Err(error),
+        result => result.unwrap_or_default(),
+    };
     Ok(Identity {
         service: plan.service,
         secret_hash: crate::controller::postgres::secret_hash(&data),
         // The user is the one the ACLs name, whatever the Secret says.
         user: plan.kafka_user.clone(),
-        password: secret_value(&data, plan, secret_keys::PASSWORD)?,
+        password,
         secret_name: plan.kafka_secret_name.clone(),
         applied: secret
             .metadata
