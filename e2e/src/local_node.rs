@@ -148,3 +148,51 @@ impl Drop for LocalNode {
         let _ = self.child.wait();
     }
 }
+
+/// On failure: prints the agent's and the pods' logs, and removes what the test left in the cluster (the
+/// resource's finalizer, which no operator will release once the node is gone, the helm release and the
+/// namespaces).
+pub struct OnFailure<'a> {
+    pub node: &'a LocalNode,
+    pub shop_ns: String,
+    pub operator_ns: String,
+}
+
+impl Drop for OnFailure<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        eprintln!("{}", self.node.logs());
+        let (shop_ns, operator_ns) = (self.shop_ns.clone(), self.operator_ns.clone());
+        let kubectl = |args: &[&str]| {
+            std::process::Command::new("kubectl")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let _ = std::process::Command::new("helm")
+            .args(["uninstall", &operator_ns, "--namespace", &operator_ns])
+            .output();
+        kubectl(&["delete", "namespace", &shop_ns, &operator_ns, "--wait=false"]);
+        // The operator may still run for a moment and put its finalizer back: release it until the
+        // resource is gone.
+        for _ in 0..30 {
+            kubectl(&[
+                "-n",
+                &shop_ns,
+                "patch",
+                "ordersystems.ordersystem.io",
+                "shop",
+                "--type",
+                "merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+            if !kubectl(&["-n", &shop_ns, "get", "ordersystems.ordersystem.io", "shop"]) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+}
