@@ -3,7 +3,8 @@
 //! each service its own SCRAM user and ACLs that the broker enforces, the three services carry an order
 //! through with nothing but those identities, and `TopicReady` says when the password or the CA is
 //! wrong, with librdkafka's account of the refusal. The SCRAM users are applied only when missing or
-//! changed, and go with their ACLs when the resource is deleted with `deletionPolicy: Delete`.
+//! changed, and go with their ACLs when the resource is deleted with `deletionPolicy: Delete`, also when
+//! the broker was away at first.
 //!
 //! Both tests start the broker on the same ports: nextest runs them one after the other (test group
 //! `secure-broker` in `.config/nextest.toml`).
@@ -16,6 +17,7 @@ use std::time::Duration;
 use clap::Parser;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
 use ordersystem_operator::controller::kafka::identities::{self, ScramMechanism};
@@ -445,15 +447,41 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
         acls += identities::acl_count(&admin, principal).await.expect("acls");
     }
     assert_eq!(acls, 5, "order: WRITE; each consumer: READ topic, READ group");
+    // With the broker away, Retain lets go at once; Delete keeps its finalizer and retries the cleanup.
+    broker.stop().await;
     for name in ["shop", "kept"] {
         api.delete(name, &DeleteParams::default()).await.expect("delete");
     }
-    for name in ["shop", "kept"] {
-        wait_for(90, &format!("{name} gone"), || async {
-            api.get_opt(name).await.ok()?.is_none().then_some(())
-        })
-        .await;
-    }
+    wait_for(60, "kept gone", || async {
+        api.get_opt("kept").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    wait_for(60, "shop's cleanup failing on the SCRAM users", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("ReconcileFailed")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("shop")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("DescribeUserScramCredentials"))
+            })
+            .then_some(())
+    })
+    .await;
+    let held = api
+        .get_opt("shop")
+        .await
+        .expect("get")
+        .expect("shop waits for its cleanup");
+    assert!(held.metadata.deletion_timestamp.is_some());
+    broker.resume().await;
+    wait_for(90, "shop gone once the broker is back", || async {
+        api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
     for service in ["order", "invoicing", "shipping"] {
         assert!(
             identities::scram_mechanisms(&admin, &user("shop", service))

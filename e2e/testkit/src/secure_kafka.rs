@@ -90,6 +90,16 @@ impl SecureBroker {
         }
     }
 
+    /// Stops the broker, keeping its state, to show what waits for it.
+    pub async fn stop(&self) {
+        self.own.run("stop").await;
+    }
+
+    /// Starts the broker again after [`Self::stop`].
+    pub async fn resume(&self) {
+        self.own.run("start").await;
+    }
+
     /// Runs `kafka-acls` against the broker as the admin, e.g. `["--add", "--allow-principal", …]`.
     pub async fn acl(&self, args: &[&str]) {
         let mut all = vec!["acl"];

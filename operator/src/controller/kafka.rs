@@ -82,13 +82,13 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
-    #[error("failed to create or update the SCRAM user {user}")]
+    #[error("failed on the SCRAM user {user}")]
     ScramUser {
         user: String,
         #[source]
         source: FfiError,
     },
-    #[error("failed to create the ACLs of {principal}")]
+    #[error("failed on the ACLs of {principal}")]
     Acls {
         principal: String,
         #[source]
