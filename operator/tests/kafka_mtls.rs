@@ -134,20 +134,18 @@ async fn grant_shared_principal(broker: &SecureBroker, topic: &str, group_prefix
     ] {
         topic_acl.extend(["--operation", operation]);
     }
-    broker.acl(&topic_acl).await;
-    broker
-        .acl(&[
-            "--add",
-            "--allow-principal",
-            &principal,
-            "--operation",
-            "Read",
-            "--resource-pattern-type",
-            "prefixed",
-            "--group",
-            group_prefix,
-        ])
-        .await;
+    let group_acl = [
+        "--add",
+        "--allow-principal",
+        &principal,
+        "--operation",
+        "Read",
+        "--resource-pattern-type",
+        "prefixed",
+        "--group",
+        group_prefix,
+    ];
+    tokio::join!(broker.acl(&topic_acl), broker.acl(&group_acl));
 }
 
 /// A self-signed certificate and key for `cn`, made by openssl: the right name from the wrong CA.
