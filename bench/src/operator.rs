@@ -1,5 +1,5 @@
-//! The `operator` scenario: the release operator binary as a process against the API server (admin
-//! kubeconfig, watching one namespace of its own), a local-mode node agent running the pods, the shared
+//! The `operator` scenario: the release operator binary as a process against the API server (as the
+//! chart's ServiceAccount under the chart's rendered RBAC, watching one namespace of its own), a local-mode node agent running the pods, the shared
 //! Kafka and Postgres. Measures apply → `Ready` of a first `OrderSystem` with running pods; for spec
 //! changes (replicas up and down, partitions up) the time until the child object shows the change (the
 //! Deployment's `spec.replicas`, the topic's partition count at the broker) and until `Ready=True` for the
@@ -15,6 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use ordersystem_e2e::chart_rbac::ChartRbac;
 use ordersystem_e2e::local_node::LocalNode;
 use ordersystem_e2e::mode::Mode;
 use ordersystem_operator::crd::OrderSystem;
@@ -224,12 +225,16 @@ async fn measure(
         )
         .await?;
 
+    // The operator runs as the chart's ServiceAccount under the chart's RBAC, as installed by helm.
+    let rbac = ChartRbac::install(client, Path::new(&env::require("KUBECONFIG")), ns).await?;
+    let kubeconfig = format!("/tmp/ordersystem/{ns}.operator.kubeconfig");
+    rbac.write_kubeconfig(Path::new(&kubeconfig))?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let log = std::fs::File::create(format!("/tmp/ordersystem/{ns}.operator.log"))?;
     let operator = OperatorProcess(
         Command::new(bin_dir.join("ordersystem-operator"))
             .env_clear()
-            .env("KUBECONFIG", env::require("KUBECONFIG"))
+            .env("KUBECONFIG", &kubeconfig)
             .env("WATCH_NAMESPACE", ns)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("LOG_FORMAT", "json")

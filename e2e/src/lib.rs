@@ -2,6 +2,7 @@
 //! the Kubernetes version this workspace is compiled for, waits with deadlines, local mode's node, and a
 //! client of the running shop. Kafka/Postgres lookups and names are in `ordersystem-testkit`, re-exported.
 
+pub mod chart_rbac;
 pub mod cluster;
 pub mod kube;
 pub mod local_node;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use ordersystem_e2e::chart_rbac::ChartRbac;
 use ordersystem_e2e::own_instance::OwnInstance;
 use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
@@ -51,20 +52,14 @@ async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_change
         .expect("namespace");
     support::create_admin_secret(&client, &ns, "pg-admin").await;
     // The RBAC lives and dies with the own control plane.
-    let rbac = support::operator::install_rbac(&client, &ns).await;
+    let rbac = ChartRbac::install(&client, std::path::Path::new(&kubeconfig_path), &ns)
+        .await
+        .expect("the chart's RBAC installs");
     let dir = std::env::temp_dir().join(ordersystem_e2e::names::unique("apiserver-restart"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let operator_kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &operator_kubeconfig,
-        serde_yaml::to_string(&support::operator::impersonating_kubeconfig_at(
-            std::path::Path::new(&kubeconfig_path),
-            &ns,
-            &rbac.service_account,
-        ))
-        .expect("yaml"),
-    )
-    .expect("kubeconfig written");
+    rbac.write_kubeconfig(&operator_kubeconfig)
+        .expect("kubeconfig written");
     let mut operator = OperatorProcess::start(&operator_kubeconfig, &ns, &dir.join("operator.log"));
 
     let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns);

@@ -12,6 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use ordersystem_e2e::chart_rbac::ChartRbac;
 use ordersystem_operator::crd::OrderSystem;
 use support::operator::{wait_condition, wait_for};
 use support::operator_process::OperatorProcess;
@@ -49,19 +50,14 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
     support::install_crd(&client).await;
     let ns = support::TestNamespace::create(&client, "op-crash").await;
     support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    let rbac = support::operator::install_rbac(&client, &ns.name).await;
+    let admin_kubeconfig = ordersystem_e2e::env::require(ordersystem_e2e::kube::KUBECONFIG);
+    let rbac = ChartRbac::install(&client, std::path::Path::new(&admin_kubeconfig), &ns.name)
+        .await
+        .expect("the chart's RBAC installs");
     let dir = std::env::temp_dir().join(ordersystem_e2e::names::unique("op-crash"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        serde_yaml::to_string(&support::operator::impersonating_kubeconfig(
-            &ns.name,
-            &rbac.service_account,
-        ))
-        .expect("yaml"),
-    )
-    .expect("kubeconfig written");
+    rbac.write_kubeconfig(&kubeconfig).expect("kubeconfig written");
     let log = dir.join("operator.log");
     let operator = OperatorProcess::start(&kubeconfig, &ns.name, &log);
 
