@@ -28,6 +28,7 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub orders_accepted: Counter,
     pub events_produced: Counter,
+    pub relay_rounds_overlapped: Counter,
     pub events_consumed: Counter,
     pub duplicates_skipped: Counter,
     pub dead_letters: Family<ReasonLabels, Counter>,
@@ -45,6 +46,7 @@ impl Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         let orders_accepted = Counter::default();
         let events_produced = Counter::default();
+        let relay_rounds_overlapped = Counter::default();
         let events_consumed = Counter::default();
         let duplicates_skipped = Counter::default();
         let dead_letters = Family::<ReasonLabels, Counter>::default();
@@ -70,6 +72,11 @@ impl Metrics {
             "events_produced",
             "Events acknowledged by Kafka",
             events_produced.clone(),
+        );
+        registry.register(
+            "relay_rounds_overlapped",
+            "Outbox relay rounds published while an earlier round still awaited its acknowledgements",
+            relay_rounds_overlapped.clone(),
         );
         registry.register(
             "events_consumed",
@@ -121,6 +128,7 @@ impl Metrics {
             http_requests,
             orders_accepted,
             events_produced,
+            relay_rounds_overlapped,
             events_consumed,
             duplicates_skipped,
             dead_letters,

@@ -1,6 +1,7 @@
-//! The outbox relay against the real broker and database: per-key order across a relay restart and with
-//! two relays at once, exactly one publication per row, and the partition of each key equal to the Java
-//! client's murmur2 choice.
+//! The outbox relay against the real broker and database: per-key order across a relay restart, with two
+//! relays at once and with one relay's rounds overlapping; exactly one publication per row; a row the
+//! producer refuses holds back only its own key; and the partition of each key equal to the Java client's
+//! murmur2 choice.
 
 use ordersystem_contract::partition::partition_for_key;
 use ordersystem_service_kit::config::{DatabaseArgs, KafkaArgs};
@@ -16,6 +17,7 @@ use rdkafka::message::Message;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 const PARTITIONS: i32 = 4;
 
@@ -57,6 +59,44 @@ async fn sent_count(pool: &sqlx::PgPool) -> i64 {
         .expect("count")
 }
 
+/// The outbox table as order's migrations create it, in the service's own schema.
+async fn create_outbox(pool: &sqlx::PgPool) {
+    sqlx::raw_sql(
+        "CREATE TABLE outbox (id BIGSERIAL PRIMARY KEY, record_key TEXT NOT NULL, payload BYTEA NOT NULL,
+           created_at TIMESTAMPTZ NOT NULL DEFAULT now(), sent_at TIMESTAMPTZ);
+         CREATE INDEX outbox_unsent ON outbox (record_key, id) WHERE sent_at IS NULL;
+         CREATE INDEX outbox_unsent_by_id ON outbox (id) WHERE sent_at IS NULL;",
+    )
+    .execute(pool)
+    .await
+    .expect("outbox table in the service's own schema");
+}
+
+async fn insert(pool: &sqlx::PgPool, key: &str, payload: &[u8]) {
+    sqlx::query("INSERT INTO outbox (record_key, payload) VALUES ($1, $2)")
+        .bind(key)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .expect("insert");
+}
+
+fn kafka_args(bootstrap: &str, topic: &str) -> KafkaArgs {
+    KafkaArgs {
+        bootstrap_servers: bootstrap.to_string(),
+        topic: topic.to_string(),
+        metadata_refresh_ms: 30_000,
+        security: Default::default(),
+    }
+}
+
+fn settings() -> RelaySettings {
+    RelaySettings {
+        message_timeout: Duration::from_secs(30),
+        idle_poll: Duration::from_millis(50),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_keep_per_key_order_across_restart_and_place_keys_like_java() {
     let bootstrap = env::kafka_bootstrap();
@@ -64,37 +104,16 @@ async fn relays_keep_per_key_order_across_restart_and_place_keys_like_java() {
     create_topic(&bootstrap, &topic).await;
     let service_db = schema::fresh_schema("relay").await;
     let db = Database::connect_lazy(&database_args(&service_db)).expect("pool");
-    sqlx::raw_sql(
-        "CREATE TABLE outbox (id BIGSERIAL PRIMARY KEY, record_key TEXT NOT NULL, payload BYTEA NOT NULL,
-           created_at TIMESTAMPTZ NOT NULL DEFAULT now(), sent_at TIMESTAMPTZ);
-         CREATE INDEX outbox_unsent ON outbox (record_key, id) WHERE sent_at IS NULL;",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("outbox table in the service's own schema");
+    create_outbox(&db.pool).await;
     // 8 keys × 15 events, interleaved as concurrent orders would be.
     let keys: Vec<String> = (1..=8).map(|k| (k * 7919).to_string()).collect();
     for seq in 0..15 {
         for key in &keys {
-            sqlx::query("INSERT INTO outbox (record_key, payload) VALUES ($1, $2)")
-                .bind(key)
-                .bind(format!("{key}:{seq}").into_bytes())
-                .execute(&db.pool)
-                .await
-                .expect("insert");
+            insert(&db.pool, key, format!("{key}:{seq}").as_bytes()).await;
         }
     }
     let total = (keys.len() * 15) as i64;
-    let kafka = KafkaArgs {
-        bootstrap_servers: bootstrap.clone(),
-        topic: topic.clone(),
-        metadata_refresh_ms: 30_000,
-        security: Default::default(),
-    };
-    let settings = RelaySettings {
-        message_timeout: Duration::from_secs(30),
-        idle_poll: Duration::from_millis(50),
-    };
+    let (kafka, settings) = (kafka_args(&bootstrap, &topic), settings());
     let start = |trigger_and_wait: shutdown::Shutdown| {
         let relay =
             Relay::new(&kafka, &settings, db.pool.clone(), Metrics::new(), Arc::default()).expect("relay");
@@ -161,4 +180,129 @@ async fn relays_keep_per_key_order_across_restart_and_place_keys_like_java() {
             "key {key}: events out of order, lost or duplicated"
         );
     }
+}
+
+/// Everything on `topic` from the start, as key → payloads in topic order, once `expected` records arrived.
+async fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> HashMap<String, Vec<String>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", names::unique("relay-check"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for count in 0..expected {
+        let message = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            consumer.recv(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("only {count} of {expected} events arrived"))
+        .expect("receive");
+        let key = String::from_utf8(message.key().expect("keyed").to_vec()).expect("utf-8 key");
+        let payload = message.payload().expect("payload");
+        let payload = String::from_utf8_lossy(&payload[..payload.len().min(64)]).into_owned();
+        seen.entry(key).or_default().push(payload);
+    }
+    seen
+}
+
+/// One relay, rounds overlapping (each of 200 keys' first rows, then the next 200 keys' while the first
+/// round awaits its acknowledgements). The oldest row of one key is refused by the producer (larger than
+/// `message.max.bytes`): its round marks only the others, the refused row stays unsent, and the key's later
+/// rows are held back (never published ahead of it) while every other key drains in order. Once the row
+/// is fixed, the key's events follow in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_rounds_keep_per_key_order_and_a_refused_row_holds_back_only_its_key() {
+    let bootstrap = env::kafka_bootstrap();
+    let topic = names::unique("relay-overlap");
+    create_topic(&bootstrap, &topic).await;
+    let service_db = schema::fresh_schema("relay_overlap").await;
+    let db = Database::connect_lazy(&database_args(&service_db)).expect("pool");
+    create_outbox(&db.pool).await;
+    const HELD: &str = "held";
+    const SEQS: usize = 3;
+    let keys: Vec<String> = (1..=400).map(|k| (k * 104_729).to_string()).collect();
+    let too_large = vec![b'x'; 2 * 1024 * 1024];
+    insert(&db.pool, HELD, &too_large).await;
+    for seq in 0..SEQS {
+        for key in &keys {
+            insert(&db.pool, key, format!("{key}:{seq}").as_bytes()).await;
+        }
+        insert(&db.pool, HELD, format!("{HELD}:{}", seq + 1).as_bytes()).await;
+    }
+    let others = (keys.len() * SEQS) as i64;
+    let metrics = Metrics::new();
+    let wake = Arc::new(Notify::new());
+    let relay = Relay::new(
+        &kafka_args(&bootstrap, &topic),
+        &settings(),
+        db.pool.clone(),
+        metrics.clone(),
+        Arc::clone(&wake),
+    )
+    .expect("relay");
+    let (stop, waiter) = shutdown::channel();
+    let running = tokio::spawn(relay.run(waiter));
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while sent_count(&db.pool).await < others {
+        assert!(Instant::now() < deadline, "other keys not drained within 90 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics.relay_rounds_overlapped.get() > 0,
+        "a round was published while an earlier one awaited its acknowledgements"
+    );
+    let unsent: Vec<(String, i64)> =
+        sqlx::query_as("SELECT record_key, id FROM outbox WHERE sent_at IS NULL ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("unsent rows");
+    assert_eq!(
+        unsent.len(),
+        SEQS + 1,
+        "only the held key's rows are unsent: {unsent:?}"
+    );
+    assert!(unsent.iter().all(|(key, _)| key == HELD));
+    assert_eq!(
+        metrics.events_produced.get(),
+        others as u64,
+        "nothing of the held key was published"
+    );
+
+    // Fix the refused row: the relay publishes it, then the key's later rows, in order.
+    sqlx::query("UPDATE outbox SET payload = $1 WHERE id = $2")
+        .bind(format!("{HELD}:0").into_bytes())
+        .bind(unsent[0].1)
+        .execute(&db.pool)
+        .await
+        .expect("fix the refused row");
+    wake.notify_one();
+    let total = others + (SEQS + 1) as i64;
+    while sent_count(&db.pool).await < total {
+        assert!(Instant::now() < deadline, "held key not drained within 90 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.fire();
+    running.await.expect("relay stopped");
+
+    let seen = read_topic(&bootstrap, &topic, total as usize).await;
+    let expected: Vec<String> = (0..=SEQS).map(|seq| format!("{HELD}:{seq}")).collect();
+    assert_eq!(
+        seen.get(HELD),
+        Some(&expected),
+        "the held key: once each, in order"
+    );
+    for key in &keys {
+        let expected: Vec<String> = (0..SEQS).map(|seq| format!("{key}:{seq}")).collect();
+        assert_eq!(
+            seen.get(key),
+            Some(&expected),
+            "key {key}: out of order, lost or duplicated"
+        );
+    }
+    assert_eq!(seen.len(), keys.len() + 1, "no other keys on the topic");
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use ordersystem_contract::partition::record_key;
 use ordersystem_contract::{Address, Customer, Item, OrderLine, OrderPlaced, Price};
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -85,55 +85,56 @@ pub async fn items(pool: &PgPool) -> Result<Vec<Item>, sqlx::Error> {
         .collect()
 }
 
-/// Store the order, its lines and its outbox row in one transaction; returns the event that was queued.
+/// Store the order, its lines and its outbox row atomically; returns the event that was queued.
+///
+/// Two round trips to the database, because every order pays for each one (on a busy machine each is a
+/// wait for the CPU): one reads the customer and the items and draws the order id (the event carries it),
+/// the other writes order, lines and outbox row in one statement, which commits as one transaction. The
+/// foreign keys still refuse a customer or item removed in between.
 pub async fn place(pool: &PgPool, order: &NewOrder, now: DateTime<Utc>) -> Result<OrderPlaced, StoreError> {
-    let mut tx = pool.begin().await?;
-    let customer =
-        sqlx::query("SELECT customer_id, name, firstname, email FROM customers WHERE customer_id = $1")
-            .bind(order.customer_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::UnknownCustomer(order.customer_id))?;
+    let item_ids: Vec<i64> = order.lines.iter().map(|line| line.item_id).collect();
+    let catalogue = sqlx::query(
+        "SELECT nextval(pg_get_serial_sequence('orders', 'id')),
+                c.customer_id, c.name, c.firstname, c.email, i.ids, i.names, i.prices
+         FROM (SELECT 1) one
+         LEFT JOIN customers c ON c.customer_id = $1
+         CROSS JOIN LATERAL (SELECT array_agg(item_id) ids, array_agg(name) names, array_agg(price) prices
+                             FROM items WHERE item_id = ANY($2)) i",
+    )
+    .bind(order.customer_id)
+    .bind(&item_ids)
+    .fetch_one(pool)
+    .await?;
+    let id: i64 = catalogue.try_get(0)?;
+    let customer_id: Option<i64> = catalogue.try_get(1)?;
+    if customer_id.is_none() {
+        return Err(StoreError::UnknownCustomer(order.customer_id));
+    }
     let customer = Customer {
-        customer_id: customer.try_get(0)?,
-        name: customer.try_get(1)?,
-        firstname: customer.try_get(2)?,
-        email: customer.try_get(3)?,
+        customer_id: order.customer_id,
+        name: catalogue.try_get(2)?,
+        firstname: catalogue.try_get(3)?,
+        email: catalogue.try_get(4)?,
     };
+    let found_ids: Vec<i64> = catalogue.try_get::<Option<_>, _>(5)?.unwrap_or_default();
+    let names: Vec<String> = catalogue.try_get::<Option<_>, _>(6)?.unwrap_or_default();
+    let prices: Vec<Decimal> = catalogue.try_get::<Option<_>, _>(7)?.unwrap_or_default();
     let mut lines = Vec::with_capacity(order.lines.len());
     for line in &order.lines {
-        let item = sqlx::query("SELECT item_id, name, price FROM items WHERE item_id = $1")
-            .bind(line.item_id)
-            .fetch_optional(&mut *tx)
-            .await?
+        let found = found_ids
+            .iter()
+            .position(|item_id| *item_id == line.item_id)
             .ok_or(StoreError::UnknownItem(line.item_id))?;
-        let item = Item {
-            item_id: item.try_get(0)?,
-            name: item.try_get(1)?,
-            price: Price(item.try_get(2)?),
-        };
         lines.push(OrderLine {
             count: line.count,
-            item,
+            item: Item {
+                item_id: line.item_id,
+                name: names[found].clone(),
+                price: Price(prices[found]),
+            },
         });
     }
     let (ship, bill) = (&order.shipping_address, &order.billing_address);
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO orders (customer_id, updated, shipping_street, shipping_zip, shipping_city,
-                             billing_street, billing_zip, billing_city)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(customer.customer_id)
-    .bind(now)
-    .bind(&ship.street)
-    .bind(&ship.zip)
-    .bind(&ship.city)
-    .bind(&bill.street)
-    .bind(&bill.zip)
-    .bind(&bill.city)
-    .fetch_one(&mut *tx)
-    .await?;
-    insert_lines(&mut tx, id, &lines).await?;
     let event = OrderPlaced {
         id,
         customer,
@@ -147,30 +148,39 @@ pub async fn place(pool: &PgPool, order: &NewOrder, now: DateTime<Utc>) -> Resul
     let payload = event
         .encode()
         .map_err(|source| StoreError::Encode { id, source })?;
-    sqlx::query("INSERT INTO outbox (record_key, payload) VALUES ($1, $2)")
-        .bind(record_key(id))
-        .bind(payload)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let lines = &event.order_line;
+    sqlx::query(
+        "WITH placed AS (
+             INSERT INTO orders (id, customer_id, updated, shipping_street, shipping_zip, shipping_city,
+                                 billing_street, billing_zip, billing_city)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             RETURNING id),
+         lines AS (
+             INSERT INTO order_lines (order_id, line_no, count, item_id, item_name, price)
+             SELECT placed.id, l.line_no, l.count, l.item_id, l.item_name, l.price
+             FROM placed, unnest($10::int[], $11::int[], $12::bigint[], $13::text[], $14::numeric[])
+                  AS l(line_no, count, item_id, item_name, price))
+         INSERT INTO outbox (record_key, payload) SELECT $15, $16 FROM placed",
+    )
+    .bind(id)
+    .bind(order.customer_id)
+    .bind(now)
+    .bind(&ship.street)
+    .bind(&ship.zip)
+    .bind(&ship.city)
+    .bind(&bill.street)
+    .bind(&bill.zip)
+    .bind(&bill.city)
+    .bind((1i32..).take(lines.len()).collect::<Vec<i32>>())
+    .bind(lines.iter().map(|l| l.count).collect::<Vec<i32>>())
+    .bind(lines.iter().map(|l| l.item.item_id).collect::<Vec<i64>>())
+    .bind(lines.iter().map(|l| l.item.name.clone()).collect::<Vec<String>>())
+    .bind(lines.iter().map(|l| l.item.price.0).collect::<Vec<Decimal>>())
+    .bind(record_key(id))
+    .bind(payload)
+    .execute(pool)
+    .await?;
     Ok(event)
-}
-
-async fn insert_lines(tx: &mut PgConnection, order_id: i64, lines: &[OrderLine]) -> Result<(), sqlx::Error> {
-    for (line_no, line) in (1i32..).zip(lines) {
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, line_no, count, item_id, item_name, price) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(order_id)
-        .bind(line_no)
-        .bind(line.count)
-        .bind(line.item.item_id)
-        .bind(&line.item.name)
-        .bind(line.item.price.0)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
 }
 
 /// One row of the order list.

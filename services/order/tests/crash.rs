@@ -173,12 +173,18 @@ async fn a_crash_before_the_relay_published_is_made_good_by_the_restarted_relay_
     );
     let published = records_per_key(&shop.bootstrap, &shop.topic, &shop.stored_orders().await).await;
     assert_eq!(published.len(), stored);
-    assert!(
-        published.values().all(|n| *n == 1),
-        "nothing was published before the crash point, so nothing twice"
-    );
+    // The parked round published nothing. Rounds overlap, so an earlier round may have been acknowledged
+    // but not yet marked when the process stopped: those rows (and only those) go out again, and the
+    // consumers skip them.
+    assert!(published.values().all(|n| *n <= 2), "nothing more than twice");
+    let republished = published.values().filter(|n| **n == 2).count();
+    eprintln!("{RELAY_BEFORE_PUBLISH}: {republished} events of an overlapping round published twice");
     for consumer in [&shop.invoicing, &shop.shipping] {
-        assert_eq!(consumer.metric("ordersystem_duplicates_skipped").await, 0.0);
+        assert_eq!(
+            consumer.metric("ordersystem_duplicates_skipped").await,
+            republished as f64,
+            "each republished event was skipped as a duplicate, and nothing else"
+        );
     }
     shop.stop().await;
 }
@@ -198,7 +204,10 @@ async fn a_crash_between_acknowledgement_and_marking_sent_republishes_and_consum
         republished > 0,
         "the restarted relay published the acknowledged batch again"
     );
-    assert!(published.values().all(|n| *n <= 2), "only the one batch twice");
+    assert!(
+        published.values().all(|n| *n <= 2),
+        "only the acknowledged, unmarked rounds twice"
+    );
     eprintln!("{RELAY_ACKNOWLEDGED}: {republished} events published twice, each skipped once per consumer");
     for consumer in [&shop.invoicing, &shop.shipping] {
         assert_eq!(

@@ -2,7 +2,7 @@
 //! sent only after the broker acknowledged, in the same transaction that locked them. A crash between the
 //! acknowledgement and the commit publishes a row again (consumers are idempotent); no row is ever skipped.
 //! Several relays (order replicas) share the work through `FOR UPDATE SKIP LOCKED` and keep each key's rows
-//! in order (see `store::lock_next`).
+//! in order (see `store::lock_next`); one relay's overlapping rounds do the same with each other.
 
 pub mod store;
 
@@ -10,17 +10,29 @@ use crate::config::KafkaArgs;
 use crate::kafka::{KafkaContext, producer_config};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::PgPool;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use sqlx::{PgPool, Postgres, Transaction};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use store::OutboxRow;
 use tokio::sync::Notify;
+use tokio::time::Sleep;
 
-/// Rows per round; one per key, so also the most keys in flight at once.
+/// Rows per round; one per key, so also the most keys in one round.
 const BATCH: i64 = 200;
+/// Rounds under way at once: one locking and publishing, the others awaiting their acknowledgements. Each
+/// holds a pooled connection (its row locks) until it commits, so this many are taken from the HTTP side.
+const ROUNDS_IN_FLIGHT: usize = 3;
 /// Pause after a failed round, so a database or Kafka outage does not spin.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
+/// How long a row waits for room in the producer's local queue before it counts as not acknowledged.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+const QUEUE_RETRY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -71,6 +83,29 @@ impl Default for RelaySettings {
     }
 }
 
+/// A round whose rows are locked in `tx` and handed to the producer (or failed to be).
+struct Published {
+    tx: Transaction<'static, Postgres>,
+    rows: Vec<OutboxRow>,
+    deliveries: Vec<Result<DeliveryFuture, KafkaError>>,
+}
+
+/// Why no new round starts for now, and until when at the latest.
+struct Pause {
+    until: Pin<Box<Sleep>>,
+    /// Nothing was eligible (rather than a failure): a settled round may have changed that.
+    idle: bool,
+}
+
+impl Pause {
+    fn new(duration: Duration, idle: bool) -> Self {
+        Self {
+            until: Box::pin(tokio::time::sleep(duration)),
+            idle,
+        }
+    }
+}
+
 pub struct Relay {
     pool: PgPool,
     metrics: Metrics,
@@ -103,7 +138,13 @@ impl Relay {
         })
     }
 
-    /// Publish until `shutdown` fires; the round in hand is finished first.
+    /// Publish until `shutdown` fires; the rounds under way are finished first.
+    ///
+    /// Rounds overlap: as soon as one round's rows are handed to the producer the next round locks and
+    /// publishes, while earlier ones still wait for their acknowledgements (at most [`ROUNDS_IN_FLIGHT`]).
+    /// Each round marks and commits only its own acknowledged rows, so a failure in one round leaves its
+    /// rows unsent for a later round and touches no other round's rows; per-key order holds for the same
+    /// reason it holds between several relays (`store::lock_next`).
     pub async fn run(self, mut shutdown: Shutdown) {
         tracing::info!(topic = %self.topic, "outbox relay started");
         // The backlog is counted on its own clock: a round waiting for an absent broker must not freeze it.
@@ -112,55 +153,125 @@ impl Relay {
             self.metrics.clone(),
             shutdown.clone(),
         ));
+        // Everything runs in this one task (no spawns): a failpoint that parks it stops every round at once.
+        let mut publishing: Option<BoxFuture<'_, Result<Option<Published>, RelayError>>> = None;
+        let mut settling = FuturesUnordered::new();
+        // Set while idle (nothing eligible) or after a failure: no new round until it elapses or a wake-up.
+        let mut pause: Option<Pause> = None;
+        let mut stopping = false;
         loop {
-            let pause = match self.round().await {
-                Ok(0) => self.idle_poll,
-                Ok(_) => Duration::ZERO,
-                Err(error) => {
-                    tracing::warn!(%error, "outbox round failed, retrying");
-                    ERROR_PAUSE
-                }
-            };
-            if shutdown.is_fired() {
+            if !stopping && publishing.is_none() && pause.is_none() && settling.len() < ROUNDS_IN_FLIGHT {
+                publishing = Some(Box::pin(self.publish()));
+            }
+            if stopping && publishing.is_none() && settling.is_empty() {
                 break;
             }
-            if !pause.is_zero() {
-                tokio::select! {
-                    () = shutdown.wait() => break,
-                    () = self.wake.notified() => {}
-                    () = tokio::time::sleep(pause) => {}
+            tokio::select! {
+                () = shutdown.wait(), if !stopping => stopping = true,
+                published = async { publishing.as_mut().expect("guarded").await }, if publishing.is_some() => {
+                    publishing = None;
+                    match published {
+                        Ok(Some(round)) => {
+                            if !settling.is_empty() {
+                                self.metrics.relay_rounds_overlapped.inc();
+                            }
+                            settling.push(self.settle(round));
+                        }
+                        Ok(None) => pause = Some(Pause::new(self.idle_poll, true)),
+                        Err(error) => {
+                            tracing::warn!(%error, "outbox round failed, retrying");
+                            pause = Some(Pause::new(ERROR_PAUSE, false));
+                        }
+                    }
                 }
+                Some(settled) = settling.next(), if !settling.is_empty() => match settled {
+                    // A settled round may have made the next row of its keys eligible.
+                    Ok(_) => {
+                        if pause.as_ref().is_some_and(|p| p.idle) {
+                            pause = None;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox round failed, retrying");
+                        pause = Some(Pause::new(ERROR_PAUSE, false));
+                    }
+                },
+                () = async { pause.as_mut().expect("guarded").until.as_mut().await }, if pause.is_some() => pause = None,
+                () = self.wake.notified(), if pause.is_some() => pause = None,
             }
         }
         gauge.abort();
         tracing::info!("outbox relay stopped");
     }
 
-    /// One batch: lock, produce, await acknowledgements, mark the acknowledged rows, commit. Returns how
-    /// many rows were published.
+    /// One round start to end: lock, publish, await acknowledgements, mark the acknowledged rows, commit.
+    /// Returns how many rows were published.
     pub async fn round(&self) -> Result<usize, RelayError> {
+        match self.publish().await? {
+            Some(round) => self.settle(round).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Lock the next rows and hand them to the producer; `None` when no row is eligible.
+    async fn publish(&self) -> Result<Option<Published>, RelayError> {
         let mut tx = self.pool.begin().await?;
         let rows = store::lock_next(&mut tx, BATCH).await?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         crate::failpoint!(crate::failpoints::RELAY_BEFORE_PUBLISH);
-        let deliveries = rows.iter().map(|row| {
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            deliveries.push(self.enqueue(row).await);
+        }
+        Ok(Some(Published { tx, rows, deliveries }))
+    }
+
+    /// Hand one row to the producer, waiting (up to [`QUEUE_WAIT`]) for room in its local queue.
+    async fn enqueue(&self, row: &OutboxRow) -> Result<DeliveryFuture, KafkaError> {
+        let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+        loop {
             let record = FutureRecord::to(&self.topic)
                 .key(row.key.as_bytes())
                 .payload(&row.payload);
-            // Waits for room in the local queue rather than failing when it is full.
-            self.producer.send(record, Duration::from_secs(5))
-        });
-        let results = futures::future::join_all(deliveries).await;
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(QUEUE_RETRY).await;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// Await the round's acknowledgements, mark the acknowledged rows sent and commit (which releases the
+    /// locks of the rows that were not, for a later round).
+    async fn settle(&self, round: Published) -> Result<usize, RelayError> {
+        let Published {
+            mut tx,
+            rows,
+            deliveries,
+        } = round;
         let mut acked = Vec::with_capacity(rows.len());
-        for (row, result) in rows.iter().zip(results) {
+        for (row, delivery) in rows.iter().zip(deliveries) {
+            let result = match delivery {
+                Ok(future) => match future.await {
+                    Ok(Ok(delivery)) => Ok(delivery),
+                    Ok(Err((error, _))) => Err(error),
+                    // Only when the producer is gone, which it is not while `self` lives.
+                    Err(_canceled) => Err(KafkaError::Canceled),
+                },
+                Err(error) => Err(error),
+            };
             match result {
                 Ok(delivery) => {
                     tracing::debug!(outbox_id = row.id, key = %row.key, partition = delivery.partition, offset = delivery.offset, "published");
                     acked.push(row.id);
                 }
-                Err((error, _)) => {
+                Err(error) => {
                     tracing::warn!(outbox_id = row.id, key = %row.key, %error, "not acknowledged")
                 }
             }

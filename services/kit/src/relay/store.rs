@@ -4,7 +4,11 @@
 //! CREATE TABLE outbox (id BIGSERIAL PRIMARY KEY, record_key TEXT NOT NULL, payload BYTEA NOT NULL,
 //!   created_at TIMESTAMPTZ NOT NULL DEFAULT now(), sent_at TIMESTAMPTZ);
 //! CREATE INDEX outbox_unsent ON outbox (record_key, id) WHERE sent_at IS NULL;
+//! CREATE INDEX outbox_unsent_by_id ON outbox (id) WHERE sent_at IS NULL;
 //! ```
+//!
+//! `outbox_unsent` answers "is an older row of this key unsent"; `outbox_unsent_by_id` lets `lock_next`
+//! find the oldest unsent rows without walking every row ever sent.
 
 use sqlx::{PgConnection, PgPool, Row};
 
