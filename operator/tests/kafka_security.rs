@@ -523,6 +523,66 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
     );
 }
 
+/// A namespace being deleted removes the Kafka credentials Secret too: the cleanup cannot reach Kafka
+/// any more and must not hold the resource (and the namespace) forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_resource_whose_kafka_secret_is_gone_is_released_with_a_warning() {
+    let client = ordersystem_e2e::kube::client().await;
+    support::install_crd(&client).await;
+    let ns = support::TestNamespace::create(&client, "ctl-kafka-gone").await;
+    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    put_secret(
+        &client,
+        &ns.name,
+        "kafka-admin",
+        &[("username", "u"), ("password", "p")],
+    )
+    .await;
+    let _operator = support::operator::start(&client, &ns.name).await;
+    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
+    let mut os = support::minimal_json("shop", &ordersystem_e2e::names::unique("gone"));
+    // Nothing listens there: the resource never reaches Kafka.
+    os["spec"]["kafka"]["bootstrapServers"] = "127.0.0.1:1".into();
+    os["spec"]["kafka"]["sasl"] =
+        serde_json::json!({"mechanism": "SCRAM-SHA-512", "credentialsSecretRef": {"name": "kafka-admin"}});
+    os["spec"]["deletionPolicy"] = "Delete".into();
+    api.create(&PostParams::default(), &support::to_os(os))
+        .await
+        .expect("create");
+    wait_for(60, "the finalizer in place", || async {
+        let os = api.get("shop").await.ok()?;
+        (!os.metadata.finalizers.unwrap_or_default().is_empty()).then_some(())
+    })
+    .await;
+    Api::<Secret>::namespaced(client.clone(), &ns.name)
+        .delete("kafka-admin", &DeleteParams::default())
+        .await
+        .expect("delete the Kafka Secret");
+    api.delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(60, "shop released", || async {
+        api.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    let notes: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("CleanupSkipped"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("Kafka Secret kafka-admin is gone")),
+        "{notes:?}"
+    );
+}
+
 /// order, invoicing and shipping in this process, each with the flags its pod's env would carry: its own
 /// database Secret, its own Kafka identity, the broker's CA file and `sslmode=verify-full`.
 struct Shop {

@@ -3,7 +3,9 @@
 //! when Kafka or Postgres is unreachable. With `Delete` the topic, the services' SCRAM users and exactly
 //! the ACLs granted to them, and the schemas and roles carrying this resource's uid are removed; until
 //! that succeeded the finalizer stays and the cleanup is retried with backoff. A resource in conflict
-//! never deletes the winner's topic (its users and ACLs name only itself, so they go either way).
+//! never deletes the winner's topic (its users and ACLs name only itself, so they go either way). When a
+//! Secret needed to reach Kafka or Postgres is gone (a namespace being deleted removes them too), that
+//! part is kept with a `CleanupSkipped` Warning rather than blocking the deletion forever.
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -35,13 +37,28 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     let owns_topic = backends::topic_conflict(ctx, os, &spec).is_none();
     let scram = spec.kafka_security.scram().is_some();
     if owns_topic || scram {
-        let (admin, _) = backends::kafka_admin(ctx, &spec).await?;
-        // Access goes first: the services' pods still run until the garbage collector removes them.
-        if scram {
-            kafka::identities::delete(&admin, &spec, &ctx.metrics).await?;
-        }
-        if owns_topic {
-            kafka::delete_topic(&admin, &spec.topic.name).await?;
+        match backends::kafka_admin(ctx, &spec).await {
+            Ok((admin, _)) => {
+                // Access goes first: the services' pods still run until the garbage collector removes
+                // them.
+                if scram {
+                    kafka::identities::delete(&admin, &spec, &ctx.metrics).await?;
+                }
+                if owns_topic {
+                    kafka::delete_topic(&admin, &spec.topic.name).await?;
+                }
+            }
+            // A CA or credentials Secret deleted first (as a namespace deletion does) can never come
+            // back through this resource: keep what is in Kafka and say so, as for Postgres below.
+            Err(kafka::Error::ReadSecret {
+                name,
+                source: kube::Error::Api(status),
+            }) if status.code == 404 => {
+                let note = format!("Kafka Secret {name} is gone: {} are kept", kafka_part(&spec));
+                ctx.event(os, EventType::Warning, "CleanupSkipped", "Delete", note)
+                    .await;
+            }
+            Err(error) => return Err(error.into()),
         }
     }
     match postgres::read_connection(&ctx.client, &spec).await {
@@ -73,6 +90,15 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// What the resource owns in Kafka, for the Events.
+fn kafka_part(spec: &validate::ValidSpec) -> String {
+    if spec.kafka_security.scram().is_some() {
+        format!("topic {} and the services' Kafka users and ACLs", spec.topic.name)
+    } else {
+        format!("topic {}", spec.topic.name)
+    }
 }
 
 /// What the resource owns outside Kubernetes, for the Events.
