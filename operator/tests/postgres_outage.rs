@@ -6,11 +6,13 @@
 
 mod support;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, PostParams};
 use ordersystem_e2e::own_instance::OwnInstance;
 use ordersystem_operator::crd::OrderSystem;
+use ordersystem_operator::names::SECRET_HASH_ANNOTATION;
 use serde_json::json;
 use support::operator::{poke, wait_condition, wait_for};
 
@@ -101,6 +103,30 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
     .await;
     own.run("start").await;
     wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let secret_hashes = || async {
+        let list = deployments.list(&Default::default()).await.ok()?;
+        let hashes: Vec<(String, String)> = list
+            .items
+            .iter()
+            .filter_map(|d| {
+                let template = d
+                    .spec
+                    .as_ref()?
+                    .template
+                    .metadata
+                    .as_ref()?
+                    .annotations
+                    .as_ref()?;
+                Some((
+                    d.metadata.name.clone()?,
+                    template.get(SECRET_HASH_ANNOTATION)?.clone(),
+                ))
+            })
+            .collect();
+        (hashes.len() == 3).then_some(hashes)
+    };
+    let rolled_out = wait_for(60, "the three Deployments", secret_hashes).await;
 
     // 2. Bad admin Secrets, each named in the condition.
     let mut wrong = complete.clone();
@@ -155,6 +181,12 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
     assert!(
         operator.failed_reconciles() >= 6.0,
         "every failed reconcile is counted"
+    );
+    // The database Secrets are unchanged, so no pod template changed while PostgreSQL was unusable.
+    assert_eq!(
+        secret_hashes().await,
+        Some(rolled_out),
+        "no rollout while the database was unusable"
     );
 
     // 3. The right Secret again.

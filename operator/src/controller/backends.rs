@@ -129,6 +129,7 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, spec: &ValidSpec, gate: &Ga
             }
             report.postgres_error = Some(super::describe_error(&error));
             first_error.get_or_insert(Error::from(error));
+            observed.secret_hashes = postgres::existing_secret_hashes(&ctx.client, spec).await;
         }
     }
     match apply::observe_deployments(&ctx.client, spec).await {

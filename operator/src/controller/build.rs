@@ -61,11 +61,11 @@ pub fn build(spec: &ValidSpec, observed: &Observed) -> Desired {
         }
         match gate(service, observed) {
             None => {
-                let hash = observed
-                    .secret_hashes
-                    .get(&service)
-                    .map(String::as_str)
-                    .unwrap_or_default();
+                // Unknown only for a deployed service whose database Secret could not be read this time:
+                // its Deployment is left as it is, since a template without the hash would roll its pods.
+                let Some(hash) = observed.secret_hashes.get(&service) else {
+                    continue;
+                };
                 let kafka_hash = observed.kafka_secret_hashes.get(&service).map(String::as_str);
                 desired
                     .deployments

@@ -217,6 +217,22 @@ fn first_rollout_waits_for_topic_then_schemas_then_consumers() {
 }
 
 #[test]
+fn a_deployed_service_whose_secret_hash_is_unknown_keeps_its_deployment_untouched() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let mut observed = observed_all_ready(&spec);
+    observed.secret_hashes.remove(&Service::Shipping);
+    let desired = build(&spec, &observed);
+    let names: Vec<_> = desired
+        .deployments
+        .iter()
+        .filter_map(|d| d.metadata.name.clone())
+        .collect();
+    // No template with an empty hash, which would roll shipping's pods for nothing.
+    assert_eq!(names, vec!["shop-invoicing", "shop-order"]);
+    assert!(desired.waiting.is_empty(), "deployed services never wait again");
+}
+
+#[test]
 fn services_and_service_accounts_are_built_for_every_service() {
     let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
     let desired = build(&spec, &Observed::default());

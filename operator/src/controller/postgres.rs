@@ -123,6 +123,19 @@ pub async fn connect(admin: &AdminConnection, spec: &ValidSpec) -> Result<PgConn
     }
 }
 
+/// The hash of each service's database Secret as Kubernetes has it, without PostgreSQL: while the database
+/// is unreachable, the Deployments keep the hash of the Secret their pods use instead of rolling for
+/// nothing. A Secret that is missing or cannot be read is left out.
+pub async fn existing_secret_hashes(client: &kube::Client, spec: &ValidSpec) -> BTreeMap<Service, String> {
+    let mut hashes = BTreeMap::new();
+    for plan in &spec.services {
+        if let Ok(Some((data, _))) = read_secret(client, spec, plan).await {
+            hashes.insert(plan.service, secret_hash(&data));
+        }
+    }
+    hashes
+}
+
 /// Provisions all three services in the crash-safe order, or only observes when `paused`.
 pub async fn ensure(
     client: &kube::Client,
