@@ -14,35 +14,19 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use clap::Parser;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
 use ordersystem_operator::controller::kafka::identities::{self, ScramMechanism};
 use ordersystem_operator::controller::kafka::{Admin, ClientSecurity, KafkaClients};
 use ordersystem_operator::crd::{OrderSystem, SaslMechanism};
-use ordersystem_service_kit::shutdown::Trigger;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::operator::{poke, wait_condition, wait_for};
-
-async fn put_secret(client: &kube::Client, namespace: &str, name: &str, data: &[(&str, &str)]) {
-    let data: BTreeMap<&str, &str> = data.iter().copied().collect();
-    let secret: Secret =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": data}))
-            .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .patch(
-            name,
-            &PatchParams::apply("ordersystem-tests").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .expect("apply secret");
-}
+use support::secure_shop::{SERVICES, Shop, put_secret, topic_message};
 
 /// Produces one record as the user; the broker's verdict. The idempotent producer (order's) needs no more
 /// than WRITE on the topic; a plain one gets the refusal of the record itself as its error.
@@ -125,11 +109,19 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
     support::install_crd(&client).await;
     let ns = support::TestNamespace::create(&client, "ctl-sasl").await;
     support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    put_secret(&client, &ns.name, "kafka-ca", &[("ca.crt", &broker.ca_pem())]).await;
+    put_secret(
+        &client,
+        &ns.name,
+        "kafka-ca",
+        "Opaque",
+        &[("ca.crt", &broker.ca_pem())],
+    )
+    .await;
     put_secret(
         &client,
         &ns.name,
         "kafka-admin",
+        "Opaque",
         &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
     )
     .await;
@@ -198,28 +190,23 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
     );
 
     // The whole flow with nothing but these identities, configured as the operator configures the pods.
-    let shop = Shop::start(&client, &ns.name, &broker, &topic).await;
-    let placed = shop.place_order().await;
-    for service in ["invoicing", "shipping"] {
-        let path = if service == "invoicing" {
-            "/api/invoices"
-        } else {
-            "/api/shipments"
-        };
-        support::operator::wait_for(60, &format!("order {placed} at {service}"), || {
-            let (http, url) = (shop.http.clone(), format!("http://{}{path}", shop.addr(service)));
-            async move {
-                let stored: serde_json::Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-                let ids: Vec<i64> = stored
-                    .as_array()?
-                    .iter()
-                    .filter_map(|v| v["orderId"].as_i64())
-                    .collect();
-                (ids == [placed]).then_some(())
-            }
-        })
-        .await;
+    let mut kafka = BTreeMap::new();
+    for service in SERVICES {
+        let secret = format!("shop-{service}-kafka");
+        let value = |key: &'static str| support::secret_value(&client, &ns.name, &secret, key);
+        kafka.insert(
+            service,
+            vec![
+                "--kafka-security-protocol=sasl_ssl".into(),
+                format!("--kafka-ssl-ca-location={}", broker.ca_path().display()),
+                "--kafka-sasl-mechanism=SCRAM-SHA-512".into(),
+                format!("--kafka-sasl-username={}", value("username").await),
+                format!("--kafka-sasl-password={}", value("password").await),
+            ],
+        );
     }
+    let shop = Shop::start(&client, &ns.name, &broker.bootstrap(), &topic, &kafka).await;
+    shop.order_reaches_invoicing_and_shipping().await;
     shop.stop().await;
 
     // A wrong password: the broker's refusal, not a timeout.
@@ -227,6 +214,7 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
         &client,
         &ns.name,
         "kafka-admin",
+        "Opaque",
         &[("username", ADMIN_USER), ("password", "wrong")],
     )
     .await;
@@ -244,11 +232,12 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
         &client,
         &ns.name,
         "kafka-admin",
+        "Opaque",
         &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
     )
     .await;
     let other_ca = std::fs::read_to_string(ordersystem_e2e::env::postgres_ca()).expect("another test CA");
-    put_secret(&client, &ns.name, "kafka-ca", &[("ca.crt", &other_ca)]).await;
+    put_secret(&client, &ns.name, "kafka-ca", "Opaque", &[("ca.crt", &other_ca)]).await;
     poke(&api).await;
     let os = wait_condition(&api, "TopicReady", "False", "KafkaTlsFailed").await;
     let message = topic_message(&os);
@@ -264,11 +253,19 @@ async fn secured_namespace(
     support::install_crd(client).await;
     let ns = support::TestNamespace::create(client, prefix).await;
     support::create_admin_secret(client, &ns.name, "pg-admin").await;
-    put_secret(client, &ns.name, "kafka-ca", &[("ca.crt", &broker.ca_pem())]).await;
+    put_secret(
+        client,
+        &ns.name,
+        "kafka-ca",
+        "Opaque",
+        &[("ca.crt", &broker.ca_pem())],
+    )
+    .await;
     put_secret(
         client,
         &ns.name,
         "kafka-admin",
+        "Opaque",
         &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
     )
     .await;
@@ -404,6 +401,7 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
         &client,
         &ns.name,
         "shop-order-kafka",
+        "Opaque",
         &[("password", "edited-by-hand-0123456789")],
     )
     .await;
@@ -535,6 +533,7 @@ async fn a_delete_resource_whose_kafka_secret_is_gone_is_released_with_a_warning
         &client,
         &ns.name,
         "kafka-admin",
+        "Opaque",
         &[("username", "u"), ("password", "p")],
     )
     .await;
@@ -581,152 +580,4 @@ async fn a_delete_resource_whose_kafka_secret_is_gone_is_released_with_a_warning
             .any(|n| n.contains("Kafka Secret kafka-admin is gone")),
         "{notes:?}"
     );
-}
-
-/// order, invoicing and shipping in this process, each with the flags its pod's env would carry: its own
-/// database Secret, its own Kafka identity, the broker's CA file and `sslmode=verify-full`.
-struct Shop {
-    running: Vec<(
-        &'static str,
-        std::net::SocketAddr,
-        Trigger,
-        tokio::task::JoinHandle<()>,
-    )>,
-    http: reqwest::Client,
-}
-
-impl Shop {
-    async fn start(client: &kube::Client, namespace: &str, broker: &SecureBroker, topic: &str) -> Self {
-        ordersystem_service_kit::telemetry::init(ordersystem_service_kit::config::LogFormat::Text);
-        let mut running = Vec::new();
-        for service in ["invoicing", "shipping", "order"] {
-            let (db_secret, kafka_secret) = (format!("shop-{service}-db"), format!("shop-{service}-kafka"));
-            let db = |key: &'static str| support::secret_value(client, namespace, &db_secret, key);
-            let kafka = |key: &'static str| support::secret_value(client, namespace, &kafka_secret, key);
-            let mut args = vec![
-                service.to_string(),
-                format!("--database-host={}", db("host").await),
-                format!("--database-port={}", db("port").await),
-                format!("--database-name={}", db("dbname").await),
-                format!("--database-user={}", db("username").await),
-                format!("--database-password={}", db("password").await),
-                format!("--database-schema={}", db("schema").await),
-                "--database-sslmode=verify-full".into(),
-                format!("--database-sslrootcert={}", ordersystem_e2e::env::postgres_ca()),
-                format!("--kafka-bootstrap-servers={}", broker.bootstrap()),
-                format!("--kafka-topic={topic}"),
-                "--kafka-security-protocol=sasl_ssl".into(),
-                format!("--kafka-ssl-ca-location={}", broker.ca_path().display()),
-                "--kafka-sasl-mechanism=SCRAM-SHA-512".into(),
-                format!("--kafka-sasl-username={}", kafka("username").await),
-                format!("--kafka-sasl-password={}", kafka("password").await),
-            ];
-            if service != "order" {
-                args.push(format!("--kafka-group-id={namespace}.shop.{service}"));
-            }
-            running.push(spawn(service, args).await);
-        }
-        Self {
-            running,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn addr(&self, service: &str) -> std::net::SocketAddr {
-        self.running
-            .iter()
-            .find(|r| r.0 == service)
-            .map(|r| r.1)
-            .expect("service runs")
-    }
-
-    /// Places one order through order's API; its id.
-    async fn place_order(&self) -> i64 {
-        let order = serde_json::json!({
-            "customerId": 1,
-            "shippingAddress": {"street": "Ohlauer Str. 43", "zip": "10999", "city": "Berlin"},
-            "billingAddress": {"street": "Krischerstr. 100", "zip": "40789", "city": "Monheim am Rhein"},
-            "orderLine": [{"count": 2, "itemId": 1}]
-        });
-        let response = self
-            .http
-            .post(format!("http://{}/api/orders", self.addr("order")))
-            .json(&order)
-            .send()
-            .await
-            .expect("order answers");
-        assert_eq!(response.status(), 201, "order accepted");
-        let created: serde_json::Value = response.json().await.expect("json");
-        created["id"].as_i64().expect("order id")
-    }
-
-    async fn stop(self) {
-        for (_, _, trigger, task) in self.running {
-            trigger.fire();
-            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
-        }
-    }
-}
-
-async fn spawn(
-    service: &'static str,
-    args: Vec<String>,
-) -> (
-    &'static str,
-    std::net::SocketAddr,
-    Trigger,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (trigger, shutdown) = ordersystem_service_kit::shutdown::channel();
-    let task = match service {
-        "order" => {
-            let config = ordersystem_order::config::Config::parse_from(args);
-            tokio::spawn(async move {
-                ordersystem_order::run(config, listener, shutdown)
-                    .await
-                    .expect("order ran")
-            })
-        }
-        "invoicing" => {
-            let config = ordersystem_invoicing::config::Config::parse_from(args);
-            tokio::spawn(async move {
-                ordersystem_invoicing::run(config, listener, shutdown)
-                    .await
-                    .expect("invoicing ran")
-            })
-        }
-        _ => {
-            let config = ordersystem_shipping::config::Config::parse_from(args);
-            tokio::spawn(async move {
-                ordersystem_shipping::run(config, listener, shutdown)
-                    .await
-                    .expect("shipping ran")
-            })
-        }
-    };
-    let http = reqwest::Client::new();
-    support::operator::wait_for(60, &format!("{service} ready"), || {
-        let (http, url) = (http.clone(), format!("http://{addr}/readyz"));
-        async move {
-            http.get(&url)
-                .send()
-                .await
-                .ok()?
-                .status()
-                .is_success()
-                .then_some(())
-        }
-    })
-    .await;
-    (service, addr, trigger, task)
-}
-
-fn topic_message(os: &OrderSystem) -> String {
-    os.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "TopicReady"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
 }
