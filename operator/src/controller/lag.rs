@@ -1,18 +1,21 @@
-//! lag: how far invoicing and shipping are behind the topic, read without joining their groups. The
-//! operator's admin client asks the group coordinator for the committed offsets (ListConsumerGroupOffsets,
-//! which answers for `classic` and KIP-848 `consumer` groups alike) and the partition leaders for the
-//! watermarks; lag is the sum over partitions of `high - committed`. A partition without a committed
-//! offset counts its whole retained range (`high - low`): a new group starts at the earliest offset and
-//! has all of it to read.
+//! lag: how far invoicing and shipping are behind the topic, read without joining their groups. A consumer
+//! that never subscribes asks the group coordinator for the committed offsets (OffsetFetch, which answers
+//! for `classic` and KIP-848 `consumer` groups alike) and the partition leaders for the watermarks; lag is
+//! the sum over partitions of `high - committed`. A partition without a committed offset counts its whole
+//! retained range (`high - low`): a new group starts at the earliest offset and has all of it to read.
 //!
 //! Also here: the "keeps growing" decision behind `Degraded reason=ConsumerLagGrowing`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 
-use super::kafka::{self, Admin, ClientSecurity, FfiError, KafkaClients};
+use super::kafka::{ClientSecurity, GroupReader, KafkaClients};
 use super::validate::ValidSpec;
 use crate::crd::{ConsumerLagSpec, ConsumerLagStatus, GroupLagStatus, OrderSystem};
 use crate::names::Service;
@@ -22,16 +25,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no Kafka admin client")]
-    Client {
+    #[error("failed to create a Kafka client for {bootstrap}")]
+    CreateClient {
+        bootstrap: String,
         #[source]
-        source: Box<super::kafka::Error>,
+        source: KafkaError,
     },
     #[error("failed to read the committed offsets of consumer group {group}")]
     Committed {
         group: String,
         #[source]
-        source: FfiError,
+        source: KafkaError,
     },
     #[error("failed to read the offsets of partition {partition} of topic {topic}")]
     Watermarks {
@@ -82,8 +86,8 @@ pub async fn observe_system(
     Ok(status(previous, &lags, &groups, &os.spec.consumer_lag))
 }
 
-/// Lag of each consumer group (`groups`: service and group id) on `topic` with `partitions` partitions,
-/// asked through the admin client of `bootstrap`: one client for every group, whatever their number.
+/// Lag of each consumer group (`groups`: service and group id) on `topic` with `partitions` partitions.
+/// A failed look drops the groups' readers, so the next one starts with fresh clients.
 pub async fn observe(
     clients: &KafkaClients,
     bootstrap: &str,
@@ -92,47 +96,72 @@ pub async fn observe(
     partitions: i32,
     groups: Vec<(Service, String)>,
 ) -> Result<BTreeMap<Service, i64>, Error> {
-    let admin = clients
-        .admin_with(bootstrap, security)
-        .map_err(|source| Error::Client {
-            source: Box::new(source),
-        })?;
+    // One client per group, the group id being a client setting, kept across looks. It never
+    // subscribes, so it never joins the group and never disturbs its members.
+    let mut readers = Vec::new();
+    for (service, group) in &groups {
+        let reader = clients
+            .group_reader(bootstrap, group, security)
+            .map_err(|source| Error::CreateClient {
+                bootstrap: bootstrap.to_string(),
+                source,
+            })?;
+        readers.push((*service, group.clone(), reader));
+    }
     let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || observe_blocking(&admin, &topic, partitions, &groups))
+    let result = tokio::task::spawn_blocking(move || observe_blocking(&topic, partitions, &readers))
         .await
-        .map_err(|source| Error::Blocking { source })?
+        .map_err(|source| Error::Blocking { source })?;
+    if result.is_err() {
+        let names: Vec<String> = groups.into_iter().map(|(_, group)| group).collect();
+        clients.forget_group_readers(bootstrap, &names);
+    }
+    result
 }
 
 fn observe_blocking(
-    admin: &Admin,
     topic: &str,
     partitions: i32,
-    groups: &[(Service, String)],
+    readers: &[(Service, String, Arc<GroupReader>)],
 ) -> Result<BTreeMap<Service, i64>, Error> {
     let mut watermarks = Vec::new();
-    for partition in 0..partitions {
-        let marks = admin
-            .inner()
-            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-            .map_err(|source| Error::Watermarks {
-                topic: topic.to_string(),
-                partition,
-                source,
-            })?;
-        watermarks.push(marks);
-    }
     let mut lags = BTreeMap::new();
-    for (service, group) in groups {
-        let committed = kafka::list_group_offsets(admin, group, topic, partitions, REQUEST_TIMEOUT).map_err(
-            |source| Error::Committed {
+    for (service, group, consumer) in readers {
+        // Nobody polls these clients between looks: take what librdkafka queued meanwhile (errors, logs).
+        while consumer.poll(Duration::ZERO).is_some() {}
+        if watermarks.is_empty() {
+            for partition in 0..partitions {
+                let marks = consumer
+                    .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+                    .map_err(|source| Error::Watermarks {
+                        topic: topic.to_string(),
+                        partition,
+                        source,
+                    })?;
+                watermarks.push(marks);
+            }
+        }
+        let mut wanted = TopicPartitionList::new();
+        for partition in 0..partitions {
+            wanted.add_partition(topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(wanted, REQUEST_TIMEOUT)
+            .map_err(|source| Error::Committed {
                 group: group.clone(),
                 source,
-            },
-        )?;
-        let lag = committed
-            .iter()
+            })?;
+        let lag = (0..partitions)
             .zip(&watermarks)
-            .map(|(&offset, &(low, high))| partition_lag(offset, low, high))
+            .map(|(partition, &(low, high))| {
+                let offset = committed
+                    .find_partition(topic, partition)
+                    .and_then(|p| match p.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    });
+                partition_lag(offset, low, high)
+            })
             .sum();
         lags.insert(*service, lag);
     }

@@ -1,7 +1,6 @@
-//! The Kafka Admin API calls rdkafka's safe `AdminClient` lacks, wrapped around librdkafka 2.12's C
-//! API: `IncrementalAlterConfigs` (KIP-339; the legacy `AlterConfigs` would reset every key not sent),
-//! `DescribeTopics` (for the topic id) and `ListConsumerGroupOffsets` (for consumer lag). With
-//! `identity_ffi`, the only `unsafe` code of the operator.
+//! The two Kafka Admin API calls rdkafka's safe `AdminClient` lacks, wrapped around librdkafka 2.12's C
+//! API: `IncrementalAlterConfigs` (KIP-339; the legacy `AlterConfigs` would reset every key not sent)
+//! and `DescribeTopics` (for the topic id). The only `unsafe` code of the operator lives here.
 //!
 //! Every call is synchronous and blocks for at most its timeout; callers run it in `spawn_blocking`. All
 //! librdkafka objects are created and destroyed within one call, each owned by a guard whose `Drop`
@@ -13,7 +12,6 @@ use std::ffi::{CStr, CString, c_char};
 use std::ptr;
 use std::time::Duration;
 
-use rdkafka::TopicPartitionList;
 use rdkafka::admin::AdminClient;
 use rdkafka::bindings as rd;
 use rdkafka::client::DefaultClientContext;
@@ -410,79 +408,4 @@ pub fn alter_topic_configs(
             }),
         )
     }
-}
-
-/// The committed offset of each partition `0..partitions` of `topic` for consumer group `group`, `None`
-/// where the group committed nothing. OffsetFetch through the group coordinator answers for `classic`
-/// and KIP-848 `consumer` groups alike, and asking through the admin client never joins the group.
-pub fn list_group_offsets(
-    admin: &Admin,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-    timeout: Duration,
-) -> Result<Vec<Option<i64>>, FfiError> {
-    const OP: &str = "ListConsumerGroupOffsets";
-    let group_id = CString::new(group).map_err(|source| FfiError::Nul { op: OP, source })?;
-    let mut wanted = TopicPartitionList::new();
-    for partition in 0..partitions {
-        wanted.add_partition(topic, partition);
-    }
-    // SAFETY: `group_id` and `wanted` are valid for the call; the request copies both.
-    let request = Owned {
-        ptr: unsafe { rd::rd_kafka_ListConsumerGroupOffsets_new(group_id.as_ptr(), wanted.ptr()) },
-        destroy: rd::rd_kafka_ListConsumerGroupOffsets_destroy,
-    };
-    let (queue, options) = queue_and_options(admin, timeout);
-    let mut requests = [request.ptr];
-    // SAFETY: client, request, options and queue are all live; the call copies what it needs.
-    unsafe {
-        rd::rd_kafka_ListConsumerGroupOffsets(
-            admin.inner().native_ptr(),
-            requests.as_mut_ptr(),
-            requests.len(),
-            options.ptr,
-            queue.ptr,
-        )
-    };
-    let event = wait(&queue, OP, timeout)?;
-    let mut offsets = vec![None; usize::try_from(partitions).unwrap_or_default()];
-    // SAFETY: the event is a ListConsumerGroupOffsets result (it came from this call's private queue);
-    // every pointer read below is owned by the event and only used while `event` is alive.
-    unsafe {
-        let result = rd::rd_kafka_event_ListConsumerGroupOffsets_result(event.ptr);
-        let mut count = 0usize;
-        let groups = result_items(
-            rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut count),
-            count,
-        );
-        let Some(&group_result) = groups.first() else {
-            return Err(FfiError::Broker {
-                op: OP,
-                code: RDKafkaErrorCode::Fail,
-                message: format!("no result for group {group}"),
-            });
-        };
-        check_items(OP, [item_error(rd::rd_kafka_group_result_error(group_result))])?;
-        let list = rd::rd_kafka_group_result_partitions(group_result);
-        if list.is_null() || (*list).cnt <= 0 || (*list).elems.is_null() {
-            return Ok(offsets);
-        }
-        let elems =
-            std::slice::from_raw_parts((*list).elems, usize::try_from((*list).cnt).unwrap_or_default());
-        let mut failures = Vec::new();
-        for elem in elems {
-            if elem.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                failures.push(Some((elem.err.into(), format!("partition {}", elem.partition))));
-            } else if let Some(slot) = usize::try_from(elem.partition)
-                .ok()
-                .and_then(|p| offsets.get_mut(p))
-            {
-                // A negative offset (OFFSET_INVALID) means nothing committed.
-                *slot = (elem.offset >= 0).then_some(elem.offset);
-            }
-        }
-        check_items(OP, failures)?;
-    }
-    Ok(offsets)
 }
