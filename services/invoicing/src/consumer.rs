@@ -12,7 +12,8 @@ pub struct InvoiceHandler;
 impl Handler for InvoiceHandler {
     type Event = InvoiceView;
 
-    async fn store(&self, tx: &mut PgConnection, event: &InvoiceView) -> Result<Stored, sqlx::Error> {
-        store::insert(tx, &Invoice::from_event(event)).await
+    async fn store(&self, tx: &mut PgConnection, events: &[InvoiceView]) -> Result<Vec<Stored>, sqlx::Error> {
+        let rows: Vec<Invoice> = events.iter().map(Invoice::from_event).collect();
+        store::insert_all(tx, &rows).await
     }
 }

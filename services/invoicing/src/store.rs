@@ -1,65 +1,82 @@
-//! All SQL of the invoicing service: store an invoice idempotently inside the consumer loop's transaction,
+//! All SQL of the invoicing service: store invoices idempotently inside the consumer loop's transaction,
 //! and read invoices for the pages and the API.
 
 use crate::domain::{Invoice, InvoiceLine};
 use ordersystem_contract::Address;
-use ordersystem_service_kit::consumer::Stored;
+use ordersystem_service_kit::consumer::{Stored, store};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
+use std::collections::{HashMap, HashSet};
 
-/// First write wins: `ON CONFLICT (order_id) DO NOTHING`, then the stored fingerprint decides between a
-/// duplicate (same content) and a conflict (different content).
-pub async fn insert(tx: &mut PgConnection, invoice: &Invoice) -> Result<Stored, sqlx::Error> {
-    let fingerprint = invoice.fingerprint();
-    let a = &invoice.billing_address;
-    let inserted = sqlx::query(
+/// Stores `invoices` (delivery order; an order id may repeat) in three statements whatever their number,
+/// first write wins: `INSERT … ON CONFLICT (order_id) DO NOTHING` of the first of each order id, then the
+/// stored fingerprints decide for the others between a duplicate (same content) and a conflict.
+pub async fn insert_all(tx: &mut PgConnection, invoices: &[Invoice]) -> Result<Vec<Stored>, sqlx::Error> {
+    let rows: Vec<(i64, String)> = invoices.iter().map(|i| (i.order_id, i.fingerprint())).collect();
+    let firsts: Vec<(&Invoice, &str)> = store::first_of_each(&rows)
+        .into_iter()
+        .map(|i| (&invoices[i], rows[i].1.as_str()))
+        .collect();
+    if firsts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: fn(&Invoice) -> &str| firsts.iter().map(|(i, _)| f(i)).collect::<Vec<_>>();
+    let inserted: HashSet<i64> = sqlx::query_scalar(
         "INSERT INTO invoices (order_id, customer_id, firstname, name, email, billing_street, billing_zip,
                                billing_city, updated, fingerprint)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (order_id) DO NOTHING",
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                              $7::text[], $8::text[], $9::timestamptz[], $10::text[])
+         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
     )
-    .bind(invoice.order_id)
-    .bind(invoice.customer_id)
-    .bind(&invoice.firstname)
-    .bind(&invoice.name)
-    .bind(&invoice.email)
-    .bind(&a.street)
-    .bind(&a.zip)
-    .bind(&a.city)
-    .bind(invoice.updated)
-    .bind(&fingerprint)
-    .execute(&mut *tx)
+    .bind(firsts.iter().map(|(i, _)| i.order_id).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|(i, _)| i.customer_id).collect::<Vec<_>>())
+    .bind(column(|i| &i.firstname))
+    .bind(column(|i| &i.name))
+    .bind(column(|i| &i.email))
+    .bind(column(|i| &i.billing_address.street))
+    .bind(column(|i| &i.billing_address.zip))
+    .bind(column(|i| &i.billing_address.city))
+    .bind(firsts.iter().map(|(i, _)| i.updated).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|(_, f)| *f).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
     .await?
-    .rows_affected();
-    if inserted == 0 {
-        let stored: String = sqlx::query_scalar("SELECT fingerprint FROM invoices WHERE order_id = $1")
-            .bind(invoice.order_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        return Ok(if stored == fingerprint {
-            Stored::Duplicate
-        } else {
-            Stored::Conflict {
-                detail: format!(
-                    "order {} already invoiced with different content: {stored}",
-                    invoice.order_id
-                ),
-            }
-        });
-    }
-    for (line_no, line) in (1i32..).zip(&invoice.lines) {
+    .into_iter()
+    .collect();
+    let earlier: Vec<i64> = firsts
+        .iter()
+        .map(|(i, _)| i.order_id)
+        .filter(|id| !inserted.contains(id))
+        .collect();
+    let stored: HashMap<i64, String> = if earlier.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as("SELECT order_id, fingerprint FROM invoices WHERE order_id = ANY($1)")
+            .bind(&earlier)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let lines: Vec<(i64, i32, &InvoiceLine)> = firsts
+        .iter()
+        .filter(|(i, _)| inserted.contains(&i.order_id))
+        .flat_map(|(i, _)| (1i32..).zip(&i.lines).map(|(no, line)| (i.order_id, no, line)))
+        .collect();
+    if !lines.is_empty() {
         sqlx::query(
-            "INSERT INTO invoice_lines (order_id, line_no, count, item_id, item_name, price) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO invoice_lines (order_id, line_no, count, item_id, item_name, price)
+             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::int[], $4::bigint[], $5::text[], $6::numeric[])",
         )
-        .bind(invoice.order_id)
-        .bind(line_no)
-        .bind(line.count)
-        .bind(line.item_id)
-        .bind(&line.item_name)
-        .bind(line.price)
+        .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, _, l)| l.item_name.as_str()).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, _, l)| l.price).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }
-    Ok(Stored::New)
+    Ok(store::outcomes(&rows, &inserted, &stored, "invoiced"))
 }
 
 /// One row of the invoice list.

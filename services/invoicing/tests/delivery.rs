@@ -125,6 +125,7 @@ async fn records_fetched_together_share_one_transaction_and_poison_among_them_is
     }
     produce(&bootstrap, &topic, "x", b"this is not json").await;
     produce(&bootstrap, &topic, "5", &event(5, 9)).await; // same id, different content
+    produce(&bootstrap, &topic, "7", &event(7, 1)).await; // same id, same content
     for id in 41..=60 {
         produce(&bootstrap, &topic, &id.to_string(), &event(id, 1)).await;
     }
@@ -139,7 +140,7 @@ async fn records_fetched_together_share_one_transaction_and_poison_among_them_is
     invoicing.wait_count("SELECT count(*) FROM dead_letters", 2).await;
     let records = invoicing.metric("ordersystem_batch_records_sum").await;
     let transactions = invoicing.metric("ordersystem_batch_records_count").await;
-    assert_eq!(records, 62.0, "every record went through a transaction once");
+    assert_eq!(records, 63.0, "every record went through a transaction once");
     assert!(
         transactions < records,
         "records fetched together share a transaction: {transactions} transactions for {records} records"
@@ -155,7 +156,13 @@ async fn records_fetched_together_share_one_transaction_and_poison_among_them_is
         .await
         .expect("line");
     assert_eq!(kept, 1, "the first version stays");
+    let lines: i64 = sqlx::query_scalar("SELECT count(*) FROM invoice_lines")
+        .fetch_one(&mut conn)
+        .await
+        .expect("lines");
+    assert_eq!(lines, 60, "each invoice with its one line, none twice");
     assert_eq!(invoicing.metric("ordersystem_events_consumed").await, 60.0);
+    assert_eq!(invoicing.metric("ordersystem_duplicates_skipped").await, 1.0);
     invoicing.stop().await;
 }
 

@@ -56,7 +56,7 @@ impl Metrics {
         let assigned_partitions = Gauge::default();
         // 0.5 ms .. ~4 s: a stored event takes a few milliseconds; the tail shows database trouble.
         let processing_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
-        // 1 .. 256 records per consumer transaction.
+        // 1 .. 256 records per transaction.
         let batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 9));
         registry.register(
             "http_requests",
@@ -120,7 +120,7 @@ impl Metrics {
         );
         registry.register(
             "batch_records",
-            "Records stored per consumer transaction (one commit)",
+            "Records stored per transaction (one commit): orders placed together, or events consumed",
             batch_records.clone(),
         );
         Self {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod placer;
 pub mod store;
 
 use config::Config;
@@ -61,6 +62,7 @@ pub async fn run(
     )?;
     let state = http::AppState {
         pool: db.pool.clone(),
+        placer: placer::Placer::start(db.pool.clone(), metrics.clone()),
         metrics: metrics.clone(),
         relay_wake: wake,
     };

@@ -22,6 +22,8 @@ pub enum StoreError {
     },
     #[error("database access failed")]
     Database(#[from] sqlx::Error),
+    #[error("the service is shutting down")]
+    Stopped,
 }
 
 /// The design's seed data. Keyed by email and item name, so a restart adds nothing.
@@ -85,102 +87,221 @@ pub async fn items(pool: &PgPool) -> Result<Vec<Item>, sqlx::Error> {
         .collect()
 }
 
-/// Store the order, its lines and its outbox row atomically; returns the event that was queued.
-///
-/// Two round trips to the database, because every order pays for each one (on a busy machine each is a
-/// wait for the CPU): one reads the customer and the items and draws the order id (the event carries it),
-/// the other writes order, lines and outbox row in one statement, which commits as one transaction. The
-/// foreign keys still refuse a customer or item removed in between.
+/// Store one order, its lines and its outbox row atomically; returns the event that was queued.
 pub async fn place(pool: &PgPool, order: &NewOrder, now: DateTime<Utc>) -> Result<OrderPlaced, StoreError> {
-    let item_ids: Vec<i64> = order.lines.iter().map(|line| line.item_id).collect();
+    place_all(pool, std::slice::from_ref(order), now)
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Database(sqlx::Error::RowNotFound)))
+}
+
+/// Store several orders, each with its lines and its outbox row, in one transaction; one outcome per order,
+/// in the same order. An unknown customer or item refuses only its own order; `Err` means nothing was
+/// stored.
+///
+/// Two round trips to the database however many orders, because every order pays for each one (on a busy
+/// machine each is a wait for the CPU): one reads the customers and items and draws the order ids (the
+/// events carry them), the other writes orders, lines and outbox rows in one statement, which commits as one
+/// transaction. The foreign keys still refuse a customer or item removed in between.
+pub async fn place_all(
+    pool: &PgPool,
+    orders: &[NewOrder],
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<OrderPlaced, StoreError>>, StoreError> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let customer_ids: Vec<i64> = orders.iter().map(|o| o.customer_id).collect();
+    let item_ids: Vec<i64> = orders
+        .iter()
+        .flat_map(|o| o.lines.iter().map(|line| line.item_id))
+        .collect();
     let catalogue = sqlx::query(
-        "SELECT nextval(pg_get_serial_sequence('orders', 'id')),
-                c.customer_id, c.name, c.firstname, c.email, i.ids, i.names, i.prices
-         FROM (SELECT 1) one
-         LEFT JOIN customers c ON c.customer_id = $1
-         CROSS JOIN LATERAL (SELECT array_agg(item_id) ids, array_agg(name) names, array_agg(price) prices
-                             FROM items WHERE item_id = ANY($2)) i",
+        "SELECT (SELECT array_agg(nextval(pg_get_serial_sequence('orders', 'id'))) FROM generate_series(1, $1)),
+                c.ids, c.names, c.firstnames, c.emails, i.ids, i.names, i.prices
+         FROM (SELECT array_agg(customer_id) ids, array_agg(name) names, array_agg(firstname) firstnames,
+                      array_agg(email) emails
+               FROM customers WHERE customer_id = ANY($2)) c,
+              (SELECT array_agg(item_id) ids, array_agg(name) names, array_agg(price) prices
+               FROM items WHERE item_id = ANY($3)) i",
     )
-    .bind(order.customer_id)
+    .bind(i32::try_from(orders.len()).unwrap_or(i32::MAX))
+    .bind(&customer_ids)
     .bind(&item_ids)
     .fetch_one(pool)
     .await?;
-    let id: i64 = catalogue.try_get(0)?;
-    let customer_id: Option<i64> = catalogue.try_get(1)?;
-    if customer_id.is_none() {
-        return Err(StoreError::UnknownCustomer(order.customer_id));
+    let ids: Vec<i64> = catalogue.try_get::<Option<_>, _>(0)?.unwrap_or_default();
+    if ids.len() != orders.len() {
+        return Err(StoreError::Database(sqlx::Error::RowNotFound));
     }
-    let customer = Customer {
-        customer_id: order.customer_id,
-        name: catalogue.try_get(2)?,
-        firstname: catalogue.try_get(3)?,
-        email: catalogue.try_get(4)?,
-    };
-    let found_ids: Vec<i64> = catalogue.try_get::<Option<_>, _>(5)?.unwrap_or_default();
-    let names: Vec<String> = catalogue.try_get::<Option<_>, _>(6)?.unwrap_or_default();
-    let prices: Vec<Decimal> = catalogue.try_get::<Option<_>, _>(7)?.unwrap_or_default();
-    let mut lines = Vec::with_capacity(order.lines.len());
-    for line in &order.lines {
-        let found = found_ids
-            .iter()
-            .position(|item_id| *item_id == line.item_id)
-            .ok_or(StoreError::UnknownItem(line.item_id))?;
-        lines.push(OrderLine {
-            count: line.count,
-            item: Item {
-                item_id: line.item_id,
-                name: names[found].clone(),
-                price: Price(prices[found]),
-            },
-        });
+    let customers = Catalogue::<Customer>::customers(
+        catalogue.try_get::<Option<_>, _>(1)?.unwrap_or_default(),
+        catalogue.try_get::<Option<_>, _>(2)?.unwrap_or_default(),
+        catalogue.try_get::<Option<_>, _>(3)?.unwrap_or_default(),
+        catalogue.try_get::<Option<_>, _>(4)?.unwrap_or_default(),
+    );
+    let items = Catalogue::<Item>::items(
+        catalogue.try_get::<Option<_>, _>(5)?.unwrap_or_default(),
+        catalogue.try_get::<Option<_>, _>(6)?.unwrap_or_default(),
+        catalogue.try_get::<Option<_>, _>(7)?.unwrap_or_default(),
+    );
+    // The event carries what the database keeps (microseconds), so a re-read order equals its event.
+    let updated = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    let outcomes: Vec<Result<(OrderPlaced, Vec<u8>), StoreError>> = orders
+        .iter()
+        .zip(ids)
+        .map(|(order, id)| event_of(order, id, updated, &customers, &items))
+        .collect();
+    let placed: Vec<&(OrderPlaced, Vec<u8>)> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    if !placed.is_empty() {
+        insert(pool, &placed, now).await?;
     }
-    let (ship, bill) = (&order.shipping_address, &order.billing_address);
+    Ok(outcomes.into_iter().map(|o| o.map(|(event, _)| event)).collect())
+}
+
+/// Rows of the catalogue looked up for a batch, by id.
+struct Catalogue<T>(std::collections::HashMap<i64, T>);
+
+impl Catalogue<Customer> {
+    fn customers(ids: Vec<i64>, names: Vec<String>, firstnames: Vec<String>, emails: Vec<String>) -> Self {
+        let rows = ids.into_iter().zip(names).zip(firstnames).zip(emails);
+        Self(
+            rows.map(|(((customer_id, name), firstname), email)| {
+                let customer = Customer {
+                    customer_id,
+                    name,
+                    firstname,
+                    email,
+                };
+                (customer_id, customer)
+            })
+            .collect(),
+        )
+    }
+}
+
+impl Catalogue<Item> {
+    fn items(ids: Vec<i64>, names: Vec<String>, prices: Vec<Decimal>) -> Self {
+        let rows = ids.into_iter().zip(names).zip(prices);
+        Self(
+            rows.map(|((item_id, name), price)| {
+                let item = Item {
+                    item_id,
+                    name,
+                    price: Price(price),
+                };
+                (item_id, item)
+            })
+            .collect(),
+        )
+    }
+}
+
+/// The event of `order` with id `id`, and its encoded payload, from the catalogue looked up.
+fn event_of(
+    order: &NewOrder,
+    id: i64,
+    updated: DateTime<Utc>,
+    customers: &Catalogue<Customer>,
+    items: &Catalogue<Item>,
+) -> Result<(OrderPlaced, Vec<u8>), StoreError> {
+    let customer = customers
+        .0
+        .get(&order.customer_id)
+        .ok_or(StoreError::UnknownCustomer(order.customer_id))?;
+    let order_line = order
+        .lines
+        .iter()
+        .map(|line| {
+            let item = items
+                .0
+                .get(&line.item_id)
+                .ok_or(StoreError::UnknownItem(line.item_id))?;
+            Ok(OrderLine {
+                count: line.count,
+                item: item.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     let event = OrderPlaced {
         id,
-        customer,
-        // The event carries what the database keeps (microseconds), so a re-read order equals its event.
-        updated: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
-        shipping_address: ship.clone(),
-        billing_address: bill.clone(),
-        number_of_lines: lines.len(),
-        order_line: lines,
+        customer: customer.clone(),
+        updated,
+        shipping_address: order.shipping_address.clone(),
+        billing_address: order.billing_address.clone(),
+        number_of_lines: order_line.len(),
+        order_line,
     };
     let payload = event
         .encode()
         .map_err(|source| StoreError::Encode { id, source })?;
-    let lines = &event.order_line;
+    Ok((event, payload))
+}
+
+/// Writes the orders, their lines and their outbox rows in one statement (one transaction).
+async fn insert(
+    pool: &PgPool,
+    placed: &[&(OrderPlaced, Vec<u8>)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let events: Vec<&OrderPlaced> = placed.iter().map(|(event, _)| event).collect();
+    let column = |f: fn(&OrderPlaced) -> &str| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let lines: Vec<(i64, i32, &OrderLine)> = events
+        .iter()
+        .flat_map(|e| (1i32..).zip(&e.order_line).map(|(no, line)| (e.id, no, line)))
+        .collect();
     sqlx::query(
         "WITH placed AS (
              INSERT INTO orders (id, customer_id, updated, shipping_street, shipping_zip, shipping_city,
                                  billing_street, billing_zip, billing_city)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             SELECT o.id, o.customer_id, $3, o.ship_street, o.ship_zip, o.ship_city, o.bill_street,
+                    o.bill_zip, o.bill_city
+             FROM unnest($1::bigint[], $2::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[])
+                  AS o(id, customer_id, ship_street, ship_zip, ship_city, bill_street, bill_zip, bill_city)
              RETURNING id),
          lines AS (
              INSERT INTO order_lines (order_id, line_no, count, item_id, item_name, price)
-             SELECT placed.id, l.line_no, l.count, l.item_id, l.item_name, l.price
-             FROM placed, unnest($10::int[], $11::int[], $12::bigint[], $13::text[], $14::numeric[])
-                  AS l(line_no, count, item_id, item_name, price))
-         INSERT INTO outbox (record_key, payload) SELECT $15, $16 FROM placed",
+             SELECT l.order_id, l.line_no, l.count, l.item_id, l.item_name, l.price
+             FROM unnest($10::bigint[], $11::int[], $12::int[], $13::bigint[], $14::text[], $15::numeric[])
+                  AS l(order_id, line_no, count, item_id, item_name, price)
+             JOIN placed ON placed.id = l.order_id)
+         INSERT INTO outbox (record_key, payload)
+         SELECT r.record_key, r.payload
+         FROM unnest($16::text[], $17::bytea[]) WITH ORDINALITY AS r(record_key, payload, n)
+         WHERE EXISTS (SELECT 1 FROM placed)
+         ORDER BY r.n",
     )
-    .bind(id)
-    .bind(order.customer_id)
+    .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.customer.customer_id).collect::<Vec<_>>())
     .bind(now)
-    .bind(&ship.street)
-    .bind(&ship.zip)
-    .bind(&ship.city)
-    .bind(&bill.street)
-    .bind(&bill.zip)
-    .bind(&bill.city)
-    .bind((1i32..).take(lines.len()).collect::<Vec<i32>>())
-    .bind(lines.iter().map(|l| l.count).collect::<Vec<i32>>())
-    .bind(lines.iter().map(|l| l.item.item_id).collect::<Vec<i64>>())
-    .bind(lines.iter().map(|l| l.item.name.clone()).collect::<Vec<String>>())
-    .bind(lines.iter().map(|l| l.item.price.0).collect::<Vec<Decimal>>())
-    .bind(record_key(id))
-    .bind(payload)
+    .bind(column(|e| &e.shipping_address.street))
+    .bind(column(|e| &e.shipping_address.zip))
+    .bind(column(|e| &e.shipping_address.city))
+    .bind(column(|e| &e.billing_address.street))
+    .bind(column(|e| &e.billing_address.zip))
+    .bind(column(|e| &e.billing_address.city))
+    .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, _, l)| l.item.item_id).collect::<Vec<_>>())
+    .bind(
+        lines
+            .iter()
+            .map(|(_, _, l)| l.item.name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(lines.iter().map(|(_, _, l)| l.item.price.0).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| record_key(e.id)).collect::<Vec<_>>())
+    .bind(
+        placed
+            .iter()
+            .map(|(_, payload)| payload.as_slice())
+            .collect::<Vec<_>>(),
+    )
     .execute(pool)
     .await?;
-    Ok(event)
+    Ok(())
 }
 
 /// One row of the order list.

@@ -12,7 +12,12 @@ pub struct ShipmentHandler;
 impl Handler for ShipmentHandler {
     type Event = ShipmentView;
 
-    async fn store(&self, tx: &mut PgConnection, event: &ShipmentView) -> Result<Stored, sqlx::Error> {
-        store::insert(tx, &Shipment::from_event(event)).await
+    async fn store(
+        &self,
+        tx: &mut PgConnection,
+        events: &[ShipmentView],
+    ) -> Result<Vec<Stored>, sqlx::Error> {
+        let rows: Vec<Shipment> = events.iter().map(Shipment::from_event).collect();
+        store::insert_all(tx, &rows).await
     }
 }

@@ -1,60 +1,84 @@
-//! All SQL of the shipping service: store a shipment idempotently inside the consumer loop's transaction,
+//! All SQL of the shipping service: store shipments idempotently inside the consumer loop's transaction,
 //! and read shipments for the pages and the API.
 
 use crate::domain::{Shipment, ShipmentLine};
 use ordersystem_contract::Address;
-use ordersystem_service_kit::consumer::Stored;
+use ordersystem_service_kit::consumer::{Stored, store};
 use sqlx::{PgConnection, PgPool, Row};
+use std::collections::{HashMap, HashSet};
 
-/// First write wins: `ON CONFLICT (order_id) DO NOTHING`, then the stored fingerprint decides between a
-/// duplicate (same content) and a conflict (different content).
-pub async fn insert(tx: &mut PgConnection, shipment: &Shipment) -> Result<Stored, sqlx::Error> {
-    let fingerprint = shipment.fingerprint();
-    let a = &shipment.shipping_address;
-    let inserted = sqlx::query(
+/// Stores `shipments` (delivery order; an order id may repeat) in three statements whatever their number,
+/// first write wins: `INSERT … ON CONFLICT (order_id) DO NOTHING` of the first of each order id, then the
+/// stored fingerprints decide for the others between a duplicate (same content) and a conflict.
+pub async fn insert_all(tx: &mut PgConnection, shipments: &[Shipment]) -> Result<Vec<Stored>, sqlx::Error> {
+    let rows: Vec<(i64, String)> = shipments.iter().map(|s| (s.order_id, s.fingerprint())).collect();
+    let firsts: Vec<(&Shipment, &str)> = store::first_of_each(&rows)
+        .into_iter()
+        .map(|i| (&shipments[i], rows[i].1.as_str()))
+        .collect();
+    if firsts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: fn(&Shipment) -> &str| firsts.iter().map(|(s, _)| f(s)).collect::<Vec<_>>();
+    let inserted: HashSet<i64> = sqlx::query_scalar(
         "INSERT INTO shipments (order_id, customer_id, firstname, name, shipping_street, shipping_zip,
                                 shipping_city, updated, fingerprint)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING",
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                              $7::text[], $8::timestamptz[], $9::text[])
+         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
     )
-    .bind(shipment.order_id)
-    .bind(shipment.customer_id)
-    .bind(&shipment.firstname)
-    .bind(&shipment.name)
-    .bind(&a.street)
-    .bind(&a.zip)
-    .bind(&a.city)
-    .bind(shipment.updated)
-    .bind(&fingerprint)
-    .execute(&mut *tx)
+    .bind(firsts.iter().map(|(s, _)| s.order_id).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|(s, _)| s.customer_id).collect::<Vec<_>>())
+    .bind(column(|s| &s.firstname))
+    .bind(column(|s| &s.name))
+    .bind(column(|s| &s.shipping_address.street))
+    .bind(column(|s| &s.shipping_address.zip))
+    .bind(column(|s| &s.shipping_address.city))
+    .bind(firsts.iter().map(|(s, _)| s.updated).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|(_, f)| *f).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
     .await?
-    .rows_affected();
-    if inserted == 0 {
-        let stored: String = sqlx::query_scalar("SELECT fingerprint FROM shipments WHERE order_id = $1")
-            .bind(shipment.order_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        return Ok(if stored == fingerprint {
-            Stored::Duplicate
-        } else {
-            Stored::Conflict {
-                detail: format!(
-                    "order {} already shipped with different content: {stored}",
-                    shipment.order_id
-                ),
-            }
-        });
+    .into_iter()
+    .collect();
+    let earlier: Vec<i64> = firsts
+        .iter()
+        .map(|(s, _)| s.order_id)
+        .filter(|id| !inserted.contains(id))
+        .collect();
+    let stored: HashMap<i64, String> = if earlier.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as("SELECT order_id, fingerprint FROM shipments WHERE order_id = ANY($1)")
+            .bind(&earlier)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let lines: Vec<(i64, i32, &ShipmentLine)> = firsts
+        .iter()
+        .filter(|(s, _)| inserted.contains(&s.order_id))
+        .flat_map(|(s, _)| (1i32..).zip(&s.lines).map(|(no, line)| (s.order_id, no, line)))
+        .collect();
+    if !lines.is_empty() {
+        sqlx::query(
+            "INSERT INTO shipment_lines (order_id, line_no, count, item_id, item_name)
+             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::int[], $4::bigint[], $5::text[])",
+        )
+        .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
+        .bind(
+            lines
+                .iter()
+                .map(|(_, _, l)| l.item_name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
     }
-    for (line_no, line) in (1i32..).zip(&shipment.lines) {
-        sqlx::query("INSERT INTO shipment_lines (order_id, line_no, count, item_id, item_name) VALUES ($1, $2, $3, $4, $5)")
-            .bind(shipment.order_id)
-            .bind(line_no)
-            .bind(line.count)
-            .bind(line.item_id)
-            .bind(&line.item_name)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(Stored::New)
+    Ok(store::outcomes(&rows, &inserted, &stored, "shipped"))
 }
 
 /// One row of the shipment list.

@@ -1,6 +1,6 @@
 //! The consumer loop of invoicing and shipping, written once. A service supplies a `Handler` naming the
 //! view of the event it reads (`Handler::Event`, a tolerant reader: only the fields that service stores)
-//! and storing one such event inside the transaction it is given; the loop owns delivery:
+//! and storing such events inside the transaction it is given; the loop owns delivery:
 //!
 //! - each record is decoded as the handler's view, so a field a service does not read (prices, for
 //!   shipping) can be missing or new without that service dead-lettering the event;
@@ -12,9 +12,9 @@
 //! - the same order id with different content is dead-lettered as `ConflictingDuplicate`, first version kept;
 //! - a transient failure (database unreachable) pauses the partition, the loop keeps polling (so the member
 //!   never exceeds `max.poll.interval.ms`), and after a backoff it seeks back to the failed record and resumes;
-//! - records already fetched are stored together, in one transaction (one commit instead of one per record);
-//!   when anything in it fails, nothing of it was committed and its records are processed one by one, each
-//!   as above;
+//! - records already fetched are stored together, in one transaction and one handler call (a few statements
+//!   and one commit instead of several per record); when anything in it fails, nothing of it was committed
+//!   and its records are processed one by one, each as above;
 //! - on shutdown it finishes the records in hand, commits the stored offsets and leaves the group.
 
 pub mod store;
@@ -59,19 +59,26 @@ pub enum Stored {
     Conflict { detail: String },
 }
 
-/// A service's domain: what it reads of an event, and how it stores one in the transaction given (the loop
-/// commits it).
+/// A service's domain: what it reads of an event, and how it stores events in the transaction given (the
+/// loop commits it).
 pub trait Handler: Send + Sync + 'static {
     /// The fields of `OrderPlaced` this service needs; records are decoded as this and nothing more. The
     /// handler's duplicate/conflict fingerprint must come from what it stores, so an event differing only
     /// in a field the view ignores is a duplicate.
     type Event: EventView + Send + Sync;
 
+    /// Stores `events` (in delivery order; the same order id may occur twice) and returns one outcome per
+    /// event, in the same order. An error means nothing of it may be committed.
     fn store(
         &self,
         tx: &mut PgConnection,
-        event: &Self::Event,
-    ) -> impl Future<Output = Result<Stored, sqlx::Error>> + Send;
+        events: &[Self::Event],
+    ) -> impl Future<Output = Result<Vec<Stored>, sqlx::Error>> + Send;
+}
+
+/// The handler gave fewer outcomes than events: a bug in the handler, treated as a failed store.
+fn missing_outcome() -> sqlx::Error {
+    sqlx::Error::Protocol("the handler returned fewer outcomes than events".into())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,8 +228,8 @@ impl<H: Handler> ConsumerLoop<H> {
             }
         };
         let mut tx = self.pool.begin().await?;
-        let stored = match self.handler.store(&mut tx, &event).await {
-            Ok(stored) => stored,
+        let stored = match self.handler.store(&mut tx, std::slice::from_ref(&event)).await {
+            Ok(stored) => stored.into_iter().next().ok_or_else(missing_outcome)?,
             Err(error) if is_transient(&error) => return Err(error),
             Err(error) => {
                 drop(tx);
@@ -265,17 +272,11 @@ impl<H: Handler> ConsumerLoop<H> {
     async fn process_batch(&self, messages: &[BorrowedMessage<'_>]) -> Result<(), sqlx::Error> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
+        let mut events = Vec::with_capacity(messages.len());
         let mut outcomes = Vec::with_capacity(messages.len());
         for message in messages {
             match H::Event::decode(message.payload().unwrap_or_default()) {
-                Ok(event) => {
-                    let stored = self.handler.store(&mut tx, &event).await?;
-                    if let Stored::Conflict { detail } = &stored {
-                        store::insert_dead_letter(&mut tx, &DeadLetter::of(message, REASON_CONFLICT, detail))
-                            .await?;
-                    }
-                    outcomes.push((event.order_id(), Ok(stored), message));
-                }
+                Ok(event) => events.push((event, message)),
                 Err(error) => {
                     let error = error.to_string();
                     store::insert_dead_letter(&mut tx, &DeadLetter::of(message, REASON_UNDECODABLE, &error))
@@ -283,6 +284,17 @@ impl<H: Handler> ConsumerLoop<H> {
                     outcomes.push((0, Err(error), message));
                 }
             }
+        }
+        let (events, decoded): (Vec<_>, Vec<_>) = events.into_iter().unzip();
+        let stored = self.handler.store(&mut tx, &events).await?;
+        if stored.len() < events.len() {
+            return Err(missing_outcome());
+        }
+        for ((event, stored), message) in events.iter().zip(stored).zip(decoded) {
+            if let Stored::Conflict { detail } = &stored {
+                store::insert_dead_letter(&mut tx, &DeadLetter::of(message, REASON_CONFLICT, detail)).await?;
+            }
+            outcomes.push((event.order_id(), Ok(stored), message));
         }
         tx.commit().await?;
         let elapsed = started.elapsed().as_secs_f64();

@@ -7,8 +7,10 @@
 //!   created_at TIMESTAMPTZ NOT NULL DEFAULT now());
 //! ```
 
+use super::Stored;
 use rdkafka::Message;
 use sqlx::PgConnection;
+use std::collections::{HashMap, HashSet};
 
 /// One record that could not be stored as an invoice or shipment, kept byte for byte.
 #[derive(Debug, Clone)]
@@ -52,4 +54,78 @@ pub async fn insert_dead_letter(conn: &mut PgConnection, letter: &DeadLetter<'_>
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The index of the first event of each order id in `rows` (order id and fingerprint, in delivery order):
+/// what a batch inserts. A later event of the same id is judged against the first (`outcomes`).
+pub fn first_of_each(rows: &[(i64, String)]) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    (0..rows.len()).filter(|&i| seen.insert(rows[i].0)).collect()
+}
+
+/// What a batch stored with `INSERT … ON CONFLICT (order_id) DO NOTHING` (first write wins) did with each
+/// of its events, in order: `inserted` holds the order ids the INSERT took, `stored` the fingerprints
+/// already stored for the others. Same fingerprint as what is stored: a duplicate; another: a conflict,
+/// described as "order N already `done` with different content".
+pub fn outcomes(
+    rows: &[(i64, String)],
+    inserted: &HashSet<i64>,
+    stored: &HashMap<i64, String>,
+    done: &str,
+) -> Vec<Stored> {
+    let mut kept: HashMap<i64, &str> = stored.iter().map(|(id, f)| (*id, f.as_str())).collect();
+    rows.iter()
+        .map(|(order_id, fingerprint)| match kept.get(order_id) {
+            None if inserted.contains(order_id) => {
+                kept.insert(*order_id, fingerprint);
+                Stored::New
+            }
+            Some(first) if first == fingerprint => Stored::Duplicate,
+            first => Stored::Conflict {
+                detail: format!(
+                    "order {order_id} already {done} with different content: {}",
+                    first.copied().unwrap_or("(not found)")
+                ),
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(pairs: &[(i64, &str)]) -> Vec<(i64, String)> {
+        pairs.iter().map(|(id, f)| (*id, f.to_string())).collect()
+    }
+
+    #[test]
+    fn a_batch_inserts_the_first_event_of_each_order_and_judges_the_rest_against_what_is_kept() {
+        let rows = rows(&[(1, "a"), (2, "b"), (1, "a"), (3, "c"), (1, "x"), (4, "d")]);
+        assert_eq!(first_of_each(&rows), vec![0, 1, 3, 5]);
+        // 1 and 3 are new; 2 and 4 were stored before, 2 alike and 4 differently.
+        let inserted = HashSet::from([1, 3]);
+        let stored = HashMap::from([(2, "b".to_string()), (4, "old".to_string())]);
+        let outcomes = outcomes(&rows, &inserted, &stored, "invoiced");
+        assert_eq!(outcomes[0], Stored::New);
+        assert_eq!(outcomes[1], Stored::Duplicate);
+        assert_eq!(
+            outcomes[2],
+            Stored::Duplicate,
+            "same order again in the batch, same content"
+        );
+        assert_eq!(outcomes[3], Stored::New);
+        assert_eq!(
+            outcomes[4],
+            Stored::Conflict {
+                detail: "order 1 already invoiced with different content: a".into()
+            }
+        );
+        assert_eq!(
+            outcomes[5],
+            Stored::Conflict {
+                detail: "order 4 already invoiced with different content: old".into()
+            }
+        );
+    }
 }

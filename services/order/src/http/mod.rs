@@ -5,7 +5,8 @@ mod api;
 mod pages;
 
 use crate::domain::{NewOrder, OrderInput};
-use crate::store::{self, StoreError};
+use crate::placer::Placer;
+use crate::store::StoreError;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -22,6 +23,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Stores orders, several at a time under load.
+    pub placer: Placer,
     pub metrics: Metrics,
     /// Wakes the relay after an order committed.
     pub relay_wake: Arc<Notify>,
@@ -80,8 +83,8 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownCustomer(_) | StoreError::UnknownItem(_) => {
                 Self::client(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
             }
-            // Overload or a database outage: nothing was stored and a retry may well succeed.
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+            // Overload, a database outage or shutdown: nothing was stored and a retry may well succeed.
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) | StoreError::Stopped => {
                 tracing::warn!(%error, "database unavailable");
                 Self::client(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -115,7 +118,7 @@ impl IntoResponse for ApiError {
 async fn place_order(state: &AppState, input: OrderInput) -> Result<OrderPlaced, ApiError> {
     let order =
         NewOrder::parse(input).map_err(|e| ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, e.0))?;
-    let event = store::place(&state.pool, &order, chrono::Utc::now()).await?;
+    let event = state.placer.place(order).await?;
     ordersystem_service_kit::failpoint!(ordersystem_service_kit::failpoints::ORDER_COMMITTED);
     state.metrics.orders_accepted.inc();
     state.relay_wake.notify_one();
