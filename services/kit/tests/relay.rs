@@ -7,7 +7,7 @@ use ordersystem_contract::partition::partition_for_key;
 use ordersystem_service_kit::config::{DatabaseArgs, KafkaArgs};
 use ordersystem_service_kit::db::Database;
 use ordersystem_service_kit::metrics::Metrics;
-use ordersystem_service_kit::relay::{Relay, RelaySettings};
+use ordersystem_service_kit::relay::{BATCH, Relay, RelaySettings};
 use ordersystem_service_kit::shutdown;
 use ordersystem_testkit::{env, names, schema};
 use rdkafka::ClientConfig;
@@ -209,7 +209,7 @@ async fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> HashMap<St
     seen
 }
 
-/// One relay, rounds overlapping (each of 200 keys' first rows, then the next 200 keys' while the first
+/// One relay, rounds overlapping (a full round of keys' first rows, then the next keys' while the first
 /// round awaits its acknowledgements). The oldest row of one key is refused by the producer (larger than
 /// `message.max.bytes`): its round marks only the others, the refused row stays unsent, and the key's later
 /// rows are held back (never published ahead of it) while every other key drains in order. Once the row
@@ -224,7 +224,8 @@ async fn overlapping_rounds_keep_per_key_order_and_a_refused_row_holds_back_only
     create_outbox(&db.pool).await;
     const HELD: &str = "held";
     const SEQS: usize = 3;
-    let keys: Vec<String> = (1..=400).map(|k| (k * 104_729).to_string()).collect();
+    // More keys than two rounds take, so a round is due while the one before awaits acknowledgements.
+    let keys: Vec<String> = (1..=2 * BATCH + 200).map(|k| (k * 104_729).to_string()).collect();
     let too_large = vec![b'x'; 2 * 1024 * 1024];
     insert(&db.pool, HELD, &too_large).await;
     for seq in 0..SEQS {
