@@ -6,7 +6,7 @@ use ordersystem_contract::Address;
 use ordersystem_service_kit::consumer::{Stored, store};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Stores `invoices` (delivery order; an order id may repeat) in three statements whatever their number,
 /// first write wins: `INSERT … ON CONFLICT (order_id) DO NOTHING` of the first of each order id, then the
@@ -42,21 +42,8 @@ pub async fn insert_all(tx: &mut PgConnection, invoices: &[Invoice]) -> Result<V
     .await?
     .into_iter()
     .collect();
-    let earlier: Vec<i64> = firsts
-        .iter()
-        .map(|(i, _)| i.order_id)
-        .filter(|id| !inserted.contains(id))
-        .collect();
-    let stored: HashMap<i64, String> = if earlier.is_empty() {
-        HashMap::new()
-    } else {
-        sqlx::query_as("SELECT order_id, fingerprint FROM invoices WHERE order_id = ANY($1)")
-            .bind(&earlier)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect()
-    };
+    let stored =
+        store::stored_fingerprints(tx, "invoices", firsts.iter().map(|(i, _)| i.order_id), &inserted).await?;
     let lines: Vec<(i64, i32, &InvoiceLine)> = firsts
         .iter()
         .filter(|(i, _)| inserted.contains(&i.order_id))

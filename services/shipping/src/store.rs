@@ -5,7 +5,7 @@ use crate::domain::{Shipment, ShipmentLine};
 use ordersystem_contract::Address;
 use ordersystem_service_kit::consumer::{Stored, store};
 use sqlx::{PgConnection, PgPool, Row};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Stores `shipments` (delivery order; an order id may repeat) in three statements whatever their number,
 /// first write wins: `INSERT … ON CONFLICT (order_id) DO NOTHING` of the first of each order id, then the
@@ -40,21 +40,9 @@ pub async fn insert_all(tx: &mut PgConnection, shipments: &[Shipment]) -> Result
     .await?
     .into_iter()
     .collect();
-    let earlier: Vec<i64> = firsts
-        .iter()
-        .map(|(s, _)| s.order_id)
-        .filter(|id| !inserted.contains(id))
-        .collect();
-    let stored: HashMap<i64, String> = if earlier.is_empty() {
-        HashMap::new()
-    } else {
-        sqlx::query_as("SELECT order_id, fingerprint FROM shipments WHERE order_id = ANY($1)")
-            .bind(&earlier)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect()
-    };
+    let stored =
+        store::stored_fingerprints(tx, "shipments", firsts.iter().map(|(s, _)| s.order_id), &inserted)
+            .await?;
     let lines: Vec<(i64, i32, &ShipmentLine)> = firsts
         .iter()
         .filter(|(s, _)| inserted.contains(&s.order_id))

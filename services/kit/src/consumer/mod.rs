@@ -180,10 +180,19 @@ impl<H: Handler> ConsumerLoop<H> {
                         continue;
                     }
                     // One at a time: a single record, or a batch that failed as a whole (nothing of it was
-                    // committed), so the record at fault is found and retried or dead-lettered alone.
+                    // committed), so the record at fault is found and retried or dead-lettered alone. A
+                    // transient failure means the database is unusable, not the record: the partitions of
+                    // the records after it are paused too, untried, so one pass never waits out a
+                    // connection timeout per partition (which could outlast max.poll.interval.ms).
+                    let mut unusable: Option<Duration> = None;
                     for message in &batch {
                         let key = (message.topic().to_string(), message.partition());
                         if paused.contains_key(&key) {
+                            continue;
+                        }
+                        if let Some(delay) = unusable {
+                            pause_partition(&consumer, &key);
+                            paused.insert(key, Paused { offset: message.offset(), until: tokio::time::Instant::now() + delay });
                             continue;
                         }
                         match self.process(message).await {
@@ -200,6 +209,7 @@ impl<H: Handler> ConsumerLoop<H> {
                                     retry_in_ms = delay.as_millis() as u64, "transient failure, pausing partition");
                                 pause_partition(&consumer, &key);
                                 paused.insert(key, Paused { offset: message.offset(), until: tokio::time::Instant::now() + delay });
+                                unusable = Some(delay);
                             }
                         }
                     }

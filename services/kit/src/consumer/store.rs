@@ -63,6 +63,27 @@ pub fn first_of_each(rows: &[(i64, String)]) -> Vec<usize> {
     (0..rows.len()).filter(|&i| seen.insert(rows[i].0)).collect()
 }
 
+/// The fingerprints `table` holds for the order ids in `firsts` that the batch's INSERT did not take
+/// (`inserted`): what `outcomes` judges their events against. `table` is the service's own constant
+/// table name, never input.
+pub async fn stored_fingerprints(
+    tx: &mut PgConnection,
+    table: &'static str,
+    firsts: impl IntoIterator<Item = i64>,
+    inserted: &HashSet<i64>,
+) -> Result<HashMap<i64, String>, sqlx::Error> {
+    let earlier: Vec<i64> = firsts.into_iter().filter(|id| !inserted.contains(id)).collect();
+    if earlier.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!("SELECT order_id, fingerprint FROM {table} WHERE order_id = ANY($1)");
+    let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&earlier)
+        .fetch_all(tx)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// What a batch stored with `INSERT … ON CONFLICT (order_id) DO NOTHING` (first write wins) did with each
 /// of its events, in order: `inserted` holds the order ids the INSERT took, `stored` the fingerprints
 /// already stored for the others. Same fingerprint as what is stored: a duplicate; another: a conflict,
