@@ -21,8 +21,6 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     let Ok(spec) = validate::validate(os) else {
         return Ok(Action::await_change());
     };
-    let groups: Vec<String> = spec.services.iter().filter_map(|p| p.group_id.clone()).collect();
-    ctx.kafka.forget_group_readers(&spec.bootstrap_servers, &groups);
     if spec.deletion_policy == DeletionPolicy::Retain {
         ctx.event(
             os,

@@ -18,10 +18,9 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-pub use admin_ffi::{ConfigOp, FfiError, TopicDescription};
+pub use admin_ffi::{ConfigOp, FfiError, GroupClient, TopicDescription, list_group_offsets};
 pub use security::ClientSecurity;
 
 use super::validate::ValidTopic;
@@ -180,19 +179,13 @@ pub fn client_config(bootstrap: &str, security: &ClientSecurity) -> ClientConfig
     config
 }
 
-/// A consumer client that reads one group's committed offsets and never subscribes (see `lag`).
-pub type GroupReader = BaseConsumer;
-
-/// Bootstrap list, consumer group and security fingerprint of a cached group reader.
-type GroupKey = (String, String, String);
-
-/// Admin clients, one per bootstrap list and security settings, and group readers, one per bootstrap
-/// list, group and security settings: kept across reconciles, since each owns librdkafka threads and
-/// connections.
+/// Admin clients and lag readers (see `lag`), each one per bootstrap list and security settings, kept
+/// across reconciles: each owns librdkafka threads and connections, and one serves every OrderSystem
+/// on those brokers.
 #[derive(Default)]
 pub struct KafkaClients {
     admins: Mutex<HashMap<(String, String), Arc<Admin>>>,
-    group_readers: Mutex<HashMap<GroupKey, Arc<GroupReader>>>,
+    lag_readers: Mutex<HashMap<(String, String), Arc<GroupClient>>>,
     /// The last connection failure of each client, kept until an operation succeeds: librdkafka reports
     /// a refused handshake or login once and suppresses identical repeats.
     failures: Mutex<HashMap<(String, String), security::ConnectionFailure>>,
@@ -226,39 +219,35 @@ impl KafkaClients {
         Ok(admin)
     }
 
-    /// The group reader of `group` on `bootstrap` with `security`, created on first use. Readers of the
-    /// same group with other (former) security settings are dropped.
-    pub fn group_reader(
+    /// The lag reader of `bootstrap` with `security`, created on first use with `group` as its own
+    /// group: one the operator reads anyway, so its identity needs no further right.
+    pub fn lag_reader(
         &self,
         bootstrap: &str,
-        group: &str,
         security: &ClientSecurity,
-    ) -> Result<Arc<GroupReader>, KafkaError> {
-        let key = (bootstrap.to_string(), group.to_string(), security.fingerprint());
+        group: &str,
+    ) -> Result<Arc<GroupClient>, KafkaError> {
+        let key = (bootstrap.to_string(), security.fingerprint());
         let mut readers = self
-            .group_readers
+            .lag_readers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(reader) = readers.get(&key) {
             return Ok(reader.clone());
         }
-        readers.retain(|(b, g, _), _| (b.as_str(), g.as_str()) != (bootstrap, group));
-        let reader: GroupReader = client_config(bootstrap, security)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .create()?;
-        let reader = Arc::new(reader);
+        let reader = Arc::new(GroupClient::new(&client_config(bootstrap, security), group)?);
         readers.insert(key, reader.clone());
         Ok(reader)
     }
 
-    /// Drops the group readers of `groups` on `bootstrap`: after a failure (the next look gets a fresh
-    /// client) and when their `OrderSystem` is deleted.
-    pub fn forget_group_readers(&self, bootstrap: &str, groups: &[String]) {
-        self.group_readers
+    /// Forgets the lag reader of `bootstrap` with `security` after a failed look, so the next look starts
+    /// with a fresh client; returns it, for the caller to drop where blocking is allowed (destroying a
+    /// consumer waits for its librdkafka threads).
+    pub fn forget_lag_reader(&self, bootstrap: &str, security: &ClientSecurity) -> Option<Arc<GroupClient>> {
+        self.lag_readers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|(b, g, _), _| b != bootstrap || !groups.contains(g));
+            .remove(&(bootstrap.to_string(), security.fingerprint()))
     }
 
     /// Why the client of `bootstrap` and `security` cannot talk to the brokers, after an operation that
@@ -578,36 +567,35 @@ mod tests {
     }
 
     #[test]
-    fn a_group_reader_is_reused_until_its_security_changes_or_it_is_forgotten() {
+    fn one_lag_reader_serves_all_groups_on_the_same_brokers_until_forgotten() {
         let clients = KafkaClients::default();
         let plain = ClientSecurity::plaintext();
         let first = clients
-            .group_reader("127.0.0.1:1", "ns.shop.invoicing", &plain)
+            .lag_reader("127.0.0.1:1", &plain, "ns.shop.invoicing")
             .expect("reader");
         let again = clients
-            .group_reader("127.0.0.1:1", "ns.shop.invoicing", &plain)
+            .lag_reader("127.0.0.1:1", &plain, "ns.other.shipping")
             .expect("reader");
-        assert!(Arc::ptr_eq(&first, &again), "one client per group, kept");
-        let other_group = clients
-            .group_reader("127.0.0.1:1", "ns.shop.shipping", &plain)
+        assert!(Arc::ptr_eq(&first, &again), "one client for every group");
+        let other_brokers = clients
+            .lag_reader("127.0.0.1:2", &plain, "ns.shop.invoicing")
             .expect("reader");
-        assert!(!Arc::ptr_eq(&first, &other_group));
+        assert!(!Arc::ptr_eq(&first, &other_brokers));
         let sasl = Some((crate::crd::SaslMechanism::ScramSha512, "u".into(), "p".into()));
         let other = ClientSecurity::new("sasl_plaintext", None, None, sasl);
         let secured = clients
-            .group_reader("127.0.0.1:1", "ns.shop.invoicing", &other)
+            .lag_reader("127.0.0.1:1", &other, "ns.shop.invoicing")
             .expect("reader");
-        assert!(!Arc::ptr_eq(&first, &secured), "new settings, new client");
-        assert_eq!(Arc::strong_count(&first), 2, "the former one is no longer cached");
-        clients.forget_group_readers("127.0.0.1:1", &["ns.shop.invoicing".to_string()]);
+        assert!(!Arc::ptr_eq(&first, &secured), "other settings, other client");
+        clients.forget_lag_reader("127.0.0.1:1", &plain);
         let fresh = clients
-            .group_reader("127.0.0.1:1", "ns.shop.invoicing", &other)
+            .lag_reader("127.0.0.1:1", &plain, "ns.shop.invoicing")
             .expect("reader");
-        assert!(!Arc::ptr_eq(&secured, &fresh), "forgotten, then created anew");
-        let shipping = clients
-            .group_reader("127.0.0.1:1", "ns.shop.shipping", &plain)
+        assert!(!Arc::ptr_eq(&first, &fresh), "forgotten, then created anew");
+        let still = clients
+            .lag_reader("127.0.0.1:1", &other, "ns.shop.invoicing")
             .expect("reader");
-        assert!(Arc::ptr_eq(&other_group, &shipping), "other groups stay");
+        assert!(Arc::ptr_eq(&secured, &still), "the others stay");
     }
 
     #[test]

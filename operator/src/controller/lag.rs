@@ -1,21 +1,19 @@
-//! lag: how far invoicing and shipping are behind the topic, read without joining their groups. A consumer
-//! that never subscribes asks the group coordinator for the committed offsets (OffsetFetch, which answers
-//! for `classic` and KIP-848 `consumer` groups alike) and the partition leaders for the watermarks; lag is
-//! the sum over partitions of `high - committed`. A partition without a committed offset counts its whole
+//! lag: how far invoicing and shipping are behind the topic, read without joining their groups. One
+//! client per set of brokers (a consumer that never subscribes, `kafka::GroupClient`) asks each group's
+//! coordinator for the committed offsets (ListConsumerGroupOffsets, which answers for `classic` and
+//! KIP-848 `consumer` groups alike) and the partition leaders for the watermarks; lag is the sum over
+//! partitions of `high - committed`. A partition without a committed offset counts its whole
 //! retained range (`high - low`): a new group starts at the earliest offset and has all of it to read.
 //!
 //! Also here: the "keeps growing" decision behind `Degraded reason=ConsumerLagGrowing`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::Offset;
-use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 
-use super::kafka::{ClientSecurity, GroupReader, KafkaClients};
+use super::kafka::{self, ClientSecurity, FfiError, GroupClient, KafkaClients};
 use super::validate::ValidSpec;
 use crate::crd::{ConsumerLagSpec, ConsumerLagStatus, GroupLagStatus, OrderSystem};
 use crate::names::Service;
@@ -35,7 +33,7 @@ pub enum Error {
     Committed {
         group: String,
         #[source]
-        source: KafkaError,
+        source: FfiError,
     },
     #[error("failed to read the offsets of partition {partition} of topic {topic}")]
     Watermarks {
@@ -86,8 +84,9 @@ pub async fn observe_system(
     Ok(status(previous, &lags, &groups, &os.spec.consumer_lag))
 }
 
-/// Lag of each consumer group (`groups`: service and group id) on `topic` with `partitions` partitions.
-/// A failed look drops the groups' readers, so the next one starts with fresh clients.
+/// Lag of each consumer group (`groups`: service and group id) on `topic` with `partitions` partitions,
+/// asked through the one lag reader of `bootstrap` and `security`, whatever the number of groups. A
+/// failed look drops the reader, so the next one starts with a fresh client.
 pub async fn observe(
     clients: &KafkaClients,
     bootstrap: &str,
@@ -96,72 +95,58 @@ pub async fn observe(
     partitions: i32,
     groups: Vec<(Service, String)>,
 ) -> Result<BTreeMap<Service, i64>, Error> {
-    // One client per group, the group id being a client setting, kept across looks. It never
-    // subscribes, so it never joins the group and never disturbs its members.
-    let mut readers = Vec::new();
-    for (service, group) in &groups {
-        let reader = clients
-            .group_reader(bootstrap, group, security)
-            .map_err(|source| Error::CreateClient {
-                bootstrap: bootstrap.to_string(),
-                source,
-            })?;
-        readers.push((*service, group.clone(), reader));
-    }
+    let Some((_, first_group)) = groups.first() else {
+        return Ok(BTreeMap::new());
+    };
+    let reader = clients
+        .lag_reader(bootstrap, security, first_group)
+        .map_err(|source| Error::CreateClient {
+            bootstrap: bootstrap.to_string(),
+            source,
+        })?;
     let topic = topic.to_string();
-    let result = tokio::task::spawn_blocking(move || observe_blocking(&topic, partitions, &readers))
+    let result = tokio::task::spawn_blocking(move || observe_blocking(&reader, &topic, partitions, &groups))
         .await
         .map_err(|source| Error::Blocking { source })?;
-    if result.is_err() {
-        let names: Vec<String> = groups.into_iter().map(|(_, group)| group).collect();
-        clients.forget_group_readers(bootstrap, &names);
+    if result.is_err()
+        && let Some(reader) = clients.forget_lag_reader(bootstrap, security)
+    {
+        tokio::task::spawn_blocking(move || drop(reader));
     }
     result
 }
 
 fn observe_blocking(
+    reader: &GroupClient,
     topic: &str,
     partitions: i32,
-    readers: &[(Service, String, Arc<GroupReader>)],
+    groups: &[(Service, String)],
 ) -> Result<BTreeMap<Service, i64>, Error> {
+    // Nobody polls the reader between looks: take what librdkafka queued meanwhile (errors, logs).
+    while reader.consumer().poll(Duration::ZERO).is_some() {}
     let mut watermarks = Vec::new();
+    for partition in 0..partitions {
+        let marks = reader
+            .consumer()
+            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+            .map_err(|source| Error::Watermarks {
+                topic: topic.to_string(),
+                partition,
+                source,
+            })?;
+        watermarks.push(marks);
+    }
     let mut lags = BTreeMap::new();
-    for (service, group, consumer) in readers {
-        // Nobody polls these clients between looks: take what librdkafka queued meanwhile (errors, logs).
-        while consumer.poll(Duration::ZERO).is_some() {}
-        if watermarks.is_empty() {
-            for partition in 0..partitions {
-                let marks = consumer
-                    .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-                    .map_err(|source| Error::Watermarks {
-                        topic: topic.to_string(),
-                        partition,
-                        source,
-                    })?;
-                watermarks.push(marks);
-            }
-        }
-        let mut wanted = TopicPartitionList::new();
-        for partition in 0..partitions {
-            wanted.add_partition(topic, partition);
-        }
-        let committed = consumer
-            .committed_offsets(wanted, REQUEST_TIMEOUT)
+    for (service, group) in groups {
+        let committed = kafka::list_group_offsets(reader, group, topic, partitions, REQUEST_TIMEOUT)
             .map_err(|source| Error::Committed {
                 group: group.clone(),
                 source,
             })?;
-        let lag = (0..partitions)
+        let lag = committed
+            .iter()
             .zip(&watermarks)
-            .map(|(partition, &(low, high))| {
-                let offset = committed
-                    .find_partition(topic, partition)
-                    .and_then(|p| match p.offset() {
-                        Offset::Offset(offset) => Some(offset),
-                        _ => None,
-                    });
-                partition_lag(offset, low, high)
-            })
+            .map(|(&offset, &(low, high))| partition_lag(offset, low, high))
             .sum();
         lags.insert(*service, lag);
     }

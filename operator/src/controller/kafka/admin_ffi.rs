@@ -1,6 +1,7 @@
-//! The two Kafka Admin API calls rdkafka's safe `AdminClient` lacks, wrapped around librdkafka 2.12's C
-//! API: `IncrementalAlterConfigs` (KIP-339; the legacy `AlterConfigs` would reset every key not sent)
-//! and `DescribeTopics` (for the topic id). The only `unsafe` code of the operator lives here.
+//! The Kafka Admin API calls rdkafka's safe `AdminClient` lacks, wrapped around librdkafka 2.12's C
+//! API: `IncrementalAlterConfigs` (KIP-339; the legacy `AlterConfigs` would reset every key not sent),
+//! `DescribeTopics` (for the topic id) and `ListConsumerGroupOffsets` (for consumer lag). With
+//! `identity_ffi`, the only `unsafe` code of the operator.
 //!
 //! Every call is synchronous and blocks for at most its timeout; callers run it in `spawn_blocking`. All
 //! librdkafka objects are created and destroyed within one call, each owned by a guard whose `Drop`
@@ -14,8 +15,10 @@ use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::bindings as rd;
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, TopicPartitionList};
 
 /// Failure of one of the wrapped calls.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,30 @@ pub enum ConfigOp {
 
 pub(super) type Admin = AdminClient<DefaultClientContext>;
 
+/// A consumer client with a consumer group of its own that never subscribes: the one kind of client
+/// `list_group_offsets` may use. When a broker answers an OffsetFetch with `NOT_COORDINATOR` (as it
+/// does while it restarts or loads its groups), librdkafka queues a coordinator query on the asking
+/// client's own group, and a client without one (an admin client) crashes on the null group
+/// (librdkafka#5040). Here that query goes to a group the client never joins, harmlessly.
+pub struct GroupClient(BaseConsumer);
+
+impl GroupClient {
+    /// A client from `config` whose own group is `group`. Any group the client's identity may describe
+    /// will do; it is never joined and nothing is committed for it.
+    pub fn new(config: &ClientConfig, group: &str) -> KafkaResult<Self> {
+        let consumer = config
+            .clone()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        Ok(Self(consumer))
+    }
+
+    pub fn consumer(&self) -> &BaseConsumer {
+        &self.0
+    }
+}
+
 /// A librdkafka object and its destructor.
 pub(super) struct Owned<T> {
     pub(super) ptr: *mut T,
@@ -81,13 +108,13 @@ impl<T> Drop for Owned<T> {
     }
 }
 
-/// Creates a result queue and admin options with the request timeout, for one call.
-pub(super) fn queue_and_options(
-    admin: &Admin,
+/// Creates a result queue and admin options with the request timeout, for one call through `client`.
+pub(super) fn queue_and_options<C: ClientContext>(
+    client: &Client<C>,
     timeout: Duration,
 ) -> (Owned<rd::rd_kafka_queue_t>, Owned<rd::rd_kafka_AdminOptions_t>) {
-    let rk = admin.inner().native_ptr();
-    // SAFETY: `rk` is the live client handle owned by `admin`, which outlives this call.
+    let rk = client.native_ptr();
+    // SAFETY: `rk` is the live handle owned by `client`, which outlives this call.
     let queue = unsafe { rd::rd_kafka_queue_new(rk) };
     // SAFETY: as above; ADMIN_OP_ANY options are accepted by every admin call.
     let options =
@@ -268,7 +295,7 @@ pub fn describe_topic(
         ptr: collection,
         destroy: rd::rd_kafka_TopicCollection_destroy,
     };
-    let (queue, options) = queue_and_options(admin, timeout);
+    let (queue, options) = queue_and_options(admin.inner(), timeout);
     // SAFETY: client, collection, options and queue are all live; the call copies what it needs.
     unsafe {
         rd::rd_kafka_DescribeTopics(admin.inner().native_ptr(), collection.ptr, options.ptr, queue.ptr)
@@ -373,7 +400,7 @@ pub fn alter_topic_configs(
             });
         }
     }
-    let (queue, options) = queue_and_options(admin, timeout);
+    let (queue, options) = queue_and_options(admin.inner(), timeout);
     let mut resources = [resource.ptr];
     // SAFETY: all handles are live; librdkafka copies the resources, which we still destroy ourselves.
     unsafe {
@@ -408,4 +435,82 @@ pub fn alter_topic_configs(
             }),
         )
     }
+}
+
+/// The committed offset of each partition `0..partitions` of `topic` for consumer group `group`, `None`
+/// where the group committed nothing. OffsetFetch through the group coordinator answers for `classic`
+/// and KIP-848 `consumer` groups alike, and asking never joins the group.
+pub fn list_group_offsets(
+    client: &GroupClient,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<Vec<Option<i64>>, FfiError> {
+    const OP: &str = "ListConsumerGroupOffsets";
+    let group_id = CString::new(group).map_err(|source| FfiError::Nul { op: OP, source })?;
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    // SAFETY: `group_id` and `wanted` are valid for the call; the request copies both.
+    let request = Owned {
+        ptr: unsafe { rd::rd_kafka_ListConsumerGroupOffsets_new(group_id.as_ptr(), wanted.ptr()) },
+        destroy: rd::rd_kafka_ListConsumerGroupOffsets_destroy,
+    };
+    let native = client.consumer().client();
+    let (queue, options) = queue_and_options(native, timeout);
+    // librdkafka takes exactly one group per call.
+    let mut requests = [request.ptr];
+    // SAFETY: client, request, options and queue are all live; the call copies what it needs. The client
+    // has a consumer group (see `GroupClient`), so a NOT_COORDINATOR answer is handled safely.
+    unsafe {
+        rd::rd_kafka_ListConsumerGroupOffsets(
+            native.native_ptr(),
+            requests.as_mut_ptr(),
+            requests.len(),
+            options.ptr,
+            queue.ptr,
+        )
+    };
+    let event = wait(&queue, OP, timeout)?;
+    let mut offsets = vec![None; usize::try_from(partitions).unwrap_or_default()];
+    // SAFETY: the event is a ListConsumerGroupOffsets result (it came from this call's private queue);
+    // every pointer read below is owned by the event and only used while `event` is alive.
+    unsafe {
+        let result = rd::rd_kafka_event_ListConsumerGroupOffsets_result(event.ptr);
+        let mut count = 0usize;
+        let groups = result_items(
+            rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut count),
+            count,
+        );
+        let Some(&group_result) = groups.first() else {
+            return Err(FfiError::Broker {
+                op: OP,
+                code: RDKafkaErrorCode::Fail,
+                message: format!("no result for group {group}"),
+            });
+        };
+        check_items(OP, [item_error(rd::rd_kafka_group_result_error(group_result))])?;
+        let list = rd::rd_kafka_group_result_partitions(group_result);
+        if list.is_null() || (*list).cnt <= 0 || (*list).elems.is_null() {
+            return Ok(offsets);
+        }
+        let elems =
+            std::slice::from_raw_parts((*list).elems, usize::try_from((*list).cnt).unwrap_or_default());
+        let mut failures = Vec::new();
+        for elem in elems {
+            if elem.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                failures.push(Some((elem.err.into(), format!("partition {}", elem.partition))));
+            } else if let Some(slot) = usize::try_from(elem.partition)
+                .ok()
+                .and_then(|p| offsets.get_mut(p))
+            {
+                // A negative offset (OFFSET_INVALID) means nothing committed.
+                *slot = (elem.offset >= 0).then_some(elem.offset);
+            }
+        }
+        check_items(OP, failures)?;
+    }
+    Ok(offsets)
 }

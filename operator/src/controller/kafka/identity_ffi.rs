@@ -78,7 +78,7 @@ pub fn describe_scram_user(
     const OP: &str = "DescribeUserScramCredentials";
     let name = CString::new(user).map_err(|source| FfiError::Nul { op: OP, source })?;
     let mut users = [name.as_ptr()];
-    let (queue, options) = queue_and_options(admin, timeout);
+    let (queue, options) = queue_and_options(admin.inner(), timeout);
     // SAFETY: `users` holds one valid C string; all handles are live; librdkafka copies the names.
     unsafe {
         rd::rd_kafka_DescribeUserScramCredentials(
@@ -185,7 +185,7 @@ fn alter_scram_credentials(
     if owned.is_empty() {
         return Ok(());
     }
-    let (queue, options) = queue_and_options(admin, timeout);
+    let (queue, options) = queue_and_options(admin.inner(), timeout);
     let mut pointers: Vec<_> = owned.iter().map(|a| a.ptr).collect();
     // SAFETY: all handles are live; librdkafka copies the alterations, which we still destroy ourselves.
     unsafe {
@@ -226,7 +226,7 @@ pub fn create_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> Result<(),
         .iter()
         .map(|acl| new_binding(OP, rd::rd_kafka_AclBinding_new, &Pattern::exact(acl)))
         .collect::<Result<Vec<_>, _>>()?;
-    let (queue, options) = queue_and_options(admin, timeout);
+    let (queue, options) = queue_and_options(admin.inner(), timeout);
     let mut pointers: Vec<_> = bindings.iter().map(|b| b.ptr).collect();
     // SAFETY: all handles are live; librdkafka copies the bindings, which we still destroy ourselves.
     unsafe {
@@ -266,7 +266,7 @@ pub fn delete_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> Result<usi
         .iter()
         .map(|acl| new_binding(OP, rd::rd_kafka_AclBindingFilter_new, &Pattern::exact(acl)))
         .collect::<Result<Vec<_>, _>>()?;
-    let (queue, options) = queue_and_options(admin, timeout);
+    let (queue, options) = queue_and_options(admin.inner(), timeout);
     let mut pointers: Vec<_> = filters.iter().map(|f| f.ptr).collect();
     // SAFETY: all handles are live; librdkafka copies the filters, which we still destroy ourselves.
     unsafe {
@@ -321,7 +321,7 @@ pub fn count_acls(admin: &Admin, principal: &str, timeout: Duration) -> Result<u
             permission: rd::rd_kafka_AclPermissionType_t::RD_KAFKA_ACL_PERMISSION_TYPE_ANY,
         },
     )?;
-    let (queue, options) = queue_and_options(admin, timeout);
+    let (queue, options) = queue_and_options(admin.inner(), timeout);
     // SAFETY: all handles are live; librdkafka copies the filter, which we still destroy ourselves.
     unsafe { rd::rd_kafka_DescribeAcls(admin.inner().native_ptr(), filter.ptr, options.ptr, queue.ptr) };
     let event = wait(&queue, OP, timeout)?;
