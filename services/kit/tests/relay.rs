@@ -64,7 +64,6 @@ async fn create_outbox(pool: &sqlx::PgPool) {
     sqlx::raw_sql(
         "CREATE TABLE outbox (id BIGSERIAL PRIMARY KEY, record_key TEXT NOT NULL, payload BYTEA NOT NULL,
            created_at TIMESTAMPTZ NOT NULL DEFAULT now(), sent_at TIMESTAMPTZ);
-         CREATE INDEX outbox_unsent ON outbox (record_key, id) WHERE sent_at IS NULL;
          CREATE INDEX outbox_unsent_by_id ON outbox (id) WHERE sent_at IS NULL;",
     )
     .execute(pool)
