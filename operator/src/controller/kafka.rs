@@ -387,7 +387,7 @@ pub async fn ensure_topic(
     } else {
         alter_configs(admin, &topic.name, &changes).await?;
         observed.configs_changed = changes.iter().map(|(k, _)| k.clone()).collect();
-        dynamic_configs(admin, &topic.name).await?
+        dynamic_configs_after_alter(admin, &topic.name, &changes).await?
     };
     let (managed_configs, unmanaged_configs) = current
         .into_iter()
@@ -501,6 +501,29 @@ async fn dynamic_configs(admin: &Arc<Admin>, topic: &str) -> Result<BTreeMap<Str
         }
     }
     Ok(configs)
+}
+
+/// The topic's dynamic configs once `changes` show in them. A broker applies an altered config from the
+/// metadata log shortly after IncrementalAlterConfigs returns, so a describe right away can still show
+/// the old value; wait for it (bounded) so the status does not report what was just replaced. After the
+/// bound, what the broker shows is returned, and the next reconcile compares again.
+async fn dynamic_configs_after_alter(
+    admin: &Arc<Admin>,
+    topic: &str,
+    changes: &[(String, ConfigOp)],
+) -> Result<BTreeMap<String, String>, Error> {
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        let current = dynamic_configs(admin, topic).await?;
+        let applied = changes.iter().all(|(key, op)| match op {
+            ConfigOp::Set(value) => current.get(key) == Some(value),
+            ConfigOp::Delete => !current.contains_key(key),
+        });
+        if applied || tokio::time::Instant::now() >= deadline {
+            return Ok(current);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Incremental config changes on one topic (public for tests that play "someone else").
