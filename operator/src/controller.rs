@@ -197,17 +197,28 @@ pub fn error_policy(os: Arc<OrderSystem>, error: &Error, ctx: Arc<Context>) -> A
     let failures = ctx.failure_count(&os.uid().unwrap_or_default(), true);
     let delay = backoff_delay(failures, rand::random::<f64>());
     warn!(error = %error, error_kind = error.metric_label(), failures, retry_in = ?delay, "reconcile failed");
-    // error_policy is synchronous; the Event is published on the side (the recorder folds repeats into
-    // one Event series).
+    // error_policy is synchronous; the Event is published on the side. The recorder folds Events of the
+    // same reason and action into one series that keeps its first note for a while (as client-go does),
+    // so a failing deletion gets its own reason: its error is not hidden behind an earlier apply failure.
+    let (reason, action) = failure_reason(&os);
     let note = describe_error(error);
     tokio::spawn(async move {
-        ctx.event(&os, EventType::Warning, "ReconcileFailed", "Reconcile", note)
-            .await;
+        ctx.event(&os, EventType::Warning, reason, action, note).await;
     });
     if transient {
         Action::requeue(delay)
     } else {
         Action::await_change()
+    }
+}
+
+/// Reason and action of the Warning Event for a failed reconcile: the cleanup of a resource being
+/// deleted, or the apply of a live one.
+fn failure_reason(os: &OrderSystem) -> (&'static str, &'static str) {
+    if os.metadata.deletion_timestamp.is_some() {
+        ("CleanupFailed", "Delete")
+    } else {
+        ("ReconcileFailed", "Reconcile")
     }
 }
 
@@ -325,5 +336,15 @@ mod tests {
         assert_eq!(backoff_delay(7, 0.0), Duration::from_secs(300));
         assert_eq!(backoff_delay(40, 0.0), Duration::from_secs(300));
         assert_eq!(backoff_delay(1, 1.0), Duration::from_millis(5500));
+    }
+
+    #[test]
+    fn a_failure_while_deleting_is_a_cleanup_failure_with_its_own_event_series() {
+        let mut os = validate::tests::os_from_yaml(validate::tests::MINIMAL);
+        assert_eq!(failure_reason(&os), ("ReconcileFailed", "Reconcile"));
+        os.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        assert_eq!(failure_reason(&os), ("CleanupFailed", "Delete"));
     }
 }

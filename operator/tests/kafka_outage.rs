@@ -7,7 +7,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use ordersystem_e2e::own_instance::OwnInstance;
 use ordersystem_operator::controller::{postgres, validate};
 use ordersystem_operator::crd::OrderSystem;
-use support::operator::{poke, wait_condition, wait_for};
+use support::operator::{poke, wait_condition, wait_event, wait_for};
 
 const PORT: u16 = 19292;
 const CONTROLLER_PORT: u16 = 19293;
@@ -36,14 +36,8 @@ async fn with_kafka_stopped_a_retained_resource_shows_the_outage_and_is_still_de
     poke(&api).await;
     wait_condition(&api, "TopicReady", "False", "KafkaUnavailable").await;
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name);
-    wait_for(60, "a ReconcileFailed Warning event", || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("ReconcileFailed") && e.type_.as_deref() == Some("Warning"))
-            .then_some(())
-    })
-    .await;
+    let failed = wait_event(&events, "shop", "ReconcileFailed").await;
+    assert_eq!(failed.type_.as_deref(), Some("Warning"));
 
     api.delete("shop", &DeleteParams::default())
         .await

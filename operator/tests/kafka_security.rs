@@ -25,7 +25,7 @@ use ordersystem_operator::crd::{OrderSystem, SaslMechanism};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::operator::{poke, wait_condition, wait_for};
+use support::operator::{poke, wait_condition, wait_event, wait_for};
 use support::secure_shop::{SERVICES, Shop, put_secret, topic_message};
 
 /// Produces one record as the user; the broker's verdict. The idempotent producer (order's) needs no more
@@ -454,21 +454,17 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
         api.get_opt("kept").await.ok()?.is_none().then_some(())
     })
     .await;
+    // Its own Warning (never folded into an earlier `ReconcileFailed` series) names the failed call.
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
-    wait_for(60, "shop's cleanup failing on the SCRAM users", || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("ReconcileFailed")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("shop")
-                    && e.note
-                        .as_deref()
-                        .is_some_and(|n| n.contains("DescribeUserScramCredentials"))
-            })
-            .then_some(())
-    })
-    .await;
+    let cleanup_failed = wait_event(&events, "shop", "CleanupFailed").await;
+    assert_eq!(cleanup_failed.type_.as_deref(), Some("Warning"));
+    assert_eq!(cleanup_failed.action.as_deref(), Some("Delete"));
+    let note = cleanup_failed.note.unwrap_or_default();
+    assert!(
+        note.contains("DescribeUserScramCredentials")
+            && note.contains(&format!("SCRAM user {}.shop.", ns.name)),
+        "the cleanup's error names the call and the user: {note}"
+    );
     let held = api
         .get_opt("shop")
         .await

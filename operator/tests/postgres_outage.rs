@@ -14,7 +14,7 @@ use ordersystem_e2e::own_instance::OwnInstance;
 use ordersystem_operator::crd::OrderSystem;
 use ordersystem_operator::names::SECRET_HASH_ANNOTATION;
 use serde_json::json;
-use support::operator::{poke, wait_condition, wait_for};
+use support::operator::{poke, wait_condition, wait_event, wait_for};
 
 const INSTANCE: &str = "op-pg-outage";
 const PORT: u16 = 5443;
@@ -170,14 +170,8 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
         eprintln!("{case}: {message}");
     }
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
-    wait_for(60, "ReconcileFailed Warning events", || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("ReconcileFailed") && e.type_.as_deref() == Some("Warning"))
-            .then_some(())
-    })
-    .await;
+    let failed = wait_event(&events, "shop", "ReconcileFailed").await;
+    assert_eq!(failed.type_.as_deref(), Some("Warning"));
     assert!(
         operator.failed_reconciles() >= 6.0,
         "every failed reconcile is counted"

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, Patch, PatchParams};
 use ordersystem_e2e::chart_rbac::ChartRbac;
 use ordersystem_operator::crd::OrderSystem;
@@ -98,6 +99,33 @@ pub async fn wait_condition(api: &Api<OrderSystem>, type_: &str, status: &str, r
             tokio::time::Instant::now() < deadline,
             "timed out after 90s waiting for {type_}={status} reason={reason}; conditions: {:#?}",
             os.status.map(|s| s.conditions)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until the object `regarding` has an Event with `reason`; on timeout shows the Events it has.
+pub async fn wait_event(events: &Api<Event>, regarding: &str, reason: &str) -> Event {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let own: Vec<Event> = events
+            .list(&Default::default())
+            .await
+            .map(|list| list.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+            .collect();
+        if let Some(event) = own.iter().find(|e| e.reason.as_deref() == Some(reason)) {
+            return event.clone();
+        }
+        let seen: Vec<String> = own
+            .iter()
+            .map(|e| format!("{:?}/{:?}: {:?}", e.reason, e.action, e.note))
+            .collect();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after 60s waiting for a {reason} Event of {regarding}; it has: {seen:#?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
