@@ -406,20 +406,31 @@ pub async fn ensure_topic(
 /// A new topic reaches the metadata of every broker shortly after CreateTopics returns; wait for it
 /// (bounded) instead of failing the reconcile.
 async fn describe_after_create(admin: &Arc<Admin>, topic: &str) -> Result<TopicDescription, Error> {
+    until_settled(|| describe(admin, topic), Option::is_some)
+        .await?
+        .ok_or_else(|| Error::DescribeTopic {
+            topic: topic.to_string(),
+            source: FfiError::Broker {
+                op: "DescribeTopics",
+                code: RDKafkaErrorCode::UnknownTopicOrPartition,
+                message: "created topic not visible in metadata yet".into(),
+            },
+        })
+}
+
+/// Looks with `look` every 100 ms until `settled` accepts what it saw or `REQUEST_TIMEOUT` passed, and
+/// returns the last look. A broker applies a created topic or an altered config from the metadata log
+/// shortly after the call that made it returned, so a look right away can still show the old state.
+async fn until_settled<T, Look, Seen>(mut look: Look, settled: impl Fn(&T) -> bool) -> Result<T, Error>
+where
+    Look: FnMut() -> Seen,
+    Seen: std::future::Future<Output = Result<T, Error>>,
+{
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
     loop {
-        if let Some(description) = describe(admin, topic).await? {
-            return Ok(description);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::DescribeTopic {
-                topic: topic.to_string(),
-                source: FfiError::Broker {
-                    op: "DescribeTopics",
-                    code: RDKafkaErrorCode::UnknownTopicOrPartition,
-                    message: "created topic not visible in metadata yet".into(),
-                },
-            });
+        let seen = look().await?;
+        if settled(&seen) || tokio::time::Instant::now() >= deadline {
+            return Ok(seen);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -503,27 +514,24 @@ async fn dynamic_configs(admin: &Arc<Admin>, topic: &str) -> Result<BTreeMap<Str
     Ok(configs)
 }
 
-/// The topic's dynamic configs once `changes` show in them. A broker applies an altered config from the
-/// metadata log shortly after IncrementalAlterConfigs returns, so a describe right away can still show
-/// the old value; wait for it (bounded) so the status does not report what was just replaced. After the
-/// bound, what the broker shows is returned, and the next reconcile compares again.
+/// The topic's dynamic configs once `changes` show in them (see `until_settled`), so the status does not
+/// report what was just replaced. After the bound, what the broker shows is returned, and the next
+/// reconcile compares again.
 async fn dynamic_configs_after_alter(
     admin: &Arc<Admin>,
     topic: &str,
     changes: &[(String, ConfigOp)],
 ) -> Result<BTreeMap<String, String>, Error> {
-    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-    loop {
-        let current = dynamic_configs(admin, topic).await?;
-        let applied = changes.iter().all(|(key, op)| match op {
-            ConfigOp::Set(value) => current.get(key) == Some(value),
-            ConfigOp::Delete => !current.contains_key(key),
-        });
-        if applied || tokio::time::Instant::now() >= deadline {
-            return Ok(current);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_settled(
+        || dynamic_configs(admin, topic),
+        |current| {
+            changes.iter().all(|(key, op)| match op {
+                ConfigOp::Set(value) => current.get(key) == Some(value),
+                ConfigOp::Delete => !current.contains_key(key),
+            })
+        },
+    )
+    .await
 }
 
 /// Incremental config changes on one topic (public for tests that play "someone else").

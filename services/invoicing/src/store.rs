@@ -4,6 +4,7 @@
 use crate::domain::{Invoice, InvoiceLine};
 use ordersystem_contract::Address;
 use ordersystem_service_kit::consumer::{Stored, store};
+use ordersystem_service_kit::keyed;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::HashSet;
@@ -13,7 +14,7 @@ use std::collections::HashSet;
 /// stored fingerprints decide for the others between a duplicate (same content) and a conflict.
 pub async fn insert_all(tx: &mut PgConnection, invoices: &[Invoice]) -> Result<Vec<Stored>, sqlx::Error> {
     let rows: Vec<(i64, String)> = invoices.iter().map(|i| (i.order_id, i.fingerprint())).collect();
-    let firsts: Vec<(&Invoice, &str)> = store::first_of_each(&rows)
+    let firsts: Vec<(&Invoice, &str)> = keyed::first_of_each(&rows, |(order_id, _)| *order_id)
         .into_iter()
         .map(|i| (&invoices[i], rows[i].1.as_str()))
         .collect();

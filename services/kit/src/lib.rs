@@ -9,6 +9,7 @@ pub mod db;
 pub mod failpoints;
 pub mod health;
 pub mod kafka;
+pub mod keyed;
 pub mod metrics;
 pub mod relay;
 pub mod shutdown;

@@ -4,6 +4,7 @@
 use crate::domain::{Shipment, ShipmentLine};
 use ordersystem_contract::Address;
 use ordersystem_service_kit::consumer::{Stored, store};
+use ordersystem_service_kit::keyed;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::HashSet;
 
@@ -12,7 +13,7 @@ use std::collections::HashSet;
 /// stored fingerprints decide for the others between a duplicate (same content) and a conflict.
 pub async fn insert_all(tx: &mut PgConnection, shipments: &[Shipment]) -> Result<Vec<Stored>, sqlx::Error> {
     let rows: Vec<(i64, String)> = shipments.iter().map(|s| (s.order_id, s.fingerprint())).collect();
-    let firsts: Vec<(&Shipment, &str)> = store::first_of_each(&rows)
+    let firsts: Vec<(&Shipment, &str)> = keyed::first_of_each(&rows, |(order_id, _)| *order_id)
         .into_iter()
         .map(|i| (&shipments[i], rows[i].1.as_str()))
         .collect();

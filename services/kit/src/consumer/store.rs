@@ -56,13 +56,6 @@ pub async fn insert_dead_letter(conn: &mut PgConnection, letter: &DeadLetter<'_>
     Ok(())
 }
 
-/// The index of the first event of each order id in `rows` (order id and fingerprint, in delivery order):
-/// what a batch inserts. A later event of the same id is judged against the first (`outcomes`).
-pub fn first_of_each(rows: &[(i64, String)]) -> Vec<usize> {
-    let mut seen = HashSet::new();
-    (0..rows.len()).filter(|&i| seen.insert(rows[i].0)).collect()
-}
-
 /// The fingerprints `table` holds for the order ids in `firsts` that the batch's INSERT did not take
 /// (`inserted`): what `outcomes` judges their events against. `table` is the service's own constant
 /// table name, never input.
@@ -123,7 +116,6 @@ mod tests {
     #[test]
     fn a_batch_inserts_the_first_event_of_each_order_and_judges_the_rest_against_what_is_kept() {
         let rows = rows(&[(1, "a"), (2, "b"), (1, "a"), (3, "c"), (1, "x"), (4, "d")]);
-        assert_eq!(first_of_each(&rows), vec![0, 1, 3, 5]);
         // 1 and 3 are new; 2 and 4 were stored before, 2 alike and 4 differently.
         let inserted = HashSet::from([1, 3]);
         let stored = HashMap::from([(2, "b".to_string()), (4, "old".to_string())]);

@@ -39,7 +39,12 @@ pub async fn lock_next(tx: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRo
             .bind(window_for(limit))
             .fetch_all(&mut *tx)
             .await?;
-    let heads = heads_of_keys(&window);
+    // The first row of each key; all go to the locking statement, which takes the first `limit` that
+    // no other round holds.
+    let heads: Vec<i64> = crate::keyed::first_of_each(&window, |(_, key)| key.as_str())
+        .into_iter()
+        .map(|i| window[i].0)
+        .collect();
     if heads.is_empty() {
         return Ok(Vec::new());
     }
@@ -73,17 +78,6 @@ fn window_for(limit: i64) -> i64 {
     limit.saturating_mul(4)
 }
 
-/// The ids of the first row of each key in `window` (oldest first, as read). All of them go to the
-/// locking statement, which takes the first `limit` that no other round holds.
-fn heads_of_keys(window: &[(i64, String)]) -> Vec<i64> {
-    let mut seen = std::collections::HashSet::new();
-    window
-        .iter()
-        .filter(|(_, key)| seen.insert(key.as_str()))
-        .map(|(id, _)| *id)
-        .collect()
-}
-
 /// Mark rows the broker acknowledged.
 pub async fn mark_sent(tx: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
@@ -98,19 +92,4 @@ pub async fn backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         .fetch_one(pool)
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_oldest_row_of_each_key_in_the_window_is_a_head() {
-        let window: Vec<(i64, String)> = [(3, "a"), (5, "b"), (8, "a"), (9, "c"), (12, "b"), (13, "d")]
-            .into_iter()
-            .map(|(id, key)| (id, key.to_string()))
-            .collect();
-        assert_eq!(heads_of_keys(&window), vec![3, 5, 9, 13]);
-        assert!(heads_of_keys(&[]).is_empty());
-    }
 }
