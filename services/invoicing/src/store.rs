@@ -9,9 +9,10 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::HashSet;
 
-/// Stores `invoices` (delivery order; an order id may repeat) in three statements whatever their number,
-/// first write wins: `INSERT … ON CONFLICT (order_id) DO NOTHING` of the first of each order id, then the
-/// stored fingerprints decide for the others between a duplicate (same content) and a conflict.
+/// Stores `invoices` (delivery order; an order id may repeat), first write wins, in at most two statements
+/// whatever their number: one inserts the first of each order id with its lines (`ON CONFLICT (order_id)
+/// DO NOTHING`); only when some were stored before, a second reads their fingerprints, which decide for
+/// the others between a duplicate (same content) and a conflict.
 pub async fn insert_all(tx: &mut PgConnection, invoices: &[Invoice]) -> Result<Vec<Stored>, sqlx::Error> {
     let rows: Vec<(i64, String)> = invoices.iter().map(|i| (i.order_id, i.fingerprint())).collect();
     let firsts: Vec<(&Invoice, &str)> = keyed::first_of_each(&rows, |(order_id, _)| *order_id)
@@ -22,12 +23,25 @@ pub async fn insert_all(tx: &mut PgConnection, invoices: &[Invoice]) -> Result<V
         return Ok(Vec::new());
     }
     let column = |f: fn(&Invoice) -> &str| firsts.iter().map(|(i, _)| f(i)).collect::<Vec<_>>();
+    // The lines of every first go along; only those of the invoices this statement inserted are stored.
+    let lines: Vec<(i64, i32, &InvoiceLine)> = firsts
+        .iter()
+        .flat_map(|(i, _)| (1i32..).zip(&i.lines).map(|(no, line)| (i.order_id, no, line)))
+        .collect();
     let inserted: HashSet<i64> = sqlx::query_scalar(
-        "INSERT INTO invoices (order_id, customer_id, firstname, name, email, billing_street, billing_zip,
-                               billing_city, updated, fingerprint)
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                              $7::text[], $8::text[], $9::timestamptz[], $10::text[])
-         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+        "WITH new AS (
+             INSERT INTO invoices (order_id, customer_id, firstname, name, email, billing_street, billing_zip,
+                                   billing_city, updated, fingerprint)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::timestamptz[], $10::text[])
+             ON CONFLICT (order_id) DO NOTHING RETURNING order_id
+         ), new_lines AS (
+             INSERT INTO invoice_lines (order_id, line_no, count, item_id, item_name, price)
+             SELECT l.* FROM UNNEST($11::bigint[], $12::int[], $13::int[], $14::bigint[], $15::text[],
+                                    $16::numeric[]) AS l (order_id, line_no, count, item_id, item_name, price)
+             WHERE l.order_id IN (SELECT order_id FROM new)
+         )
+         SELECT order_id FROM new",
     )
     .bind(firsts.iter().map(|(i, _)| i.order_id).collect::<Vec<_>>())
     .bind(firsts.iter().map(|(i, _)| i.customer_id).collect::<Vec<_>>())
@@ -39,31 +53,23 @@ pub async fn insert_all(tx: &mut PgConnection, invoices: &[Invoice]) -> Result<V
     .bind(column(|i| &i.billing_address.city))
     .bind(firsts.iter().map(|(i, _)| i.updated).collect::<Vec<_>>())
     .bind(firsts.iter().map(|(_, f)| *f).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
+    .bind(
+        lines
+            .iter()
+            .map(|(_, _, l)| l.item_name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(lines.iter().map(|(_, _, l)| l.price).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
     .collect();
     let stored =
         store::stored_fingerprints(tx, "invoices", firsts.iter().map(|(i, _)| i.order_id), &inserted).await?;
-    let lines: Vec<(i64, i32, &InvoiceLine)> = firsts
-        .iter()
-        .filter(|(i, _)| inserted.contains(&i.order_id))
-        .flat_map(|(i, _)| (1i32..).zip(&i.lines).map(|(no, line)| (i.order_id, no, line)))
-        .collect();
-    if !lines.is_empty() {
-        sqlx::query(
-            "INSERT INTO invoice_lines (order_id, line_no, count, item_id, item_name, price)
-             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::int[], $4::bigint[], $5::text[], $6::numeric[])",
-        )
-        .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.item_name.as_str()).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.price).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-    }
     Ok(store::outcomes(&rows, &inserted, &stored, "invoiced"))
 }
 

@@ -8,9 +8,10 @@ use ordersystem_service_kit::keyed;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::HashSet;
 
-/// Stores `shipments` (delivery order; an order id may repeat) in three statements whatever their number,
-/// first write wins: `INSERT … ON CONFLICT (order_id) DO NOTHING` of the first of each order id, then the
-/// stored fingerprints decide for the others between a duplicate (same content) and a conflict.
+/// Stores `shipments` (delivery order; an order id may repeat), first write wins, in at most two statements
+/// whatever their number: one inserts the first of each order id with its lines (`ON CONFLICT (order_id)
+/// DO NOTHING`); only when some were stored before, a second reads their fingerprints, which decide for
+/// the others between a duplicate (same content) and a conflict.
 pub async fn insert_all(tx: &mut PgConnection, shipments: &[Shipment]) -> Result<Vec<Stored>, sqlx::Error> {
     let rows: Vec<(i64, String)> = shipments.iter().map(|s| (s.order_id, s.fingerprint())).collect();
     let firsts: Vec<(&Shipment, &str)> = keyed::first_of_each(&rows, |(order_id, _)| *order_id)
@@ -21,12 +22,25 @@ pub async fn insert_all(tx: &mut PgConnection, shipments: &[Shipment]) -> Result
         return Ok(Vec::new());
     }
     let column = |f: fn(&Shipment) -> &str| firsts.iter().map(|(s, _)| f(s)).collect::<Vec<_>>();
+    // The lines of every first go along; only those of the shipments this statement inserted are stored.
+    let lines: Vec<(i64, i32, &ShipmentLine)> = firsts
+        .iter()
+        .flat_map(|(s, _)| (1i32..).zip(&s.lines).map(|(no, line)| (s.order_id, no, line)))
+        .collect();
     let inserted: HashSet<i64> = sqlx::query_scalar(
-        "INSERT INTO shipments (order_id, customer_id, firstname, name, shipping_street, shipping_zip,
-                                shipping_city, updated, fingerprint)
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                              $7::text[], $8::timestamptz[], $9::text[])
-         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+        "WITH new AS (
+             INSERT INTO shipments (order_id, customer_id, firstname, name, shipping_street, shipping_zip,
+                                    shipping_city, updated, fingerprint)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                  $7::text[], $8::timestamptz[], $9::text[])
+             ON CONFLICT (order_id) DO NOTHING RETURNING order_id
+         ), new_lines AS (
+             INSERT INTO shipment_lines (order_id, line_no, count, item_id, item_name)
+             SELECT l.* FROM UNNEST($10::bigint[], $11::int[], $12::int[], $13::bigint[], $14::text[])
+                 AS l (order_id, line_no, count, item_id, item_name)
+             WHERE l.order_id IN (SELECT order_id FROM new)
+         )
+         SELECT order_id FROM new",
     )
     .bind(firsts.iter().map(|(s, _)| s.order_id).collect::<Vec<_>>())
     .bind(firsts.iter().map(|(s, _)| s.customer_id).collect::<Vec<_>>())
@@ -37,6 +51,16 @@ pub async fn insert_all(tx: &mut PgConnection, shipments: &[Shipment]) -> Result
     .bind(column(|s| &s.shipping_address.city))
     .bind(firsts.iter().map(|(s, _)| s.updated).collect::<Vec<_>>())
     .bind(firsts.iter().map(|(_, f)| *f).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
+    .bind(
+        lines
+            .iter()
+            .map(|(_, _, l)| l.item_name.as_str())
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
@@ -44,29 +68,6 @@ pub async fn insert_all(tx: &mut PgConnection, shipments: &[Shipment]) -> Result
     let stored =
         store::stored_fingerprints(tx, "shipments", firsts.iter().map(|(s, _)| s.order_id), &inserted)
             .await?;
-    let lines: Vec<(i64, i32, &ShipmentLine)> = firsts
-        .iter()
-        .filter(|(s, _)| inserted.contains(&s.order_id))
-        .flat_map(|(s, _)| (1i32..).zip(&s.lines).map(|(no, line)| (s.order_id, no, line)))
-        .collect();
-    if !lines.is_empty() {
-        sqlx::query(
-            "INSERT INTO shipment_lines (order_id, line_no, count, item_id, item_name)
-             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::int[], $4::bigint[], $5::text[])",
-        )
-        .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
-        .bind(
-            lines
-                .iter()
-                .map(|(_, _, l)| l.item_name.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
     Ok(store::outcomes(&rows, &inserted, &stored, "shipped"))
 }
 
