@@ -37,7 +37,7 @@ use store::DeadLetter;
 
 /// Most records stored in one transaction: those already fetched when the loop takes the next record.
 /// Under load this turns one commit per record into one per batch; idle, a batch is one record. A batch
-/// costs about the same whatever its size (three statements and a commit), so a member that fell behind
+/// costs about the same whatever its size (one or two statements and a commit), so a member that fell behind
 /// catches up by taking more at once; 1,000 events are about 1 MiB in hand.
 const MAX_BATCH: usize = 1000;
 /// Pause after a failed receive; short, so shutdown is not held up.
