@@ -1,4 +1,5 @@
-//! The load generator: `POST /api/orders` over loopback HTTP, either open-loop at a fixed rate (a request
+//! The load generator: orders over loopback HTTP (`POST /api/orders`, or the reference implementation's
+//! order form), either open-loop at a fixed rate (a request
 //! is due every 1/rate seconds whether or not earlier ones have returned, up to `max_in_flight`) or
 //! closed-loop at maximum rate (`concurrency` clients, each sending its next order when the last returned).
 //! Bounded by a count and a time; every accepted order is recorded with the wall-clock time its request was
@@ -19,10 +20,29 @@ pub enum Pace {
     Max { concurrency: usize },
 }
 
+/// Which service answers, and so how an order is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// This system's order service: JSON to `POST /api/orders`, `201 Created` with the order's id.
+    OrderSystem,
+    /// The reference implementation's order service: its web form to `POST /`, `200` with an HTML page
+    /// that does not name the order.
+    Reference,
+}
+
+/// How a report names the pace.
+pub fn describe(pace: Pace) -> String {
+    match pace {
+        Pace::Rate { per_second, .. } => format!("rate {per_second}/s"),
+        Pace::Max { concurrency } => format!("max ({concurrency} clients)"),
+    }
+}
+
 /// One accepted order.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepted {
-    pub order_id: i64,
+    /// The id the service gave it, where its answer says.
+    pub order_id: Option<i64>,
     /// Unix time in microseconds when its request was sent.
     pub sent_us: i64,
     /// How long `POST /api/orders` took.
@@ -52,7 +72,7 @@ pub fn unix_micros(at: SystemTime) -> i64 {
 }
 
 /// The n-th order: both customers, all four items, one to five pieces (as `e2e::shop` places them).
-fn body(n: u64) -> serde_json::Value {
+fn json_body(n: u64) -> serde_json::Value {
     json!({
         "customerId": 1 + n % 2,
         "shippingAddress": {"street": format!("Ohlauer Str. {n}"), "zip": "10999", "city": "Berlin"},
@@ -61,8 +81,35 @@ fn body(n: u64) -> serde_json::Value {
     })
 }
 
+/// The same n-th order as the reference's form sends it (its customers and items are numbered 1… too).
+fn form_body(n: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("customer", (1 + n % 2).to_string()),
+        ("shippingAddress.street", format!("Ohlauer Str. {n}")),
+        ("shippingAddress.zip", "10999".into()),
+        ("shippingAddress.city", "Berlin".into()),
+        ("billingAddress.street", "Krischerstr. 100".into()),
+        ("billingAddress.zip", "40789".into()),
+        ("billingAddress.city", "Monheim am Rhein".into()),
+        ("orderLine[0].count", (1 + n % 5).to_string()),
+        ("orderLine[0].item", (1 + n % 4).to_string()),
+    ]
+}
+
+/// Start of the measured window, in unix µs: after the warm-up, or the whole run when it ended (bounded by
+/// its count) within the warm-up.
+pub fn window_start(start_us: i64, end_us: i64, warmup: Duration) -> i64 {
+    let warmup_us = i64::try_from(warmup.as_micros()).unwrap_or(i64::MAX);
+    if end_us - start_us > warmup_us {
+        start_us + warmup_us
+    } else {
+        start_us
+    }
+}
+
 struct Shared {
     http: reqwest::Client,
+    api: Api,
     url: String,
     progress: Arc<Progress>,
     result: Mutex<LoadResult>,
@@ -74,21 +121,43 @@ impl Shared {
         let sent = SystemTime::now();
         let started = Instant::now();
         let outcome = async {
-            let response = self
-                .http
-                .post(&self.url)
-                .json(&body(n))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status();
-            let created: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-            if status != 201 {
-                return Err(format!("POST /api/orders answered {status}: {created}"));
+            match self.api {
+                Api::OrderSystem => {
+                    let response = self
+                        .http
+                        .post(&self.url)
+                        .json(&json_body(n))
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let status = response.status();
+                    let created: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+                    if status != 201 {
+                        return Err(format!("POST /api/orders answered {status}: {created}"));
+                    }
+                    let id = created["id"]
+                        .as_i64()
+                        .ok_or_else(|| format!("no id in {created}"))?;
+                    Ok(Some(id))
+                }
+                Api::Reference => {
+                    let response = self
+                        .http
+                        .post(&self.url)
+                        .form(&form_body(n))
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let status = response.status();
+                    // Read the page whole: the request is done when its answer is.
+                    let page = response.text().await.map_err(|e| e.to_string())?;
+                    if status != 200 {
+                        let start: String = page.chars().take(200).collect();
+                        return Err(format!("POST / answered {status}: {start}"));
+                    }
+                    Ok(None)
+                }
             }
-            created["id"]
-                .as_i64()
-                .ok_or_else(|| format!("no id in {created}"))
         }
         .await;
         let accept_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
@@ -116,6 +185,7 @@ impl Shared {
 /// Send up to `count` orders to `order_url` (its base URL) for at most `duration`, then wait for the
 /// requests in flight.
 pub async fn run(
+    api: Api,
     order_url: &str,
     pace: Pace,
     count: u64,
@@ -133,7 +203,11 @@ pub async fn run(
         .unwrap_or_default();
     let shared = Arc::new(Shared {
         http,
-        url: format!("{order_url}/api/orders"),
+        api,
+        url: match api {
+            Api::OrderSystem => format!("{order_url}/api/orders"),
+            Api::Reference => format!("{order_url}/"),
+        },
         progress,
         result: Mutex::new(LoadResult::default()),
     });
@@ -156,6 +230,10 @@ pub async fn run(
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
+                // A service that cannot keep up holds every slot: the time bound still holds.
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
                 let shared = shared.clone();
                 tasks.push(tokio::spawn(async move {
                     shared.place(n).await;
@@ -185,4 +263,42 @@ pub async fn run(
     }
     let shared = Arc::into_inner(shared).map(|s| s.result.into_inner());
     shared.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_starts_after_the_warm_up_unless_the_run_ended_within_it() {
+        let warmup = Duration::from_secs(10);
+        assert_eq!(window_start(1_000_000, 71_000_000, warmup), 11_000_000);
+        // Bounded by its count, the run ended after 4 s: all of it is measured.
+        assert_eq!(window_start(1_000_000, 5_000_000, warmup), 1_000_000);
+    }
+
+    #[test]
+    fn the_form_sends_the_same_order_as_the_json() {
+        for n in [0, 1, 7, 1234] {
+            let json = json_body(n);
+            let form: std::collections::HashMap<_, _> = form_body(n).into_iter().collect();
+            assert_eq!(form["customer"], json["customerId"].to_string());
+            assert_eq!(
+                form["orderLine[0].item"],
+                json["orderLine"][0]["itemId"].to_string()
+            );
+            assert_eq!(
+                form["orderLine[0].count"],
+                json["orderLine"][0]["count"].to_string()
+            );
+            assert_eq!(
+                form["shippingAddress.street"],
+                json["shippingAddress"]["street"].as_str().unwrap_or_default()
+            );
+            assert_eq!(
+                form["billingAddress.city"],
+                json["billingAddress"]["city"].as_str().unwrap_or_default()
+            );
+        }
+    }
 }

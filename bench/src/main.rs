@@ -3,8 +3,10 @@
 //! The figures and how they were taken are recorded in BENCHMARKS.md.
 
 mod load;
+mod meter;
 mod operator;
 mod procfs;
+mod reference;
 mod services;
 mod stack;
 mod stats;
@@ -36,13 +38,17 @@ enum Scenario {
     /// Orders over HTTP into order, end to end into invoicing and shipping (release binaries as processes,
     /// the shared Kafka and Postgres from `/tmp/ordersystem/env`).
     Services(ServicesArgs),
+    /// The same load against the reference Spring Boot implementation (ewolff/microservice-kafka, built by
+    /// you with `mvn package`), beside the same Kafka and Postgres, for a side-by-side comparison.
+    Reference(ReferenceArgs),
     /// The operator binary against the API server: spec change → child objects updated and → Ready;
     /// RSS idle and with many OrderSystems.
     Operator(operator::Args),
 }
 
+/// How orders are sent and how long: the same for this system and for the reference.
 #[derive(Debug, Args)]
-struct ServicesArgs {
+struct LoadArgs {
     /// Orders per second, open loop. Without it: maximum rate (closed loop, --concurrency clients).
     #[arg(long)]
     rate: Option<f64>,
@@ -73,6 +79,46 @@ struct ServicesArgs {
     /// Where the services' logs go.
     #[arg(long, default_value = "/tmp/ordersystem/bench")]
     log_dir: PathBuf,
+}
+
+impl LoadArgs {
+    fn pace(&self) -> load::Pace {
+        match self.rate {
+            Some(per_second) => load::Pace::Rate {
+                per_second,
+                max_in_flight: self.max_in_flight,
+            },
+            None => load::Pace::Max {
+                concurrency: self.concurrency,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServicesArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Debug, Args)]
+struct ReferenceArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// The reference's Maven project (its `microservice-kafka` directory) after `mvn package`: the jars
+    /// are taken from each service's `target/`.
+    #[arg(long)]
+    reference_dir: PathBuf,
+    /// The Java runtime to run the jars with.
+    #[arg(long, default_value = "java")]
+    java: PathBuf,
+    /// JVM options, space-separated. Default: those of the reference's own Dockerfiles.
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        default_value = "-Xmx400m -Xms400m -XX:TieredStopAtLevel=1"
+    )]
+    java_options: String,
 }
 
 fn bin_dir(cli: &Cli) -> PathBuf {
@@ -106,30 +152,42 @@ async fn main() -> Result<()> {
     };
     match &cli.scenario {
         Scenario::Services(args) => {
-            let pace = match args.rate {
-                Some(per_second) => load::Pace::Rate {
-                    per_second,
-                    max_in_flight: args.max_in_flight,
-                },
-                None => load::Pace::Max {
-                    concurrency: args.concurrency,
-                },
-            };
+            let load = &args.load;
             let settings = services::Settings {
-                pace,
-                count: args.count,
-                warmup: Duration::from_secs_f64(args.warmup),
-                duration: Duration::from_secs_f64(args.duration),
-                replicas: args.replicas,
-                partitions: args.partitions,
-                drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+                pace: load.pace(),
+                count: load.count,
+                warmup: Duration::from_secs_f64(load.warmup),
+                duration: Duration::from_secs_f64(load.duration),
+                replicas: load.replicas,
+                partitions: load.partitions,
+                drain_timeout: Duration::from_secs_f64(load.drain_timeout),
                 bin_dir: bin_dir(&cli),
-                log_dir: args.log_dir.join(ordersystem_testkit::names::unique("run")),
+                log_dir: load.log_dir.join(ordersystem_testkit::names::unique("run")),
             };
             let report = services::run(&settings).await?;
             services::print(&report);
             write_json(&cli.json, &envelope(serde_json::to_value(&report)?))?;
-            services::verdict(&report)
+            stats::require(&report.exactly_once)
+        }
+        Scenario::Reference(args) => {
+            let load = &args.load;
+            let settings = reference::Settings {
+                reference_dir: args.reference_dir.clone(),
+                java: args.java.clone(),
+                java_options: args.java_options.split_whitespace().map(String::from).collect(),
+                pace: load.pace(),
+                count: load.count,
+                warmup: Duration::from_secs_f64(load.warmup),
+                duration: Duration::from_secs_f64(load.duration),
+                replicas: load.replicas,
+                partitions: load.partitions,
+                drain_timeout: Duration::from_secs_f64(load.drain_timeout),
+                log_dir: load.log_dir.join(ordersystem_testkit::names::unique("reference")),
+            };
+            let report = reference::run(&settings).await?;
+            reference::print(&report);
+            write_json(&cli.json, &envelope(serde_json::to_value(&report)?))?;
+            stats::require(&report.exactly_once)
         }
         Scenario::Operator(args) => {
             let report = operator::run(args, &bin_dir(&cli)).await?;

@@ -7,6 +7,7 @@
 //! ones with zero replicas: topics, schemas, roles, Secrets and Deployments, no pods). Changes are observed
 //! by polling every 10 ms. Everything is created with `deletionPolicy: Delete` and removed at the end.
 
+use crate::meter::mib;
 use crate::procfs;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -71,10 +72,6 @@ pub struct Report {
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0
-}
-
-fn mib(bytes: u64) -> f64 {
-    (bytes as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0
 }
 
 /// The operator process, stopped with SIGTERM on drop.

@@ -8,10 +8,11 @@
 //! polled while the load runs except each service's `/metrics` once a second for the progress line.
 
 use crate::load::{self, Accepted, Pace, Progress};
+use crate::meter::{self, Meter, Usage, round1};
 use crate::procfs;
 use crate::stack::{Stack, StackConfig};
 use crate::stats::{self, ExactlyOnce, Latency};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ordersystem_testkit::schema::ServiceDb;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
@@ -40,20 +41,13 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ProcessFigures {
-    pub name: String,
-    pub rss_idle_mib: f64,
-    pub rss_peak_mib: f64,
-    /// CPU seconds from the first order sent until every order was stored, per 1,000 orders.
-    pub cpu_ms_per_1000_orders: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: &'static str,
     pub mode: String,
     pub replicas: usize,
     pub partitions: i32,
+    /// From starting the processes until every one answered `/readyz` and every consumer held partitions.
+    pub startup_s: f64,
     pub warmup_s: f64,
     /// Length of the measured window (after the warm-up, until the last order was sent).
     pub window_s: f64,
@@ -76,23 +70,12 @@ pub struct Report {
     pub relay_to_stored: Latency,
     /// From the last order sent until every order was stored.
     pub drain_s: f64,
-    pub processes: Vec<ProcessFigures>,
-    /// CPU of the shared infrastructure over the same span (includes whatever else ran on it).
-    pub infra_cpu_ms_per_1000_orders: BTreeMap<String, f64>,
-    /// Busy share of all cores over the run.
-    pub machine_cpu_busy_percent: f64,
+    #[serde(flatten)]
+    pub usage: Usage,
     pub load_average_before: String,
     pub load_average_after: String,
     pub exactly_once: ExactlyOnce,
     pub durability: serde_json::Value,
-}
-
-fn mib(bytes: u64) -> f64 {
-    (bytes as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }
 
 /// Durability settings in force: Postgres server settings, the topic's replication and configs, and the
@@ -179,34 +162,6 @@ async fn count(db: &ServiceDb, table: &str) -> Result<i64> {
         .await?)
 }
 
-/// CPU time per process (and for the infrastructure) at one moment.
-struct CpuSnapshot {
-    processes: Vec<Duration>,
-    postgres: Duration,
-    kafka: Duration,
-    machine: (u64, u64),
-}
-
-fn kafka_pid() -> Option<u32> {
-    let pidfile =
-        std::env::var("ORDERSYSTEM_STATE").unwrap_or_else(|_| "/tmp/ordersystem".into()) + "/kafka/pid";
-    std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
-}
-
-fn cpu_snapshot(pids: &[u32], ticks: u64) -> CpuSnapshot {
-    CpuSnapshot {
-        processes: pids
-            .iter()
-            .map(|pid| procfs::cpu_time(*pid, ticks).unwrap_or_default())
-            .collect(),
-        postgres: procfs::cpu_time_sum(&procfs::pids_named("postgres"), ticks),
-        kafka: kafka_pid()
-            .and_then(|pid| procfs::cpu_time(pid, ticks))
-            .unwrap_or_default(),
-        machine: procfs::machine_jiffies(),
-    }
-}
-
 pub async fn run(settings: &Settings) -> Result<Report> {
     let load_before = procfs::load_average();
     eprintln!(
@@ -240,32 +195,22 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         .context("no order process")?;
     // Idle: ready, connected, nothing to do for a moment.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pids: Vec<u32> = stack.processes.iter().map(|p| p.pid()).collect();
-    let idle: Vec<u64> = pids
-        .iter()
-        .map(|pid| procfs::rss_bytes(*pid).unwrap_or(0))
-        .collect();
-    let mut peak = idle.clone();
-    let ticks = procfs::clock_ticks();
-
+    let mut meter = Meter::start(&stack.processes);
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
     let started_wall = SystemTime::now();
-    let cpu_start = cpu_snapshot(&pids, ticks);
     let total = settings.warmup + settings.duration;
     let load = tokio::spawn({
         let (url, pace, count, progress) =
             (order_url.clone(), settings.pace, settings.count, progress.clone());
-        async move { load::run(&url, pace, count, total, progress).await }
+        async move { load::run(load::Api::OrderSystem, &url, pace, count, total, progress).await }
     });
     let http = reqwest::Client::new();
     let mut last_accepted = 0;
     while !load.is_finished() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         stack.check_alive()?;
-        for (i, pid) in pids.iter().enumerate() {
-            peak[i] = peak[i].max(procfs::rss_bytes(*pid).unwrap_or(0));
-        }
+        meter.sample();
         let accepted = progress.accepted.load(Ordering::Relaxed);
         let phase = if started.elapsed() < settings.warmup {
             "warm-up"
@@ -291,32 +236,16 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
     }
     let result = load.await?;
     let load_end_wall = SystemTime::now();
-    let sending = started.elapsed();
 
-    // Drain: wait until every order the service stored has its invoice and shipment.
-    let orders = count(&stack.order_db, "orders").await?;
-    let drain_started = Instant::now();
-    loop {
-        let invoices = count(&stack.invoicing_db, "invoices").await?;
-        let shipments = count(&stack.shipping_db, "shipments").await?;
-        for (i, pid) in pids.iter().enumerate() {
-            peak[i] = peak[i].max(procfs::rss_bytes(*pid).unwrap_or(0));
-        }
-        if invoices >= orders && shipments >= orders {
-            break;
-        }
-        if drain_started.elapsed() > settings.drain_timeout {
-            eprintln!(
-                "[bench] drain timed out after {:?}: {invoices} invoices, {shipments} shipments of {orders} orders",
-                settings.drain_timeout
-            );
-            break;
-        }
-        eprintln!("[bench] draining: {invoices} invoices, {shipments} shipments of {orders} orders");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let drain = drain_started.elapsed();
-    let cpu_end = cpu_snapshot(&pids, ticks);
+    let drain = drain(settings.drain_timeout, &mut meter, async || {
+        Ok((
+            count(&stack.order_db, "orders").await?,
+            count(&stack.invoicing_db, "invoices").await?,
+            count(&stack.shipping_db, "shipments").await?,
+        ))
+    })
+    .await?;
+    let usage = meter.finish(result.accepted.len());
     let load_after = procfs::load_average();
     // Settle, then the exactly-once check sees everything a redelivery might still add.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -327,7 +256,7 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
     let shipments = stored_at(&stack.shipping_db, "shipments").await?;
     let dead_letters =
         count(&stack.invoicing_db, "dead_letters").await? + count(&stack.shipping_db, "dead_letters").await?;
-    let accepted_ids: BTreeSet<i64> = result.accepted.iter().map(|a| a.order_id).collect();
+    let accepted_ids: BTreeSet<i64> = result.accepted.iter().filter_map(|a| a.order_id).collect();
     let check = stats::exactly_once(
         &accepted_ids,
         &order_ids,
@@ -336,16 +265,9 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         dead_letters,
     );
 
-    // The measured window: after the warm-up until the last order was sent (a count-bounded run shorter
-    // than the warm-up is measured whole).
     let start_us = load::unix_micros(started_wall);
     let end_us = load::unix_micros(load_end_wall);
-    let warmup_us = i64::try_from(settings.warmup.as_micros()).unwrap_or(i64::MAX);
-    let window_start = if end_us - start_us > warmup_us {
-        start_us + warmup_us
-    } else {
-        start_us
-    };
+    let window_start = load::window_start(start_us, end_us, settings.warmup);
     let window_s = (end_us - window_start) as f64 / 1e6;
     let stored: BTreeMap<i64, i64> = {
         let ships: BTreeMap<i64, i64> = shipments.into_iter().collect();
@@ -361,12 +283,13 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         .collect();
     let e2e: Vec<i64> = in_window
         .iter()
-        .filter_map(|a| stored.get(&a.order_id).map(|at| at - a.sent_us))
+        .filter_map(|a| a.order_id.and_then(|id| stored.get(&id)).map(|at| at - a.sent_us))
         .collect();
     let outbox = outbox_times(&stack.order_db).await?;
     let (mut outbox_wait, mut relay_to_stored) = (Vec::new(), Vec::new());
     for a in &in_window {
-        if let (Some((created, sent)), Some(at)) = (outbox.get(&a.order_id), stored.get(&a.order_id)) {
+        let Some(id) = a.order_id else { continue };
+        if let (Some((created, sent)), Some(at)) = (outbox.get(&id), stored.get(&id)) {
             outbox_wait.push(sent - created);
             relay_to_stored.push(at - sent);
         }
@@ -376,42 +299,12 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         .filter(|at| **at >= window_start && **at <= end_us)
         .count();
 
-    let orders_done = result.accepted.len().max(1) as f64;
-    let per_1000 = |d: Duration| round1(d.as_secs_f64() * 1000.0 / orders_done * 1000.0);
-    let processes = stack
-        .processes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| ProcessFigures {
-            name: p.name.clone(),
-            rss_idle_mib: mib(idle[i]),
-            rss_peak_mib: mib(peak[i]),
-            cpu_ms_per_1000_orders: per_1000(cpu_end.processes[i].saturating_sub(cpu_start.processes[i])),
-        })
-        .collect();
-    let mut infra = BTreeMap::new();
-    infra.insert(
-        "postgres (all backends)".to_string(),
-        per_1000(cpu_end.postgres.saturating_sub(cpu_start.postgres)),
-    );
-    infra.insert(
-        "kafka broker".to_string(),
-        per_1000(cpu_end.kafka.saturating_sub(cpu_start.kafka)),
-    );
-    let (busy, all) = (
-        cpu_end.machine.0.saturating_sub(cpu_start.machine.0),
-        cpu_end.machine.1.saturating_sub(cpu_start.machine.1),
-    );
-    let mode = match settings.pace {
-        Pace::Rate { per_second, .. } => format!("rate {per_second}/s"),
-        Pace::Max { concurrency } => format!("max ({concurrency} clients)"),
-    };
-    let _ = sending;
     Ok(Report {
         scenario: "services",
-        mode,
+        mode: load::describe(settings.pace),
         replicas: settings.replicas,
         partitions: settings.partitions,
+        startup_s: round1(stack.startup.as_secs_f64()),
         warmup_s: (window_start - start_us) as f64 / 1e6,
         window_s: round1(window_s),
         sent: progress.sent.load(Ordering::Relaxed),
@@ -425,14 +318,38 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         outbox_wait: Latency::of(outbox_wait),
         relay_to_stored: Latency::of(relay_to_stored),
         drain_s: round1(drain.as_secs_f64()),
-        processes,
-        infra_cpu_ms_per_1000_orders: infra,
-        machine_cpu_busy_percent: round1(busy as f64 * 100.0 / all.max(1) as f64),
+        usage,
         load_average_before: load_before,
         load_average_after: load_after,
         exactly_once: check,
         durability,
     })
+}
+
+/// Waits until `stored()` — (orders, invoices, shipments) — shows an invoice and a shipment for every
+/// order, or `timeout` has passed; samples RSS meanwhile. Returns how long it waited.
+pub async fn drain(
+    timeout: Duration,
+    meter: &mut Meter,
+    mut stored: impl AsyncFnMut() -> Result<(i64, i64, i64)>,
+) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let (orders, invoices, shipments) = stored().await?;
+        meter.sample();
+        if invoices >= orders && shipments >= orders {
+            break;
+        }
+        if started.elapsed() > timeout {
+            eprintln!(
+                "[bench] drain timed out after {timeout:?}: {invoices} invoices, {shipments} shipments of {orders} orders"
+            );
+            break;
+        }
+        eprintln!("[bench] draining: {invoices} invoices, {shipments} shipments of {orders} orders");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(started.elapsed())
 }
 
 /// Order id → (unix µs the outbox row was written, unix µs the relay round that published it began).
@@ -468,8 +385,8 @@ pub fn print(report: &Report) {
     let l = &report.end_to_end_latency;
     let a = &report.accept_latency;
     println!(
-        "services: {} | {} invoicing + {} shipping replicas, {} partitions",
-        report.mode, report.replicas, report.replicas, report.partitions
+        "services: {} | {} invoicing + {} shipping replicas, {} partitions; ready after {:.1} s",
+        report.mode, report.replicas, report.replicas, report.partitions, report.startup_s
     );
     println!(
         "  window                {:>8.1} s after {:.1} s warm-up; drain {:.1} s",
@@ -501,41 +418,10 @@ pub fn print(report: &Report) {
             l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
         );
     }
-    println!(
-        "  {:<24} {:>10} {:>10} {:>18}",
-        "process", "RSS idle", "RSS peak", "CPU ms/1000 orders"
-    );
-    for p in &report.processes {
-        println!(
-            "  {:<24} {:>6.1} MiB {:>6.1} MiB {:>18.1}",
-            p.name, p.rss_idle_mib, p.rss_peak_mib, p.cpu_ms_per_1000_orders
-        );
-    }
-    for (name, cpu) in &report.infra_cpu_ms_per_1000_orders {
-        println!("  {:<24} {:>10} {:>10} {:>18.1}", name, "", "", cpu);
-    }
+    meter::print(&report.usage);
     println!(
         "  machine CPU busy      {:>8.1} %; load average before {} after {}",
-        report.machine_cpu_busy_percent, report.load_average_before, report.load_average_after
+        report.usage.machine_cpu_busy_percent, report.load_average_before, report.load_average_after
     );
-    let e = &report.exactly_once;
-    if e.passed() {
-        println!(
-            "  exactly once          OK: {} orders, {} invoices, {} shipments, {} dead letters",
-            e.orders_stored, e.invoices, e.shipments, e.dead_letters
-        );
-    } else {
-        println!("  exactly once          FAILED: {}", e.problems.join("; "));
-    }
-}
-
-/// A run that lost or duplicated anything is a failure.
-pub fn verdict(report: &Report) -> Result<()> {
-    if !report.exactly_once.passed() {
-        bail!(
-            "exactly-once check failed: {}",
-            report.exactly_once.problems.join("; ")
-        );
-    }
-    Ok(())
+    stats::print_check(&report.exactly_once);
 }

@@ -27,9 +27,83 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
+    pub fn new(name: String, service: &'static str, base_url: String, child: Child) -> ServiceProcess {
+        ServiceProcess {
+            name,
+            service,
+            base_url,
+            child,
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+}
+
+impl Drop for ServiceProcess {
+    /// A run that failed midway still stops its processes (their schemas stay for inspection).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Fails naming the first process that is no longer running.
+pub fn check_alive(processes: &mut [ServiceProcess]) -> Result<()> {
+    for process in processes {
+        if let Some(exit) = process.exited()? {
+            bail!("{} exited with {exit} during the run (see its log)", process.name);
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM every process (they finish, commit and leave their groups) and wait up to 30 s for each before
+/// killing it.
+pub async fn terminate(processes: &mut [ServiceProcess]) -> Result<()> {
+    for process in processes.iter() {
+        if let Ok(pid) = i32::try_from(process.pid()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    for process in processes {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while process.exited()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = process.child.kill();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Delete `topic` and drop the schemas and login roles of `dbs`.
+pub async fn remove(bootstrap: &str, topic: &str, dbs: &[&ServiceDb]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    admin.delete_topics(&[topic], &AdminOptions::new()).await?;
+    let mut conn = PgConnection::connect(&env::database_url()).await?;
+    for db in dbs {
+        // Names come from `names::unique` ([a-z0-9_]); quoted anyway.
+        for statement in [
+            format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", db.schema),
+            format!("DROP ROLE IF EXISTS \"{}\"", db.user),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// What `Stack::start` needs.
@@ -49,6 +123,13 @@ pub struct Stack {
     pub invoicing_db: ServiceDb,
     pub shipping_db: ServiceDb,
     pub processes: Vec<ServiceProcess>,
+    /// From starting the first process until every one was ready and every consumer held its partitions.
+    pub startup: Duration,
+}
+
+/// A free TCP port on loopback for a service to listen on.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 const SERVICES: [&str; 3] = ["order", "invoicing", "shipping"];
@@ -63,10 +144,6 @@ fn binary(bin_dir: &Path, service: &str) -> Result<PathBuf> {
         );
     }
     Ok(path)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Stack {
@@ -85,11 +162,13 @@ impl Stack {
             invoicing_db: fresh_schema("bench_invoicing").await,
             shipping_db: fresh_schema("bench_shipping").await,
             processes: Vec::new(),
+            startup: Duration::ZERO,
         };
         std::fs::create_dir_all(&config.log_dir)
             .with_context(|| format!("log directory {}", config.log_dir.display()))?;
         // Consumers first, as the operator gates it: order starts once its readers are there.
         let groups = (names::unique("bench.invoicing"), names::unique("bench.shipping"));
+        let starting = Instant::now();
         for replica in 1..=config.consumer_replicas {
             stack.spawn(config, "invoicing", replica, Some(&groups.0))?;
             stack.spawn(config, "shipping", replica, Some(&groups.1))?;
@@ -97,6 +176,7 @@ impl Stack {
         stack.spawn(config, "order", 1, None)?;
         stack.wait_ready(Duration::from_secs(60)).await?;
         stack.wait_assigned(config, Duration::from_secs(60)).await?;
+        stack.startup = starting.elapsed();
         Ok(stack)
     }
 
@@ -164,12 +244,12 @@ impl Stack {
                 .env(wiring::KAFKA_GROUP_PROTOCOL, "consumer");
         }
         let child = command.spawn().with_context(|| format!("start {name}"))?;
-        self.processes.push(ServiceProcess {
+        self.processes.push(ServiceProcess::new(
             name,
             service,
-            base_url: format!("http://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{port}"),
             child,
-        });
+        ));
         Ok(())
     }
 
@@ -182,7 +262,7 @@ impl Stack {
                 if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
                     break;
                 }
-                if let Some(exit) = process.child.try_wait()? {
+                if let Some(exit) = process.exited()? {
                     bail!(
                         "{} exited with {exit} before it was ready (see its log)",
                         process.name
@@ -208,48 +288,18 @@ impl Stack {
 
     /// Whether every process is still running.
     pub fn check_alive(&mut self) -> Result<()> {
-        for process in &mut self.processes {
-            if let Some(exit) = process.child.try_wait()? {
-                bail!("{} exited with {exit} during the run (see its log)", process.name);
-            }
-        }
-        Ok(())
+        check_alive(&mut self.processes)
     }
 
-    /// SIGTERM every process (they finish, commit and leave their groups), then remove topic, schemas and
-    /// roles.
+    /// Stop every process, then remove topic, schemas and roles.
     pub async fn teardown(mut self) -> Result<()> {
-        for process in &self.processes {
-            if let Ok(pid) = i32::try_from(process.pid()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-        }
-        for process in &mut self.processes {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while process.child.try_wait()?.is_none() {
-                if Instant::now() > deadline {
-                    let _ = process.child.kill();
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()?;
-        admin.delete_topics(&[&self.topic], &AdminOptions::new()).await?;
-        let mut conn = PgConnection::connect(&env::database_url()).await?;
-        for db in [&self.order_db, &self.invoicing_db, &self.shipping_db] {
-            // Names come from `names::unique` ([a-z0-9_]); quoted anyway.
-            for statement in [
-                format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", db.schema),
-                format!("DROP ROLE IF EXISTS \"{}\"", db.user),
-            ] {
-                sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .execute(&mut conn)
-                    .await?;
-            }
-        }
-        Ok(())
+        terminate(&mut self.processes).await?;
+        remove(
+            &self.bootstrap,
+            &self.topic,
+            &[&self.order_db, &self.invoicing_db, &self.shipping_db],
+        )
+        .await
     }
 }
 
@@ -263,16 +313,4 @@ async fn scrape_one(http: &reqwest::Client, base_url: &str, metric: &str) -> f64
         .filter(|line| line.starts_with(metric))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-impl Drop for Stack {
-    /// A run that failed midway still stops its processes (their schemas stay for inspection).
-    fn drop(&mut self) {
-        for process in &mut self.processes {
-            if matches!(process.child.try_wait(), Ok(None)) {
-                let _ = process.child.kill();
-                let _ = process.child.wait();
-            }
-        }
-    }
 }

@@ -54,6 +54,26 @@ impl ExactlyOnce {
     }
 }
 
+/// Prints the check as the last row of a report's table.
+pub fn print_check(e: &ExactlyOnce) {
+    if e.passed() {
+        println!(
+            "  exactly once          OK: {} orders, {} invoices, {} shipments, {} dead letters",
+            e.orders_stored, e.invoices, e.shipments, e.dead_letters
+        );
+    } else {
+        println!("  exactly once          FAILED: {}", e.problems.join("; "));
+    }
+}
+
+/// A run that lost or duplicated anything is a failure, not a result.
+pub fn require(e: &ExactlyOnce) -> anyhow::Result<()> {
+    if !e.passed() {
+        anyhow::bail!("exactly-once check failed: {}", e.problems.join("; "));
+    }
+    Ok(())
+}
+
 /// Compares what was accepted and stored by order with what invoicing and shipping stored. `invoices` and
 /// `shipments` hold one entry per stored row (so a duplicate would show twice).
 pub fn exactly_once(

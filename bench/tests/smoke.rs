@@ -70,6 +70,11 @@ fn a_tiny_services_run_checks_exactly_once_and_writes_json() {
         "order + 2 + 2 consumers: {text}"
     );
     assert!(
+        report["startup_s"].as_f64().is_some_and(|s| s > 0.0),
+        "time until ready measured: {text}"
+    );
+    assert!(report["machine_cpu_busy_percent"].as_f64().is_some(), "{text}");
+    assert!(
         value["machine"]["cores"].as_u64().is_some_and(|c| c > 0),
         "{text}"
     );

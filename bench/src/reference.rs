@@ -1,0 +1,551 @@
+//! The `reference` scenario: the same load against the reference implementation this system follows, the
+//! Spring Boot services of "Microservices - A Practical Guide" (github.com/ewolff/microservice-kafka), run
+//! from jars the user built, beside the same broker and the same PostgreSQL: a topic with the same
+//! partitions, a schema and login role per service (as the operator provisions ours), the JVM options of
+//! the reference's own Dockerfiles.
+//!
+//! The reference keeps no time of its own for a stored invoice or shipment, so its end-to-end latency is
+//! read from PostgreSQL's commit timestamps (`track_commit_timestamp = on` is required): the later commit
+//! of an order's invoice and shipment minus the order's `updated`, which the order service sets while
+//! handling the `POST`. The same exactly-once check as for this system ends every run; the reference's
+//! tables key invoices and shipments by the order's id, so a duplicate cannot be stored, but a lost one
+//! shows.
+
+use crate::load::{self, Api, Pace, Progress};
+use crate::meter::{self, Meter, Usage, round1};
+use crate::procfs;
+use crate::services::drain;
+use crate::stack::{self, ServiceProcess};
+use crate::stats::{self, ExactlyOnce, Latency};
+use anyhow::{Context, Result, bail};
+use ordersystem_testkit::schema::{ServiceDb, fresh_schema};
+use ordersystem_testkit::{env, names};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
+use sqlx::{Connection, PgConnection, Row};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The reference's topic: its order service names it in code.
+const TOPIC: &str = "order";
+const SERVICES: [&str; 3] = ["order", "invoicing", "shipping"];
+
+/// The scenario's settings (see `ordersystem-bench reference --help`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub reference_dir: PathBuf,
+    pub java: PathBuf,
+    pub java_options: Vec<String>,
+    pub pace: Pace,
+    pub count: u64,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub replicas: usize,
+    pub partitions: i32,
+    pub drain_timeout: Duration,
+    pub log_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub implementation: &'static str,
+    pub java_options: Vec<String>,
+    pub mode: String,
+    pub replicas: usize,
+    pub partitions: i32,
+    /// From starting the first JVM until every service answered its health check and every consumer held
+    /// its partitions.
+    pub startup_s: f64,
+    pub warmup_s: f64,
+    pub window_s: f64,
+    pub sent: u64,
+    pub accepted: usize,
+    pub failed: u64,
+    pub failure_examples: Vec<String>,
+    pub accepted_per_s: f64,
+    /// Orders whose invoice and shipment were both committed within the window, per second.
+    pub end_to_end_per_s: f64,
+    /// Order saved (its `updated`) → invoice and shipment committed, orders saved in the window.
+    pub end_to_end_latency: Latency,
+    /// The form's `POST /` round trip, orders sent in the window.
+    pub accept_latency: Latency,
+    pub drain_s: f64,
+    #[serde(flatten)]
+    pub usage: Usage,
+    pub load_average_before: String,
+    pub load_average_after: String,
+    pub exactly_once: ExactlyOnce,
+}
+
+/// The reference's jar of `service` under its build directory (`mvn package` puts it in `target/`).
+fn jar(reference_dir: &Path, service: &str) -> Result<PathBuf> {
+    let target = reference_dir.join(format!("microservice-kafka-{service}/target"));
+    let prefix = format!("microservice-kafka-{service}-");
+    std::fs::read_dir(&target)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".jar"))
+        })
+        .with_context(|| {
+            format!(
+                "no {prefix}*.jar in {}: build the reference first (see BENCHMARKS.md, \"Side by side\")",
+                target.display()
+            )
+        })
+}
+
+/// The running reference: its topic, schemas and JVMs.
+struct ReferenceStack {
+    bootstrap: String,
+    dbs: Vec<ServiceDb>,
+    processes: Vec<ServiceProcess>,
+    /// When the first JVM was started.
+    started: Instant,
+}
+
+impl ReferenceStack {
+    async fn start(settings: &Settings) -> Result<ReferenceStack> {
+        let jars: Vec<PathBuf> = SERVICES
+            .iter()
+            .map(|s| jar(&settings.reference_dir, s))
+            .collect::<Result<_>>()?;
+        let bootstrap = env::kafka_bootstrap();
+        create_topic(&bootstrap, settings.partitions).await?;
+        let mut stack = ReferenceStack {
+            bootstrap,
+            dbs: Vec::new(),
+            processes: Vec::new(),
+            started: Instant::now(),
+        };
+        for service in SERVICES {
+            stack.dbs.push(fresh_schema(&format!("ref_{service}")).await);
+        }
+        std::fs::create_dir_all(&settings.log_dir)
+            .with_context(|| format!("log directory {}", settings.log_dir.display()))?;
+        let groups = [names::unique("ref.invoicing"), names::unique("ref.shipping")];
+        stack.started = Instant::now();
+        for (i, service) in SERVICES.iter().enumerate() {
+            let replicas = if *service == "order" { 1 } else { settings.replicas };
+            for replica in 1..=replicas {
+                let group = (i > 0).then(|| groups[i - 1].as_str());
+                stack.spawn(settings, &jars[i], i, replica, group)?;
+            }
+        }
+        Ok(stack)
+    }
+
+    fn spawn(
+        &mut self,
+        settings: &Settings,
+        jar: &Path,
+        service: usize,
+        replica: usize,
+        group: Option<&str>,
+    ) -> Result<()> {
+        let db = &self.dbs[service];
+        let port = stack::free_port()?;
+        let name = format!("ref-{}-{replica}", SERVICES[service]);
+        let log_path = settings.log_dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).with_context(|| format!("{}", log_path.display()))?;
+        let mut command = Command::new(&settings.java);
+        // Spring Boot reads its settings from the environment too; the password stays off the command line.
+        command
+            .args(&settings.java_options)
+            .arg("-jar")
+            .arg(jar)
+            .env("TZ", "UTC")
+            .env("SERVER_PORT", port.to_string())
+            .env("SPRING_KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
+            .env(
+                "SPRING_DATASOURCE_URL",
+                format!(
+                    "jdbc:postgresql://{}:{}/{}?currentSchema={}",
+                    db.host, db.port, db.name, db.schema
+                ),
+            )
+            .env("SPRING_DATASOURCE_USERNAME", &db.user)
+            .env("SPRING_DATASOURCE_PASSWORD", &db.password)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null());
+        if let Some(group) = group {
+            command.env("SPRING_KAFKA_CONSUMER_GROUP_ID", group);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("start {name} with {}", settings.java.display()))?;
+        self.processes.push(ServiceProcess::new(
+            name,
+            SERVICES[service],
+            format!("http://127.0.0.1:{port}"),
+            child,
+        ));
+        Ok(())
+    }
+
+    /// Waits until every JVM answers its health check and each consumer group holds every partition
+    /// (as its members' logs say), so no rebalance falls into the measurement.
+    async fn wait_ready(&mut self, settings: &Settings, timeout: Duration) -> Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        for process in &mut self.processes {
+            let url = format!("{}/actuator/health", process.base_url);
+            while !http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                if let Some(exit) = process.exited()? {
+                    bail!(
+                        "{} exited with {exit} before it was ready (see its log)",
+                        process.name
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!("{} not ready within {timeout:?}", process.name);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        for service in ["invoicing", "shipping"] {
+            loop {
+                let held: Vec<usize> = self
+                    .processes
+                    .iter()
+                    .filter(|p| p.service == service)
+                    .map(|p| assigned_partitions(&settings.log_dir.join(format!("{}.log", p.name))))
+                    .collect();
+                let everyone = held.len() > settings.partitions as usize || held.iter().all(|n| *n > 0);
+                if held.iter().sum::<usize>() == settings.partitions as usize && everyone {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{service}: partitions not assigned within {timeout:?} (members hold {held:?})");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// `table` of `SERVICES[service]`, schema-qualified and quoted.
+    fn table(&self, service: usize, table: &str) -> String {
+        format!("\"{}\".{table}", self.dbs[service].schema)
+    }
+
+    async fn teardown(mut self) -> Result<()> {
+        stack::terminate(&mut self.processes).await?;
+        let dbs: Vec<&ServiceDb> = self.dbs.iter().collect();
+        stack::remove(&self.bootstrap, TOPIC, &dbs).await
+    }
+}
+
+/// Partitions a Spring Kafka consumer holds, from the last "partitions assigned: [order-0, …]" line of its
+/// log (0 before its first assignment).
+fn assigned_partitions(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find_map(|line| line.split_once("partitions assigned: [").map(|(_, rest)| rest))
+        .map_or(0, |rest| {
+            let list = rest.split(']').next().unwrap_or_default();
+            list.split(',').filter(|p| !p.trim().is_empty()).count()
+        })
+}
+
+/// Creates the reference's topic; one left over from an interrupted run is deleted first.
+async fn create_topic(bootstrap: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let topic = [NewTopic::new(TOPIC, partitions, TopicReplication::Fixed(1))];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let outcome = admin.create_topics(&topic, &AdminOptions::new()).await?;
+        match outcome.into_iter().next() {
+            Some(Ok(_)) => return Ok(()),
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) if Instant::now() < deadline => {
+                eprintln!("[bench] topic {TOPIC} exists (an earlier run?): deleting it");
+                let _ = admin.delete_topics(&[TOPIC], &AdminOptions::new()).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some(Err((_, code))) => bail!("topic {TOPIC} not created: {code}"),
+            None => bail!("topic {TOPIC}: the broker gave no answer"),
+        }
+    }
+}
+
+/// Refuses early when the end-to-end latency could not be read afterwards.
+async fn require_commit_timestamps() -> Result<()> {
+    let mut conn = PgConnection::connect(&env::database_url()).await?;
+    let on: String = sqlx::query_scalar("SELECT current_setting('track_commit_timestamp')")
+        .fetch_one(&mut conn)
+        .await?;
+    if on != "on" {
+        bail!(
+            "PostgreSQL's track_commit_timestamp is off: the reference stores no time of its own, so its \
+             end-to-end latency is read from commit timestamps. Turn it on (ALTER SYSTEM SET \
+             track_commit_timestamp = on; then restart PostgreSQL) and run again."
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(settings: &Settings) -> Result<Report> {
+    require_commit_timestamps().await?;
+    let load_before = procfs::load_average();
+    eprintln!(
+        "[bench] starting the reference: 1 order, {r} invoicing, {r} shipping ({p} partitions); load average {load_before}",
+        r = settings.replicas,
+        p = settings.partitions
+    );
+    let mut stack = ReferenceStack::start(settings).await?;
+    let outcome = async {
+        stack.wait_ready(settings, Duration::from_secs(180)).await?;
+        let startup = stack.started.elapsed();
+        eprintln!(
+            "[bench] the reference is ready after {:.1} s",
+            startup.as_secs_f64()
+        );
+        measure(settings, &mut stack, load_before, startup).await
+    }
+    .await;
+    if outcome.is_ok() {
+        stack.teardown().await.context("teardown")?;
+    } else {
+        eprintln!("[bench] logs of the services: {}", settings.log_dir.display());
+    }
+    outcome
+}
+
+async fn measure(
+    settings: &Settings,
+    stack: &mut ReferenceStack,
+    load_before: String,
+    startup: Duration,
+) -> Result<Report> {
+    let order_url = stack.processes[0].base_url.clone();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut meter = Meter::start(&stack.processes);
+    let progress = Arc::new(Progress::default());
+    let started = Instant::now();
+    let started_wall = SystemTime::now();
+    let total = settings.warmup + settings.duration;
+    let load = tokio::spawn({
+        let (pace, count, progress) = (settings.pace, settings.count, progress.clone());
+        async move { load::run(Api::Reference, &order_url, pace, count, total, progress).await }
+    });
+    let mut last_accepted = 0;
+    while !load.is_finished() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stack::check_alive(&mut stack.processes)?;
+        meter.sample();
+        let accepted = progress.accepted.load(Ordering::Relaxed);
+        let phase = if started.elapsed() < settings.warmup {
+            "warm-up"
+        } else {
+            "measure"
+        };
+        eprintln!(
+            "[bench] {:>5.1}s {phase:<7} sent {:>7} accepted {:>7} ({:>5}/s) failed {} load {}",
+            started.elapsed().as_secs_f64(),
+            progress.sent.load(Ordering::Relaxed),
+            accepted,
+            accepted - last_accepted,
+            progress.failed.load(Ordering::Relaxed),
+            procfs::load_average(),
+        );
+        last_accepted = accepted;
+    }
+    let result = load.await?;
+    let load_end_wall = SystemTime::now();
+
+    let mut conn = PgConnection::connect(&env::database_url()).await?;
+    let (orders, invoices, shipments) = (
+        stack.table(0, "ordertable"),
+        stack.table(1, "invoice"),
+        stack.table(2, "shipment"),
+    );
+    let count = async |conn: &mut PgConnection, table: &str| -> Result<i64> {
+        let query = format!("SELECT count(*) FROM {table}");
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+            .fetch_one(conn)
+            .await?)
+    };
+    let drain = drain(settings.drain_timeout, &mut meter, async || {
+        Ok((
+            count(&mut conn, &orders).await?,
+            count(&mut conn, &invoices).await?,
+            count(&mut conn, &shipments).await?,
+        ))
+    })
+    .await?;
+    let usage = meter.finish(result.accepted.len());
+    let load_after = procfs::load_average();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack::check_alive(&mut stack.processes)?;
+
+    let ids = async |conn: &mut PgConnection, table: &str| -> Result<Vec<i64>> {
+        let query = format!("SELECT id FROM {table}");
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+            .fetch_all(conn)
+            .await?)
+    };
+    let order_ids: BTreeSet<i64> = ids(&mut conn, &orders).await?.into_iter().collect();
+    // The order service's answer names no order, so what was accepted is checked by number.
+    let mut check = stats::exactly_once(
+        &order_ids,
+        &order_ids,
+        &ids(&mut conn, &invoices).await?,
+        &ids(&mut conn, &shipments).await?,
+        0,
+    );
+    check.accepted = result.accepted.len();
+    if check.accepted > check.orders_stored {
+        check.problems.push(format!(
+            "{} orders accepted, {} stored by the order service",
+            check.accepted, check.orders_stored
+        ));
+    }
+
+    let start_us = load::unix_micros(started_wall);
+    let end_us = load::unix_micros(load_end_wall);
+    let window_start = load::window_start(start_us, end_us, settings.warmup);
+    let window_s = (end_us - window_start) as f64 / 1e6;
+    // (order saved, invoice and shipment both committed), unix µs, of every order.
+    let query = format!(
+        "SELECT (extract(epoch FROM o.updated) * 1000000)::bigint,
+                (extract(epoch FROM greatest(pg_xact_commit_timestamp(i.xmin),
+                                             pg_xact_commit_timestamp(s.xmin))) * 1000000)::bigint
+         FROM {orders} o JOIN {invoices} i ON i.id = o.id JOIN {shipments} s ON s.id = o.id"
+    );
+    let mut saved_stored = Vec::new();
+    for row in sqlx::query(sqlx::AssertSqlSafe(query))
+        .fetch_all(&mut conn)
+        .await?
+    {
+        saved_stored.push((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?));
+    }
+    let e2e: Vec<i64> = saved_stored
+        .iter()
+        .filter(|(saved, _)| *saved >= window_start)
+        .map(|(saved, stored)| stored - saved)
+        .collect();
+    let completed_in_window = saved_stored
+        .iter()
+        .filter(|(_, stored)| *stored >= window_start && *stored <= end_us)
+        .count();
+    let in_window: Vec<i64> = result
+        .accepted
+        .iter()
+        .filter(|a| a.sent_us >= window_start)
+        .map(|a| a.accept_us)
+        .collect();
+    Ok(Report {
+        scenario: "reference",
+        implementation: "ewolff/microservice-kafka (Spring Boot)",
+        java_options: settings.java_options.clone(),
+        mode: load::describe(settings.pace),
+        replicas: settings.replicas,
+        partitions: settings.partitions,
+        startup_s: round1(startup.as_secs_f64()),
+        warmup_s: (window_start - start_us) as f64 / 1e6,
+        window_s: round1(window_s),
+        sent: progress.sent.load(Ordering::Relaxed),
+        accepted: result.accepted.len(),
+        failed: result.failures,
+        failure_examples: result.failure_examples,
+        accepted_per_s: round1(in_window.len() as f64 / window_s.max(1e-9)),
+        end_to_end_per_s: round1(completed_in_window as f64 / window_s.max(1e-9)),
+        end_to_end_latency: Latency::of(e2e),
+        accept_latency: Latency::of(in_window),
+        drain_s: round1(drain.as_secs_f64()),
+        usage,
+        load_average_before: load_before,
+        load_average_after: load_after,
+        exactly_once: check,
+    })
+}
+
+/// The report as a table for people.
+pub fn print(report: &Report) {
+    let (l, a) = (&report.end_to_end_latency, &report.accept_latency);
+    println!(
+        "reference ({}): {} | {} invoicing + {} shipping replicas, {} partitions; ready after {:.1} s",
+        report.implementation,
+        report.mode,
+        report.replicas,
+        report.replicas,
+        report.partitions,
+        report.startup_s
+    );
+    println!(
+        "  window                {:>8.1} s after {:.1} s warm-up; drain {:.1} s",
+        report.window_s, report.warmup_s, report.drain_s
+    );
+    println!(
+        "  orders                {:>8} sent, {} accepted, {} failed",
+        report.sent, report.accepted, report.failed
+    );
+    println!("  accepted              {:>8.1} orders/s", report.accepted_per_s);
+    println!(
+        "  end to end            {:>8.1} orders/s (invoice and shipment committed within the window)",
+        report.end_to_end_per_s
+    );
+    println!(
+        "  latency saved→stored  p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  ({} orders)",
+        l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.samples
+    );
+    println!(
+        "  latency POST accepted p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
+        a.p50_ms, a.p90_ms, a.p99_ms, a.max_ms
+    );
+    meter::print(&report.usage);
+    println!(
+        "  machine CPU busy      {:>8.1} %; load average before {} after {}",
+        report.usage.machine_cpu_busy_percent, report.load_average_before, report.load_average_after
+    );
+    stats::print_check(&report.exactly_once);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_holds_the_partitions_of_its_last_assignment() {
+        let dir = std::env::temp_dir().join(names::unique("ref-log"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("ref-invoicing-1.log");
+        assert_eq!(assigned_partitions(&log), 0, "no log yet");
+        std::fs::write(&log, "INFO Started InvoiceApp in 12.4 seconds\n").unwrap();
+        assert_eq!(assigned_partitions(&log), 0, "not assigned yet");
+        std::fs::write(
+            &log,
+            "INFO o.s.k.l.KafkaMessageListenerContainer : g: partitions assigned: [order-0, order-1, order-2, order-3, order-4]\n\
+             INFO o.s.k.l.KafkaMessageListenerContainer : g: partitions revoked: [order-0, order-1, order-2, order-3, order-4]\n\
+             INFO o.s.k.l.KafkaMessageListenerContainer : g: partitions assigned: [order-3, order-4]\n",
+        )
+        .unwrap();
+        assert_eq!(assigned_partitions(&log), 2);
+        std::fs::write(&log, "INFO g: partitions assigned: []\n").unwrap();
+        assert_eq!(assigned_partitions(&log), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_jar_says_how_to_build_it() {
+        let error = jar(Path::new("/nonexistent"), "order").unwrap_err().to_string();
+        assert!(error.contains("microservice-kafka-order-*.jar"), "{error}");
+        assert!(error.contains("build the reference first"), "{error}");
+    }
+}
