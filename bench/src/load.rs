@@ -121,42 +121,34 @@ impl Shared {
         let sent = SystemTime::now();
         let started = Instant::now();
         let outcome = async {
+            let request = self.http.post(&self.url);
+            let request = match self.api {
+                Api::OrderSystem => request.json(&json_body(n)),
+                Api::Reference => request.form(&form_body(n)),
+            };
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            // Read the answer whole: the request is done when its answer is.
+            let text = response.text().await.map_err(|e| e.to_string())?;
+            let answered = |expected: u16| {
+                let start: String = text.chars().take(200).collect();
+                format!("{} answered {status}, not {expected}: {start}", self.url)
+            };
             match self.api {
                 Api::OrderSystem => {
-                    let response = self
-                        .http
-                        .post(&self.url)
-                        .json(&json_body(n))
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let status = response.status();
-                    let created: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
                     if status != 201 {
-                        return Err(format!("POST /api/orders answered {status}: {created}"));
+                        return Err(answered(201));
                     }
+                    let created: serde_json::Value =
+                        serde_json::from_str(&text).map_err(|e| e.to_string())?;
                     let id = created["id"]
                         .as_i64()
                         .ok_or_else(|| format!("no id in {created}"))?;
                     Ok(Some(id))
                 }
-                Api::Reference => {
-                    let response = self
-                        .http
-                        .post(&self.url)
-                        .form(&form_body(n))
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let status = response.status();
-                    // Read the page whole: the request is done when its answer is.
-                    let page = response.text().await.map_err(|e| e.to_string())?;
-                    if status != 200 {
-                        let start: String = page.chars().take(200).collect();
-                        return Err(format!("POST / answered {status}: {start}"));
-                    }
-                    Ok(None)
-                }
+                // Its answer is an HTML page that does not name the order.
+                Api::Reference if status != 200 => Err(answered(200)),
+                Api::Reference => Ok(None),
             }
         }
         .await;

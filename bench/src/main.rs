@@ -7,6 +7,7 @@ mod meter;
 mod operator;
 mod procfs;
 mod reference;
+mod run;
 mod services;
 mod stack;
 mod stats;
@@ -82,15 +83,25 @@ struct LoadArgs {
 }
 
 impl LoadArgs {
-    fn pace(&self) -> load::Pace {
-        match self.rate {
-            Some(per_second) => load::Pace::Rate {
-                per_second,
-                max_in_flight: self.max_in_flight,
+    /// The run these arguments describe; its logs go to a new directory `<log_dir>/<run>-<random>`.
+    fn plan(&self, run: &str) -> run::Plan {
+        run::Plan {
+            pace: match self.rate {
+                Some(per_second) => load::Pace::Rate {
+                    per_second,
+                    max_in_flight: self.max_in_flight,
+                },
+                None => load::Pace::Max {
+                    concurrency: self.concurrency,
+                },
             },
-            None => load::Pace::Max {
-                concurrency: self.concurrency,
-            },
+            count: self.count,
+            warmup: Duration::from_secs_f64(self.warmup),
+            duration: Duration::from_secs_f64(self.duration),
+            replicas: self.replicas,
+            partitions: self.partitions,
+            drain_timeout: Duration::from_secs_f64(self.drain_timeout),
+            log_dir: self.log_dir.join(ordersystem_testkit::names::unique(run)),
         }
     }
 }
@@ -152,42 +163,26 @@ async fn main() -> Result<()> {
     };
     match &cli.scenario {
         Scenario::Services(args) => {
-            let load = &args.load;
             let settings = services::Settings {
-                pace: load.pace(),
-                count: load.count,
-                warmup: Duration::from_secs_f64(load.warmup),
-                duration: Duration::from_secs_f64(load.duration),
-                replicas: load.replicas,
-                partitions: load.partitions,
-                drain_timeout: Duration::from_secs_f64(load.drain_timeout),
+                plan: args.load.plan("run"),
                 bin_dir: bin_dir(&cli),
-                log_dir: load.log_dir.join(ordersystem_testkit::names::unique("run")),
             };
             let report = services::run(&settings).await?;
             services::print(&report);
             write_json(&cli.json, &envelope(serde_json::to_value(&report)?))?;
-            stats::require(&report.exactly_once)
+            stats::require(&report.figures.exactly_once)
         }
         Scenario::Reference(args) => {
-            let load = &args.load;
             let settings = reference::Settings {
+                plan: args.load.plan("reference"),
                 reference_dir: args.reference_dir.clone(),
                 java: args.java.clone(),
                 java_options: args.java_options.split_whitespace().map(String::from).collect(),
-                pace: load.pace(),
-                count: load.count,
-                warmup: Duration::from_secs_f64(load.warmup),
-                duration: Duration::from_secs_f64(load.duration),
-                replicas: load.replicas,
-                partitions: load.partitions,
-                drain_timeout: Duration::from_secs_f64(load.drain_timeout),
-                log_dir: load.log_dir.join(ordersystem_testkit::names::unique("reference")),
             };
             let report = reference::run(&settings).await?;
             reference::print(&report);
             write_json(&cli.json, &envelope(serde_json::to_value(&report)?))?;
-            stats::require(&report.exactly_once)
+            stats::require(&report.figures.exactly_once)
         }
         Scenario::Operator(args) => {
             let report = operator::run(args, &bin_dir(&cli)).await?;

@@ -11,12 +11,11 @@
 //! tables key invoices and shipments by the order's id, so a duplicate cannot be stored, but a lost one
 //! shows.
 
-use crate::load::{self, Api, Pace, Progress};
-use crate::meter::{self, Meter, Usage, round1};
+use crate::load::Api;
 use crate::procfs;
-use crate::services::drain;
+use crate::run::{self, Figures, Plan, Stored};
 use crate::stack::{self, ServiceProcess};
-use crate::stats::{self, ExactlyOnce, Latency};
+use crate::stats;
 use anyhow::{Context, Result, bail};
 use ordersystem_testkit::schema::{ServiceDb, fresh_schema};
 use ordersystem_testkit::{env, names};
@@ -29,9 +28,7 @@ use sqlx::{Connection, PgConnection, Row};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The reference's topic: its order service names it in code.
 const TOPIC: &str = "order";
@@ -40,17 +37,10 @@ const SERVICES: [&str; 3] = ["order", "invoicing", "shipping"];
 /// The scenario's settings (see `ordersystem-bench reference --help`).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub plan: Plan,
     pub reference_dir: PathBuf,
     pub java: PathBuf,
     pub java_options: Vec<String>,
-    pub pace: Pace,
-    pub count: u64,
-    pub warmup: Duration,
-    pub duration: Duration,
-    pub replicas: usize,
-    pub partitions: i32,
-    pub drain_timeout: Duration,
-    pub log_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,31 +48,10 @@ pub struct Report {
     pub scenario: &'static str,
     pub implementation: &'static str,
     pub java_options: Vec<String>,
-    pub mode: String,
-    pub replicas: usize,
-    pub partitions: i32,
-    /// From starting the first JVM until every service answered its health check and every consumer held
-    /// its partitions.
-    pub startup_s: f64,
-    pub warmup_s: f64,
-    pub window_s: f64,
-    pub sent: u64,
-    pub accepted: usize,
-    pub failed: u64,
-    pub failure_examples: Vec<String>,
-    pub accepted_per_s: f64,
-    /// Orders whose invoice and shipment were both committed within the window, per second.
-    pub end_to_end_per_s: f64,
-    /// Order saved (its `updated`) → invoice and shipment committed, orders saved in the window.
-    pub end_to_end_latency: Latency,
-    /// The form's `POST /` round trip, orders sent in the window.
-    pub accept_latency: Latency,
-    pub drain_s: f64,
+    /// End to end: the order saved (its `updated`) → invoice and shipment committed; "stored within the
+    /// window" means committed within it.
     #[serde(flatten)]
-    pub usage: Usage,
-    pub load_average_before: String,
-    pub load_average_after: String,
-    pub exactly_once: ExactlyOnce,
+    pub figures: Figures,
 }
 
 /// The reference's jar of `service` under its build directory (`mvn package` puts it in `target/`).
@@ -124,7 +93,7 @@ impl ReferenceStack {
             .map(|s| jar(&settings.reference_dir, s))
             .collect::<Result<_>>()?;
         let bootstrap = env::kafka_bootstrap();
-        create_topic(&bootstrap, settings.partitions).await?;
+        create_topic(&bootstrap, settings.plan.partitions).await?;
         let mut stack = ReferenceStack {
             bootstrap,
             dbs: Vec::new(),
@@ -134,12 +103,16 @@ impl ReferenceStack {
         for service in SERVICES {
             stack.dbs.push(fresh_schema(&format!("ref_{service}")).await);
         }
-        std::fs::create_dir_all(&settings.log_dir)
-            .with_context(|| format!("log directory {}", settings.log_dir.display()))?;
+        std::fs::create_dir_all(&settings.plan.log_dir)
+            .with_context(|| format!("log directory {}", settings.plan.log_dir.display()))?;
         let groups = [names::unique("ref.invoicing"), names::unique("ref.shipping")];
         stack.started = Instant::now();
         for (i, service) in SERVICES.iter().enumerate() {
-            let replicas = if *service == "order" { 1 } else { settings.replicas };
+            let replicas = if *service == "order" {
+                1
+            } else {
+                settings.plan.replicas
+            };
             for replica in 1..=replicas {
                 let group = (i > 0).then(|| groups[i - 1].as_str());
                 stack.spawn(settings, &jars[i], i, replica, group)?;
@@ -159,7 +132,7 @@ impl ReferenceStack {
         let db = &self.dbs[service];
         let port = stack::free_port()?;
         let name = format!("ref-{}-{replica}", SERVICES[service]);
-        let log_path = settings.log_dir.join(format!("{name}.log"));
+        let log_path = settings.plan.log_dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).with_context(|| format!("{}", log_path.display()))?;
         let mut command = Command::new(&settings.java);
         // Spring Boot reads its settings from the environment too; the password stays off the command line.
@@ -199,34 +172,19 @@ impl ReferenceStack {
 
     /// Waits until every JVM answers its health check and each consumer group holds every partition
     /// (as its members' logs say), so no rebalance falls into the measurement.
-    async fn wait_ready(&mut self, settings: &Settings, timeout: Duration) -> Result<()> {
-        let http = reqwest::Client::new();
+    async fn wait_ready(&self, settings: &Settings, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        for process in &mut self.processes {
-            let url = format!("{}/actuator/health", process.base_url);
-            while !http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                if let Some(exit) = process.exited()? {
-                    bail!(
-                        "{} exited with {exit} before it was ready (see its log)",
-                        process.name
-                    );
-                }
-                if Instant::now() > deadline {
-                    bail!("{} not ready within {timeout:?}", process.name);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        stack::wait_ready(&self.processes, "/actuator/health", timeout).await?;
         for service in ["invoicing", "shipping"] {
             loop {
                 let held: Vec<usize> = self
                     .processes
                     .iter()
                     .filter(|p| p.service == service)
-                    .map(|p| assigned_partitions(&settings.log_dir.join(format!("{}.log", p.name))))
+                    .map(|p| assigned_partitions(&settings.plan.log_dir.join(format!("{}.log", p.name))))
                     .collect();
-                let everyone = held.len() > settings.partitions as usize || held.iter().all(|n| *n > 0);
-                if held.iter().sum::<usize>() == settings.partitions as usize && everyone {
+                let everyone = held.len() > settings.plan.partitions as usize || held.iter().all(|n| *n > 0);
+                if held.iter().sum::<usize>() == settings.plan.partitions as usize && everyone {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -243,8 +201,8 @@ impl ReferenceStack {
         format!("\"{}\".{table}", self.dbs[service].schema)
     }
 
-    async fn teardown(mut self) -> Result<()> {
-        stack::terminate(&mut self.processes).await?;
+    async fn teardown(self) -> Result<()> {
+        stack::terminate(&self.processes).await?;
         let dbs: Vec<&ServiceDb> = self.dbs.iter().collect();
         stack::remove(&self.bootstrap, TOPIC, &dbs).await
     }
@@ -305,10 +263,10 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     let load_before = procfs::load_average();
     eprintln!(
         "[bench] starting the reference: 1 order, {r} invoicing, {r} shipping ({p} partitions); load average {load_before}",
-        r = settings.replicas,
-        p = settings.partitions
+        r = settings.plan.replicas,
+        p = settings.plan.partitions
     );
-    let mut stack = ReferenceStack::start(settings).await?;
+    let stack = ReferenceStack::start(settings).await?;
     let outcome = async {
         stack.wait_ready(settings, Duration::from_secs(180)).await?;
         let startup = stack.started.elapsed();
@@ -316,59 +274,26 @@ pub async fn run(settings: &Settings) -> Result<Report> {
             "[bench] the reference is ready after {:.1} s",
             startup.as_secs_f64()
         );
-        measure(settings, &mut stack, load_before, startup).await
+        measure(settings, &stack, load_before, startup).await
     }
     .await;
     if outcome.is_ok() {
         stack.teardown().await.context("teardown")?;
     } else {
-        eprintln!("[bench] logs of the services: {}", settings.log_dir.display());
+        eprintln!(
+            "[bench] logs of the services: {}",
+            settings.plan.log_dir.display()
+        );
     }
     outcome
 }
 
 async fn measure(
     settings: &Settings,
-    stack: &mut ReferenceStack,
+    stack: &ReferenceStack,
     load_before: String,
     startup: Duration,
 ) -> Result<Report> {
-    let order_url = stack.processes[0].base_url.clone();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut meter = Meter::start(&stack.processes);
-    let progress = Arc::new(Progress::default());
-    let started = Instant::now();
-    let started_wall = SystemTime::now();
-    let total = settings.warmup + settings.duration;
-    let load = tokio::spawn({
-        let (pace, count, progress) = (settings.pace, settings.count, progress.clone());
-        async move { load::run(Api::Reference, &order_url, pace, count, total, progress).await }
-    });
-    let mut last_accepted = 0;
-    while !load.is_finished() {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        stack::check_alive(&mut stack.processes)?;
-        meter.sample();
-        let accepted = progress.accepted.load(Ordering::Relaxed);
-        let phase = if started.elapsed() < settings.warmup {
-            "warm-up"
-        } else {
-            "measure"
-        };
-        eprintln!(
-            "[bench] {:>5.1}s {phase:<7} sent {:>7} accepted {:>7} ({:>5}/s) failed {} load {}",
-            started.elapsed().as_secs_f64(),
-            progress.sent.load(Ordering::Relaxed),
-            accepted,
-            accepted - last_accepted,
-            progress.failed.load(Ordering::Relaxed),
-            procfs::load_average(),
-        );
-        last_accepted = accepted;
-    }
-    let result = load.await?;
-    let load_end_wall = SystemTime::now();
-
     let mut conn = PgConnection::connect(&env::database_url()).await?;
     let (orders, invoices, shipments) = (
         stack.table(0, "ordertable"),
@@ -381,18 +306,22 @@ async fn measure(
             .fetch_one(conn)
             .await?)
     };
-    let drain = drain(settings.drain_timeout, &mut meter, async || {
-        Ok((
-            count(&mut conn, &orders).await?,
-            count(&mut conn, &invoices).await?,
-            count(&mut conn, &shipments).await?,
-        ))
-    })
+    // Nothing is polled while the load runs: the reference has no counter to read cheaply.
+    let run = run::measure(
+        Api::Reference,
+        &stack.processes[0].base_url,
+        &settings.plan,
+        &stack.processes,
+        async || String::new(),
+        async || {
+            Ok((
+                count(&mut conn, &orders).await?,
+                count(&mut conn, &invoices).await?,
+                count(&mut conn, &shipments).await?,
+            ))
+        },
+    )
     .await?;
-    let usage = meter.finish(result.accepted.len());
-    let load_after = procfs::load_average();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stack::check_alive(&mut stack.processes)?;
 
     let ids = async |conn: &mut PgConnection, table: &str| -> Result<Vec<i64>> {
         let query = format!("SELECT id FROM {table}");
@@ -402,25 +331,21 @@ async fn measure(
     };
     let order_ids: BTreeSet<i64> = ids(&mut conn, &orders).await?.into_iter().collect();
     // The order service's answer names no order, so what was accepted is checked by number.
-    let mut check = stats::exactly_once(
+    let mut exactly_once = stats::exactly_once(
         &order_ids,
         &order_ids,
         &ids(&mut conn, &invoices).await?,
         &ids(&mut conn, &shipments).await?,
         0,
     );
-    check.accepted = result.accepted.len();
-    if check.accepted > check.orders_stored {
-        check.problems.push(format!(
+    exactly_once.accepted = run.load.accepted.len();
+    if exactly_once.accepted > exactly_once.orders_stored {
+        exactly_once.problems.push(format!(
             "{} orders accepted, {} stored by the order service",
-            check.accepted, check.orders_stored
+            exactly_once.accepted, exactly_once.orders_stored
         ));
     }
 
-    let start_us = load::unix_micros(started_wall);
-    let end_us = load::unix_micros(load_end_wall);
-    let window_start = load::window_start(start_us, end_us, settings.warmup);
-    let window_s = (end_us - window_start) as f64 / 1e6;
     // (order saved, invoice and shipment both committed), unix µs, of every order.
     let query = format!(
         "SELECT (extract(epoch FROM o.updated) * 1000000)::bigint,
@@ -435,86 +360,33 @@ async fn measure(
     {
         saved_stored.push((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?));
     }
-    let e2e: Vec<i64> = saved_stored
-        .iter()
-        .filter(|(saved, _)| *saved >= window_start)
-        .map(|(saved, stored)| stored - saved)
-        .collect();
-    let completed_in_window = saved_stored
-        .iter()
-        .filter(|(_, stored)| *stored >= window_start && *stored <= end_us)
-        .count();
-    let in_window: Vec<i64> = result
-        .accepted
-        .iter()
-        .filter(|a| a.sent_us >= window_start)
-        .map(|a| a.accept_us)
-        .collect();
+    let stored = Stored {
+        end_to_end_us: saved_stored
+            .iter()
+            .filter(|(saved, _)| *saved >= run.window_start_us)
+            .map(|(saved, stored)| stored - saved)
+            .collect(),
+        completed_in_window: saved_stored
+            .iter()
+            .filter(|(_, stored)| *stored >= run.window_start_us && *stored <= run.end_us)
+            .count(),
+        exactly_once,
+    };
     Ok(Report {
         scenario: "reference",
         implementation: "ewolff/microservice-kafka (Spring Boot)",
         java_options: settings.java_options.clone(),
-        mode: load::describe(settings.pace),
-        replicas: settings.replicas,
-        partitions: settings.partitions,
-        startup_s: round1(startup.as_secs_f64()),
-        warmup_s: (window_start - start_us) as f64 / 1e6,
-        window_s: round1(window_s),
-        sent: progress.sent.load(Ordering::Relaxed),
-        accepted: result.accepted.len(),
-        failed: result.failures,
-        failure_examples: result.failure_examples,
-        accepted_per_s: round1(in_window.len() as f64 / window_s.max(1e-9)),
-        end_to_end_per_s: round1(completed_in_window as f64 / window_s.max(1e-9)),
-        end_to_end_latency: Latency::of(e2e),
-        accept_latency: Latency::of(in_window),
-        drain_s: round1(drain.as_secs_f64()),
-        usage,
-        load_average_before: load_before,
-        load_average_after: load_after,
-        exactly_once: check,
+        figures: Figures::new(&settings.plan, startup, load_before, run, stored),
     })
 }
 
 /// The report as a table for people.
 pub fn print(report: &Report) {
-    let (l, a) = (&report.end_to_end_latency, &report.accept_latency);
-    println!(
-        "reference ({}): {} | {} invoicing + {} shipping replicas, {} partitions; ready after {:.1} s",
-        report.implementation,
-        report.mode,
-        report.replicas,
-        report.replicas,
-        report.partitions,
-        report.startup_s
+    report.figures.print_head(
+        &format!("reference ({})", report.implementation),
+        "latency saved→stored",
     );
-    println!(
-        "  window                {:>8.1} s after {:.1} s warm-up; drain {:.1} s",
-        report.window_s, report.warmup_s, report.drain_s
-    );
-    println!(
-        "  orders                {:>8} sent, {} accepted, {} failed",
-        report.sent, report.accepted, report.failed
-    );
-    println!("  accepted              {:>8.1} orders/s", report.accepted_per_s);
-    println!(
-        "  end to end            {:>8.1} orders/s (invoice and shipment committed within the window)",
-        report.end_to_end_per_s
-    );
-    println!(
-        "  latency saved→stored  p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  ({} orders)",
-        l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.samples
-    );
-    println!(
-        "  latency POST accepted p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
-        a.p50_ms, a.p90_ms, a.p99_ms, a.max_ms
-    );
-    meter::print(&report.usage);
-    println!(
-        "  machine CPU busy      {:>8.1} %; load average before {} after {}",
-        report.usage.machine_cpu_busy_percent, report.load_average_before, report.load_average_after
-    );
-    stats::print_check(&report.exactly_once);
+    report.figures.print_tail();
 }
 
 #[cfg(test)]

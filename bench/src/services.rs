@@ -7,11 +7,11 @@
 //! Postgres from the same clock; the commit that follows it (one WAL flush) is not included. Nothing is
 //! polled while the load runs except each service's `/metrics` once a second for the progress line.
 
-use crate::load::{self, Accepted, Pace, Progress};
-use crate::meter::{self, Meter, Usage, round1};
+use crate::load::Api;
 use crate::procfs;
-use crate::stack::{Stack, StackConfig};
-use crate::stats::{self, ExactlyOnce, Latency};
+use crate::run::{self, Figures, Plan, Stored};
+use crate::stack::{self, Stack, StackConfig};
+use crate::stats::{self, Latency};
 use anyhow::{Context, Result};
 use ordersystem_testkit::schema::ServiceDb;
 use rdkafka::ClientConfig;
@@ -22,59 +22,26 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 /// The scenario's settings (see `--help` of `ordersystem-bench services`).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub pace: Pace,
-    pub count: u64,
-    pub warmup: Duration,
-    pub duration: Duration,
-    pub replicas: usize,
-    pub partitions: i32,
-    pub drain_timeout: Duration,
+    pub plan: Plan,
     pub bin_dir: PathBuf,
-    pub log_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: &'static str,
-    pub mode: String,
-    pub replicas: usize,
-    pub partitions: i32,
-    /// From starting the processes until every one answered `/readyz` and every consumer held partitions.
-    pub startup_s: f64,
-    pub warmup_s: f64,
-    /// Length of the measured window (after the warm-up, until the last order was sent).
-    pub window_s: f64,
-    pub sent: u64,
-    pub accepted: usize,
-    pub failed: u64,
-    pub failure_examples: Vec<String>,
-    /// Orders accepted per second in the window.
-    pub accepted_per_s: f64,
-    /// Orders whose invoice and shipment were both stored within the window, per second.
-    pub end_to_end_per_s: f64,
-    /// Sent → invoice and shipment stored, orders sent in the window.
-    pub end_to_end_latency: Latency,
-    /// `POST /api/orders` round trip, orders sent in the window.
-    pub accept_latency: Latency,
+    /// End to end: the `POST` sent → invoice and shipment stored (the later `created_at`).
+    #[serde(flatten)]
+    pub figures: Figures,
     /// Where the end-to-end time goes, orders sent in the window: the order's transaction → the relay
     /// round that published its outbox row began (`outbox.sent_at - created_at`, both `now()` of their
     /// transactions), and that round → both rows stored (Kafka, the consumers, their transactions).
     pub outbox_wait: Latency,
     pub relay_to_stored: Latency,
-    /// From the last order sent until every order was stored.
-    pub drain_s: f64,
-    #[serde(flatten)]
-    pub usage: Usage,
-    pub load_average_before: String,
-    pub load_average_after: String,
-    pub exactly_once: ExactlyOnce,
     pub durability: serde_json::Value,
 }
 
@@ -166,21 +133,24 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     let load_before = procfs::load_average();
     eprintln!(
         "[bench] starting 1 order, {r} invoicing, {r} shipping ({p} partitions); load average {load_before}",
-        r = settings.replicas,
-        p = settings.partitions
+        r = settings.plan.replicas,
+        p = settings.plan.partitions
     );
     let mut stack = Stack::start(&StackConfig {
         bin_dir: settings.bin_dir.clone(),
-        partitions: settings.partitions,
-        consumer_replicas: settings.replicas,
-        log_dir: settings.log_dir.clone(),
+        partitions: settings.plan.partitions,
+        consumer_replicas: settings.plan.replicas,
+        log_dir: settings.plan.log_dir.clone(),
     })
     .await?;
     let outcome = measure(settings, &mut stack, load_before).await;
     if outcome.is_ok() {
         stack.teardown().await.context("teardown")?;
     } else {
-        eprintln!("[bench] logs of the services: {}", settings.log_dir.display());
+        eprintln!(
+            "[bench] logs of the services: {}",
+            settings.plan.log_dir.display()
+        );
     }
     outcome
 }
@@ -193,71 +163,46 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         .find(|p| p.service == "order")
         .map(|p| p.base_url.clone())
         .context("no order process")?;
-    // Idle: ready, connected, nothing to do for a moment.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut meter = Meter::start(&stack.processes);
-    let progress = Arc::new(Progress::default());
-    let started = Instant::now();
-    let started_wall = SystemTime::now();
-    let total = settings.warmup + settings.duration;
-    let load = tokio::spawn({
-        let (url, pace, count, progress) =
-            (order_url.clone(), settings.pace, settings.count, progress.clone());
-        async move { load::run(load::Api::OrderSystem, &url, pace, count, total, progress).await }
-    });
     let http = reqwest::Client::new();
-    let mut last_accepted = 0;
-    while !load.is_finished() {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        stack.check_alive()?;
-        meter.sample();
-        let accepted = progress.accepted.load(Ordering::Relaxed);
-        let phase = if started.elapsed() < settings.warmup {
-            "warm-up"
-        } else {
-            "measure"
-        };
-        eprintln!(
-            "[bench] {:>5.1}s {phase:<7} sent {:>7} accepted {:>7} ({:>5}/s) failed {} invoiced {:>7} shipped {:>7} load {}",
-            started.elapsed().as_secs_f64(),
-            progress.sent.load(Ordering::Relaxed),
-            accepted,
-            accepted - last_accepted,
-            progress.failed.load(Ordering::Relaxed),
-            stack
-                .scrape(&http, "invoicing", "ordersystem_events_consumed_total")
-                .await,
-            stack
-                .scrape(&http, "shipping", "ordersystem_events_consumed_total")
-                .await,
-            procfs::load_average(),
-        );
-        last_accepted = accepted;
-    }
-    let result = load.await?;
-    let load_end_wall = SystemTime::now();
-
-    let drain = drain(settings.drain_timeout, &mut meter, async || {
-        Ok((
-            count(&stack.order_db, "orders").await?,
-            count(&stack.invoicing_db, "invoices").await?,
-            count(&stack.shipping_db, "shipments").await?,
-        ))
-    })
+    let urls = |service: &str| -> Vec<String> {
+        stack
+            .processes
+            .iter()
+            .filter(|p| p.service == service)
+            .map(|p| p.base_url.clone())
+            .collect()
+    };
+    let (invoicing, shipping) = (urls("invoicing"), urls("shipping"));
+    let consumed = "ordersystem_events_consumed_total";
+    let run = run::measure(
+        Api::OrderSystem,
+        &order_url,
+        &settings.plan,
+        &stack.processes,
+        async || {
+            format!(
+                " invoiced {:>7} shipped {:>7}",
+                stack::scrape(&http, &invoicing, consumed).await,
+                stack::scrape(&http, &shipping, consumed).await,
+            )
+        },
+        async || {
+            Ok((
+                count(&stack.order_db, "orders").await?,
+                count(&stack.invoicing_db, "invoices").await?,
+                count(&stack.shipping_db, "shipments").await?,
+            ))
+        },
+    )
     .await?;
-    let usage = meter.finish(result.accepted.len());
-    let load_after = procfs::load_average();
-    // Settle, then the exactly-once check sees everything a redelivery might still add.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stack.check_alive()?;
 
     let order_ids: BTreeSet<i64> = stored_at_ids(&stack.order_db).await?;
     let invoices = stored_at(&stack.invoicing_db, "invoices").await?;
     let shipments = stored_at(&stack.shipping_db, "shipments").await?;
     let dead_letters =
         count(&stack.invoicing_db, "dead_letters").await? + count(&stack.shipping_db, "dead_letters").await?;
-    let accepted_ids: BTreeSet<i64> = result.accepted.iter().filter_map(|a| a.order_id).collect();
-    let check = stats::exactly_once(
+    let accepted_ids: BTreeSet<i64> = run.load.accepted.iter().filter_map(|a| a.order_id).collect();
+    let exactly_once = stats::exactly_once(
         &accepted_ids,
         &order_ids,
         &invoices.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
@@ -265,10 +210,7 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         dead_letters,
     );
 
-    let start_us = load::unix_micros(started_wall);
-    let end_us = load::unix_micros(load_end_wall);
-    let window_start = load::window_start(start_us, end_us, settings.warmup);
-    let window_s = (end_us - window_start) as f64 / 1e6;
+    // Order id → the later of its invoice's and its shipment's `created_at`.
     let stored: BTreeMap<i64, i64> = {
         let ships: BTreeMap<i64, i64> = shipments.into_iter().collect();
         invoices
@@ -276,18 +218,13 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
             .filter_map(|(id, at)| ships.get(&id).map(|s| (id, at.max(*s))))
             .collect()
     };
-    let in_window: Vec<&Accepted> = result
-        .accepted
-        .iter()
-        .filter(|a| a.sent_us >= window_start)
-        .collect();
-    let e2e: Vec<i64> = in_window
-        .iter()
+    let end_to_end_us: Vec<i64> = run
+        .in_window()
         .filter_map(|a| a.order_id.and_then(|id| stored.get(&id)).map(|at| at - a.sent_us))
         .collect();
     let outbox = outbox_times(&stack.order_db).await?;
     let (mut outbox_wait, mut relay_to_stored) = (Vec::new(), Vec::new());
-    for a in &in_window {
+    for a in run.in_window() {
         let Some(id) = a.order_id else { continue };
         if let (Some((created, sent)), Some(at)) = (outbox.get(&id), stored.get(&id)) {
             outbox_wait.push(sent - created);
@@ -296,60 +233,20 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
     }
     let completed_in_window = stored
         .values()
-        .filter(|at| **at >= window_start && **at <= end_us)
+        .filter(|at| **at >= run.window_start_us && **at <= run.end_us)
         .count();
-
+    let stored = Stored {
+        end_to_end_us,
+        completed_in_window,
+        exactly_once,
+    };
     Ok(Report {
         scenario: "services",
-        mode: load::describe(settings.pace),
-        replicas: settings.replicas,
-        partitions: settings.partitions,
-        startup_s: round1(stack.startup.as_secs_f64()),
-        warmup_s: (window_start - start_us) as f64 / 1e6,
-        window_s: round1(window_s),
-        sent: progress.sent.load(Ordering::Relaxed),
-        accepted: result.accepted.len(),
-        failed: result.failures,
-        failure_examples: result.failure_examples,
-        accepted_per_s: round1(in_window.len() as f64 / window_s.max(1e-9)),
-        end_to_end_per_s: round1(completed_in_window as f64 / window_s.max(1e-9)),
-        end_to_end_latency: Latency::of(e2e),
-        accept_latency: Latency::of(in_window.iter().map(|a| a.accept_us).collect()),
+        figures: Figures::new(&settings.plan, stack.startup, load_before, run, stored),
         outbox_wait: Latency::of(outbox_wait),
         relay_to_stored: Latency::of(relay_to_stored),
-        drain_s: round1(drain.as_secs_f64()),
-        usage,
-        load_average_before: load_before,
-        load_average_after: load_after,
-        exactly_once: check,
         durability,
     })
-}
-
-/// Waits until `stored()` — (orders, invoices, shipments) — shows an invoice and a shipment for every
-/// order, or `timeout` has passed; samples RSS meanwhile. Returns how long it waited.
-pub async fn drain(
-    timeout: Duration,
-    meter: &mut Meter,
-    mut stored: impl AsyncFnMut() -> Result<(i64, i64, i64)>,
-) -> Result<Duration> {
-    let started = Instant::now();
-    loop {
-        let (orders, invoices, shipments) = stored().await?;
-        meter.sample();
-        if invoices >= orders && shipments >= orders {
-            break;
-        }
-        if started.elapsed() > timeout {
-            eprintln!(
-                "[bench] drain timed out after {timeout:?}: {invoices} invoices, {shipments} shipments of {orders} orders"
-            );
-            break;
-        }
-        eprintln!("[bench] draining: {invoices} invoices, {shipments} shipments of {orders} orders");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Ok(started.elapsed())
 }
 
 /// Order id → (unix µs the outbox row was written, unix µs the relay round that published it began).
@@ -382,46 +279,8 @@ async fn stored_at_ids(db: &ServiceDb) -> Result<BTreeSet<i64>> {
 
 /// The report as a table for people.
 pub fn print(report: &Report) {
-    let l = &report.end_to_end_latency;
-    let a = &report.accept_latency;
-    println!(
-        "services: {} | {} invoicing + {} shipping replicas, {} partitions; ready after {:.1} s",
-        report.mode, report.replicas, report.replicas, report.partitions, report.startup_s
-    );
-    println!(
-        "  window                {:>8.1} s after {:.1} s warm-up; drain {:.1} s",
-        report.window_s, report.warmup_s, report.drain_s
-    );
-    println!(
-        "  orders                {:>8} sent, {} accepted, {} failed",
-        report.sent, report.accepted, report.failed
-    );
-    println!("  accepted              {:>8.1} orders/s", report.accepted_per_s);
-    println!(
-        "  end to end            {:>8.1} orders/s (invoice and shipment stored within the window)",
-        report.end_to_end_per_s
-    );
-    println!(
-        "  latency end to end    p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  ({} orders)",
-        l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.samples
-    );
-    println!(
-        "  latency POST accepted p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
-        a.p50_ms, a.p90_ms, a.p99_ms, a.max_ms
-    );
-    for (name, l) in [
-        ("  of which outbox wait", &report.outbox_wait),
-        ("  relay round → stored", &report.relay_to_stored),
-    ] {
-        println!(
-            "{name:<23} p50 {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
-            l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
-        );
-    }
-    meter::print(&report.usage);
-    println!(
-        "  machine CPU busy      {:>8.1} %; load average before {} after {}",
-        report.usage.machine_cpu_busy_percent, report.load_average_before, report.load_average_after
-    );
-    stats::print_check(&report.exactly_once);
+    report.figures.print_head("services", "latency end to end");
+    run::print_latency("  of which outbox wait", &report.outbox_wait);
+    run::print_latency("relay round → stored", &report.relay_to_stored);
+    report.figures.print_tail();
 }

@@ -14,6 +14,7 @@ use rdkafka::client::DefaultClientContext;
 use sqlx::{Connection, PgConnection};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// One running service process.
@@ -23,7 +24,9 @@ pub struct ServiceProcess {
     pub name: String,
     pub service: &'static str,
     pub base_url: String,
-    child: Child,
+    /// Behind a lock so that watching a process (`try_wait`) needs no exclusive borrow of it.
+    child: Mutex<Child>,
+    pid: u32,
 }
 
 impl ServiceProcess {
@@ -32,32 +35,38 @@ impl ServiceProcess {
             name,
             service,
             base_url,
-            child,
+            pid: child.id(),
+            child: Mutex::new(child),
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
+    }
+
+    fn child(&self) -> MutexGuard<'_, Child> {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `Some(status)` once the process has exited.
-    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
-        Ok(self.child.try_wait()?)
+    pub fn exited(&self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child().try_wait()?)
     }
 }
 
 impl Drop for ServiceProcess {
     /// A run that failed midway still stops its processes (their schemas stay for inspection).
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
 
 /// Fails naming the first process that is no longer running.
-pub fn check_alive(processes: &mut [ServiceProcess]) -> Result<()> {
+pub fn check_alive(processes: &[ServiceProcess]) -> Result<()> {
     for process in processes {
         if let Some(exit) = process.exited()? {
             bail!("{} exited with {exit} during the run (see its log)", process.name);
@@ -68,7 +77,7 @@ pub fn check_alive(processes: &mut [ServiceProcess]) -> Result<()> {
 
 /// SIGTERM every process (they finish, commit and leave their groups) and wait up to 30 s for each before
 /// killing it.
-pub async fn terminate(processes: &mut [ServiceProcess]) -> Result<()> {
+pub async fn terminate(processes: &[ServiceProcess]) -> Result<()> {
     for process in processes.iter() {
         if let Ok(pid) = i32::try_from(process.pid()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
@@ -78,7 +87,7 @@ pub async fn terminate(processes: &mut [ServiceProcess]) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while process.exited()?.is_none() {
             if Instant::now() > deadline {
-                let _ = process.child.kill();
+                let _ = process.child().kill();
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -125,6 +134,28 @@ pub struct Stack {
     pub processes: Vec<ServiceProcess>,
     /// From starting the first process until every one was ready and every consumer held its partitions.
     pub startup: Duration,
+}
+
+/// Waits until every process answers `GET <path>` with a success, failing early for one that exited.
+pub async fn wait_ready(processes: &[ServiceProcess], path: &str, timeout: Duration) -> Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    for process in processes {
+        let url = format!("{}{path}", process.base_url);
+        while !http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            if let Some(exit) = process.exited()? {
+                bail!(
+                    "{} exited with {exit} before it was ready (see its log)",
+                    process.name
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("{} not ready within {timeout:?}", process.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 /// A free TCP port on loopback for a service to listen on.
@@ -174,7 +205,7 @@ impl Stack {
             stack.spawn(config, "shipping", replica, Some(&groups.1))?;
         }
         stack.spawn(config, "order", 1, None)?;
-        stack.wait_ready(Duration::from_secs(60)).await?;
+        wait_ready(&stack.processes, "/readyz", Duration::from_secs(60)).await?;
         stack.wait_assigned(config, Duration::from_secs(60)).await?;
         stack.startup = starting.elapsed();
         Ok(stack)
@@ -253,47 +284,9 @@ impl Stack {
         Ok(())
     }
 
-    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + timeout;
-        for process in &mut self.processes {
-            let url = format!("{}/readyz", process.base_url);
-            loop {
-                if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                    break;
-                }
-                if let Some(exit) = process.exited()? {
-                    bail!(
-                        "{} exited with {exit} before it was ready (see its log)",
-                        process.name
-                    );
-                }
-                if Instant::now() > deadline {
-                    bail!("{} not ready within {timeout:?}", process.name);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sum of `metric` over the processes of `service`, as their `/metrics` report it.
-    pub async fn scrape(&self, http: &reqwest::Client, service: &str, metric: &str) -> f64 {
-        let mut sum = 0.0;
-        for process in self.processes.iter().filter(|p| p.service == service) {
-            sum += scrape_one(http, &process.base_url, metric).await;
-        }
-        sum
-    }
-
-    /// Whether every process is still running.
-    pub fn check_alive(&mut self) -> Result<()> {
-        check_alive(&mut self.processes)
-    }
-
     /// Stop every process, then remove topic, schemas and roles.
-    pub async fn teardown(mut self) -> Result<()> {
-        terminate(&mut self.processes).await?;
+    pub async fn teardown(self) -> Result<()> {
+        terminate(&self.processes).await?;
         remove(
             &self.bootstrap,
             &self.topic,
@@ -301,6 +294,15 @@ impl Stack {
         )
         .await
     }
+}
+
+/// Sum of `metric` over the processes at `base_urls`, as their `/metrics` report it.
+pub async fn scrape(http: &reqwest::Client, base_urls: &[String], metric: &str) -> f64 {
+    let mut sum = 0.0;
+    for url in base_urls {
+        sum += scrape_one(http, url, metric).await;
+    }
+    sum
 }
 
 /// `metric` as one process's `/metrics` reports it (summed over labels; 0 when unreachable).
