@@ -123,7 +123,8 @@ struct ReferenceArgs {
     /// The Java runtime to run the jars with.
     #[arg(long, default_value = "java")]
     java: PathBuf,
-    /// JVM options, space-separated. Default: those of the reference's own Dockerfiles.
+    /// JVM options, space-separated. Default: those of the reference's own Dockerfiles, without their
+    /// `-noverify` (deprecated since Java 13).
     #[arg(
         long,
         allow_hyphen_values = true,

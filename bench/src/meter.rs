@@ -13,7 +13,8 @@ pub struct ProcessFigures {
     pub name: String,
     pub rss_idle_mib: f64,
     pub rss_peak_mib: f64,
-    /// CPU seconds from the first order sent until every order was stored, per 1,000 orders.
+    /// CPU milliseconds (user + system) from the first order sent until every order was stored, per
+    /// 1,000 orders.
     pub cpu_ms_per_1000_orders: f64,
 }
 
@@ -102,7 +103,7 @@ impl Meter {
     }
 
     /// The figures from `start` until now, CPU per 1,000 of `orders`.
-    pub fn finish(&mut self, orders: usize) -> Usage {
+    pub fn finish(mut self, orders: usize) -> Usage {
         self.sample();
         let end = CpuSnapshot::take(&self.pids, self.ticks);
         let orders = orders.max(1) as f64;

@@ -7,9 +7,11 @@
 //! The reference keeps no time of its own for a stored invoice or shipment, so its end-to-end latency is
 //! read from PostgreSQL's commit timestamps (`track_commit_timestamp = on` is required): the later commit
 //! of an order's invoice and shipment minus the order's `updated`, which the order service sets while
-//! handling the `POST`. The same exactly-once check as for this system ends every run; the reference's
-//! tables key invoices and shipments by the order's id, so a duplicate cannot be stored, but a lost one
-//! shows.
+//! handling the `POST`. The exactly-once check ends every run as for this system, with one difference:
+//! the reference's answer names no order, so orders accepted but not stored are found by number. Its
+//! tables key invoices and shipments by the order's id, so a duplicate cannot be stored; a lost one shows.
+//!
+//! The topic's name is fixed in the reference's code: one reference run per broker at a time.
 
 use crate::load::Api;
 use crate::procfs;
@@ -92,19 +94,19 @@ impl ReferenceStack {
             .iter()
             .map(|s| jar(&settings.reference_dir, s))
             .collect::<Result<_>>()?;
+        std::fs::create_dir_all(&settings.plan.log_dir)
+            .with_context(|| format!("log directory {}", settings.plan.log_dir.display()))?;
         let bootstrap = env::kafka_bootstrap();
         create_topic(&bootstrap, settings.plan.partitions).await?;
         let mut stack = ReferenceStack {
             bootstrap,
             dbs: Vec::new(),
             processes: Vec::new(),
-            started: Instant::now(),
+            started: Instant::now(), // set again when the first JVM starts
         };
         for service in SERVICES {
             stack.dbs.push(fresh_schema(&format!("ref_{service}")).await);
         }
-        std::fs::create_dir_all(&settings.plan.log_dir)
-            .with_context(|| format!("log directory {}", settings.plan.log_dir.display()))?;
         let groups = [names::unique("ref.invoicing"), names::unique("ref.shipping")];
         stack.started = Instant::now();
         for (i, service) in SERVICES.iter().enumerate() {
@@ -138,6 +140,9 @@ impl ReferenceStack {
         // Spring Boot reads its settings from the environment too; the password stays off the command line.
         command
             .args(&settings.java_options)
+            // The order's `updated` is written in the JVM's zone as a timestamp without one, and read
+            // back as UTC: whatever the options say, the JVM runs in UTC (the last option wins).
+            .arg("-Duser.timezone=UTC")
             .arg("-jar")
             .arg(jar)
             .env("TZ", "UTC")
@@ -208,13 +213,21 @@ impl ReferenceStack {
     }
 }
 
-/// Partitions a Spring Kafka consumer holds, from the last "partitions assigned: [order-0, …]" line of its
-/// log (0 before its first assignment).
+/// Partitions a Spring Kafka consumer holds, from the last "partitions assigned: [order-0, …]" or
+/// "partitions revoked: […]" line of its log (0 before its first assignment and after a revocation).
 fn assigned_partitions(log: &Path) -> usize {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
         .rev()
-        .find_map(|line| line.split_once("partitions assigned: [").map(|(_, rest)| rest))
+        .find_map(|line| {
+            if line.contains("partitions revoked: [") {
+                Some(None)
+            } else {
+                line.split_once("partitions assigned: [")
+                    .map(|(_, rest)| Some(rest))
+            }
+        })
+        .flatten()
         .map_or(0, |rest| {
             let list = rest.split(']').next().unwrap_or_default();
             list.split(',').filter(|p| !p.trim().is_empty()).count()
@@ -233,10 +246,18 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> Result<()> {
             Some(Ok(_)) => return Ok(()),
             Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) if Instant::now() < deadline => {
                 eprintln!("[bench] topic {TOPIC} exists (an earlier run?): deleting it");
-                let _ = admin.delete_topics(&[TOPIC], &AdminOptions::new()).await;
+                let deleted = admin.delete_topics(&[TOPIC], &AdminOptions::new()).await;
+                match deleted.map(|mut results| results.pop()) {
+                    Ok(Some(Err((_, code)))) => eprintln!("[bench] deleting topic {TOPIC}: {code}"),
+                    Err(error) => eprintln!("[bench] deleting topic {TOPIC}: {error}"),
+                    _ => {}
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Some(Err((_, code))) => bail!("topic {TOPIC} not created: {code}"),
+            Some(Err((_, code))) => bail!(
+                "topic {TOPIC} not created: {code} (another reference run on this broker, or topic deletion \
+                 disabled?)"
+            ),
             None => bail!("topic {TOPIC}: the broker gave no answer"),
         }
     }
@@ -278,7 +299,9 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     }
     .await;
     if outcome.is_ok() {
-        stack.teardown().await.context("teardown")?;
+        if let Err(error) = stack.teardown().await {
+            eprintln!("[bench] teardown failed (the figures stand): {error:#}");
+        }
     } else {
         eprintln!(
             "[bench] logs of the services: {}",
@@ -309,7 +332,12 @@ async fn measure(
     // Nothing is polled while the load runs: the reference has no counter to read cheaply.
     let run = run::measure(
         Api::Reference,
-        &stack.processes[0].base_url,
+        &stack
+            .processes
+            .iter()
+            .find(|p| p.service == "order")
+            .context("no order process")?
+            .base_url,
         &settings.plan,
         &stack.processes,
         async || String::new(),
@@ -360,6 +388,12 @@ async fn measure(
     {
         saved_stored.push((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?));
     }
+    if let Some((saved, stored)) = saved_stored.iter().find(|(saved, stored)| stored < saved) {
+        bail!(
+            "an invoice or shipment committed before its order was saved ({stored} < {saved} µs): the \
+             clocks or time zones of the JVM and PostgreSQL disagree"
+        );
+    }
     let stored = Stored {
         end_to_end_us: saved_stored
             .iter()
@@ -409,6 +443,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(assigned_partitions(&log), 2);
+        std::fs::write(
+            &log,
+            "INFO g: partitions assigned: [order-0, order-1]\nINFO g: partitions revoked: [order-0, order-1]\n",
+        )
+        .unwrap();
+        assert_eq!(assigned_partitions(&log), 0, "revoked, not yet assigned again");
         std::fs::write(&log, "INFO g: partitions assigned: []\n").unwrap();
         assert_eq!(assigned_partitions(&log), 0);
         std::fs::remove_dir_all(&dir).unwrap();
