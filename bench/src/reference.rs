@@ -89,11 +89,8 @@ struct ReferenceStack {
 }
 
 impl ReferenceStack {
-    async fn start(settings: &Settings) -> Result<ReferenceStack> {
-        let jars: Vec<PathBuf> = SERVICES
-            .iter()
-            .map(|s| jar(&settings.reference_dir, s))
-            .collect::<Result<_>>()?;
+    /// Provisions topic and schemas and starts `jars` (one per entry of `SERVICES`).
+    async fn start(settings: &Settings, jars: &[PathBuf]) -> Result<ReferenceStack> {
         std::fs::create_dir_all(&settings.plan.log_dir)
             .with_context(|| format!("log directory {}", settings.plan.log_dir.display()))?;
         let bootstrap = env::kafka_bootstrap();
@@ -280,6 +277,10 @@ async fn require_commit_timestamps() -> Result<()> {
 }
 
 pub async fn run(settings: &Settings) -> Result<Report> {
+    let jars: Vec<PathBuf> = SERVICES
+        .iter()
+        .map(|s| jar(&settings.reference_dir, s))
+        .collect::<Result<_>>()?;
     require_commit_timestamps().await?;
     let load_before = procfs::load_average();
     eprintln!(
@@ -287,7 +288,7 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         r = settings.plan.replicas,
         p = settings.plan.partitions
     );
-    let stack = ReferenceStack::start(settings).await?;
+    let stack = ReferenceStack::start(settings, &jars).await?;
     let outcome = async {
         stack.wait_ready(settings, Duration::from_secs(180)).await?;
         let startup = stack.started.elapsed();
