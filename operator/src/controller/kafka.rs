@@ -365,7 +365,7 @@ pub async fn ensure_topic(
     if description.partitions < topic.partitions && !paused {
         add_partitions(admin, topic).await?;
         observed.partitions_added = true;
-        partitions = topic.partitions;
+        partitions = partitions_after_add(admin, topic).await?;
     } else if description.partitions > topic.partitions {
         observed.state = TopicState::MorePartitionsThanSpec {
             spec: topic.partitions,
@@ -416,6 +416,15 @@ async fn describe_after_create(admin: &Arc<Admin>, topic: &str) -> Result<TopicD
                 message: "created topic not visible in metadata yet".into(),
             },
         })
+}
+
+/// Added partitions reach the metadata shortly after CreatePartitions returns; wait for them (bounded)
+/// so that the status, and the next reconcile, see what the broker has.
+async fn partitions_after_add(admin: &Arc<Admin>, topic: &ValidTopic) -> Result<i32, Error> {
+    let grown =
+        |seen: &Option<TopicDescription>| seen.as_ref().is_some_and(|d| d.partitions >= topic.partitions);
+    let seen = until_settled(|| describe(admin, &topic.name), grown).await?;
+    Ok(seen.map_or(topic.partitions, |d| d.partitions))
 }
 
 /// Looks with `look` every 100 ms until `settled` accepts what it saw or `REQUEST_TIMEOUT` passed, and
