@@ -299,17 +299,7 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         measure(settings, &stack, load_before, startup).await
     }
     .await;
-    if outcome.is_ok() {
-        if let Err(error) = stack.teardown().await {
-            eprintln!("[bench] teardown failed (the figures stand): {error:#}");
-        }
-    } else {
-        eprintln!(
-            "[bench] logs of the services: {}",
-            settings.plan.log_dir.display()
-        );
-    }
-    outcome
+    run::finish(outcome, stack.teardown(), &settings.plan.log_dir).await
 }
 
 async fn measure(

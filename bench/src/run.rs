@@ -9,7 +9,8 @@ use crate::stack::{self, ServiceProcess};
 use crate::stats::{self, ExactlyOnce, Latency};
 use anyhow::Result;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -53,6 +54,23 @@ impl Measured {
             .iter()
             .filter(|a| a.sent_us >= self.window_start_us)
     }
+}
+
+/// Ends a scenario's run: after a good measurement the stack is stopped and removed (a failed teardown is
+/// reported; the figures stand); after a failed one it is left as it is, for its logs in `log_dir`.
+pub async fn finish<T>(
+    outcome: Result<T>,
+    teardown: impl Future<Output = Result<()>>,
+    log_dir: &Path,
+) -> Result<T> {
+    if outcome.is_ok() {
+        if let Err(error) = teardown.await {
+            eprintln!("[bench] teardown failed (the figures stand): {error:#}");
+        }
+    } else {
+        eprintln!("[bench] logs of the services: {}", log_dir.display());
+    }
+    outcome
 }
 
 /// Lets the ready `processes` idle for 3 s, sends the load to `order_url` while printing progress once a

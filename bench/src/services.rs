@@ -144,17 +144,7 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     })
     .await?;
     let outcome = measure(settings, &mut stack, load_before).await;
-    if outcome.is_ok() {
-        if let Err(error) = stack.teardown().await {
-            eprintln!("[bench] teardown failed (the figures stand): {error:#}");
-        }
-    } else {
-        eprintln!(
-            "[bench] logs of the services: {}",
-            settings.plan.log_dir.display()
-        );
-    }
-    outcome
+    run::finish(outcome, stack.teardown(), &settings.plan.log_dir).await
 }
 
 async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) -> Result<Report> {
