@@ -7,6 +7,7 @@ use ordersystem_contract::partition::partition_for_key;
 use ordersystem_service_kit::config::{DatabaseArgs, KafkaArgs};
 use ordersystem_service_kit::db::Database;
 use ordersystem_service_kit::metrics::Metrics;
+use ordersystem_service_kit::relay::store::begin_round;
 use ordersystem_service_kit::relay::{BATCH, Relay, RelaySettings};
 use ordersystem_service_kit::shutdown;
 use ordersystem_testkit::{env, names, schema};
@@ -305,4 +306,38 @@ async fn overlapping_rounds_keep_per_key_order_and_a_refused_row_holds_back_only
         );
     }
     assert_eq!(seen.len(), keys.len() + 1, "no other keys on the topic");
+}
+
+/// A round's transaction commits without waiting for its flush, and only it: the pooled connection goes
+/// back committing durably, as an order's insert on it must.
+#[tokio::test]
+async fn a_round_commits_asynchronously_and_leaves_its_connection_durable() {
+    let service_db = schema::fresh_schema("relay").await;
+    let args = DatabaseArgs {
+        max_connections: 1, // the round's connection is the one the next user gets
+        ..database_args(&service_db)
+    };
+    let db = Database::connect_lazy(&args).expect("pool");
+    for commit in [true, false] {
+        let mut round = begin_round(&db.pool).await.expect("round begins");
+        assert_eq!(synchronous_commit(&mut round).await, "off", "inside the round");
+        if commit {
+            round.commit().await.expect("commit");
+        } else {
+            round.rollback().await.expect("rollback");
+        }
+        let mut next = db.pool.acquire().await.expect("the same connection");
+        assert_eq!(
+            synchronous_commit(&mut next).await,
+            "on",
+            "after a round that ended with commit = {commit}"
+        );
+    }
+}
+
+async fn synchronous_commit(conn: &mut sqlx::PgConnection) -> String {
+    sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(conn)
+        .await
+        .expect("show synchronous_commit")
 }

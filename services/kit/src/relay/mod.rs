@@ -216,7 +216,7 @@ impl Relay {
 
     /// Lock the next rows and hand them to the producer; `None` when no row is eligible.
     async fn publish(&self) -> Result<Option<Published>, RelayError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = store::begin_round(&self.pool).await?;
         let rows = store::lock_next(&mut tx, BATCH).await?;
         if rows.is_empty() {
             return Ok(None);
