@@ -1,4 +1,4 @@
-//! All SQL of the invoicing service: store invoices idempotently inside the consumer loop's transaction,
+//! All SQL of the invoicing service: store invoices idempotently with one writing statement per batch,
 //! and read invoices for the pages and the API.
 
 use crate::domain::{Invoice, InvoiceLine};

@@ -1,4 +1,4 @@
-//! All SQL of the shipping service: store shipments idempotently inside the consumer loop's transaction,
+//! All SQL of the shipping service: store shipments idempotently with one writing statement per batch,
 //! and read shipments for the pages and the API.
 
 use crate::domain::{Shipment, ShipmentLine};
