@@ -12,8 +12,12 @@ pub struct InvoiceHandler;
 impl Handler for InvoiceHandler {
     type Event = InvoiceView;
 
-    async fn store(&self, tx: &mut PgConnection, events: &[InvoiceView]) -> Result<Vec<Stored>, sqlx::Error> {
+    async fn store(
+        &self,
+        conn: &mut PgConnection,
+        events: &[InvoiceView],
+    ) -> Result<Vec<Stored>, sqlx::Error> {
         let rows: Vec<Invoice> = events.iter().map(Invoice::from_event).collect();
-        store::insert_all(tx, &rows).await
+        store::insert_all(conn, &rows).await
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 /// whatever their number: one inserts the first of each order id with its lines (`ON CONFLICT (order_id)
 /// DO NOTHING`); only when some were stored before, a second reads their fingerprints, which decide for
 /// the others between a duplicate (same content) and a conflict.
-pub async fn insert_all(tx: &mut PgConnection, invoices: &[Invoice]) -> Result<Vec<Stored>, sqlx::Error> {
+pub async fn insert_all(conn: &mut PgConnection, invoices: &[Invoice]) -> Result<Vec<Stored>, sqlx::Error> {
     let rows: Vec<(i64, String)> = invoices.iter().map(|i| (i.order_id, i.fingerprint())).collect();
     let firsts: Vec<(&Invoice, &str)> = keyed::first_of_each(&rows, |(order_id, _)| *order_id)
         .into_iter()
@@ -64,12 +64,17 @@ pub async fn insert_all(tx: &mut PgConnection, invoices: &[Invoice]) -> Result<V
             .collect::<Vec<_>>(),
     )
     .bind(lines.iter().map(|(_, _, l)| l.price).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .collect();
-    let stored =
-        store::stored_fingerprints(tx, "invoices", firsts.iter().map(|(i, _)| i.order_id), &inserted).await?;
+    let stored = store::stored_fingerprints(
+        conn,
+        "invoices",
+        firsts.iter().map(|(i, _)| i.order_id),
+        &inserted,
+    )
+    .await?;
     Ok(store::outcomes(&rows, &inserted, &stored, "invoiced"))
 }
 

@@ -14,10 +14,10 @@ impl Handler for ShipmentHandler {
 
     async fn store(
         &self,
-        tx: &mut PgConnection,
+        conn: &mut PgConnection,
         events: &[ShipmentView],
     ) -> Result<Vec<Stored>, sqlx::Error> {
         let rows: Vec<Shipment> = events.iter().map(Shipment::from_event).collect();
-        store::insert_all(tx, &rows).await
+        store::insert_all(conn, &rows).await
     }
 }

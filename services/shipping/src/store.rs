@@ -12,7 +12,7 @@ use std::collections::HashSet;
 /// whatever their number: one inserts the first of each order id with its lines (`ON CONFLICT (order_id)
 /// DO NOTHING`); only when some were stored before, a second reads their fingerprints, which decide for
 /// the others between a duplicate (same content) and a conflict.
-pub async fn insert_all(tx: &mut PgConnection, shipments: &[Shipment]) -> Result<Vec<Stored>, sqlx::Error> {
+pub async fn insert_all(conn: &mut PgConnection, shipments: &[Shipment]) -> Result<Vec<Stored>, sqlx::Error> {
     let rows: Vec<(i64, String)> = shipments.iter().map(|s| (s.order_id, s.fingerprint())).collect();
     let firsts: Vec<(&Shipment, &str)> = keyed::first_of_each(&rows, |(order_id, _)| *order_id)
         .into_iter()
@@ -61,13 +61,17 @@ pub async fn insert_all(tx: &mut PgConnection, shipments: &[Shipment]) -> Result
             .map(|(_, _, l)| l.item_name.as_str())
             .collect::<Vec<_>>(),
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .collect();
-    let stored =
-        store::stored_fingerprints(tx, "shipments", firsts.iter().map(|(s, _)| s.order_id), &inserted)
-            .await?;
+    let stored = store::stored_fingerprints(
+        conn,
+        "shipments",
+        firsts.iter().map(|(s, _)| s.order_id),
+        &inserted,
+    )
+    .await?;
     Ok(store::outcomes(&rows, &inserted, &stored, "shipped"))
 }
 

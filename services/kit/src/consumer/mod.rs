@@ -1,10 +1,11 @@
 //! The consumer loop of invoicing and shipping, written once. A service supplies a `Handler` naming the
 //! view of the event it reads (`Handler::Event`, a tolerant reader: only the fields that service stores)
-//! and storing such events inside the transaction it is given; the loop owns delivery:
+//! and storing such events with one writing statement on the connection it is given; the loop owns
+//! delivery:
 //!
 //! - each record is decoded as the handler's view, so a field a service does not read (prices, for
 //!   shipping) can be missing or new without that service dead-lettering the event;
-//! - the offset is stored only after the transaction committed (`enable.auto.offset.store=false`; the
+//! - the offset is stored only after the records' writes committed (`enable.auto.offset.store=false`; the
 //!   background auto-commit sends stored offsets), so a crash redelivers, and the handler's
 //!   `ON CONFLICT (order_id) DO NOTHING` makes redelivery harmless;
 //! - a record that cannot be decoded or is rejected by the database's rules is dead-lettered (raw bytes,
@@ -36,9 +37,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use store::DeadLetter;
 
-/// Most records stored in one transaction: those already fetched when the loop takes the next record.
+/// Most records stored in one statement: those already fetched when the loop takes the next record.
 /// Under load this turns one commit per record into one per batch; idle, a batch is one record. A batch
-/// costs about the same whatever its size (one or two statements and a commit), so a member that fell behind
+/// costs about the same whatever its size (one statement and its commit), so a member that fell behind
 /// catches up by taking more at once; 1,000 events are about 1 MiB in hand.
 const MAX_BATCH: usize = 1000;
 /// Pause after a failed receive; short, so shutdown is not held up.
@@ -51,7 +52,7 @@ pub const REASON_CONFLICT: &str = "ConflictingDuplicate";
 /// Dead-letter reason of an event the database refused for good (a constraint or data error).
 pub const REASON_REJECTED: &str = "Rejected";
 
-/// What the handler did with an event, inside the loop's transaction.
+/// What the handler did with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     /// A new invoice or shipment.
@@ -62,8 +63,7 @@ pub enum Stored {
     Conflict { detail: String },
 }
 
-/// A service's domain: what it reads of an event, and how it stores events in the transaction given (the
-/// loop commits it).
+/// A service's domain: what it reads of an event, and how it stores events on the connection given.
 pub trait Handler: Send + Sync + 'static {
     /// The fields of `OrderPlaced` this service needs; records are decoded as this and nothing more. The
     /// handler's duplicate/conflict fingerprint must come from what it stores, so an event differing only
@@ -287,8 +287,9 @@ impl<H: Handler> ConsumerLoop<H> {
     /// instead of `BEGIN`, the statement and `COMMIT` (at 500 orders/s most batches are one record).
     /// Dead letters (undecodable records, conflicting duplicates) follow in one transaction of their own.
     /// No offset is stored until all of it succeeded: after a crash or any error in between, the records
-    /// are processed again (by the one-by-one path here, or after redelivery), the events already stored
-    /// are duplicates then, and the dead letters are written once.
+    /// are processed again (by the one-by-one path here, or after redelivery) and the events already
+    /// stored are duplicates then. A dead letter is written again only when its records come again after
+    /// it committed, i.e. a crash or a lost partition before the offsets reached the broker, as before.
     async fn process_batch(&self, messages: &[BorrowedMessage<'_>]) -> Result<(), sqlx::Error> {
         let started = Instant::now();
         let mut events = Vec::with_capacity(messages.len());

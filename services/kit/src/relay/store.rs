@@ -19,11 +19,13 @@ pub struct OutboxRow {
 }
 
 /// Begins a round's transaction, which commits without waiting for its WAL flush: one flush wait fewer per
-/// round. Losing such a commit in a database crash loses only marks of rows already on the topic; they are
-/// published again, as after a relay crash between acknowledgement and commit, and the consumers skip the
-/// duplicates. A key's marks are lost only from its newest back (a later round's commit is later in the
-/// WAL, which survives as a prefix), so per-key order holds. `SET LOCAL` ends with the transaction: the
-/// pooled connection's next user, an order's insert, commits durably. One simple query, one round trip.
+/// round. Losing such commits in a database crash loses only marks of rows already on the topic: they are
+/// published again, and the consumers skip them as duplicates by order id. A key's marks are lost only from
+/// its newest back (a later round's commit is later in the WAL, which survives as a prefix), so its rows
+/// are published again in order; unlike after a relay crash (at most one row of a key again), a key may
+/// then have several rows again, after later ones, so first deliveries keep per-key order and repeats
+/// follow them. `SET LOCAL` ends with the transaction: the pooled connection's next user, an order's
+/// insert, commits durably. One simple query, one round trip.
 pub async fn begin_round(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await
 }
