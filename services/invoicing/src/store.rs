@@ -68,14 +68,7 @@ pub async fn insert_all(conn: &mut PgConnection, invoices: &[Invoice]) -> Result
     .await?
     .into_iter()
     .collect();
-    let stored = store::stored_fingerprints(
-        conn,
-        "invoices",
-        firsts.iter().map(|(i, _)| i.order_id),
-        &inserted,
-    )
-    .await?;
-    Ok(store::outcomes(&rows, &inserted, &stored, "invoiced"))
+    store::judge(conn, "invoices", &rows, &inserted, "invoiced").await
 }
 
 /// One row of the invoice list.

@@ -65,14 +65,7 @@ pub async fn insert_all(conn: &mut PgConnection, shipments: &[Shipment]) -> Resu
     .await?
     .into_iter()
     .collect();
-    let stored = store::stored_fingerprints(
-        conn,
-        "shipments",
-        firsts.iter().map(|(s, _)| s.order_id),
-        &inserted,
-    )
-    .await?;
-    Ok(store::outcomes(&rows, &inserted, &stored, "shipped"))
+    store::judge(conn, "shipments", &rows, &inserted, "shipped").await
 }
 
 /// One row of the shipment list.

@@ -59,7 +59,24 @@ pub async fn insert_dead_letter(conn: &mut PgConnection, letter: &DeadLetter<'_>
 /// The fingerprints `table` holds for the order ids in `firsts` that the batch's INSERT did not take
 /// (`inserted`): what `outcomes` judges their events against. `table` is the service's own constant
 /// table name, never input.
-pub async fn stored_fingerprints(
+/// What a batch's `INSERT … ON CONFLICT (order_id) DO NOTHING` into `table` did with each event of `rows`
+/// ((order id, fingerprint), in delivery order), `inserted` holding the order ids it took: reads the
+/// fingerprints stored for the others (only when there are any) and judges each event with `outcomes`.
+pub async fn judge(
+    conn: &mut PgConnection,
+    table: &'static str,
+    rows: &[(i64, String)],
+    inserted: &HashSet<i64>,
+    done: &str,
+) -> Result<Vec<Stored>, sqlx::Error> {
+    let order_ids = crate::keyed::first_of_each(rows, |(order_id, _)| *order_id)
+        .into_iter()
+        .map(|i| rows[i].0);
+    let stored = stored_fingerprints(conn, table, order_ids, inserted).await?;
+    Ok(outcomes(rows, inserted, &stored, done))
+}
+
+async fn stored_fingerprints(
     tx: &mut PgConnection,
     table: &'static str,
     firsts: impl IntoIterator<Item = i64>,
@@ -81,7 +98,7 @@ pub async fn stored_fingerprints(
 /// of its events, in order: `inserted` holds the order ids the INSERT took, `stored` the fingerprints
 /// already stored for the others. Same fingerprint as what is stored: a duplicate; another: a conflict,
 /// described as "order N already `done` with different content".
-pub fn outcomes(
+fn outcomes(
     rows: &[(i64, String)],
     inserted: &HashSet<i64>,
     stored: &HashMap<i64, String>,
