@@ -6,18 +6,21 @@ use crate::config::DatabaseArgs;
 use crate::shutdown::Shutdown;
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, PgPool, Postgres};
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A short acquire timeout turns "database down" into a fast, retryable error instead of a 30 s stall.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A pooled connection idle at least this long is checked with a round trip before it is handed out.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// A connection put back into [`WarmConnections`] longer ago than this goes back to the pool instead.
+const KEEP_WARM: Duration = CHECK_AFTER_IDLE;
 /// Pause between migration attempts while the database is not reachable at start.
 const MIGRATE_RETRY: Duration = Duration::from_secs(2);
 
@@ -130,4 +133,68 @@ impl Database {
     pub async fn is_ready(&self) -> bool {
         self.migrated.load(Ordering::SeqCst) && sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+}
+
+/// Connections a busy worker keeps between one use and the next, instead of the pool. sqlx checks every
+/// connection given back to its pool with a round trip (a `Sync`) on top of the statements that used it:
+/// a consumer storing batch after batch, the order placer and the relay's rounds would pay one for every
+/// batch. Here they pay it only when a connection leaves for the pool: after a failure (drop it instead of
+/// putting it back: it may be broken or inside a transaction), or once it waited here [`KEEP_WARM`]
+/// (a background task gives such connections back, so an idle worker does not hold what others of the
+/// pool need; the pool checks one before handing it out again). Shared by the tasks of one worker; never
+/// locked across an `.await`. Must be created within a Tokio runtime.
+#[derive(Debug)]
+pub struct WarmConnections {
+    pool: PgPool,
+    kept: Arc<Mutex<Kept>>,
+}
+
+type Kept = Vec<(PoolConnection<Postgres>, Instant)>;
+
+impl WarmConnections {
+    pub fn new(pool: PgPool) -> Self {
+        let kept = Arc::new(Mutex::new(Kept::new()));
+        let weak = Arc::downgrade(&kept);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KEEP_WARM / 2).await;
+                let Some(kept) = weak.upgrade() else { return };
+                give_back_cold(&mut lock(&kept));
+            }
+        });
+        Self { pool, kept }
+    }
+
+    /// The connection put back last if it is still warm, or one from the pool.
+    pub async fn take(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let warm = {
+            let mut kept = lock(&self.kept);
+            give_back_cold(&mut kept);
+            kept.pop().map(|(conn, _)| conn)
+        };
+        match warm {
+            Some(conn) => Ok(conn),
+            None => self.pool.acquire().await,
+        }
+    }
+
+    /// Keep `conn`, which just finished its work without an error and outside any transaction, for the
+    /// next [`take`](Self::take).
+    pub fn put_back(&self, conn: PoolConnection<Postgres>) {
+        lock(&self.kept).push((conn, Instant::now()));
+    }
+}
+
+fn lock(kept: &Mutex<Kept>) -> std::sync::MutexGuard<'_, Kept> {
+    kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Drops (gives back to the pool) the connections kept [`KEEP_WARM`] or longer: the oldest, as they are
+/// kept in the order they were put back.
+fn give_back_cold(kept: &mut Kept) {
+    let cold = kept
+        .iter()
+        .position(|(_, since)| since.elapsed() < KEEP_WARM)
+        .unwrap_or(kept.len());
+    kept.drain(..cold);
 }

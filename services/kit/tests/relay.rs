@@ -1,13 +1,13 @@
 //! The outbox relay against the real broker and database: per-key order across a relay restart, with two
 //! relays at once and with one relay's rounds overlapping; exactly one publication per row; a row the
 //! producer refuses holds back only its own key; and the partition of each key equal to the Java client's
-//! murmur2 choice.
+//! murmur2 choice; a round's asynchronous commit stays its own, and an abandoned round gives its rows back.
 
 use ordersystem_contract::partition::partition_for_key;
 use ordersystem_service_kit::config::{DatabaseArgs, KafkaArgs};
-use ordersystem_service_kit::db::Database;
+use ordersystem_service_kit::db::{Database, WarmConnections};
 use ordersystem_service_kit::metrics::Metrics;
-use ordersystem_service_kit::relay::store::begin_round;
+use ordersystem_service_kit::relay::store::Round;
 use ordersystem_service_kit::relay::{BATCH, Relay, RelaySettings};
 use ordersystem_service_kit::shutdown;
 use ordersystem_testkit::{env, names, schema};
@@ -308,31 +308,73 @@ async fn overlapping_rounds_keep_per_key_order_and_a_refused_row_holds_back_only
     assert_eq!(seen.len(), keys.len() + 1, "no other keys on the topic");
 }
 
-/// A round's transaction commits without waiting for its flush, and only it: the pooled connection goes
-/// back committing durably, as an order's insert on it must.
+/// A round's transaction commits without waiting for its flush, and only it: its connection, kept for the
+/// next round, commits durably afterwards, as an order's insert on it must. A round dropped unfinished (a
+/// failure on the way) gives its rows back at once and leaves no transaction on any connection.
 #[tokio::test]
-async fn a_round_commits_asynchronously_and_leaves_its_connection_durable() {
+async fn a_round_commits_asynchronously_and_an_abandoned_round_gives_its_rows_back() {
     let service_db = schema::fresh_schema("relay").await;
     let args = DatabaseArgs {
-        max_connections: 1, // the round's connection is the one the next user gets
+        max_connections: 1, // every round and check below is on the one connection there is
         ..database_args(&service_db)
     };
     let db = Database::connect_lazy(&args).expect("pool");
-    for commit in [true, false] {
-        let mut round = begin_round(&db.pool).await.expect("round begins");
-        assert_eq!(synchronous_commit(&mut round).await, "off", "inside the round");
-        if commit {
-            round.commit().await.expect("commit");
-        } else {
-            round.rollback().await.expect("rollback");
+    create_outbox(&db.pool).await;
+    insert(&db.pool, "finished", b"1").await;
+    let warm = WarmConnections::new(db.pool.clone());
+
+    let (mut round, rows) = Round::lock_next(&warm, BATCH).await.expect("round begins");
+    assert_eq!(rows.len(), 1, "the row is locked by the round");
+    assert_eq!(
+        (rows[0].key.as_str(), rows[0].payload.as_slice()),
+        ("finished", b"1".as_slice())
+    );
+    assert_eq!(synchronous_commit(&mut round).await, "off", "inside the round");
+    round
+        .finish(&warm, &[rows[0].id])
+        .await
+        .expect("marked and committed");
+    let mut kept = warm.take().await.expect("the round's connection, kept");
+    assert_eq!(synchronous_commit(&mut kept).await, "on", "after the round");
+    drop(kept);
+    assert_eq!(sent_count(&db.pool).await, 1, "the mark committed");
+
+    insert(&db.pool, "abandoned", b"2").await;
+    let (mut round, rows) = Round::lock_next(&warm, BATCH).await.expect("round begins");
+    assert_eq!(rows.len(), 1);
+    let abandoned = rows[0].id;
+    let abandoned_session: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *round)
+        .await
+        .expect("query");
+    drop(round);
+    // The abandoned round's session ends and the pool opens another; until the server has ended the old
+    // one, its lock may still be held, so the next round may first find nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let (round, rows) = Round::lock_next(&warm, BATCH).await.expect("round begins");
+        if !rows.is_empty() || Instant::now() > deadline {
+            drop(round);
+            break rows;
         }
-        let mut next = db.pool.acquire().await.expect("the same connection");
-        assert_eq!(
-            synchronous_commit(&mut next).await,
-            "on",
-            "after a round that ended with commit = {commit}"
-        );
-    }
+        round.finish(&warm, &[]).await.expect("empty round ends");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![abandoned],
+        "the abandoned round's row is eligible again, unsent"
+    );
+    let mut check = service_db.connect().await;
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+        .bind(abandoned_session)
+        .fetch_one(&mut check)
+        .await
+        .expect("query");
+    assert_eq!(
+        sessions, 0,
+        "the abandoned round's session was closed, not pooled"
+    );
 }
 
 async fn synchronous_commit(conn: &mut sqlx::PgConnection) -> String {

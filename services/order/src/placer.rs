@@ -2,13 +2,15 @@
 //! worker that becomes free takes every order waiting (up to `MAX_BATCH`) and stores them with
 //! `store::place_all`: two round trips and one commit for all of them instead of for each. Idle, a batch is
 //! one order and costs what placing it alone did; under load the waiting orders share the round trips that
-//! would otherwise queue for the CPU. A request is answered only after its order committed. When a batch
+//! would otherwise queue for the CPU. The workers keep their connections from one batch to the next in one
+//! `WarmConnections`. A request is answered only after its order committed. When a batch
 //! fails as a whole (nothing of it stored), its orders are placed again one by one, concurrently, so one
 //! order's failure stays its own.
 
 use crate::domain::NewOrder;
 use crate::store::{self, StoreError};
 use ordersystem_contract::OrderPlaced;
+use ordersystem_service_kit::db::WarmConnections;
 use ordersystem_service_kit::metrics::Metrics;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -36,8 +38,15 @@ impl Placer {
     pub fn start(pool: PgPool, metrics: Metrics) -> Self {
         let (requests, waiting) = mpsc::channel(MAX_BATCH * WORKERS);
         let waiting = Arc::new(Mutex::new(waiting));
+        // Shared: the workers keep only as many connections as were busy at once lately.
+        let warm = Arc::new(WarmConnections::new(pool.clone()));
         for _ in 0..WORKERS {
-            tokio::spawn(work(pool.clone(), metrics.clone(), Arc::clone(&waiting)));
+            tokio::spawn(work(
+                pool.clone(),
+                Arc::clone(&warm),
+                metrics.clone(),
+                Arc::clone(&waiting),
+            ));
         }
         Self { requests }
     }
@@ -53,7 +62,12 @@ impl Placer {
     }
 }
 
-async fn work(pool: PgPool, metrics: Metrics, waiting: Arc<Mutex<mpsc::Receiver<Request>>>) {
+async fn work(
+    pool: PgPool,
+    warm: Arc<WarmConnections>,
+    metrics: Metrics,
+    waiting: Arc<Mutex<mpsc::Receiver<Request>>>,
+) {
     loop {
         let batch = {
             let mut waiting = waiting.lock().await;
@@ -70,13 +84,23 @@ async fn work(pool: PgPool, metrics: Metrics, waiting: Arc<Mutex<mpsc::Receiver<
             batch
         };
         metrics.batch_records.observe(batch.len() as f64);
-        place_batch(&pool, batch).await;
+        place_batch(&pool, &warm, batch).await;
     }
 }
 
-async fn place_batch(pool: &PgPool, batch: Vec<Request>) {
+async fn place_batch(pool: &PgPool, warm: &WarmConnections, batch: Vec<Request>) {
     let (orders, replies): (Vec<NewOrder>, Vec<_>) = batch.into_iter().map(|r| (r.order, r.reply)).unzip();
-    match store::place_all(pool, &orders, chrono::Utc::now()).await {
+    let placed = match warm.take().await {
+        Ok(mut conn) => {
+            let placed = store::place_all(&mut conn, &orders, chrono::Utc::now()).await;
+            if placed.is_ok() {
+                warm.put_back(conn);
+            }
+            placed
+        }
+        Err(error) => Err(error.into()),
+    };
+    match placed {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 // The requester may have gone (client disconnected); the order is stored regardless.

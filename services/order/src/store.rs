@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use ordersystem_contract::partition::record_key;
 use ordersystem_contract::{Address, Customer, Item, OrderLine, OrderPlaced, Price};
 use rust_decimal::Decimal;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -89,7 +89,8 @@ pub async fn items(pool: &PgPool) -> Result<Vec<Item>, sqlx::Error> {
 
 /// Store one order, its lines and its outbox row atomically; returns the event that was queued.
 pub async fn place(pool: &PgPool, order: &NewOrder, now: DateTime<Utc>) -> Result<OrderPlaced, StoreError> {
-    place_all(pool, std::slice::from_ref(order), now)
+    let mut conn = pool.acquire().await?;
+    place_all(&mut conn, std::slice::from_ref(order), now)
         .await?
         .pop()
         .unwrap_or_else(|| Err(StoreError::Database(sqlx::Error::RowNotFound)))
@@ -104,7 +105,7 @@ pub async fn place(pool: &PgPool, order: &NewOrder, now: DateTime<Utc>) -> Resul
 /// events carry them), the other writes orders, lines and outbox rows in one statement, which commits as one
 /// transaction. The foreign keys still refuse a customer or item removed in between.
 pub async fn place_all(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     orders: &[NewOrder],
     now: DateTime<Utc>,
 ) -> Result<Vec<Result<OrderPlaced, StoreError>>, StoreError> {
@@ -128,7 +129,7 @@ pub async fn place_all(
     .bind(i32::try_from(orders.len()).unwrap_or(i32::MAX))
     .bind(&customer_ids)
     .bind(&item_ids)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     let ids: Vec<i64> = catalogue.try_get::<Option<_>, _>(0)?.unwrap_or_default();
     if ids.len() != orders.len() {
@@ -154,7 +155,7 @@ pub async fn place_all(
         .collect();
     let placed: Vec<&(OrderPlaced, Vec<u8>)> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
     if !placed.is_empty() {
-        insert(pool, &placed, now).await?;
+        insert(conn, &placed, now).await?;
     }
     Ok(outcomes.into_iter().map(|o| o.map(|(event, _)| event)).collect())
 }
@@ -240,7 +241,7 @@ fn event_of(
 
 /// Writes the orders, their lines and their outbox rows in one statement (one transaction).
 async fn insert(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     placed: &[&(OrderPlaced, Vec<u8>)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -299,7 +300,7 @@ async fn insert(
             .map(|(_, payload)| payload.as_slice())
             .collect::<Vec<_>>(),
     )
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

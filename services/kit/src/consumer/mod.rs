@@ -14,14 +14,16 @@
 //! - a transient failure (database unreachable) pauses the partition, the loop keeps polling (so the member
 //!   never exceeds `max.poll.interval.ms`), and after a backoff it seeks back to the failed record and resumes;
 //! - records already fetched are stored together, in one handler call whose one writing statement is
-//!   atomic on its own (one round trip and one commit for the batch, no `BEGIN`/`COMMIT` around it); when
-//!   anything in it fails, its records are processed one by one, each in a transaction and as above (what
-//!   the batch stored is a duplicate then);
+//!   atomic on its own (one round trip and one commit for the batch, no `BEGIN`/`COMMIT` around it, on a
+//!   connection kept from batch to batch: `db::WarmConnections`); when anything in it fails, its records
+//!   are processed one by one, each in a transaction and as above (what the batch stored is a duplicate
+//!   then);
 //! - on shutdown it finishes the records in hand, commits the stored offsets and leaves the group.
 
 pub mod store;
 
 use crate::config::{ConsumerArgs, KafkaArgs};
+use crate::db::WarmConnections;
 use crate::kafka::{KafkaContext, consumer_config};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -138,6 +140,7 @@ impl<H: Handler> ConsumerLoop<H> {
             })?;
         tracing::info!(topic = %kafka.topic, group = %group, protocol = ?args.group_protocol, "consumer started");
         let (first_backoff, max_backoff) = args.backoff();
+        let warm = WarmConnections::new(self.pool.clone());
         let mut paused: HashMap<(String, i32), Paused> = HashMap::new();
         let mut failures: HashMap<(String, i32), u32> = HashMap::new();
         loop {
@@ -176,7 +179,7 @@ impl<H: Handler> ConsumerLoop<H> {
                     }
                     // Fetched before a pause took effect: read again after the seek back.
                     batch.retain(|m| !paused.contains_key(&(m.topic().to_string(), m.partition())));
-                    if !batch.is_empty() && self.process_batch(&batch).await.is_ok() {
+                    if !batch.is_empty() && self.process_batch(&warm, &batch).await.is_ok() {
                         self.metrics.batch_records.observe(batch.len() as f64);
                         for message in &batch {
                             failures.remove(&(message.topic().to_string(), message.partition()));
@@ -290,7 +293,12 @@ impl<H: Handler> ConsumerLoop<H> {
     /// are processed again (by the one-by-one path here, or after redelivery) and the events already
     /// stored are duplicates then. A dead letter is written again only when its records come again after
     /// it committed, i.e. a crash or a lost partition before the offsets reached the broker, as before.
-    async fn process_batch(&self, messages: &[BorrowedMessage<'_>]) -> Result<(), sqlx::Error> {
+    /// The connection comes from `warm` and goes back there only when all of it succeeded.
+    async fn process_batch(
+        &self,
+        warm: &WarmConnections,
+        messages: &[BorrowedMessage<'_>],
+    ) -> Result<(), sqlx::Error> {
         let started = Instant::now();
         let mut events = Vec::with_capacity(messages.len());
         let mut undecodable = Vec::new();
@@ -301,7 +309,7 @@ impl<H: Handler> ConsumerLoop<H> {
             }
         }
         let (events, decoded): (Vec<_>, Vec<_>) = events.into_iter().unzip();
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = warm.take().await?;
         let stored = if events.is_empty() {
             Vec::new()
         } else {
@@ -332,6 +340,7 @@ impl<H: Handler> ConsumerLoop<H> {
             }
             tx.commit().await?;
         }
+        warm.put_back(conn);
         let elapsed = started.elapsed().as_secs_f64();
         for (message, error) in &undecodable {
             self.metrics.dead_letter(REASON_UNDECODABLE);

@@ -2,11 +2,12 @@
 //! sent only after the broker acknowledged, in the same transaction that locked them. A crash between the
 //! acknowledgement and the commit publishes a row again (consumers are idempotent); no row is ever skipped.
 //! Several relays (order replicas) share the work through `FOR UPDATE SKIP LOCKED` and keep each key's rows
-//! in order (see `store::lock_next`); one relay's overlapping rounds do the same with each other.
+//! in order (see `store::Round::lock_next`); one relay's overlapping rounds do the same with each other.
 
 pub mod store;
 
 use crate::config::KafkaArgs;
+use crate::db::WarmConnections;
 use crate::kafka::{KafkaContext, producer_config};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -15,19 +16,21 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use store::OutboxRow;
+use store::{OutboxRow, Round};
 use tokio::sync::Notify;
 use tokio::time::Sleep;
 
 /// Rows per round; one per key, so also the most keys in one round. With a backlog, rounds this large are
 /// what lets the relay keep up with about 3,000 orders/s on 2 cores (`BENCHMARKS.md`).
 pub const BATCH: i64 = 500;
+const BATCH_ROWS: usize = BATCH as usize;
 /// Rounds under way at once: one locking and publishing, the others awaiting their acknowledgements. Each
-/// holds a pooled connection (its row locks) until it commits, so this many are taken from the HTTP side.
+/// holds a connection (its row locks) until it commits, and the relay keeps them warm between rounds, so
+/// this many are taken from the HTTP side.
 const ROUNDS_IN_FLIGHT: usize = 3;
 /// Pause after a failed round, so a database or Kafka outage does not spin.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
@@ -84,31 +87,17 @@ impl Default for RelaySettings {
     }
 }
 
-/// A round whose rows are locked in `tx` and handed to the producer (or failed to be).
+/// A round whose rows are locked and handed to the producer (or failed to be).
 struct Published {
-    tx: Transaction<'static, Postgres>,
+    round: Round,
     rows: Vec<OutboxRow>,
     deliveries: Vec<Result<DeliveryFuture, KafkaError>>,
 }
 
-/// Why no new round starts for now, and until when at the latest.
-struct Pause {
-    until: Pin<Box<Sleep>>,
-    /// Nothing was eligible (rather than a failure): a settled round may have changed that.
-    idle: bool,
-}
-
-impl Pause {
-    fn new(duration: Duration, idle: bool) -> Self {
-        Self {
-            until: Box::pin(tokio::time::sleep(duration)),
-            idle,
-        }
-    }
-}
-
 pub struct Relay {
     pool: PgPool,
+    /// The rounds' connections, kept from one round to the next.
+    warm: WarmConnections,
     metrics: Metrics,
     topic: String,
     producer: FutureProducer<KafkaContext>,
@@ -130,6 +119,7 @@ impl Relay {
             .create_with_context(KafkaContext::new(metrics.clone()))
             .map_err(|source| RelayError::Create { source })?;
         Ok(Self {
+            warm: WarmConnections::new(pool.clone()),
             pool,
             metrics,
             topic: kafka.topic.clone(),
@@ -145,7 +135,12 @@ impl Relay {
     /// publishes, while earlier ones still wait for their acknowledgements (at most [`ROUNDS_IN_FLIGHT`]).
     /// Each round marks and commits only its own acknowledged rows, so a failure in one round leaves its
     /// rows unsent for a later round and touches no other round's rows; per-key order holds for the same
-    /// reason it holds between several relays (`store::lock_next`).
+    /// reason it holds between several relays (`store::Round::lock_next`).
+    ///
+    /// A round starts only when it may find rows: after a wake-up (an order written here), a full round
+    /// (rows were left behind), a settled round that may have made later rows of its keys eligible, a
+    /// failure's pause, or the idle poll (rows other replicas wrote). So at a few orders at a time a round
+    /// follows each wake-up, not an empty round after every round.
     pub async fn run(self, mut shutdown: Shutdown) {
         tracing::info!(topic = %self.topic, "outbox relay started");
         // The backlog is counted on its own clock: a round waiting for an absent broker must not freeze it.
@@ -157,11 +152,26 @@ impl Relay {
         // Everything runs in this one task (no spawns): a failpoint that parks it stops every round at once.
         let mut publishing: Option<BoxFuture<'_, Result<Option<Published>, RelayError>>> = None;
         let mut settling = FuturesUnordered::new();
-        // Set while idle (nothing eligible) or after a failure: no new round until it elapses or a wake-up.
-        let mut pause: Option<Pause> = None;
+        // A round may find rows.
+        let mut due = true;
+        // The next settled round may have made waiting rows eligible: a round saw rows waiting behind
+        // locked ones, or found nothing while others were still settling (their keys' next rows may be
+        // what it missed).
+        let mut look_after_settle = false;
+        // Set after a failure: no new round until it elapses.
+        let mut backoff: Option<Pin<Box<Sleep>>> = None;
+        let poll = tokio::time::sleep(self.idle_poll);
+        tokio::pin!(poll);
         let mut stopping = false;
         loop {
-            if !stopping && publishing.is_none() && pause.is_none() && settling.len() < ROUNDS_IN_FLIGHT {
+            if !stopping
+                && due
+                && backoff.is_none()
+                && publishing.is_none()
+                && settling.len() < ROUNDS_IN_FLIGHT
+            {
+                due = false;
+                poll.as_mut().reset(tokio::time::Instant::now() + self.idle_poll);
                 publishing = Some(Box::pin(self.publish()));
             }
             if stopping && publishing.is_none() && settling.is_empty() {
@@ -172,33 +182,36 @@ impl Relay {
                 published = async { publishing.as_mut().expect("guarded").await }, if publishing.is_some() => {
                     publishing = None;
                     match published {
-                        Ok(Some(round)) => {
+                        Ok(Some(published)) => {
                             if !settling.is_empty() {
                                 self.metrics.relay_rounds_overlapped.inc();
                             }
-                            settling.push(self.settle(round));
+                            due |= published.rows.len() >= BATCH_ROWS;
+                            look_after_settle |= published.round.rows_wait_behind();
+                            settling.push(self.settle(published));
                         }
-                        Ok(None) => pause = Some(Pause::new(self.idle_poll, true)),
+                        Ok(None) => look_after_settle |= !settling.is_empty(),
                         Err(error) => {
                             tracing::warn!(%error, "outbox round failed, retrying");
-                            pause = Some(Pause::new(ERROR_PAUSE, false));
+                            backoff = Some(Box::pin(tokio::time::sleep(ERROR_PAUSE)));
                         }
                     }
                 }
                 Some(settled) = settling.next(), if !settling.is_empty() => match settled {
-                    // A settled round may have made the next row of its keys eligible.
                     Ok(_) => {
-                        if pause.as_ref().is_some_and(|p| p.idle) {
-                            pause = None;
-                        }
+                        due |= std::mem::take(&mut look_after_settle);
                     }
                     Err(error) => {
                         tracing::warn!(%error, "outbox round failed, retrying");
-                        pause = Some(Pause::new(ERROR_PAUSE, false));
+                        backoff = Some(Box::pin(tokio::time::sleep(ERROR_PAUSE)));
                     }
                 },
-                () = async { pause.as_mut().expect("guarded").until.as_mut().await }, if pause.is_some() => pause = None,
-                () = self.wake.notified(), if pause.is_some() => pause = None,
+                () = async { backoff.as_mut().expect("guarded").await }, if backoff.is_some() => {
+                    backoff = None;
+                    due = true;
+                }
+                () = self.wake.notified(), if !due => due = true,
+                () = &mut poll, if !due => due = true,
             }
         }
         gauge.abort();
@@ -216,9 +229,9 @@ impl Relay {
 
     /// Lock the next rows and hand them to the producer; `None` when no row is eligible.
     async fn publish(&self) -> Result<Option<Published>, RelayError> {
-        let mut tx = store::begin_round(&self.pool).await?;
-        let rows = store::lock_next(&mut tx, BATCH).await?;
+        let (round, rows) = Round::lock_next(&self.warm, BATCH).await?;
         if rows.is_empty() {
+            round.finish(&self.warm, &[]).await?;
             return Ok(None);
         }
         crate::failpoint!(crate::failpoints::RELAY_BEFORE_PUBLISH);
@@ -226,7 +239,11 @@ impl Relay {
         for row in &rows {
             deliveries.push(self.enqueue(row).await);
         }
-        Ok(Some(Published { tx, rows, deliveries }))
+        Ok(Some(Published {
+            round,
+            rows,
+            deliveries,
+        }))
     }
 
     /// Hand one row to the producer, waiting (up to [`QUEUE_WAIT`]) for room in its local queue.
@@ -250,12 +267,12 @@ impl Relay {
 
     /// Await the round's acknowledgements, mark the acknowledged rows sent and commit (which releases the
     /// locks of the rows that were not, for a later round).
-    async fn settle(&self, round: Published) -> Result<usize, RelayError> {
+    async fn settle(&self, published: Published) -> Result<usize, RelayError> {
         let Published {
-            mut tx,
+            round,
             rows,
             deliveries,
-        } = round;
+        } = published;
         let mut acked = Vec::with_capacity(rows.len());
         for (row, delivery) in rows.iter().zip(deliveries) {
             let result = match delivery {
@@ -278,8 +295,7 @@ impl Relay {
             }
         }
         crate::failpoint!(crate::failpoints::RELAY_ACKNOWLEDGED);
-        store::mark_sent(&mut tx, &acked).await?;
-        tx.commit().await?;
+        round.finish(&self.warm, &acked).await?;
         self.metrics.events_produced.inc_by(acked.len() as u64);
         if !acked.is_empty() {
             self.metrics.kafka_connected.set(1);

@@ -6,9 +6,13 @@
 //! CREATE INDEX outbox_unsent_by_id ON outbox (id) WHERE sent_at IS NULL;
 //! ```
 //!
-//! `outbox_unsent_by_id` lets `lock_next` find the oldest unsent rows without walking every row ever sent.
+//! `outbox_unsent_by_id` lets `Round::lock_next` find the oldest unsent rows without walking every row ever sent.
 
-use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+use crate::db::WarmConnections;
+use sqlx::pool::PoolConnection;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
+use std::fmt::Write;
+use std::ops::{Deref, DerefMut};
 
 /// One unsent row.
 #[derive(Debug, Clone)]
@@ -18,89 +22,146 @@ pub struct OutboxRow {
     pub payload: Vec<u8>,
 }
 
-/// Begins a round's transaction, which commits without waiting for its WAL flush: one flush wait fewer per
-/// round. Losing such commits in a database crash loses only marks of rows already on the topic: they are
-/// published again, and the consumers skip them as duplicates by order id. A key's marks are lost only from
-/// its newest back (a later round's commit is later in the WAL, which survives as a prefix), so its rows
-/// are published again in order; unlike after a relay crash (at most one row of a key again), a key may
-/// then have several rows again, after later ones, so first deliveries keep per-key order and repeats
-/// follow them. `SET LOCAL` ends with the transaction: the pooled connection's next user, an order's
-/// insert, commits durably. One simple query, one round trip.
-pub async fn begin_round(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await
+/// A round's transaction: the rows it locked stay locked until [`finish`](Round::finish) marks the
+/// acknowledged ones sent and commits. Two round trips from start to end, each one simple query: `BEGIN`
+/// with the lock, then the mark with `COMMIT`. A round dropped unfinished (a failure, a round abandoned)
+/// closes its connection instead of giving it back, which rolls the transaction back and releases its
+/// rows for a later round; the pool opens another connection.
+///
+/// The transaction commits without waiting for its WAL flush: one flush wait fewer per round. Losing such
+/// commits in a database crash loses only marks of rows already on the topic: they are published again,
+/// and the consumers skip them as duplicates by order id. A key's marks are lost only from its newest back
+/// (a later round's commit is later in the WAL, which survives as a prefix), so its rows are published
+/// again in order; unlike after a relay crash (at most one row of a key again), a key may then have several
+/// rows again, after later ones, so first deliveries keep per-key order and repeats follow them. `SET
+/// LOCAL` ends with the transaction: the connection's next user, an order's insert, commits durably.
+pub struct Round {
+    /// `None` once finished.
+    conn: Option<PoolConnection<Postgres>>,
+    rows_wait_behind: bool,
 }
 
-/// Lock up to `limit` unsent rows, at most one per key and only the oldest unsent row of its key.
-///
-/// Why this keeps per-key order with several relays: a row is eligible only when no older row of its key is
-/// unsent. While relay A holds key k's oldest row (locked, still unsent), relay B skips that row (SKIP
-/// LOCKED) and cannot take k's next row (an older one is unsent); it becomes eligible only after A marked
-/// the older row sent, i.e. after the broker acknowledged it.
-///
-/// How it decides that in bounded time: it reads the oldest `window_for(limit)` unsent rows (locked ones
-/// included) and keeps the first row of each key among them. Any older unsent row of the same key has a
-/// smaller id, so it is in the window too: the check is complete without looking further. Only then are
-/// the chosen rows locked, skipping those another round holds. Each statement has one sensible plan (an
-/// ordered index scan with a limit, then primary-key lookups), so its cost stays proportional to the
-/// window whatever the planner's statistics say. A single statement with `NOT EXISTS` let the planner,
-/// working from statistics taken while nearly every row was sent, pick a nested loop that scanned the
-/// whole backlog for every candidate: rounds then took seconds, the backlog grew, and rounds got slower.
-pub async fn lock_next(tx: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
-    let window: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, record_key FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1")
-            .bind(window_for(limit))
-            .fetch_all(&mut *tx)
-            .await?;
-    // The first row of each key; all go to the locking statement, which takes the first `limit` that
-    // no other round holds.
-    let heads: Vec<i64> = crate::keyed::first_of_each(&window, |(_, key)| key.as_str())
-        .into_iter()
-        .map(|i| window[i].0)
-        .collect();
-    if heads.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = sqlx::query(
-        "SELECT id, record_key, payload FROM outbox
-         WHERE id = ANY($1) AND sent_at IS NULL
-         ORDER BY id
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED",
-    )
-    .bind(&heads)
-    .bind(limit)
-    .fetch_all(tx)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(OutboxRow {
-                id: row.try_get(0)?,
-                key: row.try_get(1)?,
-                payload: row.try_get(2)?,
+impl Round {
+    /// Begin a round on a connection from `warm` and lock up to `limit` unsent rows, at most one per key
+    /// and only the oldest unsent row of its key. With no row eligible the round is still open: finish it.
+    ///
+    /// Why this keeps per-key order with several relays: a row is eligible only when no older row of its
+    /// key is unsent. While relay A holds key k's oldest row (locked, still unsent), relay B skips that row
+    /// (SKIP LOCKED) and cannot take k's next row (an older one is unsent); it becomes eligible only after
+    /// A marked the older row sent, i.e. after the broker acknowledged it.
+    ///
+    /// How it decides that in bounded time: it reads the oldest `window_for(limit)` unsent rows (locked
+    /// ones included) and keeps the first row of each key among them. Any older unsent row of the same key
+    /// has a smaller id, so it is in the window too: the check is complete without looking further. Only
+    /// then are the chosen rows locked, skipping those another round holds. The window is materialized and
+    /// the chosen ids become one array, so the plan is an ordered index scan with a limit, then
+    /// primary-key lookups, its cost proportional to the window whatever the planner's statistics say. A
+    /// `NOT EXISTS` per candidate let the planner, working from statistics taken while nearly every row
+    /// was sent, pick a nested loop that scanned the whole backlog for every candidate: rounds then took
+    /// seconds, the backlog grew, and rounds got slower.
+    pub async fn lock_next(
+        warm: &WarmConnections,
+        limit: i64,
+    ) -> Result<(Round, Vec<OutboxRow>), sqlx::Error> {
+        let mut round = Round {
+            conn: Some(warm.take().await?),
+            rows_wait_behind: false,
+        };
+        // Both numbers are the relay's own integers, not input.
+        let sql = format!(
+            "BEGIN; SET LOCAL synchronous_commit = off;
+             WITH oldest AS MATERIALIZED (
+                 SELECT id, record_key FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT {window}),
+             heads AS MATERIALIZED (SELECT DISTINCT ON (record_key) id FROM oldest ORDER BY record_key, id)
+             SELECT id, record_key, payload,
+                    (SELECT count(*) = {window} OR count(*) > (SELECT count(*) FROM heads) FROM oldest)
+             FROM outbox
+             WHERE id = ANY(ARRAY(SELECT id FROM heads)) AND sent_at IS NULL
+             ORDER BY id
+             LIMIT {limit}
+             FOR UPDATE SKIP LOCKED",
+            window = window_for(limit),
+        );
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(&mut *round).await?;
+        if let Some(first) = rows.first() {
+            round.rows_wait_behind = first.try_get(3)?;
+        }
+        let rows = rows
+            .into_iter()
+            .map(|row| {
+                Ok(OutboxRow {
+                    id: row.try_get(0)?,
+                    key: row.try_get(1)?,
+                    payload: row.try_get(2)?,
+                })
             })
-        })
-        .collect()
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok((round, rows))
+    }
+
+    /// Whether unsent rows wait behind the ones rounds hold: later rows of a key (eligible once the round
+    /// holding the key's older row finished) or rows beyond a full window (reached as rounds finish). A
+    /// finished round is then a reason to look again.
+    pub fn rows_wait_behind(&self) -> bool {
+        self.rows_wait_behind
+    }
+
+    /// Mark `acked` (rows of this round the broker acknowledged) sent and commit, which releases the
+    /// locks of the others for a later round; the connection goes back to `warm`.
+    pub async fn finish(mut self, warm: &WarmConnections, acked: &[i64]) -> Result<(), sqlx::Error> {
+        let mut sql = String::from("COMMIT");
+        if !acked.is_empty() {
+            // Integers only, written by this function: nothing to escape.
+            sql = String::from("UPDATE outbox SET sent_at = now() WHERE id = ANY('{");
+            for (i, id) in acked.iter().enumerate() {
+                let comma = if i == 0 { "" } else { "," };
+                let _ = write!(sql, "{comma}{id}");
+            }
+            sql.push_str("}'::bigint[]); COMMIT");
+        }
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *self).await?;
+        if let Some(conn) = self.conn.take() {
+            warm.put_back(conn);
+        }
+        Ok(())
+    }
 }
 
-/// How many of the oldest unsent rows `lock_next` looks at for `limit` rows: room for the rows other
-/// rounds hold (this relay's overlapping rounds, other replicas' relays) besides a full round. Rows beyond
-/// the window wait for a later round, never out of order; only if this many of the oldest rows could not
-/// be published (a broker refusing them) would they hold back the rest too.
+impl Deref for Round {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        self.conn
+            .as_deref()
+            .expect("a round's connection is there until it finished")
+    }
+}
+
+impl DerefMut for Round {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("a round's connection is there until it finished")
+    }
+}
+
+impl Drop for Round {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// How many of the oldest unsent rows `Round::lock_next` looks at for `limit` rows: room for the rows
+/// other rounds hold (this relay's overlapping rounds, other replicas' relays) besides a full round. Rows
+/// beyond the window wait for a later round, never out of order; only if this many of the oldest rows
+/// could not be published (a broker refusing them) would they hold back the rest too.
 fn window_for(limit: i64) -> i64 {
     limit.saturating_mul(4)
 }
 
-/// Mark rows the broker acknowledged.
-pub async fn mark_sent(tx: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
-        .bind(ids)
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
 /// Rows not yet acknowledged.
-pub async fn backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
+pub async fn backlog(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         .fetch_one(pool)
         .await
