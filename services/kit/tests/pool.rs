@@ -10,33 +10,14 @@ use std::time::Duration;
 #[tokio::test]
 async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
     let service_db = schema::fresh_schema("pool").await;
-    let db = Database::connect_lazy(&DatabaseArgs {
-        host: service_db.host.clone(),
-        port: service_db.port,
-        name: service_db.name.clone(),
-        user: service_db.user.clone(),
-        password: service_db.password.clone().into(),
-        schema: service_db.schema.clone(),
-        sslmode: "prefer".into(),
-        sslrootcert: None,
-        // one connection: the one dropped is the one the next query would get
-        max_connections: 1,
-    })
-    .expect("pool");
+    let db = one_connection_pool(&service_db);
     let backend = || async {
         sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
             .fetch_one(&db.pool)
             .await
     };
     let first = backend().await.expect("first query");
-    // The role may end its own sessions, as a server restart or an idle timeout on the way would.
-    let mut other = service_db.connect().await;
-    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(first)
-        .fetch_one(&mut other)
-        .await
-        .expect("terminate");
-    assert!(ended, "the pooled session was ended");
+    end_session(&service_db, first).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = backend()
         .await
@@ -47,18 +28,7 @@ async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
 #[tokio::test]
 async fn a_warm_connection_is_reused_and_an_unused_one_goes_back_to_the_pool_which_checks_it() {
     let service_db = schema::fresh_schema("pool").await;
-    let db = Database::connect_lazy(&DatabaseArgs {
-        host: service_db.host.clone(),
-        port: service_db.port,
-        name: service_db.name.clone(),
-        user: service_db.user.clone(),
-        password: service_db.password.clone().into(),
-        schema: service_db.schema.clone(),
-        sslmode: "prefer".into(),
-        sslrootcert: None,
-        max_connections: 1,
-    })
-    .expect("pool");
+    let db = one_connection_pool(&service_db);
     let warm = WarmConnections::new(db.pool.clone());
     let mut conn = warm.take().await.expect("from the pool");
     let first = backend(&mut conn).await.expect("query");
@@ -87,13 +57,7 @@ async fn a_warm_connection_is_reused_and_an_unused_one_goes_back_to_the_pool_whi
     let conn = warm.take().await.expect("from the pool again");
     warm.put_back(conn);
 
-    let mut other = service_db.connect().await;
-    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(first)
-        .fetch_one(&mut other)
-        .await
-        .expect("terminate");
-    assert!(ended, "the warm session was ended");
+    end_session(&service_db, first).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut conn = warm
         .take()
@@ -109,4 +73,32 @@ async fn backend(conn: &mut sqlx::PgConnection) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(conn)
         .await
+}
+
+/// A pool of one connection: the one dropped or kept is the one the next user would get.
+fn one_connection_pool(service_db: &schema::ServiceDb) -> Database {
+    Database::connect_lazy(&DatabaseArgs {
+        host: service_db.host.clone(),
+        port: service_db.port,
+        name: service_db.name.clone(),
+        user: service_db.user.clone(),
+        password: service_db.password.clone().into(),
+        schema: service_db.schema.clone(),
+        sslmode: "prefer".into(),
+        sslrootcert: None,
+        max_connections: 1,
+    })
+    .expect("pool")
+}
+
+/// Ends session `pid` from another connection. The role may end its own sessions, as a server restart or
+/// an idle timeout on the way would.
+async fn end_session(service_db: &schema::ServiceDb, pid: i32) {
+    let mut other = service_db.connect().await;
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut other)
+        .await
+        .expect("terminate");
+    assert!(ended, "session {pid} was ended");
 }
