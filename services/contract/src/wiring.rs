@@ -56,6 +56,7 @@ pub mod env {
     pub const RETRY_BACKOFF_MAX_MS: &str = "RETRY_BACKOFF_MAX_MS";
     pub const OUTBOX_MESSAGE_TIMEOUT_MS: &str = "OUTBOX_MESSAGE_TIMEOUT_MS";
     pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
+    pub const OUTBOX_KEEP_SENT_S: &str = "OUTBOX_KEEP_SENT_S";
 }
 
 /// Where the operator mounts the Secrets with certificates in a service's container (read-only).

@@ -1,13 +1,14 @@
 //! The outbox relay against the real broker and database: per-key order across a relay restart, with two
 //! relays at once and with one relay's rounds overlapping; exactly one publication per row; a row the
 //! producer refuses holds back only its own key; and the partition of each key equal to the Java client's
-//! murmur2 choice; a round's asynchronous commit stays its own, and an abandoned round gives its rows back.
+//! murmur2 choice; a round's asynchronous commit stays its own, and an abandoned round gives its rows back;
+//! published rows are deleted after their retention, nothing else.
 
 use ordersystem_contract::partition::partition_for_key;
 use ordersystem_service_kit::config::{DatabaseArgs, KafkaArgs};
 use ordersystem_service_kit::db::{Database, WarmConnections};
 use ordersystem_service_kit::metrics::Metrics;
-use ordersystem_service_kit::relay::store::Round;
+use ordersystem_service_kit::relay::store::{Round, delete_sent_before};
 use ordersystem_service_kit::relay::{BATCH, Relay, RelaySettings};
 use ordersystem_service_kit::shutdown;
 use ordersystem_testkit::{env, names, schema};
@@ -94,6 +95,7 @@ fn settings() -> RelaySettings {
     RelaySettings {
         message_timeout: Duration::from_secs(30),
         idle_poll: Duration::from_millis(50),
+        keep_sent: Duration::from_secs(3_600),
     }
 }
 
@@ -382,4 +384,55 @@ async fn synchronous_commit(conn: &mut sqlx::PgConnection) -> String {
         .fetch_one(conn)
         .await
         .expect("show synchronous_commit")
+}
+
+/// Published rows older than the retention are deleted, in several statements when there are many; an
+/// unsent row, and every row after it, stays until it is published and old too; a young row stays.
+#[tokio::test]
+async fn published_rows_past_their_retention_are_deleted_and_nothing_else() {
+    let service_db = schema::fresh_schema("relay").await;
+    let db = Database::connect_lazy(&database_args(&service_db)).expect("pool");
+    create_outbox(&db.pool).await;
+    let two_hours = Some(7_200.0);
+    sqlx::query(
+        "INSERT INTO outbox (record_key, payload, sent_at)
+         SELECT 'old-' || g, 'x', now() - make_interval(secs => $1) FROM generate_series(1, 12000) g",
+    )
+    .bind(two_hours)
+    .execute(&db.pool)
+    .await
+    .expect("old rows");
+    for (key, sent_ago) in [
+        ("unsent", None),
+        ("old-after-unsent", two_hours),
+        ("young", Some(1.0)),
+    ] {
+        sqlx::query(
+            "INSERT INTO outbox (record_key, payload, sent_at) VALUES ($1, 'x', now() - make_interval(secs => $2))",
+        )
+        .bind(key)
+        .bind(sent_ago)
+        .execute(&db.pool)
+        .await
+        .expect("row");
+    }
+    let keep = Duration::from_secs(3_600);
+    let left = || async {
+        sqlx::query_scalar::<_, String>("SELECT record_key FROM outbox ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("rows left")
+    };
+
+    assert_eq!(delete_sent_before(&db.pool, keep).await.expect("delete"), 12_000);
+    assert_eq!(left().await, ["unsent", "old-after-unsent", "young"]);
+
+    sqlx::query("UPDATE outbox SET sent_at = now() - make_interval(secs => $1) WHERE record_key = 'unsent'")
+        .bind(two_hours)
+        .execute(&db.pool)
+        .await
+        .expect("published long ago");
+    assert_eq!(delete_sent_before(&db.pool, keep).await.expect("delete"), 2);
+    assert_eq!(left().await, ["young"]);
+    assert_eq!(delete_sent_before(&db.pool, keep).await.expect("delete"), 0);
 }

@@ -25,6 +25,9 @@ pub struct Config {
     /// How often the relay looks for unsent outbox rows when nothing woke it (ms).
     #[arg(long = "outbox-poll-ms", env = env::OUTBOX_POLL_MS, default_value_t = 500)]
     pub outbox_poll_ms: u64,
+    /// How long a published outbox row is kept before the relay deletes it (s); the orders themselves stay.
+    #[arg(long = "outbox-keep-sent-s", env = env::OUTBOX_KEEP_SENT_S, default_value_t = 3_600)]
+    pub outbox_keep_sent_s: u64,
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub async fn run(
     let settings = RelaySettings {
         message_timeout: Duration::from_millis(config.outbox_message_timeout_ms),
         idle_poll: Duration::from_millis(config.outbox_poll_ms),
+        keep_sent: Duration::from_secs(config.outbox_keep_sent_s),
     };
     let relay = Relay::new(
         &config.kafka,

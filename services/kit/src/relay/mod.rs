@@ -56,6 +56,8 @@ pub enum RelayError {
 
 /// How often the outbox backlog gauge is refreshed.
 const BACKLOG_INTERVAL: Duration = Duration::from_secs(1);
+/// How often published rows older than `RelaySettings::keep_sent` are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 async fn report_backlog(pool: PgPool, metrics: Metrics, mut shutdown: Shutdown) {
     loop {
@@ -69,6 +71,22 @@ async fn report_backlog(pool: PgPool, metrics: Metrics, mut shutdown: Shutdown) 
     }
 }
 
+/// Deletes published rows once they are `keep_sent` old, so the outbox holds the rows on their way and
+/// the latest hour or so, not every event ever sent. A failure only waits for the next interval.
+async fn prune_sent(pool: PgPool, keep_sent: Duration, mut shutdown: Shutdown) {
+    loop {
+        match store::delete_sent_before(&pool, keep_sent).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "published outbox rows deleted"),
+            Err(error) => tracing::warn!(%error, "deleting published outbox rows failed"),
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(PRUNE_INTERVAL) => {}
+        }
+    }
+}
+
 /// Relay settings.
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
@@ -76,6 +94,8 @@ pub struct RelaySettings {
     pub message_timeout: Duration,
     /// Polling interval when idle and not woken.
     pub idle_poll: Duration,
+    /// How long a published row stays in the outbox before it is deleted.
+    pub keep_sent: Duration,
 }
 
 impl Default for RelaySettings {
@@ -83,6 +103,7 @@ impl Default for RelaySettings {
         Self {
             message_timeout: Duration::from_secs(60),
             idle_poll: Duration::from_millis(500),
+            keep_sent: Duration::from_secs(3_600),
         }
     }
 }
@@ -103,6 +124,7 @@ pub struct Relay {
     producer: FutureProducer<KafkaContext>,
     wake: Arc<Notify>,
     idle_poll: Duration,
+    keep_sent: Duration,
 }
 
 impl Relay {
@@ -126,6 +148,7 @@ impl Relay {
             producer,
             wake,
             idle_poll: settings.idle_poll,
+            keep_sent: settings.keep_sent,
         })
     }
 
@@ -149,6 +172,7 @@ impl Relay {
             self.metrics.clone(),
             shutdown.clone(),
         ));
+        let prune = tokio::spawn(prune_sent(self.pool.clone(), self.keep_sent, shutdown.clone()));
         // Everything runs in this one task (no spawns): a failpoint that parks it stops every round at once.
         let mut publishing: Option<BoxFuture<'_, Result<Option<Published>, RelayError>>> = None;
         let mut settling = FuturesUnordered::new();
@@ -215,6 +239,7 @@ impl Relay {
             }
         }
         gauge.abort();
+        prune.abort();
         tracing::info!("outbox relay stopped");
     }
 

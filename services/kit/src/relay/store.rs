@@ -160,6 +160,47 @@ fn window_for(limit: i64) -> i64 {
     limit.saturating_mul(4)
 }
 
+/// Most rows one statement of `delete_sent_before` deletes, so no statement holds many row locks or
+/// writes a large WAL burst at once.
+const DELETE_BATCH: i64 = 5_000;
+
+/// Delete the rows published more than `age` ago that come before every row still unsent or younger
+/// (by id); returns how many. Rows are sent in about id order, so that is nearly all of them; a row sent
+/// late only keeps the rows after it a while longer. The first row to keep is found by an ordered scan
+/// from the oldest id that stops there, so it reads about what is deleted, never the whole table; then
+/// at most [`DELETE_BATCH`] rows a statement, so none holds many row locks or writes a large WAL burst.
+pub async fn delete_sent_before(pool: &sqlx::PgPool, age: std::time::Duration) -> Result<u64, sqlx::Error> {
+    let first_kept: Option<i64> = sqlx::query_scalar(
+        "SELECT coalesce(
+             (SELECT id FROM outbox
+              WHERE sent_at IS NULL OR sent_at >= now() - make_interval(secs => $1)
+              ORDER BY id LIMIT 1),
+             (SELECT max(id) + 1 FROM outbox))",
+    )
+    .bind(age.as_secs_f64())
+    .fetch_one(pool)
+    .await?;
+    let Some(first_kept) = first_kept else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM outbox WHERE id = ANY(ARRAY(
+                 SELECT id FROM outbox WHERE id < $1 ORDER BY id LIMIT $2))",
+        )
+        .bind(first_kept)
+        .bind(DELETE_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        deleted += done;
+        if done < DELETE_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
 /// Rows not yet acknowledged.
 pub async fn backlog(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")

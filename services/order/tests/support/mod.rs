@@ -135,6 +135,7 @@ pub async fn spawn_order_in(db: ServiceDb, bootstrap: &str, topic: &str) -> Runn
         log: log_args(),
         outbox_message_timeout_ms: 120_000,
         outbox_poll_ms: 200,
+        outbox_keep_sent_s: 3_600,
     };
     spawn_with(db, |listener, waiter| {
         ordersystem_order::run(config, listener, waiter)
