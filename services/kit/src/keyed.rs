@@ -1,6 +1,6 @@
-//! keyed: rows that share a key (an order id, a record key) where only the first of each counts. The
-//! consumers insert the first event of each order in a batch and judge the others against it; the relay
-//! publishes only the oldest unsent row of each key, so a key's events keep their order.
+//! keyed: rows that share a key (an order id) where only the first of each counts. The consumers insert
+//! the first event of each order in a batch and judge the others against it. (The relay's first unsent row
+//! of each key is chosen in SQL, `relay::store::Round::lock_next`.)
 
 use std::collections::HashSet;
 use std::hash::Hash;

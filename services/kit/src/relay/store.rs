@@ -11,7 +11,6 @@
 use crate::db::WarmConnections;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
-use std::fmt::Write;
 use std::ops::{Deref, DerefMut};
 
 /// One unsent row.
@@ -109,16 +108,16 @@ impl Round {
     /// Mark `acked` (rows of this round the broker acknowledged) sent and commit, which releases the
     /// locks of the others for a later round; the connection goes back to `warm`.
     pub async fn finish(mut self, warm: &WarmConnections, acked: &[i64]) -> Result<(), sqlx::Error> {
-        let mut sql = String::from("COMMIT");
-        if !acked.is_empty() {
-            // Integers only, written by this function: nothing to escape.
-            sql = String::from("UPDATE outbox SET sent_at = now() WHERE id = ANY('{");
-            for (i, id) in acked.iter().enumerate() {
-                let comma = if i == 0 { "" } else { "," };
-                let _ = write!(sql, "{comma}{id}");
-            }
-            sql.push_str("}'::bigint[]); COMMIT");
-        }
+        let sql = if acked.is_empty() {
+            "COMMIT".to_string()
+        } else {
+            // Integers only, written here: nothing to escape.
+            let ids: Vec<String> = acked.iter().map(i64::to_string).collect();
+            format!(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY('{{{}}}'::bigint[]); COMMIT",
+                ids.join(",")
+            )
+        };
         sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *self).await?;
         if let Some(conn) = self.conn.take() {
             warm.put_back(conn);
