@@ -9,7 +9,7 @@ K8S_VERSION=${K8S_VERSION:-$KUBERNETES_VERSION}
 STAGING_VERSION="v0.${K8S_VERSION#v1.}"
 OUT=$CACHE/k8s/$K8S_VERSION
 export CGO_ENABLED=0
-BINS="kube-apiserver kube-controller-manager kube-scheduler kubectl etcd"
+BINS="kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd"
 
 build_kubernetes() {
   local all=1 b
@@ -32,7 +32,7 @@ build_kubernetes() {
   go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
   local gd; gd=$(awk '$1=="godebug" && $2 ~ /=/ {print $2}' "$kmod")
   [ -n "$gd" ] && go mod edit -godebug="$gd"
-  local pkgs="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
+  local pkgs="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy"
   say "resolving the module graph (go get)"
   # shellcheck disable=SC2046
   go get $(for p in $pkgs; do printf '%s@%s ' "$p" "$K8S_VERSION"; done) 2>&1 | tail -n 20 >&2 \
@@ -42,7 +42,7 @@ build_kubernetes() {
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldf="$ldf -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
-  say "compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubectl"
+  say "compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy"
   # shellcheck disable=SC2086
   go build -trimpath -ldflags "$ldf" -o "$OUT/" $pkgs
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# control-plane.sh start|stop|status: a real Kubernetes control plane on loopback: etcd, kube-apiserver
-# (https://127.0.0.1:6443, RBAC), kube-controller-manager and kube-scheduler, from the binaries that
-# build-k8s-bins.sh built. PKI and kubeconfig are generated locally under $STATE/cp. No kubelet: local-mode
-# pods are run by the test node agent (e2e/node-agent).
+# control-plane.sh start|stop|status: a real Kubernetes control plane on this machine: etcd, kube-apiserver
+# (https://10.244.0.1:6443, RBAC), kube-controller-manager and kube-scheduler, from the binaries that
+# build-k8s-bins.sh built. PKI and kubeconfig are generated locally under $STATE/cp. The shared API server
+# listens on the real node's bridge address (node.sh net-up first): the host and the node's pods reach it
+# there, the `kubernetes` Service points at it, and it reaches the kubelet with a client certificate of its own.
 # A test that must restart the API server runs its own etcd and kube-apiserver beside the shared control
 # plane (its own PKI and kubeconfig under $STATE/<instance>; no controller-manager or scheduler):
 #   CP_INSTANCE=name CP_ETCD_PORT=12379 CP_ETCD_PEER_PORT=12380 CP_APISERVER_PORT=16443 \
@@ -17,8 +18,10 @@ if [ -n "$INSTANCE" ]; then
     die "CP_INSTANCE needs CP_ETCD_PORT, CP_ETCD_PEER_PORT and CP_APISERVER_PORT"
   fi
   R=$STATE/$INSTANCE
+  ADDRESS=127.0.0.1
 else
   R=$STATE/cp
+  ADDRESS=$BRIDGE_IP
 fi
 ETCD_PORT=${CP_ETCD_PORT:-2379}
 ETCD_PEER_PORT=${CP_ETCD_PEER_PORT:-2380}
@@ -28,41 +31,48 @@ L=$R/logs
 KUBECONFIG_FILE=$R/kubeconfig
 
 pki() {
-  [ -f "$P/admin.crt" ] && return
+  [ -f "$P/apiserver-kubelet-client.crt" ] && return
+  # A PKI from before the API server listened on the bridge: made again, with the new names.
+  [ -d "$P" ] && { say "replacing the PKI of an older layout"; rm -rf "$P"; }
   say "generating PKI and kubeconfig"
   mkdir -p "$P"
   (
     cd "$P"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ordersystem-test-ca" -keyout ca.key -out ca.crt
     openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout apiserver.key -out apiserver.csr
-    printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' > apiserver.ext
+    printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:%s,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' "$BRIDGE_IP" > apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile apiserver.ext -out apiserver.crt
     printf 'extendedKeyUsage=clientAuth\n' > client.ext
     openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=admin" -keyout admin.key -out admin.csr
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile client.ext -out admin.crt
+    # The API server's identity towards kubelets (logs, exec, port-forward).
+    openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+      -keyout apiserver-kubelet-client.key -out apiserver-kubelet-client.csr
+    openssl x509 -req -in apiserver-kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile client.ext -out apiserver-kubelet-client.crt
     openssl genrsa -out sa.key 2048
   ) >"$L/pki.log" 2>&1 || die_with_log "$L/pki.log" "openssl failed"
   cat > "$KUBECONFIG_FILE" <<KCFG
 apiVersion: v1
 kind: Config
-clusters: [{name: local, cluster: {server: "https://127.0.0.1:$APISERVER_PORT", certificate-authority: "$P/ca.crt"}}]
+clusters: [{name: local, cluster: {server: "https://$ADDRESS:$APISERVER_PORT", certificate-authority: "$P/ca.crt"}}]
 users: [{name: admin, user: {client-certificate: "$P/admin.crt", client-key: "$P/admin.key"}}]
 contexts: [{name: local, context: {cluster: local, user: admin}}]
 current-context: local
 KCFG
 }
 
-# launch NAME PORT CMD...: start one component in its own process group, its pid in $R/NAME.pid.
+# launch NAME ADDRESS:PORT CMD...: start one component in its own process group, its pid in $R/NAME.pid.
 launch() {
-  local name=$1 port=$2; shift 2
+  local name=$1 port=${2##*:} address=${2%:*}; shift 2
   if pid_alive "$R/$name.pid"; then say "$name already running (pid $(cat "$R/$name.pid"))"; return; fi
-  require_port "$port"
+  require_port "$port" "$address"
   say "starting $name"
   setsid "$@" >"$L/$name.log" 2>&1 < /dev/null &
   echo $! > "$R/$name.pid"
 }
 
-apiserver_ready() { curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" "https://127.0.0.1:$APISERVER_PORT/readyz"; }
+apiserver_ready() { curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" "https://$ADDRESS:$APISERVER_PORT/readyz"; }
 # KCM and the scheduler serve an in-memory self-signed certificate on loopback: nothing to verify it against.
 component_healthy() { curl -sfk "https://127.0.0.1:$1/healthz"; }
 etcd_healthy() { curl -sf "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
@@ -73,7 +83,7 @@ start() {
   done
   mkdir -p "$R/etcd" "$L"
   pki
-  launch etcd "$ETCD_PORT" "$B/etcd" --name=default --data-dir="$R/etcd" \
+  launch etcd "127.0.0.1:$ETCD_PORT" "$B/etcd" --name=default --data-dir="$R/etcd" \
     --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster="default=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync=true
@@ -82,22 +92,33 @@ start() {
   # token volume, and the node agent mints the tokens through the TokenRequest API. PodNodeSelector and
   # PodTolerationRestriction let a test pin a whole namespace's pods to its own tainted node through
   # namespace annotations, so tests running side by side never run each other's pods.
-  launch kube-apiserver "$APISERVER_PORT" "$B/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address=127.0.0.1 \
+  local own=()
+  if [ -n "$INSTANCE" ]; then
+    # A test's own API server has no nodes and no `kubernetes` Service endpoint.
+    own=(--endpoint-reconciler-type=none)
+  else
+    ip -4 -o addr show | grep -q " $ADDRESS/" || die "$ADDRESS is on no interface: e2e/infra/node.sh net-up first (up.sh does)"
+    own=(--kubelet-client-certificate="$P/apiserver-kubelet-client.crt" --kubelet-client-key="$P/apiserver-kubelet-client.key"
+      --kubelet-certificate-authority="$P/ca.crt"
+      # the node's own address, never a host name looked up through the machine's resolver
+      --kubelet-preferred-address-types=InternalIP)
+  fi
+  launch kube-apiserver "$ADDRESS:$APISERVER_PORT" "$B/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address="$ADDRESS" --secure-port="$APISERVER_PORT" --advertise-address="$ADDRESS" \
     --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$P/sa.key" --service-account-signing-key-file="$P/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC --allow-privileged=true \
     --enable-admission-plugins=PodNodeSelector,PodTolerationRestriction \
-    --endpoint-reconciler-type=none --cert-dir="$R/apiserver-certs"
+    --cert-dir="$R/apiserver-certs" "${own[@]}"
   wait_for 180 kube-apiserver "$L/kube-apiserver.log" "$R/kube-apiserver.pid" apiserver_ready
   if [ -n "$INSTANCE" ]; then say "instance $INSTANCE ready: KUBECONFIG=$KUBECONFIG_FILE"; return; fi
-  launch kube-controller-manager 10257 "$B/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" \
+  launch kube-controller-manager 127.0.0.1:10257 "$B/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" \
     --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
     --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
     --root-ca-file="$P/ca.crt" --service-account-private-key-file="$P/sa.key" \
     --use-service-account-credentials=true --cluster-name=ordersystem
-  launch kube-scheduler 10259 "$B/kube-scheduler" --kubeconfig="$KUBECONFIG_FILE" --leader-elect=false \
+  launch kube-scheduler 127.0.0.1:10259 "$B/kube-scheduler" --kubeconfig="$KUBECONFIG_FILE" --leader-elect=false \
     --bind-address=127.0.0.1 --secure-port=10259 --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics
   wait_for 90 kube-controller-manager "$L/kube-controller-manager.log" "$R/kube-controller-manager.pid" component_healthy 10257
   wait_for 90 kube-scheduler "$L/kube-scheduler.log" "$R/kube-scheduler.pid" component_healthy 10259

@@ -8,6 +8,9 @@ PACKAGES=(
   "postgresql-$POSTGRES_MAJOR" "postgresql-client-$POSTGRES_MAJOR"
   build-essential cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev   # librdkafka, built by rdkafka-sys
   shellcheck                                                # lint of every script in CI
+  containerd runc containernetworking-plugins               # the real node's runtime and CNI (node.sh)
+  iptables nftables iproute2 kmod                           # kube-proxy, the network guard, the bridge
+  buildah busybox-static gettext-base                       # images without Docker; the debug image; envsubst
 )
 for t in go java mvn cargo python3; do command -v "$t" >/dev/null || die "$t is required but not on PATH"; done
 missing=()

@@ -22,11 +22,17 @@ die_with_log() {
   exit 1
 }
 
-# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# The real test node's bridge address (node.sh): the shared API server listens here, where the host and the
+# node's pods both reach it, and never on the uplink.
+export BRIDGE_IP=10.244.0.1
 
-# require_port PORT: fail clearly when a foreign process already holds PORT.
-require_port() { port_free "$1" || die "port 127.0.0.1:$1 is already in use by another process (see: ss -ltnp 'sport = :$1')"; }
+# port_free PORT [ADDRESS]: true when nothing listens on ADDRESS:PORT (default 127.0.0.1).
+port_free() { ! (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
+
+# require_port PORT [ADDRESS]: fail clearly when a foreign process already holds ADDRESS:PORT.
+require_port() {
+  port_free "$1" "${2:-}" || die "port ${2:-127.0.0.1}:$1 is already in use by another process (see: ss -ltnp 'sport = :$1')"
+}
 
 # pid_alive PIDFILE: true when the pid in PIDFILE runs.
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod kube;
 pub mod local_node;
 pub mod mode;
+pub mod real_node;
 pub mod shop;
 pub mod versions;
 pub mod wait;

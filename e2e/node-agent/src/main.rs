@@ -56,12 +56,12 @@ struct Args {
     /// kubelet's sync period is about a minute), and projected tokens (1 h) are renewed long before expiry.
     #[arg(long, default_value_t = 60)]
     volume_refresh_seconds: u64,
-    /// API server address given to pods as `KUBERNETES_SERVICE_HOST`.
-    #[arg(long, default_value = "127.0.0.1")]
-    api_host: String,
-    /// API server port given to pods as `KUBERNETES_SERVICE_PORT`.
-    #[arg(long, default_value_t = 6443)]
-    api_port: u16,
+    /// API server address given to pods as `KUBERNETES_SERVICE_HOST` (default: the kubeconfig's server).
+    #[arg(long)]
+    api_host: Option<String>,
+    /// API server port given to pods as `KUBERNETES_SERVICE_PORT` (default: the kubeconfig's server).
+    #[arg(long)]
+    api_port: Option<u16>,
     /// Delete the Node when the agent stops (tests; a kubelet leaves it).
     #[arg(long)]
     delete_node_on_exit: bool,
@@ -100,9 +100,20 @@ async fn main() -> anyhow::Result<()> {
         .map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
         .collect::<Option<Vec<_>>>()
         .context("--label must be key=value")?;
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .context("no Kubernetes client (is KUBECONFIG set?)")?;
+        .context("no Kubernetes client configuration (is KUBECONFIG set?)")?;
+    // Pods run on this host: they reach the API server where the agent itself does.
+    let api_host = match api_host {
+        Some(host) => host,
+        None => config
+            .cluster_url
+            .host()
+            .context("the kubeconfig's server has no host")?
+            .to_string(),
+    };
+    let api_port = api_port.unwrap_or_else(|| config.cluster_url.port_u16().unwrap_or(443));
+    let client = kube::Client::try_from(config).context("no Kubernetes client")?;
     let spec = node::NodeSpec {
         name: node_name.clone(),
         started: chrono::Utc::now(),

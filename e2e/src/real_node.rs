@@ -1,0 +1,123 @@
+//! The real node of the test bed (`e2e/infra/node.sh`): a kubelet with containerd, runc, the CNI bridge,
+//! kube-proxy and CoreDNS, joined to the local control plane. Its names come from `$STATE/env` (`up.sh`
+//! writes what `node.sh env` prints), so the scripts define them once. Pods land on it only when they
+//! tolerate its taint and select its label: [`RealNode::pin`] does both.
+
+use std::process::{Command, Output};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use serde_json::{Value, json};
+
+use crate::env;
+use crate::wait;
+
+/// The node as `node.sh env` describes it.
+#[derive(Debug, Clone)]
+pub struct RealNode {
+    /// The Node's name.
+    pub name: String,
+    /// Key of its label and its `NoSchedule` taint (both valued with the node's name).
+    pub key: String,
+    /// The bridge address: the host as the node's pods see it.
+    pub bridge_ip: String,
+    /// A busybox image imported into the node's containerd, for looking around from inside a pod.
+    pub debug_image: String,
+}
+
+impl RealNode {
+    /// The node of `$STATE/env`.
+    ///
+    /// # Panics
+    /// When the environment does not name one (run `e2e/infra/up.sh`, then `. /tmp/ordersystem/env`).
+    pub fn from_env() -> RealNode {
+        RealNode {
+            name: env::require("ORDERSYSTEM_NODE"),
+            key: env::require("ORDERSYSTEM_NODE_KEY"),
+            bridge_ip: env::require("ORDERSYSTEM_NODE_BRIDGE_IP"),
+            debug_image: env::require("ORDERSYSTEM_NODE_DEBUG_IMAGE"),
+        }
+    }
+
+    /// Waits until the Node reports `Ready=True`.
+    ///
+    /// # Panics
+    /// When it does not within two minutes.
+    pub async fn wait_ready(&self, client: &kube::Client) -> Node {
+        let nodes: Api<Node> = Api::all(client.clone());
+        wait::until(
+            &format!("node {} Ready", self.name),
+            std::time::Duration::from_secs(120),
+            || async {
+                let node = nodes.get(&self.name).await.map_err(|e| e.to_string())?;
+                let ready = node
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                    .map(|c| c.status.clone());
+                match ready.as_deref() {
+                    Some("True") => Ok(node),
+                    other => Err(format!("Ready={other:?}")),
+                }
+            },
+        )
+        .await
+    }
+
+    /// `spec` with this node's nodeSelector and toleration added.
+    pub fn pin(&self, mut spec: Value) -> Value {
+        spec["nodeSelector"] = json!({ &self.key: &self.name });
+        spec["tolerations"] =
+            json!([{"key": &self.key, "operator": "Equal", "value": &self.name, "effect": "NoSchedule"}]);
+        spec
+    }
+
+    /// A pod of the debug image on this node running `command`, restricted as the restricted Pod Security
+    /// Standard requires.
+    pub fn debug_pod(&self, name: &str, labels: Value, command: &[&str], extra_spec: Value) -> Value {
+        let mut spec = json!({
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "main", "image": &self.debug_image, "imagePullPolicy": "Never", "command": command,
+                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                    "capabilities": {"drop": ["ALL"]}},
+            }],
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+            for (k, v) in extra {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "spec": self.pin(spec),
+        })
+    }
+}
+
+/// Runs `kubectl` (from `PATH`, against `KUBECONFIG`) and returns its output, whatever its exit status.
+pub fn kubectl(args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kubectl {args:?}: {e} (is the test bed's PATH set?)"))
+}
+
+/// `kubectl exec` of `command` in `pod`'s container; its stdout.
+///
+/// # Panics
+/// When the command fails (with its stderr).
+pub fn exec(namespace: &str, pod: &str, command: &str) -> String {
+    let out = kubectl(&["exec", "-n", namespace, pod, "--", "sh", "-c", command]);
+    assert!(
+        out.status.success(),
+        "kubectl exec {pod} -- {command} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,227 @@
+//! The real node works as a Kubernetes node should: it is Ready, runs pods under containerd, gives them no
+//! default route, serves cluster DNS through CoreDNS, routes Services through kube-proxy (the API server's
+//! own and a pod's), and answers `kubectl logs` and `exec` through the API server.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use ordersystem_e2e::names;
+use ordersystem_e2e::real_node::{RealNode, exec, kubectl};
+use ordersystem_e2e::wait;
+use serde_json::{Value, json};
+
+const MANAGER: &str = "ordersystem-real-node-test";
+
+async fn apply<K>(api: &Api<K>, name: &str, object: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object))
+        .await
+        .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+}
+
+async fn wait_pod_ready(pods: &Api<Pod>, name: &str) -> Pod {
+    wait::until(&format!("pod {name} Ready"), Duration::from_secs(90), || async {
+        let pod = pods.get(name).await.map_err(|e| e.to_string())?;
+        let status = pod.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready {
+            Ok(pod)
+        } else {
+            Err(format!(
+                "phase {:?}, {:?}",
+                status.phase, status.container_statuses
+            ))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way_out() {
+    let client = ordersystem_e2e::kube::client().await;
+    let node = RealNode::from_env();
+    let ready = node.wait_ready(&client).await;
+    let runtime = ready
+        .status
+        .and_then(|s| s.node_info)
+        .map(|i| i.container_runtime_version)
+        .unwrap_or_default();
+    assert!(
+        runtime.starts_with("containerd://"),
+        "the node runs containerd, not {runtime:?}"
+    );
+
+    let ns = names::unique("node-smoke");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    // The API server itself refuses any pod here that the restricted profile does not allow.
+    apply(
+        &namespaces,
+        &ns,
+        json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": &ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+        }),
+    )
+    .await;
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let greeting = format!("hello from {ns}");
+    apply(
+        &config_maps,
+        "www",
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "www"},
+            "data": {"index.html": &greeting},
+        }),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut web = node.debug_pod(
+        "web",
+        json!({"app": "web"}),
+        &["httpd", "-f", "-vv", "-p", "8080", "-h", "/www"],
+        json!({
+            "volumes": [{"name": "www", "configMap": {"name": "www"}}],
+        }),
+    );
+    web["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "www", "mountPath": "/www", "readOnly": true}]);
+    web["spec"]["containers"][0]["readinessProbe"] = json!({"tcpSocket": {"port": 8080}, "periodSeconds": 1});
+    apply(&pods, "web", web).await;
+    apply(
+        &pods,
+        "probe",
+        node.debug_pod(
+            "probe",
+            json!({"app": "probe"}),
+            &["sh", "-c", "echo probe started; exec sleep 3600"],
+            json!({}),
+        ),
+    )
+    .await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    apply(
+        &services,
+        "web",
+        json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        }),
+    )
+    .await;
+    let probe = wait_pod_ready(&pods, "probe").await;
+    wait_pod_ready(&pods, "web").await;
+    let container_id = probe
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.first().and_then(|c| c.container_id.clone()))
+        .unwrap_or_default();
+    assert!(
+        container_id.starts_with("containerd://"),
+        "probe runs under containerd: {container_id:?}"
+    );
+
+    // exec answers, and the pod has no default route: only its own subnet and the service range.
+    let routes = exec(&ns, "probe", "ip route");
+    assert!(
+        !routes.lines().any(|l| l.starts_with("default")),
+        "a pod has no default route:\n{routes}"
+    );
+    assert!(
+        routes.contains("10.0.0.0/24"),
+        "the service range is routed through the bridge:\n{routes}"
+    );
+    let outside = kubectl(&[
+        "exec",
+        "-n",
+        &ns,
+        "probe",
+        "--",
+        "nc",
+        "-w",
+        "2",
+        "192.0.2.1",
+        "80",
+    ]);
+    assert!(
+        !outside.status.success(),
+        "an address outside the test bed is unreachable from a pod"
+    );
+    assert!(
+        String::from_utf8_lossy(&outside.stderr).contains("unreachable"),
+        "no route out: {}",
+        String::from_utf8_lossy(&outside.stderr)
+    );
+
+    // Cluster DNS through CoreDNS; nothing outside the cluster resolves (no forwarder).
+    let lookup = exec(&ns, "probe", "nslookup kubernetes.default.svc.cluster.local");
+    assert!(
+        lookup.contains("10.0.0.1"),
+        "kubernetes.default resolves to its ClusterIP:\n{lookup}"
+    );
+    let resolv = exec(&ns, "probe", "cat /etc/resolv.conf");
+    assert!(
+        resolv.contains("nameserver 10.0.0.10"),
+        "pods ask CoreDNS's Service:\n{resolv}"
+    );
+    let external = kubectl(&["exec", "-n", &ns, "probe", "--", "nslookup", "example.com."]);
+    assert!(
+        !String::from_utf8_lossy(&external.stdout).contains("Address: ") || !external.status.success(),
+        "example.com must not resolve: {}",
+        String::from_utf8_lossy(&external.stdout)
+    );
+
+    // The API server through the `kubernetes` Service's ClusterIP: Go's TLS server answers a plain request.
+    let api = exec(
+        &ns,
+        "probe",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 10.0.0.1 443",
+    );
+    assert!(
+        api.contains("Client sent an HTTP request to an HTTPS server"),
+        "the API server answers at 10.0.0.1:443: {api:?}"
+    );
+    // Another pod through a Service of its own, by its cluster DNS name.
+    let host = format!("web.{ns}.svc.cluster.local");
+    let page = exec(
+        &ns,
+        "probe",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} 80"),
+    );
+    assert!(
+        page.contains(&greeting),
+        "the web pod answers through its Service: {page:?}"
+    );
+
+    // kubectl logs, through the API server and the kubelet.
+    let logs = kubectl(&["logs", "-n", &ns, "probe"]);
+    assert!(
+        logs.status.success(),
+        "kubectl logs: {}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&logs.stdout).trim(), "probe started");
+
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    wait::until(
+        &format!("namespace {ns} gone"),
+        Duration::from_secs(90),
+        || async {
+            match namespaces.get_opt(&ns).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{:?}", other.map(|n| n.and_then(|n| n.status)))),
+            }
+        },
+    )
+    .await;
+}
