@@ -398,10 +398,9 @@ wait_for_quietly() {
 kill_node_processes() {
   local sig=$1 c
   for c in kubelet kube-proxy containerd; do
-    [ -f "$RUN/$c.pid" ] && kill "-$sig" "$(cat "$RUN/$c.pid")" 2>/dev/null
+    if [ -f "$RUN/$c.pid" ]; then kill "-$sig" "$(cat "$RUN/$c.pid")" 2>/dev/null || true; fi
   done
-  pkill "-$sig" -f -- "-address $SOCK" 2>/dev/null
-  return 0
+  pkill "-$sig" -f -- "-address $SOCK" 2>/dev/null || true
 }
 
 stop() {
@@ -491,7 +490,7 @@ machine_snapshot() (
   for h in iptables ip6tables; do "$h" -S 2>/dev/null | grep -o 'KUBE-[A-Z0-9-]*' | sort -u | sed "s/^/$h chain /"; done
   findmnt -rn -o TARGET | grep -E 'ordersystem|kubelet|containerd|netns' | grep -vx /run/netns | sed 's/^/mount /'
   # `ip netns add` (the guard's test) makes /run/netns a mount point once; a namespace left in it counts.
-  ls /run/netns 2>/dev/null | sed 's/^/netns /'
+  find /run/netns -mindepth 1 -maxdepth 1 -printf 'netns %f\n' 2>/dev/null
   for h in $CG_HIERARCHIES; do find "/sys/fs/cgroup/$h" -type d -name 'ordersystem-node' 2>/dev/null | sed 's/^/cgroup /'; done
   for h in /var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods "$N" "$RUN"; do [ -e "$h" ] && echo "path $h"; done
   for h in containerd containerd-shim kubelet kube-proxy coredns pause; do pgrep -x "$h" | sed "s/^/process $h /"; done
