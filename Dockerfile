@@ -6,8 +6,17 @@
 #   docker build --target shipping  -t ghcr.io/ordersystem/shipping:0.1.0 .
 # The runtime images are distroless (no shell), run as uid 65532 and work with a read-only root filesystem:
 # templates and migrations are compiled into the binaries.
+#
+# Build arguments, whose defaults are what users build:
+#   RUST_VERSION   the rust:<version>-bookworm image the binaries are built in
+#   RUNTIME_BASE   the runtime images' base (distroless cc-debian12, user nonroot 65532)
+#   BINARIES       the stage or image holding /src/target/release/ordersystem-*; the default builds them here.
+# A machine that can pull nothing points RUNTIME_BASE and BINARIES at local images and builds only the runtime
+# stages (e2e/images/build-images.sh does, with buildah).
 
 ARG RUST_VERSION=1.95
+ARG RUNTIME_BASE=gcr.io/distroless/cc-debian12:nonroot
+ARG BINARIES=builder
 
 FROM rust:${RUST_VERSION}-bookworm AS chef
 # librdkafka is compiled from source by rdkafka-sys.
@@ -29,24 +38,26 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json \
 COPY . .
 RUN e2e/images/cargo-release.sh
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+FROM ${BINARIES} AS binaries
+
+FROM ${RUNTIME_BASE} AS runtime
 USER 65532:65532
 
 FROM runtime AS operator
-COPY --from=builder /src/target/release/ordersystem-operator /usr/local/bin/ordersystem-operator
+COPY --from=binaries /src/target/release/ordersystem-operator /usr/local/bin/ordersystem-operator
 ENTRYPOINT ["/usr/local/bin/ordersystem-operator"]
 
 FROM runtime AS order
-COPY --from=builder /src/target/release/ordersystem-order /usr/local/bin/ordersystem-order
+COPY --from=binaries /src/target/release/ordersystem-order /usr/local/bin/ordersystem-order
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/ordersystem-order"]
 
 FROM runtime AS invoicing
-COPY --from=builder /src/target/release/ordersystem-invoicing /usr/local/bin/ordersystem-invoicing
+COPY --from=binaries /src/target/release/ordersystem-invoicing /usr/local/bin/ordersystem-invoicing
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/ordersystem-invoicing"]
 
 FROM runtime AS shipping
-COPY --from=builder /src/target/release/ordersystem-shipping /usr/local/bin/ordersystem-shipping
+COPY --from=binaries /src/target/release/ordersystem-shipping /usr/local/bin/ordersystem-shipping
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/ordersystem-shipping"]

@@ -20,5 +20,9 @@ echo "[test] building the binaries" >&2
 cargo build --workspace --bins --locked
 # order with crash points, for services/order/tests/crash.rs (the test would build it too, inside its time limit)
 cargo build -p ordersystem-order --features failpoints --bin ordersystem-order-failpoints --locked
+# The four images, from the Dockerfile's release build, imported into the real node (e2e/tests/images.rs).
+echo "[test] building the release binaries and the images" >&2
+e2e/images/cargo-release.sh
+e2e/images/build-images.sh
 echo "[test] running the tests (per-test limits in .config/nextest.toml)" >&2
 cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"

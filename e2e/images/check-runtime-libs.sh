@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check-runtime-libs.sh: build the release binaries exactly as the Dockerfile does, then check with ldd that
-# every shared library they load is in the runtime image (runtime-libs.txt). Images cannot be built on
-# machines without a container engine; this keeps the Dockerfile's runtime stage correct anyway.
+# every shared library they load is in the runtime image (runtime-libs.txt), so the distroless image users
+# build has what the binaries need. build-images.sh then builds the images themselves here, on a runtime base
+# made from this machine's Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TARGET=${CARGO_TARGET_DIR:-target}

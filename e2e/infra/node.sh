@@ -33,6 +33,8 @@ GW=$BRIDGE_IP
 PODNET=10.244.0.0/24
 SVCNET=10.0.0.0/24
 DNS_IP=10.0.0.10
+# Every registry the test bed's images name: a pull from any of them goes to a closed port on loopback.
+REGISTRIES="ghcr.io registry.k8s.io docker.io localhost"
 # A busybox for tests that look at the node from inside a pod.
 DEBUG_IMAGE=localhost/ordersystem/debug:busybox
 # The node's taint and label: only pods that ask for this node land on it.
@@ -250,6 +252,13 @@ configs() {
   render kubelet-config.yaml | write_if_changed "$N/kubelet-config.yaml"
   render kube-proxy.yaml | write_if_changed "$N/kube-proxy.yaml"
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 10\n' "$SOCK" "$SOCK" > "$N/crictl.yaml"
+  local registry
+  for registry in $REGISTRIES; do
+    mkdir -p "$N/certs.d/$registry"
+    # containerd 1.6 still asks the registry itself when the file names only a server: a host entry too.
+    printf 'server = "http://127.0.0.1:1"\n\n[host."http://127.0.0.1:1"]\n  capabilities = ["pull", "resolve"]\n' \
+      > "$N/certs.d/$registry/hosts.toml"
+  done
 }
 
 # write_if_changed FILE: stdin into FILE, only when it differs (kube-proxy exits when its file is written).

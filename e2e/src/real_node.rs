@@ -121,3 +121,87 @@ pub fn exec(namespace: &str, pod: &str, command: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+impl RealNode {
+    /// Namespace annotations that send every pod of the namespace to this node (the PodNodeSelector and
+    /// PodTolerationRestriction admission plugins add the selector and the toleration): for pods whose spec
+    /// the test does not write, such as the operator's and the chart's.
+    pub fn namespace_annotations(&self) -> Value {
+        let toleration =
+            json!([{"key": &self.key, "operator": "Equal", "value": &self.name, "effect": "NoSchedule"}]);
+        json!({
+            "scheduler.alpha.kubernetes.io/node-selector": format!("{}={}", self.key, self.name),
+            "scheduler.alpha.kubernetes.io/defaultTolerations": toleration.to_string(),
+        })
+    }
+}
+
+/// A container's main process as the host sees it, through the node's container runtime.
+#[derive(Debug)]
+pub struct HostProcess {
+    pub pid: u32,
+    /// `/proc/<pid>/status`.
+    pub status: String,
+    /// Mount options of the container's `/`, from `/proc/<pid>/mountinfo`.
+    pub root_mount_options: String,
+}
+
+impl HostProcess {
+    /// The value of a `/proc/<pid>/status` field (`Uid`, `CapEff`, …), whitespace-normalised.
+    pub fn field(&self, name: &str) -> String {
+        self.status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no {name} in /proc/{}/status", self.pid))
+    }
+}
+
+/// The main process of the container `container_id` (a pod status's `containerd://<id>`), read from the host.
+///
+/// # Panics
+/// When crictl does not know the container or the process is gone.
+pub fn host_process(container_id: &str) -> HostProcess {
+    let id = container_id.trim_start_matches("containerd://");
+    let out = Command::new("crictl")
+        .args(["inspect", "-o", "json", id])
+        .output()
+        .expect("crictl on PATH (. /tmp/ordersystem/env)");
+    assert!(
+        out.status.success(),
+        "crictl inspect {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).expect("crictl JSON");
+    let pid = info["info"]["pid"].as_u64().expect("the container's pid") as u32;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("/proc/<pid>/mountinfo");
+    // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ...; the container's root is the last `/` mount.
+    let root_mount_options = mountinfo
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.get(4) == Some(&"/")).then(|| fields[5].to_string())
+        })
+        .expect("a mount at / in the container");
+    HostProcess {
+        pid,
+        status,
+        root_mount_options,
+    }
+}
+
+/// `crictl inspecti` of `image` in the node's containerd: the OCI image config and the repo digests.
+pub fn inspect_image(image: &str) -> Value {
+    let out = Command::new("crictl")
+        .args(["inspecti", "-o", "json", image])
+        .output()
+        .expect("crictl on PATH (. /tmp/ordersystem/env)");
+    assert!(
+        out.status.success(),
+        "{image} is not in the node's containerd (e2e/images/build-images.sh imports it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("crictl JSON")
+}

@@ -209,6 +209,41 @@ async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way
     );
     assert_eq!(String::from_utf8_lossy(&logs.stdout).trim(), "probe started");
 
+    // An image that is not on the node is never fetched from beyond the machine: every registry the test
+    // bed names points at a closed port on loopback.
+    let mut absent = node.debug_pod("absent", json!({"app": "absent"}), &["true"], json!({}));
+    absent["spec"]["containers"][0]["image"] = json!("ghcr.io/ordersystem/absent:never-built");
+    absent["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+    apply(&pods, "absent", absent).await;
+    let refused = wait::until(
+        "the absent image's pull to fail",
+        Duration::from_secs(60),
+        || async {
+            let pod = pods.get("absent").await.map_err(|e| e.to_string())?;
+            let waiting = pod
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.first().and_then(|c| c.state.clone()))
+                .and_then(|s| s.waiting)
+                .and_then(|w| w.message)
+                .unwrap_or_default();
+            if waiting.contains("127.0.0.1") || waiting.contains("lookup") {
+                Ok(waiting)
+            } else {
+                Err(waiting)
+            }
+        },
+    )
+    .await;
+    assert!(
+        refused.contains("127.0.0.1:1"),
+        "the pull went to the closed loopback port: {refused}"
+    );
+    assert!(
+        !refused.contains("lookup "),
+        "no name was looked up for the pull: {refused}"
+    );
+
     namespaces
         .delete(&ns, &DeleteParams::default())
         .await
