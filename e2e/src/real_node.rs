@@ -163,16 +163,11 @@ impl HostProcess {
 /// When crictl does not know the container or the process is gone.
 pub fn host_process(container_id: &str) -> HostProcess {
     let id = container_id.trim_start_matches("containerd://");
-    let out = Command::new("crictl")
-        .args(["inspect", "-o", "json", id])
-        .output()
-        .expect("crictl on PATH (. /tmp/ordersystem/env)");
-    assert!(
-        out.status.success(),
-        "crictl inspect {id}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let info = crictl_json(
+        "inspect",
+        id,
+        "the node's containerd does not know this container",
     );
-    let info: Value = serde_json::from_slice(&out.stdout).expect("crictl JSON");
     let pid = info["info"]["pid"].as_u64().expect("the container's pid") as u32;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("/proc/<pid>/mountinfo");
@@ -194,13 +189,26 @@ pub fn host_process(container_id: &str) -> HostProcess {
 
 /// `crictl inspecti` of `image` in the node's containerd: the OCI image config and the repo digests.
 pub fn inspect_image(image: &str) -> Value {
+    crictl_json(
+        "inspecti",
+        image,
+        "the image is not in the node's containerd (e2e/images/build-images.sh imports it)",
+    )
+}
+
+/// `crictl <command> -o json <target>` against the node's containerd (`CRI_CONFIG_FILE` of `$STATE/env`),
+/// parsed.
+///
+/// # Panics
+/// When crictl fails, with `failure` and its stderr.
+fn crictl_json(command: &str, target: &str, failure: &str) -> Value {
     let out = Command::new("crictl")
-        .args(["inspecti", "-o", "json", image])
+        .args([command, "-o", "json", target])
         .output()
         .expect("crictl on PATH (. /tmp/ordersystem/env)");
     assert!(
         out.status.success(),
-        "{image} is not in the node's containerd (e2e/images/build-images.sh imports it): {}",
+        "crictl {command} {target}: {failure}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("crictl JSON")

@@ -373,4 +373,16 @@ async fn the_node_runs_each_service_and_the_operator_as_nonroot_without_capabili
         .delete(&ns, &DeleteParams::default())
         .await
         .expect("delete namespace");
+    // Gone before the test ends: nothing of it is left on the node for whatever runs next.
+    wait::until(
+        &format!("namespace {ns} gone"),
+        Duration::from_secs(90),
+        || async {
+            match namespaces.get_opt(&ns).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{:?}", other.map(|n| n.and_then(|n| n.status)))),
+            }
+        },
+    )
+    .await;
 }
