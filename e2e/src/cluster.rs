@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 use crate::wait;
@@ -33,6 +33,27 @@ pub async fn create_namespace(client: &kube::Client, name: &str, annotations: se
             .map_err(|e| e.to_string())?
             .ok_or("absent".to_string())
     })
+    .await;
+}
+
+/// Deletes a namespace and waits until it is gone, so nothing of it is left for what runs next (the real
+/// node runs a leftover namespace's pods again at every start).
+pub async fn delete_namespace_and_wait(client: &kube::Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    wait::until(
+        &format!("namespace {name} gone"),
+        Duration::from_secs(90),
+        || async {
+            match namespaces.get_opt(name).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{:?}", other.map(|n| n.and_then(|n| n.status)))),
+            }
+        },
+    )
     .await;
 }
 

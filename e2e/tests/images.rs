@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use ordersystem_contract::wiring::secret_keys;
-use ordersystem_e2e::cluster::{create_namespace, helm};
+use ordersystem_e2e::cluster::{create_namespace, delete_namespace_and_wait, helm};
 use ordersystem_e2e::names;
 use ordersystem_e2e::real_node::{RealNode, host_process, inspect_image, kubectl};
 use ordersystem_e2e::wait;
@@ -369,20 +369,5 @@ async fn the_node_runs_each_service_and_the_operator_as_nonroot_without_capabili
     assert_eq!(checked, IMAGES);
 
     helm(&["uninstall", &ns, "--namespace", &ns]);
-    namespaces
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .expect("delete namespace");
-    // Gone before the test ends: nothing of it is left on the node for whatever runs next.
-    wait::until(
-        &format!("namespace {ns} gone"),
-        Duration::from_secs(90),
-        || async {
-            match namespaces.get_opt(&ns).await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{:?}", other.map(|n| n.and_then(|n| n.status)))),
-            }
-        },
-    )
-    .await;
+    delete_namespace_and_wait(&client, &ns).await;
 }

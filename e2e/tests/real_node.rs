@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
+use ordersystem_e2e::cluster::delete_namespace_and_wait;
 use ordersystem_e2e::names;
 use ordersystem_e2e::real_node::{RealNode, exec, kubectl};
 use ordersystem_e2e::wait;
@@ -244,19 +245,5 @@ async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way
         "no name was looked up for the pull: {refused}"
     );
 
-    namespaces
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .expect("delete namespace");
-    wait::until(
-        &format!("namespace {ns} gone"),
-        Duration::from_secs(90),
-        || async {
-            match namespaces.get_opt(&ns).await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{:?}", other.map(|n| n.and_then(|n| n.status)))),
-            }
-        },
-    )
-    .await;
+    delete_namespace_and_wait(&client, &ns).await;
 }
