@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh: run every test (unit, integration against real PostgreSQL and Kafka, control-plane against a real
-# kube-apiserver) with a time limit per test. Starts the infrastructure first if it is not running
+# kube-apiserver, end-to-end on the test bed's real node) with a time limit per test. Starts the infrastructure first if it is not running
 # (e2e/infra/up.sh; first run on a fresh machine: 20-35 min). Extra arguments go to cargo nextest, e.g.
 #   ./test.sh -p ordersystem-order        one crate
 #   ./test.sh -E 'test(outbox)'           tests whose name matches
@@ -15,12 +15,13 @@ e2e/infra/install-rust-tools.sh
 e2e/infra/up.sh
 # shellcheck source=/dev/null
 . "$STATE/env"
-# The end-to-end scenario runs the service, operator and node-agent binaries as pods: build them first.
+# The service tests run the services' binaries as processes: build them first.
 echo "[test] building the binaries" >&2
 cargo build --workspace --bins --locked
 # order with crash points, for services/order/tests/crash.rs (the test would build it too, inside its time limit)
 cargo build -p ordersystem-order --features failpoints --bin ordersystem-order-failpoints --locked
-# The four images, from the Dockerfile's release build, imported into the real node (e2e/tests/images.rs).
+# The four images, from the Dockerfile's release build, imported into the real node: every end-to-end test
+# runs them there.
 echo "[test] building the release binaries and the images" >&2
 e2e/images/cargo-release.sh
 e2e/images/build-images.sh

@@ -2,16 +2,29 @@
 # up.sh: bring the whole order system up on this machine and print where to open it.
 #   kind mode  (a container engine answers): a kind cluster, images built and loaded, the operator and a
 #              development Kafka and PostgreSQL installed with helm, a sample OrderSystem   (e2e/kind.sh)
-#   local mode (no container engine): real PostgreSQL, Kafka and Kubernetes control plane on loopback, a
-#              node agent that runs pods as host processes, the operator installed with helm,
-#              an OrderSystem                                                               (e2e/local-up.sh)
-# First run of local mode on a fresh 2-core machine: about 15-20 min (compiling Kubernetes and the
-# workspace); later runs: under a minute.
+#   real-node mode (no container engine): PostgreSQL, Kafka, a Kubernetes control plane and a real node of
+#              it (kubelet, containerd, runc, CNI bridge, kube-proxy, CoreDNS) on this machine, the images
+#              built with buildah, the operator installed with helm, an OrderSystem         (e2e/node-up.sh)
+# Real-node mode installs Debian packages and changes this host (README: "What ./up.sh changes on this
+# machine"); it asks first, or goes ahead with --yes. First run on a fresh 2-core machine: 30-40 min
+# (compiling Kubernetes and the workspace); later runs: a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")"
+usage() {
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  echo
+  echo "usage: ./up.sh [--yes]    --yes: make the host changes real-node mode needs without asking"
+}
+for arg in "$@"; do
+  case "$arg" in
+    --yes|-y) export ORDERSYSTEM_ALLOW_HOST_CHANGES=yes ;;
+    --help|-h) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   echo "[up] a container engine answers: kind mode" >&2
   exec e2e/kind.sh up
 fi
-echo "[up] no container engine: local mode (pods run as host processes on loopback)" >&2
-exec e2e/local-up.sh
+echo "[up] no container engine: real-node mode (a kubelet node on this machine, behind a network guard)" >&2
+exec e2e/node-up.sh

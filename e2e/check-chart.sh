@@ -20,5 +20,5 @@ helm template check "$CHART" --namespace "$NS" --set networkPolicy.enabled=true 
   --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true \
   | kubectl apply --dry-run=server --namespace "$NS" -f -
 helm template check "$CHART" --namespace "$NS" --set serviceMonitor.enabled=true \
-  | grep -q '^kind: ServiceMonitor$'
+  | grep '^kind: ServiceMonitor$' >/dev/null
 echo "chart: lint, template and server-side dry run passed"

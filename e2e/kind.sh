@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kind.sh up|test|down: the order system on a kind cluster. Needs Docker (or another engine kind supports),
-# kind, kubectl and helm; cannot run on machines without a container engine (use e2e/local-up.sh there).
+# kind, kubectl and helm; cannot run on machines without a container engine (use e2e/node-up.sh there).
 #   up    create the cluster (kind-config.yaml), build and load the images, install the operator with the
 #         development Kafka and PostgreSQL, apply an OrderSystem, wait for Ready, print how to reach it
 #   test  create the cluster, build and load the images, install the operator and the development
@@ -39,9 +39,11 @@ images() {
     docker build --target "$target" -t "ghcr.io/ordersystem/$target:$TAG" .
     kind load docker-image --name "$CLUSTER" "ghcr.io/ordersystem/$target:$TAG"
   done
-  # The scenario rolls shipping to a new tag: the same image under a second name.
-  docker tag "ghcr.io/ordersystem/shipping:$TAG" ghcr.io/ordersystem/shipping:e2e-rolled
-  kind load docker-image --name "$CLUSTER" ghcr.io/ordersystem/shipping:e2e-rolled
+  # The scenario rolls shipping and order to a new tag: the same images under a second name.
+  for target in shipping order; do
+    docker tag "ghcr.io/ordersystem/$target:$TAG" "ghcr.io/ordersystem/$target:e2e-rolled"
+    kind load docker-image --name "$CLUSTER" "ghcr.io/ordersystem/$target:e2e-rolled"
+  done
 }
 
 operator() {
@@ -61,7 +63,7 @@ shop() {
     args+=("--from-literal=$key=$(kubectl -n "$OPERATOR_NS" get secret "$secret" -o "jsonpath={.data.$key}" | base64 -d)")
   done
   kubectl -n shop create secret generic pg-admin "${args[@]}" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  # The development shop, with the in-cluster development Kafka in place of the local-mode broker.
+  # The development shop, with the in-cluster development Kafka in place of the test bed's broker.
   sed "s|bootstrapServers: .*|bootstrapServers: $RELEASE-dev-kafka.$OPERATOR_NS.svc:9092|" e2e/dev-shop.yaml |
     kubectl -n shop apply -f -
   say "waiting for the shop to be Ready"

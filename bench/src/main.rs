@@ -28,8 +28,8 @@ struct Cli {
     /// Also write the results as JSON to this file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
-    /// Directory of the release binaries (ordersystem-order, -invoicing, -shipping, -operator,
-    /// -node-agent). Default: the directory of this binary.
+    /// Directory of the release binaries (ordersystem-order, -invoicing, -shipping) for the services
+    /// scenario. Default: the directory of this binary.
     #[arg(long, global = true, env = "ORDERSYSTEM_BIN_DIR")]
     bin_dir: Option<PathBuf>,
 }
@@ -42,8 +42,8 @@ enum Scenario {
     /// The same load against the reference Spring Boot implementation (ewolff/microservice-kafka, built by
     /// you with `mvn package`), beside the same Kafka and Postgres, for a side-by-side comparison.
     Reference(ReferenceArgs),
-    /// The operator binary against the API server: spec change → child objects updated and → Ready;
-    /// RSS idle and with many OrderSystems.
+    /// The operator's image installed with helm on the test bed's real node: spec change → child objects
+    /// updated and → Ready; RSS idle and with many OrderSystems.
     Operator(operator::Args),
 }
 
@@ -186,7 +186,7 @@ async fn main() -> Result<()> {
             stats::require(&report.figures.exactly_once)
         }
         Scenario::Operator(args) => {
-            let report = operator::run(args, &bin_dir(&cli)).await?;
+            let report = operator::run(args).await?;
             operator::print(&report);
             write_json(&cli.json, &envelope(serde_json::to_value(&report)?))?;
             Ok(())

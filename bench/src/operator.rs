@@ -1,24 +1,23 @@
-//! The `operator` scenario: the release operator binary as a process against the API server (as the
-//! chart's ServiceAccount under the chart's rendered RBAC, watching one namespace of its own), a local-mode node agent running the pods, the shared
-//! Kafka and Postgres. Measures apply → `Ready` of a first `OrderSystem` with running pods; for spec
-//! changes (replicas up and down, partitions up) the time until the child object shows the change (the
-//! Deployment's `spec.replicas`, the topic's partition count at the broker) and until `Ready=True` for the
-//! new generation with every replica ready; the operator's RSS idle and with N `OrderSystem`s (the extra
-//! ones with zero replicas: topics, schemas, roles, Secrets and Deployments, no pods). Changes are observed
-//! by polling every 10 ms. Everything is created with `deletionPolicy: Delete` and removed at the end.
+//! The `operator` scenario: the operator's image installed with helm (the chart's ServiceAccount and RBAC,
+//! watching one namespace of its own) on the test bed's real node, which runs the services' pods from their
+//! images; the shared Kafka and PostgreSQL, reached by the pods on the node's bridge. Measures apply →
+//! `Ready` of a first `OrderSystem` with running pods; for spec changes (replicas up and down, partitions up)
+//! the time until the child object shows the change (the Deployment's `spec.replicas`, the topic's partition
+//! count at the broker) and until `Ready=True` for the new generation with every replica ready; the
+//! operator's RSS idle and with N `OrderSystem`s (the extra ones with zero replicas: topics, schemas, roles,
+//! Secrets and Deployments, no pods), read from the host's `/proc` for the container's process. Changes are
+//! observed by polling every 10 ms. Everything is created with `deletionPolicy: Delete` and removed at the
+//! end.
 
 use crate::meter::mib;
 use crate::procfs;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use ordersystem_e2e::chart_rbac::ChartRbac;
-use ordersystem_e2e::local_node::LocalNode;
+use ordersystem_e2e::cluster::{create_namespace, delete_namespace_and_wait, is_ready};
 use ordersystem_e2e::mode::Mode;
+use ordersystem_e2e::real_node::host_process;
 use ordersystem_operator::crd::OrderSystem;
 use ordersystem_operator::names::{Service, child_name};
 use ordersystem_testkit::{env, names};
@@ -26,11 +25,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
 use serde_json::json;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CRD_YAML: &str = include_str!("../../crds/ordersystem.io_ordersystems.yaml");
 const POLL: Duration = Duration::from_millis(10);
 const PATIENCE: Duration = Duration::from_secs(180);
 
@@ -39,9 +35,6 @@ pub struct Args {
     /// OrderSystems for the memory figure (the first runs its pods; the others have zero replicas).
     #[arg(long, default_value_t = 20)]
     systems: usize,
-    /// Second octet of the node agent's pod IPs (127.<octet>.0.x).
-    #[arg(long, default_value_t = 50)]
-    octet: u8,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,18 +65,6 @@ pub struct Report {
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0
-}
-
-/// The operator process, stopped with SIGTERM on drop.
-struct OperatorProcess(Child);
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
 }
 
 fn ready_for_generation(os: &OrderSystem) -> bool {
@@ -121,7 +102,7 @@ fn system(name: &str, topic: &str, replicas: i32) -> Result<OrderSystem> {
         "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
         "metadata": {"name": name},
         "spec": {
-            "kafka": {"bootstrapServers": env::kafka_bootstrap(),
+            "kafka": {"bootstrapServers": env::kafka_node_bootstrap(),
                       "topic": {"name": topic, "partitions": 5, "replicationFactor": 1}},
             "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
             "order": {"replicas": replicas}, "invoicing": {"replicas": replicas},
@@ -145,39 +126,17 @@ fn topic_partitions(topic: &str) -> usize {
         .unwrap_or(0)
 }
 
-pub async fn run(args: &Args, bin_dir: &Path) -> Result<Report> {
+pub async fn run(args: &Args) -> Result<Report> {
     let load_before = procfs::load_average();
     let client = ordersystem_e2e::kube::client().await;
-    // The committed CRD, applied as the operator tests do (the same content, so concurrent runs agree).
-    let crd: CustomResourceDefinition = serde_yaml::from_str(CRD_YAML).context("crds/ parses")?;
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .patch(
-            "ordersystems.ordersystem.io",
-            &PatchParams::apply("ordersystem-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .context("apply the CRD")?;
-    let node = LocalNode::start_with_bins(
-        &client,
-        &names::unique("bench"),
-        args.octet,
-        bin_dir.to_path_buf(),
-    )
-    .await;
-    let mode = Mode::Local(node);
+    let mode = Mode::real(&client).await;
     let ns = names::unique("bench");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(
-                json!({"metadata": {"name": ns, "annotations": mode.namespace_annotations()}}),
-            )?,
-        )
-        .await?;
-    let outcome = measure(args, bin_dir, &client, &mode, &ns).await;
-    // Delete the systems first (the operator drops topics and schemas), then the namespace.
+    let operator_ns = names::unique("bench-operator");
+    for namespace in [&ns, &operator_ns] {
+        create_namespace(&client, namespace, mode.namespace_annotations()).await;
+    }
+    let outcome = measure(args, &client, &mode, &ns, &operator_ns).await;
+    // Delete the systems first (the operator drops topics and schemas), then the operator and the namespaces.
     let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &ns);
     let _ = systems
         .delete_collection(&DeleteParams::default(), &Default::default())
@@ -189,12 +148,10 @@ pub async fn run(args: &Args, bin_dir: &Path) -> Result<Report> {
             .is_ok_and(|l| l.items.is_empty())
     })
     .await;
-    namespaces.delete(&ns, &DeleteParams::default()).await?;
-    poll_until("the namespace gone", || async {
-        namespaces.get_opt(&ns).await.is_ok_and(|n| n.is_none())
-    })
-    .await?;
-    drop(mode);
+    mode.uninstall_operator(&operator_ns);
+    for namespace in [&ns, &operator_ns] {
+        delete_namespace_and_wait(&client, namespace).await;
+    }
     let mut report = outcome?;
     report.load_average_before = load_before;
     report.load_average_after = procfs::load_average();
@@ -203,17 +160,11 @@ pub async fn run(args: &Args, bin_dir: &Path) -> Result<Report> {
 
 async fn measure(
     args: &Args,
-    bin_dir: &Path,
     client: &kube::Client,
     mode: &Mode,
     ns: &str,
+    operator_ns: &str,
 ) -> Result<Report> {
-    // ServiceAccount admission refuses pods until kube-controller-manager created `default`.
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    poll_until("the default ServiceAccount", || async {
-        accounts.get_opt("default").await.is_ok_and(|a| a.is_some())
-    })
-    .await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     secrets
         .create(
@@ -222,35 +173,30 @@ async fn measure(
         )
         .await?;
 
-    // The operator runs as the chart's ServiceAccount under the chart's RBAC, as installed by helm.
-    let rbac = ChartRbac::install(client, Path::new(&env::require("KUBECONFIG")), ns).await?;
-    let kubeconfig = format!("/tmp/ordersystem/{ns}.operator.kubeconfig");
-    rbac.write_kubeconfig(Path::new(&kubeconfig))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let log = std::fs::File::create(format!("/tmp/ordersystem/{ns}.operator.log"))?;
-    let operator = OperatorProcess(
-        Command::new(bin_dir.join("ordersystem-operator"))
-            .env_clear()
-            .env("KUBECONFIG", &kubeconfig)
-            .env("WATCH_NAMESPACE", ns)
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("LOG_FORMAT", "json")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("start ordersystem-operator")?,
-    );
-    let pid = operator.0.id();
-    let http = reqwest::Client::new();
-    let readyz = format!("http://127.0.0.1:{port}/readyz");
-    poll_until("the operator ready", || async {
-        http.get(&readyz)
-            .send()
+    // The operator as users install it: its image, the chart's ServiceAccount and RBAC.
+    mode.install_operator(operator_ns, ns);
+    let operator_pods: Api<Pod> = Api::namespaced(client.clone(), operator_ns);
+    poll_until("the operator pod Ready", || async {
+        operator_pods
+            .list(&Default::default())
             .await
-            .is_ok_and(|r| r.status().is_success())
+            .is_ok_and(|l| l.items.iter().any(is_ready))
     })
     .await?;
+    let pod = operator_pods
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .find(is_ready)
+        .context("the operator pod")?;
+    let container = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.container_id)
+        .context("the operator's container")?;
+    let pid = host_process(&container).pid;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_idle = procfs::rss_bytes(pid).unwrap_or(0);
     let mut rss_peak = rss_idle;
@@ -365,7 +311,6 @@ async fn measure(
             .is_ok_and(|l| l.items.is_empty())
     })
     .await?;
-    drop(operator);
     Ok(Report {
         scenario: "operator",
         operator_rss_idle_mib: mib(rss_idle),

@@ -61,7 +61,7 @@ build_kubernetes() {
 }
 
 build_helm() {
-  if [ -x "$CACHE/bin/helm" ] && "$CACHE/bin/helm" version --short 2>/dev/null | grep -q "^${HELM_VERSION}"; then
+  if [ -x "$CACHE/bin/helm" ] && [[ $("$CACHE/bin/helm" version --short 2>/dev/null || true) == "$HELM_VERSION"* ]]; then
     say "cached: helm $HELM_VERSION"; return
   fi
   say "installing helm $HELM_VERSION (go install)"

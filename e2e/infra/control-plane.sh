@@ -88,8 +88,8 @@ start() {
     --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster="default=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync=true
   wait_for 60 etcd "$L/etcd.log" "$R/etcd.pid" etcd_healthy
-  # The ServiceAccount admission plugin stays enabled (unlike envtest): local-mode pods get their projected
-  # token volume, and the node agent mints the tokens through the TokenRequest API. PodNodeSelector and
+  # The ServiceAccount admission plugin stays enabled (unlike envtest): the real node's pods get their
+  # projected token volume, which the kubelet fills through the TokenRequest API. PodNodeSelector and
   # PodTolerationRestriction let a test pin a whole namespace's pods to its own tainted node through
   # namespace annotations, so tests running side by side never run each other's pods.
   local own=()
@@ -97,7 +97,7 @@ start() {
     # A test's own API server has no nodes and no `kubernetes` Service endpoint.
     own=(--endpoint-reconciler-type=none)
   else
-    ip -4 -o addr show | grep -q " $ADDRESS/" || die "$ADDRESS is on no interface: e2e/infra/node.sh net-up first (up.sh does)"
+    has_address "$ADDRESS" || die "$ADDRESS is on no interface: e2e/infra/node.sh net-up first (up.sh does)"
     own=(--kubelet-client-certificate="$P/apiserver-kubelet-client.crt" --kubelet-client-key="$P/apiserver-kubelet-client.key"
       --kubelet-certificate-authority="$P/ca.crt"
       # the node's own address, never a host name looked up through the machine's resolver

@@ -5,9 +5,9 @@
 . "$(dirname "$0")/lib.sh" rust-tools
 NEXTEST_VERSION=0.9.151
 ROOT=$CACHE/cargo-tools
-if [ -x "$ROOT/bin/cargo-nextest" ] && "$ROOT/bin/cargo-nextest" nextest --version 2>/dev/null | grep -q "$NEXTEST_VERSION"; then
-  exit 0
-fi
+# The version captured whole, never through `| grep -q`: under pipefail an early-closed pipe fails the check.
+installed=$("$ROOT/bin/cargo-nextest" nextest --version 2>/dev/null || true)
+[[ $installed == *" $NEXTEST_VERSION"* ]] && exit 0
 say "building cargo-nextest $NEXTEST_VERSION from crates.io (first run: about 5 min)"
 CARGO_TARGET_DIR=$CACHE/cargo-tools-target cargo install --locked --quiet --root "$ROOT" \
   "cargo-nextest@$NEXTEST_VERSION" || die "cargo install cargo-nextest failed"

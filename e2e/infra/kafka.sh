@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kafka.sh start|stop|reset|status: a real single-node Apache Kafka broker (KRaft) on 127.0.0.1:19092, its
+# kafka.sh start|stop|reset|status|bootstrap|node-bootstrap: a real single-node Apache Kafka broker (KRaft) on 127.0.0.1:19092, its
 # classpath resolved with Maven from Maven Central and cached in $CACHE/kafka/<version>-<pom hash>/; state under
 # $STATE/kafka. A test that must stop and restart a broker runs its own instance beside the shared one:
 #   KAFKA_INSTANCE=outage-1 KAFKA_PORT=19192 KAFKA_CONTROLLER_PORT=19193 kafka.sh start
@@ -13,6 +13,10 @@
 # user. Client certificates $STATE/<instance>/tls/<cn>.crt and .key are issued for `admin` and for each CN in
 # KAFKA_CLIENT_CERTS="cn ...". KAFKA_CLIENT_AUTH=required makes a sasl_ssl instance require them as well
 # (mutual TLS under SASL: the principal is still the SASL user).
+# Every instance has a second listener for the real node's pods, of the same security, on the bridge address
+# ($BRIDGE_IP:KAFKA_BRIDGE_PORT, default the client port + 2) and advertised as $KAFKA_BRIDGE_HOST, the name
+# the node's CoreDNS serves; the broker's certificate names both. `kafka.sh bootstrap` and
+# `kafka.sh node-bootstrap` print the two bootstrap addresses.
 # `kafka.sh acl ARGS` runs kafka-acls (org.apache.kafka.tools.AclCommand) against a secured instance as admin.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" kafka
@@ -27,6 +31,7 @@ LOG=$D/kafka.log
 PIDFILE=$D/pid
 PORT=${KAFKA_PORT:-19092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093}
+BRIDGE_PORT=${KAFKA_BRIDGE_PORT:-$((PORT + 2))}
 SECURITY=${KAFKA_SECURITY:-plaintext}
 [[ $SECURITY =~ ^(plaintext|sasl_ssl|ssl)$ ]] || die "KAFKA_SECURITY must be plaintext, sasl_ssl or ssl"
 ADMIN_PASSWORD=${KAFKA_ADMIN_PASSWORD:-admin-test-secret}
@@ -60,8 +65,8 @@ classpath() {
 # and admin.properties, the admin's client config for the Java tools.
 secure_config() {
   local tls=$D/tls
-  make_test_cert "$tls" broker broker
-  [ -f "$tls/broker.pem" ] || cat "$tls/broker.key" "$tls/broker.crt" > "$tls/broker.pem"
+  make_test_cert "$tls" broker broker "DNS:$KAFKA_BRIDGE_HOST" "IP:$BRIDGE_IP"
+  cat "$tls/broker.key" "$tls/broker.crt" > "$tls/broker.pem"
   sed -e "s#TLS_DIR#$tls#" -e "s#ADMIN_PASSWORD#$ADMIN_PASSWORD#" -e "s#:19092#:$PORT#g" \
     -e "s#:19093#:$CONTROLLER_PORT#g" "$INFRA_DIR/server-${SECURITY//_/-}.properties" >> "$D/server.properties"
   printf 'ssl.truststore.type=PEM\nssl.truststore.location=%s\n' "$tls/ca.crt" > "$D/admin.properties"
@@ -89,6 +94,20 @@ plain_config() {
   printf 'sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN\nlistener.name.sasl_ssl.plain.sasl.jaas.config=%s;\n' "$jaas"
 }
 
+# bridge_config: the pods' listener beside the loopback one, with the same protocol and the same per-listener
+# settings (later keys win, so the last listener lines of server.properties are the ones extended).
+bridge_config() {
+  local file=$D/server.properties protocol listeners advertised map
+  protocol=${SECURITY^^}
+  listeners=$(grep '^listeners=' "$file" | tail -1)
+  advertised=$(grep '^advertised.listeners=' "$file" | tail -1)
+  map=$(grep '^listener.security.protocol.map=' "$file" | tail -1)
+  printf '%s,BRIDGE://%s:%s\n' "$listeners" "$BRIDGE_IP" "$BRIDGE_PORT"
+  printf '%s,BRIDGE://%s:%s\n' "$advertised" "$KAFKA_BRIDGE_HOST" "$BRIDGE_PORT"
+  printf '%s,BRIDGE:%s\n' "$map" "$protocol"
+  grep "^listener\.name\.${SECURITY}\." "$file" | sed "s/^listener\.name\.${SECURITY}\./listener.name.bridge./" || true
+}
+
 broker_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && grep -q 'Kafka Server started' "$LOG"; }
 
 start() {
@@ -101,6 +120,11 @@ start() {
   local scram=()
   [ "$SECURITY" = plaintext ] || secure_config
   [ "$SECURITY" = sasl_ssl ] && scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$ADMIN_PASSWORD]")
+  has_address "$BRIDGE_IP" \
+    || die "the bridge address $BRIDGE_IP is not on this machine: start the node's network first (node.sh net-up)"
+  require_port "$BRIDGE_PORT" "$BRIDGE_IP"
+  bridge_config > "$D/bridge.properties"
+  cat "$D/bridge.properties" >> "$D/server.properties"
   if [ ! -f "$D/data/meta.properties" ]; then
     say "formatting the KRaft log directory"
     local cid
@@ -111,7 +135,7 @@ start() {
     java $JOPTS -cp "$K/lib/*" kafka.tools.StorageTool format -t "$cid" -c "$D/server.properties" \
       "${scram[@]}" --ignore-formatted >>"$LOG" 2>&1 || die_with_log "$LOG" "StorageTool format failed"
   fi
-  say "starting the broker on 127.0.0.1:$PORT ($SECURITY)"
+  say "starting the broker on 127.0.0.1:$PORT and $BRIDGE_IP:$BRIDGE_PORT ($SECURITY)"
   # setsid: the broker gets its own process group, so a test runner's signals do not reach it.
   # shellcheck disable=SC2086
   setsid java $JOPTS -cp "$K/lib/*" kafka.Kafka "$D/server.properties" >>"$LOG" 2>&1 < /dev/null &
@@ -135,8 +159,10 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   acl) shift; acl "$@" ;;
+  bootstrap) echo "127.0.0.1:$PORT" ;;
+  node-bootstrap) echo "$KAFKA_BRIDGE_HOST:$BRIDGE_PORT" ;;
   # stop and remove all data: the next start formats a fresh cluster
   reset) stop; rm -rf "$D" ;;
   status) if pid_alive "$PIDFILE"; then echo "running (pid $(cat "$PIDFILE"))"; else echo "stopped"; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|reset|status|acl ARGS" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|reset|status|bootstrap|node-bootstrap|acl ARGS" >&2; exit 2 ;;
 esac

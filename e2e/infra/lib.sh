@@ -22,9 +22,18 @@ die_with_log() {
   exit 1
 }
 
-# The real test node's bridge address (node.sh): the shared API server listens here, where the host and the
-# node's pods both reach it, and never on the uplink.
+# The real test node's bridge address and pod network (node.sh): the shared API server, Kafka and PostgreSQL
+# listen here, where the host and the node's pods both reach them, and never on the uplink.
 export BRIDGE_IP=10.244.0.1
+export PODNET=10.244.0.0/24
+# The names the node's CoreDNS gives the host's Kafka and PostgreSQL (node/coredns.yaml): the node's pods reach
+# them on the bridge by these names; the host's own clients keep to loopback.
+export KAFKA_BRIDGE_HOST=kafka.ordersystem.internal
+export POSTGRES_BRIDGE_HOST=postgres.ordersystem.internal
+
+# has_address ADDRESS: true when an interface of this machine carries the IPv4 ADDRESS. (awk reads all of
+# ip's output: under pipefail, `grep -q` closing the pipe early can fail the pipeline.)
+has_address() { ip -4 -o addr show | awk -v a="$1/" 'index($4, a) == 1 {found = 1} END {exit !found}'; }
 
 # port_free PORT [ADDRESS]: true when nothing listens on ADDRESS:PORT (default 127.0.0.1).
 port_free() { ! (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
@@ -75,13 +84,17 @@ make_test_ca() {
   mv "$dir/ca.crt.tmp" "$dir/ca.crt"
 }
 
-# make_test_cert DIR NAME CN: DIR/NAME.crt and DIR/NAME.key (unencrypted PKCS#8) signed by DIR's test CA,
-# valid for 127.0.0.1 and localhost as server and as client; created once.
+# make_test_cert DIR NAME CN [SAN...]: DIR/NAME.crt and DIR/NAME.key (unencrypted PKCS#8) signed by DIR's test
+# CA, valid for 127.0.0.1, localhost and each SAN (`DNS:name` or `IP:address`) as server and as client;
+# created once, and again when the names asked for change.
 make_test_cert() {
-  local dir=$1 name=$2 cn=$3
-  [ -f "$dir/$name.crt" ] && return
+  local dir=$1 name=$2 cn=$3; shift 3
+  local ext
+  ext=$(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n' \
+    "$(IFS=,; echo "IP:127.0.0.1,DNS:localhost${*:+,$*}")")
+  [ -f "$dir/$name.crt" ] && [ "$(cat "$dir/$name.ext" 2>/dev/null)" = "$ext" ] && return
   make_test_ca "$dir"
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n' > "$dir/$name.ext"
+  printf '%s\n' "$ext" > "$dir/$name.ext"
   { openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$dir/$name.key" -out "$dir/$name.csr" &&
     openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 3650 \
       -extfile "$dir/$name.ext" -out "$dir/$name.crt.tmp"; } 2>>"$dir/openssl.log" \

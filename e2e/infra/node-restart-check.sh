@@ -79,8 +79,8 @@ new_sandboxes=$(crictl pods -q --state ready)
 bad=0
 for id in $old_sandboxes $old_containers; do
   grep -qx "$id" <<<"$new_sandboxes $(crictl ps -q)" && continue
-  if findmnt -rn -o TARGET | grep -q "$id"; then say "a mount of the killed sandbox or container $id is left"; bad=1; fi
-  if find /sys/fs/cgroup/memory /sys/fs/cgroup/cpu -type d -name "*$id*" 2>/dev/null | grep -q .; then
+  if findmnt -rn -o TARGET | grep -F "$id" >/dev/null; then say "a mount of the killed sandbox or container $id is left"; bad=1; fi
+  if find /sys/fs/cgroup/memory /sys/fs/cgroup/cpu -type d -name "*$id*" 2>/dev/null | grep . >/dev/null; then
     say "a cgroup of the killed sandbox or container $id is left"; bad=1
   fi
 done

@@ -30,7 +30,6 @@
 NODE=ordersystem-real
 BR=osbr0
 GW=$BRIDGE_IP
-PODNET=10.244.0.0/24
 SVCNET=10.0.0.0/24
 DNS_IP=10.0.0.10
 # Every registry the test bed's images name: a pull from any of them goes to a closed port on loopback.
@@ -102,7 +101,7 @@ net_up() {
   if ip link show "$BR" >/dev/null 2>&1 && [ ! -f "$NET/bridge" ]; then
     die "the bridge $BR exists but was not made by node.sh (no $NET/bridge): another test bed or a user owns it; remove it (ip link del $BR) or stop what uses it"
   fi
-  if ip -4 -o addr show | awk '{print $4}' | grep -q "^${GW}/" && ! ip -4 -o addr show dev "$BR" 2>/dev/null | grep -q "$GW/"; then
+  if has_address "$GW" && ! ip -4 -o addr show dev "$BR" 2>/dev/null | awk -v a="$GW/" 'index($4, a) == 1 {f = 1} END {exit !f}'; then
     die "the address $GW is already on another interface: $(ip -4 -o addr show | grep "$GW/" | awk '{print $2}')"
   fi
   mkdir -p "$NET" "$LOGS"
@@ -237,7 +236,7 @@ KCFG
 }
 
 # render FILE: e2e/infra/node/FILE with the node's names filled in (only these: nothing else in it is touched).
-RENDERED="N RUN SOCK BR GW PODNET SVCNET DNS_IP NODE NODE_KEY CP_PKI CGROOT PAUSE_VERSION COREDNS_VERSION KUBERNETES_VERSION"
+RENDERED="N RUN SOCK BR GW PODNET SVCNET KAFKA_BRIDGE_HOST POSTGRES_BRIDGE_HOST DNS_IP NODE NODE_KEY CP_PKI CGROOT PAUSE_VERSION COREDNS_VERSION KUBERNETES_VERSION"
 render() {
   # shellcheck disable=SC2086,SC2163,SC2016
   export $RENDERED

@@ -5,9 +5,11 @@
 # A test that must stop and restart PostgreSQL runs its own throwaway cluster beside the shared one (initdb
 # under $STATE/<instance>, run as the postgres user, same auth and roles):
 #   PG_INSTANCE=pg-restart PG_PORT=5442 postgres.sh start|stop|reset|status|url
+# The shared cluster also listens on the real node's bridge address for its pods, which know it as
+# $POSTGRES_BRIDGE_HOST (the node's CoreDNS); `postgres.sh node-host` prints that name.
 # TLS with a test CA (`postgres.sh ca` prints its certificate's path): the server certificate is valid for
-# 127.0.0.1 and localhost, so clients can use sslmode=verify-full; plain connections keep working. A running
-# server takes it by reload, never by restart.
+# 127.0.0.1, localhost, the bridge address and that name, so clients can use sslmode=verify-full; plain
+# connections keep working. A running server takes it by reload, never by restart.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" postgres
 V=$POSTGRES_MAJOR
@@ -27,7 +29,7 @@ install() {
 
 # tls: the test CA and server certificate, created once; the key readable only by the server.
 tls() {
-  make_test_cert "$TLS" server localhost
+  make_test_cert "$TLS" server localhost "DNS:$POSTGRES_BRIDGE_HOST" "IP:$BRIDGE_IP"
   chown postgres:postgres "$TLS/server.key" "$TLS/server.crt"
   chmod 600 "$TLS/server.key"
   chmod 644 "$TLS/ca.crt"
@@ -43,10 +45,11 @@ local   all  all                 peer
 host    all  all  127.0.0.1/32   scram-sha-256
 host    all  all  ::1/128        scram-sha-256
 HBA
+  printf 'host    all  all  %s  scram-sha-256\n' "$PODNET" >> "$CONF/pg_hba.conf"
   # Tests create schemas, roles and many connections (several services, several test binaries at once).
   tls
   cat > "$CONF/conf.d/ordersystem-test.conf" <<PGCONF
-listen_addresses = '127.0.0.1'
+listen_addresses = '127.0.0.1,$BRIDGE_IP'
 max_connections = 300
 password_encryption = 'scram-sha-256'
 ssl = on
@@ -63,7 +66,9 @@ PGCONF
     fi
   else
     require_port "$PORT"
-    say "starting PostgreSQL $V on 127.0.0.1:$PORT"
+    has_address "$BRIDGE_IP" \
+      || die "the bridge address $BRIDGE_IP is not on this machine: start the node's network first (node.sh net-up)"
+    say "starting PostgreSQL $V on 127.0.0.1:$PORT and $BRIDGE_IP:$PORT"
     pg_ctlcluster --skip-systemctl-redirect "$V" main start >&2 || die_with_log "$LOG" "pg_ctlcluster start failed"
     touch "$MARK"
   fi
@@ -158,5 +163,6 @@ case "${1:-}" in
   status) if running; then echo running; else echo stopped; exit 1; fi ;;
   url) echo "postgres://$ADMIN:$ADMIN_PASSWORD@127.0.0.1:$PORT/$DB" ;;
   ca) echo "$TLS/ca.crt" ;;
-  *) echo "usage: $0 start|stop|status|url|ca" >&2; exit 2 ;;
+  node-host) echo "$POSTGRES_BRIDGE_HOST" ;;
+  *) echo "usage: $0 start|stop|status|url|ca|node-host" >&2; exit 2 ;;
 esac

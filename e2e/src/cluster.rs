@@ -94,7 +94,38 @@ pub fn is_ready(pod: &Pod) -> bool {
             })
 }
 
-/// Base URLs of the Ready pods of one service, once exactly `count` are Ready.
+/// Why a pod cannot start and will not by waiting: a container waiting for an image the node cannot get
+/// (`ErrImageNeverPull`, `ImagePullBackOff`, `ErrImagePull`, `InvalidImageName`), as `pod: container waits:
+/// reason: message`.
+pub fn cannot_start(pod: &Pod) -> Option<String> {
+    const HOPELESS: [&str; 4] = [
+        "ErrImageNeverPull",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+    ];
+    let status = pod.status.as_ref()?;
+    let containers = status.container_statuses.iter().flatten();
+    let init = status.init_container_statuses.iter().flatten();
+    init.chain(containers).find_map(|c| {
+        let waiting = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        HOPELESS.contains(&reason).then(|| {
+            format!(
+                "pod {}: container {} waits: {reason}: {}",
+                pod.metadata.name.as_deref().unwrap_or("?"),
+                c.name,
+                waiting.message.as_deref().unwrap_or("")
+            )
+        })
+    })
+}
+
+/// The Ready pods of one service, once exactly `count` are Ready.
+///
+/// # Panics
+/// At once when a pod cannot start for want of its image (see [`cannot_start`]); after [`READY_WITHIN`]
+/// otherwise.
 pub async fn ready_pods(
     client: &kube::Client,
     ns: &str,
@@ -104,6 +135,9 @@ pub async fn ready_pods(
 ) -> Vec<Pod> {
     wait::until(&format!("{count} Ready {service} pods"), READY_WITHIN, || async {
         let all = pods(client, ns, system, service).await;
+        if let Some(reason) = all.iter().find_map(cannot_start) {
+            panic!("{service} in {ns} cannot become Ready: {reason}");
+        }
         let ready: Vec<Pod> = all.iter().filter(|p| is_ready(p)).cloned().collect();
         if ready.len() == count && all.len() == count {
             Ok(ready)
@@ -112,4 +146,173 @@ pub async fn ready_pods(
         }
     })
     .await
+}
+
+/// Logs of every pod of `ns` (the last lines of each container) and where the pods are, for a failing test.
+pub fn pod_logs(ns: &str) -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("kubectl")
+            .args(args)
+            .output()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_else(|e| format!("kubectl: {e}"))
+    };
+    let mut out = format!("===== pods of {ns}\n");
+    out += &run(&["get", "pods", "-n", ns, "-o", "wide"]);
+    out += &format!("===== logs of {ns}\n");
+    out += &run(&[
+        "logs",
+        "-n",
+        ns,
+        "--selector=app.kubernetes.io/instance",
+        "--all-containers",
+        "--prefix",
+        "--tail=60",
+        "--max-log-requests=20",
+    ]);
+    out
+}
+
+/// The log of `pod`'s containers so far.
+pub fn pod_log(ns: &str, pod: &str) -> String {
+    let output = std::process::Command::new("kubectl")
+        .args(["logs", "-n", ns, pod, "--all-containers"])
+        .output()
+        .expect("kubectl on PATH");
+    assert!(
+        output.status.success(),
+        "kubectl logs {pod}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `kubectl logs --follow` of one pod into a file, from its first line on: its log outlives the pod.
+#[derive(Debug)]
+pub struct LogFollower {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl LogFollower {
+    /// Follows `pod`'s containers.
+    pub fn start(ns: &str, pod: &str) -> LogFollower {
+        let file = crate::env::state().join(format!("e2e-log-{ns}-{pod}.log"));
+        let out = std::fs::File::create(&file).expect("a log file under the state directory");
+        let child = std::process::Command::new("kubectl")
+            .args(["logs", "--follow", "-n", ns, pod, "--all-containers"])
+            .stdout(out)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kubectl on PATH");
+        LogFollower { child, file }
+    }
+
+    /// What was written so far.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.file).unwrap_or_default()
+    }
+}
+
+impl Drop for LogFollower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Guard of a test's shop: when the test fails, prints the pods' logs of its namespaces and removes what it
+/// left (the helm release, the resource's finalizer, which no operator releases once it is gone, and the
+/// namespaces), so nothing of it runs on the node afterwards.
+#[derive(Debug)]
+pub struct OnFailure {
+    pub shop_ns: String,
+    pub operator_ns: String,
+}
+
+impl Drop for OnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let (shop_ns, operator_ns) = (self.shop_ns.as_str(), self.operator_ns.as_str());
+        eprintln!("{}\n{}", pod_logs(operator_ns), pod_logs(shop_ns));
+        let run = |program: &str, args: &[&str]| {
+            std::process::Command::new(program)
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        run("helm", &["uninstall", operator_ns, "--namespace", operator_ns]);
+        run(
+            "kubectl",
+            &["delete", "namespace", shop_ns, operator_ns, "--wait=false"],
+        );
+        // The operator may still run for a moment and put its finalizer back: release it until the
+        // resource is gone.
+        for _ in 0..30 {
+            run(
+                "kubectl",
+                &[
+                    "-n",
+                    shop_ns,
+                    "patch",
+                    "ordersystems.ordersystem.io",
+                    "shop",
+                    "--type",
+                    "merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ],
+            );
+            if !run(
+                "kubectl",
+                &["-n", shop_ns, "get", "ordersystems.ordersystem.io", "shop"],
+            ) {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(container_state: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "shop-order-1"},
+            "status": {"containerStatuses": [{
+                "name": "order", "image": "ghcr.io/ordersystem/order:9", "imageID": "", "ready": false,
+                "restartCount": 0, "state": container_state,
+            }]},
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_pod_without_its_image_cannot_start_and_says_why() {
+        let missing = pod(json!({"waiting": {"reason": "ErrImageNeverPull",
+            "message": "Container image \"ghcr.io/ordersystem/order:9\" is not present with pull policy of Never"}}));
+        let why = cannot_start(&missing).expect("a reason");
+        assert!(why.contains("shop-order-1"), "{why}");
+        assert!(why.contains("ErrImageNeverPull"), "{why}");
+        assert!(why.contains("is not present"), "{why}");
+        assert_eq!(
+            cannot_start(&pod(json!({"waiting": {"reason": "ContainerCreating"}}))),
+            None
+        );
+        assert_eq!(
+            cannot_start(&pod(json!({"running": {"startedAt": "2026-12-06T00:00:00Z"}}))),
+            None
+        );
+    }
 }

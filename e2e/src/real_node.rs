@@ -99,6 +99,48 @@ impl RealNode {
     }
 }
 
+impl RealNode {
+    /// Runs `command` in a pod `name` of the debug image in `ns` on this node until it ends; its output.
+    ///
+    /// # Panics
+    /// When the pod fails (with its output) or does not end within two minutes.
+    pub async fn run_to_completion(
+        &self,
+        client: &kube::Client,
+        ns: &str,
+        name: &str,
+        command: &[&str],
+    ) -> String {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::PostParams;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let spec = self.debug_pod(name, json!({}), command, json!({"restartPolicy": "Never"}));
+        pods.create(
+            &PostParams::default(),
+            &serde_json::from_value(spec).expect("pod"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create pod {name}: {e}"));
+        let phase = wait::until(
+            &format!("pod {name} ended"),
+            std::time::Duration::from_secs(120),
+            || async {
+                let pod = pods.get(name).await.map_err(|e| e.to_string())?;
+                let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
+                match phase.as_str() {
+                    "Succeeded" | "Failed" => Ok(phase),
+                    _ => Err(phase),
+                }
+            },
+        )
+        .await;
+        let logs = kubectl(&["logs", "-n", ns, name]);
+        let text = String::from_utf8_lossy(&logs.stdout).into_owned();
+        assert_eq!(phase, "Succeeded", "pod {name} ({command:?}) failed: {text}");
+        text
+    }
+}
+
 /// Runs `kubectl` (from `PATH`, against `KUBECONFIG`) and returns its output, whatever its exit status.
 pub fn kubectl(args: &[&str]) -> Output {
     Command::new("kubectl")
@@ -194,6 +236,19 @@ pub fn inspect_image(image: &str) -> Value {
         image,
         "the image is not in the node's containerd (e2e/images/build-images.sh imports it)",
     )
+}
+
+/// `repository@sha256:…` of the image the node holds under `image` (a tag): the same image, named so that no
+/// later import under the tag can change what a pod runs.
+///
+/// # Panics
+/// When the node does not hold `image` or knows no repo digest of it.
+pub fn pinned_image(image: &str) -> String {
+    let info = inspect_image(image);
+    info["status"]["repoDigests"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{image} has no repo digest in the node's containerd: {info}"))
+        .to_string()
 }
 
 /// `crictl <command> -o json <target>` against the node's containerd (`CRI_CONFIG_FILE` of `$STATE/env`),

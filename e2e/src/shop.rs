@@ -27,6 +27,16 @@ impl Service {
         }
     }
 
+    /// A new connection for every request, as from many separate clients: a roll of the pods behind a
+    /// Service then shows in the requests themselves, not in connections a pool held to a stopped pod.
+    pub fn without_keep_alive(mut self) -> Service {
+        self.http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client");
+        self
+    }
+
     /// Keeps `resource` alive as long as this client (or a clone) is.
     pub fn holding(mut self, resource: Arc<dyn std::fmt::Debug + Send + Sync>) -> Service {
         self.keep = Some(resource);
@@ -39,16 +49,10 @@ impl Service {
 
     /// `POST /api/orders` of a valid order; returns the order id.
     pub async fn place_order(&self, n: u32) -> Result<i64, String> {
-        let body = json!({
-            "customerId": 1 + i64::from(n % 2),
-            "shippingAddress": {"street": format!("Ohlauer Str. {n}"), "zip": "10999", "city": "Berlin"},
-            "billingAddress": {"street": "Krischerstr. 100", "zip": "40789", "city": "Monheim am Rhein"},
-            "orderLine": [{"count": 1 + i64::from(n % 5), "itemId": 1 + i64::from(n % 4)}]
-        });
         let response = self
             .http
             .post(self.url("/api/orders"))
-            .json(&body)
+            .json(&order_body(n))
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -126,6 +130,16 @@ impl Service {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// The JSON of a valid order, the `n`th of a test (its street and quantities vary with `n`).
+pub fn order_body(n: u32) -> Value {
+    json!({
+        "customerId": 1 + i64::from(n % 2),
+        "shippingAddress": {"street": format!("Ohlauer Str. {n}"), "zip": "10999", "city": "Berlin"},
+        "billingAddress": {"street": "Krischerstr. 100", "zip": "40789", "city": "Monheim am Rhein"},
+        "orderLine": [{"count": 1 + i64::from(n % 5), "itemId": 1 + i64::from(n % 4)}]
+    })
 }
 
 /// Checks that `stored` holds each of `placed` exactly once (nothing lost, nothing twice).

@@ -17,7 +17,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use ordersystem_contract::wiring::secret_keys;
 use ordersystem_e2e::cluster::{create_namespace, delete_namespace_and_wait, helm};
 use ordersystem_e2e::names;
-use ordersystem_e2e::real_node::{RealNode, host_process, inspect_image, kubectl};
+use ordersystem_e2e::real_node::{RealNode, host_process, inspect_image, kubectl, pinned_image};
 use ordersystem_e2e::wait;
 use ordersystem_operator::controller::build::{Observed, build};
 use ordersystem_operator::controller::validate::validate;
@@ -103,16 +103,7 @@ fn image(name: &str) -> String {
 
 /// `repo@sha256:…` of the image the node holds under `image(name)`.
 fn pinned(name: &str) -> String {
-    let info = inspect_image(&image(name));
-    info["status"]["repoDigests"][0]
-        .as_str()
-        .unwrap_or_else(|| {
-            panic!(
-                "{} has no repo digest in the node's containerd: {info}",
-                image(name)
-            )
-        })
-        .to_string()
+    pinned_image(&image(name))
 }
 
 #[test]

@@ -1,31 +1,22 @@
-//! Day-two operations on the running shop in local mode: the operator installed with helm runs as a pod,
-//! the node agent of this test (pod IPs `127.80.0.x`) runs the real service binaries. Orders flow while
-//! the lag is watched, invoicing's credentials are rotated and a partition increase is drained.
+//! Day-two operations on the running shop on the test bed's real node: the operator installed with helm runs
+//! as a pod of its image, the services as pods of theirs. Orders flow while the lag is watched, invoicing's
+//! credentials are rotated and a partition increase is drained.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use ordersystem_e2e::cluster::{READY_WITHIN, create_namespace, helm, pods, ready_pods};
-use ordersystem_e2e::local_node::{LocalNode, OnFailure};
+use ordersystem_e2e::cluster::{
+    LogFollower, OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait, pod_log, pods,
+    ready_pods,
+};
+use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::shop::{Service, all_stored_once};
 use ordersystem_e2e::{env, names, wait};
 use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
-
-/// This test's pod-IP octet (the scenario uses 77).
-const OCTET: u8 = 80;
-
-fn service(pod: &Pod) -> Service {
-    let ip = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .expect("pod IP");
-    Service::new(format!("http://{ip}:8080"))
-}
 
 /// Places orders one by one; a 503 ("busy, please retry": the shared machine is loaded) is retried as a
 /// client should, any other refusal fails the test.
@@ -68,22 +59,6 @@ async fn can_log_in(user: &str, password: &str) -> bool {
         .is_ok()
 }
 
-/// Everything the invoicing pods of this node wrote.
-fn invoicing_logs(node: &LocalNode) -> String {
-    let dir = node.state_dir.join(&node.name).join("logs");
-    let mut text = String::new();
-    for entry in std::fs::read_dir(&dir)
-        .expect("the agent's log directory")
-        .flatten()
-    {
-        if entry.file_name().to_string_lossy().contains("shop-invoicing") {
-            text += &std::fs::read_to_string(entry.path()).unwrap_or_default();
-        }
-    }
-    assert!(!text.is_empty(), "invoicing logs in {}", dir.display());
-    text
-}
-
 fn condition(os: &OrderSystem, type_: &str) -> Option<(String, String, String)> {
     let c = os.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -106,56 +81,25 @@ fn kubectl_get(ns: &str) -> String {
 #[tokio::test]
 async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
     let client = ordersystem_e2e::kube::client().await;
-    let node = LocalNode::start(&client, &names::unique("e2e-ops"), OCTET).await;
+    let mode = Mode::real(&client).await;
     let operator_ns = names::unique("ops-system");
     let shop_ns = names::unique("ops-shop");
-    let _cleanup = OnFailure {
-        node: &node,
+    let _on_failure = OnFailure {
         shop_ns: shop_ns.clone(),
         operator_ns: operator_ns.clone(),
     };
     let system = "shop";
     let topic = names::unique("ops-orders");
-    create_namespace(&client, &shop_ns, node.pin_annotations()).await;
-    create_namespace(&client, &operator_ns, node.pin_annotations()).await;
-    // Helm never upgrades a CRD that exists: apply this tree's, as the documented upgrade path does.
-    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/");
-    let applied = std::process::Command::new("kubectl")
-        .args(["apply", "--server-side", "--force-conflicts", "-f", crds])
-        .output()
-        .expect("kubectl on PATH");
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
-    let watch = format!("watchNamespace={shop_ns}");
-    helm(&[
-        "install",
-        &operator_ns,
-        chart,
-        "--namespace",
-        &operator_ns,
-        "--set",
-        &watch,
-    ]);
+    create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
+    create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
+    mode.install_operator(&operator_ns, &shop_ns);
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
-    let url = env::database_url();
-    let rest = url.split_once("://").map(|(_, r)| r).expect("scheme");
-    let (credentials, location) = rest.rsplit_once('@').expect("credentials");
-    let (user, password) = credentials.split_once(':').expect("password");
-    let (hostport, dbname) = location.split_once('/').expect("database");
-    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
-    let admin: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "pg-admin"},
-        "stringData": {"host": host, "port": port, "dbname": dbname.split('?').next().unwrap_or(dbname),
-                       "username": user, "password": password}
-    }))
-    .expect("secret");
     secrets
-        .create(&PostParams::default(), &admin)
+        .create(
+            &PostParams::default(),
+            &mode.admin_secret(&client, "pg-admin").await,
+        )
         .await
         .expect("admin secret");
     let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
@@ -163,7 +107,7 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
         "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
         "metadata": {"name": system},
         "spec": {
-            "kafka": {"bootstrapServers": env::kafka_bootstrap(),
+            "kafka": {"bootstrapServers": mode.kafka_bootstrap(),
                       "topic": {"name": topic, "partitions": 2, "replicationFactor": 1,
                                 "partitionIncrease": "Drain"}},
             "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
@@ -186,9 +130,12 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
     .await;
 
     // 1. Orders flow; once invoicing and shipping committed them, the lag is 0.
-    let order = service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
-    let invoicing = service(&ready_pods(&client, &shop_ns, system, "invoicing", 1).await[0]);
-    let shipping = service(&ready_pods(&client, &shop_ns, system, "shipping", 1).await[0]);
+    let order = mode.service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
+    let invoicing_pod = ready_pods(&client, &shop_ns, system, "invoicing", 1)
+        .await
+        .remove(0);
+    let invoicing = mode.service(&invoicing_pod);
+    let shipping = mode.service(&ready_pods(&client, &shop_ns, system, "shipping", 1).await[0]);
     let mut placed = place_orders(&order, 0..40).await;
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
     all_stored_once(&shipping, "/api/shipments", &placed).await;
@@ -210,6 +157,9 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
     };
     let (order_uids, shipping_uids) = (before("order").await, before("shipping").await);
     let invoicing_uids = before("invoicing").await;
+    // The old pod's log, kept as it is written: the pod and its log are gone once the rotation rolled it.
+    let old_invoicing_log =
+        LogFollower::start(&shop_ns, invoicing_pod.metadata.name.as_deref().expect("name"));
     let annotate = json!({"metadata": {"annotations": {"ordersystem.io/rotate-credentials": "invoicing"}}});
     systems
         .patch(system, &PatchParams::default(), &Patch::Merge(&annotate))
@@ -236,9 +186,12 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
     assert!(uids(&rolled).is_disjoint(&invoicing_uids), "invoicing rolled");
     assert_eq!(before("order").await, order_uids, "order not rolled");
     assert_eq!(before("shipping").await, shipping_uids, "shipping not rolled");
-    let invoicing = service(&rolled[0]);
+    let invoicing = mode.service(&rolled[0]);
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
-    let refused = invoicing_logs(&node)
+    let logs =
+        old_invoicing_log.text() + &pod_log(&shop_ns, rolled[0].metadata.name.as_deref().expect("name"));
+    assert!(!logs.is_empty(), "the invoicing pods' logs were read");
+    let refused = logs
         .lines()
         .filter(|line| line.contains("password authentication failed"))
         .count();
@@ -287,7 +240,7 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
         seen.iter().any(|m| m.contains("intake stopped")),
         "the drain was visible in Progressing: {seen:?}"
     );
-    let order = service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
+    let order = mode.service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
     placed.extend(place_orders(&order, 80..100).await);
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
     all_stored_once(&shipping, "/api/shipments", &placed).await;
@@ -307,21 +260,8 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
         !can_log_in(&new_user, &new_password).await,
         "the rotated login is dropped"
     );
-    helm(&["uninstall", &operator_ns, "--namespace", &operator_ns]);
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+    mode.uninstall_operator(&operator_ns);
     for ns in [&shop_ns, &operator_ns] {
-        namespaces
-            .delete(ns, &DeleteParams::default())
-            .await
-            .expect("delete namespace");
+        delete_namespace_and_wait(&client, ns).await;
     }
-    wait::until("the test namespaces gone", READY_WITHIN, || async {
-        for ns in [&shop_ns, &operator_ns] {
-            if namespaces.get_opt(ns).await.map_err(|e| e.to_string())?.is_some() {
-                return Err(format!("{ns} left"));
-            }
-        }
-        Ok(())
-    })
-    .await;
 }

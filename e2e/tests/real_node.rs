@@ -247,3 +247,47 @@ async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way
 
     delete_namespace_and_wait(&client, &ns).await;
 }
+
+/// A service pod whose image the node does not hold fails the wait for its readiness at once, saying so
+/// (`ErrImageNeverPull` and the kubelet's message), instead of timing out minutes later.
+#[tokio::test]
+async fn a_pod_without_its_image_fails_the_wait_with_the_reason_not_a_timeout() {
+    use futures::FutureExt;
+    use ordersystem_e2e::cluster::{create_namespace, ready_pods};
+
+    let client = ordersystem_e2e::kube::client().await;
+    let node = RealNode::from_env();
+    node.wait_ready(&client).await;
+    let ns = names::unique("node-missing-image");
+    create_namespace(&client, &ns, node.namespace_annotations()).await;
+    let mut pod = node.debug_pod(
+        "shop-order-missing",
+        json!({"app.kubernetes.io/instance": "shop", "app.kubernetes.io/component": "order"}),
+        &["/bin/true"],
+        json!({}),
+    );
+    pod["spec"]["containers"][0]["image"] = json!("ghcr.io/ordersystem/order:never-built");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    apply(&pods, "shop-order-missing", pod).await;
+
+    let started = std::time::Instant::now();
+    let outcome = std::panic::AssertUnwindSafe(ready_pods(&client, &ns, "shop", "order", 1))
+        .catch_unwind()
+        .await;
+    let message = match outcome {
+        Ok(_) => panic!("a pod without its image became Ready"),
+        Err(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
+            .unwrap_or_default(),
+    };
+    eprintln!("after {:?}: {message}", started.elapsed());
+    assert!(message.contains("ErrImageNeverPull"), "{message}");
+    assert!(
+        message.contains("ghcr.io/ordersystem/order:never-built"),
+        "{message}"
+    );
+    assert!(!message.contains("timed out"), "{message}");
+    delete_namespace_and_wait(&client, &ns).await;
+}

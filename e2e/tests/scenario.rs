@@ -1,33 +1,30 @@
 //! The end-to-end scenario, one script for both modes (`ordersystem_e2e::mode`): the operator runs as a pod
-//! under its own ServiceAccount and the chart's RBAC and turns an `OrderSystem` into a topic, schemas and
-//! the three services. Orders flow through the real services; scaling, partitions, an image change, a
-//! crash and deletion follow the spec. Local mode runs here (the node agent runs the pods as processes of
-//! the locally built binaries); kind mode runs it on a kind cluster: `e2e/kind.sh test`.
+//! from its image under its own ServiceAccount and the chart's RBAC and turns an `OrderSystem` into a topic,
+//! schemas and the three services. Orders flow through the real services; scaling, partitions, an image
+//! change, a crash and deletion follow the spec. It runs here on the test bed's real node (the images of
+//! `e2e/images/build-images.sh`, Kafka and PostgreSQL reached on the node's bridge by the names its CoreDNS
+//! serves), and on a kind cluster through `e2e/kind.sh test`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use ordersystem_e2e::cluster::{READY_WITHIN, create_namespace, helm, is_ready, pods, ready_pods};
+use ordersystem_contract::wiring::HTTP_PORT;
+use ordersystem_e2e::cluster::{
+    OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait, is_ready, pods, ready_pods,
+};
 use ordersystem_e2e::mode::Mode;
-use ordersystem_e2e::shop::{Service, all_stored_once, place_orders};
+use ordersystem_e2e::shop::{Service, all_stored_once, order_body, place_orders};
 use ordersystem_e2e::{env, names, wait};
 use ordersystem_operator::crd::OrderSystem;
+use ordersystem_operator::names::{Service as ShopService, child_name};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
-
-/// Prints the agent's and the pods' logs when the scenario fails.
-struct LogsOnFailure<'a>(&'a Mode);
-impl Drop for LogsOnFailure<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.0.logs());
-        }
-    }
-}
 
 /// Sum of the `assigned_partitions` gauges of some consumer pods.
 async fn assigned_partitions(members: &[Service]) -> Result<i64, String> {
@@ -45,7 +42,7 @@ async fn assigned_partitions(members: &[Service]) -> Result<i64, String> {
     Ok(sum)
 }
 
-/// Partitions of the topic as the broker reports them (local mode reaches the broker directly).
+/// Partitions of the topic as the broker reports them (the host reaches the test bed's broker directly).
 async fn topic_partitions(topic: &str) -> usize {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", env::kafka_bootstrap())
@@ -61,31 +58,21 @@ async fn topic_partitions(topic: &str) -> usize {
 async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted() {
     let client = ordersystem_e2e::kube::client().await;
     let mode = Mode::from_env(&client).await;
-    let _logs = LogsOnFailure(&mode);
     let operator_ns = names::unique("ordersystem-system");
     let shop_ns = names::unique("shop");
     let system = "shop";
     let topic = names::unique("orders");
     create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
 
-    // 1. The operator, as users install it: a pod with the chart's ServiceAccount and least-privilege RBAC
-    //    (in kind mode, kind.sh installed it).
-    let operator_ns = if mode.installs_operator() {
+    // 1. The operator, as users install it: a pod of its image with the chart's ServiceAccount and
+    //    least-privilege RBAC (in kind mode, kind.sh installed it).
+    if let Mode::Real(_) = mode {
         create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
-        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
-        let watch = format!("watchNamespace={shop_ns}");
-        helm(&[
-            "install",
-            &operator_ns,
-            chart,
-            "--namespace",
-            &operator_ns,
-            "--set",
-            &watch,
-        ]);
-        operator_ns
-    } else {
-        env::require("E2E_OPERATOR_NAMESPACE")
+    }
+    let operator_ns = mode.install_operator(&operator_ns, &shop_ns);
+    let _on_failure = OnFailure {
+        shop_ns: shop_ns.clone(),
+        operator_ns: operator_ns.clone(),
     };
     let operator_pods: Api<Pod> = Api::namespaced(client.clone(), &operator_ns);
     wait::until("the operator pod Ready", READY_WITHIN, || async {
@@ -145,6 +132,29 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     }
     let invoicing = mode.service(&ready_pods(&client, &shop_ns, system, "invoicing", 1).await[0]);
     let shipping = mode.service(&ready_pods(&client, &shop_ns, system, "shipping", 1).await[0]);
+    // A pod on the node finds the order service by its cluster DNS name and places an order through the
+    // Service (kube-proxy's rules, CoreDNS): the way the shop's own users inside the cluster reach it.
+    if let Mode::Real(node) = &mode {
+        let host = format!(
+            "{}.{shop_ns}.svc.cluster.local",
+            child_name(system, ShopService::Order)
+        );
+        let url = format!("http://{host}:{HTTP_PORT}/api/orders");
+        let body = order_body(1000).to_string();
+        let script = format!(
+            "nslookup {host} && wget -q -O - --header 'Content-Type: application/json' --post-data '{body}' {url}"
+        );
+        let output = node
+            .run_to_completion(&client, &shop_ns, "probe", &["sh", "-c", &script])
+            .await;
+        let created = output.lines().last().unwrap_or_default();
+        let id = serde_json::from_str::<serde_json::Value>(created)
+            .ok()
+            .and_then(|v| v["id"].as_i64())
+            .unwrap_or_else(|| panic!("no order id in the probe's output: {output}"));
+        eprintln!("the probe pod placed order {id} through {url}");
+        placed.insert(id);
+    }
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
     all_stored_once(&shipping, "/api/shipments", &placed).await;
 
@@ -198,7 +208,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         }
     })
     .await;
-    if matches!(mode, Mode::Local(_)) {
+    if let Mode::Real(_) = mode {
         assert_eq!(topic_partitions(&topic).await, 8, "the broker has 8 partitions");
     }
     wait::until(
@@ -229,13 +239,12 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     };
     let (order_uids, invoicing_uids) = (before("order").await, before("invoicing").await);
     let shipping_uids = before("shipping").await;
+    let rolled_image = mode.rolled_image("shipping");
     systems
         .patch(
             system,
             &patch,
-            &Patch::Merge(
-                json!({"spec": {"shipping": {"image": "ghcr.io/ordersystem/shipping:e2e-rolled"}}}),
-            ),
+            &Patch::Merge(json!({"spec": {"shipping": {"image": &rolled_image}}})),
         )
         .await
         .expect("new shipping image");
@@ -244,9 +253,10 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         let rolled = now.len() == 1
             && is_ready(&now[0])
             && !shipping_uids.contains(now[0].metadata.uid.as_deref().unwrap_or_default())
-            && now[0].spec.as_ref().is_some_and(|s| {
-                s.containers[0].image.as_deref() == Some("ghcr.io/ordersystem/shipping:e2e-rolled")
-            });
+            && now[0]
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.containers[0].image.as_deref() == Some(rolled_image.as_str()));
         rolled.then_some(()).ok_or(format!("{} shipping pods", now.len()))
     })
     .await;
@@ -261,7 +271,72 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         "invoicing must not roll for a shipping image change"
     );
 
-    // 7. kill -9 a consumer process: it is restarted and nothing is lost.
+    // 7. A roll of order loses no request: orders go to the order Service at a steady rate, each on a new
+    //    connection, while a new order image rolls out; every one of them is answered 201.
+    let front = mode
+        .service_of(&client, &shop_ns, &child_name(system, ShopService::Order))
+        .await
+        .without_keep_alive();
+    let order_uids = before("order").await;
+    let rolling = Arc::new(AtomicBool::new(true));
+    let load = tokio::spawn({
+        let rolling = rolling.clone();
+        async move {
+            let mut answers = Vec::new();
+            let mut n = 2000;
+            while rolling.load(Ordering::Relaxed) {
+                answers.push((n, front.place_order(n).await));
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            answers
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let order_image = mode.rolled_image("order");
+    systems
+        .patch(
+            system,
+            &patch,
+            &Patch::Merge(json!({"spec": {"order": {"image": &order_image}}})),
+        )
+        .await
+        .expect("new order image");
+    wait::until("order rolled, the old pod gone", READY_WITHIN, || async {
+        let now = pods(&client, &shop_ns, system, "order").await;
+        let rolled = now.len() == 1
+            && is_ready(&now[0])
+            && !order_uids.contains(now[0].metadata.uid.as_deref().unwrap_or_default())
+            && now[0]
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.containers[0].image.as_deref() == Some(order_image.as_str()));
+        rolled.then_some(()).ok_or(format!("{} order pods", now.len()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rolling.store(false, Ordering::Relaxed);
+    let answers = load.await.expect("the load task");
+    let failed: Vec<String> = answers
+        .iter()
+        .filter_map(|(n, answer)| answer.as_ref().err().map(|e| format!("order {n}: {e}")))
+        .collect();
+    eprintln!(
+        "during the roll of order: {} requests, {} failed",
+        answers.len(),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the roll: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    assert!(answers.len() > 40, "the load ran through the roll");
+    placed.extend(answers.into_iter().filter_map(|(_, answer)| answer.ok()));
+    let order = mode.service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
+
+    // 8. kill -9 a consumer process: it is restarted and nothing is lost.
     let victim = ready_pods(&client, &shop_ns, system, "invoicing", 3)
         .await
         .remove(0);
@@ -295,7 +370,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     let shipping = mode.service(&ready_pods(&client, &shop_ns, system, "shipping", 1).await[0]);
     all_stored_once(&shipping, "/api/shipments", &placed).await;
 
-    // 8. Delete: workloads go, topic and schemas stay (deletionPolicy Retain by default).
+    // 9. Delete: workloads go, topic and schemas stay (deletionPolicy Retain by default).
     let schemas: Vec<String> = systems
         .get(system)
         .await
@@ -326,7 +401,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         },
     )
     .await;
-    if matches!(mode, Mode::Local(_)) {
+    if let Mode::Real(_) = mode {
         assert_eq!(topic_partitions(&topic).await, 8, "the topic is retained");
     }
     assert_eq!(
@@ -335,27 +410,9 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         "the schemas are retained"
     );
 
-    let mut ours = vec![shop_ns.clone()];
-    if mode.installs_operator() {
-        helm(&["uninstall", &operator_ns, "--namespace", &operator_ns]);
-        ours.push(operator_ns.clone());
+    mode.uninstall_operator(&operator_ns);
+    delete_namespace_and_wait(&client, &shop_ns).await;
+    if let Mode::Real(_) = mode {
+        delete_namespace_and_wait(&client, &operator_ns).await;
     }
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in &ours {
-        namespaces
-            .delete(ns, &DeleteParams::default())
-            .await
-            .expect("delete namespace");
-    }
-    // The agent finalizes the pods' deletion, so it stops only after they are gone.
-    wait::until("the test namespaces gone", READY_WITHIN, || async {
-        let mut left = Vec::new();
-        for ns in &ours {
-            if namespaces.get_opt(ns).await.map_err(|e| e.to_string())?.is_some() {
-                left.push(ns.clone());
-            }
-        }
-        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
-    })
-    .await;
 }

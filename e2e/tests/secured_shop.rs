@@ -1,31 +1,22 @@
-//! The shop in local mode on secured backends. The operator, installed with helm as a pod under the
-//! chart's RBAC, reaches a SASL_SSL broker with the StandardAuthorizer (this test's own instance, ports
-//! 19692/19693) through SCRAM and the test CA, and gives each service its own SCRAM user and ACLs. The
-//! three services run as pods of this test's node agent (pod IPs `127.93.0.x`) with only those identities,
-//! the mounted CAs, and their database logins over `sslmode=verify-full`. Every order is invoiced and
-//! shipped exactly once; deleting the resource (`deletionPolicy: Delete`) removes what it made.
+//! The shop on secured backends, on the test bed's real node. The operator, installed with helm as a pod of
+//! its image under the chart's RBAC, reaches a SASL_SSL broker with the StandardAuthorizer (this test's own
+//! instance, ports 19692-19694) through SCRAM and the test CA, on the broker's bridge listener by the name
+//! the node's CoreDNS serves, and gives each service its own SCRAM user and ACLs. The three services run as
+//! pods with only those identities, the mounted CAs, and their database logins over `sslmode=verify-full`
+//! against the name the PostgreSQL certificate carries. Every order is invoiced and shipped exactly once;
+//! deleting the resource (`deletionPolicy: Delete`) removes what it made.
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
-use ordersystem_e2e::cluster::{READY_WITHIN, create_namespace, helm, ready_pods};
-use ordersystem_e2e::local_node::{LocalNode, OnFailure};
+use ordersystem_e2e::cluster::{
+    OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait, ready_pods,
+};
+use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
-use ordersystem_e2e::shop::{Service, all_stored_once, place_orders};
+use ordersystem_e2e::shop::{all_stored_once, place_orders};
 use ordersystem_e2e::{env, names, wait};
 use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
-
-/// This test's pod-IP octet.
-const OCTET: u8 = 93;
-
-fn service(pod: &Pod) -> Service {
-    let ip = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .expect("pod IP");
-    Service::new(format!("http://{ip}:8080"))
-}
 
 fn secret(name: &str, data: serde_json::Value) -> Secret {
     serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).expect("secret")
@@ -47,55 +38,25 @@ fn env_of(pod: &Pod, name: &str) -> serde_json::Value {
 async fn the_shop_runs_as_pods_on_a_sasl_ssl_broker_and_postgres_over_tls_with_per_service_identities() {
     let broker = SecureBroker::start("e2e-secured", 19692, 19693).await;
     let client = ordersystem_e2e::kube::client().await;
-    let node = LocalNode::start(&client, &names::unique("e2e-sec"), OCTET).await;
+    let mode = Mode::real(&client).await;
     let operator_ns = names::unique("sec-system");
     let shop_ns = names::unique("sec-shop");
-    let _cleanup = OnFailure {
-        node: &node,
+    let _on_failure = OnFailure {
         shop_ns: shop_ns.clone(),
         operator_ns: operator_ns.clone(),
     };
     let system = "shop";
     let topic = names::unique("sec-orders");
-    create_namespace(&client, &shop_ns, node.pin_annotations()).await;
-    create_namespace(&client, &operator_ns, node.pin_annotations()).await;
-    // Helm never upgrades a CRD that exists: apply this tree's, as the documented upgrade path does.
-    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/");
-    let applied = std::process::Command::new("kubectl")
-        .args(["apply", "--server-side", "--force-conflicts", "-f", crds])
-        .output()
-        .expect("kubectl on PATH");
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
-    let watch = format!("watchNamespace={shop_ns}");
-    helm(&[
-        "install",
-        &operator_ns,
-        chart,
-        "--namespace",
-        &operator_ns,
-        "--set",
-        &watch,
-    ]);
+    create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
+    create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
+    mode.install_operator(&operator_ns, &shop_ns);
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
-    let url = env::database_url();
-    let rest = url.split_once("://").map(|(_, r)| r).expect("scheme");
-    let (credentials, location) = rest.rsplit_once('@').expect("credentials");
-    let (user, password) = credentials.split_once(':').expect("password");
-    let (_, dbname) = location.split_once('/').expect("database");
     let pg_ca = std::fs::read_to_string(env::postgres_ca()).expect("the PostgreSQL test CA");
+    // The admin Secret names PostgreSQL as the pods reach it, the name its certificate carries (verify-full).
+    let admin = mode.admin_secret(&client, "pg-admin").await;
     for created in [
-        // The address the server's certificate names, for verify-full.
-        secret(
-            "pg-admin",
-            json!({"host": "127.0.0.1", "port": "5432", "dbname": dbname.split('?').next().unwrap_or(dbname),
-                   "username": user, "password": password}),
-        ),
+        admin,
         secret("pg-ca", json!({"ca.crt": pg_ca})),
         secret("kafka-ca", json!({"ca.crt": broker.ca_pem()})),
         secret(
@@ -113,7 +74,7 @@ async fn the_shop_runs_as_pods_on_a_sasl_ssl_broker_and_postgres_over_tls_with_p
         "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
         "metadata": {"name": system},
         "spec": {
-            "kafka": {"bootstrapServers": broker.bootstrap(),
+            "kafka": {"bootstrapServers": broker.node_bootstrap(),
                       "topic": {"name": topic, "partitions": 3, "replicationFactor": 1},
                       "tls": {"caSecretRef": {"name": "kafka-ca"}},
                       "sasl": {"mechanism": "SCRAM-SHA-512", "credentialsSecretRef": {"name": "kafka-admin"}}},
@@ -148,9 +109,9 @@ async fn the_shop_runs_as_pods_on_a_sasl_ssl_broker_and_postgres_over_tls_with_p
         env_of(order_pod, "KAFKA_SASL_PASSWORD")["value"].is_null(),
         "no password in the pod spec"
     );
-    let order = service(order_pod);
-    let invoicing = service(&ready_pods(&client, &shop_ns, system, "invoicing", 1).await[0]);
-    let shipping = service(&ready_pods(&client, &shop_ns, system, "shipping", 1).await[0]);
+    let order = mode.service(order_pod);
+    let invoicing = mode.service(&ready_pods(&client, &shop_ns, system, "invoicing", 1).await[0]);
+    let shipping = mode.service(&ready_pods(&client, &shop_ns, system, "shipping", 1).await[0]);
     let placed = place_orders(&order, 0..30).await;
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
     all_stored_once(&shipping, "/api/shipments", &placed).await;
@@ -164,12 +125,8 @@ async fn the_shop_runs_as_pods_on_a_sasl_ssl_broker_and_postgres_over_tls_with_p
         left.is_none().then_some(()).ok_or("still there".to_string())
     })
     .await;
-    helm(&["uninstall", &operator_ns, "--namespace", &operator_ns]);
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+    mode.uninstall_operator(&operator_ns);
     for ns in [&shop_ns, &operator_ns] {
-        namespaces
-            .delete(ns, &DeleteParams::default())
-            .await
-            .expect("delete namespace");
+        delete_namespace_and_wait(&client, ns).await;
     }
 }

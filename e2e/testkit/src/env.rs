@@ -8,6 +8,10 @@ use std::path::PathBuf;
 pub const KAFKA_BOOTSTRAP: &str = "KAFKA_BOOTSTRAP";
 /// Postgres URL of the non-superuser admin role (CREATEROLE, CREATE on the database).
 pub const DATABASE_URL: &str = "DATABASE_URL";
+/// Kafka bootstrap servers as the real node's pods reach them, e.g. `kafka.ordersystem.internal:19094`.
+pub const KAFKA_NODE_BOOTSTRAP: &str = "KAFKA_NODE_BOOTSTRAP";
+/// The name under which the real node's pods reach the test PostgreSQL (its certificate names it too).
+pub const POSTGRES_NODE_HOST: &str = "POSTGRES_NODE_HOST";
 
 fn state_dir() -> PathBuf {
     std::env::var_os("ORDERSYSTEM_STATE").map_or_else(|| PathBuf::from("/tmp/ordersystem"), PathBuf::from)
@@ -49,6 +53,16 @@ pub fn kafka_bootstrap() -> String {
 /// Postgres URL of the test admin role.
 pub fn database_url() -> String {
     require(DATABASE_URL)
+}
+
+/// Kafka bootstrap servers of the test broker for the real node's pods (its bridge listener).
+pub fn kafka_node_bootstrap() -> String {
+    require(KAFKA_NODE_BOOTSTRAP)
+}
+
+/// Host name of the test PostgreSQL for the real node's pods.
+pub fn postgres_node_host() -> String {
+    require(POSTGRES_NODE_HOST)
 }
 
 /// Path of the test CA certificate that signed the Postgres server's certificate (`postgres.sh ca`).

@@ -18,6 +18,7 @@ pub const ADMIN_PASSWORD: &str = "admin-test-secret";
 pub struct SecureBroker {
     instance: String,
     port: u16,
+    node_bootstrap: String,
     own: OwnInstance,
 }
 
@@ -83,9 +84,11 @@ impl SecureBroker {
         }
         // A leftover of an aborted run would carry another CA: start from nothing.
         let own = own.start_fresh().await;
+        let node_bootstrap = own.run("node-bootstrap").await;
         Self {
             instance: instance.to_string(),
             port,
+            node_bootstrap,
             own,
         }
     }
@@ -109,6 +112,12 @@ impl SecureBroker {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The bootstrap servers the real node's pods use: the broker's bridge listener, by the name the node's
+    /// CoreDNS serves (the broker's certificate names it).
+    pub fn node_bootstrap(&self) -> String {
+        self.node_bootstrap.clone()
     }
 
     /// The test CA certificate (PEM file) that signed the broker's certificate.

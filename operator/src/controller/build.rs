@@ -151,6 +151,10 @@ fn build_deployment(
         "env": build_env(spec, plan),
         "livenessProbe": probe(wiring::HEALTHZ_PATH, 10),
         "readinessProbe": probe(wiring::READYZ_PATH, 5),
+        // A stopping pod leaves the Service's endpoints at once, but kube-proxies and load balancers learn it
+        // a moment later: it keeps serving for that moment, then gets SIGTERM and finishes what it holds
+        // (well within the default 30 s grace period), so a roll fails no request.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "securityContext": {
             "allowPrivilegeEscalation": false,
             "readOnlyRootFilesystem": true,
@@ -204,6 +208,9 @@ fn build_deployment(
     }
     deployment
 }
+
+/// How long a stopping pod keeps serving before its SIGTERM (the `preStop` sleep).
+pub const PRE_STOP_SECONDS: i64 = 5;
 
 fn probe(path: &str, period_seconds: i32) -> Value {
     json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_seconds, "failureThreshold": 3})

@@ -77,6 +77,31 @@ fn deployments_carry_replicas_env_from_secrets_and_owner() {
 }
 
 #[test]
+fn every_service_keeps_serving_a_moment_after_it_is_told_to_stop() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    for name in ["shop-order", "shop-invoicing", "shop-shipping"] {
+        let pod = deployment(&desired, name)
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod template");
+        let sleep = pod.containers[0]
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.sleep.as_ref())
+            .map(|s| s.seconds);
+        assert_eq!(sleep, Some(PRE_STOP_SECONDS), "{name}: preStop sleep");
+        let grace = pod.termination_grace_period_seconds.unwrap_or(30);
+        assert!(
+            grace > PRE_STOP_SECONDS + 10,
+            "{name}: the grace period leaves time to finish after the sleep"
+        );
+    }
+}
+
+#[test]
 fn pod_template_is_restricted_probed_and_hashed() {
     let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
     let desired = build(&spec, &observed_all_ready(&spec));
