@@ -9,7 +9,7 @@
 #     command, run by CI's release-libs stage) where the Dockerfile's builder stage puts it.
 # The images' digests follow their content: a rebuilt binary gives a new digest under the same tag. The
 # import also names each image by its digest (ghcr.io/ordersystem/<name>@sha256:…), so a pod that names its
-# image that way runs exactly this build (e2e/tests/images.rs does).
+# image that way runs exactly this build (operator/tests/images.rs does).
 # Idempotent: an image whose inputs did not change is not built again.
 # shellcheck source=../infra/lib.sh
 . "$(dirname "$0")/../infra/lib.sh" images

@@ -68,7 +68,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The operator's CRD under `group`; without [`NEW_FIELD`] in `spec` when `previous`.
 fn test_crd(group: &str, previous: bool) -> Value {
-    let mut crd = serde_json::to_value(ordersystem_operator::crd::crd()).expect("CRD as JSON");
+    let mut crd = serde_json::to_value(ordersystem_api::crd::crd()).expect("CRD as JSON");
     let plural = crd["spec"]["names"]["plural"]
         .as_str()
         .expect("spec.names.plural")

@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use ordersystem_api::crd::OrderSystem;
 use ordersystem_e2e::cluster::{
     LogFollower, OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait, pod_log, pods,
     ready_pods,
@@ -15,7 +16,6 @@ use ordersystem_e2e::cluster::{
 use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::shop::{Service, all_stored_once};
 use ordersystem_e2e::{env, names, wait};
-use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
 
 /// Places orders one by one; a 503 ("busy, please retry": the shared machine is loaded) is retried as a

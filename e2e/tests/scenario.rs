@@ -13,6 +13,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use ordersystem_api::crd::OrderSystem;
+use ordersystem_api::names::{Service as ShopService, child_name};
 use ordersystem_contract::wiring::HTTP_PORT;
 use ordersystem_e2e::cluster::{
     OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait, is_ready, pods, ready_pods,
@@ -20,8 +22,6 @@ use ordersystem_e2e::cluster::{
 use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::shop::{Service, all_stored_once, order_body, place_orders};
 use ordersystem_e2e::{env, names, wait};
-use ordersystem_operator::crd::OrderSystem;
-use ordersystem_operator::names::{Service as ShopService, child_name};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;

@@ -8,6 +8,7 @@
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
+use ordersystem_api::crd::OrderSystem;
 use ordersystem_e2e::cluster::{
     OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait, ready_pods,
 };
@@ -15,7 +16,6 @@ use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
 use ordersystem_e2e::shop::{all_stored_once, place_orders};
 use ordersystem_e2e::{env, names, wait};
-use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
 
 fn secret(name: &str, data: serde_json::Value) -> Secret {

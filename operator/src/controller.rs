@@ -1,7 +1,10 @@
-//! The reconciler of `OrderSystem`, read top to bottom as the pipeline:
-//! observe → validate → backends → build → apply → status. Each step is a module; only `kafka`,
-//! `postgres`, `apply` and `status` write. Errors are typed; an invalid spec is a condition, not an
-//! error; transient failures requeue with per-object exponential backoff.
+//! The reconciler of `OrderSystem`, read top to bottom as the pipeline (`reconcile_apply`):
+//! validate → drain gate → backends → rotation → build → apply → status. Each step is a module;
+//! `validate`, `build` and `status::compute` are pure, and the writers are `backends` (Kafka, PostgreSQL,
+//! the services' Secrets, through `kafka` and `postgres`), `rotation` (logins, a Secret, the request's
+//! annotation), `apply` and `status::patch`. `docs/architecture.md` draws it. Errors are typed; an
+//! invalid spec is a condition, not an error; transient failures requeue with per-object exponential
+//! backoff.
 
 pub mod apply;
 pub mod build;

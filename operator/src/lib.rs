@@ -3,7 +3,9 @@
 
 pub mod config;
 pub mod controller;
-pub mod crd;
 pub mod metrics;
-pub mod names;
 pub mod web;
+
+/// The API types and names, from their own crate; re-exported so `crate::crd` and `crate::names` read as
+/// before.
+pub use ordersystem_api::{crd, names};

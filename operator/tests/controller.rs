@@ -246,6 +246,9 @@ async fn a_second_resource_on_the_same_topic_is_a_conflict() {
     let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
     s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
     wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    // Creation timestamps have one-second resolution, and of two equally old claims the smaller uid wins:
+    // the second resource must be younger for this test to know which one loses.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let mut second = spec_json(&s.topic, &bootstrap, "Delete");
     second["metadata"]["name"] = "shop2".into();
     s.api

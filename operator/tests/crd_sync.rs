@@ -7,7 +7,7 @@ fn assert_copy_matches(relative: &str) {
     let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {relative}: {e}"));
     assert!(
         committed == ordersystem_operator::crd::crd_yaml(),
-        "{relative} differs from the types in operator/src/crd.rs; regenerate it with \
+        "{relative} differs from the types in api/src/crd.rs; regenerate it with \
          `cargo run -p ordersystem-operator -- crd > {relative}`"
     );
 }

@@ -3,9 +3,7 @@
 //! replication factor, configs set by others). It never shrinks a topic, never changes a config it does
 //! not manage, and never touches a topic other than the one named in the spec.
 
-mod admin_ffi;
 pub mod identities;
-mod identity_ffi;
 pub mod plain;
 pub mod security;
 
@@ -15,12 +13,13 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-pub use admin_ffi::{ConfigOp, FfiError, GroupClient, TopicDescription, list_group_offsets};
+pub use ordersystem_kafka_admin::{
+    Admin, ConfigOp, FfiError, GroupClient, TopicDescription, list_group_offsets,
+};
 pub use security::ClientSecurity;
 
 use super::validate::ValidTopic;
@@ -28,9 +27,6 @@ use crate::crd::TopicStatus;
 
 /// How long one Admin API request may take before the reconcile fails (and is retried with backoff).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The operator's admin client.
-pub type Admin = AdminClient<DefaultClientContext>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -292,13 +288,15 @@ fn options() -> AdminOptions {
 /// Describes the topic (partitions, replication factor, id); `None` when it does not exist.
 pub async fn describe(admin: &Arc<Admin>, topic: &str) -> Result<Option<TopicDescription>, Error> {
     let (admin, name) = (admin.clone(), topic.to_string());
-    tokio::task::spawn_blocking(move || admin_ffi::describe_topic(&admin, &name, REQUEST_TIMEOUT))
-        .await
-        .map_err(|source| Error::Blocking { source })?
-        .map_err(|source| Error::DescribeTopic {
-            topic: topic.to_string(),
-            source,
-        })
+    tokio::task::spawn_blocking(move || {
+        ordersystem_kafka_admin::describe_topic(&admin, &name, REQUEST_TIMEOUT)
+    })
+    .await
+    .map_err(|source| Error::Blocking { source })?
+    .map_err(|source| Error::DescribeTopic {
+        topic: topic.to_string(),
+        source,
+    })
 }
 
 async fn broker_count(admin: &Arc<Admin>) -> Result<i32, Error> {
@@ -551,7 +549,7 @@ pub async fn alter_configs(
 ) -> Result<(), Error> {
     let (admin, name, owned) = (admin.clone(), topic.to_string(), changes.to_vec());
     tokio::task::spawn_blocking(move || {
-        admin_ffi::alter_topic_configs(&admin, &name, &owned, REQUEST_TIMEOUT)
+        ordersystem_kafka_admin::alter_topic_configs(&admin, &name, &owned, REQUEST_TIMEOUT)
     })
     .await
     .map_err(|source| Error::Blocking { source })?

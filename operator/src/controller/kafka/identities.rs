@@ -22,8 +22,10 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use ordersystem_contract::wiring::secret_keys;
 use rand::RngExt;
 
-pub use super::identity_ffi::{Acl, AclOperation, AclResource, ScramMechanism};
-use super::{Admin, Error, identity_ffi};
+use ordersystem_kafka_admin as kafka_admin;
+pub use ordersystem_kafka_admin::{Acl, AclOperation, AclResource, ScramMechanism};
+
+use super::{Admin, Error};
 use crate::controller::validate::{ServicePlan, ValidSpec};
 use crate::crd::SaslMechanism;
 use crate::metrics::Metrics;
@@ -109,7 +111,7 @@ pub async fn ensure(
         let marker = applied_marker(mechanism, &identity.user, &identity.password);
         let present = blocking(admin, {
             let user = identity.user.clone();
-            move |admin| identity_ffi::describe_scram_user(admin, &user, REQUEST_TIMEOUT)
+            move |admin| kafka_admin::describe_scram_user(admin, &user, REQUEST_TIMEOUT)
         })
         .await?
         .map_err(|source| Error::ScramUser {
@@ -121,7 +123,7 @@ pub async fn ensure(
         } else {
             let (user, password) = (identity.user.clone(), identity.password.clone());
             blocking(admin, move |admin| {
-                identity_ffi::upsert_scram_user(admin, &user, mechanism, &password, REQUEST_TIMEOUT)
+                kafka_admin::upsert_scram_user(admin, &user, mechanism, &password, REQUEST_TIMEOUT)
             })
             .await?
             .map_err(|source| Error::ScramUser {
@@ -138,7 +140,7 @@ pub async fn ensure(
         let acls = acls(spec, plan);
         let principal = acls.first().map(|a| a.principal.clone()).unwrap_or_default();
         blocking(admin, move |admin| {
-            identity_ffi::create_acls(admin, &acls, REQUEST_TIMEOUT)
+            kafka_admin::create_acls(admin, &acls, REQUEST_TIMEOUT)
         })
         .await?
         .map_err(|source| Error::Acls { principal, source })?;
@@ -152,7 +154,7 @@ pub async fn delete(admin: &Arc<Admin>, spec: &ValidSpec, metrics: &Metrics) -> 
     for plan in &spec.services {
         let present = blocking(admin, {
             let user = plan.kafka_user.clone();
-            move |admin| identity_ffi::describe_scram_user(admin, &user, REQUEST_TIMEOUT)
+            move |admin| kafka_admin::describe_scram_user(admin, &user, REQUEST_TIMEOUT)
         })
         .await?
         .map_err(|source| Error::ScramUser {
@@ -165,7 +167,7 @@ pub async fn delete(admin: &Arc<Admin>, spec: &ValidSpec, metrics: &Metrics) -> 
         let acls = acls(spec, plan);
         let principal = acls.first().map(|a| a.principal.clone()).unwrap_or_default();
         let removed = blocking(admin, move |admin| {
-            identity_ffi::delete_acls(admin, &acls, REQUEST_TIMEOUT)
+            kafka_admin::delete_acls(admin, &acls, REQUEST_TIMEOUT)
         })
         .await?
         .map_err(|source| Error::Acls { principal, source })?;
@@ -180,7 +182,7 @@ pub async fn delete(admin: &Arc<Admin>, spec: &ValidSpec, metrics: &Metrics) -> 
 pub async fn scram_mechanisms(admin: &Arc<Admin>, user: &str) -> Result<Vec<ScramMechanism>, Error> {
     let name = user.to_string();
     blocking(admin, move |admin| {
-        identity_ffi::describe_scram_user(admin, &name, REQUEST_TIMEOUT)
+        kafka_admin::describe_scram_user(admin, &name, REQUEST_TIMEOUT)
     })
     .await?
     .map_err(|source| Error::ScramUser {
@@ -197,7 +199,7 @@ pub async fn delete_scram_user(
 ) -> Result<(), Error> {
     let name = user.to_string();
     blocking(admin, move |admin| {
-        identity_ffi::delete_scram_credentials(admin, &name, &mechanisms, REQUEST_TIMEOUT)
+        kafka_admin::delete_scram_credentials(admin, &name, &mechanisms, REQUEST_TIMEOUT)
     })
     .await?
     .map_err(|source| Error::ScramUser {
@@ -210,7 +212,7 @@ pub async fn delete_scram_user(
 pub async fn acl_count(admin: &Arc<Admin>, principal: &str) -> Result<usize, Error> {
     let name = principal.to_string();
     blocking(admin, move |admin| {
-        identity_ffi::count_acls(admin, &name, REQUEST_TIMEOUT)
+        kafka_admin::count_acls(admin, &name, REQUEST_TIMEOUT)
     })
     .await?
     .map_err(|source| Error::Acls {

@@ -221,7 +221,7 @@ impl FailureKind {
 /// or authentication failure, else the last error of any kind.
 pub fn take_failure(admin: &super::Admin) -> Option<ConnectionFailure> {
     let (mut refused, mut other) = (None, None);
-    for (code, message) in super::admin_ffi::drain_client_events(admin) {
+    for (code, message) in ordersystem_kafka_admin::drain_client_events(admin) {
         tracing::warn!(%code, message, "kafka admin client error");
         match classify(code, &message) {
             FailureKind::Other => other = Some((FailureKind::Other, message)),

@@ -1,8 +1,9 @@
 //! Kafka identities through librdkafka's C API, which rdkafka's safe `AdminClient` does not wrap:
 //! `DescribeUserScramCredentials` and `AlterUserScramCredentials` (KIP-554) to look at, create, update
 //! and delete a SCRAM user, `CreateAcls` and `DeleteAcls` to grant it what it may do and take exactly
-//! that back, and `DescribeAcls` to see what a principal holds. Same rules as `admin_ffi`: synchronous calls bounded by their timeout (callers use
-//! `spawn_blocking`), every librdkafka object owned by a guard that frees it, no pointer escapes.
+//! that back, and `DescribeAcls` to see what a principal holds. Same rules as `admin`: synchronous calls
+//! bounded by their timeout (callers use `spawn_blocking`), every librdkafka object owned by a guard that
+//! frees it, no pointer escapes.
 
 #![allow(unsafe_code)]
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use rdkafka::bindings as rd;
 use rdkafka::error::RDKafkaErrorCode;
 
-use super::admin_ffi::{
+use crate::admin::{
     Admin, FfiError, Owned, check_items, cstr, item_error, queue_and_options, result_items, wait,
 };
 
@@ -149,7 +150,9 @@ pub fn upsert_scram_user(
     alter_scram_credentials(admin, vec![upsertion], &[], timeout)
 }
 
-/// Deletes the user's credentials for `mechanisms`; a credential that does not exist is no error.
+/// Deletes the user's credentials for `mechanisms`; a credential that does not exist is no error. One
+/// request per mechanism: the broker applies a user's alterations all or none, so a missing credential in
+/// a request of several would keep the others too.
 pub fn delete_scram_credentials(
     admin: &Admin,
     user: &str,
@@ -158,12 +161,18 @@ pub fn delete_scram_credentials(
 ) -> Result<(), FfiError> {
     const OP: &str = "AlterUserScramCredentials";
     let name = CString::new(user).map_err(|source| FfiError::Nul { op: OP, source })?;
-    let deletions = mechanisms
-        .iter()
+    for mechanism in mechanisms {
         // SAFETY: `name` is a valid C string; it is copied.
-        .map(|m| unsafe { rd::rd_kafka_UserScramCredentialDeletion_new(name.as_ptr(), m.raw()) })
-        .collect();
-    alter_scram_credentials(admin, deletions, &[RDKafkaErrorCode::ResourceNotFound], timeout)
+        let deletion =
+            unsafe { rd::rd_kafka_UserScramCredentialDeletion_new(name.as_ptr(), mechanism.raw()) };
+        alter_scram_credentials(
+            admin,
+            vec![deletion],
+            &[RDKafkaErrorCode::ResourceNotFound],
+            timeout,
+        )?;
+    }
+    Ok(())
 }
 
 /// Sends the alterations (taking ownership of them); per-user errors with a code in `ignore` count as

@@ -1,7 +1,6 @@
 //! The Kafka Admin API calls rdkafka's safe `AdminClient` lacks, wrapped around librdkafka 2.12's C
 //! API: `IncrementalAlterConfigs` (KIP-339; the legacy `AlterConfigs` would reset every key not sent),
-//! `DescribeTopics` (for the topic id) and `ListConsumerGroupOffsets` (for consumer lag). With
-//! `identity_ffi`, the only `unsafe` code of the operator.
+//! `DescribeTopics` (for the topic id) and `ListConsumerGroupOffsets` (for consumer lag).
 //!
 //! Every call is synchronous and blocks for at most its timeout; callers run it in `spawn_blocking`. All
 //! librdkafka objects are created and destroyed within one call, each owned by a guard whose `Drop`
@@ -66,7 +65,7 @@ pub enum ConfigOp {
     Delete,
 }
 
-pub(super) type Admin = AdminClient<DefaultClientContext>;
+pub type Admin = AdminClient<DefaultClientContext>;
 
 /// A consumer client with a consumer group of its own that never subscribes: the one kind of client
 /// `list_group_offsets` may use. When a broker answers an OffsetFetch with `NOT_COORDINATOR` (as it
@@ -93,9 +92,9 @@ impl GroupClient {
 }
 
 /// A librdkafka object and its destructor.
-pub(super) struct Owned<T> {
-    pub(super) ptr: *mut T,
-    pub(super) destroy: unsafe extern "C" fn(*mut T),
+pub(crate) struct Owned<T> {
+    pub(crate) ptr: *mut T,
+    pub(crate) destroy: unsafe extern "C" fn(*mut T),
 }
 
 impl<T> Drop for Owned<T> {
@@ -109,7 +108,7 @@ impl<T> Drop for Owned<T> {
 }
 
 /// Creates a result queue and admin options with the request timeout, for one call through `client`.
-pub(super) fn queue_and_options<C: ClientContext>(
+pub(crate) fn queue_and_options<C: ClientContext>(
     client: &Client<C>,
     timeout: Duration,
 ) -> (Owned<rd::rd_kafka_queue_t>, Owned<rd::rd_kafka_AdminOptions_t>) {
@@ -139,7 +138,7 @@ pub(super) fn queue_and_options<C: ClientContext>(
 }
 
 /// Waits for the one result event of a call on its private queue; checks the request-level error.
-pub(super) fn wait(
+pub(crate) fn wait(
     queue: &Owned<rd::rd_kafka_queue_t>,
     op: &'static str,
     timeout: Duration,
@@ -173,7 +172,7 @@ pub(super) fn wait(
 ///
 /// # Safety
 /// `s` is null or a valid NUL-terminated string that lives for the duration of the call.
-pub(super) unsafe fn cstr(s: *const c_char) -> String {
+pub(crate) unsafe fn cstr(s: *const c_char) -> String {
     if s.is_null() {
         return String::new();
     }
@@ -185,7 +184,7 @@ pub(super) unsafe fn cstr(s: *const c_char) -> String {
 ///
 /// # Safety
 /// `items` is null or points to `count` pointers owned by a live result event, which outlives the slice.
-pub(super) unsafe fn result_items<'a, T>(items: *mut *const T, count: usize) -> &'a [*const T] {
+pub(crate) unsafe fn result_items<'a, T>(items: *mut *const T, count: usize) -> &'a [*const T] {
     if items.is_null() || count == 0 {
         return &[];
     }
@@ -198,7 +197,7 @@ pub(super) unsafe fn result_items<'a, T>(items: *mut *const T, count: usize) -> 
 ///
 /// # Safety
 /// `error` is null or a live error owned by a live result event.
-pub(super) unsafe fn item_error(error: *const rd::rd_kafka_error_t) -> Option<(RDKafkaErrorCode, String)> {
+pub(crate) unsafe fn item_error(error: *const rd::rd_kafka_error_t) -> Option<(RDKafkaErrorCode, String)> {
     if error.is_null() {
         return None;
     }
@@ -214,7 +213,7 @@ pub(super) unsafe fn item_error(error: *const rd::rd_kafka_error_t) -> Option<(R
 
 /// The per-item outcome of a call: `Ok` when no item failed, else one error with the first failure's
 /// code and every failure's message, so none is hidden behind the first.
-pub(super) fn check_items(
+pub(crate) fn check_items(
     op: &'static str,
     errors: impl IntoIterator<Item = Option<(RDKafkaErrorCode, String)>>,
 ) -> Result<(), FfiError> {
