@@ -57,17 +57,27 @@ pub async fn delete_namespace_and_wait(client: &kube::Client, name: &str) {
     .await;
 }
 
-/// Runs helm (from PATH) and fails the test with its stderr when it fails.
-pub fn helm(args: &[&str]) {
-    let output = std::process::Command::new("helm")
+/// Runs `program` (from PATH: `. /tmp/ordersystem/env` puts the test bed's tools there) and returns its
+/// stdout.
+///
+/// # Panics
+/// When it cannot start or fails, with its stderr.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(program)
         .args(args)
         .output()
-        .expect("helm on PATH (e2e/infra/up.sh installs it; `. /tmp/ordersystem/env` puts it on PATH)");
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (is the test bed's PATH set?)"));
     assert!(
         output.status.success(),
-        "helm {args:?} failed: {}",
+        "{program} {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs helm and fails the test with its stderr when it fails.
+pub fn helm(args: &[&str]) {
+    run("helm", args);
 }
 
 /// Every pod of one service of a system.
@@ -181,16 +191,7 @@ pub fn pod_logs(ns: &str) -> String {
 
 /// The log of `pod`'s containers so far.
 pub fn pod_log(ns: &str, pod: &str) -> String {
-    let output = std::process::Command::new("kubectl")
-        .args(["logs", "-n", ns, pod, "--all-containers"])
-        .output()
-        .expect("kubectl on PATH");
-    assert!(
-        output.status.success(),
-        "kubectl logs {pod}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    run("kubectl", &["logs", "-n", ns, pod, "--all-containers"])
 }
 
 /// `kubectl logs --follow` of one pod into a file, from its first line on: its log outlives the pod.

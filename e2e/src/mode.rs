@@ -20,7 +20,7 @@ use serde_json::json;
 
 use ordersystem_contract::wiring::HTTP_PORT;
 
-use crate::cluster::helm;
+use crate::cluster::{helm, run};
 use crate::env;
 use crate::real_node::{self, RealNode};
 use crate::shop::Service;
@@ -187,18 +187,21 @@ impl Mode {
                     .and_then(|s| s.node_name.clone())
                     .expect("scheduled pod");
                 let id = id.split_once("://").map_or(id, |(_, id)| id);
-                let pid = output(Command::new("docker").args([
-                    "exec",
-                    &node,
-                    "crictl",
-                    "inspect",
-                    "--output",
-                    "go-template",
-                    "--template",
-                    "{{.info.pid}}",
-                    id,
-                ]));
-                output(Command::new("docker").args(["exec", &node, "kill", "-9", pid.trim()]));
+                let pid = run(
+                    "docker",
+                    &[
+                        "exec",
+                        &node,
+                        "crictl",
+                        "inspect",
+                        "--output",
+                        "go-template",
+                        "--template",
+                        "{{.info.pid}}",
+                        id,
+                    ],
+                );
+                run("docker", &["exec", &node, "kill", "-9", pid.trim()]);
             }
         }
     }
@@ -237,12 +240,10 @@ impl Mode {
                     list.join(",")
                 );
                 let psql = env::require(KIND_PSQL);
-                let mut words = psql.split_whitespace();
-                let program = words.next().expect("E2E_PSQL command");
-                output(Command::new(program).args(words).arg(query))
-                    .trim()
-                    .parse()
-                    .expect("a count")
+                let mut words: Vec<&str> = psql.split_whitespace().collect();
+                let program = words.remove(0);
+                words.push(&query);
+                run(program, &words).trim().parse().expect("a count")
             }
         }
     }
@@ -257,16 +258,6 @@ fn admin_from_url(url: &str, host: &str) -> serde_json::Value {
     let port = host_port.rsplit_once(':').map_or("5432", |(_, port)| port);
     let dbname = dbname.split('?').next().unwrap_or(dbname);
     json!({"host": host, "port": port, "dbname": dbname, "username": username, "password": password})
-}
-
-fn output(command: &mut Command) -> String {
-    let out = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `kubectl proxy` on a free local port; ends with the returned child.

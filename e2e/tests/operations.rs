@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use ordersystem_api::crd::OrderSystem;
 use ordersystem_e2e::cluster::{
     LogFollower, OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait, pod_log, pods,
-    ready_pods,
+    ready_pods, run,
 };
 use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::shop::{Service, all_stored_once};
@@ -65,17 +65,8 @@ fn condition(os: &OrderSystem, type_: &str) -> Option<(String, String, String)> 
 }
 
 fn kubectl_get(ns: &str) -> String {
-    let output = std::process::Command::new("kubectl")
-        // Fully qualified: the chart-upgrade test serves the same plural in a group of its own.
-        .args(["get", "ordersystems.ordersystem.io", "-n", ns])
-        .output()
-        .expect("kubectl on PATH");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    // Fully qualified: the chart-upgrade test serves the same plural in a group of its own.
+    run("kubectl", &["get", "ordersystems.ordersystem.io", "-n", ns])
 }
 
 #[tokio::test]

@@ -54,6 +54,29 @@ async fn topic_partitions(topic: &str) -> usize {
     metadata.topics()[0].partitions().len()
 }
 
+/// Waits until `service` runs as one Ready pod of `image` that is none of `old` (the old pods are gone).
+async fn rolled(
+    client: &kube::Client,
+    ns: &str,
+    system: &str,
+    service: &str,
+    old: &BTreeSet<String>,
+    image: &str,
+) {
+    wait::until(&format!("{service} rolled to {image}"), READY_WITHIN, || async {
+        let now = pods(client, ns, system, service).await;
+        let done = now.len() == 1
+            && is_ready(&now[0])
+            && !old.contains(now[0].metadata.uid.as_deref().unwrap_or_default())
+            && now[0]
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.containers[0].image.as_deref() == Some(image));
+        done.then_some(()).ok_or(format!("{} {service} pods", now.len()))
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted() {
     let client = ordersystem_e2e::kube::client().await;
@@ -248,17 +271,14 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         )
         .await
         .expect("new shipping image");
-    wait::until("shipping rolled to the new image", READY_WITHIN, || async {
-        let now = pods(&client, &shop_ns, system, "shipping").await;
-        let rolled = now.len() == 1
-            && is_ready(&now[0])
-            && !shipping_uids.contains(now[0].metadata.uid.as_deref().unwrap_or_default())
-            && now[0]
-                .spec
-                .as_ref()
-                .is_some_and(|s| s.containers[0].image.as_deref() == Some(rolled_image.as_str()));
-        rolled.then_some(()).ok_or(format!("{} shipping pods", now.len()))
-    })
+    rolled(
+        &client,
+        &shop_ns,
+        system,
+        "shipping",
+        &shipping_uids,
+        &rolled_image,
+    )
     .await;
     assert_eq!(
         before("order").await,
@@ -302,18 +322,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         )
         .await
         .expect("new order image");
-    wait::until("order rolled, the old pod gone", READY_WITHIN, || async {
-        let now = pods(&client, &shop_ns, system, "order").await;
-        let rolled = now.len() == 1
-            && is_ready(&now[0])
-            && !order_uids.contains(now[0].metadata.uid.as_deref().unwrap_or_default())
-            && now[0]
-                .spec
-                .as_ref()
-                .is_some_and(|s| s.containers[0].image.as_deref() == Some(order_image.as_str()));
-        rolled.then_some(()).ok_or(format!("{} order pods", now.len()))
-    })
-    .await;
+    rolled(&client, &shop_ns, system, "order", &order_uids, &order_image).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     rolling.store(false, Ordering::Relaxed);
     let answers = load.await.expect("the load task");
