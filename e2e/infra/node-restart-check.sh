@@ -30,6 +30,8 @@ all_ready() {
 
 say "a workload of two pods on node $ORDERSYSTEM_NODE"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# Restricted like every test namespace: the API server refuses a pod of it that the profile does not allow.
+kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: apps/v1
 kind: Deployment

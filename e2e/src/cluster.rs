@@ -11,14 +11,20 @@ use crate::wait;
 /// How long pods and resources may take to become Ready.
 pub const READY_WITHIN: Duration = Duration::from_secs(180);
 
-/// Creates a namespace and waits for its `default` ServiceAccount.
+/// The label of every test namespace: the API server itself refuses any pod in it that the restricted Pod
+/// Security Standard does not allow, so a test pod, a service's or the operator's that is not restricted
+/// fails the test.
+pub const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
+
+/// Creates a namespace labelled [`RESTRICTED`] and waits for its `default` ServiceAccount.
 pub async fn create_namespace(client: &kube::Client, name: &str, annotations: serde_json::Value) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
+    let (key, value) = RESTRICTED;
     namespaces
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({
-                "metadata": {"name": name, "annotations": annotations}
+                "metadata": {"name": name, "annotations": annotations, "labels": {key: value}}
             }))
             .expect("namespace"),
         )

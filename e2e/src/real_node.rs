@@ -3,7 +3,7 @@
 //! writes what `node.sh env` prints), so the scripts define them once. Pods land on it only when they
 //! tolerate its taint and select its label: [`RealNode::pin`] does both.
 
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
@@ -162,6 +162,67 @@ pub fn exec(namespace: &str, pod: &str, command: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `kubectl port-forward` to one port of a pod, on a loopback port kubectl picked; ended on drop.
+#[derive(Debug)]
+pub struct PortForward {
+    child: Child,
+    /// The local port, on 127.0.0.1 only.
+    pub local_port: u16,
+}
+
+impl PortForward {
+    /// Forwards a free port of 127.0.0.1 to `pod`'s `port`, and returns once kubectl listens on it.
+    ///
+    /// # Panics
+    /// When kubectl ends or says nothing of listening within 30 s, with what it printed.
+    pub fn start(namespace: &str, pod: &str, port: u16) -> PortForward {
+        use std::io::{BufRead, BufReader};
+        // `:PORT` lets kubectl bind a free local port and name it; `--address` keeps it off every other
+        // interface.
+        let mut child = Command::new("kubectl")
+            .args(["port-forward", "--address", "127.0.0.1", "-n", namespace])
+            .args([format!("pod/{pod}"), format!(":{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl on PATH");
+        let stdout = child.stdout.take().expect("stdout");
+        // "Forwarding from 127.0.0.1:41234 -> 8080", printed once the listener is bound; read on a thread
+        // so that the wait has a deadline.
+        let (lines, seen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut forward = PortForward { child, local_port: 0 };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut printed = Vec::new();
+        while forward.local_port == 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = seen.recv_timeout(left).unwrap_or_else(|e| {
+                panic!("kubectl port-forward to {namespace}/{pod}:{port} is not listening ({e}); it printed {printed:?}")
+            });
+            forward.local_port = line
+                .strip_prefix("Forwarding from 127.0.0.1:")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            printed.push(line);
+        }
+        forward
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl RealNode {

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use ordersystem_e2e::cluster::create_namespace;
 use ordersystem_e2e::{names, wait};
 use serde_json::{Value, json};
 
@@ -255,20 +257,26 @@ async fn helm_upgrade_after_server_side_crd_apply_serves_the_new_schema_field() 
         }
     };
 
+    // The namespace is made here, not by helm's --create-namespace, so that it is restricted like every
+    // test namespace; without the node's annotations, the operator's pod never leaves Pending.
+    create_namespace(&client, &ns, json!({})).await;
     // The previous release: helm install creates the CRD from crds/, without the field.
     run(
         &helm,
-        &[
-            "install",
-            &release,
-            old_chart,
-            "-n",
-            &ns,
-            "--create-namespace",
-            "--set",
-            &watch,
-        ],
+        &["install", &release, old_chart, "-n", &ns, "--set", &watch],
     );
+    // The chart's pod is admitted there: the restricted profile allows it (the ReplicaSet could not create
+    // it otherwise).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    wait::until(
+        "the operator's pod in the restricted namespace",
+        TIMEOUT,
+        || async {
+            let list = pods.list(&Default::default()).await.map_err(|e| e.to_string())?;
+            (!list.items.is_empty()).then_some(()).ok_or("no pod".to_string())
+        },
+    )
+    .await;
     let crd = wait::until("the previous release's CRD to be Established", TIMEOUT, read_crd).await;
     assert!(
         !has_new_field(&crd),

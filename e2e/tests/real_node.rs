@@ -1,14 +1,14 @@
 //! The real node works as a Kubernetes node should: it is Ready, runs pods under containerd, gives them no
 //! default route, serves cluster DNS through CoreDNS, routes Services through kube-proxy (the API server's
-//! own and a pod's), and answers `kubectl logs` and `exec` through the API server.
+//! own and a pod's), and answers `kubectl logs`, `exec` and `port-forward` through the API server.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, Patch, PatchParams};
-use ordersystem_e2e::cluster::delete_namespace_and_wait;
+use ordersystem_e2e::cluster::{create_namespace, delete_namespace_and_wait};
 use ordersystem_e2e::names;
-use ordersystem_e2e::real_node::{RealNode, exec, kubectl};
+use ordersystem_e2e::real_node::{PortForward, RealNode, exec, kubectl};
 use ordersystem_e2e::wait;
 use serde_json::{Value, json};
 
@@ -44,6 +44,25 @@ async fn wait_pod_ready(pods: &Api<Pod>, name: &str) -> Pod {
     .await
 }
 
+/// The addresses of the answer in busybox nslookup's output: the `Address` lines after `Name:`, not the
+/// server's (`Server:` and its `Address:` come first, and 10.0.0.10 contains 10.0.0.1).
+fn answer_addresses(lookup: &str) -> Vec<&str> {
+    lookup
+        .lines()
+        .skip_while(|l| !l.starts_with("Name:"))
+        .filter_map(|l| l.strip_prefix("Address"))
+        .filter_map(|rest| rest.split_once(':')?.1.split_whitespace().next())
+        .collect()
+}
+
+#[test]
+fn nslookup_answers_are_read_after_the_name_not_from_the_server_lines() {
+    let lookup = "Server:\t\t10.0.0.10\nAddress:\t10.0.0.10:53\n\nName:\tkubernetes.default.svc.cluster.local\nAddress: 10.0.0.1\n\n";
+    assert_eq!(answer_addresses(lookup), ["10.0.0.1"]);
+    let server_only = "Server:\t\t10.0.0.10\nAddress:\t10.0.0.10:53\n\n** server can't find x: NXDOMAIN\n";
+    assert!(answer_addresses(server_only).is_empty());
+}
+
 #[tokio::test]
 async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way_out() {
     let client = ordersystem_e2e::kube::client().await;
@@ -60,17 +79,8 @@ async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way
     );
 
     let ns = names::unique("node-smoke");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    // The API server itself refuses any pod here that the restricted profile does not allow.
-    apply(
-        &namespaces,
-        &ns,
-        json!({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": &ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
-        }),
-    )
-    .await;
+    // Restricted: the API server itself refuses any pod here that the restricted profile does not allow.
+    create_namespace(&client, &ns, json!({})).await;
 
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let greeting = format!("hello from {ns}");
@@ -163,9 +173,10 @@ async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way
 
     // Cluster DNS through CoreDNS; nothing outside the cluster resolves (no forwarder).
     let lookup = exec(&ns, "probe", "nslookup kubernetes.default.svc.cluster.local");
-    assert!(
-        lookup.contains("10.0.0.1"),
-        "kubernetes.default resolves to its ClusterIP:\n{lookup}"
+    assert_eq!(
+        answer_addresses(&lookup),
+        ["10.0.0.1"],
+        "kubernetes.default resolves to its ClusterIP, and to nothing else:\n{lookup}"
     );
     let resolv = exec(&ns, "probe", "cat /etc/resolv.conf");
     assert!(
@@ -210,6 +221,17 @@ async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way
     );
     assert_eq!(String::from_utf8_lossy(&logs.stdout).trim(), "probe started");
 
+    // kubectl port-forward, through the API server and the kubelet, from a loopback port to the web pod.
+    let forward = PortForward::start(&ns, "web", 8080);
+    let url = format!("http://127.0.0.1:{}/index.html", forward.local_port);
+    let response = reqwest::get(&url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} through kubectl port-forward: {e}"));
+    assert!(response.status().is_success(), "GET {url}: {}", response.status());
+    let body = response.text().await.expect("the page");
+    assert_eq!(body, greeting, "the web pod answers through the port-forward");
+    drop(forward);
+
     // An image that is not on the node is never fetched from beyond the machine: every registry the test
     // bed names points at a closed port on loopback.
     let mut absent = node.debug_pod("absent", json!({"app": "absent"}), &["true"], json!({}));
@@ -253,7 +275,7 @@ async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way
 #[tokio::test]
 async fn a_pod_without_its_image_fails_the_wait_with_the_reason_not_a_timeout() {
     use futures::FutureExt;
-    use ordersystem_e2e::cluster::{create_namespace, ready_pods};
+    use ordersystem_e2e::cluster::ready_pods;
 
     let client = ordersystem_e2e::kube::client().await;
     let node = RealNode::from_env();
@@ -290,4 +312,45 @@ async fn a_pod_without_its_image_fails_the_wait_with_the_reason_not_a_timeout() 
     );
     assert!(!message.contains("timed out"), "{message}");
     delete_namespace_and_wait(&client, &ns).await;
+}
+
+/// Every test namespace is restricted: the API server refuses a pod that runs as root with privilege
+/// escalation allowed, and admits the same pod restricted as the tests' own pods are.
+#[tokio::test]
+async fn a_test_namespace_refuses_a_pod_the_restricted_profile_forbids() {
+    use kube::api::PostParams;
+
+    let client = ordersystem_e2e::kube::client().await;
+    let node = RealNode::from_env();
+    let ns = names::unique("node-restricted");
+    create_namespace(&client, &ns, node.namespace_annotations()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let restricted = node.debug_pod("restricted", json!({}), &["true"], json!({}));
+    let admitted = pods
+        .create(
+            &dry_run,
+            &serde_json::from_value(restricted.clone()).expect("pod"),
+        )
+        .await;
+    let mut loose = restricted;
+    loose["metadata"]["name"] = json!("loose");
+    loose["spec"]["securityContext"] = json!({});
+    loose["spec"]["containers"][0]["securityContext"] = json!({"allowPrivilegeEscalation": true});
+    let refused = pods
+        .create(&dry_run, &serde_json::from_value(loose).expect("pod"))
+        .await;
+    delete_namespace_and_wait(&client, &ns).await;
+
+    admitted.expect("a restricted pod is admitted");
+    let refused = refused.expect_err("a pod the restricted profile forbids is refused");
+    assert!(
+        refused
+            .to_string()
+            .contains(r#"violates PodSecurity "restricted"#),
+        "refused by Pod Security admission: {refused}"
+    );
 }
