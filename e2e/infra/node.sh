@@ -15,6 +15,8 @@
 #                        new listens on the uplink address
 #   node.sh kill         SIGKILL to the kubelet, kube-proxy, containerd and every shim (a crash, for tests)
 #   node.sh env          the names tests need, as shell exports
+#   node.sh check-ports  fails, naming the component, if a port the kubelet or kube-proxy needs is taken (what
+#                        start checks for each component it starts)
 #   node.sh guard-ruleset UPLINK BRIDGE   prints the guard's nftables ruleset (the tests apply it in netns)
 #
 # Idempotent; each component is started once and stopped by its pidfile. Logs: $STATE/node-logs/.
@@ -319,11 +321,13 @@ images() {
 
 # --------------------------------------------------------------------------------------------- start/stop
 
-# launch NAME CMD...: start one component in its own process group, its pid in $RUN/NAME.pid.
+# launch NAME CMD...: start one component in its own process group, its pid in $RUN/NAME.pid and the time
+# it was started (UTC, whole seconds, as the API writes times) in $RUN/NAME.started.
 launch() {
   local name=$1; shift
   if pid_alive "$RUN/$name.pid"; then say "$name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
   say "starting $name (log: $LOGS/$name.log)"
+  date -u +%Y-%m-%dT%H:%M:%SZ > "$RUN/$name.started"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN/$name.pid"
 }
@@ -333,8 +337,27 @@ require_free_port() {
   port_free "$2" "$1" || die "port $1:$2, which the $3 needs, is already in use by another process (see: ss -ltnp 'sport = :$2')"
 }
 
+# require_free_ports COMPONENT...: fail, naming the component, when a port one of them listens on is taken.
+require_free_ports() {
+  local component address port
+  while read -r component address port; do
+    if [[ " $* " == *" $component "* ]]; then require_free_port "$address" "$port" "$component"; fi
+  done <<PORTS
+kubelet $GW 10250
+kubelet 127.0.0.1 10248
+kube-proxy 127.0.0.1 10256
+kube-proxy 127.0.0.1 10249
+PORTS
+}
+
+# node_ready: the Node is Ready by a heartbeat of the kubelet launched last. After a restart the Node still
+# says Ready=True, as the killed kubelet last reported, until the new one reports; a heartbeat in the second of
+# the launch counts, as the API's times have whole seconds.
 node_ready() {
-  "${KUBECTL[@]}" get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
+  local since status
+  since=$(cat "$RUN/kubelet.started" 2>/dev/null || true)
+  status=$("${KUBECTL[@]}" get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null) || return 1
+  [ "${status%% *}" = True ] && [[ ! ${status#* } < $since ]]
 }
 containerd_answers() { ctr --address "$SOCK" version; }
 kube_proxy_healthy() { curl -sf http://127.0.0.1:10256/healthz; }
@@ -359,14 +382,8 @@ start() {
   if [ ! -f "$N/cgroot" ] && [ -n "$(cgroup_pids "$cgroot")" ]; then
     die "the cgroup root $cgroot is taken: it holds $(cgroup_pids "$cgroot" | wc -l) processes that no node of node.sh started (another kubelet?)"
   fi
-  if ! pid_alive "$RUN/kubelet.pid"; then
-    require_free_port "$GW" 10250 kubelet
-    require_free_port 127.0.0.1 10248 kubelet
-  fi
-  if ! pid_alive "$RUN/kube-proxy.pid"; then
-    require_free_port 127.0.0.1 10256 kube-proxy
-    require_free_port 127.0.0.1 10249 kube-proxy
-  fi
+  pid_alive "$RUN/kubelet.pid" || require_free_ports kubelet
+  pid_alive "$RUN/kube-proxy.pid" || require_free_ports kube-proxy
   if [ ! -f "$N/preexisting" ]; then
     # What was there before the node's first start: stop removes only what the node created.
     { for b in /var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods; do [ -e "$b" ] && echo "$b"; done; } > "$N/preexisting"
@@ -383,7 +400,7 @@ start() {
   launch kubelet "$K8S/kubelet" --config="$N/kubelet-config.yaml" --kubeconfig="$N/kubelet.kubeconfig" \
     --hostname-override="$NODE" --node-ip="$GW" --root-dir="$N/kubelet" \
     --node-labels="$NODE_KEY=$NODE" --v=2
-  wait_for 120 "kubelet (node $NODE Ready)" "$LOGS/kubelet.log" "$RUN/kubelet.pid" node_ready
+  wait_for 120 "kubelet (node $NODE Ready, reported since its start)" "$LOGS/kubelet.log" "$RUN/kubelet.pid" node_ready
   launch kube-proxy "$K8S/kube-proxy" --config="$N/kube-proxy.yaml" --v=2
   wait_for 60 kube-proxy "$LOGS/kube-proxy.log" "$RUN/kube-proxy.pid" kube_proxy_healthy
 
@@ -573,5 +590,6 @@ case "${1:-}" in
   kill) kill_node_processes KILL ;;
   env) node_env ;;
   check-clean) check_clean ;;
-  *) echo "usage: $0 net-up|start|stop|net-down|status|guard-check|kill|guard-ruleset UPLINK BRIDGE" >&2; exit 2 ;;
+  check-ports) require_free_ports kubelet kube-proxy; say "every port of the kubelet and kube-proxy is free" ;;
+  *) echo "usage: $0 net-up|start|stop|net-down|status|check-clean|check-ports|guard-check|kill|env|guard-ruleset UPLINK BRIDGE" >&2; exit 2 ;;
 esac

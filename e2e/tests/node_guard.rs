@@ -2,7 +2,8 @@
 //! sending anything off it: three network namespaces of this test play the host (with the guard, a bridge
 //! and forwarding on), a pod on the bridge, and the world behind the host's "uplink", a veth. First, without
 //! the guard, each path is shown to leak (so the checks below can fail); then, with the guard the node uses,
-//! the same packets are dropped, counted by the guard, and never seen by the world.
+//! the same packets are dropped, counted by the guard, and never seen by the world. Beside it, `node.sh`
+//! refuses what it does not own: a bridge it did not make, a port another process holds.
 
 use std::process::{Child, Command};
 
@@ -245,4 +246,57 @@ fn net_up_refuses_a_bridge_it_did_not_make() {
         "nothing was set up before the refusal"
     );
     let _ = std::fs::remove_dir_all(&state);
+}
+
+/// `node.sh start` refuses a port that another process holds, naming the component that needs it.
+#[test]
+fn start_refuses_a_port_another_process_holds_and_names_the_component() {
+    // In a namespace of its own, where none of the machine's node's ports are bound: this test's listener
+    // holds kube-proxy's health port there, and `node.sh check-ports` (the check start makes for each
+    // component it starts) runs in it.
+    let ns = format!("og-port-{}", std::process::id());
+    let mut cleanup = Netns {
+        host: ns.clone(),
+        pod: String::new(),
+        world: String::new(),
+        listener: None,
+    };
+    must(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+    let check_ports = || {
+        Command::new("ip")
+            .args(["netns", "exec", &ns, NODE_SH, "check-ports"])
+            .output()
+            .expect("node.sh")
+    };
+    let free = check_ports();
+    assert!(
+        free.status.success(),
+        "with nothing listening every port is free: {}",
+        String::from_utf8_lossy(&free.stderr)
+    );
+
+    cleanup.listener = Some(
+        Command::new("ip")
+            .args(["netns", "exec", &ns, "busybox", "nc", "-ll", "-p", "10256"])
+            .args(["-e", "/bin/true"])
+            .spawn()
+            .expect("listener"),
+    );
+    let listening = format!("ip netns exec {ns} bash -c 'exec 3<>/dev/tcp/127.0.0.1/10256'");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !run(&listening) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener on 127.0.0.1:10256 never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let taken = check_ports();
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(!taken.status.success(), "a taken port fails the check");
+    assert!(
+        stderr.contains("[node] ERROR: port 127.0.0.1:10256, which the kube-proxy needs, is already in use"),
+        "the message names the component and the port: {stderr}"
+    );
 }
