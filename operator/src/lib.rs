@@ -4,8 +4,9 @@
 pub mod config;
 pub mod controller;
 pub mod metrics;
+pub mod run;
 pub mod web;
 
 /// The API types and names, from their own crate; re-exported so `crate::crd` and `crate::names` read as
 /// before.
-pub use ordersystem_api::{crd, names};
+pub use ordersystem_api::{conditions, crd, names};

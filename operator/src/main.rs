@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
 use ordersystem_operator::config::{Command, Config};
-use ordersystem_operator::{controller, crd, metrics::Metrics, web};
+use ordersystem_operator::{crd, metrics::Metrics, run, web};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -36,6 +36,6 @@ async fn main() -> anyhow::Result<()> {
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     let namespace = (!watch_namespace.is_empty()).then_some(watch_namespace);
-    controller::run(client, namespace, metrics, ready).await;
+    run::run(client, namespace, metrics, ready).await;
     Ok(())
 }

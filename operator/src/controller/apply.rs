@@ -1,14 +1,12 @@
 //! apply: writes the built objects to Kubernetes with server-side apply under the one field manager,
-//! removes PDBs that are no longer wanted, and reads back what the Deployments report. Touches only
+//! removes PDBs that are no longer wanted, and says what the Deployments report (`states`). Touches only
 //! objects named by `build` in the resource's namespace.
-
-use std::collections::BTreeSet;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service as KubeService, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,9 +50,14 @@ pub struct DeploymentState {
     pub rolled_out: bool,
 }
 
-/// Applies everything in `desired`. Destructured without `..`, so a new kind of object in `Desired`
-/// fails to compile here instead of silently never being applied.
-pub async fn apply(client: &kube::Client, spec: &ValidSpec, desired: &Desired) -> Result<(), Error> {
+/// Applies everything in `desired` and returns the applied Deployments as the API server answered
+/// (status included). Destructured without `..`, so a new kind of object in `Desired` fails to compile
+/// here instead of silently never being applied.
+pub async fn apply(
+    client: &kube::Client,
+    spec: &ValidSpec,
+    desired: &Desired,
+) -> Result<Vec<Deployment>, Error> {
     let Desired {
         service_accounts,
         services,
@@ -86,10 +89,11 @@ pub async fn apply(client: &kube::Client, spec: &ValidSpec, desired: &Desired) -
             }
         }
     }
+    let mut applied = Vec::with_capacity(deployments.len());
     for object in deployments {
-        apply_one::<Deployment>(client, &spec.namespace, object, "Deployment").await?;
+        applied.push(apply_one::<Deployment>(client, &spec.namespace, object, "Deployment").await?);
     }
-    Ok(())
+    Ok(applied)
 }
 
 async fn apply_one<K>(
@@ -97,7 +101,7 @@ async fn apply_one<K>(
     namespace: &str,
     object: &K,
     kind: &'static str,
-) -> Result<(), Error>
+) -> Result<K, Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -111,61 +115,45 @@ where
     let params = PatchParams::apply(names::FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(object))
         .await
-        .map(|_| ())
         .map_err(|source| Error::Apply { kind, name, source })
 }
 
-/// The Deployments of this resource, found by label.
-pub async fn observe_deployments(
-    client: &kube::Client,
-    spec: &ValidSpec,
-) -> Result<Vec<DeploymentState>, Error> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &spec.namespace);
-    let selector = format!("{}={}", names::INSTANCE_LABEL, spec.name);
-    let list = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::ListDeployments { source })?;
-    let mut states = Vec::new();
-    for deployment in list {
-        let Some(plan) = spec
-            .services
-            .iter()
-            .find(|p| Some(&p.child_name) == deployment.metadata.name.as_ref())
-        else {
-            continue;
-        };
-        let owned = deployment.owner_references().iter().any(|o| o.uid == spec.uid);
-        if !owned {
-            continue;
-        }
-        let dspec = deployment.spec.as_ref();
-        let status = deployment.status.as_ref();
-        let desired = dspec.and_then(|s| s.replicas).unwrap_or(1);
-        let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
-        let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
-        let available = status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"));
-        let observed_generation = status.and_then(|s| s.observed_generation);
-        let image = dspec
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|p| p.containers.first())
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default();
-        states.push(DeploymentState {
-            service: plan.service,
-            desired,
-            ready,
-            available: available && ready >= desired,
-            image,
-            rolled_out: observed_generation >= deployment.metadata.generation && updated >= desired,
-        });
-    }
-    Ok(states)
+/// The states of `deployments` that belong to one of the spec's services.
+pub fn states(spec: &ValidSpec, deployments: &[Deployment]) -> Vec<DeploymentState> {
+    deployments
+        .iter()
+        .filter_map(|deployment| {
+            let plan = spec
+                .services
+                .iter()
+                .find(|p| Some(&p.child_name) == deployment.metadata.name.as_ref())?;
+            Some(state(plan.service, deployment))
+        })
+        .collect()
 }
 
-/// Services whose Deployment exists.
-pub fn deployed(states: &[DeploymentState]) -> BTreeSet<Service> {
-    states.iter().map(|s| s.service).collect()
+/// What one Deployment reports.
+fn state(service: Service, deployment: &Deployment) -> DeploymentState {
+    let dspec = deployment.spec.as_ref();
+    let status = deployment.status.as_ref();
+    let desired = dspec.and_then(|s| s.replicas).unwrap_or(1);
+    let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
+    let available = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"));
+    let observed_generation = status.and_then(|s| s.observed_generation);
+    let image = dspec
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    DeploymentState {
+        service,
+        desired,
+        ready,
+        available: available && ready >= desired,
+        image,
+        rolled_out: observed_generation >= deployment.metadata.generation && updated >= desired,
+    }
 }

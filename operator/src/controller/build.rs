@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::validate::{ServicePlan, ValidSpec};
+use crate::conditions::Reason;
 use crate::names::{self, Service};
 
 mod security;
@@ -43,7 +44,7 @@ pub struct Desired {
     /// PDBs of services now below two replicas.
     pub pdbs_to_delete: Vec<String>,
     /// Services not rolled out yet, with the reason.
-    pub waiting: Vec<(Service, &'static str)>,
+    pub waiting: Vec<(Service, Reason)>,
 }
 
 pub fn build(spec: &ValidSpec, observed: &Observed) -> Desired {
@@ -78,22 +79,22 @@ pub fn build(spec: &ValidSpec, observed: &Observed) -> Desired {
 }
 
 /// Why a service's first rollout must wait, or `None` to apply it.
-fn gate(service: Service, observed: &Observed) -> Option<&'static str> {
+fn gate(service: Service, observed: &Observed) -> Option<Reason> {
     if observed.deployed.contains(&service) {
         return None;
     }
     if !observed.topic_ready {
-        return Some("WaitingForTopic");
+        return Some(Reason::WaitingForTopic);
     }
     if !observed.schemas_ready.contains(&service) || !observed.secret_hashes.contains_key(&service) {
-        return Some("WaitingForDatabase");
+        return Some(Reason::WaitingForDatabase);
     }
     let consumers_deployed = Service::ALL
         .iter()
         .filter(|s| s.is_consumer())
         .all(|s| observed.deployed.contains(s));
     if service == Service::Order && !consumers_deployed {
-        return Some("WaitingForConsumers");
+        return Some(Reason::WaitingForConsumers);
     }
     None
 }

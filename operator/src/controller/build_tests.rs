@@ -221,7 +221,7 @@ fn first_rollout_waits_for_topic_then_schemas_then_consumers() {
     let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
     let nothing = build(&spec, &Observed::default());
     assert!(nothing.deployments.is_empty());
-    assert!(nothing.waiting.iter().all(|(_, r)| *r == "WaitingForTopic"));
+    assert!(nothing.waiting.iter().all(|(_, r)| *r == Reason::WaitingForTopic));
 
     let mut observed = observed_all_ready(&spec);
     observed.deployed.clear();
@@ -232,7 +232,7 @@ fn first_rollout_waits_for_topic_then_schemas_then_consumers() {
         .filter_map(|d| d.metadata.name.clone())
         .collect();
     assert_eq!(names, vec!["shop-invoicing", "shop-shipping"]);
-    assert_eq!(first.waiting, vec![(Service::Order, "WaitingForConsumers")]);
+    assert_eq!(first.waiting, vec![(Service::Order, Reason::WaitingForConsumers)]);
 
     // Once deployed, a service is never gated again, even when its backend is not ready.
     let mut later = observed_all_ready(&spec);

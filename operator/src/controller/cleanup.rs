@@ -11,7 +11,8 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::{Context, Error, backends, kafka, postgres, rotation, validate};
+use super::context::{Context, Error};
+use super::{kafka, observe, postgres, rotation, validate};
 use crate::crd::{DeletionPolicy, OrderSystem};
 
 pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
@@ -32,10 +33,10 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
         .await;
         return Ok(Action::await_change());
     }
-    let owns_topic = backends::topic_conflict(ctx, os, &spec).is_none();
+    let owns_topic = observe::topic_conflict(os, &spec, &ctx.store.state()).is_none();
     let scram = spec.kafka_security.scram().is_some();
     if owns_topic || scram {
-        match backends::kafka_admin(ctx, &spec).await {
+        match observe::kafka_admin(ctx, &spec).await {
             Ok((admin, _)) => {
                 // Access goes first: the services' pods still run until the garbage collector removes
                 // them.

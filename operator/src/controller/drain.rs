@@ -6,16 +6,18 @@
 //! scales order back. Outbox rows written before the stop are published after it, all with the new
 //! mapping, after every earlier event was read. `Reject` refuses an increase and says so.
 //!
-//! Nothing here is remembered between reconciles: every step is decided again from what Kafka and the
-//! API server report, so a restart of the operator mid-drain carries on where it was.
+//! Nothing here is remembered between reconciles, and nothing here reads or writes: every step is
+//! decided again from what `observe` found in Kafka and the API server, so a restart of the operator
+//! mid-drain carries on where it was.
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use std::collections::BTreeMap;
 
+use super::context::describe_error;
+use super::lag;
+use super::observe::World;
 use super::validate::{ValidSpec, ValidTopic};
-use super::{Context, describe_error, kafka, lag};
 use crate::crd::{OrderSystem, PartitionIncrease};
-use crate::names::{self, Service};
+use crate::names::Service;
 
 /// Whether the spec's partition count may be applied now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,86 +94,65 @@ impl Gate {
     }
 }
 
-/// Decides the gate for `spec` from the topic, the order pods and the consumer lag.
-pub async fn gate(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> Gate {
+/// Decides the gate for `spec` from what `world` holds: the topic, the order pods and the consumer lag.
+pub fn gate(os: &OrderSystem, spec: &ValidSpec, world: &World) -> Gate {
     let policy = os.spec.kafka.topic.partition_increase;
-    if policy == PartitionIncrease::Immediate || spec.paused {
+    // In conflict nothing is written, so nothing is held either.
+    let (PartitionIncrease::Drain | PartitionIncrease::Reject, false, Some(kafka)) =
+        (policy, spec.paused, &world.kafka)
+    else {
+        return Gate::Open;
+    };
+    let seen = match kafka {
+        Ok(seen) => seen,
+        Err(failure) => return Gate::Unknown(describe_error(&failure.error)),
+    };
+    let Some(topic) = &seen.topic else {
+        return Gate::Open;
+    };
+    let (current, wanted) = (topic.partitions, spec.topic.partitions);
+    if current >= wanted {
         return Gate::Open;
     }
-    match decide(ctx, spec, policy).await {
-        Ok(gate) => gate,
+    if policy == PartitionIncrease::Reject {
+        return Gate::Rejected {
+            current,
+            spec: wanted,
+        };
+    }
+    match drain_step(world.order_pods.as_ref(), seen.lag.as_ref()) {
+        Ok(step) => Gate::Draining {
+            current,
+            spec: wanted,
+            step,
+        },
         Err(message) => Gate::Unknown(message),
     }
 }
 
-async fn decide(ctx: &Context, spec: &ValidSpec, policy: PartitionIncrease) -> Result<Gate, String> {
-    let (admin, security) = super::backends::kafka_admin(ctx, spec)
-        .await
-        .map_err(|e| describe_error(&e))?;
-    let Some(topic) = kafka::describe(&admin, &spec.topic.name)
-        .await
-        .map_err(|e| describe_error(&e))?
-    else {
-        return Ok(Gate::Open);
+/// The drain's next step: intake stops first, then the consumers read everything.
+fn drain_step(
+    order_pods: Option<&Result<usize, kube::Error>>,
+    lag: Option<&Result<BTreeMap<Service, i64>, lag::Error>>,
+) -> Result<Step, String> {
+    match order_pods {
+        Some(Ok(0)) => {}
+        Some(Ok(pods)) => return Ok(Step::StoppingIntake { pods: *pods }),
+        Some(Err(error)) => return Err(describe_error(error)),
+        None => return Err("the order pods were not looked at".into()),
+    }
+    let lags = match lag {
+        Some(Ok(lags)) => lags,
+        Some(Err(error)) => return Err(describe_error(error)),
+        None => return Err("the consumer lag was not looked at".into()),
     };
-    let (current, wanted) = (topic.partitions, spec.topic.partitions);
-    if current >= wanted {
-        return Ok(Gate::Open);
-    }
-    if policy == PartitionIncrease::Reject {
-        return Ok(Gate::Rejected {
-            current,
-            spec: wanted,
-        });
-    }
-    let draining = |step| Gate::Draining {
-        current,
-        spec: wanted,
-        step,
-    };
-    let pods = order_pods(&ctx.client, spec)
-        .await
-        .map_err(|e| describe_error(&e))?;
-    if pods > 0 {
-        return Ok(draining(Step::StoppingIntake { pods }));
-    }
-    let groups: Vec<(Service, String)> = spec
-        .services
-        .iter()
-        .filter_map(|plan| Some((plan.service, plan.group_id.clone()?)))
-        .collect();
-    let lags = lag::observe(
-        &ctx.kafka,
-        &spec.bootstrap_servers,
-        &security,
-        &spec.topic.name,
-        current,
-        groups,
-    )
-    .await
-    .map_err(|e| describe_error(&e))?;
     let lag_of = |service| lags.get(&service).copied().unwrap_or_default();
     let (invoicing, shipping) = (lag_of(Service::Invoicing), lag_of(Service::Shipping));
     Ok(if invoicing == 0 && shipping == 0 {
-        draining(Step::Drained)
+        Step::Drained
     } else {
-        draining(Step::WaitingForConsumers { invoicing, shipping })
+        Step::WaitingForConsumers { invoicing, shipping }
     })
-}
-
-/// Order pods of this system, running or terminating: a terminating pod's relay may still publish.
-async fn order_pods(client: &kube::Client, spec: &ValidSpec) -> Result<usize, kube::Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), &spec.namespace);
-    let selector = names::selector_labels(&spec.name, Service::Order)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    Ok(api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .len())
 }
 
 /// The spec to build from: while a drain holds intake, the order service has no replicas.

@@ -115,13 +115,6 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// Condition reason, when more precise than `KafkaUnavailable`.
-    pub fn reason(&self) -> Option<&'static str> {
-        matches!(self, Self::ServiceCredentialsMissing { .. }).then_some("KafkaCredentialsMissing")
-    }
-}
-
 /// The topic's state, beyond the facts in `TopicStatus`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TopicState {
@@ -319,6 +312,19 @@ pub async fn ensure_topic(
     known_id: Option<&str>,
     paused: bool,
 ) -> Result<TopicObserved, Error> {
+    let description = describe(admin, &topic.name).await?;
+    ensure_described_topic(admin, description, topic, previously_managed, known_id, paused).await
+}
+
+/// [`ensure_topic`] for a topic already described (`None`: it did not exist).
+pub async fn ensure_described_topic(
+    admin: &Arc<Admin>,
+    description: Option<TopicDescription>,
+    topic: &ValidTopic,
+    previously_managed: &BTreeSet<String>,
+    known_id: Option<&str>,
+    paused: bool,
+) -> Result<TopicObserved, Error> {
     let mut observed = TopicObserved {
         state: TopicState::Ready,
         status: None,
@@ -326,7 +332,7 @@ pub async fn ensure_topic(
         partitions_added: false,
         configs_changed: Vec::new(),
     };
-    let description = match describe(admin, &topic.name).await? {
+    let description = match description {
         Some(description) => description,
         None if paused => {
             observed.state = TopicState::Missing;

@@ -14,8 +14,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 
 use super::kafka::{self, ClientSecurity, FfiError, GroupClient, KafkaClients};
-use super::validate::ValidSpec;
-use crate::crd::{ConsumerLagSpec, ConsumerLagStatus, GroupLagStatus, OrderSystem};
+use crate::crd::{ConsumerLagSpec, ConsumerLagStatus, GroupLagStatus};
 use crate::names::Service;
 
 /// How long one offset or watermark request may take.
@@ -55,33 +54,6 @@ pub fn partition_lag(committed: Option<i64>, low: i64, high: i64) -> i64 {
         Some(offset) => (high - offset.max(low)).max(0),
         None => (high - low).max(0),
     }
-}
-
-/// Observes both groups of `spec` on a topic with `partitions` partitions and folds the result into the
-/// lag status `os` had.
-pub async fn observe_system(
-    clients: &KafkaClients,
-    os: &OrderSystem,
-    spec: &ValidSpec,
-    partitions: i32,
-    security: &ClientSecurity,
-) -> Result<ConsumerLagStatus, Error> {
-    let groups: Vec<(Service, String)> = spec
-        .services
-        .iter()
-        .filter_map(|plan| Some((plan.service, plan.group_id.clone()?)))
-        .collect();
-    let lags = observe(
-        clients,
-        &spec.bootstrap_servers,
-        security,
-        &spec.topic.name,
-        partitions,
-        groups.clone(),
-    )
-    .await?;
-    let previous = os.status.as_ref().and_then(|s| s.consumer_lag.as_ref());
-    Ok(status(previous, &lags, &groups, &os.spec.consumer_lag))
 }
 
 /// Lag of each consumer group (`groups`: service and group id) on `topic` with `partitions` partitions,

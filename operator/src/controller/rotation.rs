@@ -30,8 +30,8 @@ use ordersystem_contract::wiring::secret_keys;
 use serde_json::json;
 use sqlx::PgConnection;
 
-use super::Context;
 use super::build::Observed;
+use super::context::Context;
 use super::postgres::{self, execute, literal};
 use super::validate::{ServicePlan, ValidSpec};
 use crate::crd::{OrderSystem, SchemaStatus};
@@ -43,12 +43,6 @@ pub enum Error {
     Postgres(#[from] postgres::Error),
     #[error("failed to read or change Secret {name}")]
     Secret {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("failed to read Deployment {name}")]
-    Deployment {
         name: String,
         #[source]
         source: kube::Error,
@@ -91,6 +85,8 @@ pub async fn step(
     ctx: &Context,
     os: &OrderSystem,
     spec: &ValidSpec,
+    admin: &postgres::AdminConnection,
+    deployments: &[Deployment],
     observed: &mut Observed,
 ) -> Result<RotationReport, Error> {
     let mut report = RotationReport::default();
@@ -106,8 +102,7 @@ pub async fn step(
     if observed.schemas_ready.is_empty() {
         return Ok(report);
     }
-    let admin = postgres::read_connection(&ctx.client, spec).await?;
-    let mut conn = postgres::connect(&admin, spec).await?;
+    let mut conn = postgres::connect(admin, spec).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &spec.namespace);
     let owner = names::owner_comment(&spec.uid);
     for plan in &spec.services {
@@ -134,7 +129,8 @@ pub async fn step(
         report.logins.insert(plan.service, current.clone());
         match retiring {
             Some(old) => {
-                if rolled_out(ctx, spec, plan, &data).await? {
+                let deployment = deployments.iter().find(|d| d.name_any() == plan.child_name);
+                if rolled_out(deployment, &data) {
                     finish(ctx, os, &mut conn, &secrets, plan, &old, requested).await?;
                     let note = format!(
                         "{}: every pod logs in as {current}; login {old} is disabled",
@@ -292,27 +288,12 @@ async fn disable_login(conn: &mut PgConnection, plan: &ServicePlan, login: &str)
     Ok(())
 }
 
-/// Every pod of the service's Deployment runs with the Secret as it is now: the template carries its
-/// hash, the Deployment controller caught up, and no pod of an older template is left.
-async fn rolled_out(
-    ctx: &Context,
-    spec: &ValidSpec,
-    plan: &ServicePlan,
-    data: &BTreeMap<String, ByteString>,
-) -> Result<bool, Error> {
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &spec.namespace);
-    let Some(deployment) = api
-        .get_opt(&plan.child_name)
-        .await
-        .map_err(|source| Error::Deployment {
-            name: plan.child_name.clone(),
-            source,
-        })?
-    else {
-        return Ok(false);
-    };
-    let Some(dspec) = deployment.spec.as_ref() else {
-        return Ok(false);
+/// Every pod of the service's Deployment (as observed at the start of the reconcile) runs with the
+/// Secret as it is now: the template carries its hash, the Deployment controller caught up, and no pod
+/// of an older template is left.
+fn rolled_out(deployment: Option<&Deployment>, data: &BTreeMap<String, ByteString>) -> bool {
+    let Some((dspec, status)) = deployment.and_then(|d| Some((d.spec.as_ref()?, d.status.as_ref()?))) else {
+        return false;
     };
     let template_hash = dspec
         .template
@@ -321,17 +302,14 @@ async fn rolled_out(
         .and_then(|m| m.annotations.as_ref())
         .and_then(|a| a.get(names::SECRET_HASH_ANNOTATION));
     if template_hash != Some(&postgres::secret_hash(data)) {
-        return Ok(false);
+        return false;
     }
-    let Some(status) = deployment.status.as_ref() else {
-        return Ok(false);
-    };
     let want = dspec.replicas.unwrap_or(1);
-    let caught_up = status.observed_generation >= deployment.metadata.generation;
+    let caught_up = status.observed_generation >= deployment.and_then(|d| d.metadata.generation);
     let updated = status.updated_replicas.unwrap_or(0);
     let ready = status.ready_replicas.unwrap_or(0);
     let total = status.replicas.unwrap_or(0);
-    Ok(caught_up && updated >= want && ready >= want && total <= updated)
+    caught_up && updated >= want && ready >= want && total <= updated
 }
 
 /// Step 3: acknowledge the request, disable the old login, clear the mark (in this order, so a crash

@@ -7,20 +7,17 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use super::apply::DeploymentState;
-use super::kafka::{TopicObserved, TopicState};
-use super::postgres::PostgresObserved;
-use super::rotation::RotationReport;
-use crate::crd::{ConsumerLagStatus, OrderSystem, OrderSystemStatus, ServiceStatus, ServicesStatus};
+use super::kafka::TopicState;
+use crate::conditions::Reason;
+use crate::crd::{OrderSystem, OrderSystemStatus, ServiceStatus, ServicesStatus};
 use crate::names::{self, Service};
 
-pub const READY: &str = "Ready";
-pub const TOPIC_READY: &str = "TopicReady";
-pub const DATABASE_READY: &str = "DatabaseReady";
-pub const SERVICES_AVAILABLE: &str = "ServicesAvailable";
-pub const PROGRESSING: &str = "Progressing";
-pub const DEGRADED: &str = "Degraded";
-pub const PAUSED: &str = "Paused";
+mod report;
+
+pub use crate::conditions::{
+    DATABASE_READY, DEGRADED, PAUSED, PROGRESSING, READY, SERVICES_AVAILABLE, TOPIC_READY,
+};
+pub use report::{Failure, Report};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -32,46 +29,28 @@ pub enum Error {
     },
 }
 
-/// Everything one reconcile learned; the input of `compute`.
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    pub paused: bool,
-    /// The spec is invalid (message): nothing else was looked at.
-    pub invalid: Option<String>,
-    /// Another resource claims the same topic or schemas.
-    pub conflict: Option<String>,
-    pub topic: Option<TopicObserved>,
-    pub topic_error: Option<String>,
-    /// Condition reason for `topic_error` when it has a more precise one than `KafkaUnavailable`
-    /// (a failed TLS handshake or SASL login).
-    pub topic_error_reason: Option<&'static str>,
-    pub postgres: Option<PostgresObserved>,
-    pub postgres_error: Option<String>,
-    /// Condition reason for `postgres_error` when more precise than `PostgresUnavailable` (TLS refused).
-    pub postgres_error_reason: Option<&'static str>,
-    pub apply_error: Option<String>,
-    pub deployments: Vec<DeploymentState>,
-    pub waiting: Vec<(Service, &'static str)>,
-    /// Desired replicas per service, from the spec.
-    pub desired: Vec<(Service, i32, String)>,
-    /// Consumer-group lag, when it was observed.
-    pub lag: Option<ConsumerLagStatus>,
-    /// The lag could not be observed (message).
-    pub lag_error: Option<String>,
-    /// `Degraded reason=ConsumerLagGrowing` message, from `lag::growing_message`.
-    pub lag_growing: Option<String>,
-    /// A partition increase refused by `partitionIncrease: Reject` (message).
-    pub partitions_rejected: Option<String>,
-    /// A drain for a partition increase in progress (message).
-    pub draining: Option<String>,
-    /// Credential rotations under way, and a request naming no service.
-    pub rotation: RotationReport,
-    /// `Degraded reason=CompactionLosesHistory` message, from `compaction::warning`.
-    pub compaction: Option<String>,
+/// One condition's status, reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Verdict {
+    status: bool,
+    reason: Reason,
+    message: String,
 }
 
-/// One condition: (status, reason, message).
-type Verdict = (bool, &'static str, String);
+impl Verdict {
+    fn new(status: bool, reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The condition of a step that failed.
+    fn failed(failure: &Failure) -> Self {
+        Self::new(false, failure.reason, failure.message.clone())
+    }
+}
 
 /// The status for `report`, keeping each condition's `lastTransitionTime` while its status is unchanged.
 pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatus {
@@ -84,13 +63,13 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
     let degraded = degraded_verdict(report);
     let ready = ready_verdict(report, &topic, &database, &services);
     let paused = if report.paused {
-        (
+        Verdict::new(
             true,
-            "Paused",
+            Reason::Paused,
             "spec.paused is true: nothing is changed until it is false".to_string(),
         )
     } else {
-        (false, "Reconciling", "changes are applied".to_string())
+        Verdict::new(false, Reason::Reconciling, "changes are applied".to_string())
     };
     let verdicts = [
         (READY, ready),
@@ -103,22 +82,31 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
     ];
     let conditions = verdicts
         .into_iter()
-        .map(|(type_, (status, reason, message))| {
-            let status = if status { "True" } else { "False" }.to_string();
-            let unchanged = previous
-                .conditions
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == status);
-            Condition {
-                last_transition_time: unchanged
-                    .map_or_else(|| now.clone(), |c| c.last_transition_time.clone()),
-                message,
-                observed_generation: generation,
-                reason: reason.to_string(),
-                status,
-                type_: type_.to_string(),
-            }
-        })
+        .map(
+            |(
+                type_,
+                Verdict {
+                    status,
+                    reason,
+                    message,
+                },
+            )| {
+                let status = if status { "True" } else { "False" }.to_string();
+                let unchanged = previous
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == type_ && c.status == status);
+                Condition {
+                    last_transition_time: unchanged
+                        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone()),
+                    message,
+                    observed_generation: generation,
+                    reason: reason.as_str().to_string(),
+                    status,
+                    type_: type_.to_string(),
+                }
+            },
+        )
         .collect();
     let topic_status = report
         .topic
@@ -140,85 +128,83 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
 }
 
 fn topic_verdict(report: &Report) -> Verdict {
-    if let Some(error) = &report.topic_error {
-        let reason = report.topic_error_reason.unwrap_or("KafkaUnavailable");
-        return (false, reason, error.clone());
+    if let Some(failure) = &report.topic_error {
+        return Verdict::failed(failure);
     }
     let Some(topic) = &report.topic else {
-        return (false, "NotObserved", "the topic was not checked".into());
+        return Verdict::new(false, Reason::NotObserved, "the topic was not checked");
     };
     if let Some(message) = &report.partitions_rejected
         && topic.state == TopicState::Ready
     {
-        return (false, "PartitionIncreaseRejected", message.clone());
+        return Verdict::new(false, Reason::PartitionIncreaseRejected, message.clone());
     }
     match &topic.state {
-        TopicState::Ready => (
+        TopicState::Ready => Verdict::new(
             true,
-            "TopicReady",
-            "the topic exists with the spec's partitions and configs".into(),
+            Reason::TopicReady,
+            "the topic exists with the spec's partitions and configs",
         ),
-        TopicState::Deleted { topic_id } => (
+        TopicState::Deleted { topic_id } => Verdict::new(
             false,
-            "TopicDeleted",
+            Reason::TopicDeleted,
             format!(
                 "the topic (id {topic_id}) was deleted; it is not recreated under the consumers without \
                  the annotation {}={topic_id}",
                 names::RECREATE_TOPIC_ANNOTATION
             ),
         ),
-        TopicState::IdChanged { known, actual } => (
+        TopicState::IdChanged { known, actual } => Verdict::new(
             false,
-            "TopicIdChanged",
+            Reason::TopicIdChanged,
             format!(
                 "the topic was recreated by someone else (id {known} became {actual}); it is left alone until \
                  the annotation {}={known} accepts it",
                 names::RECREATE_TOPIC_ANNOTATION
             ),
         ),
-        TopicState::Missing => (
+        TopicState::Missing => Verdict::new(
             false,
-            "Missing",
-            "the topic does not exist (paused: not created)".into(),
+            Reason::Missing,
+            "the topic does not exist (paused: not created)",
         ),
-        TopicState::MorePartitionsThanSpec { spec, actual } => (
+        TopicState::MorePartitionsThanSpec { spec, actual } => Verdict::new(
             false,
-            "NotSupported",
+            Reason::NotSupported,
             format!(
                 "the topic has {actual} partitions, the spec asks for {spec}; Kafka cannot remove partitions"
             ),
         ),
-        TopicState::ReplicationFactorMismatch { spec, actual } => (
+        TopicState::ReplicationFactorMismatch { spec, actual } => Verdict::new(
             false,
-            "ReplicationFactorMismatch",
+            Reason::ReplicationFactorMismatch,
             format!(
                 "the topic has replication factor {actual}, the spec asks for {spec}; reassignment is not supported"
             ),
         ),
-        TopicState::ReplicationFactorTooLarge { spec, brokers } => (
+        TopicState::ReplicationFactorTooLarge { spec, brokers } => Verdict::new(
             false,
-            "ReplicationFactorTooLarge",
+            Reason::ReplicationFactorTooLarge,
             format!("replication factor {spec} needs {spec} brokers, the cluster has {brokers}"),
         ),
     }
 }
 
 fn database_verdict(report: &Report) -> Verdict {
-    if let Some(error) = &report.postgres_error {
-        let reason = report.postgres_error_reason.unwrap_or("PostgresUnavailable");
-        return (false, reason, error.clone());
+    if let Some(failure) = &report.postgres_error {
+        return Verdict::failed(failure);
     }
     let Some(pg) = &report.postgres else {
-        return (false, "NotObserved", "the database was not checked".into());
+        return Verdict::new(false, Reason::NotObserved, "the database was not checked");
     };
     if !pg.conflicts.is_empty() {
-        return (false, "Conflict", pg.conflicts.join("; "));
+        return Verdict::new(false, Reason::Conflict, pg.conflicts.join("; "));
     }
     if pg.ready.len() == Service::ALL.len() {
-        (
+        Verdict::new(
             true,
-            "SchemasReady",
-            "every service has its own schema and role; isolation verified".into(),
+            Reason::SchemasReady,
+            "every service has its own schema and role; isolation verified",
         )
     } else {
         let missing: Vec<_> = Service::ALL
@@ -226,9 +212,9 @@ fn database_verdict(report: &Report) -> Verdict {
             .filter(|s| !pg.ready.contains(s))
             .map(|s| s.as_str())
             .collect();
-        (
+        Verdict::new(
             false,
-            "SchemasNotReady",
+            Reason::SchemasNotReady,
             format!("not ready or not isolated: {}", missing.join(", ")),
         )
     }
@@ -248,31 +234,31 @@ fn services_verdict(report: &Report) -> Verdict {
         })
         .collect();
     if unavailable.is_empty() {
-        (
+        Verdict::new(
             true,
-            "AllAvailable",
-            "every service has its desired replicas ready".into(),
+            Reason::AllAvailable,
+            "every service has its desired replicas ready",
         )
     } else {
-        (false, "Unavailable", unavailable.join("; "))
+        Verdict::new(false, Reason::Unavailable, unavailable.join("; "))
     }
 }
 
 fn progressing_verdict(report: &Report) -> Verdict {
     if let Some(message) = &report.draining {
-        return (true, "DrainingForPartitionIncrease", message.clone());
+        return Verdict::new(true, Reason::DrainingForPartitionIncrease, message.clone());
     }
     if !report.rotation.in_progress.is_empty() {
-        return (
+        return Verdict::new(
             true,
-            "RotatingCredentials",
+            Reason::RotatingCredentials,
             report.rotation.in_progress.join("; "),
         );
     }
     if let Some((service, reason)) = report.waiting.first() {
-        return (
+        return Verdict::new(
             true,
-            reason,
+            *reason,
             format!("{} waits for its first rollout", service.as_str()),
         );
     }
@@ -283,13 +269,17 @@ fn progressing_verdict(report: &Report) -> Verdict {
         .map(|d| d.service.as_str())
         .collect();
     if rolling.is_empty() {
-        (
+        Verdict::new(
             false,
-            "RolloutComplete",
-            "every Deployment runs its latest template".into(),
+            Reason::RolloutComplete,
+            "every Deployment runs its latest template",
         )
     } else {
-        (true, "RollingOut", format!("rolling out: {}", rolling.join(", ")))
+        Verdict::new(
+            true,
+            Reason::RollingOut,
+            format!("rolling out: {}", rolling.join(", ")),
+        )
     }
 }
 
@@ -297,25 +287,25 @@ fn degraded_verdict(report: &Report) -> Verdict {
     if let Some(error) = report
         .apply_error
         .as_ref()
-        .or(report.topic_error.as_ref())
-        .or(report.postgres_error.as_ref())
+        .or(report.topic_error.as_ref().map(|f| &f.message))
+        .or(report.postgres_error.as_ref().map(|f| &f.message))
         .or(report.lag_error.as_ref())
     {
-        return (true, "TransientError", error.clone());
+        return Verdict::new(true, Reason::TransientError, error.clone());
     }
     match report.topic.as_ref().map(|t| &t.state) {
         Some(TopicState::MorePartitionsThanSpec { .. }) => {
-            return (
+            return Verdict::new(
                 true,
-                "NotSupported",
-                "the topic has more partitions than the spec".into(),
+                Reason::NotSupported,
+                "the topic has more partitions than the spec",
             );
         }
         // The identity guard: the topic's history is gone; the consumers wait for a decision.
         Some(TopicState::Deleted { topic_id }) => {
-            return (
+            return Verdict::new(
                 true,
-                "TopicMissing",
+                Reason::TopicMissing,
                 format!(
                     "the topic (id {topic_id}) disappeared under the running system; annotate \
                      {}={topic_id} to create it anew, empty",
@@ -324,9 +314,9 @@ fn degraded_verdict(report: &Report) -> Verdict {
             );
         }
         Some(TopicState::IdChanged { known, actual }) => {
-            return (
+            return Verdict::new(
                 true,
-                "TopicRecreated",
+                Reason::TopicRecreated,
                 format!(
                     "the topic was replaced (id {known} is now {actual}); the consumers' committed offsets \
                      belong to the old one. Annotate {}={known} to adopt the new topic",
@@ -337,18 +327,18 @@ fn degraded_verdict(report: &Report) -> Verdict {
         _ => {}
     }
     if let Some(message) = consumers_exceed_partitions(report) {
-        return (true, "ConsumersExceedPartitions", message);
+        return Verdict::new(true, Reason::ConsumersExceedPartitions, message);
     }
     if let Some(message) = &report.lag_growing {
-        return (true, "ConsumerLagGrowing", message.clone());
+        return Verdict::new(true, Reason::ConsumerLagGrowing, message.clone());
     }
     if let Some(message) = &report.rotation.invalid_request {
-        return (true, "InvalidRotationRequest", message.clone());
+        return Verdict::new(true, Reason::InvalidRotationRequest, message.clone());
     }
     if let Some(message) = &report.compaction {
-        return (true, "CompactionLosesHistory", message.clone());
+        return Verdict::new(true, Reason::CompactionLosesHistory, message.clone());
     }
-    (false, "AsExpected", "no problems found".into())
+    Verdict::new(false, Reason::AsExpected, "no problems found")
 }
 
 /// A warning when invoicing or shipping has more replicas than the topic has partitions.
@@ -370,24 +360,24 @@ pub fn consumers_exceed_partitions(report: &Report) -> Option<String> {
 
 fn ready_verdict(report: &Report, topic: &Verdict, database: &Verdict, services: &Verdict) -> Verdict {
     if let Some(message) = &report.invalid {
-        return (false, "InvalidSpec", message.clone());
+        return Verdict::new(false, Reason::InvalidSpec, message.clone());
     }
     if let Some(message) = &report.conflict {
-        return (false, "Conflict", message.clone());
+        return Verdict::new(false, Reason::Conflict, message.clone());
     }
-    if database.1 == "Conflict" {
-        return (false, "Conflict", database.2.clone());
+    if database.reason == Reason::Conflict {
+        return Verdict::new(false, Reason::Conflict, database.message.clone());
     }
     for (verdict, reason) in [
-        (topic, "TopicNotReady"),
-        (database, "DatabaseNotReady"),
-        (services, "ServicesUnavailable"),
+        (topic, Reason::TopicNotReady),
+        (database, Reason::DatabaseNotReady),
+        (services, Reason::ServicesUnavailable),
     ] {
-        if !verdict.0 {
-            return (false, reason, verdict.2.clone());
+        if !verdict.status {
+            return Verdict::new(false, reason, verdict.message.clone());
         }
     }
-    (true, "Ready", "topic, schemas and services are ready".into())
+    Verdict::new(true, Reason::Ready, "topic, schemas and services are ready")
 }
 
 fn services_status(report: &Report) -> Option<ServicesStatus> {

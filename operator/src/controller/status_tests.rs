@@ -2,8 +2,10 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::*;
 use crate::controller::apply::DeploymentState;
+use crate::controller::kafka::security::{ConnectionFailure, FailureKind};
 use crate::controller::kafka::{TopicObserved, TopicState};
-use crate::controller::postgres::PostgresObserved;
+use crate::controller::observe::KafkaFailure;
+use crate::controller::postgres::{self, PostgresObserved};
 use crate::controller::validate::tests::{MINIMAL, os_from_yaml};
 use crate::crd::TopicStatus;
 
@@ -123,7 +125,10 @@ fn transition_time_is_kept_while_a_condition_does_not_change() {
         "unchanged content: nothing to patch"
     );
     let mut failing = healthy();
-    failing.postgres_error = Some("connection refused".into());
+    failing.postgres_error = Some(Failure::postgres(&postgres::Error::ConnectTimeout {
+        host: "db".into(),
+        port: 5432,
+    }));
     let third = compute(&os, &failing, time(3));
     assert_eq!(get(&third, DATABASE_READY).last_transition_time, time(3));
     assert_eq!(get(&third, DATABASE_READY).reason, "PostgresUnavailable");
@@ -244,4 +249,42 @@ fn the_last_observed_lag_is_kept_when_this_reconcile_did_not_look() {
         ("True", "TopicReady"),
         "the topic is fine"
     );
+}
+
+#[test]
+fn a_failed_step_gives_its_own_reason_and_librdkafkas_account_first() {
+    let refused = KafkaFailure {
+        error: crate::controller::kafka::Error::DescribeTopic {
+            topic: "orders".into(),
+            source: ordersystem_kafka_admin::FfiError::Timeout {
+                op: "DescribeTopics",
+                timeout: std::time::Duration::from_secs(10),
+            },
+        },
+        connection: Some(ConnectionFailure {
+            kind: FailureKind::Tls,
+            message: "certificate verify failed".into(),
+        }),
+    };
+    let mut report = healthy();
+    report.topic_error = Some(Failure::kafka(&refused));
+    let status = compute(&os_from_yaml(MINIMAL), &report, time(1));
+    let topic = get(&status, TOPIC_READY);
+    assert_eq!(
+        (topic.status.as_str(), topic.reason.as_str()),
+        ("False", "KafkaTlsFailed")
+    );
+    assert!(
+        topic
+            .message
+            .starts_with("certificate verify failed (then: failed to describe topic orders"),
+        "{}",
+        topic.message
+    );
+    assert_eq!(get(&status, READY).reason, "TopicNotReady");
+    let unreached = KafkaFailure {
+        connection: None,
+        ..refused
+    };
+    assert_eq!(Failure::kafka(&unreached).reason, Reason::KafkaUnavailable);
 }

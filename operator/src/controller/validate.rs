@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use super::kafka::security::KafkaSecuritySpec;
 use crate::crd::{
-    CleanupPolicy, DeletionPolicy, MAX_NAME_LEN, OrderSystem, SaslMechanism, ServiceSpec, SslMode,
+    CleanupPolicy, DeletionPolicy, KafkaSasl, KafkaTls, MAX_NAME_LEN, OrderSystem, SaslMechanism,
+    ServiceSpec, SslMode,
 };
 use crate::names::{self, Service};
 
@@ -63,12 +63,51 @@ pub struct ServicePlan {
 }
 
 impl ValidSpec {
+    /// The consumer services with their group ids.
+    pub fn consumer_groups(&self) -> Vec<(Service, String)> {
+        self.services
+            .iter()
+            .filter_map(|plan| Some((plan.service, plan.group_id.clone()?)))
+            .collect()
+    }
+
     pub fn plan(&self, service: Service) -> &ServicePlan {
         // `validate` always fills all three services.
         self.services
             .iter()
             .find(|p| p.service == service)
             .expect("every service is planned")
+    }
+}
+
+/// TLS and SASL as the spec asks for them (validated: PLAIN only with TLS).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KafkaSecuritySpec {
+    pub tls: Option<KafkaTls>,
+    pub sasl: Option<KafkaSasl>,
+}
+
+impl KafkaSecuritySpec {
+    /// librdkafka's `security.protocol`.
+    pub fn protocol(&self) -> &'static str {
+        match (self.tls.is_some(), self.sasl.is_some()) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        }
+    }
+
+    /// The mechanism when every service gets its own SCRAM user and ACLs.
+    pub fn scram(&self) -> Option<SaslMechanism> {
+        self.sasl.as_ref().map(|s| s.mechanism).filter(|m| m.is_scram())
+    }
+
+    /// SASL PLAIN: the services' Kafka users and their Secrets are the user's to create.
+    pub fn plain(&self) -> bool {
+        self.sasl
+            .as_ref()
+            .is_some_and(|s| s.mechanism == SaslMechanism::Plain)
     }
 }
 
@@ -327,5 +366,22 @@ spec:
     fn a_resource_without_uid_is_not_reconciled() {
         let yaml = MINIMAL.replace(", uid: 0b7c-uid", "");
         assert!(validate(&os_from_yaml(&yaml)).is_err());
+    }
+
+    #[test]
+    fn the_protocol_follows_tls_and_sasl() {
+        let sasl = KafkaSasl {
+            mechanism: SaslMechanism::ScramSha256,
+            credentials_secret_ref: crate::crd::SecretRef { name: "c".into() },
+        };
+        let spec = |tls: bool, sasl_on: bool| KafkaSecuritySpec {
+            tls: tls.then(KafkaTls::default),
+            sasl: sasl_on.then(|| sasl.clone()),
+        };
+        assert_eq!(spec(false, false).protocol(), "plaintext");
+        assert_eq!(spec(true, false).protocol(), "ssl");
+        assert_eq!(spec(false, true).protocol(), "sasl_plaintext");
+        assert_eq!(spec(true, true).protocol(), "sasl_ssl");
+        assert_eq!(spec(true, true).scram(), Some(SaslMechanism::ScramSha256));
     }
 }

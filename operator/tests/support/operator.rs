@@ -31,7 +31,7 @@ pub async fn start(admin: &kube::Client, namespace: &str) -> Operator {
         .expect("a client acting as the chart's ServiceAccount");
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn(ordersystem_operator::controller::run(
+    let task = tokio::spawn(ordersystem_operator::run::run(
         client,
         Some(namespace.to_string()),
         metrics.clone(),

@@ -11,40 +11,11 @@ use rdkafka::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 
 use super::Error;
-use crate::crd::{CA_CERT_KEY, KafkaSasl, KafkaTls, SaslMechanism, TLS_CERT_KEY, TLS_KEY_KEY};
+use crate::conditions::Reason;
+use crate::controller::validate::KafkaSecuritySpec;
+use crate::crd::{CA_CERT_KEY, SaslMechanism, TLS_CERT_KEY, TLS_KEY_KEY};
 use crate::names;
 use ordersystem_contract::wiring::secret_keys;
-
-/// TLS and SASL as the spec asks for them (validated: PLAIN only with TLS).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct KafkaSecuritySpec {
-    pub tls: Option<KafkaTls>,
-    pub sasl: Option<KafkaSasl>,
-}
-
-impl KafkaSecuritySpec {
-    /// librdkafka's `security.protocol`.
-    pub fn protocol(&self) -> &'static str {
-        match (self.tls.is_some(), self.sasl.is_some()) {
-            (false, false) => "plaintext",
-            (true, false) => "ssl",
-            (false, true) => "sasl_plaintext",
-            (true, true) => "sasl_ssl",
-        }
-    }
-
-    /// The mechanism when every service gets its own SCRAM user and ACLs.
-    pub fn scram(&self) -> Option<SaslMechanism> {
-        self.sasl.as_ref().map(|s| s.mechanism).filter(|m| m.is_scram())
-    }
-
-    /// SASL PLAIN: the services' Kafka users and their Secrets are the user's to create.
-    pub fn plain(&self) -> bool {
-        self.sasl
-            .as_ref()
-            .is_some_and(|s| s.mechanism == SaslMechanism::Plain)
-    }
-}
 
 /// The operator's resolved client settings: what `KafkaSecuritySpec` names, read from the Secrets.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -208,11 +179,11 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Condition reason.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            Self::Tls => "KafkaTlsFailed",
-            Self::Authentication => "KafkaAuthenticationFailed",
-            Self::Other => "KafkaUnavailable",
+            Self::Tls => Reason::KafkaTlsFailed,
+            Self::Authentication => Reason::KafkaAuthenticationFailed,
+            Self::Other => Reason::KafkaUnavailable,
         }
     }
 }
@@ -290,22 +261,5 @@ mod tests {
             ),
             FailureKind::Authentication
         );
-    }
-
-    #[test]
-    fn the_protocol_follows_tls_and_sasl() {
-        let sasl = KafkaSasl {
-            mechanism: SaslMechanism::ScramSha256,
-            credentials_secret_ref: crate::crd::SecretRef { name: "c".into() },
-        };
-        let spec = |tls: bool, sasl_on: bool| KafkaSecuritySpec {
-            tls: tls.then(KafkaTls::default),
-            sasl: sasl_on.then(|| sasl.clone()),
-        };
-        assert_eq!(spec(false, false).protocol(), "plaintext");
-        assert_eq!(spec(true, false).protocol(), "ssl");
-        assert_eq!(spec(false, true).protocol(), "sasl_plaintext");
-        assert_eq!(spec(true, true).protocol(), "sasl_ssl");
-        assert_eq!(spec(true, true).scram(), Some(SaslMechanism::ScramSha256));
     }
 }

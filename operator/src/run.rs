@@ -22,7 +22,7 @@ use kube::runtime::utils::{Backoff, Predicate, WatchStreamExt, predicates};
 use kube::runtime::{Controller, watcher};
 use tracing::{info, warn};
 
-use super::{Context, error_policy, reconcile};
+use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::OrderSystem;
 use crate::metrics::Metrics;
 use crate::names;

@@ -1,0 +1,188 @@
+//! ensure: the writers, in the order a first rollout needs them. Kafka (the services' identities, the
+//! topic, their users and ACLs), PostgreSQL (schemas, roles and the services' Secrets), a credential
+//! rotation's next step, then the Kubernetes objects `build` makes from all of it. Each writer's result
+//! is kept as it came, success or typed error; a failed writer does not stop the others, and `status`
+//! reports them all.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+
+use super::build::{self, Desired, Observed};
+use super::context::{Context, Error};
+use super::decide::Plan;
+use super::drain::Gate;
+use super::kafka::{self, TopicObserved, TopicState};
+use super::observe::{KafkaFailure, KafkaSeen, World};
+use super::rotation::{self, RotationReport};
+use super::{apply, postgres};
+use crate::crd::OrderSystem;
+use crate::names;
+
+/// What the writers did.
+pub struct Outcome {
+    /// The topic step; `None` when the brokers could not be reached (`World::kafka` says why).
+    pub topic: Option<Result<TopicObserved, TopicFailure>>,
+    /// The database step; `None` when the admin Secret could not be read (`World::postgres_admin`).
+    pub postgres: Option<Result<postgres::PostgresObserved, postgres::Error>>,
+    /// A rotation's step; `None` while paused.
+    pub rotation: Option<Result<RotationReport, rotation::Error>>,
+    /// What `build` made, with the services that wait for their first rollout.
+    pub desired: Desired,
+    /// The applied Deployments as the API server answered; `None` while paused.
+    pub applied: Option<Result<Vec<Deployment>, apply::Error>>,
+}
+
+/// Why the topic step did not succeed.
+#[derive(Debug)]
+pub enum TopicFailure {
+    /// Whether partitions may be added could not be decided: the topic was left alone.
+    Undecided(String),
+    Kafka(KafkaFailure),
+}
+
+impl Outcome {
+    /// The first failed write, to be returned after the status is written.
+    pub fn into_first_error(self) -> Option<Error> {
+        let topic = match self.topic {
+            Some(Err(TopicFailure::Undecided(message))) => Some(Error::Drain(message)),
+            Some(Err(TopicFailure::Kafka(failure))) => Some(Error::Kafka(failure.error)),
+            _ => None,
+        };
+        topic
+            .or_else(|| Some(Error::Postgres(self.postgres?.err()?)))
+            .or_else(|| Some(Error::Rotation(self.rotation?.err()?)))
+            .or_else(|| Some(Error::Apply(self.applied?.err()?)))
+    }
+}
+
+/// Runs the writers for `plan`; `None` in conflict, when nothing is written.
+pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World) -> Option<Outcome> {
+    if !world.owns_topic() {
+        return None;
+    }
+    let spec = &plan.spec;
+    // The services' identity Secrets come from Kubernetes alone, so their hashes reach the pod templates
+    // whatever the broker does.
+    let identities = kafka::identities::secrets(&ctx.client, spec).await;
+    let kafka_secret_hashes = match &identities {
+        Ok(identities) => identities
+            .iter()
+            .map(|i| (i.service, i.secret_hash.clone()))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    let topic = match (&world.kafka, &plan.gate, identities) {
+        (Some(Ok(_)), Gate::Unknown(message), _) => Some(Err(TopicFailure::Undecided(message.clone()))),
+        (Some(Ok(_)), _, Err(error)) => Some(Err(TopicFailure::Kafka(error.into()))),
+        (Some(Ok(seen)), _, Ok(identities)) => Some(
+            ensure_topic(ctx, os, plan, seen, &identities)
+                .await
+                .map_err(TopicFailure::Kafka),
+        ),
+        _ => None,
+    };
+    let admin = world
+        .postgres_admin
+        .as_ref()
+        .and_then(|admin| admin.as_ref().ok());
+    let postgres = match admin {
+        Some(admin) => Some(postgres::ensure(&ctx.client, admin, spec).await),
+        None => None,
+    };
+    let mut observed = Observed {
+        secret_hashes: match &postgres {
+            Some(Ok(pg)) => pg.secret_hashes.clone(),
+            _ => postgres::existing_secret_hashes(&ctx.client, spec).await,
+        },
+        kafka_secret_hashes,
+        topic_ready: matches!(
+            &topic,
+            Some(Ok(TopicObserved {
+                state: TopicState::Ready | TopicState::MorePartitionsThanSpec { .. },
+                ..
+            }))
+        ),
+        schemas_ready: match &postgres {
+            Some(Ok(pg)) => pg.ready.clone(),
+            _ => BTreeSet::new(),
+        },
+        deployed: world
+            .deployment_states(spec)
+            .iter()
+            .map(|state| state.service)
+            .collect(),
+    };
+    let deployments = world.deployments.as_deref().unwrap_or_default();
+    // A requested rotation switches a Secret here, so this reconcile already rolls it.
+    let rotation = match admin {
+        Some(admin) if !spec.paused => {
+            Some(rotation::step(ctx, os, spec, admin, deployments, &mut observed).await)
+        }
+        _ => None,
+    };
+    let desired = build::build(spec, &observed);
+    let applied = if spec.paused {
+        None
+    } else {
+        Some(apply::apply(&ctx.client, spec, &desired).await)
+    };
+    Some(Outcome {
+        topic,
+        postgres,
+        rotation,
+        desired,
+        applied,
+    })
+}
+
+/// Brings the topic in line with the plan's, then the services' users and ACLs, which belong to the
+/// topic step: their pods wait for both. On failure also the TLS or authentication failure librdkafka
+/// reported meanwhile, if any.
+async fn ensure_topic(
+    ctx: &Context,
+    os: &OrderSystem,
+    plan: &Plan,
+    seen: &KafkaSeen,
+    identities: &[kafka::identities::Identity],
+) -> Result<TopicObserved, KafkaFailure> {
+    let spec = &plan.spec;
+    let recorded = os.status.as_ref().and_then(|s| s.topic.as_ref());
+    // Keys we managed before come from our own status, so a key removed from the spec is reset.
+    let previously: BTreeSet<String> = recorded
+        .map(|t| t.managed_configs.keys().cloned().collect())
+        .unwrap_or_default();
+    let acknowledged = os.annotations().get(names::RECREATE_TOPIC_ANNOTATION);
+    let known_id = recorded
+        .and_then(|t| t.topic_id.clone())
+        .filter(|id| acknowledged != Some(id));
+    let admin = &seen.admin;
+    let mut result = kafka::ensure_described_topic(
+        admin,
+        seen.topic.clone(),
+        &plan.topic,
+        &previously,
+        known_id.as_deref(),
+        spec.paused,
+    )
+    .await;
+    if let (Ok(_), Some(mechanism), false) = (&result, spec.kafka_security.scram(), spec.paused)
+        && let Err(error) =
+            kafka::identities::ensure(&ctx.client, admin, spec, mechanism, identities, &ctx.metrics).await
+    {
+        result = Err(error);
+    }
+    // Read either way: after a success an earlier failure is history, not news.
+    let connection =
+        ctx.kafka
+            .connection_failure(&spec.bootstrap_servers, &seen.security, admin, result.is_ok());
+    // With PLAIN the user provides them, and the pods wait for their Secrets: a Kubernetes matter, after
+    // the broker was reached.
+    if let (Ok(_), true, false) = (&result, spec.kafka_security.plain(), spec.paused)
+        && let Err(error) = kafka::plain::check_service_secrets(&ctx.client, spec).await
+    {
+        result = Err(error);
+    }
+    result.map_err(|error| KafkaFailure { error, connection })
+}

@@ -1,0 +1,245 @@
+//! observe: every read of the world one reconcile needs, each done once and before anything is written.
+//! The Kafka brokers (through the Secrets that secure the operator's client), the topic, the consumer
+//! lag, the order pods while a drain needs them, the Deployments, and the PostgreSQL admin Secret. A
+//! failed read is kept where it happened: `decide` and `status` see it, and it is returned at the end so
+//! the reconcile is retried.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use ordersystem_kafka_admin::TopicDescription;
+
+use super::context::{Context, Error, describe_error};
+use super::kafka::security::{self as kafka_security, ConnectionFailure};
+use super::kafka::{self, Admin, ClientSecurity};
+use super::validate::ValidSpec;
+use super::{apply, lag, postgres};
+use crate::crd::{OrderSystem, PartitionIncrease};
+use crate::names::{self, Service};
+
+/// What one reconcile found before it changed anything.
+pub struct World {
+    /// Another `OrderSystem` that claimed the same topic first. Kafka and PostgreSQL are then not looked
+    /// at: nothing of theirs is written.
+    pub conflict: Option<String>,
+    /// The brokers, the topic and the lag; `None` in conflict.
+    pub kafka: Option<Result<KafkaSeen, KafkaFailure>>,
+    /// How many order pods exist, running or terminating; read only while a drain waits for them.
+    pub order_pods: Option<Result<usize, kube::Error>>,
+    /// This resource's Deployments.
+    pub deployments: Result<Vec<Deployment>, apply::Error>,
+    /// The PostgreSQL admin connection from its Secret; `None` in conflict.
+    pub postgres_admin: Option<Result<postgres::AdminConnection, postgres::Error>>,
+}
+
+/// The brokers as the operator's admin client sees them.
+pub struct KafkaSeen {
+    pub admin: Arc<Admin>,
+    pub security: ClientSecurity,
+    /// The topic; `None` when it does not exist.
+    pub topic: Option<TopicDescription>,
+    /// Each consumer group's lag on the topic as it is; `None` when there is no topic yet.
+    pub lag: Option<Result<BTreeMap<Service, i64>, lag::Error>>,
+}
+
+/// A Kafka step that failed, with librdkafka's own account of a refused handshake or login (or a refused
+/// connection) when it gave one: that says more than the timeout.
+#[derive(Debug)]
+pub struct KafkaFailure {
+    pub error: kafka::Error,
+    pub connection: Option<ConnectionFailure>,
+}
+
+impl KafkaFailure {
+    /// The error with its sources, after librdkafka's account of the refused connection when there is
+    /// one.
+    pub fn describe(&self) -> String {
+        let message = describe_error(&self.error);
+        match &self.connection {
+            Some(connection) => format!("{} (then: {message})", connection.message),
+            None => message,
+        }
+    }
+}
+
+impl From<kafka::Error> for KafkaFailure {
+    fn from(error: kafka::Error) -> Self {
+        Self {
+            error,
+            connection: None,
+        }
+    }
+}
+
+impl World {
+    /// Whether the backends may be written: nobody else claims the topic.
+    pub fn owns_topic(&self) -> bool {
+        self.conflict.is_none()
+    }
+
+    /// The Deployments' states, as far as they could be read.
+    pub fn deployment_states(&self, spec: &ValidSpec) -> Vec<apply::DeploymentState> {
+        self.deployments
+            .as_ref()
+            .map(|list| apply::states(spec, list))
+            .unwrap_or_default()
+    }
+
+    /// The consumer groups' lag, when it was read.
+    pub fn lag(&self) -> Option<&Result<BTreeMap<Service, i64>, lag::Error>> {
+        self.kafka.as_ref()?.as_ref().ok()?.lag.as_ref()
+    }
+
+    /// The first failed read, to be returned after the status is written.
+    pub fn into_first_error(self) -> Option<Error> {
+        let kafka = match self.kafka {
+            Some(Err(failure)) => Some(Error::Kafka(failure.error)),
+            Some(Ok(KafkaSeen {
+                lag: Some(Err(error)),
+                ..
+            })) => Some(Error::Lag(error)),
+            _ => None,
+        };
+        kafka
+            .or_else(|| Some(Error::Postgres(self.postgres_admin?.err()?)))
+            .or_else(|| Some(Error::Apply(self.deployments.err()?)))
+    }
+}
+
+/// Reads everything the reconcile of `spec` needs.
+pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World {
+    let conflict = topic_conflict(os, spec, &ctx.store.state());
+    let deployments = deployments(&ctx.client, spec).await;
+    if conflict.is_some() {
+        return World {
+            conflict,
+            kafka: None,
+            order_pods: None,
+            deployments,
+            postgres_admin: None,
+        };
+    }
+    let kafka = kafka(ctx, spec).await;
+    let order_pods = match &kafka {
+        Ok(seen) if drain_waits_for_pods(os, spec, seen) => Some(order_pods(&ctx.client, spec).await),
+        _ => None,
+    };
+    World {
+        conflict,
+        kafka: Some(kafka),
+        order_pods,
+        deployments,
+        postgres_admin: Some(postgres::read_connection(&ctx.client, spec).await),
+    }
+}
+
+/// The admin client with the settings the spec's Secrets hold, the topic, and its lag.
+async fn kafka(ctx: &Context, spec: &ValidSpec) -> Result<KafkaSeen, KafkaFailure> {
+    let (admin, security) = kafka_admin(ctx, spec).await?;
+    let topic = match kafka::describe(&admin, &spec.topic.name).await {
+        Ok(topic) => topic,
+        Err(error) => {
+            let connection = ctx
+                .kafka
+                .connection_failure(&spec.bootstrap_servers, &security, &admin, false);
+            return Err(KafkaFailure { error, connection });
+        }
+    };
+    let lag = match &topic {
+        Some(topic) => Some(
+            lag::observe(
+                &ctx.kafka,
+                &spec.bootstrap_servers,
+                &security,
+                &spec.topic.name,
+                topic.partitions,
+                spec.consumer_groups(),
+            )
+            .await,
+        ),
+        None => None,
+    };
+    Ok(KafkaSeen {
+        admin,
+        security,
+        topic,
+        lag,
+    })
+}
+
+/// The operator's admin client for the spec's brokers, with the TLS and SASL settings its Secrets hold
+/// (returned too, for the other clients of the same reconcile).
+pub async fn kafka_admin(
+    ctx: &Context,
+    spec: &ValidSpec,
+) -> Result<(Arc<Admin>, ClientSecurity), kafka::Error> {
+    let security = kafka_security::read(&ctx.client, &spec.namespace, &spec.kafka_security).await?;
+    let admin = ctx.kafka.admin_with(&spec.bootstrap_servers, &security)?;
+    Ok((admin, security))
+}
+
+/// A drain stops intake first: until no order pod is left, their count decides the next step.
+fn drain_waits_for_pods(os: &OrderSystem, spec: &ValidSpec, seen: &KafkaSeen) -> bool {
+    os.spec.kafka.topic.partition_increase == PartitionIncrease::Drain
+        && !spec.paused
+        && seen
+            .topic
+            .as_ref()
+            .is_some_and(|topic| topic.partitions < spec.topic.partitions)
+}
+
+/// Order pods of this system, running or terminating: a terminating pod's relay may still publish.
+async fn order_pods(client: &kube::Client, spec: &ValidSpec) -> Result<usize, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &spec.namespace);
+    let selector = names::selector_labels(&spec.name, Service::Order)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .len())
+}
+
+/// The Deployments of this resource: found by label, and owned by it.
+async fn deployments(client: &kube::Client, spec: &ValidSpec) -> Result<Vec<Deployment>, apply::Error> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &spec.namespace);
+    let selector = format!("{}={}", names::INSTANCE_LABEL, spec.name);
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| apply::Error::ListDeployments { source })?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|d| d.owner_references().iter().any(|o| o.uid == spec.uid))
+        .collect())
+}
+
+/// Another live `OrderSystem` among `others` that claimed the same topic on the same bootstrap servers
+/// first (older, or equally old with a smaller uid) wins; this one gets `Conflict`.
+pub fn topic_conflict(os: &OrderSystem, spec: &ValidSpec, others: &[Arc<OrderSystem>]) -> Option<String> {
+    let mine = (os.creation_timestamp().map(|t| t.0), spec.uid.clone());
+    others.iter().find_map(|other| {
+        let uid = other.uid().unwrap_or_default();
+        let same_topic = other.spec.kafka.topic.name == spec.topic.name
+            && other.spec.kafka.bootstrap_servers == spec.bootstrap_servers;
+        let theirs = (other.creation_timestamp().map(|t| t.0), uid.clone());
+        (uid != spec.uid && same_topic && other.metadata.deletion_timestamp.is_none() && theirs < mine).then(
+            || {
+                format!(
+                    "topic {} is already claimed by OrderSystem {}/{}",
+                    spec.topic.name,
+                    other.namespace().unwrap_or_default(),
+                    other.name_any()
+                )
+            },
+        )
+    })
+}
