@@ -12,6 +12,7 @@ pub mod context;
 pub mod decide;
 pub mod drain;
 pub mod ensure;
+pub mod error;
 pub mod kafka;
 pub mod lag;
 pub mod observe;
@@ -32,7 +33,8 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer;
 use tracing::{info, instrument, warn};
 
-pub use context::{Context, Error, describe_error};
+pub use context::Context;
+pub use error::{Error, describe_error};
 
 use crate::crd::OrderSystem;
 use crate::names::FINALIZER;
@@ -70,7 +72,7 @@ pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action
 pub fn error_policy(os: Arc<OrderSystem>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.count_failure(error.metric_label());
     let failures = ctx.count_failure(&os.uid().unwrap_or_default());
-    let delay = context::backoff_delay(failures, rand::random::<f64>());
+    let delay = error::backoff_delay(failures, rand::random::<f64>());
     warn!(error = %error, error_kind = error.metric_label(), failures, retry_in = ?delay, "reconcile failed");
     // error_policy is synchronous; the Event is published on the side. The recorder folds Events of the
     // same reason and action into one series that keeps its first note for a while (as client-go does),
@@ -167,7 +169,12 @@ async fn publish_status(ctx: &Context, os: &OrderSystem, report: &status::Report
                 .await;
         }
     }
-    status::patch(&ctx.client, os, new).await?;
+    status::patch(&ctx.client, os, new)
+        .await
+        .map_err(|source| Error::Status {
+            name: os.name_any(),
+            source,
+        })?;
     Ok(())
 }
 

@@ -11,7 +11,8 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::context::{Context, Error};
+use super::context::Context;
+use super::error::Error;
 use super::{kafka, observe, postgres, rotation, validate};
 use crate::crd::{DeletionPolicy, OrderSystem};
 

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::context::describe_error;
+use super::error::describe_error;
 use super::lag;
 use super::observe::World;
 use super::validate::{ValidSpec, ValidTopic};

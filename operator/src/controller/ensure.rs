@@ -10,9 +10,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 
 use super::build::{self, Desired, Observed};
-use super::context::{Context, Error};
+use super::context::Context;
 use super::decide::Plan;
 use super::drain::Gate;
+use super::error::Error;
 use super::kafka::{self, TopicObserved, TopicState};
 use super::observe::{KafkaFailure, KafkaSeen, World};
 use super::rotation::{self, RotationReport};

@@ -13,7 +13,8 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use ordersystem_kafka_admin::TopicDescription;
 
-use super::context::{Context, Error, describe_error};
+use super::context::Context;
+use super::error::{Error, describe_error};
 use super::kafka::security::{self as kafka_security, ConnectionFailure};
 use super::kafka::{self, Admin, ClientSecurity};
 use super::validate::ValidSpec;

@@ -19,16 +19,6 @@ pub use crate::conditions::{
 };
 pub use report::{Failure, Report};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("failed to patch the status of {name}")]
-    Patch {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
 /// One condition's status, reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Verdict {
@@ -404,7 +394,7 @@ pub async fn patch(
     client: &kube::Client,
     os: &OrderSystem,
     status: OrderSystemStatus,
-) -> Result<bool, Error> {
+) -> Result<bool, kube::Error> {
     if os.status.as_ref() == Some(&status) {
         return Ok(false);
     }
@@ -417,10 +407,6 @@ pub async fn patch(
     )
     .await
     .map(|_| true)
-    .map_err(|source| Error::Patch {
-        name: os.name_any(),
-        source,
-    })
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! leaves as a reason and a sentence.
 
 use super::super::apply::{self, DeploymentState};
-use super::super::context::describe_error;
 use super::super::decide::Plan;
 use super::super::ensure::{Outcome, TopicFailure};
+use super::super::error::describe_error;
 use super::super::kafka::{self, TopicObserved};
 use super::super::observe::{KafkaFailure, World};
 use super::super::postgres::{self, PostgresObserved};
