@@ -31,6 +31,7 @@ use crate::names;
 const READINESS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the controller until shutdown (SIGTERM or ctrl-c). `namespace` limits it to one namespace.
+/// Long on purpose: the watches, their filters and the `Controller` wired in one place.
 pub async fn run(
     client: kube::Client,
     namespace: Option<String>,
@@ -80,23 +81,7 @@ pub async fn run(
         },
     );
     let ctx = Arc::new(Context::new(client.clone(), recorder, metrics, reader.clone()));
-    let readiness = reader.clone();
-    tokio::spawn(async move {
-        // The store's readiness signal wakes only the waiter that polled it last, and the Controller below
-        // waits on it too: so ask again every second instead of waiting once (a single wait here never
-        // woke, and /readyz stayed false forever).
-        loop {
-            match tokio::time::timeout(READINESS_POLL, readiness.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    ready.store(true, Ordering::Relaxed);
-                    info!("OrderSystem cache synced");
-                    return;
-                }
-                Ok(Err(_)) => return,
-                Err(_) => continue,
-            }
-        }
-    });
+    tokio::spawn(signal_readiness(reader.clone(), ready));
     Controller::for_stream(stream, reader)
         .owns_stream(deployments)
         .owns_stream(services)
@@ -109,6 +94,23 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Sets `ready` once the OrderSystem cache has synced. The store's readiness signal wakes only the waiter
+/// that polled it last, and the Controller waits on it too: so ask again every second instead of waiting
+/// once (a single wait here never woke, and /readyz stayed false forever).
+async fn signal_readiness(readiness: reflector::Store<OrderSystem>, ready: Arc<AtomicBool>) {
+    loop {
+        match tokio::time::timeout(READINESS_POLL, readiness.wait_until_ready()).await {
+            Ok(Ok(())) => {
+                ready.store(true, Ordering::Relaxed);
+                info!("OrderSystem cache synced");
+                return;
+            }
+            Ok(Err(_)) => return,
+            Err(_) => continue,
+        }
+    }
 }
 
 /// The `Controller`'s joint backoff over all watches, switched off: each watch has its own

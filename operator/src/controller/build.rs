@@ -139,6 +139,7 @@ fn build_pdb(spec: &ValidSpec, plan: &ServicePlan) -> Value {
     })
 }
 
+/// Long on purpose: one Deployment declared in one piece, as its YAML would read.
 fn build_deployment(
     spec: &ValidSpec,
     plan: &ServicePlan,

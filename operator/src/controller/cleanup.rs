@@ -13,7 +13,8 @@ use kube::runtime::events::EventType;
 
 use super::context::Context;
 use super::error::Error;
-use super::{kafka, observe, postgres, rotation, validate};
+use super::validate::{self, ValidSpec};
+use super::{kafka, observe, postgres, rotation};
 use crate::crd::{DeletionPolicy, OrderSystem};
 
 pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
@@ -34,40 +35,60 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
         .await;
         return Ok(Action::await_change());
     }
-    let owns_topic = observe::topic_conflict(os, &spec, &ctx.store.state()).is_none();
+    delete_from_kafka(os, ctx, &spec).await?;
+    delete_from_postgres(os, ctx, &spec).await?;
+    ctx.event(
+        os,
+        EventType::Normal,
+        "Deleted",
+        "Delete",
+        format!("{} were deleted (deletionPolicy Delete)", external(&spec)),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// The topic (unless another resource claims it) and, with SCRAM, the services' users and ACLs.
+async fn delete_from_kafka(os: &OrderSystem, ctx: &Context, spec: &ValidSpec) -> Result<(), Error> {
+    let owns_topic = observe::topic_conflict(os, spec, &ctx.store.state()).is_none();
     let scram = spec.kafka_security.scram().is_some();
-    if owns_topic || scram {
-        match observe::kafka_admin(ctx, &spec).await {
-            Ok((admin, _)) => {
-                // Access goes first: the services' pods still run until the garbage collector removes
-                // them.
-                if scram {
-                    kafka::identities::delete(&admin, &spec, &ctx.metrics).await?;
-                }
-                if owns_topic {
-                    kafka::delete_topic(&admin, &spec.topic.name).await?;
-                }
-            }
-            // A CA or credentials Secret deleted first (as a namespace deletion does) can never come
-            // back through this resource: keep what is in Kafka and say so, as for Postgres below.
-            Err(kafka::Error::ReadSecret {
-                name,
-                source: kube::Error::Api(status),
-            }) if status.code == 404 => {
-                let note = format!("Kafka Secret {name} is gone: {} are kept", kafka_part(&spec));
-                ctx.event(os, EventType::Warning, "CleanupSkipped", "Delete", note)
-                    .await;
-            }
-            Err(error) => return Err(error.into()),
-        }
+    if !owns_topic && !scram {
+        return Ok(());
     }
-    match postgres::read_connection(&ctx.client, &spec).await {
-        Ok(admin) => {
-            postgres::drop_all(&admin, &spec).await?;
-            rotation::drop_alternates(&admin, &spec).await?;
+    match observe::kafka_admin(ctx, spec).await {
+        Ok((admin, _)) => {
+            // Access goes first: the services' pods still run until the garbage collector removes them.
+            if scram {
+                kafka::identities::delete(&admin, spec, &ctx.metrics).await?;
+            }
+            if owns_topic {
+                kafka::delete_topic(&admin, &spec.topic.name).await?;
+            }
         }
-        // Without credentials the schemas cannot be dropped, and waiting would block the deletion of
-        // the namespace (which is what usually removed the Secret first): keep them and say so.
+        // A CA or credentials Secret deleted first (as a namespace deletion does) can never come back
+        // through this resource: keep what is in Kafka and say so, as for Postgres.
+        Err(kafka::Error::ReadSecret {
+            name,
+            source: kube::Error::Api(status),
+        }) if status.code == 404 => {
+            let note = format!("Kafka Secret {name} is gone: {} are kept", kafka_part(spec));
+            ctx.event(os, EventType::Warning, "CleanupSkipped", "Delete", note)
+                .await;
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(())
+}
+
+/// The schemas and roles carrying this resource's uid, and the alternate logins.
+async fn delete_from_postgres(os: &OrderSystem, ctx: &Context, spec: &ValidSpec) -> Result<(), Error> {
+    match postgres::read_connection(&ctx.client, spec).await {
+        Ok(admin) => {
+            postgres::drop_all(&admin, spec).await?;
+            rotation::drop_alternates(&admin, spec).await?;
+        }
+        // Without credentials the schemas cannot be dropped, and waiting would block the deletion of the
+        // namespace (which is what usually removed the Secret first): keep them and say so.
         Err(postgres::Error::ReadAdminSecret {
             source: kube::Error::Api(status),
             ..
@@ -81,19 +102,11 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
         }
         Err(error) => return Err(error.into()),
     }
-    ctx.event(
-        os,
-        EventType::Normal,
-        "Deleted",
-        "Delete",
-        format!("{} were deleted (deletionPolicy Delete)", external(&spec)),
-    )
-    .await;
-    Ok(Action::await_change())
+    Ok(())
 }
 
 /// What the resource owns in Kafka, for the Events.
-fn kafka_part(spec: &validate::ValidSpec) -> String {
+fn kafka_part(spec: &ValidSpec) -> String {
     if spec.kafka_security.scram().is_some() {
         format!("topic {} and the services' Kafka users and ACLs", spec.topic.name)
     } else {
@@ -102,7 +115,7 @@ fn kafka_part(spec: &validate::ValidSpec) -> String {
 }
 
 /// What the resource owns outside Kubernetes, for the Events.
-fn external(spec: &validate::ValidSpec) -> String {
+fn external(spec: &ValidSpec) -> String {
     if spec.kafka_security.scram().is_some() {
         format!(
             "topic {}, the services' Kafka users and ACLs, and the schemas",

@@ -19,7 +19,7 @@ use super::observe::{KafkaFailure, KafkaSeen, World};
 use super::rotation::{self, RotationReport};
 use super::{apply, postgres};
 use crate::crd::OrderSystem;
-use crate::names;
+use crate::names::{self, Service};
 
 /// What the writers did.
 pub struct Outcome {
@@ -64,26 +64,7 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
         return None;
     }
     let spec = &plan.spec;
-    // The services' identity Secrets come from Kubernetes alone, so their hashes reach the pod templates
-    // whatever the broker does.
-    let identities = kafka::identities::secrets(&ctx.client, spec).await;
-    let kafka_secret_hashes = match &identities {
-        Ok(identities) => identities
-            .iter()
-            .map(|i| (i.service, i.secret_hash.clone()))
-            .collect(),
-        Err(_) => BTreeMap::new(),
-    };
-    let topic = match (&world.kafka, &plan.gate, identities) {
-        (Some(Ok(_)), Gate::Unknown(message), _) => Some(Err(TopicFailure::Undecided(message.clone()))),
-        (Some(Ok(_)), _, Err(error)) => Some(Err(TopicFailure::Kafka(error.into()))),
-        (Some(Ok(seen)), _, Ok(identities)) => Some(
-            ensure_topic(ctx, os, plan, seen, &identities)
-                .await
-                .map_err(TopicFailure::Kafka),
-        ),
-        _ => None,
-    };
+    let (topic, kafka_secret_hashes) = kafka(ctx, os, plan, world).await;
     let admin = world
         .postgres_admin
         .as_ref()
@@ -109,25 +90,20 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
             Some(Ok(pg)) => pg.ready.clone(),
             _ => BTreeSet::new(),
         },
-        deployed: world
-            .deployment_states(spec)
-            .iter()
-            .map(|state| state.service)
-            .collect(),
+        deployed: world.deployment_states(spec).iter().map(|d| d.service).collect(),
     };
-    let deployments = world.deployments.as_deref().unwrap_or_default();
     // A requested rotation switches a Secret here, so this reconcile already rolls it.
     let rotation = match admin {
         Some(admin) if !spec.paused => {
+            let deployments = world.deployments.as_deref().unwrap_or_default();
             Some(rotation::step(ctx, os, spec, admin, deployments, &mut observed).await)
         }
         _ => None,
     };
     let desired = build::build(spec, &observed);
-    let applied = if spec.paused {
-        None
-    } else {
-        Some(apply::apply(&ctx.client, spec, &desired).await)
+    let applied = match spec.paused {
+        true => None,
+        false => Some(apply::apply(&ctx.client, spec, &desired).await),
     };
     Some(Outcome {
         topic,
@@ -136,6 +112,40 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
         desired,
         applied,
     })
+}
+
+/// The Kafka writers: the services' identity Secrets, then the topic with their users and ACLs. Returns
+/// the topic step (`None` when the brokers could not be reached) and the identity Secrets' hashes.
+async fn kafka(
+    ctx: &Context,
+    os: &OrderSystem,
+    plan: &Plan,
+    world: &World,
+) -> (
+    Option<Result<TopicObserved, TopicFailure>>,
+    BTreeMap<Service, String>,
+) {
+    // The identity Secrets come from Kubernetes alone, so their hashes reach the pod templates whatever
+    // the broker does.
+    let identities = kafka::identities::secrets(&ctx.client, &plan.spec).await;
+    let hashes = match &identities {
+        Ok(identities) => identities
+            .iter()
+            .map(|i| (i.service, i.secret_hash.clone()))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    let topic = match (&world.kafka, &plan.gate, identities) {
+        (Some(Ok(_)), Gate::Unknown(message), _) => Some(Err(TopicFailure::Undecided(message.clone()))),
+        (Some(Ok(_)), _, Err(error)) => Some(Err(TopicFailure::Kafka(error.into()))),
+        (Some(Ok(seen)), _, Ok(identities)) => Some(
+            ensure_topic(ctx, os, plan, seen, &identities)
+                .await
+                .map_err(TopicFailure::Kafka),
+        ),
+        _ => None,
+    };
+    (topic, hashes)
 }
 
 /// Brings the topic in line with the plan's, then the services' users and ACLs, which belong to the

@@ -137,6 +137,8 @@ pub async fn existing_secret_hashes(client: &kube::Client, spec: &ValidSpec) -> 
 }
 
 /// Provisions all three services in the crash-safe order, or only observes when `paused`.
+/// Long on purpose: the crash-safe order for all three services (Secret, ownership check, provisioning),
+/// then the isolation check, in one pass over one connection.
 pub async fn ensure(
     client: &kube::Client,
     admin: &AdminConnection,
@@ -241,6 +243,8 @@ async fn comment(
         })
 }
 
+/// Long on purpose: it is the crash-safe order of design.md 3.2 (role with its comment, membership,
+/// schema with its comment and grants, search path), best read as one sequence.
 async fn provision(
     conn: &mut PgConnection,
     plan: &ServicePlan,

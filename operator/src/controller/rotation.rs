@@ -37,6 +37,9 @@ use super::validate::{ServicePlan, ValidSpec};
 use crate::crd::{OrderSystem, SchemaStatus};
 use crate::names::{self, Service, quote_ident};
 
+/// The action of the rotation's Events.
+const ROTATE: &str = "RotateCredentials";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -81,6 +84,7 @@ impl RotationReport {
 
 /// Advances every service's rotation one step. Updates `observed.secret_hashes` when a Secret changed,
 /// so this reconcile already rolls the Deployment.
+/// Long on purpose: the loop over the services picks each one's step; the steps are functions of their own.
 pub async fn step(
     ctx: &Context,
     os: &OrderSystem,
@@ -89,16 +93,11 @@ pub async fn step(
     deployments: &[Deployment],
     observed: &mut Observed,
 ) -> Result<RotationReport, Error> {
-    let mut report = RotationReport::default();
     let requested = os.annotations().get(names::ROTATE_CREDENTIALS_ANNOTATION);
-    if let Some(value) = requested
-        && !Service::ALL.iter().any(|s| s.as_str() == value)
-    {
-        report.invalid_request = Some(format!(
-            "{}={value:?} names no service (order, invoicing or shipping)",
-            names::ROTATE_CREDENTIALS_ANNOTATION
-        ));
-    }
+    let mut report = RotationReport {
+        invalid_request: requested.and_then(|value| invalid_request(value)),
+        ..RotationReport::default()
+    };
     if observed.schemas_ready.is_empty() {
         return Ok(report);
     }
@@ -118,82 +117,36 @@ pub async fn step(
             continue;
         };
         let data = secret.data.clone().unwrap_or_default();
-        let current = text(&data, secret_keys::USERNAME).unwrap_or_else(|| plan.db_identifier.clone());
-        let alternate = names::alternate_login(&plan.db_identifier);
-        let other = if current == alternate {
-            plan.db_identifier.clone()
-        } else {
-            alternate.clone()
-        };
+        let logins = Logins::of(plan, &data);
         let retiring = secret.annotations().get(names::RETIRE_LOGIN_ANNOTATION).cloned();
-        report.logins.insert(plan.service, current.clone());
+        report.logins.insert(plan.service, logins.current.clone());
+        let deployment = deployments.iter().find(|d| d.name_any() == plan.child_name);
         match retiring {
-            Some(old) => {
-                let deployment = deployments.iter().find(|d| d.name_any() == plan.child_name);
-                if rolled_out(deployment, &data) {
-                    finish(ctx, os, &mut conn, &secrets, plan, &old, requested).await?;
-                    let note = format!(
-                        "{}: every pod logs in as {current}; login {old} is disabled",
-                        plan.service.as_str()
-                    );
-                    ctx.event(
-                        os,
-                        EventType::Normal,
-                        "CredentialsRotated",
-                        "RotateCredentials",
-                        note,
-                    )
-                    .await;
-                } else {
-                    report.in_progress.push(format!(
-                        "{}: Secret {} switched to login {current}; {old} stays enabled until every pod of \
-                         {} runs with it",
-                        plan.service.as_str(),
-                        plan.secret_name,
-                        plan.child_name
-                    ));
-                }
+            Some(old) if rolled_out(deployment, &data) => {
+                finish(ctx, os, &mut conn, &secrets, plan, &logins, &old, requested).await?;
             }
+            Some(old) => report.in_progress.push(format!(
+                "{}: Secret {} switched to login {}; {old} stays enabled until every pod of {} runs with it",
+                plan.service.as_str(),
+                plan.secret_name,
+                logins.current,
+                plan.child_name
+            )),
             None if requested.map(String::as_str) == Some(plan.service.as_str()) => {
-                check_owned(&mut conn, plan, &alternate, &owner).await?;
-                let password = postgres::generate_password();
-                enable_login(&mut conn, plan, &other, &password, &owner).await?;
-                let patch = json!({
-                    "metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): current}},
-                    "stringData": {(secret_keys::USERNAME): other, (secret_keys::PASSWORD): password},
-                });
-                let updated = secrets
-                    .patch(&plan.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(secret_error)?;
-                observed.secret_hashes.insert(
-                    plan.service,
-                    postgres::secret_hash(&updated.data.unwrap_or_default()),
-                );
-                report.logins.insert(plan.service, other.clone());
+                let hash = start(ctx, os, &mut conn, &secrets, plan, &logins, &owner).await?;
+                observed.secret_hashes.insert(plan.service, hash);
+                report.logins.insert(plan.service, logins.other.clone());
                 report.in_progress.push(format!(
-                    "{}: Secret {} switched to login {other}; rolling {}",
+                    "{}: Secret {} switched to login {}; rolling {}",
                     plan.service.as_str(),
                     plan.secret_name,
+                    logins.other,
                     plan.child_name
                 ));
-                let note = format!(
-                    "{}: new credentials for login {other} in Secret {}; {current} is disabled after the rollout",
-                    plan.service.as_str(),
-                    plan.secret_name
-                );
-                ctx.event(
-                    os,
-                    EventType::Normal,
-                    "CredentialsRotating",
-                    "RotateCredentials",
-                    note,
-                )
-                .await;
             }
             None => {
-                check_owned(&mut conn, plan, &alternate, &owner).await?;
-                disable_login(&mut conn, plan, &other).await?;
+                check_owned(&mut conn, plan, &logins.alternate, &owner).await?;
+                disable_login(&mut conn, plan, &logins.other).await?;
             }
         }
     }
@@ -201,8 +154,80 @@ pub async fn step(
     Ok(report)
 }
 
+/// The `Degraded` message for a request that names no service.
+fn invalid_request(value: &str) -> Option<String> {
+    (!Service::ALL.iter().any(|s| s.as_str() == value)).then(|| {
+        format!(
+            "{}={value:?} names no service (order, invoicing or shipping)",
+            names::ROTATE_CREDENTIALS_ANNOTATION
+        )
+    })
+}
+
 fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
     data.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok())
+}
+
+/// A service's two logins: the one its Secret names now, and the other one.
+struct Logins {
+    current: String,
+    other: String,
+    /// `<id>_b`, the login that is not the schema owner.
+    alternate: String,
+}
+
+impl Logins {
+    fn of(plan: &ServicePlan, data: &BTreeMap<String, ByteString>) -> Self {
+        let current = text(data, secret_keys::USERNAME).unwrap_or_else(|| plan.db_identifier.clone());
+        let alternate = names::alternate_login(&plan.db_identifier);
+        let other = if current == alternate {
+            plan.db_identifier.clone()
+        } else {
+            alternate.clone()
+        };
+        Self {
+            current,
+            other,
+            alternate,
+        }
+    }
+}
+
+/// Steps 1 and 2: the other login gets a new password and may log in, then the Secret switches to it,
+/// marked with the login to retire. Returns the Secret's new hash, which rolls the Deployment.
+async fn start(
+    ctx: &Context,
+    os: &OrderSystem,
+    conn: &mut PgConnection,
+    secrets: &Api<Secret>,
+    plan: &ServicePlan,
+    logins: &Logins,
+    owner: &str,
+) -> Result<String, Error> {
+    check_owned(conn, plan, &logins.alternate, owner).await?;
+    let password = postgres::generate_password();
+    enable_login(conn, plan, &logins.other, &password, owner).await?;
+    let patch = json!({
+        "metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): logins.current}},
+        "stringData": {(secret_keys::USERNAME): logins.other, (secret_keys::PASSWORD): password},
+    });
+    let updated = secrets
+        .patch(&plan.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Secret {
+            name: plan.secret_name.clone(),
+            source,
+        })?;
+    let note = format!(
+        "{}: new credentials for login {} in Secret {}; {} is disabled after the rollout",
+        plan.service.as_str(),
+        logins.other,
+        plan.secret_name,
+        logins.current
+    );
+    ctx.event(os, EventType::Normal, "CredentialsRotating", ROTATE, note)
+        .await;
+    Ok(postgres::secret_hash(&updated.data.unwrap_or_default()))
 }
 
 /// The alternate login, when it exists, must carry this resource's ownership comment.
@@ -314,12 +339,14 @@ fn rolled_out(deployment: Option<&Deployment>, data: &BTreeMap<String, ByteStrin
 
 /// Step 3: acknowledge the request, disable the old login, clear the mark (in this order, so a crash
 /// in between never starts a second rotation).
+#[allow(clippy::too_many_arguments)] // the rotation's state, passed through; a struct would only rename it
 async fn finish(
     ctx: &Context,
     os: &OrderSystem,
     conn: &mut PgConnection,
     secrets: &Api<Secret>,
     plan: &ServicePlan,
+    logins: &Logins,
     old: &str,
     requested: Option<&String>,
 ) -> Result<(), Error> {
@@ -345,6 +372,13 @@ async fn finish(
             name: plan.secret_name.clone(),
             source,
         })?;
+    let note = format!(
+        "{}: every pod logs in as {}; login {old} is disabled",
+        plan.service.as_str(),
+        logins.current
+    );
+    ctx.event(os, EventType::Normal, "CredentialsRotated", ROTATE, note)
+        .await;
     Ok(())
 }
 

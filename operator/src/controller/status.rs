@@ -43,6 +43,7 @@ impl Verdict {
 }
 
 /// The status for `report`, keeping each condition's `lastTransitionTime` while its status is unchanged.
+/// Long on purpose: the seven conditions in the order they are listed, then the facts.
 pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatus {
     let previous = os.status.clone().unwrap_or_default();
     let generation = os.metadata.generation;
@@ -117,6 +118,7 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
     }
 }
 
+/// Long on purpose: one arm per topic state, each with its sentence.
 fn topic_verdict(report: &Report) -> Verdict {
     if let Some(failure) = &report.topic_error {
         return Verdict::failed(failure);

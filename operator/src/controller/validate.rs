@@ -123,6 +123,7 @@ impl std::fmt::Display for InvalidSpec {
     }
 }
 
+/// Long on purpose: one list of checks, each collecting its problem, so every problem is reported at once.
 pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
     let mut problems = Vec::new();
     let name = os.name_any();

@@ -103,6 +103,8 @@ pub async fn ensure_topic(
 }
 
 /// [`ensure_topic`] for a topic already described (`None`: it did not exist).
+/// Long on purpose: each state of the topic is checked in turn (missing, replaced, partitions,
+/// replication, configs), and the first that ends the step returns.
 pub async fn ensure_described_topic(
     admin: &Arc<Admin>,
     description: Option<TopicDescription>,
@@ -170,18 +172,9 @@ pub async fn ensure_described_topic(
             actual: description.replication_factor,
         };
     }
-    let current = dynamic_configs(admin, &topic.name).await?;
-    let changes = config_changes(&topic.configs, previously_managed, &current);
-    let current = if changes.is_empty() || paused {
-        current
-    } else {
-        alter_configs(admin, &topic.name, &changes).await?;
-        observed.configs_changed = changes.iter().map(|(k, _)| k.clone()).collect();
-        dynamic_configs_after_alter(admin, &topic.name, &changes).await?
-    };
-    let (managed_configs, unmanaged_configs) = current
-        .into_iter()
-        .partition(|(k, _)| topic.configs.contains_key(k));
+    let (managed_configs, unmanaged_configs, changed) =
+        ensure_configs(admin, topic, previously_managed, paused).await?;
+    observed.configs_changed = changed;
     observed.status = Some(TopicStatus {
         name: topic.name.clone(),
         topic_id: Some(description.topic_id),
@@ -191,6 +184,32 @@ pub async fn ensure_described_topic(
         unmanaged_configs,
     });
     Ok(observed)
+}
+
+/// The configs we manage brought in line with the spec (unless `paused`). Returns the topic's dynamic
+/// configs split into managed and unmanaged ones, and the keys that changed.
+async fn ensure_configs(
+    admin: &Arc<Admin>,
+    topic: &ValidTopic,
+    previously_managed: &BTreeSet<String>,
+    paused: bool,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>, Vec<String>), Error> {
+    let current = dynamic_configs(admin, &topic.name).await?;
+    let changes = config_changes(&topic.configs, previously_managed, &current);
+    let (current, changed) = if changes.is_empty() || paused {
+        (current, Vec::new())
+    } else {
+        alter_configs(admin, &topic.name, &changes).await?;
+        let changed = changes.iter().map(|(k, _)| k.clone()).collect();
+        (
+            dynamic_configs_after_alter(admin, &topic.name, &changes).await?,
+            changed,
+        )
+    };
+    let (managed, unmanaged) = current
+        .into_iter()
+        .partition(|(k, _)| topic.configs.contains_key(k));
+    Ok((managed, unmanaged, changed))
 }
 
 /// A new topic reaches the metadata of every broker shortly after CreateTopics returns; wait for it
