@@ -12,7 +12,9 @@ use ordersystem_service_kit::consumer_service::ConsumerService;
 pub use ordersystem_service_kit::consumer_service::RunError;
 use ordersystem_service_kit::shutdown::Shutdown;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The service's own tables (`migrations/`); the kit's dead-letter table is migrated after them
+/// (`ConsumerService`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Serve on `listener` and consume until `shutdown` fires.
 pub async fn run(

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
 use crate::config::{ConsumerArgs, DatabaseArgs, KafkaArgs};
-use crate::consumer::{ConsumerError, ConsumerLoop, Handler};
+use crate::consumer::{self, ConsumerError, ConsumerLoop, Handler};
 use crate::db::{Database, DbError};
 use crate::health;
 use crate::metrics::Metrics;
@@ -18,7 +18,7 @@ use crate::shutdown::Shutdown;
 pub struct ConsumerService<H> {
     /// Stores one event inside the transaction it is given.
     pub handler: H,
-    /// The service's own schema.
+    /// The service's own tables; the kit's dead-letter table is migrated after them.
     pub migrator: &'static Migrator,
     /// Its pages and JSON API.
     pub pages: fn(PgPool) -> Router,
@@ -51,7 +51,8 @@ impl<H: Handler> ConsumerService<H> {
         let app = (self.pages)(db.pool.clone()).merge(health::router(db.clone(), metrics.clone()));
         let server = tokio::spawn(health::serve(listener, app, metrics.clone(), shutdown.clone()));
         // Consume only once the tables exist; until then /readyz says not ready.
-        if db.migrate(self.migrator, shutdown.clone()).await {
+        let migrators = [self.migrator, &*consumer::store::MIGRATOR];
+        if db.migrate(&migrators, shutdown.clone()).await {
             let consumer_loop = ConsumerLoop {
                 handler: self.handler,
                 pool: db.pool.clone(),

@@ -90,10 +90,11 @@ impl Database {
         })
     }
 
-    /// Run the service's migrations, retrying while the database is unreachable, until done or shut down.
-    /// Returns whether they ran.
-    pub async fn migrate(&self, migrator: &Migrator, shutdown: Shutdown) -> bool {
-        self.migrate_and_prepare(migrator, shutdown, |_| async { Ok(()) })
+    /// Run `migrators` in order (the service's own, then the kit's for the tables it runs: each keeps its
+    /// own history table), retrying while the database is unreachable, until done or shut down. Returns
+    /// whether they ran.
+    pub async fn migrate(&self, migrators: &[&Migrator], shutdown: Shutdown) -> bool {
+        self.migrate_and_prepare(migrators, shutdown, |_| async { Ok(()) })
             .await
     }
 
@@ -101,7 +102,7 @@ impl Database {
     /// ready only after both, so nobody sees the tables without their seed.
     pub async fn migrate_and_prepare<F, Fut>(
         &self,
-        migrator: &Migrator,
+        migrators: &[&Migrator],
         mut shutdown: Shutdown,
         prepare: F,
     ) -> bool
@@ -111,7 +112,9 @@ impl Database {
     {
         loop {
             let attempt = async {
-                migrator.run(&self.pool).await.map_err(|e| e.to_string())?;
+                for migrator in migrators {
+                    migrator.run(&self.pool).await.map_err(|e| e.to_string())?;
+                }
                 prepare(self.pool.clone()).await.map_err(|e| e.to_string())
             };
             match attempt.await {
@@ -133,6 +136,15 @@ impl Database {
     pub async fn is_ready(&self) -> bool {
         self.migrated.load(Ordering::SeqCst) && sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+}
+
+/// `migrations` keeping their history in `history` instead of sqlx's `_sqlx_migrations`. The kit's tables
+/// are migrated in a service's schema beside the service's own tables, and sqlx refuses to run a set when
+/// its history lists a migration the set lacks: with a table each, the service's set and the kit's never
+/// see each other's versions, and each is still checked strictly against its own.
+pub fn with_own_history(mut migrations: Migrator, history: &'static str) -> Migrator {
+    migrations.dangerous_set_table_name(history);
+    migrations
 }
 
 /// Connections a busy worker keeps between one use and the next, instead of the pool. sqlx checks every

@@ -1,6 +1,7 @@
 //! What every service needs and what must be fixed in one place: configuration pieces, telemetry, the
 //! health and metrics endpoints, graceful shutdown, and the delivery machinery (the consumer loop that
-//! invoicing and shipping give a handler, and the outbox relay that order runs).
+//! invoicing and shipping give a handler, and the outbox relay that order runs) with the tables it runs,
+//! created by the kit's own migrations (`consumer::store::MIGRATOR`, `relay::store::MIGRATOR`).
 
 pub mod config;
 pub mod consumer;

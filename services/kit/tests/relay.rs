@@ -8,7 +8,7 @@ use ordersystem_contract::partition::partition_for_key;
 use ordersystem_service_kit::config::{DatabaseArgs, KafkaArgs};
 use ordersystem_service_kit::db::{Database, WarmConnections};
 use ordersystem_service_kit::metrics::Metrics;
-use ordersystem_service_kit::relay::store::{Round, delete_sent_before};
+use ordersystem_service_kit::relay::store::{self, Round, delete_sent_before};
 use ordersystem_service_kit::relay::{BATCH, Relay, RelaySettings};
 use ordersystem_service_kit::shutdown;
 use ordersystem_testkit::{env, names, schema};
@@ -61,16 +61,12 @@ async fn sent_count(pool: &sqlx::PgPool) -> i64 {
         .expect("count")
 }
 
-/// The outbox table as order's migrations create it, in the service's own schema.
+/// The outbox table, made by the kit's own migration as every service gets it.
 async fn create_outbox(pool: &sqlx::PgPool) {
-    sqlx::raw_sql(
-        "CREATE TABLE outbox (id BIGSERIAL PRIMARY KEY, record_key TEXT NOT NULL, payload BYTEA NOT NULL,
-           created_at TIMESTAMPTZ NOT NULL DEFAULT now(), sent_at TIMESTAMPTZ);
-         CREATE INDEX outbox_unsent_by_id ON outbox (id) WHERE sent_at IS NULL;",
-    )
-    .execute(pool)
-    .await
-    .expect("outbox table in the service's own schema");
+    store::MIGRATOR
+        .run(pool)
+        .await
+        .expect("outbox table in the service's own schema");
 }
 
 async fn insert(pool: &sqlx::PgPool, key: &str, payload: &[u8]) {

@@ -12,13 +12,14 @@ use config::Config;
 use ordersystem_service_kit::db::{Database, DbError};
 use ordersystem_service_kit::health;
 use ordersystem_service_kit::metrics::Metrics;
-use ordersystem_service_kit::relay::{Relay, RelayError, RelaySettings};
+use ordersystem_service_kit::relay::{self, Relay, RelayError, RelaySettings};
 use ordersystem_service_kit::shutdown::{self, Shutdown};
 use ordersystem_service_kit::telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The service's own tables (`migrations/`); the kit's outbox table is migrated after them (`run`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -71,7 +72,8 @@ pub async fn run(
     let server = tokio::spawn(health::serve(listener, app, metrics, shutdown.clone()));
     // Migrate and seed before relaying; the server answers /healthz (and /readyz "not ready") meanwhile.
     let seed = |pool: sqlx::PgPool| async move { store::seed(&pool).await };
-    if db.migrate_and_prepare(&MIGRATOR, shutdown.clone(), seed).await {
+    let migrators = [&MIGRATOR, &*relay::store::MIGRATOR];
+    if db.migrate_and_prepare(&migrators, shutdown.clone(), seed).await {
         relay.run(shutdown).await;
     }
     match server.await {

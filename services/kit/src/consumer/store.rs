@@ -1,16 +1,25 @@
-//! The consumer loop's own SQL: the dead-letter table. Each consumer service creates it in its schema with
-//! this shape (see its migrations):
-//!
-//! ```sql
-//! CREATE TABLE dead_letters (id BIGSERIAL PRIMARY KEY, topic TEXT NOT NULL, partition INT NOT NULL,
-//!   "offset" BIGINT NOT NULL, record_key BYTEA, payload BYTEA, reason TEXT NOT NULL, error TEXT NOT NULL,
-//!   created_at TIMESTAMPTZ NOT NULL DEFAULT now());
-//! ```
+//! The consumer loop's own SQL: the dead-letter table. The kit creates that table itself (`MIGRATOR`, the
+//! one definition, in `migrations/dead_letters`): the loop that writes it is shared by every consumer
+//! service, so its table is defined with it instead of once per service.
 
 use super::Stored;
+use crate::db;
 use rdkafka::Message;
 use sqlx::PgConnection;
+use sqlx::migrate::Migrator;
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+/// Creates the dead-letter table. A consumer service runs it after its own migrations
+/// (`consumer_service::ConsumerService` does): invoicing's and shipping's, shipped before the kit had this
+/// one, create the same table without `IF NOT EXISTS`, and this one then finds it there. Its history is
+/// `_sqlx_migrations_dead_letters` (`db::with_own_history`).
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    db::with_own_history(
+        sqlx::migrate!("./migrations/dead_letters"),
+        "_sqlx_migrations_dead_letters",
+    )
+});
 
 /// One record that could not be stored as an invoice or shipment, kept byte for byte.
 #[derive(Debug, Clone)]

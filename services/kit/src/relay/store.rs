@@ -1,17 +1,21 @@
-//! The relay's SQL over the order service's outbox table, which order's migrations create with this shape:
-//!
-//! ```sql
-//! CREATE TABLE outbox (id BIGSERIAL PRIMARY KEY, record_key TEXT NOT NULL, payload BYTEA NOT NULL,
-//!   created_at TIMESTAMPTZ NOT NULL DEFAULT now(), sent_at TIMESTAMPTZ);
-//! CREATE INDEX outbox_unsent_by_id ON outbox (id) WHERE sent_at IS NULL;
-//! ```
-//!
-//! `outbox_unsent_by_id` lets `Round::lock_next` find the oldest unsent rows without walking every row ever sent.
+//! The relay's SQL over the outbox table. The kit creates that table itself (`MIGRATOR`, the one definition,
+//! in `migrations/outbox`) rather than the relay moving into order: the relay and the SQL it runs are
+//! written once here, so the table they depend on is too, and the next service with an outbox gets it by
+//! running the same migrator. A service writes rows `(record_key, payload)` in the transaction that stores
+//! what the event reports (order's `store::place_all`).
 
-use crate::db::WarmConnections;
+use crate::db::{self, WarmConnections};
+use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 use std::ops::{Deref, DerefMut};
+use std::sync::LazyLock;
+
+/// Creates the outbox table. A service runs it after its own migrations (`db::Database::migrate`): order's,
+/// shipped before the kit had this one, create the same table without `IF NOT EXISTS`, and this one then
+/// finds it there. Its history is `_sqlx_migrations_outbox` (`db::with_own_history`).
+pub static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| db::with_own_history(sqlx::migrate!("./migrations/outbox"), "_sqlx_migrations_outbox"));
 
 /// One unsent row.
 #[derive(Debug, Clone)]
