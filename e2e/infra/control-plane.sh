@@ -97,7 +97,7 @@ start() {
     # A test's own API server has no nodes and no `kubernetes` Service endpoint.
     own=(--endpoint-reconciler-type=none)
   else
-    has_address "$ADDRESS" || die "$ADDRESS is on no interface: e2e/infra/node.sh net-up first (up.sh does)"
+    require_bridge
     own=(--kubelet-client-certificate="$P/apiserver-kubelet-client.crt" --kubelet-client-key="$P/apiserver-kubelet-client.key"
       --kubelet-certificate-authority="$P/ca.crt"
       # the node's own address, never a host name looked up through the machine's resolver

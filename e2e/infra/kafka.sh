@@ -120,8 +120,7 @@ start() {
   local scram=()
   [ "$SECURITY" = plaintext ] || secure_config
   [ "$SECURITY" = sasl_ssl ] && scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$ADMIN_PASSWORD]")
-  has_address "$BRIDGE_IP" \
-    || die "the bridge address $BRIDGE_IP is not on this machine: start the node's network first (node.sh net-up)"
+  require_bridge
   require_port "$BRIDGE_PORT" "$BRIDGE_IP"
   bridge_config > "$D/bridge.properties"
   cat "$D/bridge.properties" >> "$D/server.properties"

@@ -31,9 +31,17 @@ export PODNET=10.244.0.0/24
 export KAFKA_BRIDGE_HOST=kafka.ordersystem.internal
 export POSTGRES_BRIDGE_HOST=postgres.ordersystem.internal
 
-# has_address ADDRESS: true when an interface of this machine carries the IPv4 ADDRESS. (awk reads all of
-# ip's output: under pipefail, `grep -q` closing the pipe early can fail the pipeline.)
-has_address() { ip -4 -o addr show | awk -v a="$1/" 'index($4, a) == 1 {found = 1} END {exit !found}'; }
+# has_address ADDRESS [DEVICE]: true when an interface of this machine (or DEVICE) carries the IPv4 ADDRESS.
+# (awk reads all of ip's output: under pipefail, `grep -q` closing the pipe early can fail the pipeline.)
+has_address() {
+  ip -4 -o addr show ${2:+dev "$2"} 2>/dev/null | awk -v a="$1/" 'index($4, a) == 1 {found = 1} END {exit !found}'
+}
+
+# require_bridge: stop unless the real node's bridge address is up, which every listener for its pods needs.
+require_bridge() {
+  has_address "$BRIDGE_IP" \
+    || die "the bridge address $BRIDGE_IP is not on this machine: start the node's network first (node.sh net-up; up.sh does)"
+}
 
 # port_free PORT [ADDRESS]: true when nothing listens on ADDRESS:PORT (default 127.0.0.1).
 port_free() { ! (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }

@@ -103,7 +103,7 @@ net_up() {
   if ip link show "$BR" >/dev/null 2>&1 && [ ! -f "$NET/bridge" ]; then
     die "the bridge $BR exists but was not made by node.sh (no $NET/bridge): another test bed or a user owns it; remove it (ip link del $BR) or stop what uses it"
   fi
-  if has_address "$GW" && ! ip -4 -o addr show dev "$BR" 2>/dev/null | awk -v a="$GW/" 'index($4, a) == 1 {f = 1} END {exit !f}'; then
+  if has_address "$GW" && ! has_address "$GW" "$BR"; then
     die "the address $GW is already on another interface: $(ip -4 -o addr show | grep "$GW/" | awk '{print $2}')"
   fi
   mkdir -p "$NET" "$LOGS"

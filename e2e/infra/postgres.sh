@@ -66,8 +66,7 @@ PGCONF
     fi
   else
     require_port "$PORT"
-    has_address "$BRIDGE_IP" \
-      || die "the bridge address $BRIDGE_IP is not on this machine: start the node's network first (node.sh net-up)"
+    require_bridge
     say "starting PostgreSQL $V on 127.0.0.1:$PORT and $BRIDGE_IP:$PORT"
     pg_ctlcluster --skip-systemctl-redirect "$V" main start >&2 || die_with_log "$LOG" "pg_ctlcluster start failed"
     touch "$MARK"
