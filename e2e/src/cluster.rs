@@ -1,4 +1,5 @@
-//! Cluster helpers of the end-to-end tests: namespaces, helm, and the pods of one service of a system.
+//! Cluster helpers of the end-to-end tests: namespaces, the operator installed with helm, and the pods of one
+//! service of a system.
 
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ pub async fn create_namespace(client: &kube::Client, name: &str, annotations: se
         .expect("create namespace");
     // ServiceAccount admission refuses pods until kube-controller-manager created `default`.
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
-    wait::until("the default ServiceAccount", Duration::from_secs(30), || async {
+    wait::until_ok("the default ServiceAccount", Duration::from_secs(30), || async {
         accounts
             .get_opt("default")
             .await
@@ -50,7 +51,7 @@ pub async fn delete_namespace_and_wait(client: &kube::Client, name: &str) {
         .delete(name, &DeleteParams::default())
         .await
         .expect("delete namespace");
-    wait::until(
+    wait::until_ok(
         &format!("namespace {name} gone"),
         Duration::from_secs(90),
         || async {
@@ -81,9 +82,30 @@ pub fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Runs helm and fails the test with its stderr when it fails.
-pub fn helm(args: &[&str]) {
-    run("helm", args);
+/// The operator as users install it: this tree's CRDs applied server-side (helm never upgrades a CRD that
+/// exists; the documented upgrade path applies them), then the chart as release `release` in the namespace
+/// of that name, watching `watch`, with `sets` (`key=value`) on top of the chart's values.
+///
+/// # Panics
+/// When kubectl or helm fails, with its stderr.
+pub fn install_operator(release: &str, watch: &str, sets: &[&str]) {
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/");
+    run(
+        "kubectl",
+        &["apply", "--server-side", "--force-conflicts", "-f", crds],
+    );
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
+    let watch = format!("watchNamespace={watch}");
+    let mut args = vec!["install", release, chart, "--namespace", release, "--set", &watch];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    run("helm", &args);
+}
+
+/// Uninstalls what [`install_operator`] installed as `release`.
+pub fn uninstall_operator(release: &str) {
+    run("helm", &["uninstall", release, "--namespace", release]);
 }
 
 /// Every pod of one service of a system.
@@ -149,7 +171,7 @@ pub async fn ready_pods(
     service: &str,
     count: usize,
 ) -> Vec<Pod> {
-    wait::until(&format!("{count} Ready {service} pods"), READY_WITHIN, || async {
+    wait::until_ok(&format!("{count} Ready {service} pods"), READY_WITHIN, || async {
         let all = pods(client, ns, system, service).await;
         if let Some(reason) = all.iter().find_map(cannot_start) {
             panic!("{service} in {ns} cannot become Ready: {reason}");

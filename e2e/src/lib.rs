@@ -1,14 +1,17 @@
 //! Test support for the control-plane and end-to-end tests: a kube client for the local control plane,
-//! the Kubernetes version this workspace is compiled for, waits with deadlines, the real node and the two
-//! modes of the end-to-end tests, and a client of the running shop. Kafka/Postgres lookups and names are in `ordersystem-testkit`, re-exported.
+//! the Kubernetes version this workspace is compiled for, a control-plane test's namespace and the
+//! `OrderSystem` it writes and waits on, the real node and the two modes of the end-to-end tests, and a
+//! client of the running shop. Kafka/Postgres lookups, names and waits are in `ordersystem-testkit`,
+//! re-exported.
 
 pub mod chart_rbac;
 pub mod cluster;
+pub mod control_plane;
 pub mod kube;
 pub mod mode;
+pub mod order_system;
 pub mod real_node;
 pub mod shop;
 pub mod versions;
-pub mod wait;
 
-pub use ordersystem_testkit::{env, kafka, names, own_instance, secure_kafka};
+pub use ordersystem_testkit::{env, kafka, metrics, names, own_instance, secure_kafka, wait};

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use ordersystem_contract::wiring::HTTP_PORT;
 
-use crate::cluster::{helm, run};
+use crate::cluster::{self, run};
 use crate::env;
 use crate::real_node::{self, RealNode};
 use crate::shop::Service;
@@ -69,38 +69,21 @@ impl Mode {
         }
     }
 
-    /// The operator as users install it: this tree's CRDs applied (helm never upgrades a CRD that exists;
-    /// the documented upgrade path applies them), then the chart as release `operator_ns` in that namespace,
-    /// watching `shop_ns`. Returns the operator's namespace; in kind mode, the one `kind.sh` installed.
+    /// The operator as users install it ([`cluster::install_operator`]) as release `operator_ns` in that
+    /// namespace, watching `shop_ns`. Returns the operator's namespace; in kind mode, the one `kind.sh`
+    /// installed.
     pub fn install_operator(&self, operator_ns: &str, shop_ns: &str) -> String {
         if let Mode::Kind = self {
             return env::require(KIND_OPERATOR_NAMESPACE);
         }
-        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/");
-        let applied = real_node::kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds]);
-        assert!(
-            applied.status.success(),
-            "kubectl apply of the CRDs: {}",
-            String::from_utf8_lossy(&applied.stderr)
-        );
-        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
-        let watch = format!("watchNamespace={shop_ns}");
-        helm(&[
-            "install",
-            operator_ns,
-            chart,
-            "--namespace",
-            operator_ns,
-            "--set",
-            &watch,
-        ]);
+        cluster::install_operator(operator_ns, shop_ns, &[]);
         operator_ns.to_string()
     }
 
     /// Uninstalls what [`Mode::install_operator`] installed (nothing in kind mode).
     pub fn uninstall_operator(&self, operator_ns: &str) {
         if let Mode::Real(_) = self {
-            helm(&["uninstall", operator_ns, "--namespace", operator_ns]);
+            cluster::uninstall_operator(operator_ns);
         }
     }
 

@@ -45,7 +45,7 @@ impl RealNode {
     /// When it does not within two minutes.
     pub async fn wait_ready(&self, client: &kube::Client) -> Node {
         let nodes: Api<Node> = Api::all(client.clone());
-        wait::until(
+        wait::until_ok(
             &format!("node {} Ready", self.name),
             std::time::Duration::from_secs(120),
             || async {
@@ -121,7 +121,7 @@ impl RealNode {
         )
         .await
         .unwrap_or_else(|e| panic!("create pod {name}: {e}"));
-        let phase = wait::until(
+        let phase = wait::until_ok(
             &format!("pod {name} ended"),
             std::time::Duration::from_secs(120),
             || async {

@@ -178,7 +178,7 @@ pub async fn place_orders(order: &Service, range: std::ops::Range<u32>) -> BTree
 
 /// Waits until `service` lists every order of `placed` exactly once at `path`.
 pub async fn all_stored_once(service: &Service, path: &str, placed: &BTreeSet<i64>) {
-    wait::until(
+    wait::until_ok(
         &format!("every order exactly once in {path}"),
         Duration::from_secs(120),
         || async {

@@ -268,7 +268,7 @@ async fn helm_upgrade_after_server_side_crd_apply_serves_the_new_schema_field() 
     // The chart's pod is admitted there: the restricted profile allows it (the ReplicaSet could not create
     // it otherwise).
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    wait::until(
+    wait::until_ok(
         "the operator's pod in the restricted namespace",
         TIMEOUT,
         || async {
@@ -277,7 +277,7 @@ async fn helm_upgrade_after_server_side_crd_apply_serves_the_new_schema_field() 
         },
     )
     .await;
-    let crd = wait::until("the previous release's CRD to be Established", TIMEOUT, read_crd).await;
+    let crd = wait::until_ok("the previous release's CRD to be Established", TIMEOUT, read_crd).await;
     assert!(
         !has_new_field(&crd),
         "the previous release's CRD lacks spec.{NEW_FIELD}"
@@ -310,7 +310,7 @@ async fn helm_upgrade_after_server_side_crd_apply_serves_the_new_schema_field() 
         &helm,
         &["upgrade", &release, new_chart, "-n", &ns, "--set", &watch],
     );
-    let crd = wait::until("the CRD after a plain helm upgrade", TIMEOUT, read_crd).await;
+    let crd = wait::until_ok("the CRD after a plain helm upgrade", TIMEOUT, read_crd).await;
     assert!(
         !has_new_field(&crd),
         "helm upgrade left the CRD alone: still without spec.{NEW_FIELD}"
@@ -336,11 +336,11 @@ async fn helm_upgrade_after_server_side_crd_apply_serves_the_new_schema_field() 
         &helm,
         &["upgrade", &release, new_chart, "-n", &ns, "--set", &watch],
     );
-    let crd = wait::until("the upgraded CRD to be Established", TIMEOUT, read_crd).await;
+    let crd = wait::until_ok("the upgraded CRD to be Established", TIMEOUT, read_crd).await;
     assert!(has_new_field(&crd), "the upgraded CRD has spec.{NEW_FIELD}");
 
     // The API server serves the new schema: the field is accepted under strict validation and kept.
-    let stored = wait::until("an object with the new field to be accepted", TIMEOUT, || async {
+    let stored = wait::until_ok("an object with the new field to be accepted", TIMEOUT, || async {
         let applied = objects
             .patch("shop", &strict, &Patch::Apply(&object))
             .await

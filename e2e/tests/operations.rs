@@ -111,7 +111,7 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
         .create(&PostParams::default(), &resource)
         .await
         .expect("create");
-    wait::until("OrderSystem Ready=True", READY_WITHIN, || async {
+    wait::until_ok("OrderSystem Ready=True", READY_WITHIN, || async {
         let os = systems.get(system).await.map_err(|e| e.to_string())?;
         match condition(&os, "Ready") {
             Some((status, ..)) if status == "True" => Ok(()),
@@ -130,7 +130,7 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
     let mut placed = place_orders(&order, 0..40).await;
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
     all_stored_once(&shipping, "/api/shipments", &placed).await;
-    wait::until("lag 0 in status", Duration::from_secs(90), || async {
+    wait::until_ok("lag 0 in status", Duration::from_secs(90), || async {
         let os = systems.get(system).await.map_err(|e| e.to_string())?;
         let lag = os.status.and_then(|s| s.consumer_lag).ok_or("no lag yet")?;
         (lag.total == 0).then_some(()).ok_or(format!("lag {lag:?}"))
@@ -157,7 +157,7 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
         .await
         .expect("annotate");
     placed.extend(place_orders(&order, 40..80).await);
-    wait::until("rotation acknowledged", READY_WITHIN, || async {
+    wait::until_ok("rotation acknowledged", READY_WITHIN, || async {
         let os = systems.get(system).await.map_err(|e| e.to_string())?;
         let pending = os.annotations().contains_key("ordersystem.io/rotate-credentials");
         (!pending)
@@ -242,7 +242,7 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
         .delete(system, &DeleteParams::default())
         .await
         .expect("delete");
-    wait::until("the OrderSystem gone", READY_WITHIN, || async {
+    wait::until_ok("the OrderSystem gone", READY_WITHIN, || async {
         let left = systems.get_opt(system).await.map_err(|e| e.to_string())?;
         left.is_none().then_some(()).ok_or("still there".to_string())
     })

@@ -24,7 +24,7 @@ where
 }
 
 async fn wait_pod_ready(pods: &Api<Pod>, name: &str) -> Pod {
-    wait::until(&format!("pod {name} Ready"), Duration::from_secs(90), || async {
+    wait::until_ok(&format!("pod {name} Ready"), Duration::from_secs(90), || async {
         let pod = pods.get(name).await.map_err(|e| e.to_string())?;
         let status = pod.status.clone().unwrap_or_default();
         let ready = status
@@ -238,7 +238,7 @@ async fn pods_on_the_real_node_get_cluster_dns_services_logs_and_exec_and_no_way
     absent["spec"]["containers"][0]["image"] = json!("ghcr.io/ordersystem/absent:never-built");
     absent["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
     apply(&pods, "absent", absent).await;
-    let refused = wait::until(
+    let refused = wait::until_ok(
         "the absent image's pull to fail",
         Duration::from_secs(60),
         || async {

@@ -63,7 +63,7 @@ async fn rolled(
     old: &BTreeSet<String>,
     image: &str,
 ) {
-    wait::until(&format!("{service} rolled to {image}"), READY_WITHIN, || async {
+    wait::until_ok(&format!("{service} rolled to {image}"), READY_WITHIN, || async {
         let now = pods(client, ns, system, service).await;
         let done = now.len() == 1
             && is_ready(&now[0])
@@ -98,7 +98,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         operator_ns: operator_ns.clone(),
     };
     let operator_pods: Api<Pod> = Api::namespaced(client.clone(), &operator_ns);
-    wait::until("the operator pod Ready", READY_WITHIN, || async {
+    wait::until_ok("the operator pod Ready", READY_WITHIN, || async {
         let list = operator_pods
             .list(&ListParams::default())
             .await
@@ -136,7 +136,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         .create(&PostParams::default(), &resource)
         .await
         .expect("create OrderSystem");
-    wait::until("OrderSystem Ready=True", READY_WITHIN, || async {
+    wait::until_ok("OrderSystem Ready=True", READY_WITHIN, || async {
         let current = systems.get(system).await.map_err(|e| e.to_string())?;
         let conditions = current.status.map(|s| s.conditions).unwrap_or_default();
         let ready = conditions.iter().find(|c| c.type_ == "Ready");
@@ -196,7 +196,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         .iter()
         .map(|p| mode.service(p))
         .collect();
-    wait::until(
+    wait::until_ok(
         "5 partitions shared by 3 invoicing members",
         Duration::from_secs(90),
         || async {
@@ -221,7 +221,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         )
         .await
         .expect("raise partitions");
-    wait::until("the topic has 8 partitions", Duration::from_secs(60), || async {
+    wait::until_ok("the topic has 8 partitions", Duration::from_secs(60), || async {
         let status = systems.get(system).await.map_err(|e| e.to_string())?.status;
         let n = status.and_then(|s| s.topic).map_or(0, |t| t.partitions);
         if n == 8 {
@@ -234,7 +234,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     if let Mode::Real(_) = mode {
         assert_eq!(topic_partitions(&topic).await, 8, "the broker has 8 partitions");
     }
-    wait::until(
+    wait::until_ok(
         "8 partitions assigned to invoicing",
         Duration::from_secs(120),
         || async {
@@ -358,7 +358,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     let restarts = status[0].restart_count;
     mode.crash(&victim);
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &shop_ns);
-    wait::until(
+    wait::until_ok(
         "the killed consumer restarted and Ready",
         READY_WITHIN,
         || async {
@@ -393,7 +393,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         .await
         .expect("delete OrderSystem");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &shop_ns);
-    wait::until(
+    wait::until_ok(
         "the OrderSystem and its Deployments gone",
         READY_WITHIN,
         || async {

@@ -88,7 +88,7 @@ async fn the_shop_runs_as_pods_on_a_sasl_ssl_broker_and_postgres_over_tls_with_p
         .create(&PostParams::default(), &resource)
         .await
         .expect("create");
-    wait::until("OrderSystem Ready=True", READY_WITHIN, || async {
+    wait::until_ok("OrderSystem Ready=True", READY_WITHIN, || async {
         let os = systems.get(system).await.map_err(|e| e.to_string())?;
         let conditions = os.status.map(|s| s.conditions).unwrap_or_default();
         match conditions.iter().find(|c| c.type_ == "Ready") {
@@ -120,7 +120,7 @@ async fn the_shop_runs_as_pods_on_a_sasl_ssl_broker_and_postgres_over_tls_with_p
         .delete(system, &DeleteParams::default())
         .await
         .expect("delete");
-    wait::until("the OrderSystem gone", READY_WITHIN, || async {
+    wait::until_ok("the OrderSystem gone", READY_WITHIN, || async {
         let left = systems.get_opt(system).await.map_err(|e| e.to_string())?;
         left.is_none().then_some(()).ok_or("still there".to_string())
     })

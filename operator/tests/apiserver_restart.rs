@@ -3,20 +3,20 @@
 //! finalizer. The API server is this test's own (`control-plane.sh` with `CP_INSTANCE`: etcd and
 //! kube-apiserver on 12379/12380/16443); the shared control plane is never touched.
 
-mod support;
-
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use ordersystem_e2e::chart_rbac::ChartRbac;
+use ordersystem_e2e::control_plane::{OperatorProcess, create_admin_secret, install_crd};
+use ordersystem_e2e::order_system::{delete_and_wait, shop_json, to_os, wait_condition};
 use ordersystem_e2e::own_instance::OwnInstance;
+use ordersystem_e2e::wait;
 use ordersystem_operator::crd::OrderSystem;
 use serde_json::json;
-use support::operator::{wait_condition, wait_for};
-use support::operator_process::OperatorProcess;
 
 const INSTANCE: &str = "op-apiserver-restart";
 
@@ -41,7 +41,7 @@ async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_change
         .await
         .expect("config");
     let client = kube::Client::try_from(config).expect("client of the own API server");
-    support::install_crd(&client).await;
+    install_crd(&client).await;
     let ns = ordersystem_e2e::names::unique("apiserver");
     Api::<Namespace>::all(client.clone())
         .create(
@@ -50,7 +50,7 @@ async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_change
         )
         .await
         .expect("namespace");
-    support::create_admin_secret(&client, &ns, "pg-admin").await;
+    create_admin_secret(&client, &ns, "pg-admin").await;
     // The RBAC lives and dies with the own control plane.
     let rbac = ChartRbac::install(&client, std::path::Path::new(&kubeconfig_path), &ns)
         .await
@@ -60,19 +60,24 @@ async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_change
     let operator_kubeconfig = dir.join("kubeconfig");
     rbac.write_kubeconfig(&operator_kubeconfig)
         .expect("kubeconfig written");
-    let mut operator = OperatorProcess::start(&operator_kubeconfig, &ns, &dir.join("operator.log"));
+    let mut operator = OperatorProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_ordersystem-operator")),
+        &operator_kubeconfig,
+        &ns,
+        &dir.join("operator.log"),
+    );
 
     let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let topic = ordersystem_e2e::names::unique("apiserver");
-    let os = support::shop_json(&topic, &ordersystem_e2e::env::kafka_bootstrap(), "Delete");
-    api.create(&PostParams::default(), &support::to_os(os))
+    let os = shop_json(&topic, &ordersystem_e2e::env::kafka_bootstrap(), "Delete");
+    api.create(&PostParams::default(), &to_os(os))
         .await
         .expect("create");
     wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
     wait_condition(&api, "TopicReady", "True", "TopicReady").await;
-    wait_for(90, "three Deployments", || async {
+    wait::until_some("three Deployments", Duration::from_secs(90), || async {
         (deployment_names(&deployments).await.ok()?.len() == 3).then_some(())
     })
     .await;
@@ -96,10 +101,14 @@ async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_change
     )
     .await
     .expect("scale invoicing");
-    wait_for(90, "invoicing scaled to 3 after the restart", || async {
-        let invoicing = deployments.get("shop-invoicing").await.ok()?;
-        (invoicing.spec?.replicas == Some(3)).then_some(())
-    })
+    wait::until_some(
+        "invoicing scaled to 3 after the restart",
+        Duration::from_secs(90),
+        || async {
+            let invoicing = deployments.get("shop-invoicing").await.ok()?;
+            (invoicing.spec?.replicas == Some(3)).then_some(())
+        },
+    )
     .await;
     assert_eq!(
         deployment_names(&deployments).await.expect("list"),
@@ -122,13 +131,7 @@ async fn an_api_server_restart_under_the_operator_is_ridden_out_and_later_change
     assert!(operator.is_running());
 
     // Deletion runs the finalizer: the topic and the schemas go.
-    api.delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "the resource deleted through its finalizer", || async {
-        api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    delete_and_wait(&api, 90, "the resource deleted through its finalizer").await;
     drop(operator);
     drop(rbac);
     let _ = std::fs::remove_dir_all(&dir);

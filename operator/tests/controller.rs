@@ -2,34 +2,28 @@
 //! Postgres, running in-process as the chart's ServiceAccount under the chart's RBAC. No nodes run pods
 //! here, so Deployments get ReplicaSets and Pods stay Pending: `ServicesAvailable=False` is the truth.
 
-mod support;
+#[path = "support/operator.rs"]
+mod operator;
+#[path = "support/setup.rs"]
+mod setup;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use ordersystem_e2e::control_plane::{connect_as, schema_exists};
+use ordersystem_e2e::order_system::{
+    condition, generation, poke, shop_json, to_os, wait_any_event, wait_condition,
+};
+use ordersystem_e2e::wait;
 use ordersystem_operator::controller::kafka::{self, ConfigOp, KafkaClients};
 use serde_json::json;
-use support::operator::{condition, poke, wait_condition, wait_for};
-use support::setup::{generation, setup};
+use setup::setup;
+use std::time::Duration;
 
 fn spec_json(topic: &str, bootstrap: &str, policy: &str) -> serde_json::Value {
-    let mut os = support::shop_json(topic, bootstrap, policy);
+    let mut os = shop_json(topic, bootstrap, policy);
     os["spec"]["kafka"]["topic"]["config"] = json!({"retention.ms": "3600000"});
     os
-}
-
-async fn schema_exists(name: &str) -> bool {
-    use sqlx::Connection;
-    let options: sqlx::postgres::PgConnectOptions =
-        ordersystem_e2e::env::database_url().parse().expect("url");
-    let mut conn = sqlx::PgConnection::connect_with(&options)
-        .await
-        .expect("admin connects");
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await
-        .expect("query")
 }
 
 fn env_value(d: &Deployment, name: &str) -> Option<String> {
@@ -46,7 +40,7 @@ fn env_value(d: &Deployment, name: &str) -> Option<String> {
 #[tokio::test]
 async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_right_objects() {
     let s = setup("ctl-main").await;
-    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    let bootstrap = s.bootstrap.clone();
     s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
 
     let os = wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
@@ -54,9 +48,11 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
         condition(&os, "TopicReady"),
         Some(("True".into(), "TopicReady".into()))
     );
-    let order = wait_for(90, "order Deployment after the consumers", || {
-        s.deployment("shop-order")
-    })
+    let order = wait::until_some(
+        "order Deployment after the consumers",
+        Duration::from_secs(90),
+        || s.deployment("shop-order"),
+    )
     .await;
     let invoicing = s.deployment("shop-invoicing").await.expect("invoicing deployed");
     let shipping = s.deployment("shop-shipping").await.expect("shipping deployed");
@@ -101,29 +97,26 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
     // Each role logs in with its Secret's password.
     for service in ["order", "invoicing", "shipping"] {
         let secret = format!("shop-{service}-db");
-        let user = support::secret_value(&s.client, &s.ns.name, &secret, "username").await;
-        let password = support::secret_value(&s.client, &s.ns.name, &secret, "password").await;
-        support::connect_as(&user, &password)
+        let user = s.ns.secret_value(&secret, "username").await;
+        let password = s.ns.secret_value(&secret, "password").await;
+        connect_as(&user, &password)
             .await
             .unwrap_or_else(|e| panic!("{service} role logs in: {e}"));
     }
 
     // Change replicas, partitions, a config and an image: exactly those objects change.
-    let patch = json!({"spec": {
+    s.patch_spec(json!({
         "invoicing": {"replicas": 3},
         "shipping": {"image": "ghcr.io/ordersystem/shipping:test"},
         "kafka": {"topic": {"partitions": 4, "config": {"retention.ms": "7200000"}}}
-    }});
-    s.api
-        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("patch");
-    wait_for(60, "invoicing scaled to 3", || async {
+    }))
+    .await;
+    wait::until_some("invoicing scaled to 3", Duration::from_secs(60), || async {
         let d = s.deployment("shop-invoicing").await?;
         (d.spec.as_ref()?.replicas == Some(3)).then_some(())
     })
     .await;
-    let shipping_after = wait_for(60, "shipping image changed", || async {
+    let shipping_after = wait::until_some("shipping image changed", Duration::from_secs(60), || async {
         let d = s.deployment("shop-shipping").await?;
         let image = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
             .image
@@ -131,12 +124,16 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
         (image == "ghcr.io/ordersystem/shipping:test").then_some(d)
     })
     .await;
-    wait_for(60, "partitions and retention.ms in status", || async {
-        let topic = s.api.get("shop").await.ok()?.status?.topic?;
-        (topic.partitions == 4
-            && topic.managed_configs.get("retention.ms").map(String::as_str) == Some("7200000"))
-        .then_some(())
-    })
+    wait::until_some(
+        "partitions and retention.ms in status",
+        Duration::from_secs(60),
+        || async {
+            let topic = s.api.get("shop").await.ok()?.status?.topic?;
+            (topic.partitions == 4
+                && topic.managed_configs.get("retention.ms").map(String::as_str) == Some("7200000"))
+            .then_some(())
+        },
+    )
     .await;
     assert_eq!(
         kafka::describe(&admin, &s.topic)
@@ -164,7 +161,7 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
     .await
     .expect("out of band");
     poke(&s.api).await;
-    wait_for(60, "unmanaged config reported", || async {
+    wait::until_some("unmanaged config reported", Duration::from_secs(60), || async {
         let topic = s.api.get("shop").await.ok()?.status?.topic?;
         (topic
             .unmanaged_configs
@@ -191,7 +188,7 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
         Some(6)
     );
 
-    let metrics = s.operator.metrics.encode();
+    let metrics = s.metrics.encode();
     assert!(
         !metrics.contains("ordersystem_operator_reconciles_total 0"),
         "reconciles counted: {metrics}"
@@ -202,7 +199,7 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
     assert!(schema_exists(&schema).await);
     s.delete_shop_and_wait(90, "resource gone").await;
     assert!(!schema_exists(&schema).await, "schema dropped");
-    wait_for(30, "topic deleted", || async {
+    wait::until_some("topic deleted", Duration::from_secs(30), || async {
         kafka::describe(&admin, &s.topic)
             .await
             .ok()?
@@ -215,7 +212,7 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
 #[tokio::test]
 async fn retain_keeps_topic_and_schemas_after_delete() {
     let s = setup("ctl-retain").await;
-    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    let bootstrap = s.bootstrap.clone();
     s.create(spec_json(&s.topic, &bootstrap, "Retain")).await;
     let os = wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
     s.delete_shop_and_wait(90, "resource gone").await;
@@ -243,7 +240,7 @@ async fn retain_keeps_topic_and_schemas_after_delete() {
 #[tokio::test]
 async fn a_second_resource_on_the_same_topic_is_a_conflict() {
     let s = setup("ctl-conflict").await;
-    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    let bootstrap = s.bootstrap.clone();
     s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
     wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
     // Creation timestamps have one-second resolution, and of two equally old claims the smaller uid wins:
@@ -252,10 +249,10 @@ async fn a_second_resource_on_the_same_topic_is_a_conflict() {
     let mut second = spec_json(&s.topic, &bootstrap, "Delete");
     second["metadata"]["name"] = "shop2".into();
     s.api
-        .create(&PostParams::default(), &support::to_os(second))
+        .create(&PostParams::default(), &to_os(second))
         .await
         .expect("create second");
-    let os = wait_for(90, "shop2 Ready=False Conflict", || async {
+    let os = wait::until_some("shop2 Ready=False Conflict", Duration::from_secs(90), || async {
         let os = s.api.get("shop2").await.ok()?;
         (condition(&os, "Ready") == Some(("False".into(), "Conflict".into()))).then_some(os)
     })
@@ -273,7 +270,7 @@ async fn a_second_resource_on_the_same_topic_is_a_conflict() {
         .delete("shop2", &DeleteParams::default())
         .await
         .expect("delete second");
-    wait_for(60, "shop2 gone", || async {
+    wait::until_some("shop2 gone", Duration::from_secs(60), || async {
         s.api.get_opt("shop2").await.ok()?.is_none().then_some(())
     })
     .await;
@@ -291,31 +288,24 @@ async fn a_second_resource_on_the_same_topic_is_a_conflict() {
 #[tokio::test]
 async fn consumers_beyond_partitions_degrade_with_a_warning_and_paused_changes_nothing() {
     let s = setup("ctl-warn").await;
-    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    let bootstrap = s.bootstrap.clone();
     let mut os = spec_json(&s.topic, &bootstrap, "Delete");
     os["spec"]["shipping"] = json!({"replicas": 5});
     s.create(os).await;
     wait_condition(&s.api, "Degraded", "True", "ConsumersExceedPartitions").await;
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.client.clone(), &s.ns.name);
-    wait_for(30, "ConsumersExceedPartitions event", || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("ConsumersExceedPartitions")
-                    && e.type_.as_deref() == Some("Warning")
-            })
-            .then_some(())
+    wait_any_event(&events, 30, "ConsumersExceedPartitions event", |e| {
+        e.reason.as_deref() == Some("ConsumersExceedPartitions") && e.type_.as_deref() == Some("Warning")
     })
     .await;
-    wait_for(60, "shipping deployed", || s.deployment("shop-shipping")).await;
+    wait::until_some("shipping deployed", Duration::from_secs(60), || {
+        s.deployment("shop-shipping")
+    })
+    .await;
 
     // Paused: a replica change is not applied, status says Paused.
-    let patch = json!({"spec": {"paused": true, "shipping": {"replicas": 1}}});
-    s.api
-        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("pause");
+    s.patch_spec(json!({"paused": true, "shipping": {"replicas": 1}}))
+        .await;
     wait_condition(&s.api, "Paused", "True", "Paused").await;
     let shipping = s.deployment("shop-shipping").await.expect("shipping");
     assert_eq!(
@@ -349,12 +339,15 @@ async fn an_invalid_spec_is_reported_and_nothing_is_written() {
 #[tokio::test]
 async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_service() {
     let s = setup("ctl-rotate").await;
-    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    let bootstrap = s.bootstrap.clone();
     s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
-    let order = wait_for(90, "all three deployed", || s.deployment("shop-order")).await;
+    let order = wait::until_some("all three deployed", Duration::from_secs(90), || {
+        s.deployment("shop-order")
+    })
+    .await;
     let invoicing = s.deployment("shop-invoicing").await.expect("invoicing");
     let shipping = s.deployment("shop-shipping").await.expect("shipping");
-    let old_password = support::secret_value(&s.client, &s.ns.name, "shop-shipping-db", "password").await;
+    let old_password = s.ns.secret_value("shop-shipping-db", "password").await;
 
     let secrets = Api::<Secret>::namespaced(s.client.clone(), &s.ns.name);
     secrets
@@ -362,19 +355,19 @@ async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_se
         .await
         .expect("delete Secret");
     poke(&s.api).await;
-    let rolled = wait_for(60, "shipping template rolled", || async {
+    let rolled = wait::until_some("shipping template rolled", Duration::from_secs(60), || async {
         let d = s.deployment("shop-shipping").await?;
         (generation(&d) > generation(&shipping)).then_some(d)
     })
     .await;
-    let new_password = support::secret_value(&s.client, &s.ns.name, "shop-shipping-db", "password").await;
+    let new_password = s.ns.secret_value("shop-shipping-db", "password").await;
     assert_ne!(new_password, old_password, "a new Secret has a new password");
-    let user = support::secret_value(&s.client, &s.ns.name, "shop-shipping-db", "username").await;
-    support::connect_as(&user, &new_password)
+    let user = s.ns.secret_value("shop-shipping-db", "username").await;
+    connect_as(&user, &new_password)
         .await
         .expect("the role took the new password");
     assert!(
-        support::connect_as(&user, &old_password).await.is_err(),
+        connect_as(&user, &old_password).await.is_err(),
         "the old password no longer works"
     );
     let annotation = |d: &Deployment| {
@@ -403,7 +396,7 @@ async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_se
 #[tokio::test]
 async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_is_deployed() {
     let s = setup("ctl-rf").await;
-    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    let bootstrap = s.bootstrap.clone();
     let mut os = spec_json(&s.topic, &bootstrap, "Delete");
     os["spec"]["kafka"]["topic"]["replicationFactor"] = 3.into();
     s.create(os).await;
@@ -430,7 +423,7 @@ async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_
 #[tokio::test]
 async fn a_deleted_topic_is_recreated_only_after_the_annotation_acknowledges_its_old_id() {
     let s = setup("ctl-identity").await;
-    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    let bootstrap = s.bootstrap.clone();
     s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
     let os = wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
     let old_id = os
@@ -442,7 +435,7 @@ async fn a_deleted_topic_is_recreated_only_after_the_annotation_acknowledges_its
     kafka::delete_topic(&admin, &s.topic)
         .await
         .expect("delete out of band");
-    wait_for(30, "topic gone", || async {
+    wait::until_some("topic gone", Duration::from_secs(30), || async {
         kafka::describe(&admin, &s.topic)
             .await
             .ok()?

@@ -1,21 +1,20 @@
 //! The API server itself rejects invalid `OrderSystem`s with the schema's and the CEL rules' messages.
 //! Needs the local control plane (`e2e/infra/up.sh`).
 
-mod support;
-
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use ordersystem_e2e::control_plane::TestNamespace;
+use ordersystem_e2e::order_system::{minimal_json, to_os};
 use ordersystem_operator::crd::OrderSystem;
 use serde_json::{Value, json};
 
-async fn setup() -> (Api<OrderSystem>, support::TestNamespace) {
+async fn setup() -> (Api<OrderSystem>, TestNamespace) {
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "crd-val").await;
+    let ns = TestNamespace::create(&client, "crd-val").await;
     (Api::namespaced(client, &ns.name), ns)
 }
 
 async fn create_err(api: &Api<OrderSystem>, value: Value) -> String {
-    match api.create(&PostParams::default(), &support::to_os(value)).await {
+    match api.create(&PostParams::default(), &to_os(value)).await {
         Ok(_) => panic!("the API server accepted an invalid OrderSystem"),
         Err(e) => e.to_string(),
     }
@@ -36,7 +35,7 @@ fn assert_rejected(result: Result<OrderSystem, kube::Error>, message: &str) {
 #[tokio::test]
 async fn zero_partitions_are_rejected_by_the_schema() {
     let (api, _ns) = setup().await;
-    let mut os = support::minimal_json("shop", "t");
+    let mut os = minimal_json("shop", "t");
     os["spec"]["kafka"]["topic"]["partitions"] = json!(0);
     let err = create_err(&api, os).await;
     assert!(
@@ -48,7 +47,7 @@ async fn zero_partitions_are_rejected_by_the_schema() {
 #[tokio::test]
 async fn cleanup_policy_inside_config_is_rejected() {
     let (api, _ns) = setup().await;
-    let mut os = support::minimal_json("shop", "t");
+    let mut os = minimal_json("shop", "t");
     os["spec"]["kafka"]["topic"]["config"] = json!({"cleanup.policy": "compact"});
     let err = create_err(&api, os).await;
     assert!(err.contains("cleanup.policy is not allowed in config"), "{err}");
@@ -58,32 +57,29 @@ async fn cleanup_policy_inside_config_is_rejected() {
 async fn names_that_are_too_long_are_rejected() {
     let (api, _ns) = setup().await;
     let long_name = "a".repeat(54);
-    let err = create_err(&api, support::minimal_json(&long_name, "t")).await;
+    let err = create_err(&api, minimal_json(&long_name, "t")).await;
     assert!(
         err.contains("metadata.name must be at most 53 characters"),
         "{err}"
     );
 
     let long_topic = "t".repeat(250);
-    let err = create_err(&api, support::minimal_json("shop", &long_topic)).await;
+    let err = create_err(&api, minimal_json("shop", &long_topic)).await;
     assert!(
         err.contains("spec.kafka.topic.name") && err.contains("Too long"),
         "{err}"
     );
 
-    let err = create_err(&api, support::minimal_json("shop", "__internal")).await;
+    let err = create_err(&api, minimal_json("shop", "__internal")).await;
     assert!(err.contains("topic name must not start with '__'"), "{err}");
 }
 
 #[tokio::test]
 async fn partitions_may_grow_but_never_shrink() {
     let (api, _ns) = setup().await;
-    api.create(
-        &PostParams::default(),
-        &support::to_os(support::minimal_json("shop", "t")),
-    )
-    .await
-    .expect("valid create");
+    api.create(&PostParams::default(), &to_os(minimal_json("shop", "t")))
+        .await
+        .expect("valid create");
     let grown = patch(
         &api,
         "shop",
@@ -104,12 +100,9 @@ async fn partitions_may_grow_but_never_shrink() {
 #[tokio::test]
 async fn topic_name_is_immutable() {
     let (api, _ns) = setup().await;
-    api.create(
-        &PostParams::default(),
-        &support::to_os(support::minimal_json("shop", "t")),
-    )
-    .await
-    .expect("valid create");
+    api.create(&PostParams::default(), &to_os(minimal_json("shop", "t")))
+        .await
+        .expect("valid create");
     let renamed = patch(
         &api,
         "shop",
@@ -122,9 +115,9 @@ async fn topic_name_is_immutable() {
 #[tokio::test]
 async fn replication_factor_can_be_neither_removed_nor_changed() {
     let (api, _ns) = setup().await;
-    let mut os = support::minimal_json("shop", "t");
+    let mut os = minimal_json("shop", "t");
     os["spec"]["kafka"]["topic"]["replicationFactor"] = json!(1);
-    api.create(&PostParams::default(), &support::to_os(os))
+    api.create(&PostParams::default(), &to_os(os))
         .await
         .expect("valid create");
     let changed = patch(
@@ -147,12 +140,9 @@ async fn replication_factor_can_be_neither_removed_nor_changed() {
 #[tokio::test]
 async fn replication_factor_cannot_be_patched_in_after_a_create_without_it() {
     let (api, _ns) = setup().await;
-    api.create(
-        &PostParams::default(),
-        &support::to_os(support::minimal_json("shop", "t")),
-    )
-    .await
-    .expect("valid create");
+    api.create(&PostParams::default(), &to_os(minimal_json("shop", "t")))
+        .await
+        .expect("valid create");
     let added = patch(
         &api,
         "shop",

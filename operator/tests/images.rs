@@ -15,7 +15,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use ordersystem_contract::wiring::secret_keys;
-use ordersystem_e2e::cluster::{create_namespace, delete_namespace_and_wait, helm};
+use ordersystem_e2e::cluster::{
+    create_namespace, delete_namespace_and_wait, install_operator, uninstall_operator,
+};
 use ordersystem_e2e::names;
 use ordersystem_e2e::real_node::{RealNode, host_process, inspect_image, kubectl, pinned_image};
 use ordersystem_e2e::wait;
@@ -219,7 +221,7 @@ where
 
 /// The running container of the one pod labelled `selector`, once it runs.
 async fn running_container(pods: &Api<Pod>, selector: &str) -> (String, String) {
-    wait::until(
+    wait::until_ok(
         &format!("a running container of {selector}"),
         Duration::from_secs(120),
         || async {
@@ -298,18 +300,7 @@ async fn the_node_runs_each_service_and_the_operator_as_nonroot_without_capabili
     }
     let operator_digest = pinned("operator");
     let digest = operator_digest.split_once('@').expect("repo@digest").1;
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
-    helm(&[
-        "install",
-        &ns,
-        chart,
-        "--namespace",
-        &ns,
-        "--set",
-        &format!("watchNamespace={ns}"),
-        "--set",
-        &format!("image.tag={VERSION}@{digest}"),
-    ]);
+    install_operator(&ns, &ns, &[&format!("image.tag={VERSION}@{digest}")]);
 
     let mut checked = Vec::new();
     for name in IMAGES {
@@ -359,6 +350,6 @@ async fn the_node_runs_each_service_and_the_operator_as_nonroot_without_capabili
     }
     assert_eq!(checked, IMAGES);
 
-    helm(&["uninstall", &ns, "--namespace", &ns]);
+    uninstall_operator(&ns);
     delete_namespace_and_wait(&client, &ns).await;
 }

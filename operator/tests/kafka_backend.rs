@@ -1,11 +1,10 @@
 //! The Kafka backend against the real broker (`KAFKA_BOOTSTRAP`), including the unsafe librdkafka
 //! wrappers (DescribeTopics for the topic id, IncrementalAlterConfigs).
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use ordersystem_e2e::control_plane::block_on_cleanup;
 use ordersystem_operator::controller::kafka::{self, ConfigOp, KafkaClients, TopicState};
 use ordersystem_operator::controller::validate::ValidTopic;
 
@@ -28,7 +27,7 @@ struct TopicGuard(Arc<kafka::Admin>, String);
 impl Drop for TopicGuard {
     fn drop(&mut self) {
         let (admin, name) = (self.0.clone(), self.1.clone());
-        support::block_on_cleanup(async move {
+        block_on_cleanup(async move {
             let _ = kafka::delete_topic(&admin, &name).await;
         });
     }

@@ -6,15 +6,17 @@
 //! The certificate's principal (`User:shop`) is no super user: it holds exactly the ACLs README.md lists
 //! for mutual TLS without SASL, which the broker's admin grants here as a Kafka admin would.
 
-mod support;
+#[path = "support/operator.rs"]
+mod operator;
+#[path = "support/secure_shop.rs"]
+mod secure_shop;
 
 use std::collections::BTreeMap;
 
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use ordersystem_e2e::control_plane::TestNamespace;
+use ordersystem_e2e::order_system::{minimal_json, tls_failure_after, wait_condition};
 use ordersystem_e2e::secure_kafka::SecureBroker;
-use ordersystem_operator::crd::OrderSystem;
-use support::operator::wait_condition;
-use support::secure_shop::{SERVICES, Shop, put_secret, tls_failed_at, topic_message};
+use secure_shop::{SERVICES, Shop};
 
 /// The CN of the client certificate the operator and the services share.
 const CLIENT: &str = "shop";
@@ -24,40 +26,21 @@ async fn a_client_certificate_is_required_used_by_operator_and_services_and_a_mi
  {
     let broker = SecureBroker::start_mutual_tls("op-mtls", 19592, 19593, &[CLIENT]).await;
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "ctl-mtls").await;
+    let ns = TestNamespace::with_admin_secret(&client, "ctl-mtls").await;
     let topic = ordersystem_e2e::names::unique("mtls");
     grant_shared_principal(&broker, &topic, &format!("{}.shop.", ns.name)).await;
-
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-ca",
-        "Opaque",
-        &[("ca.crt", &broker.ca_pem())],
-    )
-    .await;
+    ns.put_kafka_ca(&broker).await;
     let (cert, key) = broker.client_cert_pem(CLIENT);
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-client",
-        "kubernetes.io/tls",
-        &[("tls.crt", &cert), ("tls.key", &key)],
-    )
-    .await;
-    let _operator = support::operator::start(&client, &ns.name).await;
-    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
-    let mut os = support::minimal_json("shop", &topic);
+    ns.put_kafka_client_certificate(&cert, &key).await;
+    let _operator = operator::start(&client, &ns.name, Default::default()).await;
+    let api = ns.systems();
+    let mut os = minimal_json("shop", &topic);
     os["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap().into();
     os["spec"]["kafka"]["tls"] = serde_json::json!({
         "caSecretRef": {"name": "kafka-ca"},
         "clientCertificateSecretRef": {"name": "kafka-client"},
     });
-    api.create(&PostParams::default(), &support::to_os(os))
-        .await
-        .expect("create");
+    ns.create_system(os).await;
     let os = wait_condition(&api, "TopicReady", "True", "TopicReady").await;
     assert_eq!(os.status.and_then(|s| s.topic).map(|t| t.partitions), Some(3));
 
@@ -75,13 +58,11 @@ async fn a_client_certificate_is_required_used_by_operator_and_services_and_a_mi
     shop.stop().await;
 
     // No client certificate: the broker ends the handshake.
-    let patch = serde_json::json!({"spec": {"kafka": {"tls": {"clientCertificateSecretRef": null}}}});
-    let patched = api
-        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("drop the client certificate");
-    let os = tls_failed_at(&api, patched.metadata.generation).await;
-    let message = topic_message(&os);
+    let message = tls_failure_after(
+        &api,
+        serde_json::json!({"kafka": {"tls": {"clientCertificateSecretRef": null}}}),
+    )
+    .await;
     eprintln!("without a client certificate: {message}");
     assert!(
         message.contains("SSL routines") && message.contains("alert"),
@@ -90,21 +71,12 @@ async fn a_client_certificate_is_required_used_by_operator_and_services_and_a_mi
 
     // A certificate with the same CN from another CA: refused as well.
     let (foreign_cert, foreign_key) = self_signed(CLIENT);
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-client",
-        "kubernetes.io/tls",
-        &[("tls.crt", &foreign_cert), ("tls.key", &foreign_key)],
+    ns.put_kafka_client_certificate(&foreign_cert, &foreign_key).await;
+    let message = tls_failure_after(
+        &api,
+        serde_json::json!({"kafka": {"tls": {"clientCertificateSecretRef": {"name": "kafka-client"}}}}),
     )
     .await;
-    let patch = serde_json::json!({"spec": {"kafka": {"tls": {"clientCertificateSecretRef": {"name": "kafka-client"}}}}});
-    let patched = api
-        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("the foreign client certificate");
-    let os = tls_failed_at(&api, patched.metadata.generation).await;
-    let message = topic_message(&os);
     eprintln!("with a foreign client certificate: {message}");
     assert!(
         message.contains("SSL routines") && message.contains("alert"),

@@ -1,13 +1,15 @@
 //! With its Kafka stopped, an `OrderSystem` shows the outage in a condition, and with `Retain` it is
 //! still deleted (the finalizer never waits for Kafka). Runs its own broker instance, never the shared one.
 
-mod support;
+#[path = "support/operator.rs"]
+mod operator;
 
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
+use ordersystem_e2e::control_plane::TestNamespace;
+use ordersystem_e2e::order_system::{delete_and_wait, minimal_json, poke, to_os, wait_condition, wait_event};
 use ordersystem_e2e::own_instance::OwnInstance;
 use ordersystem_operator::controller::{postgres, validate};
 use ordersystem_operator::crd::OrderSystem;
-use support::operator::{poke, wait_condition, wait_event, wait_for};
 
 const PORT: u16 = 19292;
 const CONTROLLER_PORT: u16 = 19293;
@@ -18,15 +20,13 @@ async fn with_kafka_stopped_a_retained_resource_shows_the_outage_and_is_still_de
         .start_fresh()
         .await;
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "ctl-outage").await;
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    let _operator = support::operator::start(&client, &ns.name).await;
+    let ns = TestNamespace::with_admin_secret(&client, "ctl-outage").await;
+    let _operator = operator::start(&client, &ns.name, Default::default()).await;
     let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
-    let mut os = support::minimal_json("shop", &ordersystem_e2e::names::unique("outage"));
+    let mut os = minimal_json("shop", &ordersystem_e2e::names::unique("outage"));
     os["spec"]["kafka"]["bootstrapServers"] = format!("127.0.0.1:{PORT}").into();
     os["spec"]["deletionPolicy"] = "Retain".into();
-    api.create(&PostParams::default(), &support::to_os(os))
+    api.create(&PostParams::default(), &to_os(os))
         .await
         .expect("create");
     let os = wait_condition(&api, "TopicReady", "True", "TopicReady").await;
@@ -39,13 +39,7 @@ async fn with_kafka_stopped_a_retained_resource_shows_the_outage_and_is_still_de
     let failed = wait_event(&events, "shop", "ReconcileFailed").await;
     assert_eq!(failed.type_.as_deref(), Some("Warning"));
 
-    api.delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(60, "resource deleted with Kafka down", || async {
-        api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    delete_and_wait(&api, 60, "resource deleted with Kafka down").await;
 
     // Retain kept the schemas: remove them.
     let spec = validate::validate(&os).expect("valid");

@@ -8,17 +8,24 @@
 //! services share: its principal `User:CN=shop` holds no ACL, so the flow proves that the broker
 //! authorizes each service as its own SASL user, not as the certificate.
 
-mod support;
+#[path = "support/operator.rs"]
+mod operator;
+#[path = "support/secure_shop.rs"]
+mod secure_shop;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
-use ordersystem_operator::crd::OrderSystem;
-use support::operator::{poke, wait_condition, wait_for};
-use support::secure_shop::{SERVICES, Shop, put_secret, tls_failed_at, topic_message};
+use kube::api::Api;
+use ordersystem_e2e::control_plane::TestNamespace;
+use ordersystem_e2e::order_system::{
+    minimal_json, poke, tls_failure_after, topic_message, wait_any_event, wait_condition,
+};
+use ordersystem_e2e::secure_kafka::SecureBroker;
+use ordersystem_e2e::wait;
+use secure_shop::{SERVICES, Shop};
+use std::time::Duration;
 
 /// The CN of the client certificate the operator and the services share.
 const CLIENT: &str = "shop";
@@ -35,38 +42,15 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
     let jaas_users: Vec<(&str, &str)> = USERS.iter().map(|(_, user, pw)| (*user, *pw)).collect();
     let broker = SecureBroker::start_with_plain_users("op-plain", 19692, 19693, &jaas_users, &[CLIENT]).await;
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "ctl-plain").await;
+    let ns = TestNamespace::with_admin_secret(&client, "ctl-plain").await;
     let topic = ordersystem_e2e::names::unique("plain");
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-ca",
-        "Opaque",
-        &[("ca.crt", &broker.ca_pem())],
-    )
-    .await;
+    ns.put_kafka_ca(&broker).await;
     let (cert, key) = broker.client_cert_pem(CLIENT);
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-client",
-        "kubernetes.io/tls",
-        &[("tls.crt", &cert), ("tls.key", &key)],
-    )
-    .await;
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-admin",
-        "Opaque",
-        &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
-    )
-    .await;
-    let _operator = support::operator::start(&client, &ns.name).await;
-    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
-    let mut os = support::minimal_json("shop", &topic);
+    ns.put_kafka_client_certificate(&cert, &key).await;
+    ns.put_kafka_admin().await;
+    let _operator = operator::start(&client, &ns.name, Default::default()).await;
+    let api = ns.systems();
+    let mut os = minimal_json("shop", &topic);
     os["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap().into();
     os["spec"]["kafka"]["tls"] = serde_json::json!({
         "caSecretRef": {"name": "kafka-ca"},
@@ -74,9 +58,7 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
     });
     os["spec"]["kafka"]["sasl"] =
         serde_json::json!({"mechanism": "PLAIN", "credentialsSecretRef": {"name": "kafka-admin"}});
-    api.create(&PostParams::default(), &support::to_os(os))
-        .await
-        .expect("create");
+    ns.create_system(os).await;
 
     // The operator's PLAIN login works (the topic exists), the services' Secrets do not.
     let os = wait_condition(&api, "TopicReady", "False", "KafkaCredentialsMissing").await;
@@ -86,15 +68,9 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
     }
     assert!(message.contains("cannot create Kafka users"), "{message}");
     let events = Api::<Event>::namespaced(client.clone(), &ns.name);
-    wait_for(60, "a Warning Event naming the missing Secrets", || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| {
-                e.type_.as_deref() == Some("Warning")
-                    && e.note.as_deref().is_some_and(|n| n.contains("shop-order-kafka"))
-            })
-            .then_some(())
+    wait_any_event(&events, 60, "a Warning Event naming the missing Secrets", |e| {
+        e.type_.as_deref() == Some("Warning")
+            && e.note.as_deref().is_some_and(|n| n.contains("shop-order-kafka"))
     })
     .await;
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
@@ -109,23 +85,21 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
     // The broker's admin grants each user its job, the user creates the Secrets.
     grant_least_privilege(&broker, &topic, &ns.name).await;
     for (service, user, password) in USERS {
-        put_secret(
-            &client,
-            &ns.name,
-            &format!("shop-{service}-kafka"),
-            "Opaque",
-            &[("username", user), ("password", password)],
-        )
-        .await;
+        ns.put_login(&format!("shop-{service}-kafka"), user, password)
+            .await;
     }
     poke(&api).await;
     let os = wait_condition(&api, "TopicReady", "True", "TopicReady").await;
     assert_eq!(os.status.and_then(|s| s.topic).map(|t| t.partitions), Some(3));
-    wait_for(30, "the order Deployment with its PLAIN identity", || async {
-        let deployment = deployments.get_opt("shop-order").await.ok()??;
-        let text = serde_json::to_string(&deployment.spec?.template).ok()?;
-        (text.contains("shop-order-kafka") && text.contains("PLAIN")).then_some(())
-    })
+    wait::until_some(
+        "the order Deployment with its PLAIN identity",
+        Duration::from_secs(30),
+        || async {
+            let deployment = deployments.get_opt("shop-order").await.ok()??;
+            let text = serde_json::to_string(&deployment.spec?.template).ok()?;
+            (text.contains("shop-order-kafka") && text.contains("PLAIN")).then_some(())
+        },
+    )
     .await;
 
     // The services with those users, configured as the operator configures their pods.
@@ -151,13 +125,11 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
     shop.stop().await;
 
     // The certificate is no formality: without it the right PLAIN login does not get past TLS.
-    let patch = serde_json::json!({"spec": {"kafka": {"tls": {"clientCertificateSecretRef": null}}}});
-    let patched = api
-        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("drop the client certificate");
-    let os = tls_failed_at(&api, patched.metadata.generation).await;
-    let message = topic_message(&os);
+    let message = tls_failure_after(
+        &api,
+        serde_json::json!({"kafka": {"tls": {"clientCertificateSecretRef": null}}}),
+    )
+    .await;
     assert!(
         message.contains("SSL routines") && message.contains("alert"),
         "{message}"

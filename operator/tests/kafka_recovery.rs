@@ -3,12 +3,20 @@
 //! by itself (no poke) once the broker returns, with the same topic (same id, not recreated). Runs its own
 //! broker (`KAFKA_INSTANCE=op-kafka-recovery`, ports 19492/19493), never the shared one.
 
-mod support;
+#[path = "support/operator.rs"]
+mod operator;
 
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
+use ordersystem_e2e::control_plane::TestNamespace;
+use ordersystem_e2e::order_system::{
+    delete_and_wait, failed_reconciles, minimal_json, poke, to_os, wait_condition,
+};
 use ordersystem_e2e::own_instance::OwnInstance;
+use ordersystem_e2e::wait;
 use ordersystem_operator::crd::OrderSystem;
-use support::operator::{poke, wait_condition, wait_for};
+use ordersystem_operator::metrics::Metrics;
+use std::sync::Arc;
+use std::time::Duration;
 
 const PORT: u16 = 19492;
 const CONTROLLER_PORT: u16 = 19493;
@@ -23,16 +31,15 @@ async fn a_stopped_broker_is_a_condition_and_the_resource_recovers_by_itself_wit
         .start_fresh()
         .await;
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "kafka-recovery").await;
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    let operator = support::operator::start(&client, &ns.name).await;
+    let ns = TestNamespace::with_admin_secret(&client, "kafka-recovery").await;
+    let metrics = Arc::new(Metrics::default());
+    let operator = operator::start(&client, &ns.name, metrics.clone()).await;
     let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
-    let mut os = support::minimal_json("shop", &ordersystem_e2e::names::unique("recovery"));
+    let mut os = minimal_json("shop", &ordersystem_e2e::names::unique("recovery"));
     os["spec"]["kafka"]["bootstrapServers"] = format!("127.0.0.1:{PORT}").into();
     os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
     os["spec"]["deletionPolicy"] = "Delete".into();
-    api.create(&PostParams::default(), &support::to_os(os))
+    api.create(&PostParams::default(), &to_os(os))
         .await
         .expect("create");
     let before = wait_condition(&api, "TopicReady", "True", "TopicReady").await;
@@ -49,10 +56,12 @@ async fn a_stopped_broker_is_a_condition_and_the_resource_recovers_by_itself_wit
         .map(|c| c.message.clone())
         .unwrap_or_default();
     eprintln!("broker down: {message}");
-    let failures = operator.failed_reconciles();
-    wait_for(120, "a failed reconcile retried with backoff", || async {
-        (operator.failed_reconciles() > failures).then_some(())
-    })
+    let failures = failed_reconciles(&metrics.encode());
+    wait::until_some(
+        "a failed reconcile retried with backoff",
+        Duration::from_secs(120),
+        || async { (failed_reconciles(&metrics.encode()) > failures).then_some(()) },
+    )
     .await;
 
     broker.run("start").await;
@@ -64,13 +73,7 @@ async fn a_stopped_broker_is_a_condition_and_the_resource_recovers_by_itself_wit
         "the same topic, not a recreated one"
     );
 
-    api.delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "the resource deleted with its topic and schemas", || async {
-        api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    delete_and_wait(&api, 90, "the resource deleted with its topic and schemas").await;
     drop(operator);
     tokio::task::spawn_blocking(move || drop(broker))
         .await

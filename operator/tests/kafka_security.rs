@@ -9,24 +9,33 @@
 //! Both tests start the broker on the same ports: nextest runs them one after the other (test group
 //! `secure-broker` in `.config/nextest.toml`).
 
-mod support;
+#[path = "support/operator.rs"]
+mod operator;
+#[path = "support/secure_shop.rs"]
+mod secure_shop;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
+use ordersystem_e2e::control_plane::TestNamespace;
+use ordersystem_e2e::order_system::{
+    delete_and_wait, minimal_json, poke, topic_message, wait_condition, wait_event,
+};
 use ordersystem_e2e::secure_kafka::{ADMIN_PASSWORD, ADMIN_USER, SecureBroker};
+use ordersystem_e2e::wait;
 use ordersystem_operator::controller::kafka::identities::{self, ScramMechanism};
 use ordersystem_operator::controller::kafka::{Admin, ClientSecurity, KafkaClients};
-use ordersystem_operator::crd::{OrderSystem, SaslMechanism};
+use ordersystem_operator::crd::SaslMechanism;
+use ordersystem_operator::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::operator::{poke, wait_condition, wait_event, wait_for};
-use support::secure_shop::{SERVICES, Shop, put_secret, topic_message};
+use secure_shop::{SERVICES, Shop};
 
 /// Produces one record as the user; the broker's verdict. The idempotent producer (order's) needs no more
 /// than WRITE on the topic; a plain one gets the refusal of the record itself as its error.
@@ -106,46 +115,20 @@ fn code(error: &KafkaError) -> Option<RDKafkaErrorCode> {
 async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credentials_are_named() {
     let broker = SecureBroker::start("op-sasl-ssl", 19392, 19393).await;
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "ctl-sasl").await;
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-ca",
-        "Opaque",
-        &[("ca.crt", &broker.ca_pem())],
-    )
-    .await;
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-admin",
-        "Opaque",
-        &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
-    )
-    .await;
-    let _operator = support::operator::start(&client, &ns.name).await;
-    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
+    let (ns, _operator) = secured_namespace(&client, &broker, "ctl-sasl", Default::default()).await;
+    let api = ns.systems();
     let topic = ordersystem_e2e::names::unique("secure");
-    let mut os = support::minimal_json("shop", &topic);
-    os["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap().into();
-    os["spec"]["kafka"]["tls"] = serde_json::json!({"caSecretRef": {"name": "kafka-ca"}});
-    os["spec"]["kafka"]["sasl"] =
-        serde_json::json!({"mechanism": "SCRAM-SHA-512", "credentialsSecretRef": {"name": "kafka-admin"}});
-    api.create(&PostParams::default(), &support::to_os(os))
-        .await
-        .expect("create");
+    ns.create_system(secured_json("shop", &topic, &broker)).await;
     let os = wait_condition(&api, "TopicReady", "True", "TopicReady").await;
     assert_eq!(os.status.and_then(|s| s.topic).map(|t| t.partitions), Some(3));
 
     let identity = |service: &'static str| {
-        let (client, ns) = (client.clone(), ns.name.clone());
+        let ns = &ns;
         async move {
             let name = format!("shop-{service}-kafka");
             (
-                support::secret_value(&client, &ns, &name, "username").await,
-                support::secret_value(&client, &ns, &name, "password").await,
+                ns.secret_value(&name, "username").await,
+                ns.secret_value(&name, "password").await,
             )
         }
     };
@@ -193,7 +176,7 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
     let mut kafka = BTreeMap::new();
     for service in SERVICES {
         let secret = format!("shop-{service}-kafka");
-        let value = |key: &'static str| support::secret_value(&client, &ns.name, &secret, key);
+        let value = |key: &'static str| ns.secret_value(&secret, key);
         kafka.insert(
             service,
             vec![
@@ -210,14 +193,7 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
     shop.stop().await;
 
     // A wrong password: the broker's refusal, not a timeout.
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-admin",
-        "Opaque",
-        &[("username", ADMIN_USER), ("password", "wrong")],
-    )
-    .await;
+    ns.put_login("kafka-admin", ADMIN_USER, "wrong").await;
     poke(&api).await;
     let os = wait_condition(&api, "TopicReady", "False", "KafkaAuthenticationFailed").await;
     let message = topic_message(&os);
@@ -228,59 +204,38 @@ async fn services_get_only_their_own_rights_on_a_sasl_ssl_broker_and_bad_credent
     );
 
     // The right password but another CA: the handshake fails and says why.
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-admin",
-        "Opaque",
-        &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
-    )
-    .await;
+    ns.put_kafka_admin().await;
     let other_ca = std::fs::read_to_string(ordersystem_e2e::env::postgres_ca()).expect("another test CA");
-    put_secret(&client, &ns.name, "kafka-ca", "Opaque", &[("ca.crt", &other_ca)]).await;
+    ns.put_secret("kafka-ca", "Opaque", &[("ca.crt", &other_ca)])
+        .await;
     poke(&api).await;
     let os = wait_condition(&api, "TopicReady", "False", "KafkaTlsFailed").await;
     let message = topic_message(&os);
     assert!(message.contains("certificate verify failed"), "{message}");
 }
 
-/// The shop's namespace with the Secrets a secured `OrderSystem` names, and an operator for it.
+/// The shop's namespace with the Secrets a secured `OrderSystem` names, and an operator for it counting
+/// into `metrics`.
 async fn secured_namespace(
     client: &kube::Client,
     broker: &SecureBroker,
     prefix: &str,
-) -> (support::TestNamespace, support::operator::Operator) {
-    support::install_crd(client).await;
-    let ns = support::TestNamespace::create(client, prefix).await;
-    support::create_admin_secret(client, &ns.name, "pg-admin").await;
-    put_secret(
-        client,
-        &ns.name,
-        "kafka-ca",
-        "Opaque",
-        &[("ca.crt", &broker.ca_pem())],
-    )
-    .await;
-    put_secret(
-        client,
-        &ns.name,
-        "kafka-admin",
-        "Opaque",
-        &[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)],
-    )
-    .await;
-    let operator = support::operator::start(client, &ns.name).await;
+    metrics: Arc<Metrics>,
+) -> (TestNamespace, operator::Operator) {
+    let ns = TestNamespace::with_admin_secret(client, prefix).await;
+    ns.put_kafka_ca(broker).await;
+    ns.put_kafka_admin().await;
+    let operator = operator::start(client, &ns.name, metrics).await;
     (ns, operator)
 }
 
-/// An `OrderSystem` on the secured broker with SCRAM-SHA-512 and the given deletion policy.
-fn secured_json(name: &str, topic: &str, broker: &SecureBroker, policy: &str) -> serde_json::Value {
-    let mut os = support::minimal_json(name, topic);
+/// An `OrderSystem` on the secured broker with SCRAM-SHA-512.
+fn secured_json(name: &str, topic: &str, broker: &SecureBroker) -> serde_json::Value {
+    let mut os = minimal_json(name, topic);
     os["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap().into();
     os["spec"]["kafka"]["tls"] = serde_json::json!({"caSecretRef": {"name": "kafka-ca"}});
     os["spec"]["kafka"]["sasl"] =
         serde_json::json!({"mechanism": "SCRAM-SHA-512", "credentialsSecretRef": {"name": "kafka-admin"}});
-    os["spec"]["deletionPolicy"] = policy.into();
     os
 }
 
@@ -305,25 +260,22 @@ fn broker_admin(broker: &SecureBroker) -> std::sync::Arc<Admin> {
 async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_the_resource() {
     let broker = SecureBroker::start("op-sasl-ssl", 19392, 19393).await;
     let client = ordersystem_e2e::kube::client().await;
-    let (ns, operator) = secured_namespace(&client, &broker, "ctl-scram").await;
-    let metrics = operator.metrics.clone();
-    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
+    let metrics = Arc::new(Metrics::default());
+    let (ns, _operator) = secured_namespace(&client, &broker, "ctl-scram", metrics.clone()).await;
+    let api = ns.systems();
     let (topic, kept_topic) = (
         ordersystem_e2e::names::unique("scram"),
         ordersystem_e2e::names::unique("kept"),
     );
     for (name, topic, policy) in [("shop", &topic, "Delete"), ("kept", &kept_topic, "Retain")] {
-        api.create(
-            &PostParams::default(),
-            &support::to_os(secured_json(name, topic, &broker, policy)),
-        )
-        .await
-        .expect("create");
+        let mut os = secured_json(name, topic, &broker);
+        os["spec"]["deletionPolicy"] = policy.into();
+        ns.create_system(os).await;
     }
     wait_condition(&api, "TopicReady", "True", "TopicReady").await;
     let applied = || metrics.kafka_identity_change_count("user_applied");
     // Both resources, three services each.
-    wait_for(90, "six SCRAM users applied", || async {
+    wait::until_some("six SCRAM users applied", Duration::from_secs(90), || async {
         (applied() == 6).then_some(())
     })
     .await;
@@ -343,9 +295,9 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
     for round in 1..=2u64 {
         let checked = metrics.kafka_identity_checks.get();
         poke(&api).await;
-        wait_for(
-            60,
+        wait::until_some(
             &format!("reconcile {round} checked the three users"),
+            Duration::from_secs(60),
             || async { (metrics.kafka_identity_checks.get() >= checked + 3).then_some(()) },
         )
         .await;
@@ -358,11 +310,13 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
         .await
         .expect("delete user");
     poke(&api).await;
-    wait_for(60, "the deleted user applied again", || async {
-        (applied() == 7).then_some(())
-    })
+    wait::until_some(
+        "the deleted user applied again",
+        Duration::from_secs(60),
+        || async { (applied() == 7).then_some(()) },
+    )
     .await;
-    let password = support::secret_value(&client, &ns.name, "shop-invoicing-kafka", "password").await;
+    let password = ns.secret_value("shop-invoicing-kafka", "password").await;
     tokio::task::block_in_place(|| login(&broker, &invoicing, &password))
         .expect("the re-created user logs in with its Secret's password");
 
@@ -385,9 +339,9 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
     };
     let mut hashes = BTreeMap::new();
     for service in ["order", "invoicing", "shipping"] {
-        let hash = wait_for(
-            60,
+        let hash = wait::until_some(
             &format!("shop-{service} with the Kafka Secret's hash"),
+            Duration::from_secs(60),
             || kafka_hash(service),
         )
         .await;
@@ -395,30 +349,32 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
     }
     let (order, old_password) = (
         user("shop", "order"),
-        support::secret_value(&client, &ns.name, "shop-order-kafka", "password").await,
+        ns.secret_value("shop-order-kafka", "password").await,
     );
-    put_secret(
-        &client,
-        &ns.name,
+    ns.put_secret(
         "shop-order-kafka",
         "Opaque",
         &[("password", "edited-by-hand-0123456789")],
     )
     .await;
     poke(&api).await;
-    wait_for(60, "the edited password applied", || async {
+    wait::until_some("the edited password applied", Duration::from_secs(60), || async {
         (applied() == 8).then_some(())
     })
     .await;
     produce_as(&broker, &order, "edited-by-hand-0123456789", &topic, true)
         .await
         .expect("order writes with the edited password");
-    wait_for(60, "order's template with the edited Secret's hash", || async {
-        kafka_hash("order")
-            .await
-            .filter(|hash| *hash != hashes["order"])
-            .map(|_| ())
-    })
+    wait::until_some(
+        "order's template with the edited Secret's hash",
+        Duration::from_secs(60),
+        || async {
+            kafka_hash("order")
+                .await
+                .filter(|hash| *hash != hashes["order"])
+                .map(|_| ())
+        },
+    )
     .await;
     for service in ["invoicing", "shipping"] {
         assert_eq!(
@@ -450,7 +406,7 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
     for name in ["shop", "kept"] {
         api.delete(name, &DeleteParams::default()).await.expect("delete");
     }
-    wait_for(60, "kept gone", || async {
+    wait::until_some("kept gone", Duration::from_secs(60), || async {
         api.get_opt("kept").await.ok()?.is_none().then_some(())
     })
     .await;
@@ -472,9 +428,11 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
         .expect("shop waits for its cleanup");
     assert!(held.metadata.deletion_timestamp.is_some());
     broker.resume().await;
-    wait_for(90, "shop gone once the broker is back", || async {
-        api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
+    wait::until_some(
+        "shop gone once the broker is back",
+        Duration::from_secs(90),
+        || async { api.get_opt("shop").await.ok()?.is_none().then_some(()) },
+    )
     .await;
     for service in ["order", "invoicing", "shipping"] {
         assert!(
@@ -522,29 +480,18 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_resource_whose_kafka_secret_is_gone_is_released_with_a_warning() {
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "ctl-kafka-gone").await;
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
-    put_secret(
-        &client,
-        &ns.name,
-        "kafka-admin",
-        "Opaque",
-        &[("username", "u"), ("password", "p")],
-    )
-    .await;
-    let _operator = support::operator::start(&client, &ns.name).await;
-    let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
-    let mut os = support::minimal_json("shop", &ordersystem_e2e::names::unique("gone"));
+    let ns = TestNamespace::with_admin_secret(&client, "ctl-kafka-gone").await;
+    ns.put_login("kafka-admin", "u", "p").await;
+    let _operator = operator::start(&client, &ns.name, Default::default()).await;
+    let api = ns.systems();
+    let mut os = minimal_json("shop", &ordersystem_e2e::names::unique("gone"));
     // Nothing listens there: the resource never reaches Kafka.
     os["spec"]["kafka"]["bootstrapServers"] = "127.0.0.1:1".into();
     os["spec"]["kafka"]["sasl"] =
         serde_json::json!({"mechanism": "SCRAM-SHA-512", "credentialsSecretRef": {"name": "kafka-admin"}});
     os["spec"]["deletionPolicy"] = "Delete".into();
-    api.create(&PostParams::default(), &support::to_os(os))
-        .await
-        .expect("create");
-    wait_for(60, "the finalizer in place", || async {
+    ns.create_system(os).await;
+    wait::until_some("the finalizer in place", Duration::from_secs(60), || async {
         let os = api.get("shop").await.ok()?;
         (!os.metadata.finalizers.unwrap_or_default().is_empty()).then_some(())
     })
@@ -553,13 +500,7 @@ async fn a_delete_resource_whose_kafka_secret_is_gone_is_released_with_a_warning
         .delete("kafka-admin", &DeleteParams::default())
         .await
         .expect("delete the Kafka Secret");
-    api.delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(60, "shop released", || async {
-        api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    delete_and_wait(&api, 60, "shop released").await;
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
     let notes: Vec<String> = events
         .list(&Default::default())

@@ -3,26 +3,33 @@
 //! ordering-safe partition increases; compaction warnings; the topic identity guard. No nodes run pods
 //! here: the test itself plays the consumers, with the KIP-848 `consumer` protocol the services use.
 
-mod support;
+#[path = "support/operator.rs"]
+mod operator;
+#[path = "support/setup.rs"]
+mod setup;
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
+use ordersystem_e2e::control_plane::{connect_as, role_exists};
+use ordersystem_e2e::order_system::{
+    condition, generation, minimal_json, poke, wait_any_event, wait_condition,
+};
+use ordersystem_e2e::wait;
 use ordersystem_operator::controller::kafka::{self, KafkaClients};
 use ordersystem_operator::crd::OrderSystem;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use serde_json::json;
-use support::operator::{condition, poke, wait_condition, wait_for};
-use support::setup::{Setup, generation, setup};
+use setup::{Setup, setup};
 
 impl Setup {
     /// `shop` on this test's topic: one partition per consumer, deleted with the resource, lag looked at
     /// every 5 s and called growing after 2 observations above 3 events.
     fn spec(&self) -> serde_json::Value {
-        let mut os = support::minimal_json("shop", &self.topic);
+        let mut os = minimal_json("shop", &self.topic);
         os["spec"]["kafka"]["bootstrapServers"] = self.bootstrap.clone().into();
         os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
         os["spec"]["kafka"]["topic"]["partitions"] = 2.into();
@@ -44,13 +51,17 @@ impl Setup {
 
     /// Waits until the status reports this total lag, polling the resource.
     async fn wait_lag(&self, total: i64) -> OrderSystem {
-        wait_for(90, &format!("status lag {total}"), || async {
-            poke(&self.api).await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let os = self.api.get("shop").await.ok()?;
-            let lag = os.status.as_ref()?.consumer_lag.as_ref()?.total;
-            (lag == total).then_some(os)
-        })
+        wait::until_some(
+            &format!("status lag {total}"),
+            Duration::from_secs(90),
+            || async {
+                poke(&self.api).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let os = self.api.get("shop").await.ok()?;
+                let lag = os.status.as_ref()?.consumer_lag.as_ref()?.total;
+                (lag == total).then_some(os)
+            },
+        )
         .await
     }
 
@@ -148,7 +159,7 @@ async fn consumer_lag_shows_in_status_kubectl_and_metrics_and_degrades_while_it_
         .collect();
     let column = header.iter().position(|h| *h == "LAG").expect("a LAG column");
     assert_eq!(row.get(column), Some(&"10"), "{table}");
-    let metrics = s.operator.metrics.encode();
+    let metrics = s.metrics.encode();
     let line = format!(
         "ordersystem_operator_consumer_lag{{namespace=\"{}\",name=\"shop\",service=\"shipping\"}} 5",
         s.ns.name
@@ -172,7 +183,7 @@ async fn consumer_lag_shows_in_status_kubectl_and_metrics_and_degrades_while_it_
     eprintln!("$ kubectl get ordersystems\n{}", s.kubectl_get());
     s.delete_shop_and_wait(90, "shop gone").await;
     assert!(
-        !s.operator.metrics.encode().contains(&s.ns.name),
+        !s.metrics.encode().contains(&s.ns.name),
         "the lag of a deleted system is forgotten"
     );
 }
@@ -220,7 +231,7 @@ async fn a_drained_partition_increase_stops_intake_waits_for_lag_zero_then_adds_
     let mut os = s.spec();
     os["spec"]["kafka"]["topic"]["partitionIncrease"] = "Drain".into();
     s.create(os).await;
-    wait_for(90, "order deployed", || async {
+    wait::until_some("order deployed", Duration::from_secs(90), || async {
         let d = s.deployment("shop-order").await?;
         (replicas(&d) == Some(1)).then_some(())
     })
@@ -229,18 +240,22 @@ async fn a_drained_partition_increase_stops_intake_waits_for_lag_zero_then_adds_
     s.patch_spec(json!({"kafka": {"topic": {"partitions": 4}}})).await;
 
     let seen = std::sync::Mutex::new(Vec::<String>::new());
-    let waiting = wait_for(90, "drain waits for the consumers", || async {
-        let os = s.api.get("shop").await.ok()?;
-        let message = condition_message(&os, "Progressing");
-        let mut seen = seen.lock().expect("lock");
-        if seen.last() != Some(&message) {
-            eprintln!("Progressing: {message}");
-            seen.push(message.clone());
-        }
-        (condition(&os, "Progressing") == Some(("True".into(), "DrainingForPartitionIncrease".into()))
-            && message.contains("lag: invoicing 3, shipping 3"))
-        .then_some(message)
-    })
+    let waiting = wait::until_some(
+        "drain waits for the consumers",
+        Duration::from_secs(90),
+        || async {
+            let os = s.api.get("shop").await.ok()?;
+            let message = condition_message(&os, "Progressing");
+            let mut seen = seen.lock().expect("lock");
+            if seen.last() != Some(&message) {
+                eprintln!("Progressing: {message}");
+                seen.push(message.clone());
+            }
+            (condition(&os, "Progressing") == Some(("True".into(), "DrainingForPartitionIncrease".into()))
+                && message.contains("lag: invoicing 3, shipping 3"))
+            .then_some(message)
+        },
+    )
     .await;
     assert!(waiting.contains("partitions 2 -> 4"), "{waiting}");
     let order = s.deployment("shop-order").await.expect("order");
@@ -253,21 +268,25 @@ async fn a_drained_partition_increase_stops_intake_waits_for_lag_zero_then_adds_
 
     consume_and_commit(&s.bootstrap, &s.topic, &s.group("invoicing"), 3).await;
     consume_and_commit(&s.bootstrap, &s.topic, &s.group("shipping"), 3).await;
-    wait_for(90, "partitions added", || async {
+    wait::until_some("partitions added", Duration::from_secs(90), || async {
         (partitions_in_kafka(&s).await == Some(4)).then_some(())
     })
     .await;
-    wait_for(90, "intake resumed", || async {
+    wait::until_some("intake resumed", Duration::from_secs(90), || async {
         let d = s.deployment("shop-order").await?;
         (replicas(&d) == Some(1)).then_some(())
     })
     .await;
-    let os = wait_for(60, "status shows 4 partitions, drain over", || async {
-        let os = s.api.get("shop").await.ok()?;
-        let partitions = os.status.as_ref()?.topic.as_ref()?.partitions;
-        let reason = condition(&os, "Progressing")?.1;
-        (partitions == 4 && reason != "DrainingForPartitionIncrease").then_some(os)
-    })
+    let os = wait::until_some(
+        "status shows 4 partitions, drain over",
+        Duration::from_secs(60),
+        || async {
+            let os = s.api.get("shop").await.ok()?;
+            let partitions = os.status.as_ref()?.topic.as_ref()?.partitions;
+            let reason = condition(&os, "Progressing")?.1;
+            (partitions == 4 && reason != "DrainingForPartitionIncrease").then_some(os)
+        },
+    )
     .await;
     eprintln!(
         "Progressing after the drain: {}",
@@ -287,14 +306,8 @@ async fn compaction_that_loses_history_is_a_warning_until_a_compaction_lag_prote
     eprintln!("Degraded=True CompactionLosesHistory: {message}");
     assert!(message.contains("min.compaction.lag.ms"), "{message}");
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.client.clone(), &s.ns.name);
-    wait_for(30, "CompactionLosesHistory warning event", || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("CompactionLosesHistory") && e.type_.as_deref() == Some("Warning")
-            })
-            .then_some(())
+    wait_any_event(&events, 30, "CompactionLosesHistory warning event", |e| {
+        e.reason.as_deref() == Some("CompactionLosesHistory") && e.type_.as_deref() == Some("Warning")
     })
     .await;
 
@@ -321,7 +334,7 @@ async fn a_vanished_then_replaced_topic_degrades_and_is_adopted_only_by_annotati
     kafka::delete_topic(&admin, &s.topic)
         .await
         .expect("delete out of band");
-    wait_for(30, "topic gone", || async {
+    wait::until_some("topic gone", Duration::from_secs(30), || async {
         partitions_in_kafka(&s).await.is_none().then_some(())
     })
     .await;
@@ -367,24 +380,10 @@ async fn a_vanished_then_replaced_topic_degrades_and_is_adopted_only_by_annotati
 }
 
 async fn current_user(user: &str, password: &str) -> Result<String, sqlx::Error> {
-    let mut conn = support::connect_as(user, password).await?;
+    let mut conn = connect_as(user, password).await?;
     sqlx::query_scalar("SELECT current_user::text")
         .fetch_one(&mut conn)
         .await
-}
-
-async fn role_exists(name: &str) -> bool {
-    use sqlx::Connection;
-    let options: sqlx::postgres::PgConnectOptions =
-        ordersystem_e2e::env::database_url().parse().expect("url");
-    let mut conn = sqlx::PgConnection::connect_with(&options)
-        .await
-        .expect("admin connects");
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await
-        .expect("query")
 }
 
 impl Setup {
@@ -398,25 +397,27 @@ impl Setup {
 
     /// Username and password in the invoicing Secret once its username differs from `before`.
     async fn switched_credentials(&self, before: &str) -> (String, String) {
-        wait_for(60, "the Secret switches logins", || async {
-            let user =
-                support::secret_value(&self.client, &self.ns.name, "shop-invoicing-db", "username").await;
+        wait::until_some("the Secret switches logins", Duration::from_secs(60), || async {
+            let user = self.ns.secret_value("shop-invoicing-db", "username").await;
             (user != before).then_some(())
         })
         .await;
-        let user = support::secret_value(&self.client, &self.ns.name, "shop-invoicing-db", "username").await;
-        let password =
-            support::secret_value(&self.client, &self.ns.name, "shop-invoicing-db", "password").await;
+        let user = self.ns.secret_value("shop-invoicing-db", "username").await;
+        let password = self.ns.secret_value("shop-invoicing-db", "password").await;
         (user, password)
     }
 
     async fn wait_acknowledged(&self) {
-        wait_for(90, "the rotation request is acknowledged", || async {
-            let os = self.api.get("shop").await.ok()?;
-            let pending = os.annotations().contains_key("ordersystem.io/rotate-credentials");
-            let rotating = condition(&os, "Progressing").is_some_and(|c| c.1 == "RotatingCredentials");
-            (!pending && !rotating).then_some(())
-        })
+        wait::until_some(
+            "the rotation request is acknowledged",
+            Duration::from_secs(90),
+            || async {
+                let os = self.api.get("shop").await.ok()?;
+                let pending = os.annotations().contains_key("ordersystem.io/rotate-credentials");
+                let rotating = condition(&os, "Progressing").is_some_and(|c| c.1 == "RotatingCredentials");
+                (!pending && !rotating).then_some(())
+            },
+        )
         .await;
     }
 }
@@ -427,11 +428,14 @@ async fn rotating_credentials_keeps_both_logins_during_the_rollout_rolls_only_th
     let s = setup("op-rotate").await;
     s.create(s.spec()).await;
     wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
-    let order = wait_for(90, "all three deployed", || s.deployment("shop-order")).await;
+    let order = wait::until_some("all three deployed", Duration::from_secs(90), || {
+        s.deployment("shop-order")
+    })
+    .await;
     let shipping = s.deployment("shop-shipping").await.expect("shipping");
     let invoicing = s.deployment("shop-invoicing").await.expect("invoicing");
-    let owner = support::secret_value(&s.client, &s.ns.name, "shop-invoicing-db", "username").await;
-    let first_password = support::secret_value(&s.client, &s.ns.name, "shop-invoicing-db", "password").await;
+    let owner = s.ns.secret_value("shop-invoicing-db", "username").await;
+    let first_password = s.ns.secret_value("shop-invoicing-db", "password").await;
 
     s.request_rotation("invoicing").await;
     let (login_b, password_b) = s.switched_credentials(&owner).await;
@@ -455,7 +459,7 @@ async fn rotating_credentials_keeps_both_logins_during_the_rollout_rolls_only_th
         "Progressing=True RotatingCredentials: {}",
         condition_message(&os, "Progressing")
     );
-    wait_for(60, "invoicing rolled", || async {
+    wait::until_some("invoicing rolled", Duration::from_secs(60), || async {
         let d = s.deployment("shop-invoicing").await?;
         (generation(&d) > generation(&invoicing)).then_some(())
     })
@@ -483,7 +487,7 @@ async fn rotating_credentials_keeps_both_logins_during_the_rollout_rolls_only_th
         owner
     );
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.client.clone(), &s.ns.name);
-    let note = wait_for(30, "CredentialsRotated event", || async {
+    let note = wait::until_some("CredentialsRotated event", Duration::from_secs(30), || async {
         let list = events.list(&Default::default()).await.ok()?;
         list.items
             .into_iter()

@@ -4,18 +4,18 @@
 //! Secrets, three Deployments, Services and Secrets, each owned once by the resource. The process runs as
 //! the chart's ServiceAccount (impersonation, with the chart's rendered RBAC).
 
-mod support;
-
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use ordersystem_e2e::chart_rbac::ChartRbac;
+use ordersystem_e2e::control_plane::{OperatorProcess, TestNamespace, connect_as, connect_as_admin};
+use ordersystem_e2e::order_system::{delete_and_wait, shop_json, to_os, wait_condition};
+use ordersystem_e2e::wait;
 use ordersystem_operator::crd::OrderSystem;
-use support::operator::{wait_condition, wait_for};
-use support::operator_process::OperatorProcess;
 
 const SERVICES: [&str; 3] = ["order", "invoicing", "shipping"];
 
@@ -33,10 +33,7 @@ where
 }
 
 async fn count_in_postgres(sql: &str, prefix: &str) -> i64 {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&ordersystem_e2e::env::database_url())
-        .await
-        .expect("admin connection");
+    let mut conn = connect_as_admin().await;
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
         .bind(format!("{prefix}%"))
         .fetch_one(&mut conn)
@@ -47,9 +44,7 @@ async fn count_in_postgres(sql: &str, prefix: &str) -> i64 {
 #[tokio::test]
 async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing_twice() {
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "op-crash").await;
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    let ns = TestNamespace::with_admin_secret(&client, "op-crash").await;
     let admin_kubeconfig = ordersystem_e2e::env::require(ordersystem_e2e::kube::KUBECONFIG);
     let rbac = ChartRbac::install(&client, std::path::Path::new(&admin_kubeconfig), &ns.name)
         .await
@@ -59,15 +54,20 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
     let kubeconfig = dir.join("kubeconfig");
     rbac.write_kubeconfig(&kubeconfig).expect("kubeconfig written");
     let log = dir.join("operator.log");
-    let operator = OperatorProcess::start(&kubeconfig, &ns.name, &log);
+    let operator = OperatorProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_ordersystem-operator")),
+        &kubeconfig,
+        &ns.name,
+        &log,
+    );
 
     let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let topic = ordersystem_e2e::names::unique("op-crash");
-    let os = support::shop_json(&topic, &ordersystem_e2e::env::kafka_bootstrap(), "Delete");
-    api.create(&PostParams::default(), &support::to_os(os))
+    let os = shop_json(&topic, &ordersystem_e2e::env::kafka_bootstrap(), "Delete");
+    api.create(&PostParams::default(), &to_os(os))
         .await
         .expect("create");
 
@@ -95,10 +95,15 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
         "killed mid-reconcile: not every Deployment existed yet"
     );
 
-    let _operator = OperatorProcess::start(&kubeconfig, &ns.name, &log);
+    let _operator = OperatorProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_ordersystem-operator")),
+        &kubeconfig,
+        &ns.name,
+        &log,
+    );
     let os = wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
     wait_condition(&api, "TopicReady", "True", "TopicReady").await;
-    wait_for(90, "three Deployments", || async {
+    wait::until_some("three Deployments", Duration::from_secs(90), || async {
         (names(&deployments).await.len() == SERVICES.len()).then_some(())
     })
     .await;
@@ -123,9 +128,9 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
     assert_eq!(schemas.len(), SERVICES.len());
     for service in SERVICES {
         let secret = format!("shop-{service}-db");
-        let user = support::secret_value(&client, &ns.name, &secret, "username").await;
-        let password = support::secret_value(&client, &ns.name, &secret, "password").await;
-        support::connect_as(&user, &password)
+        let user = ns.secret_value(&secret, "username").await;
+        let password = ns.secret_value(&secret, "password").await;
+        connect_as(&user, &password)
             .await
             .unwrap_or_else(|e| panic!("{service}'s role takes its Secret's password: {e}"));
     }
@@ -145,13 +150,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
         "three schemas"
     );
 
-    api.delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "the resource deleted with its schemas and topic", || async {
-        api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    delete_and_wait(&api, 90, "the resource deleted with its schemas and topic").await;
     assert_eq!(
         count_in_postgres("SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", &prefix).await,
         0,

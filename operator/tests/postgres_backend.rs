@@ -1,25 +1,20 @@
 //! The Postgres backend against the real database (non-superuser admin, SCRAM authentication) and the
 //! real API server (the service Secrets).
 
-mod support;
-
+use ordersystem_e2e::control_plane::{TestNamespace, block_on_cleanup, connect_as};
+use ordersystem_e2e::order_system::{minimal_json, to_os};
 use ordersystem_operator::controller::postgres;
 use ordersystem_operator::controller::validate::{self, ValidSpec};
 use ordersystem_operator::names::Service;
 use sqlx::Connection;
 
-async fn setup(prefix: &str) -> (kube::Client, support::TestNamespace, ValidSpec) {
+async fn setup(prefix: &str) -> (kube::Client, TestNamespace, ValidSpec) {
     let client = ordersystem_e2e::kube::client().await;
-    let ns = support::TestNamespace::create(&client, prefix).await;
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    let ns = TestNamespace::with_admin_secret(&client, prefix).await;
     // A real owner: Secrets owned by a uid that does not exist are garbage-collected at once.
-    support::install_crd(&client).await;
-    let api = kube::Api::<ordersystem_operator::crd::OrderSystem>::namespaced(client.clone(), &ns.name);
-    let os = api
-        .create(
-            &Default::default(),
-            &support::to_os(support::minimal_json("shop", "t")),
-        )
+    let os = ns
+        .systems()
+        .create(&Default::default(), &to_os(minimal_json("shop", "t")))
         .await
         .expect("create owner");
     let spec = validate::validate(&os).expect("valid");
@@ -31,7 +26,7 @@ struct DropSchemas(ValidSpec, postgres::AdminConnection);
 impl Drop for DropSchemas {
     fn drop(&mut self) {
         let (spec, admin) = (self.0.clone(), self.1.clone());
-        support::block_on_cleanup(async move {
+        block_on_cleanup(async move {
             let _ = postgres::drop_all(&admin, &spec).await;
         });
     }
@@ -50,10 +45,10 @@ async fn each_role_logs_in_with_its_secret_and_can_neither_write_nor_read_anothe
     assert!(observed.schemas.iter().all(|s| s.privileges_verified));
 
     for plan in &spec.services {
-        let password = support::secret_value(&client, &ns.name, &plan.secret_name, "password").await;
-        let user = support::secret_value(&client, &ns.name, &plan.secret_name, "username").await;
+        let password = ns.secret_value(&plan.secret_name, "password").await;
+        let user = ns.secret_value(&plan.secret_name, "username").await;
         assert_eq!(user, plan.db_identifier);
-        let mut conn = support::connect_as(&user, &password)
+        let mut conn = connect_as(&user, &password)
             .await
             .expect("role logs in with its Secret's password");
         let schema: String = sqlx::query_scalar("SELECT current_schema()")
@@ -80,8 +75,8 @@ async fn each_role_logs_in_with_its_secret_and_can_neither_write_nor_read_anothe
     }
     // Reading is closed too: no role sees another's tables (each created `probe` in its own schema).
     for reader in &spec.services {
-        let password = support::secret_value(&client, &ns.name, &reader.secret_name, "password").await;
-        let mut conn = support::connect_as(&reader.db_identifier, &password)
+        let password = ns.secret_value(&reader.secret_name, "password").await;
+        let mut conn = connect_as(&reader.db_identifier, &password)
             .await
             .expect("role logs in");
         for owner in spec.services.iter().filter(|o| o.service != reader.service) {
@@ -100,7 +95,7 @@ async fn each_role_logs_in_with_its_secret_and_can_neither_write_nor_read_anothe
         conn.close().await.ok();
     }
     assert!(
-        support::connect_as(&spec.plan(Service::Order).db_identifier, "wrong-password")
+        connect_as(&spec.plan(Service::Order).db_identifier, "wrong-password")
             .await
             .is_err()
     );
@@ -115,13 +110,13 @@ async fn a_second_pass_keeps_the_secret_and_changes_nothing() {
     let _cleanup = DropSchemas(spec.clone(), admin.clone());
     let first = postgres::ensure(&client, &admin, &spec).await.expect("provision");
     let secret = &spec.plan(Service::Invoicing).secret_name;
-    let password = support::secret_value(&client, &ns.name, secret, "password").await;
+    let password = ns.secret_value(secret, "password").await;
     let second = postgres::ensure(&client, &admin, &spec)
         .await
         .expect("provision again");
     assert_eq!(first, second);
     assert_eq!(
-        support::secret_value(&client, &ns.name, secret, "password").await,
+        ns.secret_value(secret, "password").await,
         password,
         "never regenerated"
     );

@@ -4,17 +4,25 @@
 //! resource recovers by itself when the server comes up; no password ever appears in status or Events.
 //! The server is this test's own instance (`postgres.sh` with `PG_INSTANCE`), never the shared one.
 
-mod support;
+#[path = "support/operator.rs"]
+mod operator;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, PostParams};
+use ordersystem_e2e::control_plane::TestNamespace;
+use ordersystem_e2e::order_system::{
+    delete_and_wait, failed_reconciles, minimal_json, poke, to_os, wait_condition, wait_event,
+};
 use ordersystem_e2e::own_instance::OwnInstance;
+use ordersystem_e2e::wait;
 use ordersystem_operator::crd::OrderSystem;
+use ordersystem_operator::metrics::Metrics;
 use ordersystem_operator::names::SECRET_HASH_ANNOTATION;
 use serde_json::json;
-use support::operator::{poke, wait_condition, wait_event, wait_for};
+use std::sync::Arc;
+use std::time::Duration;
 
 const INSTANCE: &str = "op-pg-outage";
 const PORT: u16 = 5443;
@@ -34,7 +42,7 @@ fn admin_credentials(url: &str) -> (String, String) {
 /// Replaces the admin Secret with exactly `data` (created fresh, so no key of an earlier version stays).
 async fn put_secret(secrets: &Api<Secret>, data: &serde_json::Value) {
     let _ = secrets.delete("pg-admin", &DeleteParams::default()).await;
-    wait_for(30, "the old admin Secret gone", || async {
+    wait::until_some("the old admin Secret gone", Duration::from_secs(30), || async {
         secrets.get_opt("pg-admin").await.ok()?.is_none().then_some(())
     })
     .await;
@@ -52,18 +60,22 @@ async fn put_secret(secrets: &Api<Secret>, data: &serde_json::Value) {
 /// The `DatabaseReady` message once it is False for a reason containing `needle`.
 async fn wait_database_message(api: &Api<OrderSystem>, needle: &str) -> String {
     poke(api).await;
-    wait_for(90, &format!("DatabaseReady message with {needle:?}"), || async {
-        let os = api.get("shop").await.ok()?;
-        let condition = os
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "DatabaseReady")?;
-        (condition.status == "False"
-            && condition.reason == "PostgresUnavailable"
-            && condition.message.contains(needle))
-        .then_some(condition.message)
-    })
+    wait::until_some(
+        &format!("DatabaseReady message with {needle:?}"),
+        Duration::from_secs(90),
+        || async {
+            let os = api.get("shop").await.ok()?;
+            let condition = os
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "DatabaseReady")?;
+            (condition.status == "False"
+                && condition.reason == "PostgresUnavailable"
+                && condition.message.contains(needle))
+            .then_some(condition.message)
+        },
+    )
     .await
 }
 
@@ -75,18 +87,18 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
     own.run("stop").await;
     let (user, password) = admin_credentials(&own.run("url").await);
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "pg-outage").await;
-    let operator = support::operator::start(&client, &ns.name).await;
+    let ns = TestNamespace::create(&client, "pg-outage").await;
+    let metrics = Arc::new(Metrics::default());
+    let operator = operator::start(&client, &ns.name, metrics.clone()).await;
     let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let topic = ordersystem_e2e::names::unique("pg-outage");
-    let mut os = support::minimal_json("shop", &topic);
+    let mut os = minimal_json("shop", &topic);
     os["spec"]["kafka"]["bootstrapServers"] = ordersystem_e2e::env::kafka_bootstrap().into();
     os["spec"]["kafka"]["topic"]["replicationFactor"] = 1.into();
     os["spec"]["postgres"]["sslMode"] = "disable".into();
     os["spec"]["deletionPolicy"] = "Delete".into();
-    api.create(&PostParams::default(), &support::to_os(os))
+    api.create(&PostParams::default(), &to_os(os))
         .await
         .expect("create");
 
@@ -97,9 +109,11 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
     put_secret(&secrets, &complete).await;
     let message = wait_database_message(&api, &format!("127.0.0.1:{PORT}")).await;
     eprintln!("server down: {message}");
-    wait_for(60, "a second failed reconcile (backoff)", || async {
-        (operator.failed_reconciles() >= 2.0).then_some(())
-    })
+    wait::until_some(
+        "a second failed reconcile (backoff)",
+        Duration::from_secs(60),
+        || async { (failed_reconciles(&metrics.encode()) >= 2.0).then_some(()) },
+    )
     .await;
     own.run("start").await;
     wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
@@ -126,7 +140,7 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
             .collect();
         (hashes.len() == 3).then_some(hashes)
     };
-    let rolled_out = wait_for(60, "the three Deployments", secret_hashes).await;
+    let rolled_out = wait::until_some("the three Deployments", Duration::from_secs(60), secret_hashes).await;
 
     // 2. Bad admin Secrets, each named in the condition.
     let mut wrong = complete.clone();
@@ -173,7 +187,7 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
     let failed = wait_event(&events, "shop", "ReconcileFailed").await;
     assert_eq!(failed.type_.as_deref(), Some("Warning"));
     assert!(
-        operator.failed_reconciles() >= 6.0,
+        failed_reconciles(&metrics.encode()) >= 6.0,
         "every failed reconcile is counted"
     );
     // The database Secrets are unchanged, so no pod template changed while PostgreSQL was unusable.
@@ -197,13 +211,7 @@ async fn admin_secret_problems_and_a_stopped_postgres_are_conditions_and_it_reco
         assert!(!all_events.contains(secret), "a password reached an Event");
     }
 
-    api.delete("shop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(90, "the resource deleted and its schemas dropped", || async {
-        api.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    delete_and_wait(&api, 90, "the resource deleted and its schemas dropped").await;
     drop(operator);
     tokio::task::spawn_blocking(move || drop(own))
         .await

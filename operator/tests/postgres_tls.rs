@@ -2,12 +2,14 @@
 //! the schemas; with another CA it refuses the server and says so in `DatabaseReady`. That the wrong CA
 //! fails proves the certificate really was verified.
 
-mod support;
+#[path = "support/operator.rs"]
+mod operator;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use ordersystem_e2e::control_plane::TestNamespace;
+use ordersystem_e2e::order_system::{delete_and_wait, minimal_json, poke, to_os, wait_condition};
 use ordersystem_operator::crd::OrderSystem;
-use support::operator::{poke, wait_condition};
 
 async fn put_ca(client: &kube::Client, namespace: &str, pem: &str) {
     let secret: Secret = serde_json::from_value(
@@ -56,19 +58,17 @@ fn unrelated_ca() -> String {
 #[tokio::test]
 async fn verify_full_with_the_servers_ca_provisions_and_another_ca_is_refused_with_a_clear_condition() {
     let client = ordersystem_e2e::kube::client().await;
-    support::install_crd(&client).await;
-    let ns = support::TestNamespace::create(&client, "ctl-pgtls").await;
-    support::create_admin_secret(&client, &ns.name, "pg-admin").await;
+    let ns = TestNamespace::with_admin_secret(&client, "ctl-pgtls").await;
     let ca = std::fs::read_to_string(ordersystem_e2e::env::postgres_ca()).expect("the Postgres test CA");
     put_ca(&client, &ns.name, &ca).await;
-    let _operator = support::operator::start(&client, &ns.name).await;
+    let _operator = operator::start(&client, &ns.name, Default::default()).await;
     let api: Api<OrderSystem> = Api::namespaced(client.clone(), &ns.name);
-    let mut os = support::minimal_json("shop", &ordersystem_e2e::names::unique("pgtls"));
+    let mut os = minimal_json("shop", &ordersystem_e2e::names::unique("pgtls"));
     os["spec"]["kafka"]["bootstrapServers"] = ordersystem_e2e::env::kafka_bootstrap().into();
     os["spec"]["postgres"]["sslMode"] = "verify-full".into();
     os["spec"]["postgres"]["caSecretRef"] = serde_json::json!({"name": "pg-ca"});
     os["spec"]["deletionPolicy"] = "Delete".into();
-    api.create(&PostParams::default(), &support::to_os(os))
+    api.create(&PostParams::default(), &to_os(os))
         .await
         .expect("create");
     wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
@@ -87,10 +87,5 @@ async fn verify_full_with_the_servers_ca_provisions_and_another_ca_is_refused_wi
     put_ca(&client, &ns.name, &ca).await;
     poke(&api).await;
     wait_condition(&api, "DatabaseReady", "True", "SchemasReady").await;
-    api.delete("shop", &Default::default()).await.expect("delete");
-    support::operator::wait_for(60, "the resource to be gone", || {
-        let api = api.clone();
-        async move { api.get_opt("shop").await.expect("get").is_none().then_some(()) }
-    })
-    .await;
+    delete_and_wait(&api, 60, "the resource to be gone").await;
 }

@@ -12,6 +12,12 @@ pub async fn scrape(url: &str, name: &str) -> f64 {
         .text()
         .await
         .unwrap_or_else(|e| panic!("GET {url} body: {e}"));
+    sum(&text, name)
+}
+
+/// The value of metric `name` in `text`, the Prometheus text format (summed over its label sets; a
+/// counter's `_total` sample counts as `name`), 0 when absent.
+pub fn sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix(name)?;

@@ -1,68 +1,17 @@
 //! The three services in the test process against a test's own secured broker, each configured with the
 //! flags its pod's env would carry (its own database Secret, `sslmode=verify-full`, and the Kafka settings
-//! the test gives it), and the helpers around them: Secrets from literal values, one order placed and
-//! awaited in invoicing and shipping, the `TopicReady` message.
+//! the test gives it), and one order placed and awaited in invoicing and shipping. Included by the tests
+//! that run the services (`#[path]`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Parser;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
-use ordersystem_operator::crd::OrderSystem;
+use ordersystem_e2e::control_plane::secret_value;
+use ordersystem_e2e::wait;
 use ordersystem_service_kit::shutdown::Trigger;
 
-use super::operator::wait_for;
-
 pub const SERVICES: [&str; 3] = ["invoicing", "shipping", "order"];
-
-/// Creates or replaces Secret `name` of `type_` (`Opaque`, `kubernetes.io/tls`) with `data`.
-pub async fn put_secret(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    type_: &str,
-    data: &[(&str, &str)],
-) {
-    let data: BTreeMap<&str, &str> = data.iter().copied().collect();
-    let secret: Secret = serde_json::from_value(
-        serde_json::json!({"metadata": {"name": name}, "type": type_, "stringData": data}),
-    )
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .patch(
-            name,
-            &PatchParams::apply("ordersystem-tests").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .expect("apply secret");
-}
-
-/// The message of the `TopicReady` condition.
-pub fn topic_message(os: &OrderSystem) -> String {
-    os.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "TopicReady"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
-
-/// Waits for `TopicReady=False reason=KafkaTlsFailed` observed at `generation`: the verdict on that spec,
-/// not an earlier one.
-pub async fn tls_failed_at(api: &Api<OrderSystem>, generation: Option<i64>) -> OrderSystem {
-    wait_for(90, "KafkaTlsFailed at the new generation", || async {
-        let os = api.get("shop").await.ok()?;
-        let topic = os
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "TopicReady")?;
-        (topic.reason == "KafkaTlsFailed" && topic.observed_generation == generation).then_some(os.clone())
-    })
-    .await
-}
 
 type Running = (
     &'static str,
@@ -90,7 +39,7 @@ impl Shop {
         let mut running = Vec::new();
         for service in SERVICES {
             let db_secret = format!("shop-{service}-db");
-            let db = |key: &'static str| super::secret_value(client, namespace, &db_secret, key);
+            let db = |key: &'static str| secret_value(client, namespace, &db_secret, key);
             let mut args = vec![
                 service.to_string(),
                 format!("--database-host={}", db("host").await),
@@ -144,7 +93,8 @@ impl Shop {
         let created: serde_json::Value = response.json().await.expect("json");
         let placed = created["id"].as_i64().expect("order id");
         for (service, path) in [("invoicing", "/api/invoices"), ("shipping", "/api/shipments")] {
-            wait_for(60, &format!("order {placed} at {service}"), || {
+            let what = format!("order {placed} at {service}");
+            wait::until_some(&what, Duration::from_secs(60), || {
                 let (http, url) = (self.http.clone(), format!("http://{}{path}", self.addr(service)));
                 async move {
                     let stored: serde_json::Value = http.get(&url).send().await.ok()?.json().await.ok()?;
@@ -200,7 +150,7 @@ async fn spawn(service: &'static str, args: Vec<String>) -> Running {
         }
     };
     let http = reqwest::Client::new();
-    wait_for(60, &format!("{service} ready"), || {
+    wait::until_some(&format!("{service} ready"), Duration::from_secs(60), || {
         let (http, url) = (http.clone(), format!("http://{addr}/readyz"));
         async move {
             http.get(&url)
