@@ -4,19 +4,16 @@
 use crate::domain::Invoice;
 use crate::store;
 use ordersystem_contract::InvoiceView;
-use ordersystem_service_kit::consumer::{Handler, Stored};
+use ordersystem_service_kit::consumer::{Handler, Written};
 use sqlx::PgConnection;
 
 pub struct InvoiceHandler;
 
 impl Handler for InvoiceHandler {
     type Event = InvoiceView;
+    const DONE: &'static str = "invoiced";
 
-    async fn store(
-        &self,
-        conn: &mut PgConnection,
-        events: &[InvoiceView],
-    ) -> Result<Vec<Stored>, sqlx::Error> {
+    async fn store(&self, conn: &mut PgConnection, events: &[InvoiceView]) -> Result<Written, sqlx::Error> {
         let rows: Vec<Invoice> = events.iter().map(Invoice::from_event).collect();
         store::insert_all(conn, &rows).await
     }

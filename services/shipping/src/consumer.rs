@@ -4,19 +4,16 @@
 use crate::domain::Shipment;
 use crate::store;
 use ordersystem_contract::ShipmentView;
-use ordersystem_service_kit::consumer::{Handler, Stored};
+use ordersystem_service_kit::consumer::{Handler, Written};
 use sqlx::PgConnection;
 
 pub struct ShipmentHandler;
 
 impl Handler for ShipmentHandler {
     type Event = ShipmentView;
+    const DONE: &'static str = "shipped";
 
-    async fn store(
-        &self,
-        conn: &mut PgConnection,
-        events: &[ShipmentView],
-    ) -> Result<Vec<Stored>, sqlx::Error> {
+    async fn store(&self, conn: &mut PgConnection, events: &[ShipmentView]) -> Result<Written, sqlx::Error> {
         let rows: Vec<Shipment> = events.iter().map(Shipment::from_event).collect();
         store::insert_all(conn, &rows).await
     }

@@ -3,31 +3,51 @@
 
 use crate::domain::{Shipment, ShipmentLine};
 use ordersystem_contract::Address;
-use ordersystem_service_kit::consumer::{Stored, store};
+use ordersystem_service_kit::consumer::Written;
 use ordersystem_service_kit::keyed;
 use sqlx::{PgConnection, PgPool, Row};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Stores `shipments` (delivery order; an order id may repeat), first write wins, in at most two statements
 /// whatever their number: one inserts the first of each order id with its lines (`ON CONFLICT (order_id)
-/// DO NOTHING`); only when some were stored before, a second reads their fingerprints, which decide for
-/// the others between a duplicate (same content) and a conflict.
-pub async fn insert_all(conn: &mut PgConnection, shipments: &[Shipment]) -> Result<Vec<Stored>, sqlx::Error> {
-    let rows: Vec<(i64, String)> = shipments.iter().map(|s| (s.order_id, s.fingerprint())).collect();
-    let firsts: Vec<(&Shipment, &str)> = keyed::first_of_each(&rows, |(order_id, _)| *order_id)
+/// DO NOTHING`); only when some were stored before, a second reads their fingerprints. Returns what it
+/// wrote, for the consumer loop to judge each event by.
+pub async fn insert_all(conn: &mut PgConnection, shipments: &[Shipment]) -> Result<Written, sqlx::Error> {
+    let fingerprints: Vec<(i64, String)> = shipments.iter().map(|s| (s.order_id, s.fingerprint())).collect();
+    let firsts: Vec<(&Shipment, &str)> = keyed::first_of_each(&fingerprints, |(order_id, _)| *order_id)
         .into_iter()
-        .map(|i| (&shipments[i], rows[i].1.as_str()))
+        .map(|i| (&shipments[i], fingerprints[i].1.as_str()))
         .collect();
     if firsts.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Written::default());
     }
+    let inserted = insert_new(conn, &firsts).await?;
+    let before: Vec<i64> = firsts
+        .iter()
+        .map(|(first, _)| first.order_id)
+        .filter(|order_id| !inserted.contains(order_id))
+        .collect();
+    let stored_before = stored_fingerprints(conn, &before).await?;
+    Ok(Written {
+        fingerprints,
+        inserted,
+        stored_before,
+    })
+}
+
+/// Inserts `firsts` (one per order id, each with its fingerprint) with their lines, but none whose order id
+/// is stored already, in one statement; returns the order ids it inserted.
+async fn insert_new(
+    conn: &mut PgConnection,
+    firsts: &[(&Shipment, &str)],
+) -> Result<HashSet<i64>, sqlx::Error> {
     let column = |f: fn(&Shipment) -> &str| firsts.iter().map(|(s, _)| f(s)).collect::<Vec<_>>();
     // The lines of every first go along; only those of the shipments this statement inserted are stored.
     let lines: Vec<(i64, i32, &ShipmentLine)> = firsts
         .iter()
         .flat_map(|(s, _)| (1i32..).zip(&s.lines).map(|(no, line)| (s.order_id, no, line)))
         .collect();
-    let inserted: HashSet<i64> = sqlx::query_scalar(
+    let inserted = sqlx::query_scalar(
         "WITH new AS (
              INSERT INTO shipments (order_id, customer_id, firstname, name, shipping_street, shipping_zip,
                                     shipping_city, updated, fingerprint)
@@ -61,11 +81,27 @@ pub async fn insert_all(conn: &mut PgConnection, shipments: &[Shipment]) -> Resu
             .map(|(_, _, l)| l.item_name.as_str())
             .collect::<Vec<_>>(),
     )
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?
     .into_iter()
     .collect();
-    store::judge(conn, "shipments", &rows, &inserted, "shipped").await
+    Ok(inserted)
+}
+
+/// The fingerprints stored for `order_ids`; no round trip when there are none.
+async fn stored_fingerprints(
+    conn: &mut PgConnection,
+    order_ids: &[i64],
+) -> Result<HashMap<i64, String>, sqlx::Error> {
+    if order_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT order_id, fingerprint FROM shipments WHERE order_id = ANY($1)")
+            .bind(order_ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// One row of the shipment list.

@@ -1,7 +1,7 @@
 //! The consumer loop of invoicing and shipping, written once. A service supplies a `Handler` naming the
 //! view of the event it reads (`Handler::Event`, a tolerant reader: only the fields that service stores)
-//! and storing such events with one writing statement on the connection it is given; the loop owns
-//! delivery:
+//! and storing such events with one writing statement on the connection it is given, returning what it
+//! wrote (`Written`); the loop owns delivery and everything beyond the service's own tables:
 //!
 //! - each record is decoded as the handler's view, so a field a service does not read (prices, for
 //!   shipping) can be missing or new without that service dead-lettering the event;
@@ -10,9 +10,11 @@
 //!   `ON CONFLICT (order_id) DO NOTHING` makes redelivery harmless;
 //! - a record that cannot be decoded or is rejected by the database's rules is dead-lettered (raw bytes,
 //!   partition, offset, error), counted and logged, and the offset moves on;
-//! - the same order id with different content is dead-lettered as `ConflictingDuplicate`, first version kept;
+//! - the loop judges each event from what the handler wrote (`judge`): new, a duplicate, or, for the same
+//!   order id with different content, dead-lettered as `ConflictingDuplicate`, first version kept;
 //! - a transient failure (database unreachable) pauses the partition, the loop keeps polling (so the member
-//!   never exceeds `max.poll.interval.ms`), and after a backoff it seeks back to the failed record and resumes;
+//!   never exceeds `max.poll.interval.ms`), and after a backoff it seeks back to the failed record and resumes
+//!   (`partitions`);
 //! - records already fetched are stored together, in one handler call whose one writing statement is
 //!   atomic on its own (one round trip and one commit for the batch, no `BEGIN`/`COMMIT` around it, on a
 //!   connection kept from batch to batch: `db::WarmConnections`); when anything in it fails, its records
@@ -20,7 +22,11 @@
 //!   then);
 //! - on shutdown it finishes the records in hand, commits the stored offsets and leaves the group.
 
+mod outcome;
+mod partitions;
 pub mod store;
+
+pub use outcome::Written;
 
 use crate::config::{ConsumerArgs, KafkaArgs};
 use crate::db::WarmConnections;
@@ -29,12 +35,12 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use futures::FutureExt;
 use ordersystem_contract::EventView;
+use outcome::{Outcome, Stored, judge};
+use partitions::Partitions;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{PgConnection, PgPool};
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use store::DeadLetter;
@@ -54,38 +60,27 @@ pub const REASON_CONFLICT: &str = "ConflictingDuplicate";
 /// Dead-letter reason of an event the database refused for good (a constraint or data error).
 pub const REASON_REJECTED: &str = "Rejected";
 
-/// What the handler did with an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored {
-    /// A new invoice or shipment.
-    New,
-    /// The order id was stored before with the same content: nothing written.
-    Duplicate,
-    /// The order id was stored before with different content: nothing written; the loop dead-letters it.
-    Conflict { detail: String },
-}
-
 /// A service's domain: what it reads of an event, and how it stores events on the connection given.
 pub trait Handler: Send + Sync + 'static {
     /// The fields of `OrderPlaced` this service needs; records are decoded as this and nothing more. The
-    /// handler's duplicate/conflict fingerprint must come from what it stores, so an event differing only
-    /// in a field the view ignores is a duplicate.
+    /// handler's fingerprints must come from what it stores, so an event differing only in a field the
+    /// view ignores is a duplicate.
     type Event: EventView + Send + Sync;
 
-    /// Stores `events` (in delivery order; the same order id may occur twice) and returns one outcome per
-    /// event, in the same order. All writing is one statement (reads may follow it): `conn` is in a
-    /// transaction the loop commits, or, for a batch, in none, where that statement is atomic on its own.
-    /// An error from the writing statement means nothing of it was stored.
+    /// What the service does with an order, as a conflict's detail says it: "order 7 already invoiced
+    /// with different content".
+    const DONE: &'static str;
+
+    /// Stores `events` (in delivery order; the same order id may occur twice), the first of each order id
+    /// unless one is stored already, and returns what it wrote (`Written`), from which the loop judges
+    /// each event. All writing is one statement (reads may follow it): `conn` is in a transaction the
+    /// loop commits, or, for a batch, in none, where that statement is atomic on its own. An error from
+    /// the writing statement means nothing of it was stored.
     fn store(
         &self,
         conn: &mut PgConnection,
         events: &[Self::Event],
-    ) -> impl Future<Output = Result<Vec<Stored>, sqlx::Error>> + Send;
-}
-
-/// The handler gave fewer outcomes than events: a bug in the handler, treated as a failed store.
-fn missing_outcome() -> sqlx::Error {
-    sqlx::Error::Protocol("the handler returned fewer outcomes than events".into())
+    ) -> impl Future<Output = Result<Written, sqlx::Error>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,13 +96,6 @@ pub enum ConsumerError {
         #[source]
         source: KafkaError,
     },
-}
-
-/// A partition paused after a transient failure: where to seek back to, and when.
-#[derive(Debug, Clone, Copy)]
-struct Paused {
-    offset: i64,
-    until: tokio::time::Instant,
 }
 
 /// Everything the loop needs besides the Kafka client.
@@ -127,28 +115,13 @@ impl<H: Handler> ConsumerLoop<H> {
         args: &ConsumerArgs,
         mut shutdown: Shutdown,
     ) -> Result<(), ConsumerError> {
-        let group = args.group(self.default_group);
         let context = KafkaContext::new(self.metrics.clone());
-        let consumer: StreamConsumer<KafkaContext> = consumer_config(kafka, args, &group)
-            .create_with_context(context.clone())
-            .map_err(|source| ConsumerError::Create { source })?;
-        consumer
-            .subscribe(&[&kafka.topic])
-            .map_err(|source| ConsumerError::Subscribe {
-                topic: kafka.topic.clone(),
-                source,
-            })?;
-        tracing::info!(topic = %kafka.topic, group = %group, protocol = ?args.group_protocol, "consumer started");
-        let (first_backoff, max_backoff) = args.backoff();
+        let consumer = subscribe(kafka, args, args.group(self.default_group), context.clone())?;
         let warm = WarmConnections::new(self.pool.clone());
-        let mut paused: HashMap<(String, i32), Paused> = HashMap::new();
-        let mut failures: HashMap<(String, i32), u32> = HashMap::new();
+        let mut partitions = Partitions::new(&consumer, args.backoff());
         loop {
-            for key in context.take_revoked() {
-                paused.remove(&key);
-                failures.remove(&key);
-            }
-            let next_resume = paused.values().map(|p| p.until).min();
+            partitions.forget(context.take_revoked());
+            let next_resume = partitions.next_resume();
             let resume_due = async {
                 match next_resume {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -158,71 +131,25 @@ impl<H: Handler> ConsumerLoop<H> {
             tokio::select! {
                 biased;
                 () = shutdown.wait() => break,
-                () = resume_due => resume_due_partitions(&consumer, &mut paused),
-                received = consumer.recv() => {
-                    let message = match received {
-                        Ok(message) => message,
-                        Err(error) => {
-                            tracing::warn!(%error, "kafka receive failed");
-                            // Errors can repeat back to back while the broker is away; don't spin on them.
-                            tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
-                            continue;
-                        }
-                    };
-                    // Whatever else is already fetched joins it, up to MAX_BATCH: one commit for all.
-                    let mut batch = vec![message];
-                    while batch.len() < MAX_BATCH {
-                        match consumer.recv().now_or_never() {
-                            Some(Ok(message)) => batch.push(message),
-                            _ => break,
-                        }
-                    }
-                    // Fetched before a pause took effect: read again after the seek back.
-                    batch.retain(|m| !paused.contains_key(&(m.topic().to_string(), m.partition())));
-                    if !batch.is_empty() && self.process_batch(&warm, &batch).await.is_ok() {
-                        self.metrics.batch_records.observe(batch.len() as f64);
-                        for message in &batch {
-                            failures.remove(&(message.topic().to_string(), message.partition()));
-                            store_offset(&consumer, message);
-                        }
-                        continue;
-                    }
-                    // One at a time, in a transaction each: the batch failed, so the record at fault is
-                    // found and retried or dead-lettered alone (what the batch stored before it failed is
-                    // a duplicate now, what it dead-lettered was not committed). A
-                    // transient failure means the database is unusable, not the record: the partitions of
-                    // the records after it are paused too, untried, so one pass never waits out a
-                    // connection timeout per partition (which could outlast max.poll.interval.ms).
-                    let mut unusable: Option<Duration> = None;
-                    for message in &batch {
-                        let key = (message.topic().to_string(), message.partition());
-                        if paused.contains_key(&key) {
-                            continue;
-                        }
-                        if let Some(delay) = unusable {
-                            pause_partition(&consumer, &key);
-                            paused.insert(key, Paused { offset: message.offset(), until: tokio::time::Instant::now() + delay });
-                            continue;
-                        }
-                        match self.process(message).await {
-                            Ok(()) => {
-                                self.metrics.batch_records.observe(1.0);
-                                failures.remove(&key);
-                                store_offset(&consumer, message);
-                            }
-                            Err(error) => {
-                                let attempt = failures.entry(key.clone()).or_insert(0);
-                                *attempt += 1;
-                                let delay = backoff(first_backoff, max_backoff, *attempt);
-                                tracing::warn!(%error, partition = key.1, offset = message.offset(), attempt = *attempt,
-                                    retry_in_ms = delay.as_millis() as u64, "transient failure, pausing partition");
-                                pause_partition(&consumer, &key);
-                                paused.insert(key, Paused { offset: message.offset(), until: tokio::time::Instant::now() + delay });
-                                unusable = Some(delay);
+                () = resume_due => partitions.resume_due(),
+                received = consumer.recv() => match received {
+                    Ok(message) => {
+                        // Whatever else is already fetched joins it, up to MAX_BATCH: one commit for all.
+                        let mut batch = vec![message];
+                        while batch.len() < MAX_BATCH {
+                            match consumer.recv().now_or_never() {
+                                Some(Ok(message)) => batch.push(message),
+                                _ => break,
                             }
                         }
+                        self.consume(&warm, &mut partitions, batch).await;
                     }
-                }
+                    Err(error) => {
+                        tracing::warn!(%error, "kafka receive failed");
+                        // Errors can repeat back to back while the broker is away; don't spin on them.
+                        tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
+                    }
+                },
             }
         }
         // Stored offsets reach the broker before the member leaves (dropping the consumer closes it, which
@@ -234,6 +161,49 @@ impl<H: Handler> ConsumerLoop<H> {
         Ok(())
     }
 
+    /// Store `batch` together and then its offsets; if that failed, one record at a time.
+    async fn consume(
+        &self,
+        warm: &WarmConnections,
+        partitions: &mut Partitions<'_>,
+        mut batch: Vec<BorrowedMessage<'_>>,
+    ) {
+        // Fetched before a pause took effect: read again after the seek back.
+        batch.retain(|m| !partitions.is_paused(m));
+        if batch.is_empty() {
+            return;
+        }
+        if self.process_batch(warm, &batch).await.is_ok() {
+            self.metrics.batch_records.observe(batch.len() as f64);
+            for message in &batch {
+                partitions.stored(message);
+            }
+            return;
+        }
+        // One at a time, in a transaction each: the batch failed, so the record at fault is found and
+        // retried or dead-lettered alone (what the batch stored before it failed is a duplicate now, what
+        // it dead-lettered was not committed). A transient failure means the database is unusable, not
+        // the record: the partitions of the records after it are paused too, untried, so one pass never
+        // waits out a connection timeout per partition (which could outlast max.poll.interval.ms).
+        let mut unusable: Option<Duration> = None;
+        for message in &batch {
+            if partitions.is_paused(message) {
+                continue;
+            }
+            if let Some(delay) = unusable {
+                partitions.pause(message, delay);
+                continue;
+            }
+            match self.process(message).await {
+                Ok(()) => {
+                    self.metrics.batch_records.observe(1.0);
+                    partitions.stored(message);
+                }
+                Err(error) => unusable = Some(partitions.failed(message, &error)),
+            }
+        }
+    }
+
     /// Store one record. `Err` means transient: nothing was committed and the record must be retried.
     #[tracing::instrument(skip_all, fields(partition = message.partition(), offset = message.offset()))]
     async fn process(&self, message: &BorrowedMessage<'_>) -> Result<(), sqlx::Error> {
@@ -241,47 +211,36 @@ impl<H: Handler> ConsumerLoop<H> {
         let event = match H::Event::decode(message.payload().unwrap_or_default()) {
             Ok(event) => event,
             Err(error) => {
+                let error = error.to_string();
                 return self
-                    .dead_letter(&DeadLetter::of(message, REASON_UNDECODABLE, &error.to_string()))
+                    .dead_letter(&DeadLetter::of(message, REASON_UNDECODABLE, &error), started)
                     .await;
             }
         };
         let mut tx = self.pool.begin().await?;
-        let stored = match self.handler.store(&mut tx, std::slice::from_ref(&event)).await {
-            Ok(stored) => stored.into_iter().next().ok_or_else(missing_outcome)?,
+        let stored = match self.store(&mut tx, std::slice::from_ref(&event)).await {
+            Ok(mut stored) => stored.remove(0),
             Err(error) if is_transient(&error) => return Err(error),
             Err(error) => {
                 drop(tx);
+                let error = error.to_string();
                 return self
-                    .dead_letter(&DeadLetter::of(message, REASON_REJECTED, &error.to_string()))
+                    .dead_letter(&DeadLetter::of(message, REASON_REJECTED, &error), started)
                     .await;
             }
         };
-        match &stored {
-            Stored::New => {
-                tx.commit().await?;
-                self.metrics.events_consumed.inc();
-                tracing::debug!(order_id = event.order_id(), "stored");
-            }
-            Stored::Duplicate => {
-                tx.commit().await?;
-                self.metrics.duplicates_skipped.inc();
-                tracing::info!(order_id = event.order_id(), "duplicate skipped");
-            }
-            Stored::Conflict { detail } => {
-                store::insert_dead_letter(&mut tx, &DeadLetter::of(message, REASON_CONFLICT, detail)).await?;
-                tx.commit().await?;
-                self.metrics.dead_letter(REASON_CONFLICT);
-                tracing::warn!(
-                    order_id = event.order_id(),
-                    detail,
-                    "conflicting duplicate dead-lettered, first version kept"
-                );
-            }
+        if let Stored::Conflict { detail } = &stored {
+            store::insert_dead_letter(&mut tx, &DeadLetter::of(message, REASON_CONFLICT, detail)).await?;
         }
-        self.metrics
-            .processing_seconds
-            .observe(started.elapsed().as_secs_f64());
+        tx.commit().await?;
+        let order_id = event.order_id();
+        self.report(
+            [Outcome::Judged {
+                order_id,
+                stored: &stored,
+            }],
+            started,
+        );
         Ok(())
     }
 
@@ -301,38 +260,35 @@ impl<H: Handler> ConsumerLoop<H> {
     ) -> Result<(), sqlx::Error> {
         let started = Instant::now();
         let mut events = Vec::with_capacity(messages.len());
+        let mut decoded = Vec::with_capacity(messages.len());
         let mut undecodable = Vec::new();
         for message in messages {
             match H::Event::decode(message.payload().unwrap_or_default()) {
-                Ok(event) => events.push((event, message)),
+                Ok(event) => {
+                    events.push(event);
+                    decoded.push(message);
+                }
                 Err(error) => undecodable.push((message, error.to_string())),
             }
         }
-        let (events, decoded): (Vec<_>, Vec<_>) = events.into_iter().unzip();
         let mut conn = warm.take().await?;
         let stored = if events.is_empty() {
             Vec::new()
         } else {
-            self.handler.store(&mut conn, &events).await?
+            self.store(&mut conn, &events).await?
         };
-        if stored.len() < events.len() {
-            return Err(missing_outcome());
-        }
-        let letters: Vec<DeadLetter<'_>> = undecodable
+        let undecodable: Vec<DeadLetter<'_>> = undecodable
             .iter()
             .map(|(message, error)| DeadLetter::of(*message, REASON_UNDECODABLE, error))
-            .chain(
-                stored
-                    .iter()
-                    .zip(&decoded)
-                    .filter_map(|(stored, message)| match stored {
-                        Stored::Conflict { detail } => {
-                            Some(DeadLetter::of(*message, REASON_CONFLICT, detail))
-                        }
-                        _ => None,
-                    }),
-            )
             .collect();
+        let conflicts = stored
+            .iter()
+            .zip(&decoded)
+            .filter_map(|(stored, message)| match stored {
+                Stored::Conflict { detail } => Some(DeadLetter::of(*message, REASON_CONFLICT, detail)),
+                _ => None,
+            });
+        let letters: Vec<DeadLetter<'_>> = undecodable.iter().cloned().chain(conflicts).collect();
         if !letters.is_empty() {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for letter in &letters {
@@ -341,64 +297,67 @@ impl<H: Handler> ConsumerLoop<H> {
             tx.commit().await?;
         }
         warm.put_back(conn);
-        let elapsed = started.elapsed().as_secs_f64();
-        for (message, error) in &undecodable {
-            self.metrics.dead_letter(REASON_UNDECODABLE);
-            tracing::warn!(
-                partition = message.partition(),
-                offset = message.offset(),
-                reason = REASON_UNDECODABLE,
-                error,
-                "record dead-lettered"
-            );
-            self.metrics.processing_seconds.observe(elapsed);
-        }
-        for (event, stored) in events.iter().zip(stored) {
-            let order_id = event.order_id();
-            match stored {
-                Stored::New => {
-                    self.metrics.events_consumed.inc();
-                    tracing::debug!(order_id, "stored");
-                }
-                Stored::Duplicate => {
-                    self.metrics.duplicates_skipped.inc();
-                    tracing::info!(order_id, "duplicate skipped");
-                }
-                Stored::Conflict { detail } => {
-                    self.metrics.dead_letter(REASON_CONFLICT);
-                    tracing::warn!(
-                        order_id,
-                        detail,
-                        "conflicting duplicate dead-lettered, first version kept"
-                    );
-                }
-            }
-            self.metrics.processing_seconds.observe(elapsed);
-        }
-        Ok(())
-    }
-
-    async fn dead_letter(&self, letter: &DeadLetter<'_>) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        store::insert_dead_letter(&mut conn, letter).await?;
-        self.metrics.dead_letter(letter.reason);
-        tracing::warn!(
-            partition = letter.partition,
-            offset = letter.offset,
-            reason = letter.reason,
-            error = letter.error,
-            "record dead-lettered"
+        let judged = events.iter().zip(&stored).map(|(event, stored)| Outcome::Judged {
+            order_id: event.order_id(),
+            stored,
+        });
+        self.report(
+            undecodable.iter().map(Outcome::DeadLettered).chain(judged),
+            started,
         );
         Ok(())
     }
+
+    /// The handler's write of `events` on `conn`, judged: one outcome per event, in order.
+    async fn store(&self, conn: &mut PgConnection, events: &[H::Event]) -> Result<Vec<Stored>, sqlx::Error> {
+        let written = self.handler.store(conn, events).await?;
+        if written.fingerprints.len() != events.len() {
+            // A bug in the handler, treated as a failed store.
+            return Err(sqlx::Error::Protocol(format!(
+                "the handler wrote {} events of {}",
+                written.fingerprints.len(),
+                events.len()
+            )));
+        }
+        Ok(judge(&written, H::DONE))
+    }
+
+    /// Dead-letter one record on a connection of its own.
+    async fn dead_letter(&self, letter: &DeadLetter<'_>, started: Instant) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        store::insert_dead_letter(&mut conn, letter).await?;
+        self.report([Outcome::DeadLettered(letter)], started);
+        Ok(())
+    }
+
+    /// Count and log `outcomes`, committed, and the time since `started` for each.
+    fn report<'a>(&self, outcomes: impl IntoIterator<Item = Outcome<'a>>, started: Instant) {
+        let elapsed = started.elapsed().as_secs_f64();
+        for outcome in outcomes {
+            outcome.report(&self.metrics);
+            self.metrics.processing_seconds.observe(elapsed);
+        }
+    }
 }
 
-/// Store the record's offset for the background commit.
-fn store_offset(consumer: &StreamConsumer<KafkaContext>, message: &BorrowedMessage<'_>) {
-    if let Err(error) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
-        // The partition was revoked meanwhile; its new owner redelivers, harmlessly.
-        tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "offset not stored");
-    }
+/// A consumer of `kafka.topic` in `group`, subscribed.
+fn subscribe(
+    kafka: &KafkaArgs,
+    args: &ConsumerArgs,
+    group: String,
+    context: KafkaContext,
+) -> Result<StreamConsumer<KafkaContext>, ConsumerError> {
+    let consumer: StreamConsumer<KafkaContext> = consumer_config(kafka, args, &group)
+        .create_with_context(context)
+        .map_err(|source| ConsumerError::Create { source })?;
+    consumer
+        .subscribe(&[&kafka.topic])
+        .map_err(|source| ConsumerError::Subscribe {
+            topic: kafka.topic.clone(),
+            source,
+        })?;
+    tracing::info!(topic = %kafka.topic, group = %group, protocol = ?args.group_protocol, "consumer started");
+    Ok(consumer)
 }
 
 /// Connection and availability problems pass; data and constraint errors (SQLSTATE classes 22, 23) and
@@ -414,72 +373,9 @@ fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Exponential: first × 2^(attempt-1), capped at max.
-fn backoff(first: Duration, max: Duration, attempt: u32) -> Duration {
-    first
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-        .min(max)
-}
-
-fn single(topic: &str, partition: i32, offset: Offset) -> TopicPartitionList {
-    let mut list = TopicPartitionList::new();
-    // Only fails for Offset values librdkafka cannot represent; Offset::Offset(n >= 0) always is.
-    let _ = list.add_partition_offset(topic, partition, offset);
-    list
-}
-
-fn pause_partition(consumer: &StreamConsumer<KafkaContext>, (topic, partition): &(String, i32)) {
-    // Pausing discards what was prefetched for the partition; the seek on resume fetches it again.
-    if let Err(error) = consumer.pause(&single(topic, *partition, Offset::Invalid)) {
-        tracing::warn!(%error, partition, "pause failed");
-    }
-}
-
-fn resume_due_partitions(
-    consumer: &StreamConsumer<KafkaContext>,
-    paused: &mut HashMap<(String, i32), Paused>,
-) {
-    let now = tokio::time::Instant::now();
-    let due: Vec<_> = paused
-        .iter()
-        .filter(|(_, p)| p.until <= now)
-        .map(|(k, p)| (k.clone(), *p))
-        .collect();
-    for ((topic, partition), state) in due {
-        if let Err(error) = consumer.seek(
-            &topic,
-            partition,
-            Offset::Offset(state.offset),
-            Duration::from_secs(5),
-        ) {
-            // Still paused: try again after another short wait rather than consume past the failed record.
-            tracing::warn!(%error, partition, "seek back failed, staying paused");
-            if let Some(p) = paused.get_mut(&(topic, partition)) {
-                p.until = now + Duration::from_secs(1);
-            }
-            continue;
-        }
-        if let Err(error) = consumer.resume(&single(&topic, partition, Offset::Invalid)) {
-            tracing::warn!(%error, partition, "resume failed");
-        }
-        tracing::info!(partition, offset = state.offset, "partition resumed");
-        paused.remove(&(topic, partition));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let (first, max) = (Duration::from_millis(100), Duration::from_millis(1000));
-        assert_eq!(backoff(first, max, 1), Duration::from_millis(100));
-        assert_eq!(backoff(first, max, 2), Duration::from_millis(200));
-        assert_eq!(backoff(first, max, 4), Duration::from_millis(800));
-        assert_eq!(backoff(first, max, 5), max);
-        assert_eq!(backoff(first, max, 60), max);
-    }
 
     #[test]
     fn connection_loss_is_transient_and_bad_data_is_not() {
