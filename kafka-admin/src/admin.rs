@@ -8,16 +8,18 @@
 
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::CString;
 use std::ptr;
 use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::bindings as rd;
-use rdkafka::client::{Client, ClientContext, DefaultClientContext};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, TopicPartitionList};
+
+use crate::ffi::{Owned, admin_call, check_items, cstr, item_error, queue_and_options, result_items, wait};
 
 /// Failure of one of the wrapped calls.
 #[derive(Debug, thiserror::Error)]
@@ -89,147 +91,6 @@ impl GroupClient {
     pub fn consumer(&self) -> &BaseConsumer {
         &self.0
     }
-}
-
-/// A librdkafka object and its destructor.
-pub(crate) struct Owned<T> {
-    pub(crate) ptr: *mut T,
-    pub(crate) destroy: unsafe extern "C" fn(*mut T),
-}
-
-impl<T> Drop for Owned<T> {
-    fn drop(&mut self) {
-        if !self.ptr.is_null() {
-            // SAFETY: `ptr` was returned by the librdkafka constructor matching `destroy`, is non-null and
-            // is destroyed exactly once, here.
-            unsafe { (self.destroy)(self.ptr) }
-        }
-    }
-}
-
-/// Creates a result queue and admin options with the request timeout, for one call through `client`.
-pub(crate) fn queue_and_options<C: ClientContext>(
-    client: &Client<C>,
-    timeout: Duration,
-) -> (Owned<rd::rd_kafka_queue_t>, Owned<rd::rd_kafka_AdminOptions_t>) {
-    let rk = client.native_ptr();
-    // SAFETY: `rk` is the live handle owned by `client`, which outlives this call.
-    let queue = unsafe { rd::rd_kafka_queue_new(rk) };
-    // SAFETY: as above; ADMIN_OP_ANY options are accepted by every admin call.
-    let options =
-        unsafe { rd::rd_kafka_AdminOptions_new(rk, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ANY) };
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut errstr = [0 as c_char; 256];
-    // SAFETY: `options` is valid; `errstr` is a writable buffer of the given size. The only failure is an
-    // out-of-range timeout, which `timeout_ms` cannot be, so the result is ignored.
-    unsafe {
-        rd::rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr.as_mut_ptr(), errstr.len())
-    };
-    (
-        Owned {
-            ptr: queue,
-            destroy: rd::rd_kafka_queue_destroy,
-        },
-        Owned {
-            ptr: options,
-            destroy: rd::rd_kafka_AdminOptions_destroy,
-        },
-    )
-}
-
-/// Waits for the one result event of a call on its private queue; checks the request-level error.
-pub(crate) fn wait(
-    queue: &Owned<rd::rd_kafka_queue_t>,
-    op: &'static str,
-    timeout: Duration,
-) -> Result<Owned<rd::rd_kafka_event_t>, FfiError> {
-    // Poll a little longer than the request timeout: librdkafka answers a timed-out request with an event.
-    let poll_ms = i32::try_from((timeout + Duration::from_secs(5)).as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: `queue` is a live queue created for this call.
-    let event = unsafe { rd::rd_kafka_queue_poll(queue.ptr, poll_ms) };
-    if event.is_null() {
-        return Err(FfiError::Timeout { op, timeout });
-    }
-    let event = Owned {
-        ptr: event,
-        destroy: rd::rd_kafka_event_destroy,
-    };
-    // SAFETY: `event` is a live event.
-    let code = unsafe { rd::rd_kafka_event_error(event.ptr) };
-    if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-        // SAFETY: the string is owned by the event, which is alive while we copy it.
-        let message = unsafe { cstr(rd::rd_kafka_event_error_string(event.ptr)) };
-        return Err(FfiError::Broker {
-            op,
-            code: code.into(),
-            message,
-        });
-    }
-    Ok(event)
-}
-
-/// Copies a C string owned by librdkafka.
-///
-/// # Safety
-/// `s` is null or a valid NUL-terminated string that lives for the duration of the call.
-pub(crate) unsafe fn cstr(s: *const c_char) -> String {
-    if s.is_null() {
-        return String::new();
-    }
-    // SAFETY: guaranteed by the caller.
-    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
-}
-
-/// The items of a result array librdkafka returned with their count (null when there are none).
-///
-/// # Safety
-/// `items` is null or points to `count` pointers owned by a live result event, which outlives the slice.
-pub(crate) unsafe fn result_items<'a, T>(items: *mut *const T, count: usize) -> &'a [*const T] {
-    if items.is_null() || count == 0 {
-        return &[];
-    }
-    // SAFETY: guaranteed by the caller.
-    unsafe { std::slice::from_raw_parts(items, count) }
-}
-
-/// The code and message of one item's error object; `None` for none (librdkafka may hand out an error
-/// object whose code is `NO_ERROR`).
-///
-/// # Safety
-/// `error` is null or a live error owned by a live result event.
-pub(crate) unsafe fn item_error(error: *const rd::rd_kafka_error_t) -> Option<(RDKafkaErrorCode, String)> {
-    if error.is_null() {
-        return None;
-    }
-    // SAFETY: guaranteed by the caller.
-    let (code, message) = unsafe {
-        (
-            rd::rd_kafka_error_code(error),
-            cstr(rd::rd_kafka_error_string(error)),
-        )
-    };
-    (code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then(|| (code.into(), message))
-}
-
-/// The per-item outcome of a call: `Ok` when no item failed, else one error with the first failure's
-/// code and every failure's message, so none is hidden behind the first.
-pub(crate) fn check_items(
-    op: &'static str,
-    errors: impl IntoIterator<Item = Option<(RDKafkaErrorCode, String)>>,
-) -> Result<(), FfiError> {
-    let failures: Vec<(RDKafkaErrorCode, String)> = errors.into_iter().flatten().collect();
-    let Some((code, _)) = failures.first() else {
-        return Ok(());
-    };
-    Err(FfiError::Broker {
-        op,
-        code: *code,
-        message: failures
-            .iter()
-            .map(|(_, message)| message.as_str())
-            .collect::<Vec<_>>()
-            .join("; "),
-    })
 }
 
 /// Takes every event waiting on the client's main queue, which rdkafka's `AdminClient` never serves:
@@ -399,19 +260,14 @@ pub fn alter_topic_configs(
             });
         }
     }
-    let (queue, options) = queue_and_options(admin.inner(), timeout);
     let mut resources = [resource.ptr];
-    // SAFETY: all handles are live; librdkafka copies the resources, which we still destroy ourselves.
-    unsafe {
-        rd::rd_kafka_IncrementalAlterConfigs(
-            admin.inner().native_ptr(),
-            resources.as_mut_ptr(),
-            resources.len(),
-            options.ptr,
-            queue.ptr,
-        )
-    };
-    let event = wait(&queue, OP, timeout)?;
+    let event = admin_call(
+        admin.inner(),
+        OP,
+        timeout,
+        &mut resources,
+        rd::rd_kafka_IncrementalAlterConfigs,
+    )?;
     // SAFETY: the event is an IncrementalAlterConfigs result from this call's queue; the resources it
     // returns are owned by the event, alive while read.
     unsafe {
@@ -458,21 +314,16 @@ pub fn list_group_offsets(
         destroy: rd::rd_kafka_ListConsumerGroupOffsets_destroy,
     };
     let native = client.consumer().client();
-    let (queue, options) = queue_and_options(native, timeout);
     // librdkafka takes exactly one group per call.
     let mut requests = [request.ptr];
-    // SAFETY: client, request, options and queue are all live; the call copies what it needs. The client
-    // has a consumer group (see `GroupClient`), so a NOT_COORDINATOR answer is handled safely.
-    unsafe {
-        rd::rd_kafka_ListConsumerGroupOffsets(
-            native.native_ptr(),
-            requests.as_mut_ptr(),
-            requests.len(),
-            options.ptr,
-            queue.ptr,
-        )
-    };
-    let event = wait(&queue, OP, timeout)?;
+    // The client has a consumer group (see `GroupClient`), so a NOT_COORDINATOR answer is handled safely.
+    let event = admin_call(
+        native,
+        OP,
+        timeout,
+        &mut requests,
+        rd::rd_kafka_ListConsumerGroupOffsets,
+    )?;
     let mut offsets = vec![None; usize::try_from(partitions).unwrap_or_default()];
     // SAFETY: the event is a ListConsumerGroupOffsets result (it came from this call's private queue);
     // every pointer read below is owned by the event and only used while `event` is alive.

@@ -14,9 +14,8 @@ use std::time::Duration;
 use rdkafka::bindings as rd;
 use rdkafka::error::RDKafkaErrorCode;
 
-use crate::admin::{
-    Admin, FfiError, Owned, check_items, cstr, item_error, queue_and_options, result_items, wait,
-};
+use crate::admin::{Admin, FfiError};
+use crate::ffi::{Owned, admin_call, check_items, cstr, item_error, queue_and_options, result_items, wait};
 
 /// PBKDF2 iterations of the stored SCRAM credential: Kafka's documented default (min 4096).
 const SCRAM_ITERATIONS: i32 = 8192;
@@ -79,18 +78,13 @@ pub fn describe_scram_user(
     const OP: &str = "DescribeUserScramCredentials";
     let name = CString::new(user).map_err(|source| FfiError::Nul { op: OP, source })?;
     let mut users = [name.as_ptr()];
-    let (queue, options) = queue_and_options(admin.inner(), timeout);
-    // SAFETY: `users` holds one valid C string; all handles are live; librdkafka copies the names.
-    unsafe {
-        rd::rd_kafka_DescribeUserScramCredentials(
-            admin.inner().native_ptr(),
-            users.as_mut_ptr(),
-            users.len(),
-            options.ptr,
-            queue.ptr,
-        )
-    };
-    let event = wait(&queue, OP, timeout)?;
+    let event = admin_call(
+        admin.inner(),
+        OP,
+        timeout,
+        &mut users,
+        rd::rd_kafka_DescribeUserScramCredentials,
+    )?;
     let mut mechanisms = Vec::new();
     // SAFETY: the event is a DescribeUserScramCredentials result from this call's queue; the
     // descriptions, their errors and credential infos are owned by the event, alive while read.
@@ -194,19 +188,14 @@ fn alter_scram_credentials(
     if owned.is_empty() {
         return Ok(());
     }
-    let (queue, options) = queue_and_options(admin.inner(), timeout);
     let mut pointers: Vec<_> = owned.iter().map(|a| a.ptr).collect();
-    // SAFETY: all handles are live; librdkafka copies the alterations, which we still destroy ourselves.
-    unsafe {
-        rd::rd_kafka_AlterUserScramCredentials(
-            admin.inner().native_ptr(),
-            pointers.as_mut_ptr(),
-            pointers.len(),
-            options.ptr,
-            queue.ptr,
-        )
-    };
-    let event = wait(&queue, OP, timeout)?;
+    let event = admin_call(
+        admin.inner(),
+        OP,
+        timeout,
+        &mut pointers,
+        rd::rd_kafka_AlterUserScramCredentials,
+    )?;
     // SAFETY: the event is an AlterUserScramCredentials result from this call's queue; the responses and
     // their errors are owned by the event, alive while read.
     unsafe {
@@ -235,19 +224,8 @@ pub fn create_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> Result<(),
         .iter()
         .map(|acl| new_binding(OP, rd::rd_kafka_AclBinding_new, &Pattern::exact(acl)))
         .collect::<Result<Vec<_>, _>>()?;
-    let (queue, options) = queue_and_options(admin.inner(), timeout);
     let mut pointers: Vec<_> = bindings.iter().map(|b| b.ptr).collect();
-    // SAFETY: all handles are live; librdkafka copies the bindings, which we still destroy ourselves.
-    unsafe {
-        rd::rd_kafka_CreateAcls(
-            admin.inner().native_ptr(),
-            pointers.as_mut_ptr(),
-            pointers.len(),
-            options.ptr,
-            queue.ptr,
-        )
-    };
-    let event = wait(&queue, OP, timeout)?;
+    let event = admin_call(admin.inner(), OP, timeout, &mut pointers, rd::rd_kafka_CreateAcls)?;
     // SAFETY: the event is a CreateAcls result from this call's queue; the results and their errors are
     // owned by the event, alive while read.
     unsafe {
@@ -275,19 +253,8 @@ pub fn delete_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> Result<usi
         .iter()
         .map(|acl| new_binding(OP, rd::rd_kafka_AclBindingFilter_new, &Pattern::exact(acl)))
         .collect::<Result<Vec<_>, _>>()?;
-    let (queue, options) = queue_and_options(admin.inner(), timeout);
     let mut pointers: Vec<_> = filters.iter().map(|f| f.ptr).collect();
-    // SAFETY: all handles are live; librdkafka copies the filters, which we still destroy ourselves.
-    unsafe {
-        rd::rd_kafka_DeleteAcls(
-            admin.inner().native_ptr(),
-            pointers.as_mut_ptr(),
-            pointers.len(),
-            options.ptr,
-            queue.ptr,
-        )
-    };
-    let event = wait(&queue, OP, timeout)?;
+    let event = admin_call(admin.inner(), OP, timeout, &mut pointers, rd::rd_kafka_DeleteAcls)?;
     // SAFETY: the event is a DeleteAcls result from this call's queue; the responses, their errors and
     // matching bindings are owned by the event, alive while read.
     unsafe {

@@ -56,9 +56,12 @@ async fn a_topic_is_described_by_id_and_its_configs_change_key_by_key() {
     assert_eq!(absent.expect("DescribeTopics answered"), None);
 
     create_topic(&admin, &topic, 3).await;
-    let described = tokio::task::block_in_place(|| describe_topic(&admin, &topic, TIMEOUT))
-        .expect("DescribeTopics answered")
-        .expect("the topic exists");
+    // A created topic reaches the metadata shortly after CreateTopics returns.
+    let described = wait::until_some("the created topic in the metadata", TIMEOUT, || async {
+        tokio::task::block_in_place(|| describe_topic(&admin, &topic, TIMEOUT))
+            .expect("DescribeTopics answered")
+    })
+    .await;
     assert_eq!(described.partitions, 3);
     assert_eq!(described.replication_factor, 1);
     assert_eq!(described.topic_id.len(), 22, "base64 of 16 bytes: {described:?}");
@@ -68,17 +71,18 @@ async fn a_topic_is_described_by_id_and_its_configs_change_key_by_key() {
         ("max.message.bytes".to_string(), ConfigOp::Set("2097152".into())),
     ];
     tokio::task::block_in_place(|| alter_topic_configs(&admin, &topic, &set, TIMEOUT)).expect("set");
-    assert_eq!(
-        topic_config(&admin, &topic, "retention.ms").await,
-        (Some("3600000".into()), true)
-    );
+    // A broker applies a changed config from the metadata log shortly after the call returned.
+    wait::until("retention.ms set on the topic", TIMEOUT, || async {
+        topic_config(&admin, &topic, "retention.ms").await == (Some("3600000".into()), true)
+    })
+    .await;
     // Incremental: deleting one key leaves the other as it is.
     let delete = [("retention.ms".to_string(), ConfigOp::Delete)];
     tokio::task::block_in_place(|| alter_topic_configs(&admin, &topic, &delete, TIMEOUT)).expect("delete");
-    assert!(
-        !topic_config(&admin, &topic, "retention.ms").await.1,
-        "back to the default"
-    );
+    wait::until("retention.ms back to the default", TIMEOUT, || async {
+        !topic_config(&admin, &topic, "retention.ms").await.1
+    })
+    .await;
     assert_eq!(
         topic_config(&admin, &topic, "max.message.bytes").await,
         (Some("2097152".into()), true)
