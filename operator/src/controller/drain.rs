@@ -215,4 +215,85 @@ mod tests {
             "order resumes only once partitions exist"
         );
     }
+
+    /// A world with the topic at `current` partitions, `pods` order pods (when looked at) and the
+    /// consumers' lag (when read); the spec asks for 3 (MINIMAL) or what `yaml` says.
+    fn world(current: i32, pods: Option<usize>, lag: Option<(i64, i64)>) -> World {
+        let admin = crate::controller::kafka::KafkaClients::default()
+            .admin("127.0.0.1:1")
+            .expect("an admin client needs no broker to exist");
+        let description = ordersystem_kafka_admin::TopicDescription {
+            topic_id: "id".into(),
+            partitions: current,
+            replication_factor: 1,
+        };
+        let lags = lag.map(|(invoicing, shipping)| {
+            Ok(BTreeMap::from([
+                (Service::Invoicing, invoicing),
+                (Service::Shipping, shipping),
+            ]))
+        });
+        World {
+            conflict: None,
+            kafka: Some(Ok(crate::controller::observe::KafkaSeen {
+                admin,
+                security: crate::controller::kafka::ClientSecurity::plaintext(),
+                topic: Some(description),
+                lag: lags,
+            })),
+            order_pods: pods.map(Ok),
+            deployments: Ok(Vec::new()),
+            postgres_admin: None,
+        }
+    }
+
+    fn decided(policy: &str, world: &World) -> Gate {
+        use crate::controller::validate::tests::{MINIMAL, os_from_yaml};
+        let yaml = MINIMAL.replace(
+            "partitions: 3,",
+            &format!("partitions: 3, partitionIncrease: {policy},"),
+        );
+        let os = os_from_yaml(&yaml);
+        let spec = crate::controller::validate::validate(&os).expect("valid");
+        gate(&os, &spec, world)
+    }
+
+    #[test]
+    fn the_gate_is_decided_from_what_was_observed_alone() {
+        assert_eq!(decided("Immediate", &world(2, None, None)), Gate::Open);
+        assert_eq!(
+            decided("Drain", &world(3, None, None)),
+            Gate::Open,
+            "nothing to add"
+        );
+        assert_eq!(
+            decided("Reject", &world(2, None, None)),
+            Gate::Rejected { current: 2, spec: 3 }
+        );
+        let draining = |step| Gate::Draining {
+            current: 2,
+            spec: 3,
+            step,
+        };
+        assert_eq!(
+            decided("Drain", &world(2, Some(1), Some((0, 0)))),
+            draining(Step::StoppingIntake { pods: 1 })
+        );
+        assert_eq!(
+            decided("Drain", &world(2, Some(0), Some((4, 0)))),
+            draining(Step::WaitingForConsumers {
+                invoicing: 4,
+                shipping: 0
+            })
+        );
+        assert_eq!(
+            decided("Drain", &world(2, Some(0), Some((0, 0)))),
+            draining(Step::Drained)
+        );
+        // What could not be looked at holds the topic as it is.
+        assert!(matches!(
+            decided("Drain", &world(2, Some(0), None)),
+            Gate::Unknown(message) if message.contains("lag")
+        ));
+    }
 }
