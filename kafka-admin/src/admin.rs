@@ -211,55 +211,7 @@ pub fn alter_topic_configs(
     if changes.is_empty() {
         return Ok(());
     }
-    let name = CString::new(topic).map_err(|source| FfiError::Nul { op: OP, source })?;
-    // SAFETY: `name` is a valid C string; the resource copies it.
-    let resource = unsafe {
-        rd::rd_kafka_ConfigResource_new(
-            rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
-            name.as_ptr(),
-        )
-    };
-    let resource = Owned {
-        ptr: resource,
-        destroy: rd::rd_kafka_ConfigResource_destroy,
-    };
-    for (key, op) in changes {
-        let key = CString::new(key.as_str()).map_err(|source| FfiError::Nul { op: OP, source })?;
-        let (op_type, value) = match op {
-            ConfigOp::Set(value) => (
-                rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
-                Some(CString::new(value.as_str()).map_err(|source| FfiError::Nul { op: OP, source })?),
-            ),
-            ConfigOp::Delete => (
-                rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
-                None,
-            ),
-        };
-        let value_ptr = value.as_ref().map_or(ptr::null(), |v| v.as_ptr());
-        // SAFETY: resource is live, key/value are valid C strings (value may be null for DELETE); they are
-        // copied by librdkafka.
-        let error = unsafe {
-            rd::rd_kafka_ConfigResource_add_incremental_config(resource.ptr, key.as_ptr(), op_type, value_ptr)
-        };
-        if !error.is_null() {
-            let error = Owned {
-                ptr: error,
-                destroy: rd::rd_kafka_error_destroy,
-            };
-            // SAFETY: `error` is live while read.
-            let (code, message) = unsafe {
-                (
-                    rd::rd_kafka_error_code(error.ptr).into(),
-                    cstr(rd::rd_kafka_error_string(error.ptr)),
-                )
-            };
-            return Err(FfiError::Broker {
-                op: OP,
-                code,
-                message,
-            });
-        }
-    }
+    let resource = config_resource(OP, topic, changes)?;
     let mut resources = [resource.ptr];
     let event = admin_call(
         admin.inner(),
@@ -292,9 +244,64 @@ pub fn alter_topic_configs(
     }
 }
 
+/// The topic as a config resource carrying `changes`.
+fn config_resource(
+    op: &'static str,
+    topic: &str,
+    changes: &[(String, ConfigOp)],
+) -> Result<Owned<rd::rd_kafka_ConfigResource_t>, FfiError> {
+    let name = CString::new(topic).map_err(|source| FfiError::Nul { op, source })?;
+    // SAFETY: `name` is a valid C string; the resource copies it.
+    let resource = unsafe {
+        rd::rd_kafka_ConfigResource_new(
+            rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+            name.as_ptr(),
+        )
+    };
+    let resource = Owned {
+        ptr: resource,
+        destroy: rd::rd_kafka_ConfigResource_destroy,
+    };
+    for (key, change) in changes {
+        let key = CString::new(key.as_str()).map_err(|source| FfiError::Nul { op, source })?;
+        let (op_type, value) = match change {
+            ConfigOp::Set(value) => (
+                rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
+                Some(CString::new(value.as_str()).map_err(|source| FfiError::Nul { op, source })?),
+            ),
+            ConfigOp::Delete => (
+                rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
+                None,
+            ),
+        };
+        let value_ptr = value.as_ref().map_or(ptr::null(), |v| v.as_ptr());
+        // SAFETY: resource is live, key/value are valid C strings (value may be null for DELETE); they are
+        // copied by librdkafka.
+        let error = unsafe {
+            rd::rd_kafka_ConfigResource_add_incremental_config(resource.ptr, key.as_ptr(), op_type, value_ptr)
+        };
+        if !error.is_null() {
+            let error = Owned {
+                ptr: error,
+                destroy: rd::rd_kafka_error_destroy,
+            };
+            // SAFETY: `error` is live while read.
+            let (code, message) = unsafe {
+                (
+                    rd::rd_kafka_error_code(error.ptr).into(),
+                    cstr(rd::rd_kafka_error_string(error.ptr)),
+                )
+            };
+            return Err(FfiError::Broker { op, code, message });
+        }
+    }
+    Ok(resource)
+}
+
 /// The committed offset of each partition `0..partitions` of `topic` for consumer group `group`, `None`
 /// where the group committed nothing. OffsetFetch through the group coordinator answers for `classic`
-/// and KIP-848 `consumer` groups alike, and asking never joins the group.
+/// and KIP-848 `consumer` groups alike, and asking never joins the group. Long on purpose: one request and
+/// the walk through its result, whose pointers may not leave the `unsafe` block that reads them.
 pub fn list_group_offsets(
     client: &GroupClient,
     group: &str,
