@@ -241,6 +241,7 @@ mod tests {
                 topic: Some(description),
                 lag: lags,
             })),
+            recorded_topic_id: None,
             order_pods: pods.map(Ok),
             deployments: Ok(Vec::new()),
             postgres_admin: None,

@@ -15,7 +15,7 @@ use super::decide::Plan;
 use super::drain::Gate;
 use super::error::Error;
 use super::kafka::{self, TopicObserved, TopicState};
-use super::observe::{KafkaFailure, KafkaSeen, World};
+use super::observe::{self, KafkaFailure, KafkaSeen, World};
 use super::rotation::{self, RotationReport};
 use super::{apply, postgres};
 use crate::crd::OrderSystem;
@@ -139,7 +139,7 @@ async fn kafka(
         (Some(Ok(_)), Gate::Unknown(message), _) => Some(Err(TopicFailure::Undecided(message.clone()))),
         (Some(Ok(_)), _, Err(error)) => Some(Err(TopicFailure::Kafka(error.into()))),
         (Some(Ok(seen)), _, Ok(identities)) => Some(
-            ensure_topic(ctx, os, plan, seen, &identities)
+            ensure_topic(ctx, os, plan, world, seen, &identities)
                 .await
                 .map_err(TopicFailure::Kafka),
         ),
@@ -155,6 +155,7 @@ async fn ensure_topic(
     ctx: &Context,
     os: &OrderSystem,
     plan: &Plan,
+    world: &World,
     seen: &KafkaSeen,
     identities: &[kafka::identities::Identity],
 ) -> Result<TopicObserved, KafkaFailure> {
@@ -165,8 +166,8 @@ async fn ensure_topic(
         .map(|t| t.managed_configs.keys().cloned().collect())
         .unwrap_or_default();
     let acknowledged = os.annotations().get(names::RECREATE_TOPIC_ANNOTATION);
-    let known_id = recorded
-        .and_then(|t| t.topic_id.clone())
+    let known_id = observe::recorded_topic_id(os)
+        .or_else(|| world.recorded_topic_id.clone())
         .filter(|id| acknowledged != Some(id));
     let admin = &seen.admin;
     let mut result = kafka::ensure_described_topic(

@@ -29,6 +29,11 @@ pub struct World {
     pub conflict: Option<String>,
     /// The brokers, the topic and the lag; `None` in conflict.
     pub kafka: Option<Result<KafkaSeen, KafkaFailure>>,
+    /// The id of the topic this resource created, as its status on the API server records it: read only
+    /// when the topic is missing and the object in hand records none. An object from the cache can
+    /// predate the status write that recorded the id, and a topic deleted meanwhile must not be created
+    /// anew under the consumers.
+    pub recorded_topic_id: Option<String>,
     /// How many order pods exist, running or terminating; read only while a drain waits for them.
     pub order_pods: Option<Result<usize, kube::Error>>,
     /// This resource's Deployments.
@@ -119,6 +124,7 @@ pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World
         return World {
             conflict,
             kafka: None,
+            recorded_topic_id: None,
             order_pods: None,
             deployments,
             postgres_admin: None,
@@ -129,9 +135,14 @@ pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World
         Ok(seen) if drain_waits_for_pods(os, spec, seen) => Some(order_pods(&ctx.client, spec).await),
         _ => None,
     };
+    let recorded_topic_id = match &kafka {
+        Ok(KafkaSeen { topic: None, .. }) if recorded_topic_id(os).is_none() => fresh_topic_id(ctx, os).await,
+        _ => None,
+    };
     World {
         conflict,
         kafka: Some(kafka),
+        recorded_topic_id,
         order_pods,
         deployments,
         postgres_admin: Some(postgres::read_connection(&ctx.client, spec).await),
@@ -181,6 +192,19 @@ pub async fn kafka_admin(
     let security = kafka_security::read(&ctx.client, &spec.namespace, &spec.kafka_security).await?;
     let admin = ctx.kafka.admin_with(&spec.bootstrap_servers, &security)?;
     Ok((admin, security))
+}
+
+/// The topic id the object's status records.
+pub fn recorded_topic_id(os: &OrderSystem) -> Option<String> {
+    os.status.as_ref()?.topic.as_ref()?.topic_id.clone()
+}
+
+/// The topic id the object's status records on the API server now. Unreadable counts as none: the
+/// object in hand said the same.
+async fn fresh_topic_id(ctx: &Context, os: &OrderSystem) -> Option<String> {
+    let api: Api<OrderSystem> = Api::namespaced(ctx.client.clone(), &os.namespace().unwrap_or_default());
+    let fresh = api.get_opt(&os.name_any()).await.ok()??;
+    recorded_topic_id(&fresh)
 }
 
 /// A drain stops intake first: until no order pod is left, their count decides the next step.
