@@ -1,12 +1,42 @@
 //! Configuration pieces every service flattens into its own `clap::Parser`: listening, database, Kafka,
-//! logging. Flags with environment fallbacks named in `ordersystem_contract::wiring::env`, so the operator and
+//! logging; and the whole configuration of a consumer service (`ConsumerConfig`). Flags with environment fallbacks named in `ordersystem_contract::wiring::env`, so the operator and
 //! the services agree on them. Parsing happens once in `main`; nothing else reads the environment.
 
+use clap::{CommandFactory, FromArgMatches};
 use ordersystem_contract::wiring::{DEFAULT_TOPIC, env};
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The whole configuration of a consumer service (invoicing, shipping): they differ only in their name and
+/// description, which `parse_as` gives the command line.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version)]
+pub struct ConsumerConfig {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ConsumerConfig {
+    /// Parses the process's arguments as the binary `name`, which `--help` and `--version` describe with
+    /// `about`; exits with clap's message on a bad command line, as `clap::Parser::parse` does.
+    pub fn parse_as(name: &'static str, about: &'static str) -> Self {
+        let mut command = Self::command().name(name).about(about).long_about(None);
+        let matches = command.get_matches_mut();
+        Self::from_arg_matches(&matches)
+            .map_err(|error| error.format(&mut command))
+            .unwrap_or_else(|error| error.exit())
+    }
+}
 
 /// Where the HTTP server listens.
 #[derive(Debug, Clone, clap::Args)]
@@ -185,4 +215,44 @@ pub struct LogArgs {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long = "log-format", env = env::LOG_FORMAT, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn every_flag_is_documented_and_the_required_ones_suffice() {
+        ConsumerConfig::command().debug_assert();
+        let help = ConsumerConfig::command().render_long_help().to_string();
+        for name in [
+            "DATABASE_PASSWORD",
+            "DATABASE_SCHEMA",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_TOPIC",
+            "LISTEN_ADDR",
+        ] {
+            assert!(help.contains(name), "--help does not mention {name}");
+        }
+        let config = ConsumerConfig::try_parse_from([
+            "ordersystem-invoicing",
+            "--database-user=svc",
+            "--database-password=secret",
+            "--database-schema=svc",
+        ])
+        .unwrap();
+        assert_eq!(config.kafka.topic, "order");
+        assert_eq!(config.kafka.metadata_refresh_ms, 30_000);
+        assert!(
+            !format!("{config:?}").contains("secret"),
+            "the password must not reach Debug output"
+        );
+        assert_eq!(
+            config.consumer.group("invoicing"),
+            "invoicing",
+            "the reference's group when run alone"
+        );
+        assert_eq!(config.consumer.group_protocol, GroupProtocol::Consumer);
+    }
 }

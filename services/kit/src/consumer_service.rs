@@ -1,16 +1,17 @@
 //! A consumer service's whole run, written once. Invoicing and shipping differ only in their handler,
-//! pages, migrations and name; the order of start-up (serve, migrate, then consume) and what happens when
-//! consuming fails live here.
+//! pages, migrations and name; their configuration (`config::ConsumerConfig`), the process around them, the
+//! order of start-up (serve, migrate, then consume) and what happens when consuming fails live here.
 
 use axum::Router;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
-use crate::config::{ConsumerArgs, DatabaseArgs, KafkaArgs};
+use crate::config::ConsumerConfig;
 use crate::consumer::{self, ConsumerError, ConsumerLoop, Handler};
 use crate::db::{Database, DbError};
 use crate::health;
 use crate::metrics::Metrics;
+use crate::process;
 use crate::shutdown::Shutdown;
 
 /// What a consumer service brings of its own.
@@ -22,8 +23,8 @@ pub struct ConsumerService<H> {
     pub migrator: &'static Migrator,
     /// Its pages and JSON API.
     pub pages: fn(PgPool) -> Router,
-    /// Group id when none is configured: the service's name.
-    pub default_group: &'static str,
+    /// The service's name: in its log lines, and its group id when none is configured.
+    pub name: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,17 +38,24 @@ pub enum RunError {
 }
 
 impl<H: Handler> ConsumerService<H> {
+    /// The process: telemetry, listen on the configured address, run until SIGTERM.
+    pub async fn run_until_signal(self, config: ConsumerConfig) -> Result<(), RunError> {
+        let (name, listen_addr, log_format) = (self.name, config.http.listen_addr, config.log.log_format);
+        process::run_until_signal(name, listen_addr, log_format, |listener, shutdown| {
+            self.run(&config, listener, shutdown)
+        })
+        .await
+    }
+
     /// Serve on `listener` and consume until `shutdown` fires.
     pub async fn run(
         self,
-        database: &DatabaseArgs,
-        kafka: &KafkaArgs,
-        consumer: &ConsumerArgs,
+        config: &ConsumerConfig,
         listener: tokio::net::TcpListener,
         shutdown: Shutdown,
     ) -> Result<(), RunError> {
         let metrics = Metrics::new();
-        let db = Database::connect_lazy(database)?;
+        let db = Database::connect_lazy(&config.database)?;
         let app = (self.pages)(db.pool.clone()).merge(health::router(db.clone(), metrics.clone()));
         let server = tokio::spawn(health::serve(listener, app, metrics.clone(), shutdown.clone()));
         // Consume only once the tables exist; until then /readyz says not ready.
@@ -57,9 +65,9 @@ impl<H: Handler> ConsumerService<H> {
                 handler: self.handler,
                 pool: db.pool.clone(),
                 metrics,
-                default_group: self.default_group,
+                default_group: self.name,
             };
-            if let Err(error) = consumer_loop.run(kafka, consumer, shutdown).await {
+            if let Err(error) = consumer_loop.run(&config.kafka, &config.consumer, shutdown).await {
                 // A service that cannot consume must not look alive: stop serving and exit with the error.
                 server.abort();
                 return Err(error.into());

@@ -12,9 +12,9 @@ use config::Config;
 use ordersystem_service_kit::db::{Database, DbError};
 use ordersystem_service_kit::health;
 use ordersystem_service_kit::metrics::Metrics;
+use ordersystem_service_kit::process;
 use ordersystem_service_kit::relay::{self, Relay, RelayError, RelaySettings};
-use ordersystem_service_kit::shutdown::{self, Shutdown};
-use ordersystem_service_kit::telemetry;
+use ordersystem_service_kit::shutdown::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,12 +33,11 @@ pub enum RunError {
 
 /// The process: telemetry, listen on the configured address, run until SIGTERM.
 pub async fn run_until_signal(config: Config) -> Result<(), RunError> {
-    telemetry::init(config.log.log_format);
-    let (trigger, waiter) = shutdown::channel();
-    tokio::spawn(shutdown::fire_on_signal(trigger));
-    let listener = tokio::net::TcpListener::bind(config.http.listen_addr).await?;
-    tracing::info!(addr = %config.http.listen_addr, "order service listening");
-    run(config, listener, waiter).await
+    let (listen_addr, log_format) = (config.http.listen_addr, config.log.log_format);
+    process::run_until_signal("order", listen_addr, log_format, |listener, shutdown| {
+        run(config, listener, shutdown)
+    })
+    .await
 }
 
 /// Serve on `listener` and relay the outbox until `shutdown` fires.

@@ -16,25 +16,21 @@ use ordersystem_service_kit::shutdown::Shutdown;
 /// (`ConsumerService`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The shipping service as the kit runs it: its handler, tables, pages and name.
+pub fn service() -> ConsumerService<consumer::ShipmentHandler> {
+    ConsumerService {
+        handler: consumer::ShipmentHandler,
+        migrator: &MIGRATOR,
+        pages: http::router,
+        name: "shipping",
+    }
+}
+
 /// Serve on `listener` and consume until `shutdown` fires.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
-    let service = ConsumerService {
-        handler: consumer::ShipmentHandler,
-        migrator: &MIGRATOR,
-        pages: http::router,
-        default_group: "shipping",
-    };
-    service
-        .run(
-            &config.database,
-            &config.kafka,
-            &config.consumer,
-            listener,
-            shutdown,
-        )
-        .await
+    service().run(&config, listener, shutdown).await
 }

@@ -1,17 +1,9 @@
 //! `ordersystem-shipping`: parse the configuration, install telemetry, run until SIGTERM.
 
-use clap::Parser;
-use ordersystem_service_kit::{shutdown, telemetry};
-use ordersystem_shipping::config::Config;
+use ordersystem_shipping::{config, service};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    telemetry::init(config.log.log_format);
-    let (trigger, waiter) = shutdown::channel();
-    tokio::spawn(shutdown::fire_on_signal(trigger));
-    let listener = tokio::net::TcpListener::bind(config.http.listen_addr).await?;
-    tracing::info!(addr = %config.http.listen_addr, "shipping service listening");
-    ordersystem_shipping::run(config, listener, waiter).await?;
+    service().run_until_signal(config::parse()).await?;
     Ok(())
 }
