@@ -12,6 +12,7 @@ pub mod health;
 pub mod kafka;
 pub mod keyed;
 pub mod metrics;
+pub mod pages;
 pub mod process;
 pub mod relay;
 pub mod shutdown;

@@ -5,9 +5,10 @@ use crate::store;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ordersystem_service_kit::pages::{self, internal};
 use sqlx::PgPool;
 
 pub fn router(pool: PgPool) -> Router {
@@ -39,23 +40,7 @@ struct MessagePage {
 }
 
 fn render(status: StatusCode, page: &impl Template) -> Response {
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "template rendering failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
-}
-
-/// A database failure: logged once here, generic to the client.
-fn internal(error: &sqlx::Error) -> Response {
-    tracing::error!(%error, "request failed");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error, please try again",
-    )
-        .into_response()
+    pages::html(status, page.render())
 }
 
 async fn list_page(State(pool): State<PgPool>) -> Response {

@@ -9,10 +9,11 @@ use askama::Template;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use ordersystem_contract::{Customer, Item, OrderPlaced};
+use ordersystem_service_kit::pages;
 use std::collections::BTreeMap;
 
 pub fn router() -> Router<AppState> {
@@ -74,13 +75,7 @@ struct FormLine {
 }
 
 fn render(status: StatusCode, page: &impl Template) -> Response {
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "template rendering failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
+    pages::html(status, page.render())
 }
 
 fn error_page(error: &ApiError) -> Response {
