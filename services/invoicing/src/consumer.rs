@@ -2,9 +2,9 @@
 //! billing address and prices included) → invoice → store, nothing else.
 
 use crate::domain::Invoice;
-use crate::store;
 use ordersystem_contract::InvoiceView;
 use ordersystem_service_kit::consumer::{Handler, Written};
+use ordersystem_service_kit::keyed;
 use sqlx::PgConnection;
 
 pub struct InvoiceHandler;
@@ -15,6 +15,6 @@ impl Handler for InvoiceHandler {
 
     async fn store(&self, conn: &mut PgConnection, events: &[InvoiceView]) -> Result<Written, sqlx::Error> {
         let rows: Vec<Invoice> = events.iter().map(Invoice::from_event).collect();
-        store::insert_all(conn, &rows).await
+        keyed::insert_all(conn, &rows).await
     }
 }

@@ -1,8 +1,12 @@
 //! keyed: rows that share a key (an order id) where only the first of each counts. The consumers insert
-//! the first event of each order in a batch and judge the others against it. (The relay's first unsent row
+//! the first event of each order in a batch and judge the others against it (`insert_all`, given a
+//! service's `FirstWins` rows). (The relay's first unsent row
 //! of each key is chosen in SQL, `relay::store::Round::lock_next`.)
 
-use std::collections::HashSet;
+use crate::consumer::Written;
+use sqlx::PgConnection;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::hash::Hash;
 
 /// The indices of the first item of each key in `items`, in their order.
@@ -11,6 +15,67 @@ pub fn first_of_each<'a, T, K: Hash + Eq>(items: &'a [T], key: impl Fn(&'a T) ->
     (0..items.len())
         .filter(|&i| seen.insert(key(&items[i])))
         .collect()
+}
+
+/// A row a consumer service stores once per order (an invoice, a shipment): the first event of an order
+/// is stored, a later one is judged against the stored one's fingerprint.
+pub trait FirstWins: Sized + Sync {
+    /// Reads `(order_id, fingerprint)` of the stored rows whose order id is in `$1` (`bigint[]`).
+    const STORED_FINGERPRINTS: &'static str;
+
+    fn order_id(&self) -> i64;
+
+    /// What a second event for the same order must match to be a duplicate.
+    fn fingerprint(&self) -> String;
+
+    /// Inserts `firsts` (one per order id, each with its fingerprint), but none whose order id is stored
+    /// already, in one statement; returns the order ids it inserted.
+    fn insert_new(
+        conn: &mut PgConnection,
+        firsts: &[(&Self, &str)],
+    ) -> impl Future<Output = Result<HashSet<i64>, sqlx::Error>> + Send;
+}
+
+/// Stores `rows` (delivery order; an order id may repeat), first write wins, in at most two statements
+/// whatever their number: one inserts the first of each order id (`FirstWins::insert_new`); only when some
+/// were stored before, a second reads their fingerprints. Returns what it wrote, for the consumer loop to
+/// judge each event by.
+pub async fn insert_all<R: FirstWins>(conn: &mut PgConnection, rows: &[R]) -> Result<Written, sqlx::Error> {
+    let fingerprints: Vec<(i64, String)> = rows.iter().map(|r| (r.order_id(), r.fingerprint())).collect();
+    let firsts: Vec<(&R, &str)> = first_of_each(&fingerprints, |(order_id, _)| *order_id)
+        .into_iter()
+        .map(|i| (&rows[i], fingerprints[i].1.as_str()))
+        .collect();
+    if firsts.is_empty() {
+        return Ok(Written::default());
+    }
+    let inserted = R::insert_new(conn, &firsts).await?;
+    let before: Vec<i64> = firsts
+        .iter()
+        .map(|(first, _)| first.order_id())
+        .filter(|order_id| !inserted.contains(order_id))
+        .collect();
+    let stored_before = stored_fingerprints::<R>(conn, &before).await?;
+    Ok(Written {
+        fingerprints,
+        inserted,
+        stored_before,
+    })
+}
+
+/// The fingerprints stored for `order_ids`; no round trip when there are none.
+async fn stored_fingerprints<R: FirstWins>(
+    conn: &mut PgConnection,
+    order_ids: &[i64],
+) -> Result<HashMap<i64, String>, sqlx::Error> {
+    if order_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, String)> = sqlx::query_as(R::STORED_FINGERPRINTS)
+        .bind(order_ids)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! store, nothing else.
 
 use crate::domain::Shipment;
-use crate::store;
 use ordersystem_contract::ShipmentView;
 use ordersystem_service_kit::consumer::{Handler, Written};
+use ordersystem_service_kit::keyed;
 use sqlx::PgConnection;
 
 pub struct ShipmentHandler;
@@ -15,6 +15,6 @@ impl Handler for ShipmentHandler {
 
     async fn store(&self, conn: &mut PgConnection, events: &[ShipmentView]) -> Result<Written, sqlx::Error> {
         let rows: Vec<Shipment> = events.iter().map(Shipment::from_event).collect();
-        store::insert_all(conn, &rows).await
+        keyed::insert_all(conn, &rows).await
     }
 }

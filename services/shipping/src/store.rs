@@ -3,105 +3,73 @@
 
 use crate::domain::{Shipment, ShipmentLine};
 use ordersystem_contract::Address;
-use ordersystem_service_kit::consumer::Written;
-use ordersystem_service_kit::keyed;
+use ordersystem_service_kit::keyed::FirstWins;
 use sqlx::{PgConnection, PgPool, Row};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-/// Stores `shipments` (delivery order; an order id may repeat), first write wins, in at most two statements
-/// whatever their number: one inserts the first of each order id with its lines (`ON CONFLICT (order_id)
-/// DO NOTHING`); only when some were stored before, a second reads their fingerprints. Returns what it
-/// wrote, for the consumer loop to judge each event by.
-pub async fn insert_all(conn: &mut PgConnection, shipments: &[Shipment]) -> Result<Written, sqlx::Error> {
-    let fingerprints: Vec<(i64, String)> = shipments.iter().map(|s| (s.order_id, s.fingerprint())).collect();
-    let firsts: Vec<(&Shipment, &str)> = keyed::first_of_each(&fingerprints, |(order_id, _)| *order_id)
-        .into_iter()
-        .map(|i| (&shipments[i], fingerprints[i].1.as_str()))
-        .collect();
-    if firsts.is_empty() {
-        return Ok(Written::default());
+/// One shipment per order, first write wins (`keyed::insert_all` stores a batch with one writing statement).
+impl FirstWins for Shipment {
+    const STORED_FINGERPRINTS: &'static str =
+        "SELECT order_id, fingerprint FROM shipments WHERE order_id = ANY($1)";
+
+    fn order_id(&self) -> i64 {
+        self.order_id
     }
-    let inserted = insert_new(conn, &firsts).await?;
-    let before: Vec<i64> = firsts
-        .iter()
-        .map(|(first, _)| first.order_id)
-        .filter(|order_id| !inserted.contains(order_id))
-        .collect();
-    let stored_before = stored_fingerprints(conn, &before).await?;
-    Ok(Written {
-        fingerprints,
-        inserted,
-        stored_before,
-    })
-}
 
-/// Inserts `firsts` (one per order id, each with its fingerprint) with their lines, but none whose order id
-/// is stored already, in one statement; returns the order ids it inserted.
-async fn insert_new(
-    conn: &mut PgConnection,
-    firsts: &[(&Shipment, &str)],
-) -> Result<HashSet<i64>, sqlx::Error> {
-    let column = |f: fn(&Shipment) -> &str| firsts.iter().map(|(s, _)| f(s)).collect::<Vec<_>>();
-    // The lines of every first go along; only those of the shipments this statement inserted are stored.
-    let lines: Vec<(i64, i32, &ShipmentLine)> = firsts
-        .iter()
-        .flat_map(|(s, _)| (1i32..).zip(&s.lines).map(|(no, line)| (s.order_id, no, line)))
-        .collect();
-    let inserted = sqlx::query_scalar(
-        "WITH new AS (
-             INSERT INTO shipments (order_id, customer_id, firstname, name, shipping_street, shipping_zip,
-                                    shipping_city, updated, fingerprint)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                  $7::text[], $8::timestamptz[], $9::text[])
-             ON CONFLICT (order_id) DO NOTHING RETURNING order_id
-         ), new_lines AS (
-             INSERT INTO shipment_lines (order_id, line_no, count, item_id, item_name)
-             SELECT l.* FROM UNNEST($10::bigint[], $11::int[], $12::int[], $13::bigint[], $14::text[])
-                 AS l (order_id, line_no, count, item_id, item_name)
-             WHERE l.order_id IN (SELECT order_id FROM new)
-         )
-         SELECT order_id FROM new",
-    )
-    .bind(firsts.iter().map(|(s, _)| s.order_id).collect::<Vec<_>>())
-    .bind(firsts.iter().map(|(s, _)| s.customer_id).collect::<Vec<_>>())
-    .bind(column(|s| &s.firstname))
-    .bind(column(|s| &s.name))
-    .bind(column(|s| &s.shipping_address.street))
-    .bind(column(|s| &s.shipping_address.zip))
-    .bind(column(|s| &s.shipping_address.city))
-    .bind(firsts.iter().map(|(s, _)| s.updated).collect::<Vec<_>>())
-    .bind(firsts.iter().map(|(_, f)| *f).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
-    .bind(
-        lines
+    fn fingerprint(&self) -> String {
+        Shipment::fingerprint(self)
+    }
+
+    async fn insert_new(
+        conn: &mut PgConnection,
+        firsts: &[(&Shipment, &str)],
+    ) -> Result<HashSet<i64>, sqlx::Error> {
+        let column = |f: fn(&Shipment) -> &str| firsts.iter().map(|(s, _)| f(s)).collect::<Vec<_>>();
+        // The lines of every first go along; only those of the shipments this statement inserted are stored.
+        let lines: Vec<(i64, i32, &ShipmentLine)> = firsts
             .iter()
-            .map(|(_, _, l)| l.item_name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .fetch_all(conn)
-    .await?
-    .into_iter()
-    .collect();
-    Ok(inserted)
-}
-
-/// The fingerprints stored for `order_ids`; no round trip when there are none.
-async fn stored_fingerprints(
-    conn: &mut PgConnection,
-    order_ids: &[i64],
-) -> Result<HashMap<i64, String>, sqlx::Error> {
-    if order_ids.is_empty() {
-        return Ok(HashMap::new());
+            .flat_map(|(s, _)| (1i32..).zip(&s.lines).map(|(no, line)| (s.order_id, no, line)))
+            .collect();
+        let inserted = sqlx::query_scalar(
+            "WITH new AS (
+                 INSERT INTO shipments (order_id, customer_id, firstname, name, shipping_street, shipping_zip,
+                                        shipping_city, updated, fingerprint)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                      $7::text[], $8::timestamptz[], $9::text[])
+                 ON CONFLICT (order_id) DO NOTHING RETURNING order_id
+             ), new_lines AS (
+                 INSERT INTO shipment_lines (order_id, line_no, count, item_id, item_name)
+                 SELECT l.* FROM UNNEST($10::bigint[], $11::int[], $12::int[], $13::bigint[], $14::text[])
+                     AS l (order_id, line_no, count, item_id, item_name)
+                 WHERE l.order_id IN (SELECT order_id FROM new)
+             )
+             SELECT order_id FROM new",
+        )
+        .bind(firsts.iter().map(|(s, _)| s.order_id).collect::<Vec<_>>())
+        .bind(firsts.iter().map(|(s, _)| s.customer_id).collect::<Vec<_>>())
+        .bind(column(|s| &s.firstname))
+        .bind(column(|s| &s.name))
+        .bind(column(|s| &s.shipping_address.street))
+        .bind(column(|s| &s.shipping_address.zip))
+        .bind(column(|s| &s.shipping_address.city))
+        .bind(firsts.iter().map(|(s, _)| s.updated).collect::<Vec<_>>())
+        .bind(firsts.iter().map(|(_, f)| *f).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
+        .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
+        .bind(
+            lines
+                .iter()
+                .map(|(_, _, l)| l.item_name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .collect();
+        Ok(inserted)
     }
-    let rows: Vec<(i64, String)> =
-        sqlx::query_as("SELECT order_id, fingerprint FROM shipments WHERE order_id = ANY($1)")
-            .bind(order_ids)
-            .fetch_all(conn)
-            .await?;
-    Ok(rows.into_iter().collect())
 }
 
 /// One row of the shipment list.
