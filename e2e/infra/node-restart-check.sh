@@ -28,6 +28,8 @@ all_ready() {
   [ "$ready" = "$want" ] && [ -z "$(comm -12 <(containers_on_node) <(echo "$old"))" ]
 }
 
+# The workload goes with the check, however it ends.
+trap 'kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 say "a workload of two pods on node $ORDERSYSTEM_NODE"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 # Restricted like every test namespace: the API server refuses a pod of it that the profile does not allow.
@@ -54,6 +56,13 @@ spec:
           securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
 YAML
 kubectl -n "$NS" rollout status deployment/sleeper --timeout=120s >&2 || die "the workload did not start"
+
+# Only pods that are Ready can be seen to come back: one that is not (left by an earlier run that failed,
+# waiting for an image a later build replaced) is named instead of timing the check out.
+not_ready=$(kubectl get pods -A --field-selector "spec.nodeName=$ORDERSYSTEM_NODE" \
+  -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' \
+  | awk '$2 != "True" {print $1}')
+[ -z "$not_ready" ] || die "pods on the node are not Ready before the crash (left by an earlier run? delete their namespaces): $(tr "\n" " " <<<"$not_ready")"
 
 before=$(pods_on_node)
 count=$(wc -l <<<"$before")

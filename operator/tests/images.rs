@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use ordersystem_contract::wiring::secret_keys;
 use ordersystem_e2e::cluster::{
-    create_namespace, delete_namespace_and_wait, install_operator, uninstall_operator,
+    OnFailure, create_namespace, delete_namespace_and_wait, install_operator, uninstall_operator,
 };
 use ordersystem_e2e::names;
 use ordersystem_e2e::real_node::{RealNode, host_process, inspect_image, kubectl, pinned_image};
@@ -253,6 +253,12 @@ async fn the_node_runs_each_service_and_the_operator_as_nonroot_without_capabili
     node.wait_ready(&client).await;
     let ns = names::unique("images");
     create_namespace(&client, &ns, node.namespace_annotations()).await;
+    // A failed check leaves nothing behind: pods pinned to this build's digests would wait on the node
+    // for images a later build replaced.
+    let _on_failure = OnFailure {
+        shop_ns: ns.clone(),
+        operator_ns: ns.clone(),
+    };
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .patch(
