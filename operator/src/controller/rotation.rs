@@ -211,13 +211,7 @@ async fn start(
         "metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): logins.current}},
         "stringData": {(secret_keys::USERNAME): logins.other, (secret_keys::PASSWORD): password},
     });
-    let updated = secrets
-        .patch(&plan.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|source| Error::Secret {
-            name: plan.secret_name.clone(),
-            source,
-        })?;
+    let updated = patch_secret(secrets, plan, &patch).await?;
     let note = format!(
         "{}: new credentials for login {} in Secret {}; {} is disabled after the rollout",
         plan.service.as_str(),
@@ -228,6 +222,21 @@ async fn start(
     ctx.event(os, EventType::Normal, "CredentialsRotating", ROTATE, note)
         .await;
     Ok(postgres::secret_hash(&updated.data.unwrap_or_default()))
+}
+
+/// Merges `patch` into the service's database Secret.
+async fn patch_secret(
+    secrets: &Api<Secret>,
+    plan: &ServicePlan,
+    patch: &serde_json::Value,
+) -> Result<Secret, Error> {
+    secrets
+        .patch(&plan.secret_name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|source| Error::Secret {
+            name: plan.secret_name.clone(),
+            source,
+        })
 }
 
 /// The alternate login, when it exists, must carry this resource's ownership comment.
@@ -365,13 +374,7 @@ async fn finish(
         disable_login(conn, plan, old).await?;
     }
     let patch = json!({"metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): null}}});
-    secrets
-        .patch(&plan.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|source| Error::Secret {
-            name: plan.secret_name.clone(),
-            source,
-        })?;
+    patch_secret(secrets, plan, &patch).await?;
     let note = format!(
         "{}: every pod logs in as {}; login {old} is disabled",
         plan.service.as_str(),
