@@ -3,15 +3,16 @@
 
 use crate::domain::{Invoice, InvoiceLine};
 use ordersystem_contract::Address;
+use ordersystem_service_kit::batch::Batch;
 use ordersystem_service_kit::keyed::FirstWins;
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgPool, Row};
-use std::collections::HashSet;
+use sqlx::{PgPool, Row};
 
 /// One invoice per order, first write wins (`keyed::insert_all` stores a batch with one writing statement).
 impl FirstWins for Invoice {
-    const STORED_FINGERPRINTS: &'static str =
-        "SELECT order_id, fingerprint FROM invoices WHERE order_id = ANY($1)";
+    const TABLE: &'static str = "invoices";
+    const LINES: &'static str = "invoice_lines";
+    type Line = InvoiceLine;
 
     fn order_id(&self) -> i64 {
         self.order_id
@@ -21,57 +22,35 @@ impl FirstWins for Invoice {
         Invoice::fingerprint(self)
     }
 
-    async fn insert_new(
-        conn: &mut PgConnection,
-        firsts: &[(&Invoice, &str)],
-    ) -> Result<HashSet<i64>, sqlx::Error> {
-        let column = |f: fn(&Invoice) -> &str| firsts.iter().map(|(i, _)| f(i)).collect::<Vec<_>>();
-        // The lines of every first go along; only those of the invoices this statement inserted are stored.
-        let lines: Vec<(i64, i32, &InvoiceLine)> = firsts
-            .iter()
-            .flat_map(|(i, _)| (1i32..).zip(&i.lines).map(|(no, line)| (i.order_id, no, line)))
-            .collect();
-        let inserted = sqlx::query_scalar(
-            "WITH new AS (
-                 INSERT INTO invoices (order_id, customer_id, firstname, name, email, billing_street, billing_zip,
-                                       billing_city, updated, fingerprint)
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                      $7::text[], $8::text[], $9::timestamptz[], $10::text[])
-                 ON CONFLICT (order_id) DO NOTHING RETURNING order_id
-             ), new_lines AS (
-                 INSERT INTO invoice_lines (order_id, line_no, count, item_id, item_name, price)
-                 SELECT l.* FROM UNNEST($11::bigint[], $12::int[], $13::int[], $14::bigint[], $15::text[],
-                                        $16::numeric[]) AS l (order_id, line_no, count, item_id, item_name, price)
-                 WHERE l.order_id IN (SELECT order_id FROM new)
-             )
-             SELECT order_id FROM new",
-        )
-        .bind(firsts.iter().map(|(i, _)| i.order_id).collect::<Vec<_>>())
-        .bind(firsts.iter().map(|(i, _)| i.customer_id).collect::<Vec<_>>())
-        .bind(column(|i| &i.firstname))
-        .bind(column(|i| &i.name))
-        .bind(column(|i| &i.email))
-        .bind(column(|i| &i.billing_address.street))
-        .bind(column(|i| &i.billing_address.zip))
-        .bind(column(|i| &i.billing_address.city))
-        .bind(firsts.iter().map(|(i, _)| i.updated).collect::<Vec<_>>())
-        .bind(firsts.iter().map(|(_, f)| *f).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
-        .bind(
-            lines
-                .iter()
-                .map(|(_, _, l)| l.item_name.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(lines.iter().map(|(_, _, l)| l.price).collect::<Vec<_>>())
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .collect();
-        Ok(inserted)
+    fn lines(&self) -> &[InvoiceLine] {
+        &self.lines
+    }
+
+    fn columns(invoices: &[&Invoice], batch: &mut Batch) {
+        batch.column("customer_id", invoices.iter().map(|i| i.customer_id));
+        batch.column("firstname", invoices.iter().map(|i| i.firstname.as_str()));
+        batch.column("name", invoices.iter().map(|i| i.name.as_str()));
+        batch.column("email", invoices.iter().map(|i| i.email.as_str()));
+        batch.column(
+            "billing_street",
+            invoices.iter().map(|i| i.billing_address.street.as_str()),
+        );
+        batch.column(
+            "billing_zip",
+            invoices.iter().map(|i| i.billing_address.zip.as_str()),
+        );
+        batch.column(
+            "billing_city",
+            invoices.iter().map(|i| i.billing_address.city.as_str()),
+        );
+        batch.column("updated", invoices.iter().map(|i| i.updated));
+    }
+
+    fn line_columns(lines: &[&InvoiceLine], batch: &mut Batch) {
+        batch.column("count", lines.iter().map(|l| l.count));
+        batch.column("item_id", lines.iter().map(|l| l.item_id));
+        batch.column("item_name", lines.iter().map(|l| l.item_name.as_str()));
+        batch.column("price", lines.iter().map(|l| l.price));
     }
 }
 

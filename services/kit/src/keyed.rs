@@ -1,12 +1,12 @@
 //! keyed: rows that share a key (an order id) where only the first of each counts. The consumers insert
 //! the first event of each order in a batch and judge the others against it (`insert_all`, given a
-//! service's `FirstWins` rows). (The relay's first unsent row
-//! of each key is chosen in SQL, `relay::store::Round::lock_next`.)
+//! service's `FirstWins` rows). (The relay's first unsent row of each key is chosen in SQL,
+//! `relay::store::Round::lock_next`.)
 
+use crate::batch::Batch;
 use crate::consumer::Written;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::hash::Hash;
 
 /// The indices of the first item of each key in `items`, in their order.
@@ -17,29 +17,34 @@ pub fn first_of_each<'a, T, K: Hash + Eq>(items: &'a [T], key: impl Fn(&'a T) ->
         .collect()
 }
 
-/// A row a consumer service stores once per order (an invoice, a shipment): the first event of an order
-/// is stored, a later one is judged against the stored one's fingerprint.
+/// A row a consumer service stores once per order (an invoice, a shipment), with its numbered lines: the
+/// first event of an order is stored, a later one is judged against the stored one's fingerprint. A service
+/// states its tables and columns; the statements are written here.
 pub trait FirstWins: Sized + Sync {
-    /// Reads `(order_id, fingerprint)` of the stored rows whose order id is in `$1` (`bigint[]`).
-    const STORED_FINGERPRINTS: &'static str;
+    /// The table of the rows: `order_id` is its key, `fingerprint` holds `fingerprint()`.
+    const TABLE: &'static str;
+    /// The table of their lines, keyed by `(order_id, line_no)`, `line_no` counting from 1.
+    const LINES: &'static str;
+    type Line: Sync;
 
     fn order_id(&self) -> i64;
 
     /// What a second event for the same order must match to be a duplicate.
     fn fingerprint(&self) -> String;
 
-    /// Inserts `firsts` (one per order id, each with its fingerprint), but none whose order id is stored
-    /// already, in one statement; returns the order ids it inserted.
-    fn insert_new(
-        conn: &mut PgConnection,
-        firsts: &[(&Self, &str)],
-    ) -> impl Future<Output = Result<HashSet<i64>, sqlx::Error>> + Send;
+    fn lines(&self) -> &[Self::Line];
+
+    /// Adds the columns of `rows` but `order_id` and `fingerprint` to `batch`.
+    fn columns(rows: &[&Self], batch: &mut Batch);
+
+    /// Adds the columns of `lines` but `order_id` and `line_no` to `batch`.
+    fn line_columns(lines: &[&Self::Line], batch: &mut Batch);
 }
 
 /// Stores `rows` (delivery order; an order id may repeat), first write wins, in at most two statements
-/// whatever their number: one inserts the first of each order id (`FirstWins::insert_new`); only when some
-/// were stored before, a second reads their fingerprints. Returns what it wrote, for the consumer loop to
-/// judge each event by.
+/// whatever their number: one inserts the first of each order id (`insert_new`); only when some were stored
+/// before, a second reads their fingerprints. Returns what it wrote, for the consumer loop to judge each
+/// event by.
 pub async fn insert_all<R: FirstWins>(conn: &mut PgConnection, rows: &[R]) -> Result<Written, sqlx::Error> {
     let fingerprints: Vec<(i64, String)> = rows.iter().map(|r| (r.order_id(), r.fingerprint())).collect();
     let firsts: Vec<(&R, &str)> = first_of_each(&fingerprints, |(order_id, _)| *order_id)
@@ -49,7 +54,7 @@ pub async fn insert_all<R: FirstWins>(conn: &mut PgConnection, rows: &[R]) -> Re
     if firsts.is_empty() {
         return Ok(Written::default());
     }
-    let inserted = R::insert_new(conn, &firsts).await?;
+    let inserted = insert_new(conn, &firsts).await?;
     let before: Vec<i64> = firsts
         .iter()
         .map(|(first, _)| first.order_id())
@@ -63,6 +68,36 @@ pub async fn insert_all<R: FirstWins>(conn: &mut PgConnection, rows: &[R]) -> Re
     })
 }
 
+/// Inserts `firsts` (one per order id, each with its fingerprint) with their lines, but none whose order id
+/// is stored already, in one statement; returns the order ids it inserted.
+async fn insert_new<R: FirstWins>(
+    conn: &mut PgConnection,
+    firsts: &[(&R, &str)],
+) -> Result<HashSet<i64>, sqlx::Error> {
+    let rows: Vec<&R> = firsts.iter().map(|(row, _)| *row).collect();
+    let mut batch = Batch::default();
+    batch.column("order_id", rows.iter().map(|r| r.order_id()));
+    R::columns(&rows, &mut batch);
+    batch.column("fingerprint", firsts.iter().map(|(_, f)| *f));
+    let new = batch.table().insert_into(R::TABLE);
+    // The lines of every first go along; only those of the rows this statement inserted are stored.
+    let lines: Vec<(i64, i32, &R::Line)> = rows
+        .iter()
+        .flat_map(|r| (1i32..).zip(r.lines()).map(|(no, line)| (r.order_id(), no, line)))
+        .collect();
+    batch.column("order_id", lines.iter().map(|(order_id, _, _)| *order_id));
+    batch.column("line_no", lines.iter().map(|(_, no, _)| *no));
+    R::line_columns(&lines.iter().map(|(_, _, l)| *l).collect::<Vec<_>>(), &mut batch);
+    let new_lines = batch.table().insert_into(R::LINES);
+    let (sql, arguments) = batch.statement(format!(
+        "WITH new AS ({new} ON CONFLICT (order_id) DO NOTHING RETURNING order_id),
+              new_lines AS ({new_lines} WHERE u.order_id IN (SELECT order_id FROM new))
+         SELECT order_id FROM new"
+    ))?;
+    let inserted: Vec<i64> = sqlx::query_scalar_with(sql, arguments).fetch_all(conn).await?;
+    Ok(inserted.into_iter().collect())
+}
+
 /// The fingerprints stored for `order_ids`; no round trip when there are none.
 async fn stored_fingerprints<R: FirstWins>(
     conn: &mut PgConnection,
@@ -71,7 +106,11 @@ async fn stored_fingerprints<R: FirstWins>(
     if order_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(i64, String)> = sqlx::query_as(R::STORED_FINGERPRINTS)
+    let sql = format!(
+        "SELECT order_id, fingerprint FROM {} WHERE order_id = ANY($1)",
+        R::TABLE
+    );
+    let rows: Vec<(i64, String)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(order_ids)
         .fetch_all(conn)
         .await?;

@@ -3,6 +3,7 @@
 //! invoicing and shipping give a handler, and the outbox relay that order runs) with the tables it runs,
 //! created by the kit's own migrations (`consumer::store::MIGRATOR`, `relay::store::MIGRATOR`).
 
+pub mod batch;
 pub mod config;
 pub mod consumer;
 pub mod consumer_service;

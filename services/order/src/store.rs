@@ -5,6 +5,7 @@ use crate::domain::NewOrder;
 use chrono::{DateTime, Utc};
 use ordersystem_contract::partition::record_key;
 use ordersystem_contract::{Address, Customer, Item, OrderLine, OrderPlaced, Price};
+use ordersystem_service_kit::batch::Batch;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 
@@ -239,69 +240,68 @@ fn event_of(
     Ok((event, payload))
 }
 
-/// Writes the orders, their lines and their outbox rows in one statement (one transaction).
+/// Writes the orders, their lines and their outbox rows in one statement (one transaction); the outbox rows
+/// in the orders' order, which is the order the relay publishes them in.
 async fn insert(
     conn: &mut PgConnection,
     placed: &[&(OrderPlaced, Vec<u8>)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let events: Vec<&OrderPlaced> = placed.iter().map(|(event, _)| event).collect();
-    let column = |f: fn(&OrderPlaced) -> &str| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let mut batch = Batch::default();
+    batch.column("id", events.iter().map(|e| e.id));
+    batch.column("customer_id", events.iter().map(|e| e.customer.customer_id));
+    batch.column("updated", events.iter().map(|_| now));
+    batch.column(
+        "shipping_street",
+        events.iter().map(|e| e.shipping_address.street.as_str()),
+    );
+    batch.column(
+        "shipping_zip",
+        events.iter().map(|e| e.shipping_address.zip.as_str()),
+    );
+    batch.column(
+        "shipping_city",
+        events.iter().map(|e| e.shipping_address.city.as_str()),
+    );
+    batch.column(
+        "billing_street",
+        events.iter().map(|e| e.billing_address.street.as_str()),
+    );
+    batch.column(
+        "billing_zip",
+        events.iter().map(|e| e.billing_address.zip.as_str()),
+    );
+    batch.column(
+        "billing_city",
+        events.iter().map(|e| e.billing_address.city.as_str()),
+    );
+    let orders = batch.table().insert_into("orders");
     let lines: Vec<(i64, i32, &OrderLine)> = events
         .iter()
         .flat_map(|e| (1i32..).zip(&e.order_line).map(|(no, line)| (e.id, no, line)))
         .collect();
-    sqlx::query(
-        "WITH placed AS (
-             INSERT INTO orders (id, customer_id, updated, shipping_street, shipping_zip, shipping_city,
-                                 billing_street, billing_zip, billing_city)
-             SELECT o.id, o.customer_id, $3, o.ship_street, o.ship_zip, o.ship_city, o.bill_street,
-                    o.bill_zip, o.bill_city
-             FROM unnest($1::bigint[], $2::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[])
-                  AS o(id, customer_id, ship_street, ship_zip, ship_city, bill_street, bill_zip, bill_city)
-             RETURNING id),
-         lines AS (
-             INSERT INTO order_lines (order_id, line_no, count, item_id, item_name, price)
-             SELECT l.order_id, l.line_no, l.count, l.item_id, l.item_name, l.price
-             FROM unnest($10::bigint[], $11::int[], $12::int[], $13::bigint[], $14::text[], $15::numeric[])
-                  AS l(order_id, line_no, count, item_id, item_name, price)
-             JOIN placed ON placed.id = l.order_id)
-         INSERT INTO outbox (record_key, payload)
-         SELECT r.record_key, r.payload
-         FROM unnest($16::text[], $17::bytea[]) WITH ORDINALITY AS r(record_key, payload, n)
+    batch.column("order_id", lines.iter().map(|(id, _, _)| *id));
+    batch.column("line_no", lines.iter().map(|(_, no, _)| *no));
+    batch.column("count", lines.iter().map(|(_, _, l)| l.count));
+    batch.column("item_id", lines.iter().map(|(_, _, l)| l.item.item_id));
+    batch.column("item_name", lines.iter().map(|(_, _, l)| l.item.name.as_str()));
+    batch.column("price", lines.iter().map(|(_, _, l)| l.item.price.0));
+    let order_lines = batch.table().insert_into("order_lines");
+    batch.column("record_key", events.iter().map(|e| record_key(e.id)));
+    batch.column("payload", placed.iter().map(|(_, payload)| payload.as_slice()));
+    let outbox = batch.table();
+    let (sql, arguments) = batch.statement(format!(
+        "WITH placed AS ({orders} RETURNING id),
+              lines AS ({order_lines} WHERE u.order_id IN (SELECT id FROM placed))
+         INSERT INTO outbox ({columns})
+         SELECT {columns} FROM {arrays} WITH ORDINALITY AS u ({columns}, n)
          WHERE EXISTS (SELECT 1 FROM placed)
-         ORDER BY r.n",
-    )
-    .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.customer.customer_id).collect::<Vec<_>>())
-    .bind(now)
-    .bind(column(|e| &e.shipping_address.street))
-    .bind(column(|e| &e.shipping_address.zip))
-    .bind(column(|e| &e.shipping_address.city))
-    .bind(column(|e| &e.billing_address.street))
-    .bind(column(|e| &e.billing_address.zip))
-    .bind(column(|e| &e.billing_address.city))
-    .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(_, _, l)| l.item.item_id).collect::<Vec<_>>())
-    .bind(
-        lines
-            .iter()
-            .map(|(_, _, l)| l.item.name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(lines.iter().map(|(_, _, l)| l.item.price.0).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| record_key(e.id)).collect::<Vec<_>>())
-    .bind(
-        placed
-            .iter()
-            .map(|(_, payload)| payload.as_slice())
-            .collect::<Vec<_>>(),
-    )
-    .execute(conn)
-    .await?;
+         ORDER BY u.n",
+        columns = outbox.columns,
+        arrays = outbox.arrays,
+    ))?;
+    sqlx::query_with(sql, arguments).execute(conn).await?;
     Ok(())
 }
 

@@ -3,14 +3,15 @@
 
 use crate::domain::{Shipment, ShipmentLine};
 use ordersystem_contract::Address;
+use ordersystem_service_kit::batch::Batch;
 use ordersystem_service_kit::keyed::FirstWins;
-use sqlx::{PgConnection, PgPool, Row};
-use std::collections::HashSet;
+use sqlx::{PgPool, Row};
 
 /// One shipment per order, first write wins (`keyed::insert_all` stores a batch with one writing statement).
 impl FirstWins for Shipment {
-    const STORED_FINGERPRINTS: &'static str =
-        "SELECT order_id, fingerprint FROM shipments WHERE order_id = ANY($1)";
+    const TABLE: &'static str = "shipments";
+    const LINES: &'static str = "shipment_lines";
+    type Line = ShipmentLine;
 
     fn order_id(&self) -> i64 {
         self.order_id
@@ -20,55 +21,33 @@ impl FirstWins for Shipment {
         Shipment::fingerprint(self)
     }
 
-    async fn insert_new(
-        conn: &mut PgConnection,
-        firsts: &[(&Shipment, &str)],
-    ) -> Result<HashSet<i64>, sqlx::Error> {
-        let column = |f: fn(&Shipment) -> &str| firsts.iter().map(|(s, _)| f(s)).collect::<Vec<_>>();
-        // The lines of every first go along; only those of the shipments this statement inserted are stored.
-        let lines: Vec<(i64, i32, &ShipmentLine)> = firsts
-            .iter()
-            .flat_map(|(s, _)| (1i32..).zip(&s.lines).map(|(no, line)| (s.order_id, no, line)))
-            .collect();
-        let inserted = sqlx::query_scalar(
-            "WITH new AS (
-                 INSERT INTO shipments (order_id, customer_id, firstname, name, shipping_street, shipping_zip,
-                                        shipping_city, updated, fingerprint)
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                      $7::text[], $8::timestamptz[], $9::text[])
-                 ON CONFLICT (order_id) DO NOTHING RETURNING order_id
-             ), new_lines AS (
-                 INSERT INTO shipment_lines (order_id, line_no, count, item_id, item_name)
-                 SELECT l.* FROM UNNEST($10::bigint[], $11::int[], $12::int[], $13::bigint[], $14::text[])
-                     AS l (order_id, line_no, count, item_id, item_name)
-                 WHERE l.order_id IN (SELECT order_id FROM new)
-             )
-             SELECT order_id FROM new",
-        )
-        .bind(firsts.iter().map(|(s, _)| s.order_id).collect::<Vec<_>>())
-        .bind(firsts.iter().map(|(s, _)| s.customer_id).collect::<Vec<_>>())
-        .bind(column(|s| &s.firstname))
-        .bind(column(|s| &s.name))
-        .bind(column(|s| &s.shipping_address.street))
-        .bind(column(|s| &s.shipping_address.zip))
-        .bind(column(|s| &s.shipping_address.city))
-        .bind(firsts.iter().map(|(s, _)| s.updated).collect::<Vec<_>>())
-        .bind(firsts.iter().map(|(_, f)| *f).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, no, _)| *no).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.count).collect::<Vec<_>>())
-        .bind(lines.iter().map(|(_, _, l)| l.item_id).collect::<Vec<_>>())
-        .bind(
-            lines
-                .iter()
-                .map(|(_, _, l)| l.item_name.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .collect();
-        Ok(inserted)
+    fn lines(&self) -> &[ShipmentLine] {
+        &self.lines
+    }
+
+    fn columns(shipments: &[&Shipment], batch: &mut Batch) {
+        batch.column("customer_id", shipments.iter().map(|s| s.customer_id));
+        batch.column("firstname", shipments.iter().map(|s| s.firstname.as_str()));
+        batch.column("name", shipments.iter().map(|s| s.name.as_str()));
+        batch.column(
+            "shipping_street",
+            shipments.iter().map(|s| s.shipping_address.street.as_str()),
+        );
+        batch.column(
+            "shipping_zip",
+            shipments.iter().map(|s| s.shipping_address.zip.as_str()),
+        );
+        batch.column(
+            "shipping_city",
+            shipments.iter().map(|s| s.shipping_address.city.as_str()),
+        );
+        batch.column("updated", shipments.iter().map(|s| s.updated));
+    }
+
+    fn line_columns(lines: &[&ShipmentLine], batch: &mut Batch) {
+        batch.column("count", lines.iter().map(|l| l.count));
+        batch.column("item_id", lines.iter().map(|l| l.item_id));
+        batch.column("item_name", lines.iter().map(|l| l.item_name.as_str()));
     }
 }
 
