@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use ordersystem_service_kit::pages::{self, internal};
+use ordersystem_service_kit::pages::{self, render};
 use sqlx::PgPool;
 
 pub fn router(pool: PgPool) -> Router {
@@ -33,68 +33,35 @@ struct DetailPage {
     invoice: Invoice,
 }
 
-#[derive(Template)]
-#[template(path = "message.html")]
-struct MessagePage {
-    title: &'static str,
-    message: String,
-}
-
-fn render(status: StatusCode, page: &impl Template) -> Response {
-    pages::html(status, page.render())
-}
-
 async fn list_page(State(pool): State<PgPool>) -> Response {
-    match store::list(&pool).await {
-        Ok(invoices) => render(StatusCode::OK, &ListPage { invoices }),
-        Err(error) => internal(&error),
-    }
+    pages::answer(store::list(&pool).await, |invoices| {
+        render(StatusCode::OK, &ListPage { invoices })
+    })
 }
 
 async fn detail_page(State(pool): State<PgPool>, Path(id): Path<i64>) -> Response {
-    match store::get(&pool, id).await {
-        Ok(Some(invoice)) => render(
-            StatusCode::OK,
-            &DetailPage {
-                total: invoice.total().to_string(),
-                invoice,
-            },
-        ),
-        Ok(None) => render(
-            StatusCode::NOT_FOUND,
-            &MessagePage {
-                title: "Not found",
-                message: format!("invoice {id} not found"),
-            },
-        ),
-        Err(error) => internal(&error),
-    }
+    pages::one_page(store::get(&pool, id).await, ("invoice", id), |invoice| {
+        let total = invoice.total().to_string();
+        render(StatusCode::OK, &DetailPage { total, invoice })
+    })
 }
 
 async fn list_api(State(pool): State<PgPool>) -> Response {
-    match store::list(&pool).await {
-        Ok(invoices) => Json(invoices).into_response(),
-        Err(error) => internal(&error),
-    }
+    pages::answer(store::list(&pool).await, |invoices| {
+        Json(invoices).into_response()
+    })
 }
 
+/// The invoice as stored, with its `totalAmount`.
 async fn detail_api(State(pool): State<PgPool>, Path(id): Path<i64>) -> Response {
-    match store::get(&pool, id).await {
-        Ok(Some(invoice)) => {
-            let mut value = serde_json::to_value(&invoice).unwrap_or_default();
-            if let Some(object) = value.as_object_mut() {
-                object.insert(
-                    "totalAmount".into(),
-                    serde_json::Value::String(invoice.total().to_string()),
-                );
-            }
-            Json(value).into_response()
+    pages::one_json(store::get(&pool, id).await, ("invoice", id), |invoice| {
+        let mut value = serde_json::to_value(&invoice).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "totalAmount".into(),
+                serde_json::Value::String(invoice.total().to_string()),
+            );
         }
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": format!("invoice {id} not found") })),
-        )
-            .into_response(),
-        Err(error) => internal(&error),
-    }
+        Json(value).into_response()
+    })
 }

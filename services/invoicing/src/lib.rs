@@ -11,6 +11,7 @@ use config::Config;
 use ordersystem_service_kit::consumer_service::ConsumerService;
 pub use ordersystem_service_kit::consumer_service::RunError;
 use ordersystem_service_kit::shutdown::Shutdown;
+use tokio::net::TcpListener;
 
 /// The service's own tables (`migrations/`); the kit's dead-letter table is migrated after them
 /// (`ConsumerService`).
@@ -27,10 +28,6 @@ pub fn service() -> ConsumerService<consumer::InvoiceHandler> {
 }
 
 /// Serve on `listener` and consume until `shutdown` fires.
-pub async fn run(
-    config: Config,
-    listener: tokio::net::TcpListener,
-    shutdown: Shutdown,
-) -> Result<(), RunError> {
+pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), RunError> {
     service().run(&config, listener, shutdown).await
 }

@@ -74,11 +74,7 @@ pub struct DatabaseArgs {
     #[arg(long = "database-sslrootcert", env = env::DATABASE_SSLROOTCERT)]
     pub sslrootcert: Option<PathBuf>,
     /// Connections in the pool.
-    #[arg(
-        long = "database-max-connections",
-        env = env::DATABASE_MAX_CONNECTIONS,
-        default_value_t = 10
-    )]
+    #[arg(long = "database-max-connections", env = env::DATABASE_MAX_CONNECTIONS, default_value_t = 10)]
     pub max_connections: u32,
 }
 
@@ -161,11 +157,7 @@ pub struct ConsumerArgs {
     #[arg(long = "kafka-group-protocol", env = env::KAFKA_GROUP_PROTOCOL, value_enum, default_value = "consumer")]
     pub group_protocol: GroupProtocol,
     /// Classic protocol only (librdkafka rejects it under KIP-848): session timeout in milliseconds.
-    #[arg(
-        long = "kafka-session-timeout-ms",
-        env = env::KAFKA_SESSION_TIMEOUT_MS,
-        default_value_t = 45_000
-    )]
+    #[arg(long = "kafka-session-timeout-ms", env = env::KAFKA_SESSION_TIMEOUT_MS, default_value_t = 45_000)]
     pub session_timeout_ms: u32,
     /// Longest time between polls before the member is thrown out; the loop keeps polling while paused.
     #[arg(
@@ -178,11 +170,7 @@ pub struct ConsumerArgs {
     #[arg(long = "retry-backoff-ms", env = env::RETRY_BACKOFF_MS, default_value_t = 500)]
     pub retry_backoff_ms: u64,
     /// Longest backoff after repeated transient failures, in milliseconds.
-    #[arg(
-        long = "retry-backoff-max-ms",
-        env = env::RETRY_BACKOFF_MAX_MS,
-        default_value_t = 10_000
-    )]
+    #[arg(long = "retry-backoff-max-ms", env = env::RETRY_BACKOFF_MAX_MS, default_value_t = 10_000)]
     pub retry_backoff_max_ms: u64,
 }
 

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use ordersystem_service_kit::pages::{self, internal};
+use ordersystem_service_kit::pages::{self, render};
 use sqlx::PgPool;
 
 pub fn router(pool: PgPool) -> Router {
@@ -32,53 +32,26 @@ struct DetailPage {
     shipment: Shipment,
 }
 
-#[derive(Template)]
-#[template(path = "message.html")]
-struct MessagePage {
-    title: &'static str,
-    message: String,
-}
-
-fn render(status: StatusCode, page: &impl Template) -> Response {
-    pages::html(status, page.render())
-}
-
 async fn list_page(State(pool): State<PgPool>) -> Response {
-    match store::list(&pool).await {
-        Ok(shipments) => render(StatusCode::OK, &ListPage { shipments }),
-        Err(error) => internal(&error),
-    }
+    pages::answer(store::list(&pool).await, |shipments| {
+        render(StatusCode::OK, &ListPage { shipments })
+    })
 }
 
 async fn detail_page(State(pool): State<PgPool>, Path(id): Path<i64>) -> Response {
-    match store::get(&pool, id).await {
-        Ok(Some(shipment)) => render(StatusCode::OK, &DetailPage { shipment }),
-        Ok(None) => render(
-            StatusCode::NOT_FOUND,
-            &MessagePage {
-                title: "Not found",
-                message: format!("shipment {id} not found"),
-            },
-        ),
-        Err(error) => internal(&error),
-    }
+    pages::one_page(store::get(&pool, id).await, ("shipment", id), |shipment| {
+        render(StatusCode::OK, &DetailPage { shipment })
+    })
 }
 
 async fn list_api(State(pool): State<PgPool>) -> Response {
-    match store::list(&pool).await {
-        Ok(shipments) => Json(shipments).into_response(),
-        Err(error) => internal(&error),
-    }
+    pages::answer(store::list(&pool).await, |shipments| {
+        Json(shipments).into_response()
+    })
 }
 
 async fn detail_api(State(pool): State<PgPool>, Path(id): Path<i64>) -> Response {
-    match store::get(&pool, id).await {
-        Ok(Some(shipment)) => Json(shipment).into_response(),
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": format!("shipment {id} not found") })),
-        )
-            .into_response(),
-        Err(error) => internal(&error),
-    }
+    pages::one_json(store::get(&pool, id).await, ("shipment", id), |shipment| {
+        Json(shipment).into_response()
+    })
 }

@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use ordersystem_contract::{Customer, Item, OrderPlaced};
-use ordersystem_service_kit::pages;
+use ordersystem_service_kit::pages::{Message, render};
 use std::collections::BTreeMap;
 
 pub fn router() -> Router<AppState> {
@@ -52,13 +52,6 @@ struct SuccessPage {
     id: i64,
 }
 
-#[derive(Template)]
-#[template(path = "message.html")]
-struct MessagePage {
-    title: String,
-    message: String,
-}
-
 /// The form's fields as typed, so a refused form comes back with the person's input.
 #[derive(Debug, Default)]
 struct FormValues {
@@ -74,10 +67,6 @@ struct FormLine {
     item: i64,
 }
 
-fn render(status: StatusCode, page: &impl Template) -> Response {
-    pages::html(status, page.render())
-}
-
 fn error_page(error: &ApiError) -> Response {
     if let ApiError::Internal(source) = error {
         tracing::error!(error = %source, "page failed");
@@ -89,7 +78,7 @@ fn error_page(error: &ApiError) -> Response {
     };
     render(
         error.status(),
-        &MessagePage {
+        &Message {
             title: title.into(),
             message: error.public_message(),
         },
@@ -138,13 +127,10 @@ async fn add_line(
     State(state): State<AppState>,
     fields: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    let Ok(Form(fields)) = fields else {
-        return error_page(&ApiError::client(
-            StatusCode::BAD_REQUEST,
-            "the form could not be read",
-        ));
+    let mut values = match read_form(fields) {
+        Ok(values) => values,
+        Err(error) => return error_page(&error),
     };
-    let mut values = read_form(&fields);
     let first_item = store::items(&state.pool)
         .await
         .ok()
@@ -160,13 +146,10 @@ async fn submit(
     State(state): State<AppState>,
     fields: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    let Ok(Form(fields)) = fields else {
-        return error_page(&ApiError::client(
-            StatusCode::BAD_REQUEST,
-            "the form could not be read",
-        ));
+    let values = match read_form(fields) {
+        Ok(values) => values,
+        Err(error) => return error_page(&error),
     };
-    let values = read_form(&fields);
     let result = match to_input(&values) {
         Ok(input) => place_order(&state, input).await,
         Err(message) => Err(ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, message)),
@@ -198,8 +181,15 @@ async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> Response 
     }
 }
 
+/// The posted form's values; a body that is no form is a 400.
+fn read_form(fields: Result<Form<Vec<(String, String)>>, FormRejection>) -> Result<FormValues, ApiError> {
+    let Form(fields) =
+        fields.map_err(|_| ApiError::client(StatusCode::BAD_REQUEST, "the form could not be read"))?;
+    Ok(form_values(&fields))
+}
+
 /// The reference's field names: `customer`, `shippingAddress.street`, `orderLine[0].count`, `orderLine[0].item`.
-fn read_form(fields: &[(String, String)]) -> FormValues {
+fn form_values(fields: &[(String, String)]) -> FormValues {
     let mut values = FormValues::default();
     let mut lines: BTreeMap<usize, FormLine> = BTreeMap::new();
     for (name, value) in fields {
@@ -278,7 +268,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let values = read_form(&fields);
+        let values = form_values(&fields);
         assert_eq!(values.customer, 2);
         assert_eq!(values.shipping.city, "Berlin");
         let input = to_input(&values).unwrap();
