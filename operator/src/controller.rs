@@ -18,6 +18,7 @@ pub mod lag;
 pub mod observe;
 pub mod postgres;
 pub mod rotation;
+pub mod secrets;
 pub mod status;
 pub mod validate;
 

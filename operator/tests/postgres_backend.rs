@@ -32,6 +32,16 @@ impl Drop for DropSchemas {
     }
 }
 
+/// One reconcile's database step: the services' Secrets as they are, then `ensure`.
+async fn provision(
+    client: &kube::Client,
+    admin: &postgres::AdminConnection,
+    spec: &ValidSpec,
+) -> Result<postgres::PostgresObserved, postgres::Error> {
+    let existing = postgres::read_secrets(client, spec).await?;
+    postgres::ensure(client, admin, spec, &existing).await
+}
+
 #[tokio::test]
 async fn each_role_logs_in_with_its_secret_and_can_neither_write_nor_read_another_schema() {
     let (client, ns, spec) = setup("pg-iso").await;
@@ -39,7 +49,7 @@ async fn each_role_logs_in_with_its_secret_and_can_neither_write_nor_read_anothe
         .await
         .expect("admin secret");
     let _cleanup = DropSchemas(spec.clone(), admin.clone());
-    let observed = postgres::ensure(&client, &admin, &spec).await.expect("provision");
+    let observed = provision(&client, &admin, &spec).await.expect("provision");
     assert!(observed.conflicts.is_empty(), "{:?}", observed.conflicts);
     assert_eq!(observed.ready.len(), 3);
     assert!(observed.schemas.iter().all(|s| s.privileges_verified));
@@ -108,12 +118,10 @@ async fn a_second_pass_keeps_the_secret_and_changes_nothing() {
         .await
         .expect("admin secret");
     let _cleanup = DropSchemas(spec.clone(), admin.clone());
-    let first = postgres::ensure(&client, &admin, &spec).await.expect("provision");
+    let first = provision(&client, &admin, &spec).await.expect("provision");
     let secret = &spec.plan(Service::Invoicing).secret_name;
     let password = ns.secret_value(secret, "password").await;
-    let second = postgres::ensure(&client, &admin, &spec)
-        .await
-        .expect("provision again");
+    let second = provision(&client, &admin, &spec).await.expect("provision again");
     assert_eq!(first, second);
     assert_eq!(
         ns.secret_value(secret, "password").await,
@@ -129,12 +137,10 @@ async fn schemas_of_another_resource_are_a_conflict_and_delete_removes_only_our_
         .await
         .expect("admin secret");
     let _cleanup = DropSchemas(spec.clone(), admin.clone());
-    postgres::ensure(&client, &admin, &spec).await.expect("provision");
+    provision(&client, &admin, &spec).await.expect("provision");
     let mut intruder = spec.clone();
     intruder.uid = "someone-else".into();
-    let observed = postgres::ensure(&client, &admin, &intruder)
-        .await
-        .expect("observe");
+    let observed = provision(&client, &admin, &intruder).await.expect("observe");
     assert_eq!(observed.conflicts.len(), 3, "{:?}", observed.conflicts);
     assert!(observed.ready.is_empty());
     postgres::drop_all(&admin, &intruder)

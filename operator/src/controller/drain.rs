@@ -241,10 +241,13 @@ mod tests {
                 topic: Some(description),
                 lag: lags,
             })),
-            recorded_topic_id: None,
+            recorded_topic_id: Ok(None),
             order_pods: pods.map(Ok),
             deployments: Ok(Vec::new()),
+            deployment_states: Vec::new(),
             postgres_admin: None,
+            database_secrets: None,
+            kafka_secrets: None,
         }
     }
 

@@ -17,15 +17,17 @@ use super::error::Error;
 use super::kafka::{self, TopicObserved, TopicState};
 use super::observe::{self, KafkaFailure, KafkaSeen, World};
 use super::rotation::{self, RotationReport};
-use super::{apply, postgres};
+use super::{apply, postgres, secrets};
 use crate::crd::OrderSystem;
 use crate::names::{self, Service};
 
 /// What the writers did.
 pub struct Outcome {
-    /// The topic step; `None` when the brokers could not be reached (`World::kafka` says why).
+    /// The topic step; `None` when the brokers or the identity Secrets could not be reached (`World::kafka`
+    /// and `World::kafka_secrets` say why).
     pub topic: Option<Result<TopicObserved, TopicFailure>>,
-    /// The database step; `None` when the admin Secret could not be read (`World::postgres_admin`).
+    /// The database step; `None` when the admin Secret or the services' Secrets could not be read
+    /// (`World::postgres_admin`, `World::database_secrets`).
     pub postgres: Option<Result<postgres::PostgresObserved, postgres::Error>>,
     /// A rotation's step; `None` while paused.
     pub rotation: Option<Result<RotationReport, rotation::Error>>,
@@ -40,6 +42,8 @@ pub struct Outcome {
 pub enum TopicFailure {
     /// Whether partitions may be added could not be decided: the topic was left alone.
     Undecided(String),
+    /// The topic is missing and whether this resource created it could not be read: it was not created.
+    Unconfirmed(String),
     Kafka(KafkaFailure),
 }
 
@@ -48,6 +52,7 @@ impl Outcome {
     pub fn into_first_error(self) -> Option<Error> {
         let topic = match self.topic {
             Some(Err(TopicFailure::Undecided(message))) => Some(Error::Drain(message)),
+            Some(Err(TopicFailure::Unconfirmed(message))) => Some(Error::TopicUnconfirmed(message)),
             Some(Err(TopicFailure::Kafka(failure))) => Some(Error::Kafka(failure.error)),
             _ => None,
         };
@@ -69,14 +74,18 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
         .postgres_admin
         .as_ref()
         .and_then(|admin| admin.as_ref().ok());
-    let postgres = match admin {
-        Some(admin) => Some(postgres::ensure(&ctx.client, admin, spec).await),
-        None => None,
+    let database_secrets = match &world.database_secrets {
+        Some(Ok(found)) => Some(found),
+        _ => None,
+    };
+    let postgres = match (admin, database_secrets) {
+        (Some(admin), Some(existing)) => Some(postgres::ensure(&ctx.client, admin, spec, existing).await),
+        _ => None,
     };
     let mut observed = Observed {
         secret_hashes: match &postgres {
             Some(Ok(pg)) => pg.secret_hashes.clone(),
-            _ => postgres::existing_secret_hashes(&ctx.client, spec).await,
+            _ => world.database_secret_hashes(),
         },
         kafka_secret_hashes,
         topic_ready: matches!(
@@ -90,13 +99,13 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
             Some(Ok(pg)) => pg.ready.clone(),
             _ => BTreeSet::new(),
         },
-        deployed: world.deployment_states(spec).iter().map(|d| d.service).collect(),
+        deployed: world.deployment_states.iter().map(|d| d.service).collect(),
     };
     // A requested rotation switches a Secret here, so this reconcile already rolls it.
-    let rotation = match admin {
-        Some(admin) if !spec.paused => {
+    let rotation = match (admin, database_secrets) {
+        (Some(admin), Some(secrets)) if !spec.paused => {
             let deployments = world.deployments.as_deref().unwrap_or_default();
-            Some(rotation::step(ctx, os, spec, admin, deployments, &mut observed).await)
+            Some(rotation::step(ctx, os, spec, admin, secrets, deployments, &mut observed).await)
         }
         _ => None,
     };
@@ -126,8 +135,11 @@ async fn kafka(
     BTreeMap<Service, String>,
 ) {
     // The identity Secrets come from Kubernetes alone, so their hashes reach the pod templates whatever
-    // the broker does.
-    let identities = kafka::identities::secrets(&ctx.client, &plan.spec).await;
+    // the broker does. Unread, they are reported from `World`.
+    let Some(Ok(existing)) = &world.kafka_secrets else {
+        return (None, BTreeMap::new());
+    };
+    let identities = kafka::identities::identities(&ctx.client, &plan.spec, existing).await;
     let hashes = match &identities {
         Ok(identities) => identities
             .iter()
@@ -135,11 +147,14 @@ async fn kafka(
             .collect(),
         Err(_) => BTreeMap::new(),
     };
+    if let (Some(Ok(_)), Err(message)) = (&world.kafka, &world.recorded_topic_id) {
+        return (Some(Err(TopicFailure::Unconfirmed(message.clone()))), hashes);
+    }
     let topic = match (&world.kafka, &plan.gate, identities) {
         (Some(Ok(_)), Gate::Unknown(message), _) => Some(Err(TopicFailure::Undecided(message.clone()))),
         (Some(Ok(_)), _, Err(error)) => Some(Err(TopicFailure::Kafka(error.into()))),
         (Some(Ok(seen)), _, Ok(identities)) => Some(
-            ensure_topic(ctx, os, plan, world, seen, &identities)
+            ensure_topic(ctx, os, plan, world, seen, existing, &identities)
                 .await
                 .map_err(TopicFailure::Kafka),
         ),
@@ -157,6 +172,7 @@ async fn ensure_topic(
     plan: &Plan,
     world: &World,
     seen: &KafkaSeen,
+    existing: &secrets::ByService,
     identities: &[kafka::identities::Identity],
 ) -> Result<TopicObserved, KafkaFailure> {
     let spec = &plan.spec;
@@ -167,7 +183,7 @@ async fn ensure_topic(
         .unwrap_or_default();
     let acknowledged = os.annotations().get(names::RECREATE_TOPIC_ANNOTATION);
     let known_id = observe::recorded_topic_id(os)
-        .or_else(|| world.recorded_topic_id.clone())
+        .or_else(|| world.recorded_topic_id.clone().ok().flatten())
         .filter(|id| acknowledged != Some(id));
     let admin = &seen.admin;
     let mut result = kafka::ensure_described_topic(
@@ -192,7 +208,7 @@ async fn ensure_topic(
     // With PLAIN the user provides them, and the pods wait for their Secrets: a Kubernetes matter, after
     // the broker was reached.
     if let (Ok(_), true, false) = (&result, spec.kafka_security.plain(), spec.paused)
-        && let Err(error) = kafka::plain::check_service_secrets(&ctx.client, spec).await
+        && let Err(error) = kafka::plain::check_service_secrets(spec, existing)
     {
         result = Err(error);
     }

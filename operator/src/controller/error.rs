@@ -33,6 +33,8 @@ pub enum Error {
     },
     #[error("cannot tell whether partitions may be added: {0}")]
     Drain(String),
+    #[error("the topic is missing and whether this resource created it is unknown: {0}")]
+    TopicUnconfirmed(String),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
 }
@@ -44,6 +46,7 @@ impl Error {
             Self::Kafka(_) => "kafka",
             Self::Lag(_) => "lag",
             Self::Drain(_) => "drain",
+            Self::TopicUnconfirmed(_) => "topic",
             Self::Rotation(_) => "rotation",
             Self::Postgres(_) => "postgres",
             Self::Apply(_) => "apply",

@@ -1,8 +1,8 @@
 //! observe: every read of the world one reconcile needs, each done once and before anything is written.
 //! The Kafka brokers (through the Secrets that secure the operator's client), the topic, the consumer
-//! lag, the order pods while a drain needs them, the Deployments, and the PostgreSQL admin Secret. A
-//! failed read is kept where it happened: `decide` and `status` see it, and it is returned at the end so
-//! the reconcile is retried.
+//! lag, the order pods while a drain needs them, the Deployments, the PostgreSQL admin Secret and the
+//! services' own Secrets. A failed read is kept where it happened: `decide` and `status` see it, and it
+//! is returned at the end so the reconcile is retried.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use super::error::{Error, describe_error};
 use super::kafka::security::{self as kafka_security, ConnectionFailure};
 use super::kafka::{self, Admin, ClientSecurity};
 use super::validate::ValidSpec;
-use super::{apply, lag, postgres};
+use super::{apply, lag, postgres, secrets};
 use crate::crd::{OrderSystem, PartitionIncrease};
 use crate::names::{self, Service};
 
@@ -32,14 +32,21 @@ pub struct World {
     /// The id of the topic this resource created, as its status on the API server records it: read only
     /// when the topic is missing and the object in hand records none. An object from the cache can
     /// predate the status write that recorded the id, and a topic deleted meanwhile must not be created
-    /// anew under the consumers.
-    pub recorded_topic_id: Option<String>,
+    /// anew under the consumers. `Err` (why) when the object could not be read: whether the missing topic
+    /// is this resource's own is then unknown, and nothing is created.
+    pub recorded_topic_id: Result<Option<String>, String>,
     /// How many order pods exist, running or terminating; read only while a drain waits for them.
     pub order_pods: Option<Result<usize, kube::Error>>,
     /// This resource's Deployments.
     pub deployments: Result<Vec<Deployment>, apply::Error>,
+    /// Their states, as far as they could be read.
+    pub deployment_states: Vec<apply::DeploymentState>,
     /// The PostgreSQL admin connection from its Secret; `None` in conflict.
     pub postgres_admin: Option<Result<postgres::AdminConnection, postgres::Error>>,
+    /// The services' database Secrets that exist; `None` in conflict.
+    pub database_secrets: Option<Result<secrets::ByService, postgres::Error>>,
+    /// With SASL, the services' Kafka identity Secrets that exist; `None` in conflict.
+    pub kafka_secrets: Option<Result<secrets::ByService, kafka::Error>>,
 }
 
 /// The brokers as the operator's admin client sees them.
@@ -87,12 +94,16 @@ impl World {
         self.conflict.is_none()
     }
 
-    /// The Deployments' states, as far as they could be read.
-    pub fn deployment_states(&self, spec: &ValidSpec) -> Vec<apply::DeploymentState> {
-        self.deployments
-            .as_ref()
-            .map(|list| apply::states(spec, list))
-            .unwrap_or_default()
+    /// The hash of each service's database Secret that exists: while PostgreSQL is unreachable the
+    /// Deployments keep the hash of the Secret their pods use instead of rolling for nothing.
+    pub fn database_secret_hashes(&self) -> BTreeMap<Service, String> {
+        let Some(Ok(found)) = &self.database_secrets else {
+            return BTreeMap::new();
+        };
+        found
+            .iter()
+            .map(|(service, secret)| (*service, secrets::hash(secret)))
+            .collect()
     }
 
     /// The consumer groups' lag, when it was read.
@@ -111,7 +122,9 @@ impl World {
             _ => None,
         };
         kafka
+            .or_else(|| Some(Error::Kafka(self.kafka_secrets?.err()?)))
             .or_else(|| Some(Error::Postgres(self.postgres_admin?.err()?)))
+            .or_else(|| Some(Error::Postgres(self.database_secrets?.err()?)))
             .or_else(|| Some(Error::Apply(self.deployments.err()?)))
     }
 }
@@ -120,14 +133,21 @@ impl World {
 pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World {
     let conflict = topic_conflict(os, spec, &ctx.store.state());
     let deployments = deployments(&ctx.client, spec).await;
+    let deployment_states = match &deployments {
+        Ok(list) => apply::states(spec, list),
+        Err(_) => Vec::new(),
+    };
     if conflict.is_some() {
         return World {
             conflict,
             kafka: None,
-            recorded_topic_id: None,
+            recorded_topic_id: Ok(None),
             order_pods: None,
             deployments,
+            deployment_states,
             postgres_admin: None,
+            database_secrets: None,
+            kafka_secrets: None,
         };
     }
     let kafka = kafka(ctx, spec).await;
@@ -137,7 +157,7 @@ pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World
     };
     let recorded_topic_id = match &kafka {
         Ok(KafkaSeen { topic: None, .. }) if recorded_topic_id(os).is_none() => fresh_topic_id(ctx, os).await,
-        _ => None,
+        _ => Ok(None),
     };
     World {
         conflict,
@@ -145,7 +165,10 @@ pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World
         recorded_topic_id,
         order_pods,
         deployments,
+        deployment_states,
         postgres_admin: Some(postgres::read_connection(&ctx.client, spec).await),
+        database_secrets: Some(postgres::read_secrets(&ctx.client, spec).await),
+        kafka_secrets: Some(kafka::identities::read_secrets(&ctx.client, spec).await),
     }
 }
 
@@ -199,12 +222,17 @@ pub fn recorded_topic_id(os: &OrderSystem) -> Option<String> {
     os.status.as_ref()?.topic.as_ref()?.topic_id.clone()
 }
 
-/// The topic id the object's status records on the API server now. Unreadable counts as none: the
-/// object in hand said the same.
-async fn fresh_topic_id(ctx: &Context, os: &OrderSystem) -> Option<String> {
+/// The topic id the object's status records on the API server now; `None` also when the object is gone.
+async fn fresh_topic_id(ctx: &Context, os: &OrderSystem) -> Result<Option<String>, String> {
     let api: Api<OrderSystem> = Api::namespaced(ctx.client.clone(), &os.namespace().unwrap_or_default());
-    let fresh = api.get_opt(&os.name_any()).await.ok()??;
-    recorded_topic_id(&fresh)
+    match api.get_opt(&os.name_any()).await {
+        Ok(fresh) => Ok(fresh.as_ref().and_then(recorded_topic_id)),
+        Err(error) => Err(format!(
+            "reading OrderSystem {} for the topic id it recorded failed: {}",
+            os.name_any(),
+            describe_error(&error)
+        )),
+    }
 }
 
 /// A drain stops intake first: until no order pod is left, their count decides the next step.

@@ -8,10 +8,8 @@
 mod credentials;
 pub(super) mod scram;
 
-pub use credentials::{
-    AdminConnection, admin_from_secret, generate_password, read_admin, read_connection, secret_hash,
-};
-use credentials::{ensure_secret, read_secret, secret_value};
+pub use credentials::{AdminConnection, admin_from_secret, read_admin, read_connection};
+use credentials::{create_secret, secret_value};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -20,6 +18,7 @@ use ordersystem_contract::wiring::secret_keys;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{AssertSqlSafe, Connection};
 
+use super::secrets;
 use super::validate::{ServicePlan, ValidSpec};
 use crate::crd::SchemaStatus;
 use crate::names::{self, Service, quote_ident};
@@ -123,59 +122,43 @@ pub async fn connect(admin: &AdminConnection, spec: &ValidSpec) -> Result<PgConn
     }
 }
 
-/// The hash of each service's database Secret as Kubernetes has it, without PostgreSQL: while the database
-/// is unreachable, the Deployments keep the hash of the Secret their pods use instead of rolling for
-/// nothing. A Secret that is missing or cannot be read is left out.
-pub async fn existing_secret_hashes(client: &kube::Client, spec: &ValidSpec) -> BTreeMap<Service, String> {
-    let mut hashes = BTreeMap::new();
-    for plan in &spec.services {
-        if let Ok(Some((data, _))) = read_secret(client, spec, plan).await {
-            hashes.insert(plan.service, secret_hash(&data));
-        }
-    }
-    hashes
+/// Each service's database Secret that exists, for `ensure` and the rotation.
+pub async fn read_secrets(client: &kube::Client, spec: &ValidSpec) -> Result<secrets::ByService, Error> {
+    secrets::read(client, spec, |plan| &plan.secret_name)
+        .await
+        .map_err(|secrets::ReadError { name, source }| Error::ServiceSecret { name, source })
 }
 
-/// Provisions all three services in the crash-safe order, or only observes when `paused`.
+/// Provisions all three services in the crash-safe order, or only observes when `paused`. `existing` are
+/// the services' Secrets as `read_secrets` found them; the missing ones are created here.
 /// Long on purpose: the crash-safe order for all three services (Secret, ownership check, provisioning),
 /// then the isolation check, in one pass over one connection.
 pub async fn ensure(
     client: &kube::Client,
     admin: &AdminConnection,
     spec: &ValidSpec,
+    existing: &secrets::ByService,
 ) -> Result<PostgresObserved, Error> {
     let mut conn = connect(admin, spec).await?;
     let mut observed = PostgresObserved::default();
     for plan in &spec.services {
-        let service = plan.service.as_str();
-        let secret = if spec.paused {
-            read_secret(client, spec, plan).await?
-        } else {
-            Some(ensure_secret(client, spec, plan, admin).await?)
+        let (secret, created) = match (existing.get(&plan.service), spec.paused) {
+            (Some(secret), _) => (secret.clone(), false),
+            (None, true) => continue,
+            (None, false) => (create_secret(client, spec, plan, admin).await?, true),
         };
-        let Some((data, created)) = secret else { continue };
-        observed.secret_hashes.insert(plan.service, secret_hash(&data));
+        observed
+            .secret_hashes
+            .insert(plan.service, secrets::hash(&secret));
         let owner = names::owner_comment(&spec.uid);
-        let role_comment = comment(
-            &mut conn,
-            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
-            &plan.db_identifier,
-            service,
-        )
-        .await?;
-        let schema_comment = comment(
-            &mut conn,
-            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1",
-            &plan.db_identifier,
-            service,
-        )
-        .await?;
+        let role_comment = role_comment(&mut conn, plan, &plan.db_identifier).await?;
+        let schema_comment = schema_comment(&mut conn, plan).await?;
         if let Some(conflict) = ownership_conflict(plan, &owner, &role_comment, &schema_comment) {
             observed.conflicts.push(conflict);
             continue;
         }
         if !spec.paused {
-            let password = secret_value(&data, plan, secret_keys::PASSWORD)?;
+            let password = secret_value(&secret, plan, secret_keys::PASSWORD)?;
             provision(
                 &mut conn,
                 plan,
@@ -225,12 +208,31 @@ fn ownership_conflict(
     })
 }
 
-/// `None`: no such object; `Some(comment)`: exists, with its comment if any.
+/// The ownership comment of the login role `role` of `plan`'s service: `None` when there is no such role,
+/// `Some(comment)` when there is, with its comment if any.
+pub(super) async fn role_comment(
+    conn: &mut PgConnection,
+    plan: &ServicePlan,
+    role: &str,
+) -> Result<Option<Option<String>>, Error> {
+    let sql = "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1";
+    comment(conn, sql, role, plan).await
+}
+
+/// The ownership comment of the schema of `plan`'s service, as [`role_comment`].
+async fn schema_comment(
+    conn: &mut PgConnection,
+    plan: &ServicePlan,
+) -> Result<Option<Option<String>>, Error> {
+    let sql = "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1";
+    comment(conn, sql, &plan.db_identifier, plan).await
+}
+
 async fn comment(
     conn: &mut PgConnection,
     sql: &'static str,
     name: &str,
-    service: &'static str,
+    plan: &ServicePlan,
 ) -> Result<Option<Option<String>>, Error> {
     sqlx::query_scalar::<_, Option<String>>(sql)
         .bind(name)
@@ -238,7 +240,7 @@ async fn comment(
         .await
         .map_err(|source| Error::Provision {
             what: "ownership lookup",
-            service,
+            service: plan.service.as_str(),
             source,
         })
 }
@@ -391,21 +393,13 @@ pub async fn drop_all(admin: &AdminConnection, spec: &ValidSpec) -> Result<(), E
     let mut conn = connect(admin, spec).await?;
     let owner = names::owner_comment(&spec.uid);
     for plan in &spec.services {
-        let service = plan.service.as_str();
         let ident = quote_ident(&plan.db_identifier);
         let name = plan.db_identifier.clone();
         let drop_err = |what| {
             let name = name.clone();
             move |source| Error::Drop { what, name, source }
         };
-        let schema = comment(
-            &mut conn,
-            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1",
-            &plan.db_identifier,
-            service,
-        )
-        .await?;
-        if schema == Some(Some(owner.clone())) {
+        if schema_comment(&mut conn, plan).await? == Some(Some(owner.clone())) {
             execute(
                 &mut conn,
                 format!("DROP SCHEMA {ident} CASCADE"),
@@ -413,14 +407,7 @@ pub async fn drop_all(admin: &AdminConnection, spec: &ValidSpec) -> Result<(), E
             )
             .await?;
         }
-        let role = comment(
-            &mut conn,
-            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
-            &plan.db_identifier,
-            service,
-        )
-        .await?;
-        if role == Some(Some(owner.clone())) {
+        if role_comment(&mut conn, plan, &plan.db_identifier).await? == Some(Some(owner.clone())) {
             execute(
                 &mut conn,
                 format!("DROP OWNED BY {ident}"),

@@ -20,7 +20,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -33,6 +32,7 @@ use sqlx::PgConnection;
 use super::build::Observed;
 use super::context::Context;
 use super::postgres::{self, execute, literal};
+use super::secrets;
 use super::validate::{ServicePlan, ValidSpec};
 use crate::crd::{OrderSystem, SchemaStatus};
 use crate::names::{self, Service, quote_ident};
@@ -82,14 +82,16 @@ impl RotationReport {
     }
 }
 
-/// Advances every service's rotation one step. Updates `observed.secret_hashes` when a Secret changed,
-/// so this reconcile already rolls the Deployment.
+/// Advances every service's rotation one step, from the services' database Secrets as `observe` read
+/// them (a Secret created by this reconcile joins in the next). Updates `observed.secret_hashes` when a
+/// Secret changed, so this reconcile already rolls the Deployment.
 /// Long on purpose: the loop over the services picks each one's step; the steps are functions of their own.
 pub async fn step(
     ctx: &Context,
     os: &OrderSystem,
     spec: &ValidSpec,
     admin: &postgres::AdminConnection,
+    database_secrets: &secrets::ByService,
     deployments: &[Deployment],
     observed: &mut Observed,
 ) -> Result<RotationReport, Error> {
@@ -102,28 +104,30 @@ pub async fn step(
         return Ok(report);
     }
     let mut conn = postgres::connect(admin, spec).await?;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &spec.namespace);
+    let secret_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &spec.namespace);
     let owner = names::owner_comment(&spec.uid);
     for plan in &spec.services {
         // Only services whose schema and role are ours and ready; conflicts are reported elsewhere.
         if !observed.schemas_ready.contains(&plan.service) {
             continue;
         }
-        let secret_error = |source| Error::Secret {
-            name: plan.secret_name.clone(),
-            source,
-        };
-        let Some(secret) = secrets.get_opt(&plan.secret_name).await.map_err(secret_error)? else {
+        let Some(secret) = database_secrets.get(&plan.service) else {
             continue;
         };
-        let data = secret.data.clone().unwrap_or_default();
-        let logins = Logins::of(plan, &data);
+        let logins = Logins::of(plan, secret);
+        let turn = Turn {
+            ctx,
+            os,
+            secret_api: &secret_api,
+            plan,
+            logins: &logins,
+        };
         let retiring = secret.annotations().get(names::RETIRE_LOGIN_ANNOTATION).cloned();
         report.logins.insert(plan.service, logins.current.clone());
         let deployment = deployments.iter().find(|d| d.name_any() == plan.child_name);
         match retiring {
-            Some(old) if rolled_out(deployment, &data) => {
-                finish(ctx, os, &mut conn, &secrets, plan, &logins, &old, requested).await?;
+            Some(old) if rolled_out(deployment, secret) => {
+                turn.finish(&mut conn, &old, requested).await?;
             }
             Some(old) => report.in_progress.push(format!(
                 "{}: Secret {} switched to login {}; {old} stays enabled until every pod of {} runs with it",
@@ -133,7 +137,7 @@ pub async fn step(
                 plan.child_name
             )),
             None if requested.map(String::as_str) == Some(plan.service.as_str()) => {
-                let hash = start(ctx, os, &mut conn, &secrets, plan, &logins, &owner).await?;
+                let hash = turn.start(&mut conn, &owner).await?;
                 observed.secret_hashes.insert(plan.service, hash);
                 report.logins.insert(plan.service, logins.other.clone());
                 report.in_progress.push(format!(
@@ -164,10 +168,6 @@ fn invalid_request(value: &str) -> Option<String> {
     })
 }
 
-fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
-    data.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok())
-}
-
 /// A service's two logins: the one its Secret names now, and the other one.
 struct Logins {
     current: String,
@@ -177,8 +177,9 @@ struct Logins {
 }
 
 impl Logins {
-    fn of(plan: &ServicePlan, data: &BTreeMap<String, ByteString>) -> Self {
-        let current = text(data, secret_keys::USERNAME).unwrap_or_else(|| plan.db_identifier.clone());
+    fn of(plan: &ServicePlan, secret: &Secret) -> Self {
+        let current =
+            secrets::text(secret, secret_keys::USERNAME).unwrap_or_else(|| plan.db_identifier.clone());
         let alternate = names::alternate_login(&plan.db_identifier);
         let other = if current == alternate {
             plan.db_identifier.clone()
@@ -193,50 +194,89 @@ impl Logins {
     }
 }
 
-/// Steps 1 and 2: the other login gets a new password and may log in, then the Secret switches to it,
-/// marked with the login to retire. Returns the Secret's new hash, which rolls the Deployment.
-async fn start(
-    ctx: &Context,
-    os: &OrderSystem,
-    conn: &mut PgConnection,
-    secrets: &Api<Secret>,
-    plan: &ServicePlan,
-    logins: &Logins,
-    owner: &str,
-) -> Result<String, Error> {
-    check_owned(conn, plan, &logins.alternate, owner).await?;
-    let password = postgres::generate_password();
-    enable_login(conn, plan, &logins.other, &password, owner).await?;
-    let patch = json!({
-        "metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): logins.current}},
-        "stringData": {(secret_keys::USERNAME): logins.other, (secret_keys::PASSWORD): password},
-    });
-    let updated = patch_secret(secrets, plan, &patch).await?;
-    let note = format!(
-        "{}: new credentials for login {} in Secret {}; {} is disabled after the rollout",
-        plan.service.as_str(),
-        logins.other,
-        plan.secret_name,
-        logins.current
-    );
-    ctx.event(os, EventType::Normal, "CredentialsRotating", ROTATE, note)
-        .await;
-    Ok(postgres::secret_hash(&updated.data.unwrap_or_default()))
+/// One service's rotation step in one reconcile: what `start` and `finish` act on.
+struct Turn<'a> {
+    ctx: &'a Context,
+    os: &'a OrderSystem,
+    secret_api: &'a Api<Secret>,
+    plan: &'a ServicePlan,
+    logins: &'a Logins,
 }
 
-/// Merges `patch` into the service's database Secret.
-async fn patch_secret(
-    secrets: &Api<Secret>,
-    plan: &ServicePlan,
-    patch: &serde_json::Value,
-) -> Result<Secret, Error> {
-    secrets
-        .patch(&plan.secret_name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(|source| Error::Secret {
-            name: plan.secret_name.clone(),
-            source,
-        })
+impl Turn<'_> {
+    /// Steps 1 and 2: the other login gets a new password and may log in, then the Secret switches to
+    /// it, marked with the login to retire. Returns the Secret's new hash, which rolls the Deployment.
+    async fn start(&self, conn: &mut PgConnection, owner: &str) -> Result<String, Error> {
+        let (plan, logins) = (self.plan, self.logins);
+        check_owned(conn, plan, &logins.alternate, owner).await?;
+        let password = secrets::generate_password();
+        enable_login(conn, plan, &logins.other, &password, owner).await?;
+        let patch = json!({
+            "metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): logins.current}},
+            "stringData": {(secret_keys::USERNAME): logins.other, (secret_keys::PASSWORD): password},
+        });
+        let updated = self.patch_secret(&patch).await?;
+        let note = format!(
+            "{}: new credentials for login {} in Secret {}; {} is disabled after the rollout",
+            plan.service.as_str(),
+            logins.other,
+            plan.secret_name,
+            logins.current
+        );
+        self.ctx
+            .event(self.os, EventType::Normal, "CredentialsRotating", ROTATE, note)
+            .await;
+        Ok(secrets::hash(&updated))
+    }
+
+    /// Step 3: acknowledge the request, disable the old login, clear the mark (in this order, so a
+    /// crash in between never starts a second rotation).
+    async fn finish(
+        &self,
+        conn: &mut PgConnection,
+        old: &str,
+        requested: Option<&String>,
+    ) -> Result<(), Error> {
+        let (os, plan) = (self.os, self.plan);
+        if requested.map(String::as_str) == Some(plan.service.as_str()) {
+            let api: Api<OrderSystem> =
+                Api::namespaced(self.ctx.client.clone(), &os.namespace().unwrap_or_default());
+            let patch = json!({"metadata": {"annotations": {(names::ROTATE_CREDENTIALS_ANNOTATION): null}}});
+            api.patch(&os.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|source| Error::Acknowledge {
+                    annotation: names::ROTATE_CREDENTIALS_ANNOTATION,
+                    source,
+                })?;
+        }
+        // Only our two logins are ever disabled here.
+        if old == plan.db_identifier || old == names::alternate_login(&plan.db_identifier) {
+            disable_login(conn, plan, old).await?;
+        }
+        let patch = json!({"metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): null}}});
+        self.patch_secret(&patch).await?;
+        let note = format!(
+            "{}: every pod logs in as {}; login {old} is disabled",
+            plan.service.as_str(),
+            self.logins.current
+        );
+        self.ctx
+            .event(os, EventType::Normal, "CredentialsRotated", ROTATE, note)
+            .await;
+        Ok(())
+    }
+
+    /// Merges `patch` into the service's database Secret.
+    async fn patch_secret(&self, patch: &serde_json::Value) -> Result<Secret, Error> {
+        let name = &self.plan.secret_name;
+        self.secret_api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|source| Error::Secret {
+                name: name.clone(),
+                source,
+            })
+    }
 }
 
 /// The alternate login, when it exists, must carry this resource's ownership comment.
@@ -246,13 +286,7 @@ async fn check_owned(
     alternate: &str,
     owner: &str,
 ) -> Result<(), Error> {
-    let comment: Option<Option<String>> =
-        sqlx::query_scalar("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
-            .bind(alternate)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(sql_error("login lookup", plan))?;
-    match comment {
+    match postgres::role_comment(conn, plan, alternate).await? {
         Some(found) if found.as_deref() != Some(owner) => Err(Error::ForeignLogin {
             login: alternate.to_string(),
         }),
@@ -325,7 +359,7 @@ async fn disable_login(conn: &mut PgConnection, plan: &ServicePlan, login: &str)
 /// Every pod of the service's Deployment (as observed at the start of the reconcile) runs with the
 /// Secret as it is now: the template carries its hash, the Deployment controller caught up, and no pod
 /// of an older template is left.
-fn rolled_out(deployment: Option<&Deployment>, data: &BTreeMap<String, ByteString>) -> bool {
+fn rolled_out(deployment: Option<&Deployment>, secret: &Secret) -> bool {
     let Some((dspec, status)) = deployment.and_then(|d| Some((d.spec.as_ref()?, d.status.as_ref()?))) else {
         return false;
     };
@@ -335,7 +369,7 @@ fn rolled_out(deployment: Option<&Deployment>, data: &BTreeMap<String, ByteStrin
         .as_ref()
         .and_then(|m| m.annotations.as_ref())
         .and_then(|a| a.get(names::SECRET_HASH_ANNOTATION));
-    if template_hash != Some(&postgres::secret_hash(data)) {
+    if template_hash != Some(&secrets::hash(secret)) {
         return false;
     }
     let want = dspec.replicas.unwrap_or(1);
@@ -346,45 +380,6 @@ fn rolled_out(deployment: Option<&Deployment>, data: &BTreeMap<String, ByteStrin
     caught_up && updated >= want && ready >= want && total <= updated
 }
 
-/// Step 3: acknowledge the request, disable the old login, clear the mark (in this order, so a crash
-/// in between never starts a second rotation).
-#[allow(clippy::too_many_arguments)] // the rotation's state, passed through; a struct would only rename it
-async fn finish(
-    ctx: &Context,
-    os: &OrderSystem,
-    conn: &mut PgConnection,
-    secrets: &Api<Secret>,
-    plan: &ServicePlan,
-    logins: &Logins,
-    old: &str,
-    requested: Option<&String>,
-) -> Result<(), Error> {
-    if requested.map(String::as_str) == Some(plan.service.as_str()) {
-        let api: Api<OrderSystem> = Api::namespaced(ctx.client.clone(), &os.namespace().unwrap_or_default());
-        let patch = json!({"metadata": {"annotations": {(names::ROTATE_CREDENTIALS_ANNOTATION): null}}});
-        api.patch(&os.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| Error::Acknowledge {
-                annotation: names::ROTATE_CREDENTIALS_ANNOTATION,
-                source,
-            })?;
-    }
-    // Only our two logins are ever disabled here.
-    if old == plan.db_identifier || old == names::alternate_login(&plan.db_identifier) {
-        disable_login(conn, plan, old).await?;
-    }
-    let patch = json!({"metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): null}}});
-    patch_secret(secrets, plan, &patch).await?;
-    let note = format!(
-        "{}: every pod logs in as {}; login {old} is disabled",
-        plan.service.as_str(),
-        logins.current
-    );
-    ctx.event(os, EventType::Normal, "CredentialsRotated", ROTATE, note)
-        .await;
-    Ok(())
-}
-
 /// With `deletionPolicy: Delete`, after the schemas and owner roles are gone: the alternate logins this
 /// resource created (they own nothing: their sessions act as the owner).
 pub async fn drop_alternates(admin: &postgres::AdminConnection, spec: &ValidSpec) -> Result<(), Error> {
@@ -392,13 +387,7 @@ pub async fn drop_alternates(admin: &postgres::AdminConnection, spec: &ValidSpec
     let owner = names::owner_comment(&spec.uid);
     for plan in &spec.services {
         let alternate = names::alternate_login(&plan.db_identifier);
-        let comment: Option<Option<String>> =
-            sqlx::query_scalar("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
-                .bind(&alternate)
-                .fetch_optional(&mut conn)
-                .await
-                .map_err(sql_error("login lookup", plan))?;
-        if comment == Some(Some(owner.clone())) {
+        if postgres::role_comment(&mut conn, plan, &alternate).await? == Some(Some(owner.clone())) {
             let sql = format!("DROP ROLE {}", quote_ident(&alternate));
             execute(&mut conn, sql, sql_error("drop login", plan)).await?;
         }

@@ -16,23 +16,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use ordersystem_contract::wiring::secret_keys;
-use rand::RngExt;
 
 use ordersystem_kafka_admin as kafka_admin;
 pub use ordersystem_kafka_admin::{Acl, AclOperation, AclResource, ScramMechanism};
 
 use super::{Admin, Error};
+use crate::controller::secrets;
 use crate::controller::validate::{ServicePlan, ValidSpec};
 use crate::crd::SaslMechanism;
 use crate::metrics::Metrics;
 use crate::names::{self, Service};
 
-/// Generated passwords: 32 alphanumerics, about 190 bits.
-const PASSWORD_LEN: usize = 32;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The ACLs of one service.
@@ -66,23 +63,36 @@ pub struct Identity {
     applied: Option<String>,
 }
 
-/// The services' identity Secrets, with SASL: with SCRAM each is created with a generated password if
-/// absent (unless paused); with PLAIN the user provides them, and a missing one is left out.
-pub async fn secrets(client: &kube::Client, spec: &ValidSpec) -> Result<Vec<Identity>, Error> {
+/// Each service's identity Secret that exists; none without SASL.
+pub async fn read_secrets(client: &kube::Client, spec: &ValidSpec) -> Result<secrets::ByService, Error> {
+    if spec.kafka_security.sasl.is_none() {
+        return Ok(secrets::ByService::new());
+    }
+    secrets::read(client, spec, |plan| &plan.kafka_secret_name)
+        .await
+        .map_err(|secrets::ReadError { name, source }| Error::ReadSecret { name, source })
+}
+
+/// The services' identities, with SASL, from `existing` (their Secrets as `read_secrets` found them):
+/// with SCRAM a missing Secret is created with a generated password (unless paused); with PLAIN the user
+/// provides them, and a missing one is left out.
+pub async fn identities(
+    client: &kube::Client,
+    spec: &ValidSpec,
+    existing: &secrets::ByService,
+) -> Result<Vec<Identity>, Error> {
     let Some(sasl) = &spec.kafka_security.sasl else {
         return Ok(Vec::new());
     };
     let create = sasl.mechanism.is_scram() && !spec.paused;
     let mut identities = Vec::new();
     for plan in &spec.services {
-        let secret = if create {
-            Some(ensure_secret(client, spec, plan).await?)
-        } else {
-            read_secret(client, spec, plan).await?
+        let secret = match existing.get(&plan.service) {
+            Some(secret) => secret.clone(),
+            None if create => create_secret(client, spec, plan).await?,
+            None => continue,
         };
-        if let Some(secret) = secret {
-            identities.push(identity(&secret, plan, create)?);
-        }
+        identities.push(identity(&secret, plan, create)?);
     }
     Ok(identities)
 }
@@ -277,14 +287,13 @@ async fn record_applied(
 /// The identity in `secret`; its password is required only when it is to be applied (`for_broker`): a
 /// PLAIN Secret is the user's, checked by `plain`, and only hashed here.
 fn identity(secret: &Secret, plan: &ServicePlan, for_broker: bool) -> Result<Identity, Error> {
-    let data = secret.data.clone().unwrap_or_default();
-    let password = match secret_value(&data, plan, secret_keys::PASSWORD) {
+    let password = match secret_value(secret, plan, secret_keys::PASSWORD) {
         Err(error) if for_broker => return Err(error),
         result => result.unwrap_or_default(),
     };
     Ok(Identity {
         service: plan.service,
-        secret_hash: crate::controller::postgres::secret_hash(&data),
+        secret_hash: secrets::hash(secret),
         // The user is the one the ACLs name, whatever the Secret says.
         user: plan.kafka_user.clone(),
         password,
@@ -298,75 +307,22 @@ fn identity(secret: &Secret, plan: &ServicePlan, for_broker: bool) -> Result<Ide
     })
 }
 
-async fn read_secret(
-    client: &kube::Client,
-    spec: &ValidSpec,
-    plan: &ServicePlan,
-) -> Result<Option<Secret>, Error> {
-    Api::<Secret>::namespaced(client.clone(), &spec.namespace)
-        .get_opt(&plan.kafka_secret_name)
+/// The service's Secret, created with a generated password.
+async fn create_secret(client: &kube::Client, spec: &ValidSpec, plan: &ServicePlan) -> Result<Secret, Error> {
+    let data = BTreeMap::from([
+        (secret_keys::USERNAME, plan.kafka_user.clone()),
+        (secret_keys::PASSWORD, secrets::generate_password()),
+    ]);
+    secrets::create(client, spec, plan, &plan.kafka_secret_name, data)
         .await
-        .map_err(|source| Error::ReadSecret {
+        .map_err(|source| Error::ServiceSecret {
             name: plan.kafka_secret_name.clone(),
             source,
         })
 }
 
-/// The service's Secret, created with a generated password if absent.
-async fn ensure_secret(client: &kube::Client, spec: &ValidSpec, plan: &ServicePlan) -> Result<Secret, Error> {
-    let api = Api::<Secret>::namespaced(client.clone(), &spec.namespace);
-    let error = |source| Error::ServiceSecret {
-        name: plan.kafka_secret_name.clone(),
-        source,
-    };
-    if let Some(existing) = api.get_opt(&plan.kafka_secret_name).await.map_err(error)? {
-        return Ok(existing);
-    }
-    let password: String = rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(PASSWORD_LEN)
-        .map(char::from)
-        .collect();
-    let data: BTreeMap<String, ByteString> = [
-        (secret_keys::USERNAME, plan.kafka_user.clone()),
-        (secret_keys::PASSWORD, password),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
-    .collect();
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(plan.kafka_secret_name.clone()),
-            namespace: Some(spec.namespace.clone()),
-            labels: Some(names::labels(&spec.name, plan.service)),
-            owner_references: Some(vec![spec.owner.clone()]),
-            ..Default::default()
-        },
-        data: Some(data),
-        type_: Some("Opaque".into()),
-        ..Default::default()
-    };
-    let params = PostParams {
-        field_manager: Some(names::FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match api.create(&params, &secret).await {
-        Ok(created) => Ok(created),
-        // Lost a race with another reconcile: the other one's Secret wins.
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            api.get(&plan.kafka_secret_name).await.map_err(error)
-        }
-        Err(source) => Err(error(source)),
-    }
-}
-
-fn secret_value(
-    data: &BTreeMap<String, ByteString>,
-    plan: &ServicePlan,
-    key: &'static str,
-) -> Result<String, Error> {
-    data.get(key)
-        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+fn secret_value(secret: &Secret, plan: &ServicePlan, key: &'static str) -> Result<String, Error> {
+    secrets::text(secret, key)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Error::SecretKey {
             name: plan.kafka_secret_name.clone(),

@@ -5,26 +5,21 @@
 //! are missing or incomplete.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use ordersystem_contract::wiring::secret_keys;
 
 use super::Error;
+use crate::controller::secrets;
 use crate::controller::validate::ValidSpec;
 
-/// `Ok` when every service's Kafka Secret holds a non-empty `username` and `password`.
-pub async fn check_service_secrets(client: &kube::Client, spec: &ValidSpec) -> Result<(), Error> {
-    let api = Api::<Secret>::namespaced(client.clone(), &spec.namespace);
-    let mut missing = Vec::new();
-    for plan in &spec.services {
-        let name = &plan.kafka_secret_name;
-        let secret = api.get_opt(name).await.map_err(|source| Error::ReadSecret {
-            name: name.clone(),
-            source,
-        })?;
-        if !secret.as_ref().is_some_and(complete) {
-            missing.push(name.clone());
-        }
-    }
+/// `Ok` when every service's Kafka Secret (in `existing`, as `identities::read_secrets` found them)
+/// holds a non-empty `username` and `password`.
+pub fn check_service_secrets(spec: &ValidSpec, existing: &secrets::ByService) -> Result<(), Error> {
+    let missing: Vec<String> = spec
+        .services
+        .iter()
+        .filter(|plan| !existing.get(&plan.service).is_some_and(complete))
+        .map(|plan| plan.kafka_secret_name.clone())
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -62,5 +57,28 @@ mod tests {
         assert!(!complete(&secret(&[("username", "u")])));
         assert!(!complete(&secret(&[("username", "u"), ("password", "")])));
         assert!(!complete(&secret(&[])));
+    }
+
+    #[test]
+    fn every_missing_or_incomplete_secret_is_named() {
+        use crate::controller::validate::{tests::MINIMAL, tests::os_from_yaml, validate};
+        use crate::names::Service;
+        let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+        let full = || secret(&[("username", "u"), ("password", "p")]);
+        let mut existing = secrets::ByService::from([
+            (Service::Order, full()),
+            (Service::Invoicing, secret(&[("username", "u")])),
+        ]);
+        let message = check_service_secrets(&spec, &existing)
+            .expect_err("two missing")
+            .to_string();
+        assert!(
+            message.contains("shop-invoicing-kafka, shop-shipping-kafka"),
+            "{message}"
+        );
+        assert!(!message.contains("shop-order-kafka"), "{message}");
+        existing.insert(Service::Invoicing, full());
+        existing.insert(Service::Shipping, full());
+        check_service_secrets(&spec, &existing).expect("all complete");
     }
 }

@@ -4,19 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use ordersystem_contract::wiring::secret_keys;
-use rand::RngExt;
 
 use super::Error;
+use crate::controller::secrets;
 use crate::controller::validate::{ServicePlan, ValidSpec};
 use crate::crd::CA_CERT_KEY;
-use crate::names;
-
-/// Generated passwords: 32 alphanumerics, about 190 bits, and nothing that needs quoting anywhere.
-const PASSWORD_LEN: usize = 32;
 
 /// The admin connection, from the Secret named in the spec.
 #[derive(Clone)]
@@ -78,15 +73,6 @@ pub fn admin_from_secret(name: &str, secret: &Secret) -> Result<AdminConnection,
     })
 }
 
-/// A new random password.
-pub fn generate_password() -> String {
-    rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(PASSWORD_LEN)
-        .map(char::from)
-        .collect()
-}
-
 /// The admin connection and, when the spec names one, the server's CA certificate.
 pub async fn read_connection(client: &kube::Client, spec: &ValidSpec) -> Result<AdminConnection, Error> {
     let mut admin = read_admin(client, &spec.namespace, &spec.admin_secret).await?;
@@ -109,99 +95,33 @@ pub async fn read_connection(client: &kube::Client, spec: &ValidSpec) -> Result<
     Ok(admin)
 }
 
-/// Creates the service's Secret with a generated password if it does not exist; returns its data and
-/// whether it was created now. An existing Secret is never regenerated.
-pub(super) async fn ensure_secret(
+/// Creates the service's Secret with a generated password; only when it does not exist: an existing
+/// Secret is never regenerated.
+pub(super) async fn create_secret(
     client: &kube::Client,
     spec: &ValidSpec,
     plan: &ServicePlan,
     admin: &AdminConnection,
-) -> Result<(BTreeMap<String, ByteString>, bool), Error> {
-    if let Some(existing) = read_secret(client, spec, plan).await? {
-        return Ok(existing);
-    }
-    let password = generate_password();
-    let data: BTreeMap<String, ByteString> = [
+) -> Result<Secret, Error> {
+    let data = BTreeMap::from([
         (secret_keys::HOST, admin.host.clone()),
         (secret_keys::PORT, admin.port.to_string()),
         (secret_keys::DBNAME, admin.dbname.clone()),
         (secret_keys::USERNAME, plan.db_identifier.clone()),
-        (secret_keys::PASSWORD, password),
+        (secret_keys::PASSWORD, secrets::generate_password()),
         (secret_keys::SCHEMA, plan.db_identifier.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
-    .collect();
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(plan.secret_name.clone()),
-            namespace: Some(spec.namespace.clone()),
-            labels: Some(names::labels(&spec.name, plan.service)),
-            owner_references: Some(vec![spec.owner.clone()]),
-            ..Default::default()
-        },
-        data: Some(data.clone()),
-        type_: Some("Opaque".into()),
-        ..Default::default()
-    };
-    let api = Api::<Secret>::namespaced(client.clone(), &spec.namespace);
-    let params = PostParams {
-        field_manager: Some(names::FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match api.create(&params, &secret).await {
-        Ok(_) => Ok((data, true)),
-        // Lost a race with another reconcile: the other one's Secret wins.
-        Err(kube::Error::Api(status)) if status.code == 409 => read_secret(client, spec, plan)
-            .await?
-            .ok_or_else(|| Error::ServiceSecretKey {
-                name: plan.secret_name.clone(),
-                key: secret_keys::PASSWORD,
-            }),
-        Err(source) => Err(Error::ServiceSecret {
-            name: plan.secret_name.clone(),
-            source,
-        }),
-    }
-}
-
-pub(super) async fn read_secret(
-    client: &kube::Client,
-    spec: &ValidSpec,
-    plan: &ServicePlan,
-) -> Result<Option<(BTreeMap<String, ByteString>, bool)>, Error> {
-    let api = Api::<Secret>::namespaced(client.clone(), &spec.namespace);
-    let secret = api
-        .get_opt(&plan.secret_name)
+    ]);
+    secrets::create(client, spec, plan, &plan.secret_name, data)
         .await
         .map_err(|source| Error::ServiceSecret {
             name: plan.secret_name.clone(),
             source,
-        })?;
-    Ok(secret.map(|s| (s.data.unwrap_or_default(), false)))
-}
-
-pub(super) fn secret_value(
-    data: &BTreeMap<String, ByteString>,
-    plan: &ServicePlan,
-    key: &'static str,
-) -> Result<String, Error> {
-    data.get(key)
-        .and_then(|v| String::from_utf8(v.0.clone()).ok())
-        .ok_or_else(|| Error::ServiceSecretKey {
-            name: plan.secret_name.clone(),
-            key,
         })
 }
 
-/// Hash of a Secret's data, for the pod-template annotation.
-pub fn secret_hash(data: &BTreeMap<String, ByteString>) -> String {
-    let mut bytes = Vec::new();
-    for (key, value) in data {
-        bytes.extend_from_slice(key.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(&value.0);
-        bytes.push(0);
-    }
-    names::hash_hex(&bytes)
+pub(super) fn secret_value(secret: &Secret, plan: &ServicePlan, key: &'static str) -> Result<String, Error> {
+    secrets::text(secret, key).ok_or_else(|| Error::ServiceSecretKey {
+        name: plan.secret_name.clone(),
+        key,
+    })
 }

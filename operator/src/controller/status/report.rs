@@ -110,7 +110,7 @@ impl Report {
             partitions_rejected: plan.gate.rejected_message(),
             draining: plan.gate.progress_message(),
             compaction: compaction::warning(&spec.topic),
-            deployments: world.deployment_states(spec),
+            deployments: world.deployment_states.clone(),
             ..Self::default()
         };
         report.observed(os, plan, world);
@@ -122,11 +122,18 @@ impl Report {
 
     /// What the reads found: their failures, and the consumer lag.
     fn observed(&mut self, os: &OrderSystem, plan: &Plan, world: &World) {
-        if let Some(Err(failure)) = &world.kafka {
-            self.topic_error = Some(Failure::kafka(failure));
+        match (&world.kafka, &world.kafka_secrets) {
+            (Some(Err(failure)), _) => self.topic_error = Some(Failure::kafka(failure)),
+            (_, Some(Err(error))) => {
+                self.topic_error = Some(Failure::new(Reason::KafkaUnavailable, describe_error(error)));
+            }
+            _ => {}
         }
-        if let Some(Err(error)) = &world.postgres_admin {
-            self.postgres_error = Some(Failure::postgres(error));
+        match (&world.postgres_admin, &world.database_secrets) {
+            (Some(Err(error)), _) | (_, Some(Err(error))) => {
+                self.postgres_error = Some(Failure::postgres(error))
+            }
+            _ => {}
         }
         match world.lag() {
             Some(Ok(lags)) => {
@@ -153,6 +160,10 @@ impl Report {
             Some(Err(TopicFailure::Undecided(message))) => {
                 let message = format!("cannot tell whether partitions may be added: {message}");
                 self.topic_error = Some(Failure::new(Reason::KafkaUnavailable, message));
+            }
+            Some(Err(TopicFailure::Unconfirmed(message))) => {
+                let message = format!("the topic is missing and is not created yet: {message}");
+                self.topic_error = Some(Failure::new(Reason::NotObserved, message));
             }
             None => {}
         }
