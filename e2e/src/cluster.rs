@@ -1,6 +1,7 @@
 //! Cluster helpers of the end-to-end tests: namespaces, the operator installed with helm, and the pods of one
 //! service of a system.
 
+use std::process::Output;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
@@ -64,16 +65,27 @@ pub async fn delete_namespace_and_wait(client: &kube::Client, name: &str) {
     .await;
 }
 
-/// Runs `program` (from PATH: `. /tmp/ordersystem/env` puts the test bed's tools there) and returns its
-/// stdout.
+/// Runs `program` (from PATH: `. /tmp/ordersystem/env` puts the test bed's tools there) to its end: what
+/// it printed and how it ended, whatever that was.
+///
+/// # Panics
+/// When it cannot start.
+pub fn output(program: &str, args: &[&str]) -> Output {
+    try_output(program, args)
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (is the test bed's PATH set?)"))
+}
+
+/// As [`output`], for cleanup that must not panic: `Err` when `program` cannot start.
+fn try_output(program: &str, args: &[&str]) -> std::io::Result<Output> {
+    std::process::Command::new(program).args(args).output()
+}
+
+/// Runs `program` as [`output`] does and returns its stdout.
 ///
 /// # Panics
 /// When it cannot start or fails, with its stderr.
 pub fn run(program: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (is the test bed's PATH set?)"));
+    let output = output(program, args);
     assert!(
         output.status.success(),
         "{program} {args:?} failed: {}",
@@ -189,9 +201,7 @@ pub async fn ready_pods(
 /// Logs of every pod of `ns` (the last lines of each container) and where the pods are, for a failing test.
 pub fn pod_logs(ns: &str) -> String {
     let run = |args: &[&str]| {
-        std::process::Command::new("kubectl")
-            .args(args)
-            .output()
+        try_output("kubectl", args)
             .map(|o| {
                 format!(
                     "{}{}",
@@ -273,12 +283,7 @@ impl Drop for OnFailure {
         }
         let (shop_ns, operator_ns) = (self.shop_ns.as_str(), self.operator_ns.as_str());
         eprintln!("{}\n{}", pod_logs(operator_ns), pod_logs(shop_ns));
-        let run = |program: &str, args: &[&str]| {
-            std::process::Command::new(program)
-                .args(args)
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
+        let run = |program: &str, args: &[&str]| try_output(program, args).is_ok_and(|o| o.status.success());
         run("helm", &["uninstall", operator_ns, "--namespace", operator_ns]);
         run(
             "kubectl",

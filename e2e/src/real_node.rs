@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use serde_json::{Value, json};
 
-use crate::env;
 use crate::wait;
+use crate::{cluster, env};
 
 /// The node as `node.sh env` describes it.
 #[derive(Debug, Clone)]
@@ -143,10 +143,7 @@ impl RealNode {
 
 /// Runs `kubectl` (from `PATH`, against `KUBECONFIG`) and returns its output, whatever its exit status.
 pub fn kubectl(args: &[&str]) -> Output {
-    Command::new("kubectl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run kubectl {args:?}: {e} (is the test bed's PATH set?)"))
+    cluster::output("kubectl", args)
 }
 
 /// `kubectl exec` of `command` in `pod`'s container; its stdout.
@@ -318,10 +315,7 @@ pub fn pinned_image(image: &str) -> String {
 /// # Panics
 /// When crictl fails, with `failure` and its stderr.
 fn crictl_json(command: &str, target: &str, failure: &str) -> Value {
-    let out = Command::new("crictl")
-        .args([command, "-o", "json", target])
-        .output()
-        .expect("crictl on PATH (. /tmp/ordersystem/env)");
+    let out = cluster::output("crictl", &[command, "-o", "json", target]);
     assert!(
         out.status.success(),
         "crictl {command} {target}: {failure}: {}",

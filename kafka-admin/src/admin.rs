@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
-use crate::ffi::{Owned, admin_call, check_items, cstr, item_error, queue_and_options, result_items, wait};
+use crate::ffi::{Owned, admin_call, check_items, cstr, event_items, item_error, queue_and_options, wait};
 
 /// Failure of one of the wrapped calls.
 #[derive(Debug, thiserror::Error)]
@@ -223,11 +223,10 @@ pub fn alter_topic_configs(
     // SAFETY: the event is an IncrementalAlterConfigs result from this call's queue; the resources it
     // returns are owned by the event, alive while read.
     unsafe {
-        let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.ptr);
-        let mut count = 0usize;
-        let resources = result_items(
-            rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count),
-            count,
+        let resources = event_items(
+            &event,
+            rd::rd_kafka_event_IncrementalAlterConfigs_result,
+            rd::rd_kafka_IncrementalAlterConfigs_result_resources,
         );
         check_items(
             OP,
@@ -335,11 +334,10 @@ pub fn list_group_offsets(
     // SAFETY: the event is a ListConsumerGroupOffsets result (it came from this call's private queue);
     // every pointer read below is owned by the event and only used while `event` is alive.
     unsafe {
-        let result = rd::rd_kafka_event_ListConsumerGroupOffsets_result(event.ptr);
-        let mut count = 0usize;
-        let groups = result_items(
-            rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut count),
-            count,
+        let groups = event_items(
+            &event,
+            rd::rd_kafka_event_ListConsumerGroupOffsets_result,
+            rd::rd_kafka_ListConsumerGroupOffsets_result_groups,
         );
         let Some(&group_result) = groups.first() else {
             return Err(FfiError::Broker {

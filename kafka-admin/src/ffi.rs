@@ -132,15 +132,23 @@ pub(crate) unsafe fn cstr(s: *const c_char) -> String {
     unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
 }
 
-/// The items of a result array librdkafka returned with their count (null when there are none).
+/// The items of an admin call's result: `result_of` reads the call's result out of `event`, `items_of`
+/// its array (null when there are none). The items are owned by the event and live as long as it does.
 ///
 /// # Safety
-/// `items` is null or points to `count` pointers owned by a live result event, which outlives the slice.
-pub(crate) unsafe fn result_items<'a, T>(items: *mut *const T, count: usize) -> &'a [*const T] {
+/// `event` is the result event of the call `result_of` and `items_of` belong to.
+pub(crate) unsafe fn event_items<R, T>(
+    event: &Owned<rd::rd_kafka_event_t>,
+    result_of: unsafe extern "C" fn(*mut rd::rd_kafka_event_t) -> *const R,
+    items_of: unsafe extern "C" fn(*const R, *mut usize) -> *mut *const T,
+) -> &[*const T] {
+    let mut count = 0usize;
+    // SAFETY: guaranteed by the caller.
+    let items = unsafe { items_of(result_of(event.ptr), &mut count) };
     if items.is_null() || count == 0 {
         return &[];
     }
-    // SAFETY: guaranteed by the caller.
+    // SAFETY: guaranteed by the caller: the array holds `count` items owned by the event.
     unsafe { std::slice::from_raw_parts(items, count) }
 }
 

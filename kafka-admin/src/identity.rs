@@ -15,7 +15,7 @@ use rdkafka::bindings as rd;
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::admin::{Admin, FfiError};
-use crate::ffi::{Owned, admin_call, check_items, cstr, item_error, queue_and_options, result_items, wait};
+use crate::ffi::{Owned, admin_call, check_items, cstr, event_items, item_error, queue_and_options, wait};
 
 /// PBKDF2 iterations of the stored SCRAM credential: Kafka's documented default (min 4096).
 const SCRAM_ITERATIONS: i32 = 8192;
@@ -89,11 +89,10 @@ pub fn describe_scram_user(
     // SAFETY: the event is a DescribeUserScramCredentials result from this call's queue; the
     // descriptions, their errors and credential infos are owned by the event, alive while read.
     unsafe {
-        let result = rd::rd_kafka_event_DescribeUserScramCredentials_result(event.ptr);
-        let mut count = 0usize;
-        let descriptions = result_items(
-            rd::rd_kafka_DescribeUserScramCredentials_result_descriptions(result, &mut count),
-            count,
+        let descriptions = event_items(
+            &event,
+            rd::rd_kafka_event_DescribeUserScramCredentials_result,
+            rd::rd_kafka_DescribeUserScramCredentials_result_descriptions,
         );
         for &description in descriptions {
             match item_error(rd::rd_kafka_UserScramCredentialsDescription_error(description)) {
@@ -199,11 +198,10 @@ fn alter_scram_credentials(
     // SAFETY: the event is an AlterUserScramCredentials result from this call's queue; the responses and
     // their errors are owned by the event, alive while read.
     unsafe {
-        let result = rd::rd_kafka_event_AlterUserScramCredentials_result(event.ptr);
-        let mut count = 0usize;
-        let responses = result_items(
-            rd::rd_kafka_AlterUserScramCredentials_result_responses(result, &mut count),
-            count,
+        let responses = event_items(
+            &event,
+            rd::rd_kafka_event_AlterUserScramCredentials_result,
+            rd::rd_kafka_AlterUserScramCredentials_result_responses,
         );
         check_items(
             OP,
@@ -229,9 +227,11 @@ pub fn create_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> Result<(),
     // SAFETY: the event is a CreateAcls result from this call's queue; the results and their errors are
     // owned by the event, alive while read.
     unsafe {
-        let result = rd::rd_kafka_event_CreateAcls_result(event.ptr);
-        let mut count = 0usize;
-        let results = result_items(rd::rd_kafka_CreateAcls_result_acls(result, &mut count), count);
+        let results = event_items(
+            &event,
+            rd::rd_kafka_event_CreateAcls_result,
+            rd::rd_kafka_CreateAcls_result_acls,
+        );
         check_items(
             OP,
             results
@@ -258,11 +258,10 @@ pub fn delete_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> Result<usi
     // SAFETY: the event is a DeleteAcls result from this call's queue; the responses, their errors and
     // matching bindings are owned by the event, alive while read.
     unsafe {
-        let result = rd::rd_kafka_event_DeleteAcls_result(event.ptr);
-        let mut count = 0usize;
-        let responses = result_items(
-            rd::rd_kafka_DeleteAcls_result_responses(result, &mut count),
-            count,
+        let responses = event_items(
+            &event,
+            rd::rd_kafka_event_DeleteAcls_result,
+            rd::rd_kafka_DeleteAcls_result_responses,
         );
         check_items(
             OP,
@@ -303,9 +302,12 @@ pub fn count_acls(admin: &Admin, principal: &str, timeout: Duration) -> Result<u
     let event = wait(&queue, OP, timeout)?;
     // SAFETY: the event is a DescribeAcls result from this call's queue.
     unsafe {
-        let result = rd::rd_kafka_event_DescribeAcls_result(event.ptr);
-        let mut count = 0usize;
-        Ok(result_items(rd::rd_kafka_DescribeAcls_result_acls(result, &mut count), count).len())
+        Ok(event_items(
+            &event,
+            rd::rd_kafka_event_DescribeAcls_result,
+            rd::rd_kafka_DescribeAcls_result_acls,
+        )
+        .len())
     }
 }
 
