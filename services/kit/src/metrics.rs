@@ -6,7 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,102 +42,52 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ordersystem");
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        let orders_accepted = Counter::default();
-        let events_produced = Counter::default();
-        let relay_rounds_overlapped = Counter::default();
-        let events_consumed = Counter::default();
-        let duplicates_skipped = Counter::default();
-        let dead_letters = Family::<ReasonLabels, Counter>::default();
-        let outbox_backlog = Gauge::default();
-        let kafka_connected = Gauge::default();
-        let rebalances = Counter::default();
-        let assigned_partitions = Gauge::default();
-        // 0.5 ms .. ~4 s: a stored event takes a few milliseconds; the tail shows database trouble.
-        let processing_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
-        // 1 .. 256 records per transaction.
-        let batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 9));
-        registry.register(
-            "http_requests",
-            "HTTP requests by method, route and status",
-            http_requests.clone(),
-        );
-        registry.register(
-            "orders_accepted",
-            "Orders stored with their outbox row",
-            orders_accepted.clone(),
-        );
-        registry.register(
-            "events_produced",
-            "Events acknowledged by Kafka",
-            events_produced.clone(),
-        );
-        registry.register(
-            "relay_rounds_overlapped",
-            "Outbox relay rounds published while an earlier round still awaited its acknowledgements",
-            relay_rounds_overlapped.clone(),
-        );
-        registry.register(
-            "events_consumed",
-            "Events stored (new invoices or shipments)",
-            events_consumed.clone(),
-        );
-        registry.register(
-            "duplicates_skipped",
-            "Redelivered events skipped because the order id was stored",
-            duplicates_skipped.clone(),
-        );
-        registry.register(
-            "dead_letters",
-            "Records moved to the dead-letter table, by reason",
-            dead_letters.clone(),
-        );
-        registry.register(
-            "outbox_backlog",
-            "Outbox rows not yet acknowledged by Kafka",
-            outbox_backlog.clone(),
-        );
-        registry.register(
-            "kafka_connected",
-            "1 while Kafka is reachable, 0 after the client reported all brokers down",
-            kafka_connected.clone(),
-        );
-        registry.register(
-            "rebalances",
-            "Partition assignments and revocations seen by this member",
-            rebalances.clone(),
-        );
-        registry.register(
-            "assigned_partitions",
-            "Partitions this member owns after the last rebalance",
-            assigned_partitions.clone(),
-        );
-        registry.register(
-            "processing_seconds",
-            "Time to store one consumed event",
-            processing_seconds.clone(),
-        );
-        registry.register(
-            "batch_records",
-            "Records stored per transaction (one commit): orders placed together, or events consumed",
-            batch_records.clone(),
-        );
+        let mut registry = Registered(Registry::with_prefix("ordersystem"));
+        let r = &mut registry;
         Self {
-            registry: Arc::new(registry),
-            http_requests,
-            orders_accepted,
-            events_produced,
-            relay_rounds_overlapped,
-            events_consumed,
-            duplicates_skipped,
-            dead_letters,
-            outbox_backlog,
-            kafka_connected,
-            rebalances,
-            assigned_partitions,
-            processing_seconds,
-            batch_records,
+            http_requests: r.add("http_requests", "HTTP requests by method, route and status"),
+            orders_accepted: r.add("orders_accepted", "Orders stored with their outbox row"),
+            events_produced: r.add("events_produced", "Events acknowledged by Kafka"),
+            relay_rounds_overlapped: r.add(
+                "relay_rounds_overlapped",
+                "Outbox relay rounds published while an earlier round still awaited its acknowledgements",
+            ),
+            events_consumed: r.add("events_consumed", "Events stored (new invoices or shipments)"),
+            duplicates_skipped: r.add(
+                "duplicates_skipped",
+                "Redelivered events skipped because the order id was stored",
+            ),
+            dead_letters: r.add(
+                "dead_letters",
+                "Records moved to the dead-letter table, by reason",
+            ),
+            outbox_backlog: r.add("outbox_backlog", "Outbox rows not yet acknowledged by Kafka"),
+            kafka_connected: r.add(
+                "kafka_connected",
+                "1 while Kafka is reachable, 0 after the client reported all brokers down",
+            ),
+            rebalances: r.add(
+                "rebalances",
+                "Partition assignments and revocations seen by this member",
+            ),
+            assigned_partitions: r.add(
+                "assigned_partitions",
+                "Partitions this member owns after the last rebalance",
+            ),
+            // 0.5 ms .. ~4 s: a stored event takes a few milliseconds; the tail shows database trouble.
+            processing_seconds: r.register(
+                "processing_seconds",
+                "Time to store one consumed event",
+                Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            ),
+            // 1 .. 256 records per transaction.
+            batch_records: r.register(
+                "batch_records",
+                "Records stored per transaction (one commit): orders placed together, or events consumed",
+                Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            ),
+            // Last: every metric above is registered by now.
+            registry: Arc::new(registry.0),
         }
     }
 
@@ -154,6 +104,22 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+/// The registry being filled: each metric is registered where it is made.
+struct Registered(Registry);
+
+impl Registered {
+    /// A new metric of its kind's default, registered as `name` with `help`.
+    fn add<M: Metric + Clone + Default>(&mut self, name: &str, help: &str) -> M {
+        self.register(name, help, M::default())
+    }
+
+    /// `metric`, registered as `name` with `help`; the returned clone shares it.
+    fn register<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+        self.0.register(name, help, metric.clone());
+        metric
     }
 }
 

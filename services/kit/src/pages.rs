@@ -55,16 +55,11 @@ pub fn one_page<T>(
     (what, id): (&str, i64),
     show: impl FnOnce(T) -> Response,
 ) -> Response {
-    answer(read, |found| match found {
-        Some(record) => show(record),
-        None => render(
-            StatusCode::NOT_FOUND,
-            &Message {
-                title: "Not found".into(),
-                message: format!("{what} {id} not found"),
-            },
-        ),
-    })
+    let message = Message {
+        title: "Not found".into(),
+        message: format!("{what} {id} not found"),
+    };
+    one(read, show, || render(StatusCode::NOT_FOUND, &message))
 }
 
 /// The record `what` `id` that a read looked for, in the JSON API: `show`n when found,
@@ -74,12 +69,16 @@ pub fn one_json<T>(
     (what, id): (&str, i64),
     show: impl FnOnce(T) -> Response,
 ) -> Response {
-    answer(read, |found| match found {
-        Some(record) => show(record),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": format!("{what} {id} not found") })),
-        )
-            .into_response(),
+    let error = serde_json::json!({ "error": format!("{what} {id} not found") });
+    one(read, show, || {
+        (StatusCode::NOT_FOUND, Json(error)).into_response()
     })
+}
+
+fn one<T>(
+    read: Result<Option<T>, sqlx::Error>,
+    show: impl FnOnce(T) -> Response,
+    not_found: impl FnOnce() -> Response,
+) -> Response {
+    answer(read, |found| found.map_or_else(not_found, show))
 }

@@ -115,6 +115,59 @@ struct Published {
     deliveries: Vec<Result<DeliveryFuture, KafkaError>>,
 }
 
+/// When `Relay::run` starts its next round: what its loop knows between one event and the next.
+struct Pace {
+    /// A round may find rows.
+    due: bool,
+    /// The next settled round may have made waiting rows eligible: a round saw rows waiting behind locked
+    /// ones, or found nothing while others were still settling (their keys' next rows may be what it
+    /// missed).
+    look_after_settle: bool,
+    /// Set after a failure: no new round until it elapses.
+    backoff: Option<Pin<Box<Sleep>>>,
+    /// Shutdown has begun: no new round; the loop ends when the rounds under way have settled.
+    stopping: bool,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            due: true,
+            look_after_settle: false,
+            backoff: None,
+            stopping: false,
+        }
+    }
+}
+
+impl Pace {
+    /// A round may start: one is due, no failure is being waited out, none is publishing and there is room
+    /// among the rounds awaiting their acknowledgements.
+    fn may_start(&self, publishing: bool, settling: usize) -> bool {
+        !self.stopping && self.due && self.backoff.is_none() && !publishing && settling < ROUNDS_IN_FLIGHT
+    }
+
+    /// A full round leaves more rows; rows waiting behind locked ones wait for a round to settle.
+    fn published(&mut self, published: &Published) {
+        self.due |= published.rows.len() >= BATCH_ROWS;
+        self.look_after_settle |= published.round.rows_wait_behind();
+    }
+
+    /// A round found no rows it could take; those of the rounds still settling may follow theirs.
+    fn found_nothing(&mut self, others_settling: bool) {
+        self.look_after_settle |= others_settling;
+    }
+
+    fn settled(&mut self) {
+        self.due |= std::mem::take(&mut self.look_after_settle);
+    }
+
+    fn failed(&mut self, error: &RelayError) {
+        tracing::warn!(%error, "outbox round failed, retrying");
+        self.backoff = Some(Box::pin(tokio::time::sleep(ERROR_PAUSE)));
+    }
+}
+
 pub struct Relay {
     pool: PgPool,
     /// The rounds' connections, kept from one round to the next.
@@ -176,33 +229,20 @@ impl Relay {
         // Everything runs in this one task (no spawns): a failpoint that parks it stops every round at once.
         let mut publishing: Option<BoxFuture<'_, Result<Option<Published>, RelayError>>> = None;
         let mut settling = FuturesUnordered::new();
-        // A round may find rows.
-        let mut due = true;
-        // The next settled round may have made waiting rows eligible: a round saw rows waiting behind
-        // locked ones, or found nothing while others were still settling (their keys' next rows may be
-        // what it missed).
-        let mut look_after_settle = false;
-        // Set after a failure: no new round until it elapses.
-        let mut backoff: Option<Pin<Box<Sleep>>> = None;
+        let mut pace = Pace::default();
         let poll = tokio::time::sleep(self.idle_poll);
         tokio::pin!(poll);
-        let mut stopping = false;
         loop {
-            if !stopping
-                && due
-                && backoff.is_none()
-                && publishing.is_none()
-                && settling.len() < ROUNDS_IN_FLIGHT
-            {
-                due = false;
+            if pace.may_start(publishing.is_some(), settling.len()) {
+                pace.due = false;
                 poll.as_mut().reset(tokio::time::Instant::now() + self.idle_poll);
                 publishing = Some(Box::pin(self.publish()));
             }
-            if stopping && publishing.is_none() && settling.is_empty() {
+            if pace.stopping && publishing.is_none() && settling.is_empty() {
                 break;
             }
             tokio::select! {
-                () = shutdown.wait(), if !stopping => stopping = true,
+                () = shutdown.wait(), if !pace.stopping => pace.stopping = true,
                 published = async { publishing.as_mut().expect("guarded").await }, if publishing.is_some() => {
                     publishing = None;
                     match published {
@@ -210,32 +250,23 @@ impl Relay {
                             if !settling.is_empty() {
                                 self.metrics.relay_rounds_overlapped.inc();
                             }
-                            due |= published.rows.len() >= BATCH_ROWS;
-                            look_after_settle |= published.round.rows_wait_behind();
+                            pace.published(&published);
                             settling.push(self.settle(published));
                         }
-                        Ok(None) => look_after_settle |= !settling.is_empty(),
-                        Err(error) => {
-                            tracing::warn!(%error, "outbox round failed, retrying");
-                            backoff = Some(Box::pin(tokio::time::sleep(ERROR_PAUSE)));
-                        }
+                        Ok(None) => pace.found_nothing(!settling.is_empty()),
+                        Err(error) => pace.failed(&error),
                     }
                 }
                 Some(settled) = settling.next(), if !settling.is_empty() => match settled {
-                    Ok(_) => {
-                        due |= std::mem::take(&mut look_after_settle);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "outbox round failed, retrying");
-                        backoff = Some(Box::pin(tokio::time::sleep(ERROR_PAUSE)));
-                    }
+                    Ok(_) => pace.settled(),
+                    Err(error) => pace.failed(&error),
                 },
-                () = async { backoff.as_mut().expect("guarded").await }, if backoff.is_some() => {
-                    backoff = None;
-                    due = true;
+                () = async { pace.backoff.as_mut().expect("guarded").await }, if pace.backoff.is_some() => {
+                    pace.backoff = None;
+                    pace.due = true;
                 }
-                () = self.wake.notified(), if !due => due = true,
-                () = &mut poll, if !due => due = true,
+                () = self.wake.notified(), if !pace.due => pace.due = true,
+                () = &mut poll, if !pace.due => pace.due = true,
             }
         }
         gauge.abort();
