@@ -4,8 +4,9 @@
 use crate::domain::{Invoice, InvoiceLine};
 use ordersystem_contract::Address;
 use ordersystem_service_kit::batch::Batch;
-use ordersystem_service_kit::keyed::FirstWins;
+use ordersystem_service_kit::keyed::{self, FirstWins};
 use rust_decimal::Decimal;
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 /// One invoice per order, first write wins (`keyed::insert_all` stores a batch with one writing statement).
@@ -52,10 +53,36 @@ impl FirstWins for Invoice {
         batch.column("item_name", lines.iter().map(|l| l.item_name.as_str()));
         batch.column("price", lines.iter().map(|l| l.price));
     }
+
+    fn from_row(row: &PgRow, lines: Vec<InvoiceLine>) -> Result<Invoice, sqlx::Error> {
+        Ok(Invoice {
+            order_id: row.try_get("order_id")?,
+            customer_id: row.try_get("customer_id")?,
+            firstname: row.try_get("firstname")?,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            billing_address: Address {
+                street: row.try_get("billing_street")?,
+                zip: row.try_get("billing_zip")?,
+                city: row.try_get("billing_city")?,
+            },
+            updated: row.try_get("updated")?,
+            lines,
+        })
+    }
+
+    fn line_from_row(row: &PgRow) -> Result<InvoiceLine, sqlx::Error> {
+        Ok(InvoiceLine {
+            count: row.try_get("count")?,
+            item_id: row.try_get("item_id")?,
+            item_name: row.try_get("item_name")?,
+            price: row.try_get("price")?,
+        })
+    }
 }
 
 /// One row of the invoice list.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct InvoiceSummary {
     pub order_id: i64,
@@ -64,63 +91,16 @@ pub struct InvoiceSummary {
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<InvoiceSummary>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT i.order_id, i.firstname || ' ' || i.name, COALESCE(SUM(l.count * l.price), 0)
+    sqlx::query_as(
+        "SELECT i.order_id, i.firstname || ' ' || i.name AS customer,
+                COALESCE(SUM(l.count * l.price), 0) AS total_amount
          FROM invoices i LEFT JOIN invoice_lines l USING (order_id)
          GROUP BY i.order_id ORDER BY i.order_id",
     )
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(InvoiceSummary {
-                order_id: r.try_get(0)?,
-                customer: r.try_get(1)?,
-                total_amount: r.try_get(2)?,
-            })
-        })
-        .collect()
+    .await
 }
 
 pub async fn get(pool: &PgPool, order_id: i64) -> Result<Option<Invoice>, sqlx::Error> {
-    let Some(row) = sqlx::query(
-        "SELECT order_id, customer_id, firstname, name, email, billing_street, billing_zip, billing_city, updated
-         FROM invoices WHERE order_id = $1",
-    )
-    .bind(order_id)
-    .fetch_optional(pool)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let lines = sqlx::query(
-        "SELECT count, item_id, item_name, price FROM invoice_lines WHERE order_id = $1 ORDER BY line_no",
-    )
-    .bind(order_id)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|l| {
-        Ok(InvoiceLine {
-            count: l.try_get(0)?,
-            item_id: l.try_get(1)?,
-            item_name: l.try_get(2)?,
-            price: l.try_get(3)?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Some(Invoice {
-        order_id: row.try_get(0)?,
-        customer_id: row.try_get(1)?,
-        firstname: row.try_get(2)?,
-        name: row.try_get(3)?,
-        email: row.try_get(4)?,
-        billing_address: Address {
-            street: row.try_get(5)?,
-            zip: row.try_get(6)?,
-            city: row.try_get(7)?,
-        },
-        updated: row.try_get(8)?,
-        lines,
-    }))
+    keyed::get(pool, order_id).await
 }

@@ -5,7 +5,8 @@
 
 use crate::batch::Batch;
 use crate::consumer::Written;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
@@ -39,6 +40,28 @@ pub trait FirstWins: Sized + Sync {
 
     /// Adds the columns of `lines` but `order_id` and `line_no` to `batch`.
     fn line_columns(lines: &[&Self::Line], batch: &mut Batch);
+
+    /// The row read back from `row` (all columns of its table, by name) with its `lines`.
+    fn from_row(row: &PgRow, lines: Vec<Self::Line>) -> Result<Self, sqlx::Error>;
+
+    /// A line read back from `row` (all columns of its table, by name).
+    fn line_from_row(row: &PgRow) -> Result<Self::Line, sqlx::Error>;
+}
+
+/// The row stored for `order_id` with its lines in their order; `None` when there is none.
+pub async fn get<R: FirstWins>(pool: &PgPool, order_id: i64) -> Result<Option<R>, sqlx::Error> {
+    let sql = format!("SELECT * FROM {} WHERE order_id = $1", R::TABLE);
+    let query = sqlx::query(AssertSqlSafe(sql)).bind(order_id);
+    let Some(row) = query.fetch_optional(pool).await? else {
+        return Ok(None);
+    };
+    let sql = format!("SELECT * FROM {} WHERE order_id = $1 ORDER BY line_no", R::LINES);
+    let lines = sqlx::query(AssertSqlSafe(sql))
+        .bind(order_id)
+        .fetch_all(pool)
+        .await?;
+    let lines = lines.iter().map(R::line_from_row).collect::<Result<_, _>>()?;
+    R::from_row(&row, lines).map(Some)
 }
 
 /// Stores `rows` (delivery order; an order id may repeat), first write wins, in at most two statements

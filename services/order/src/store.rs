@@ -249,6 +249,27 @@ async fn insert(
 ) -> Result<(), StoreError> {
     let events: Vec<&OrderPlaced> = placed.iter().map(|(event, _)| event).collect();
     let mut batch = Batch::default();
+    let orders = orders_table(&mut batch, &events, now);
+    let order_lines = lines_table(&mut batch, &events);
+    batch.column("record_key", events.iter().map(|e| record_key(e.id)));
+    batch.column("payload", placed.iter().map(|(_, payload)| payload.as_slice()));
+    let outbox = batch.table();
+    let (sql, arguments) = batch.statement(format!(
+        "WITH placed AS ({orders} RETURNING id),
+              lines AS ({order_lines} WHERE u.order_id IN (SELECT id FROM placed))
+         INSERT INTO outbox ({columns})
+         SELECT {columns} FROM {arrays} WITH ORDINALITY AS u ({columns}, n)
+         WHERE EXISTS (SELECT 1 FROM placed)
+         ORDER BY u.n",
+        columns = outbox.columns,
+        arrays = outbox.arrays,
+    ))?;
+    sqlx::query_with(sql, arguments).execute(conn).await?;
+    Ok(())
+}
+
+/// `INSERT INTO orders` of `events`, all stored at `now`.
+fn orders_table(batch: &mut Batch, events: &[&OrderPlaced], now: DateTime<Utc>) -> String {
     batch.column("id", events.iter().map(|e| e.id));
     batch.column("customer_id", events.iter().map(|e| e.customer.customer_id));
     batch.column("updated", events.iter().map(|_| now));
@@ -276,7 +297,11 @@ async fn insert(
         "billing_city",
         events.iter().map(|e| e.billing_address.city.as_str()),
     );
-    let orders = batch.table().insert_into("orders");
+    batch.table().insert_into("orders")
+}
+
+/// `INSERT INTO order_lines` of the lines of `events`, numbered from 1 in each order.
+fn lines_table(batch: &mut Batch, events: &[&OrderPlaced]) -> String {
     let lines: Vec<(i64, i32, &OrderLine)> = events
         .iter()
         .flat_map(|e| (1i32..).zip(&e.order_line).map(|(no, line)| (e.id, no, line)))
@@ -287,26 +312,11 @@ async fn insert(
     batch.column("item_id", lines.iter().map(|(_, _, l)| l.item.item_id));
     batch.column("item_name", lines.iter().map(|(_, _, l)| l.item.name.as_str()));
     batch.column("price", lines.iter().map(|(_, _, l)| l.item.price.0));
-    let order_lines = batch.table().insert_into("order_lines");
-    batch.column("record_key", events.iter().map(|e| record_key(e.id)));
-    batch.column("payload", placed.iter().map(|(_, payload)| payload.as_slice()));
-    let outbox = batch.table();
-    let (sql, arguments) = batch.statement(format!(
-        "WITH placed AS ({orders} RETURNING id),
-              lines AS ({order_lines} WHERE u.order_id IN (SELECT id FROM placed))
-         INSERT INTO outbox ({columns})
-         SELECT {columns} FROM {arrays} WITH ORDINALITY AS u ({columns}, n)
-         WHERE EXISTS (SELECT 1 FROM placed)
-         ORDER BY u.n",
-        columns = outbox.columns,
-        arrays = outbox.arrays,
-    ))?;
-    sqlx::query_with(sql, arguments).execute(conn).await?;
-    Ok(())
+    batch.table().insert_into("order_lines")
 }
 
 /// One row of the order list.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSummary {
     pub id: i64,
@@ -315,22 +325,14 @@ pub struct OrderSummary {
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<OrderSummary>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT o.id, c.firstname || ' ' || c.name, COALESCE(SUM(l.count * l.price), 0)
+    sqlx::query_as(
+        "SELECT o.id, c.firstname || ' ' || c.name AS customer,
+                COALESCE(SUM(l.count * l.price), 0) AS total_price
          FROM orders o JOIN customers c USING (customer_id) LEFT JOIN order_lines l ON l.order_id = o.id
          GROUP BY o.id, c.firstname, c.name ORDER BY o.id",
     )
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(OrderSummary {
-                id: r.try_get(0)?,
-                customer: r.try_get(1)?,
-                total_price: r.try_get(2)?,
-            })
-        })
-        .collect()
+    .await
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<OrderPlaced>, sqlx::Error> {

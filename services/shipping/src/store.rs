@@ -4,7 +4,8 @@
 use crate::domain::{Shipment, ShipmentLine};
 use ordersystem_contract::Address;
 use ordersystem_service_kit::batch::Batch;
-use ordersystem_service_kit::keyed::FirstWins;
+use ordersystem_service_kit::keyed::{self, FirstWins};
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 /// One shipment per order, first write wins (`keyed::insert_all` stores a batch with one writing statement).
@@ -49,10 +50,34 @@ impl FirstWins for Shipment {
         batch.column("item_id", lines.iter().map(|l| l.item_id));
         batch.column("item_name", lines.iter().map(|l| l.item_name.as_str()));
     }
+
+    fn from_row(row: &PgRow, lines: Vec<ShipmentLine>) -> Result<Shipment, sqlx::Error> {
+        Ok(Shipment {
+            order_id: row.try_get("order_id")?,
+            customer_id: row.try_get("customer_id")?,
+            firstname: row.try_get("firstname")?,
+            name: row.try_get("name")?,
+            shipping_address: Address {
+                street: row.try_get("shipping_street")?,
+                zip: row.try_get("shipping_zip")?,
+                city: row.try_get("shipping_city")?,
+            },
+            updated: row.try_get("updated")?,
+            lines,
+        })
+    }
+
+    fn line_from_row(row: &PgRow) -> Result<ShipmentLine, sqlx::Error> {
+        Ok(ShipmentLine {
+            count: row.try_get("count")?,
+            item_id: row.try_get("item_id")?,
+            item_name: row.try_get("item_name")?,
+        })
+    }
 }
 
 /// One row of the shipment list.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct ShipmentSummary {
     pub order_id: i64,
@@ -60,56 +85,11 @@ pub struct ShipmentSummary {
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<ShipmentSummary>, sqlx::Error> {
-    let rows = sqlx::query("SELECT order_id, firstname || ' ' || name FROM shipments ORDER BY order_id")
+    sqlx::query_as("SELECT order_id, firstname || ' ' || name AS customer FROM shipments ORDER BY order_id")
         .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ShipmentSummary {
-                order_id: r.try_get(0)?,
-                customer: r.try_get(1)?,
-            })
-        })
-        .collect()
+        .await
 }
 
 pub async fn get(pool: &PgPool, order_id: i64) -> Result<Option<Shipment>, sqlx::Error> {
-    let Some(row) = sqlx::query(
-        "SELECT order_id, customer_id, firstname, name, shipping_street, shipping_zip, shipping_city, updated
-         FROM shipments WHERE order_id = $1",
-    )
-    .bind(order_id)
-    .fetch_optional(pool)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let lines = sqlx::query(
-        "SELECT count, item_id, item_name FROM shipment_lines WHERE order_id = $1 ORDER BY line_no",
-    )
-    .bind(order_id)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|l| {
-        Ok(ShipmentLine {
-            count: l.try_get(0)?,
-            item_id: l.try_get(1)?,
-            item_name: l.try_get(2)?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Some(Shipment {
-        order_id: row.try_get(0)?,
-        customer_id: row.try_get(1)?,
-        firstname: row.try_get(2)?,
-        name: row.try_get(3)?,
-        shipping_address: Address {
-            street: row.try_get(4)?,
-            zip: row.try_get(5)?,
-            city: row.try_get(6)?,
-        },
-        updated: row.try_get(7)?,
-        lines,
-    }))
+    keyed::get(pool, order_id).await
 }
