@@ -1,4 +1,5 @@
-//! The order service's configuration: flags with environment fallbacks (`--help` lists them all).
+//! The order service's configuration: flags with environment fallbacks (`--help` lists them all). Its own
+//! flags are named after their fields (`--outbox-poll-ms`).
 
 use ordersystem_contract::wiring::env;
 use ordersystem_service_kit::config::{DatabaseArgs, HttpArgs, KafkaArgs, LogArgs};
@@ -16,17 +17,13 @@ pub struct Config {
     #[command(flatten)]
     pub log: LogArgs,
     /// How long the relay waits for Kafka to acknowledge an event before retrying it in a later round (ms).
-    #[arg(
-        long = "outbox-message-timeout-ms",
-        env = env::OUTBOX_MESSAGE_TIMEOUT_MS,
-        default_value_t = 60_000
-    )]
+    #[arg(long, env = env::OUTBOX_MESSAGE_TIMEOUT_MS, default_value_t = 60_000)]
     pub outbox_message_timeout_ms: u64,
     /// How often the relay looks for unsent outbox rows when nothing woke it (ms).
-    #[arg(long = "outbox-poll-ms", env = env::OUTBOX_POLL_MS, default_value_t = 500)]
+    #[arg(long, env = env::OUTBOX_POLL_MS, default_value_t = 500)]
     pub outbox_poll_ms: u64,
     /// How long a published outbox row is kept before the relay deletes it (s); the orders themselves stay.
-    #[arg(long = "outbox-keep-sent-s", env = env::OUTBOX_KEEP_SENT_S, default_value_t = 3_600)]
+    #[arg(long, env = env::OUTBOX_KEEP_SENT_S, default_value_t = 3_600)]
     pub outbox_keep_sent_s: u64,
 }
 
@@ -53,6 +50,7 @@ mod tests {
             assert!(arg.get_help().is_some(), "{id} has no help");
             assert_eq!(arg.get_env().and_then(|env| env.to_str()), Some(name));
             assert_eq!(arg.get_default_values(), [default], "{id}");
+            assert_eq!(arg.get_long(), Some(id.replace('_', "-").as_str()));
         }
     }
 }

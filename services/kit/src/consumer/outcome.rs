@@ -74,31 +74,24 @@ pub(super) enum Outcome<'a> {
 impl Outcome<'_> {
     pub(super) fn report(&self, metrics: &Metrics) {
         match *self {
-            Outcome::Judged {
-                order_id,
-                stored: Stored::New,
-            } => {
-                metrics.events_consumed.inc();
-                tracing::debug!(order_id, "stored");
-            }
-            Outcome::Judged {
-                order_id,
-                stored: Stored::Duplicate,
-            } => {
-                metrics.duplicates_skipped.inc();
-                tracing::info!(order_id, "duplicate skipped");
-            }
-            Outcome::Judged {
-                order_id,
-                stored: Stored::Conflict { detail },
-            } => {
-                metrics.dead_letter(REASON_CONFLICT);
-                tracing::warn!(
-                    order_id,
-                    detail,
-                    "conflicting duplicate dead-lettered, first version kept"
-                );
-            }
+            Outcome::Judged { order_id, stored } => match stored {
+                Stored::New => {
+                    metrics.events_consumed.inc();
+                    tracing::debug!(order_id, "stored");
+                }
+                Stored::Duplicate => {
+                    metrics.duplicates_skipped.inc();
+                    tracing::info!(order_id, "duplicate skipped");
+                }
+                Stored::Conflict { detail } => {
+                    metrics.dead_letter(REASON_CONFLICT);
+                    tracing::warn!(
+                        order_id,
+                        detail,
+                        "conflicting duplicate dead-lettered, first version kept"
+                    );
+                }
+            },
             Outcome::DeadLettered(letter) => {
                 metrics.dead_letter(letter.reason);
                 tracing::warn!(
