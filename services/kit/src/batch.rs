@@ -51,6 +51,17 @@ impl Batch {
         self.columns.push((name, placeholder));
     }
 
+    /// The lines of each order in `orders` (its id and its lines), numbered from 1 within the order: binds
+    /// the columns `order_id` and `line_no` and returns the lines, whose own columns follow.
+    pub fn lines<'a, L>(&mut self, orders: impl Iterator<Item = (i64, &'a [L])>) -> Vec<&'a L> {
+        let numbered: Vec<(i64, i32, &L)> = orders
+            .flat_map(|(order_id, lines)| (1..).zip(lines).map(move |(no, line)| (order_id, no, line)))
+            .collect();
+        self.column("order_id", numbered.iter().map(|(order_id, _, _)| *order_id));
+        self.column("line_no", numbered.iter().map(|(_, no, _)| *no));
+        numbered.into_iter().map(|(_, _, line)| line).collect()
+    }
+
     /// The columns added since the last call, as one table's fragments; the next columns describe the next
     /// table.
     pub fn table(&mut self) -> Unnested {
@@ -91,5 +102,15 @@ mod tests {
         let lines = batch.table();
         assert_eq!(lines.columns, "count");
         assert_eq!(lines.arrays, "UNNEST($3::INT4[])");
+    }
+
+    #[test]
+    fn lines_are_numbered_from_one_within_each_order() {
+        let mut batch = Batch::default();
+        let lines = batch.lines([(7, &["a", "b"][..]), (9, &["c"][..])].into_iter());
+        assert_eq!(lines, [&"a", &"b", &"c"]);
+        let table = batch.table();
+        assert_eq!(table.columns, "order_id, line_no");
+        assert_eq!(table.arrays, "UNNEST($1::INT8[], $2::INT4[])");
     }
 }

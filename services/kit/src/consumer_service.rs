@@ -7,11 +7,11 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
 use crate::config::ConsumerConfig;
-use crate::consumer::{self, ConsumerError, ConsumerLoop, Handler};
-use crate::db::{Database, DbError};
+use crate::consumer::{self, ConsumerLoop, Handler};
+use crate::db::Database;
 use crate::health;
 use crate::metrics::Metrics;
-use crate::process;
+use crate::process::{self, RunError};
 use crate::shutdown::Shutdown;
 
 /// What a consumer service brings of its own.
@@ -25,16 +25,6 @@ pub struct ConsumerService<H> {
     pub pages: fn(PgPool) -> Router,
     /// The service's name: in its log lines, and its group id when none is configured.
     pub name: &'static str,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("database configuration is invalid")]
-    Database(#[from] DbError),
-    #[error("the consumer failed")]
-    Consumer(#[from] ConsumerError),
-    #[error("the HTTP server failed")]
-    Serve(#[from] std::io::Error),
 }
 
 impl<H: Handler> ConsumerService<H> {
@@ -73,10 +63,6 @@ impl<H: Handler> ConsumerService<H> {
                 return Err(error.into());
             }
         }
-        match server.await {
-            Ok(result) => result?,
-            Err(join) => tracing::error!(error = %join, "HTTP server task failed"),
-        }
-        Ok(())
+        process::served(server).await
     }
 }

@@ -104,13 +104,8 @@ async fn insert_new<R: FirstWins>(
     batch.column("fingerprint", firsts.iter().map(|(_, f)| *f));
     let new = batch.table().insert_into(R::TABLE);
     // The lines of every first go along; only those of the rows this statement inserted are stored.
-    let lines: Vec<(i64, i32, &R::Line)> = rows
-        .iter()
-        .flat_map(|r| (1i32..).zip(r.lines()).map(|(no, line)| (r.order_id(), no, line)))
-        .collect();
-    batch.column("order_id", lines.iter().map(|(order_id, _, _)| *order_id));
-    batch.column("line_no", lines.iter().map(|(_, no, _)| *no));
-    R::line_columns(&lines.iter().map(|(_, _, l)| *l).collect::<Vec<_>>(), &mut batch);
+    let lines = batch.lines(rows.iter().map(|r| (r.order_id(), r.lines())));
+    R::line_columns(&lines, &mut batch);
     let new_lines = batch.table().insert_into(R::LINES);
     let (sql, arguments) = batch.statement(format!(
         "WITH new AS ({new} ON CONFLICT (order_id) DO NOTHING RETURNING order_id),

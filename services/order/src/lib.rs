@@ -9,27 +9,18 @@ pub mod placer;
 pub mod store;
 
 use config::Config;
-use ordersystem_service_kit::db::{Database, DbError};
+use ordersystem_service_kit::db::Database;
 use ordersystem_service_kit::health;
 use ordersystem_service_kit::metrics::Metrics;
 use ordersystem_service_kit::process;
-use ordersystem_service_kit::relay::{self, Relay, RelayError, RelaySettings};
+pub use ordersystem_service_kit::process::RunError;
+use ordersystem_service_kit::relay::{self, Relay, RelaySettings};
 use ordersystem_service_kit::shutdown::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The service's own tables (`migrations/`); the kit's outbox table is migrated after them (`run`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("database configuration is invalid")]
-    Database(#[from] DbError),
-    #[error("the outbox relay cannot start")]
-    Relay(#[from] RelayError),
-    #[error("the HTTP server failed")]
-    Serve(#[from] std::io::Error),
-}
 
 /// The process: telemetry, listen on the configured address, run until SIGTERM.
 pub async fn run_until_signal(config: Config) -> Result<(), RunError> {
@@ -75,9 +66,5 @@ pub async fn run(
     if db.migrate_and_prepare(&migrators, shutdown.clone(), seed).await {
         relay.run(shutdown).await;
     }
-    match server.await {
-        Ok(result) => result?,
-        Err(join) => tracing::error!(error = %join, "HTTP server task failed"),
-    }
-    Ok(())
+    process::served(server).await
 }

@@ -302,16 +302,11 @@ fn orders_table(batch: &mut Batch, events: &[&OrderPlaced], now: DateTime<Utc>) 
 
 /// `INSERT INTO order_lines` of the lines of `events`, numbered from 1 in each order.
 fn lines_table(batch: &mut Batch, events: &[&OrderPlaced]) -> String {
-    let lines: Vec<(i64, i32, &OrderLine)> = events
-        .iter()
-        .flat_map(|e| (1i32..).zip(&e.order_line).map(|(no, line)| (e.id, no, line)))
-        .collect();
-    batch.column("order_id", lines.iter().map(|(id, _, _)| *id));
-    batch.column("line_no", lines.iter().map(|(_, no, _)| *no));
-    batch.column("count", lines.iter().map(|(_, _, l)| l.count));
-    batch.column("item_id", lines.iter().map(|(_, _, l)| l.item.item_id));
-    batch.column("item_name", lines.iter().map(|(_, _, l)| l.item.name.as_str()));
-    batch.column("price", lines.iter().map(|(_, _, l)| l.item.price.0));
+    let lines = batch.lines(events.iter().map(|e| (e.id, e.order_line.as_slice())));
+    batch.column("count", lines.iter().map(|l| l.count));
+    batch.column("item_id", lines.iter().map(|l| l.item.item_id));
+    batch.column("item_name", lines.iter().map(|l| l.item.name.as_str()));
+    batch.column("price", lines.iter().map(|l| l.item.price.0));
     batch.table().insert_into("order_lines")
 }
 

@@ -9,7 +9,7 @@ pub mod store;
 
 use config::Config;
 use ordersystem_service_kit::consumer_service::ConsumerService;
-pub use ordersystem_service_kit::consumer_service::RunError;
+pub use ordersystem_service_kit::process::RunError;
 use ordersystem_service_kit::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
