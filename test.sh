@@ -18,7 +18,7 @@ e2e/infra/up.sh
 # The service tests run the services' binaries as processes: build them first.
 echo "[test] building the binaries" >&2
 cargo build --workspace --bins --locked
-# order with crash points, for services/order/tests/crash.rs (the test would build it too, inside its time limit)
+# order with crash points, for e2e/tests/shop/crash.rs (the test would build it too, inside its time limit)
 cargo build -p ordersystem-order --features failpoints --bin ordersystem-order-failpoints --locked
 # The four images, from the Dockerfile's release build, imported into the real node: every end-to-end test
 # runs them there.

@@ -208,53 +208,67 @@ pub async fn run(
         Pace::Rate {
             per_second,
             max_in_flight,
-        } => {
-            let slots = Arc::new(Semaphore::new(max_in_flight));
-            let mut tasks = Vec::new();
-            let start = tokio::time::Instant::now();
-            for n in 0..count {
-                // Due times from the start, not from the previous send: a late tick does not lower the rate.
-                let due = start + Duration::from_secs_f64(n as f64 / per_second);
-                if due >= deadline {
-                    break;
-                }
-                tokio::time::sleep_until(due).await;
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                // A service that cannot keep up holds every slot: the time bound still holds.
-                if tokio::time::Instant::now() >= deadline {
-                    break;
-                }
-                let shared = shared.clone();
-                tasks.push(tokio::spawn(async move {
-                    shared.place(n).await;
-                    drop(slot);
-                }));
-            }
-            futures::future::join_all(tasks).await;
-        }
-        Pace::Max { concurrency } => {
-            let next = Arc::new(AtomicU64::new(0));
-            let stop = Arc::new(AtomicBool::new(false));
-            let workers = (0..concurrency).map(|_| {
-                let (shared, next, stop) = (shared.clone(), next.clone(), stop.clone());
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= count {
-                            break;
-                        }
-                        shared.place(n).await;
-                    }
-                })
-            });
-            futures::future::join_all(workers).await;
-            stop.store(true, Ordering::Relaxed);
-        }
+        } => at_rate(&shared, per_second, max_in_flight, count, deadline).await,
+        Pace::Max { concurrency } => at_most(&shared, concurrency, count, deadline).await,
     }
     let shared = Arc::into_inner(shared).map(|s| s.result.into_inner());
     shared.unwrap_or_default()
+}
+
+/// Sends order `n` when it is due at `per_second`, with at most `max_in_flight` unanswered, until `count`
+/// orders or `deadline`; waits for those in flight.
+async fn at_rate(
+    shared: &Arc<Shared>,
+    per_second: f64,
+    max_in_flight: usize,
+    count: u64,
+    deadline: tokio::time::Instant,
+) {
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let mut tasks = Vec::new();
+    let start = tokio::time::Instant::now();
+    for n in 0..count {
+        // Due times from the start, not from the previous send: a late tick does not lower the rate.
+        let due = start + Duration::from_secs_f64(n as f64 / per_second);
+        if due >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        // A service that cannot keep up holds every slot: the time bound still holds.
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            shared.place(n).await;
+            drop(slot);
+        }));
+    }
+    futures::future::join_all(tasks).await;
+}
+
+/// `concurrency` workers each sending the next order as soon as their last was answered, until `count`
+/// orders or `deadline`.
+async fn at_most(shared: &Arc<Shared>, concurrency: usize, count: u64, deadline: tokio::time::Instant) {
+    let next = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = (0..concurrency).map(|_| {
+        let (shared, next, stop) = (shared.clone(), next.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    break;
+                }
+                shared.place(n).await;
+            }
+        })
+    });
+    futures::future::join_all(workers).await;
+    stop.store(true, Ordering::Relaxed);
 }
 
 #[cfg(test)]

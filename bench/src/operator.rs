@@ -158,13 +158,9 @@ pub async fn run(args: &Args) -> Result<Report> {
     Ok(report)
 }
 
-async fn measure(
-    args: &Args,
-    client: &kube::Client,
-    mode: &Mode,
-    ns: &str,
-    operator_ns: &str,
-) -> Result<Report> {
+/// Installs the operator as users do (its image, the chart's ServiceAccount and RBAC) with the admin
+/// Secret its systems need, and returns the host pid of its process once its pod is Ready.
+async fn install_operator(client: &kube::Client, mode: &Mode, ns: &str, operator_ns: &str) -> Result<u32> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     secrets
         .create(
@@ -172,8 +168,6 @@ async fn measure(
             &mode.admin_secret(client, "pg-admin").await,
         )
         .await?;
-
-    // The operator as users install it: its image, the chart's ServiceAccount and RBAC.
     mode.install_operator(operator_ns, ns);
     let operator_pods: Api<Pod> = Api::namespaced(client.clone(), operator_ns);
     poll_until("the operator pod Ready", || async {
@@ -196,84 +190,72 @@ async fn measure(
         .and_then(|c| c.into_iter().next())
         .and_then(|c| c.container_id)
         .context("the operator's container")?;
-    let pid = host_process(&container).pid;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let rss_idle = procfs::rss_bytes(pid).unwrap_or(0);
-    let mut rss_peak = rss_idle;
-    eprintln!("[bench] operator idle: {:.1} MiB RSS", mib(rss_idle));
+    Ok(host_process(&container).pid)
+}
 
-    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), ns);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let topic = names::unique("bench-op");
+/// Waits until OrderSystem `name` is Ready for its current generation.
+async fn wait_system_ready(systems: &Api<OrderSystem>, what: &str, name: &str) -> Result<()> {
+    poll_until(what, || async {
+        systems.get(name).await.is_ok_and(|os| ready_for_generation(&os))
+    })
+    .await
+}
+
+/// One spec change of `shop`: invoicing's replicas (while `partitions` stays 5) or the topic's partitions;
+/// how long until the child (Deployment or topic) changed and until the system was Ready again.
+async fn change_shop(
+    systems: &Api<OrderSystem>,
+    deployments: &Api<Deployment>,
+    topic: &str,
+    (replicas, partitions): (i32, i32),
+) -> Result<Change> {
+    let invoicing = child_name("shop", Service::Invoicing);
+    let (label, patch) = if partitions == 5 {
+        (
+            format!("invoicing replicas → {replicas}"),
+            json!({"spec": {"invoicing": {"replicas": replicas}}}),
+        )
+    } else {
+        (
+            format!("partitions → {partitions}"),
+            json!({"spec": {"kafka": {"topic": {"partitions": partitions}}}}),
+        )
+    };
     let started = Instant::now();
     systems
-        .create(&PostParams::default(), &system("shop", &topic, 1)?)
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    poll_until("shop Ready", || async {
-        systems
-            .get("shop")
-            .await
-            .is_ok_and(|os| ready_for_generation(&os))
-    })
-    .await?;
-    let first_ready = started.elapsed();
-    eprintln!("[bench] apply → Ready (pods running): {:.0} ms", ms(first_ready));
-    rss_peak = rss_peak.max(procfs::rss_bytes(pid).unwrap_or(0));
-
-    let mut changes = Vec::new();
-    let invoicing = child_name("shop", Service::Invoicing);
-    for (replicas, partitions) in [(3, 5), (1, 5), (1, 6), (1, 7)] {
-        let (label, patch) = if partitions == 5 {
-            (
-                format!("invoicing replicas → {replicas}"),
-                json!({"spec": {"invoicing": {"replicas": replicas}}}),
-            )
-        } else {
-            (
-                format!("partitions → {partitions}"),
-                json!({"spec": {"kafka": {"topic": {"partitions": partitions}}}}),
-            )
-        };
-        let started = Instant::now();
-        systems
-            .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        if partitions == 5 {
-            poll_until(&label, || async {
-                deployments
-                    .get(&invoicing)
-                    .await
-                    .is_ok_and(|d| d.spec.and_then(|s| s.replicas) == Some(replicas))
-            })
-            .await?;
-        } else {
-            let expected = usize::try_from(partitions).unwrap_or(0);
-            poll_until(&label, || async { topic_partitions(&topic) == expected }).await?;
-        }
-        let child = started.elapsed();
+    if partitions == 5 {
         poll_until(&label, || async {
-            systems
-                .get("shop")
+            deployments
+                .get(&invoicing)
                 .await
-                .is_ok_and(|os| ready_for_generation(&os))
+                .is_ok_and(|d| d.spec.and_then(|s| s.replicas) == Some(replicas))
         })
         .await?;
-        let ready = started.elapsed();
-        eprintln!(
-            "[bench] {label}: child updated {:.0} ms, Ready {:.0} ms",
-            ms(child),
-            ms(ready)
-        );
-        rss_peak = rss_peak.max(procfs::rss_bytes(pid).unwrap_or(0));
-        changes.push(Change {
-            change: label,
-            child_updated_ms: ms(child),
-            ready_ms: ms(ready),
-        });
+    } else {
+        let expected = usize::try_from(partitions).unwrap_or(0);
+        poll_until(&label, || async { topic_partitions(topic) == expected }).await?;
     }
+    let child = started.elapsed();
+    wait_system_ready(systems, &label, "shop").await?;
+    let ready = started.elapsed();
+    eprintln!(
+        "[bench] {label}: child updated {:.0} ms, Ready {:.0} ms",
+        ms(child),
+        ms(ready)
+    );
+    Ok(Change {
+        change: label,
+        child_updated_ms: ms(child),
+        ready_ms: ms(ready),
+    })
+}
 
+/// Applies `count - 1` more OrderSystems (no replicas) beside `shop`; how long until all were Ready.
+async fn apply_many(systems: &Api<OrderSystem>, topic: &str, count: usize) -> Result<Duration> {
     let started = Instant::now();
-    for i in 1..args.systems {
+    for i in 1..count {
         let name = format!("shop-{i}");
         systems
             .create(
@@ -286,10 +268,59 @@ async fn measure(
         systems
             .list(&Default::default())
             .await
-            .is_ok_and(|l| l.items.len() == args.systems && l.items.iter().all(ready_for_generation))
+            .is_ok_and(|l| l.items.len() == count && l.items.iter().all(ready_for_generation))
     })
     .await?;
-    let all_ready = started.elapsed();
+    Ok(started.elapsed())
+}
+
+/// Deletes every OrderSystem while the operator still runs: it releases the finalizers after dropping the
+/// backends.
+async fn delete_all(systems: &Api<OrderSystem>) -> Result<()> {
+    systems
+        .delete_collection(&DeleteParams::default(), &Default::default())
+        .await?;
+    poll_until("the OrderSystems deleted", || async {
+        systems
+            .list(&Default::default())
+            .await
+            .is_ok_and(|l| l.items.is_empty())
+    })
+    .await
+}
+
+async fn measure(
+    args: &Args,
+    client: &kube::Client,
+    mode: &Mode,
+    ns: &str,
+    operator_ns: &str,
+) -> Result<Report> {
+    let pid = install_operator(client, mode, ns, operator_ns).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_idle = procfs::rss_bytes(pid).unwrap_or(0);
+    let mut rss_peak = rss_idle;
+    eprintln!("[bench] operator idle: {:.1} MiB RSS", mib(rss_idle));
+
+    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let topic = names::unique("bench-op");
+    let started = Instant::now();
+    systems
+        .create(&PostParams::default(), &system("shop", &topic, 1)?)
+        .await?;
+    wait_system_ready(&systems, "shop Ready", "shop").await?;
+    let first_ready = started.elapsed();
+    eprintln!("[bench] apply → Ready (pods running): {:.0} ms", ms(first_ready));
+    rss_peak = rss_peak.max(procfs::rss_bytes(pid).unwrap_or(0));
+
+    let mut changes = Vec::new();
+    for step in [(3, 5), (1, 5), (1, 6), (1, 7)] {
+        changes.push(change_shop(&systems, &deployments, &topic, step).await?);
+        rss_peak = rss_peak.max(procfs::rss_bytes(pid).unwrap_or(0));
+    }
+
+    let all_ready = apply_many(&systems, &topic, args.systems).await?;
     eprintln!(
         "[bench] {} OrderSystems Ready after {:.0} ms",
         args.systems,
@@ -300,17 +331,7 @@ async fn measure(
     let rss_with = procfs::rss_bytes(pid).unwrap_or(0);
     rss_peak = rss_peak.max(rss_with);
     let cpu = procfs::cpu_time(pid, procfs::clock_ticks()).unwrap_or_default();
-    // Deletion runs while the operator still runs: it releases the finalizers after dropping the backends.
-    systems
-        .delete_collection(&DeleteParams::default(), &Default::default())
-        .await?;
-    poll_until("the OrderSystems deleted", || async {
-        systems
-            .list(&Default::default())
-            .await
-            .is_ok_and(|l| l.items.is_empty())
-    })
-    .await?;
+    delete_all(&systems).await?;
     Ok(Report {
         scenario: "operator",
         operator_rss_idle_mib: mib(rss_idle),

@@ -9,7 +9,7 @@
 
 use crate::load::Api;
 use crate::procfs;
-use crate::run::{self, Figures, Plan, Stored};
+use crate::run::{self, Figures, Measured, Plan, Stored};
 use crate::stack::{self, Stack, StackConfig};
 use crate::stats::{self, Latency};
 use anyhow::{Context, Result};
@@ -48,52 +48,8 @@ pub struct Report {
 /// Durability settings in force: Postgres server settings, the topic's replication and configs, and the
 /// relay producer's settings exactly as the service builds them.
 async fn durability(stack: &Stack) -> Result<serde_json::Value> {
-    let mut conn = PgConnection::connect(&ordersystem_testkit::env::database_url()).await?;
-    let mut postgres = serde_json::Map::new();
-    for name in [
-        "server_version",
-        "synchronous_commit",
-        "fsync",
-        "full_page_writes",
-        "wal_sync_method",
-    ] {
-        let value: String = sqlx::query_scalar("SELECT setting FROM pg_settings WHERE name = $1")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await?;
-        postgres.insert(name.into(), value.into());
-    }
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
-        .create()?;
-    let mut topic = serde_json::Map::new();
-    let configs = admin
-        .describe_configs([&ResourceSpecifier::Topic(&stack.topic)], &AdminOptions::new())
-        .await?;
-    for resource in configs.into_iter().flatten() {
-        for entry in resource.entries {
-            if [
-                "min.insync.replicas",
-                "unclean.leader.election.enable",
-                "flush.messages",
-                "flush.ms",
-            ]
-            .contains(&entry.name.as_str())
-            {
-                topic.insert(entry.name.clone(), entry.value.unwrap_or_default().into());
-            }
-        }
-    }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(&stack.topic), Duration::from_secs(10))?;
-    let replication = metadata
-        .topics()
-        .first()
-        .and_then(|t| t.partitions().first())
-        .map_or(0, |p| p.replicas().len());
-    topic.insert("replication_factor".into(), replication.into());
+    let postgres = postgres_durability().await?;
+    let topic = topic_durability(&stack.bootstrap, &stack.topic).await?;
     let kafka = ordersystem_service_kit::config::KafkaArgs {
         bootstrap_servers: stack.bootstrap.clone(),
         topic: stack.topic.clone(),
@@ -109,6 +65,59 @@ async fn durability(stack: &Stack) -> Result<serde_json::Value> {
         );
     }
     Ok(serde_json::json!({"postgres": postgres, "topic": topic, "relay_producer": relay}))
+}
+
+/// The PostgreSQL settings a commit's durability depends on.
+async fn postgres_durability() -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut conn = PgConnection::connect(&ordersystem_testkit::env::database_url()).await?;
+    let mut postgres = serde_json::Map::new();
+    for name in [
+        "server_version",
+        "synchronous_commit",
+        "fsync",
+        "full_page_writes",
+        "wal_sync_method",
+    ] {
+        let value: String = sqlx::query_scalar("SELECT setting FROM pg_settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+        postgres.insert(name.into(), value.into());
+    }
+    Ok(postgres)
+}
+
+/// The topic's settings a record's durability depends on, and its replication factor.
+async fn topic_durability(bootstrap: &str, name: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let mut topic = serde_json::Map::new();
+    let configs = admin
+        .describe_configs([&ResourceSpecifier::Topic(name)], &AdminOptions::new())
+        .await?;
+    for resource in configs.into_iter().flatten() {
+        for entry in resource.entries {
+            if [
+                "min.insync.replicas",
+                "unclean.leader.election.enable",
+                "flush.messages",
+                "flush.ms",
+            ]
+            .contains(&entry.name.as_str())
+            {
+                topic.insert(entry.name.clone(), entry.value.unwrap_or_default().into());
+            }
+        }
+    }
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let metadata = consumer.fetch_metadata(Some(name), Duration::from_secs(10))?;
+    let replication = metadata
+        .topics()
+        .first()
+        .and_then(|t| t.partitions().first())
+        .map_or(0, |p| p.replicas().len());
+    topic.insert("replication_factor".into(), replication.into());
+    Ok(topic)
 }
 
 /// (order id, unix µs of `created_at`) of every row of `table` in `db`'s schema.
@@ -149,11 +158,24 @@ pub async fn run(settings: &Settings) -> Result<Report> {
 
 async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) -> Result<Report> {
     let durability = durability(stack).await?;
+    let run = run_load(settings, stack).await?;
+    let (stored, outbox_wait, relay_to_stored) = stored(stack, &run).await?;
+    Ok(Report {
+        scenario: "services",
+        figures: Figures::new(&settings.plan, stack.startup, load_before, run, stored),
+        outbox_wait: Latency::of(outbox_wait),
+        relay_to_stored: Latency::of(relay_to_stored),
+        durability,
+    })
+}
+
+/// The load against order, its progress read from the consumers' counters and the three tables.
+async fn run_load(settings: &Settings, stack: &Stack) -> Result<Measured> {
     let order_url = stack
         .processes
         .iter()
         .find(|p| p.service == "order")
-        .map(|p| p.base_url.clone())
+        .map(|p| p.url(""))
         .context("no order process")?;
     let http = reqwest::Client::new();
     let urls = |service: &str| -> Vec<String> {
@@ -161,12 +183,12 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
             .processes
             .iter()
             .filter(|p| p.service == service)
-            .map(|p| p.base_url.clone())
+            .map(|p| p.url(""))
             .collect()
     };
     let (invoicing, shipping) = (urls("invoicing"), urls("shipping"));
     let consumed = "ordersystem_events_consumed_total";
-    let run = run::measure(
+    run::measure(
         Api::OrderSystem,
         &order_url,
         &settings.plan,
@@ -186,8 +208,12 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
             ))
         },
     )
-    .await?;
+    .await
+}
 
+/// What was stored after `run`: exactly once, the end-to-end latencies of the orders sent in the window,
+/// and, for each, its wait in the outbox and the time from its relay round to stored.
+async fn stored(stack: &Stack, run: &Measured) -> Result<(Stored, Vec<i64>, Vec<i64>)> {
     let order_ids: BTreeSet<i64> = stored_at_ids(&stack.order_db).await?;
     let invoices = stored_at(&stack.invoicing_db, "invoices").await?;
     let shipments = stored_at(&stack.shipping_db, "shipments").await?;
@@ -232,13 +258,7 @@ async fn measure(settings: &Settings, stack: &mut Stack, load_before: String) ->
         completed_in_window,
         exactly_once,
     };
-    Ok(Report {
-        scenario: "services",
-        figures: Figures::new(&settings.plan, stack.startup, load_before, run, stored),
-        outbox_wait: Latency::of(outbox_wait),
-        relay_to_stored: Latency::of(relay_to_stored),
-        durability,
-    })
+    Ok((stored, outbox_wait, relay_to_stored))
 }
 
 /// Order id → (unix µs the outbox row was written, unix µs the relay round that published it began).

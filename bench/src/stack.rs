@@ -3,9 +3,9 @@
 //! operator sets (`ordersystem_contract::wiring::env`). Everything is removed again on `teardown`.
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use ordersystem_contract::wiring::env as wiring;
+pub use ordersystem_testkit::process::ServiceProcess;
+use ordersystem_testkit::process::{self};
 use ordersystem_testkit::schema::{ServiceDb, fresh_schema};
 use ordersystem_testkit::{env, names};
 use rdkafka::ClientConfig;
@@ -13,83 +13,13 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use sqlx::{Connection, PgConnection};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-
-/// One running service process.
-#[derive(Debug)]
-pub struct ServiceProcess {
-    /// e.g. `invoicing-2`.
-    pub name: String,
-    pub service: &'static str,
-    pub base_url: String,
-    /// Behind a lock so that watching a process (`try_wait`) needs no exclusive borrow of it.
-    child: Mutex<Child>,
-    pid: u32,
-}
-
-impl ServiceProcess {
-    pub fn new(name: String, service: &'static str, base_url: String, child: Child) -> ServiceProcess {
-        ServiceProcess {
-            name,
-            service,
-            base_url,
-            pid: child.id(),
-            child: Mutex::new(child),
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    fn child(&self) -> MutexGuard<'_, Child> {
-        self.child.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// `Some(status)` once the process has exited.
-    pub fn exited(&self) -> Result<Option<std::process::ExitStatus>> {
-        Ok(self.child().try_wait()?)
-    }
-}
-
-impl Drop for ServiceProcess {
-    /// A run that failed midway still stops its processes (their schemas stay for inspection).
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if matches!(child.try_wait(), Ok(None)) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Fails naming the first process that is no longer running.
 pub fn check_alive(processes: &[ServiceProcess]) -> Result<()> {
     for process in processes {
-        if let Some(exit) = process.exited()? {
+        if let Some(exit) = process.exited() {
             bail!("{} exited with {exit} during the run (see its log)", process.name);
-        }
-    }
-    Ok(())
-}
-
-/// SIGTERM every process (they finish, commit and leave their groups) and wait up to 30 s for each before
-/// killing it.
-pub async fn terminate(processes: &[ServiceProcess]) -> Result<()> {
-    for process in processes.iter() {
-        if let Ok(pid) = i32::try_from(process.pid()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
-    for process in processes {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while process.exited()?.is_none() {
-            if Instant::now() > deadline {
-                let _ = process.child().kill();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     Ok(())
@@ -138,29 +68,15 @@ pub struct Stack {
 
 /// Waits until every process answers `GET <path>` with a success, failing early for one that exited.
 pub async fn wait_ready(processes: &[ServiceProcess], path: &str, timeout: Duration) -> Result<()> {
-    let http = reqwest::Client::new();
     let deadline = Instant::now() + timeout;
     for process in processes {
-        let url = format!("{}{path}", process.base_url);
-        while !http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-            if let Some(exit) = process.exited()? {
-                bail!(
-                    "{} exited with {exit} before it was ready (see its log)",
-                    process.name
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("{} not ready within {timeout:?}", process.name);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        process
+            .wait_answering(path, left)
+            .await
+            .map_err(anyhow::Error::msg)?;
     }
     Ok(())
-}
-
-/// A free TCP port on loopback for a service to listen on.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 const SERVICES: [&str; 3] = ["order", "invoicing", "shipping"];
@@ -221,7 +137,7 @@ impl Stack {
             loop {
                 let mut held = Vec::new();
                 for process in self.processes.iter().filter(|p| p.service == service) {
-                    held.push(scrape_one(&http, &process.base_url, "ordersystem_assigned_partitions").await);
+                    held.push(scrape_one(&http, &process.url(""), "ordersystem_assigned_partitions").await);
                 }
                 let everyone = held.len() > config.partitions as usize || held.iter().all(|n| *n > 0.0);
                 if held.iter().sum::<f64>() == partitions && everyone {
@@ -248,45 +164,26 @@ impl Stack {
             "invoicing" => &self.invoicing_db,
             _ => &self.shipping_db,
         };
-        let port = free_port()?;
-        let name = format!("{service}-{replica}");
-        let log_path = config.log_dir.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path).with_context(|| format!("{}", log_path.display()))?;
-        let mut command = Command::new(binary(&config.bin_dir, service)?);
-        command
-            .env_clear()
-            .env(wiring::LISTEN_ADDR, format!("127.0.0.1:{port}"))
-            .env(wiring::LOG_FORMAT, "json")
-            .env(wiring::DATABASE_HOST, &db.host)
-            .env(wiring::DATABASE_PORT, db.port.to_string())
-            .env(wiring::DATABASE_NAME, &db.name)
-            .env(wiring::DATABASE_USER, &db.user)
-            .env(wiring::DATABASE_PASSWORD, &db.password)
-            .env(wiring::DATABASE_SCHEMA, &db.schema)
-            .env(wiring::DATABASE_SSLMODE, "prefer")
-            .env(wiring::KAFKA_BOOTSTRAP_SERVERS, &self.bootstrap)
-            .env(wiring::KAFKA_TOPIC, &self.topic)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null());
+        let port = process::free_port();
+        let mut env = process::wiring(port, db, &self.bootstrap, &self.topic);
+        env.push((wiring::LOG_FORMAT.into(), "json".into()));
         if let Some(group) = group {
-            command
-                .env(wiring::KAFKA_GROUP_ID, group)
-                .env(wiring::KAFKA_GROUP_PROTOCOL, "consumer");
+            env.push((wiring::KAFKA_GROUP_ID.into(), group.into()));
+            env.push((wiring::KAFKA_GROUP_PROTOCOL.into(), "consumer".into()));
         }
-        let child = command.spawn().with_context(|| format!("start {name}"))?;
-        self.processes.push(ServiceProcess::new(
-            name,
-            service,
-            format!("http://127.0.0.1:{port}"),
-            child,
-        ));
+        let name = format!("{service}-{replica}");
+        let bin = binary(&config.bin_dir, service)?;
+        let mut process = ServiceProcess::launch(service, bin, db.clone(), port, env)
+            .logging_to(name.clone(), &config.log_dir)
+            .with_context(|| format!("log of {name} in {}", config.log_dir.display()))?;
+        process.try_start(&[]).with_context(|| format!("start {name}"))?;
+        self.processes.push(process);
         Ok(())
     }
 
     /// Stop every process, then remove topic, schemas and roles.
-    pub async fn teardown(self) -> Result<()> {
-        terminate(&self.processes).await?;
+    pub async fn teardown(mut self) -> Result<()> {
+        process::terminate_all(&mut self.processes).await;
         remove(
             &self.bootstrap,
             &self.topic,

@@ -74,4 +74,15 @@ impl ServiceDb {
             .await
             .unwrap_or_else(|e| panic!("cannot connect as the service role {}: {e}", self.user))
     }
+
+    /// The single number `sql` (a count) yields, read as the service's own role.
+    ///
+    /// # Panics
+    /// When the query fails.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut self.connect().await)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
 }

@@ -7,7 +7,10 @@
 mod support;
 
 use ordersystem_service_kit::config::GroupProtocol;
+use ordersystem_testkit::kafka::produce;
 use ordersystem_testkit::proxy::Proxy;
+use ordersystem_testkit::service::consumer_args;
+use ordersystem_testkit::wait::until as wait_until;
 use ordersystem_testkit::{env, names, schema};
 use std::time::Duration;
 use support::*;
@@ -23,13 +26,7 @@ async fn redelivered_events_create_nothing_twice_and_are_counted() {
     for id in 1..=5 {
         produce(&bootstrap, &topic, &id.to_string(), &event(id, id)).await;
     }
-    let first = Invoicing::start_direct(
-        db.clone(),
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("inv"), GroupProtocol::Consumer),
-    )
-    .await;
+    let first = start_in_new_group(db.clone(), &bootstrap, &topic, GroupProtocol::Consumer).await;
     first.wait_count(INVOICES, 5).await;
     // The relay may publish a row twice (crash between acknowledgement and marking it sent).
     produce(&bootstrap, &topic, "3", &event(3, 3)).await;
@@ -41,13 +38,7 @@ async fn redelivered_events_create_nothing_twice_and_are_counted() {
 
     // A member whose offsets were never committed (a crash before the commit) reads everything again:
     // a new group over the same schema is exactly that.
-    let again = Invoicing::start_direct(
-        db,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("inv"), GroupProtocol::Consumer),
-    )
-    .await;
+    let again = start_in_new_group(db, &bootstrap, &topic, GroupProtocol::Consumer).await;
     wait_until(
         "all six records redelivered and skipped",
         Duration::from_secs(60),
@@ -70,13 +61,7 @@ async fn poison_messages_and_conflicts_are_dead_lettered_and_the_next_event_is_p
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("poison");
     create_topic(&bootstrap, &topic, 1).await;
-    let invoicing = Invoicing::start_direct(
-        schema::fresh_schema("invoicing").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("inv"), GroupProtocol::Consumer),
-    )
-    .await;
+    let invoicing = start_fresh(&bootstrap, &topic, GroupProtocol::Consumer).await;
     // One partition, so the valid events come after the poison ones in the same partition.
     produce(&bootstrap, &topic, "1", &event(1, 2)).await;
     let (_, bad_offset) = produce(&bootstrap, &topic, "x", b"this is not json").await;
@@ -129,13 +114,7 @@ async fn records_fetched_together_share_one_transaction_and_poison_among_them_is
     for id in 41..=60 {
         produce(&bootstrap, &topic, &id.to_string(), &event(id, 1)).await;
     }
-    let invoicing = Invoicing::start_direct(
-        schema::fresh_schema("invoicing").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("inv"), GroupProtocol::Consumer),
-    )
-    .await;
+    let invoicing = start_fresh(&bootstrap, &topic, GroupProtocol::Consumer).await;
     invoicing.wait_count(INVOICES, 60).await;
     invoicing.wait_count("SELECT count(*) FROM dead_letters", 2).await;
     let records = invoicing.metric("ordersystem_batch_records_sum").await;
@@ -172,8 +151,8 @@ async fn two_members_share_partitions_and_one_takes_over(protocol: GroupProtocol
     create_topic(&bootstrap, &topic, 4).await;
     let db = schema::fresh_schema("invoicing").await;
     let group = names::unique("inv");
-    let a = Invoicing::start_direct(db.clone(), &bootstrap, &topic, consumer_args(&group, protocol)).await;
-    let b = Invoicing::start_direct(db.clone(), &bootstrap, &topic, consumer_args(&group, protocol)).await;
+    let a = start_direct(db.clone(), &bootstrap, &topic, consumer_args(&group, protocol)).await;
+    let b = start_direct(db.clone(), &bootstrap, &topic, consumer_args(&group, protocol)).await;
     wait_until(
         "each member owns two of the four partitions",
         Duration::from_secs(90),
@@ -238,7 +217,7 @@ async fn database_outage_keeps_the_member_in_its_group(protocol: GroupProtocol) 
     let proxy = Proxy::start(format!("{}:{}", db.host, db.port)).await;
     let args = consumer_args(&names::unique("inv"), protocol);
     let max_poll = Duration::from_millis(u64::from(args.max_poll_interval_ms));
-    let invoicing = Invoicing::start(
+    let invoicing = start(
         db,
         ("127.0.0.1".into(), proxy.addr.port()),
         &bootstrap,

@@ -6,7 +6,8 @@
 mod support;
 
 use ordersystem_service_kit::config::GroupProtocol;
-use ordersystem_testkit::{env, names, schema};
+use ordersystem_testkit::kafka::produce;
+use ordersystem_testkit::{env, names};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -83,13 +84,7 @@ async fn hostile_records_are_dead_lettered_with_their_bytes_and_good_events_are_
         produce(&bootstrap, &topic, &id.to_string(), &event(id, id)).await;
     }
 
-    let invoicing = Invoicing::start_direct(
-        schema::fresh_schema("invoicing").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("inv"), GroupProtocol::Consumer),
-    )
-    .await;
+    let invoicing = start_fresh(&bootstrap, &topic, GroupProtocol::Consumer).await;
     invoicing.wait_count("SELECT count(*) FROM invoices", 4).await;
     invoicing
         .wait_count("SELECT count(*) FROM dead_letters", hostile.len() as i64)

@@ -4,7 +4,8 @@
 mod support;
 
 use ordersystem_service_kit::config::GroupProtocol;
-use ordersystem_testkit::{env, names, schema};
+use ordersystem_testkit::wait::until as wait_until;
+use ordersystem_testkit::{env, names};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -15,13 +16,7 @@ async fn added_partitions_are_consumed(protocol: GroupProtocol) {
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("grow");
     create_topic(&bootstrap, &topic, 1).await;
-    let invoicing = Invoicing::start_direct(
-        schema::fresh_schema("invoicing").await,
-        &bootstrap,
-        &topic,
-        consumer_args(&names::unique("inv"), protocol),
-    )
-    .await;
+    let invoicing = start_fresh(&bootstrap, &topic, protocol).await;
     wait_until("one partition assigned", Duration::from_secs(60), || async {
         invoicing.metric("ordersystem_assigned_partitions").await == 1.0
     })

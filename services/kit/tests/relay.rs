@@ -11,10 +11,10 @@ use ordersystem_service_kit::metrics::Metrics;
 use ordersystem_service_kit::relay::store::{self, Round, delete_sent_before};
 use ordersystem_service_kit::relay::{BATCH, Relay, RelaySettings};
 use ordersystem_service_kit::shutdown;
+use ordersystem_testkit::kafka::{create_topic, read_from_start};
+use ordersystem_testkit::service::database_args;
 use ordersystem_testkit::{env, names, schema};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+
 use rdkafka::message::Message;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,37 +23,6 @@ use tokio::sync::Notify;
 
 const PARTITIONS: i32 = 4;
 
-async fn create_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topic request");
-    for result in results {
-        result.expect("topic created");
-    }
-}
-
-fn database_args(db: &schema::ServiceDb) -> DatabaseArgs {
-    DatabaseArgs {
-        host: db.host.clone(),
-        port: db.port,
-        name: db.name.clone(),
-        user: db.user.clone(),
-        password: db.password.clone().into(),
-        schema: db.schema.clone(),
-        sslmode: "prefer".into(),
-        sslrootcert: None,
-        max_connections: 5,
-    }
-}
-
 async fn sent_count(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL")
         .fetch_one(pool)
@@ -61,12 +30,20 @@ async fn sent_count(pool: &sqlx::PgPool) -> i64 {
         .expect("count")
 }
 
-/// The outbox table, made by the kit's own migration as every service gets it.
-async fn create_outbox(pool: &sqlx::PgPool) {
+/// A fresh schema with the outbox table, made by the kit's own migration as every service gets it, and a
+/// pool of at most `max_connections` as the schema's own role.
+async fn outbox_db(prefix: &str, max_connections: u32) -> (schema::ServiceDb, Database) {
+    let service_db = schema::fresh_schema(prefix).await;
+    let args = DatabaseArgs {
+        max_connections,
+        ..database_args(&service_db)
+    };
+    let db = Database::connect_lazy(&args).expect("pool");
     store::MIGRATOR
-        .run(pool)
+        .run(&db.pool)
         .await
         .expect("outbox table in the service's own schema");
+    (service_db, db)
 }
 
 async fn insert(pool: &sqlx::PgPool, key: &str, payload: &[u8]) {
@@ -99,10 +76,8 @@ fn settings() -> RelaySettings {
 async fn relays_keep_per_key_order_across_restart_and_place_keys_like_java() {
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("relay");
-    create_topic(&bootstrap, &topic).await;
-    let service_db = schema::fresh_schema("relay").await;
-    let db = Database::connect_lazy(&database_args(&service_db)).expect("pool");
-    create_outbox(&db.pool).await;
+    create_topic(&bootstrap, &topic, PARTITIONS).await;
+    let (_, db) = outbox_db("relay", 5).await;
     // 8 keys × 15 events, interleaved as concurrent orders would be.
     let keys: Vec<String> = (1..=8).map(|k| (k * 7919).to_string()).collect();
     for seq in 0..15 {
@@ -140,13 +115,7 @@ async fn relays_keep_per_key_order_across_restart_and_place_keys_like_java() {
     relay_a2.await.expect("relay a2 stopped");
     relay_b.await.expect("relay b stopped");
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", names::unique("relay-check"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[&topic]).expect("subscribe");
+    let consumer = read_from_start(&bootstrap, &topic);
     let mut seen: HashMap<String, Vec<u32>> = HashMap::new();
     let mut count = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -182,13 +151,7 @@ async fn relays_keep_per_key_order_across_restart_and_place_keys_like_java() {
 
 /// Everything on `topic` from the start, as key → payloads in topic order, once `expected` records arrived.
 async fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> HashMap<String, Vec<String>> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", names::unique("relay-check"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = read_from_start(bootstrap, topic);
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     for count in 0..expected {
@@ -216,10 +179,8 @@ async fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> HashMap<St
 async fn overlapping_rounds_keep_per_key_order_and_a_refused_row_holds_back_only_its_key() {
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("relay-overlap");
-    create_topic(&bootstrap, &topic).await;
-    let service_db = schema::fresh_schema("relay_overlap").await;
-    let db = Database::connect_lazy(&database_args(&service_db)).expect("pool");
-    create_outbox(&db.pool).await;
+    create_topic(&bootstrap, &topic, PARTITIONS).await;
+    let (_, db) = outbox_db("relay_overlap", 5).await;
     const HELD: &str = "held";
     const SEQS: usize = 3;
     // More keys than two rounds take, so a round is due while the one before awaits acknowledgements.
@@ -311,13 +272,8 @@ async fn overlapping_rounds_keep_per_key_order_and_a_refused_row_holds_back_only
 /// failure on the way) gives its rows back at once and leaves no transaction on any connection.
 #[tokio::test]
 async fn a_round_commits_asynchronously_and_an_abandoned_round_gives_its_rows_back() {
-    let service_db = schema::fresh_schema("relay").await;
-    let args = DatabaseArgs {
-        max_connections: 1, // every round and check below is on the one connection there is
-        ..database_args(&service_db)
-    };
-    let db = Database::connect_lazy(&args).expect("pool");
-    create_outbox(&db.pool).await;
+    // Every round and check below is on the one connection there is.
+    let (service_db, db) = outbox_db("relay", 1).await;
     insert(&db.pool, "finished", b"1").await;
     let warm = WarmConnections::new(db.pool.clone());
 
@@ -386,9 +342,7 @@ async fn synchronous_commit(conn: &mut sqlx::PgConnection) -> String {
 /// unsent row, and every row after it, stays until it is published and old too; a young row stays.
 #[tokio::test]
 async fn published_rows_past_their_retention_are_deleted_and_nothing_else() {
-    let service_db = schema::fresh_schema("relay").await;
-    let db = Database::connect_lazy(&database_args(&service_db)).expect("pool");
-    create_outbox(&db.pool).await;
+    let (_, db) = outbox_db("relay", 5).await;
     let two_hours = Some(7_200.0);
     sqlx::query(
         "INSERT INTO outbox (record_key, payload, sent_at)

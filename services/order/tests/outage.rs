@@ -4,11 +4,10 @@
 
 mod support;
 
+use ordersystem_testkit::kafka::records_per_key;
 use ordersystem_testkit::names;
 use ordersystem_testkit::own_instance::OwnInstance;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use ordersystem_testkit::wait::until as wait_until;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -101,38 +100,9 @@ async fn orders_taken_while_kafka_is_down_are_published_exactly_once_after_it_re
     .await;
 
     // Every order on the topic exactly once.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", names::unique("outage-check"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[&topic]).expect("subscribe");
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut extra_deadline = None;
-    loop {
-        // After all ids arrived, keep reading 3 s more so a duplicate would be seen.
-        let wait = match extra_deadline {
-            Some(until) => until - tokio::time::Instant::now(),
-            None => Duration::from_secs(60),
-        };
-        match tokio::time::timeout(wait, consumer.recv()).await {
-            Ok(message) => {
-                let message = message.expect("receive");
-                let key = String::from_utf8_lossy(message.key().expect("keyed")).to_string();
-                *seen.entry(key).or_default() += 1;
-                if extra_deadline.is_none() && ids.iter().all(|id| seen.contains_key(&id.to_string())) {
-                    extra_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3));
-                }
-            }
-            Err(_) if extra_deadline.is_some() => break,
-            Err(_) => panic!("not every order was published: seen {seen:?}, expected {ids:?}"),
-        }
-    }
-    let expected: HashMap<String, usize> = ids.iter().map(|id| (id.to_string(), 1)).collect();
+    let seen = records_per_key(&bootstrap, &topic, &ids.iter().copied().collect()).await;
+    let expected: HashMap<i64, usize> = ids.iter().map(|id| (*id, 1)).collect();
     assert_eq!(seen, expected, "each order exactly once");
-    // Closed while its broker is still there: a group member's close waits for the coordinator.
-    drop(consumer);
     order.stop().await;
     tokio::task::spawn_blocking(move || drop(broker))
         .await

@@ -1,12 +1,10 @@
 //! Shipping's own schema carries the dead-letter table the shared consumer loop writes: a poison record
 //! and a conflicting duplicate are recorded there, duplicates are skipped, and the next event is stored.
 
-use ordersystem_service_kit::config::{
-    ConsumerArgs, DatabaseArgs, GroupProtocol, HttpArgs, KafkaArgs, LogArgs, LogFormat,
-};
-use ordersystem_service_kit::shutdown;
+use ordersystem_service_kit::config::GroupProtocol;
 use ordersystem_testkit::kafka::{create_topic, produce};
-use ordersystem_testkit::{env, metrics, names, schema, wait};
+use ordersystem_testkit::service::{self, Running};
+use ordersystem_testkit::{env, names, schema, wait};
 use std::time::Duration;
 
 fn event(id: i64, street: &str) -> Vec<u8> {
@@ -27,43 +25,12 @@ async fn poison_conflicts_and_duplicates_are_handled_in_shippings_own_schema() {
     let topic = names::unique("ship");
     create_topic(&bootstrap, &topic, 1).await;
     let db = schema::fresh_schema("shipping").await;
-    let config = ordersystem_shipping::config::Config {
-        http: HttpArgs {
-            listen_addr: "127.0.0.1:0".parse().expect("address"),
-        },
-        database: DatabaseArgs {
-            host: db.host.clone(),
-            port: db.port,
-            name: db.name.clone(),
-            user: db.user.clone(),
-            password: db.password.clone().into(),
-            schema: db.schema.clone(),
-            sslmode: "prefer".into(),
-            sslrootcert: None,
-            max_connections: 5,
-        },
-        kafka: KafkaArgs {
-            bootstrap_servers: bootstrap.clone(),
-            topic: topic.clone(),
-            metadata_refresh_ms: 5_000,
-            security: Default::default(),
-        },
-        consumer: ConsumerArgs {
-            group_id: Some(names::unique("shipping")),
-            group_protocol: GroupProtocol::Consumer,
-            session_timeout_ms: 6_000,
-            max_poll_interval_ms: 10_000,
-            retry_backoff_ms: 200,
-            retry_backoff_max_ms: 1_000,
-        },
-        log: LogArgs {
-            log_format: LogFormat::Text,
-        },
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let metrics_url = format!("http://{}/metrics", listener.local_addr().expect("address"));
-    let (stop, waiter) = shutdown::channel();
-    let task = tokio::spawn(ordersystem_shipping::run(config, listener, waiter));
+    let group = service::consumer_args(&names::unique("shipping"), GroupProtocol::Consumer);
+    let config = service::consumer_config(&db, &bootstrap, &topic, group);
+    let shipping = Running::start(db.clone(), |listener, waiter| {
+        ordersystem_shipping::run(config, listener, waiter)
+    })
+    .await;
 
     produce(&bootstrap, &topic, "1", &event(1, "Market Street 1")).await;
     produce(&bootstrap, &topic, "1", &event(1, "Market Street 1")).await; // duplicate
@@ -75,10 +42,7 @@ async fn poison_conflicts_and_duplicates_are_handled_in_shippings_own_schema() {
     wait::until(
         "shipment 3 stored after the poison record",
         Duration::from_secs(60),
-        || {
-            let url = metrics_url.clone();
-            async move { metrics::scrape(&url, "ordersystem_events_consumed").await == 2.0 }
-        },
+        || async { shipping.metric("ordersystem_events_consumed").await == 2.0 },
     )
     .await;
     let reasons: Vec<String> = sqlx::query_scalar("SELECT reason FROM dead_letters ORDER BY \"offset\"")
@@ -91,18 +55,7 @@ async fn poison_conflicts_and_duplicates_are_handled_in_shippings_own_schema() {
         .await
         .expect("shipment 1");
     assert_eq!(street, "Market Street 1", "the first version stays");
-    assert_eq!(
-        metrics::scrape(&metrics_url, "ordersystem_duplicates_skipped").await,
-        1.0
-    );
-    assert_eq!(
-        metrics::scrape(&metrics_url, "ordersystem_dead_letters").await,
-        2.0
-    );
-    stop.fire();
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("stopped")
-        .expect("task")
-        .expect("ran");
+    assert_eq!(shipping.metric("ordersystem_duplicates_skipped").await, 1.0);
+    assert_eq!(shipping.metric("ordersystem_dead_letters").await, 2.0);
+    shipping.stop().await;
 }

@@ -4,13 +4,12 @@
 //! members, proves the rebalances through the members' counters, and the run ends with every order
 //! invoiced and shipped exactly once.
 
-mod support;
-
-use ordersystem_testkit::{env, names, schema};
+use crate::faults::{Load, assert_exactly_once, orders_per_test, shop_processes};
+use crate::support::*;
+use ordersystem_testkit::process::{ServiceProcess, start_all};
+use ordersystem_testkit::{env, names};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::process::{Load, ServiceProcess, assert_exactly_once, binaries, orders_per_test, start_all};
-use support::*;
 
 /// Enough partitions that three members each own some.
 const TOPIC_PARTITIONS: i32 = 6;
@@ -50,30 +49,8 @@ async fn scaling_invoicing_up_and_down_repeatedly_under_load_loses_and_duplicate
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("rebalance");
     create_topic(&bootstrap, &topic, TOPIC_PARTITIONS).await;
-    let [order_bin, invoicing_bin, shipping_bin] = binaries([
-        "ordersystem-order",
-        "ordersystem-invoicing",
-        "ordersystem-shipping",
-    ])
-    .await;
-    let invoicing_db = schema::fresh_schema("invoicing").await;
-    let group = names::unique("invoicing");
-    let member = |db| ServiceProcess::consumer(invoicing_bin.clone(), db, &bootstrap, &topic, &group);
-    let mut first = member(invoicing_db.clone());
-    let mut shipping = ServiceProcess::consumer(
-        shipping_bin,
-        schema::fresh_schema("shipping").await,
-        &bootstrap,
-        &topic,
-        &names::unique("shipping"),
-    );
-    let mut order = ServiceProcess::new(
-        order_bin,
-        schema::fresh_schema("order").await,
-        &bootstrap,
-        &topic,
-        &[],
-    );
+    let [mut order, mut first, mut shipping] =
+        shop_processes("ordersystem-order", &[], &bootstrap, &topic, &env::database_url()).await;
     start_all(&mut [&mut first, &mut shipping, &mut order]).await;
     wait_shared(&[&first]).await;
 
@@ -82,7 +59,7 @@ async fn scaling_invoicing_up_and_down_repeatedly_under_load_loses_and_duplicate
     let load = Load::start(order.url(""));
     for round in 0..rounds {
         let rebalances_before = first.metric("ordersystem_rebalances").await;
-        let mut joined = [member(invoicing_db.clone()), member(invoicing_db.clone())];
+        let mut joined = [first.another(), first.another()];
         for m in &mut joined {
             m.start(&[]);
         }
@@ -123,14 +100,7 @@ async fn scaling_invoicing_up_and_down_repeatedly_under_load_loses_and_duplicate
         load.wait_more(target / (2 * rounds)).await;
     }
     let (accepted, _) = load.finish(target).await;
-    let stored = assert_exactly_once(
-        &order.db,
-        &invoicing_db,
-        &shipping.db,
-        &accepted,
-        &BTreeSet::new(),
-    )
-    .await;
+    let stored = assert_exactly_once(&order.db, &first.db, &shipping.db, &accepted, &BTreeSet::new()).await;
     eprintln!("rebalance: {stored} orders over {rounds} rounds of 1 → 3 → 1 invoicing members");
     for service in [&mut first, &mut shipping, &mut order] {
         service.stop().await;

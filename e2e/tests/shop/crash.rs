@@ -5,17 +5,15 @@
 //! every stored order invoiced and shipped exactly once, and proves its path ran through the relay's and
 //! the consumers' counters and the records on the topic.
 
-mod support;
-
+use crate::faults::{Load, assert_exactly_once, orders_per_test, shop_processes};
+use crate::support::*;
 use ordersystem_contract::wiring::env as wiring;
 use ordersystem_service_kit::failpoints::{ORDER_COMMITTED, RELAY_ACKNOWLEDGED, RELAY_BEFORE_PUBLISH};
-use ordersystem_testkit::{env, names, schema};
+use ordersystem_testkit::kafka::records_per_key;
+use ordersystem_testkit::process::{ServiceProcess, start_all};
+use ordersystem_testkit::{env, names};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::process::{
-    Load, ServiceProcess, assert_exactly_once, binaries, orders_per_test, records_per_key, start_all,
-};
-use support::*;
 
 /// The shop as processes on a fresh topic and schemas: order (with failpoints), invoicing, shipping.
 struct Shop {
@@ -31,33 +29,15 @@ impl Shop {
         let bootstrap = env::kafka_bootstrap();
         let topic = names::unique("crash");
         create_topic(&bootstrap, &topic, PARTITIONS).await;
-        let [order_bin, invoicing_bin, shipping_bin] = binaries([
+        let order_extra = [(wiring::OUTBOX_POLL_MS, "200")];
+        let [order, mut invoicing, mut shipping] = shop_processes(
             "ordersystem-order-failpoints",
-            "ordersystem-invoicing",
-            "ordersystem-shipping",
-        ])
+            &order_extra,
+            &bootstrap,
+            &topic,
+            &env::database_url(),
+        )
         .await;
-        let mut invoicing = ServiceProcess::consumer(
-            invoicing_bin,
-            schema::fresh_schema("invoicing").await,
-            &bootstrap,
-            &topic,
-            &names::unique("invoicing"),
-        );
-        let mut shipping = ServiceProcess::consumer(
-            shipping_bin,
-            schema::fresh_schema("shipping").await,
-            &bootstrap,
-            &topic,
-            &names::unique("shipping"),
-        );
-        let order = ServiceProcess::new(
-            order_bin,
-            schema::fresh_schema("order").await,
-            &bootstrap,
-            &topic,
-            &[(wiring::OUTBOX_POLL_MS, "200")],
-        );
         start_all(&mut [&mut invoicing, &mut shipping]).await;
         Self {
             bootstrap,

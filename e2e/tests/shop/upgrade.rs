@@ -5,8 +5,7 @@
 //! the services' shipped ones made; and no shipped migration changes (sqlx refuses to start when an applied
 //! one did).
 
-mod support;
-
+use crate::support::*;
 use ordersystem_service_kit::config::GroupProtocol;
 use ordersystem_service_kit::consumer;
 use ordersystem_service_kit::relay;
@@ -16,7 +15,6 @@ use ordersystem_testkit::{env, names};
 use serde_json::{Value, json};
 use sqlx::migrate::Migrator;
 use std::time::Duration;
-use support::*;
 
 /// An order the previous order binary committed but had not published when it was replaced.
 const LEFT_UNSENT: i64 = 900_001;

@@ -4,13 +4,11 @@
 //! ignored by both, and an event differing only in fields shipping does not read is a duplicate for
 //! shipping but a conflict for invoicing.
 
-mod support;
-
+use crate::support::*;
 use ordersystem_testkit::kafka::produce;
 use ordersystem_testkit::{env, names};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::*;
 
 /// The design's event for order `id`, with `email` and `price` as given (`None`: the field is absent).
 fn event(id: i64, email: Option<&str>, price: Option<Value>) -> Value {

@@ -2,15 +2,13 @@
 //! form each become exactly one invoice and one shipment with the right totals and addresses; events in
 //! the reference implementation's format are consumed; bad orders get a 4xx and store nothing.
 
-mod support;
-
+use crate::support::*;
 use ordersystem_service_kit::config::GroupProtocol;
 use ordersystem_testkit::{env, names, schema};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::*;
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
     let response = client.get(url).send().await.ok()?;
@@ -73,14 +71,7 @@ async fn api_and_form_orders_each_become_one_invoice_and_one_shipment() {
     assert_eq!(created["totalPrice"], "263.00");
 
     // Through the form, as a browser would: open the form, "Add Line", then submit two lines.
-    let form_page = client
-        .get(order.url("/form.html"))
-        .send()
-        .await
-        .expect("form")
-        .text()
-        .await
-        .expect("html");
+    let form_page = text(&client, order.url("/form.html")).await;
     assert!(
         form_page.contains("Eberhard Wolff") && form_page.contains("Add Line"),
         "{form_page}"
@@ -136,14 +127,7 @@ async fn api_and_form_orders_each_become_one_invoice_and_one_shipment() {
         .and_then(|rest| rest.split('"').next())
         .and_then(|id| id.parse().ok())
         .expect("the success page links the new order");
-    let detail = client
-        .get(order.url(&format!("/{form_id}")))
-        .send()
-        .await
-        .expect("detail")
-        .text()
-        .await
-        .expect("html");
+    let detail = text(&client, order.url(&format!("/{form_id}"))).await;
     assert!(
         detail.contains("1765.00"),
         "42 × 42.00 + 1 × 1.00 = 1765.00 on the order page: {detail}"
@@ -174,26 +158,12 @@ async fn api_and_form_orders_each_become_one_invoice_and_one_shipment() {
     );
 
     // The pages show them.
-    let page = client
-        .get(invoicing.url(&format!("/{form_id}")))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let page = text(&client, invoicing.url(&format!("/{form_id}"))).await;
     assert!(
         page.contains("eberhard.wolff@gmail.com") && page.contains("1764.00"),
         "{page}"
     );
-    let page = client
-        .get(shipping.url("/"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let page = text(&client, shipping.url("/")).await;
     assert!(
         page.contains("Rod Johnson") && page.contains("Eberhard Wolff"),
         "{page}"
@@ -216,74 +186,27 @@ async fn bad_orders_get_a_clear_4xx_and_store_nothing() {
         *body.pointer_mut(pointer).expect("field") = value;
         body
     };
-    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
-        (
-            "no lines",
-            client
-                .post(order.url("/api/orders"))
-                .json(&with("/orderLine", json!([]))),
-            422,
-            "at least one line",
-        ),
-        (
-            "zero count",
-            client
-                .post(order.url("/api/orders"))
-                .json(&with("/orderLine/0/count", json!(0))),
-            422,
-            "count",
-        ),
-        (
-            "absurd count",
-            client
-                .post(order.url("/api/orders"))
-                .json(&with("/orderLine/0/count", json!(1_000_000))),
-            422,
-            "count",
-        ),
-        (
-            "unknown customer",
-            client
-                .post(order.url("/api/orders"))
-                .json(&with("/customerId", json!(999))),
-            422,
-            "unknown customer",
-        ),
-        (
-            "unknown item",
-            client
-                .post(order.url("/api/orders"))
-                .json(&with("/orderLine/1/itemId", json!(999))),
-            422,
-            "unknown item",
-        ),
+    let post = || client.post(order.url("/api/orders"));
+    let invalid = [
+        ("no lines", "/orderLine", json!([]), "at least one line"),
+        ("zero count", "/orderLine/0/count", json!(0), "count"),
+        ("absurd count", "/orderLine/0/count", json!(1_000_000), "count"),
+        ("unknown customer", "/customerId", json!(999), "unknown customer"),
+        ("unknown item", "/orderLine/1/itemId", json!(999), "unknown item"),
         (
             "blank city",
-            client
-                .post(order.url("/api/orders"))
-                .json(&with("/billingAddress/city", json!(" "))),
-            422,
+            "/billingAddress/city",
+            json!(" "),
             "city is required",
         ),
-        (
-            "malformed json",
-            client
-                .post(order.url("/api/orders"))
-                .header("content-type", "application/json")
-                .body("{\"customerId\": "),
-            400,
-            "",
-        ),
-        (
-            "oversized body",
-            client
-                .post(order.url("/api/orders"))
-                .header("content-type", "application/json")
-                .body(vec![b' '; 200_000]),
-            413,
-            "",
-        ),
     ];
+    let mut cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = invalid
+        .into_iter()
+        .map(|(name, pointer, value, message)| (name, post().json(&with(pointer, value)), 422, message))
+        .collect();
+    let raw = |body: Vec<u8>| post().header("content-type", "application/json").body(body);
+    cases.push(("malformed json", raw(b"{\"customerId\": ".to_vec()), 400, ""));
+    cases.push(("oversized body", raw(vec![b' '; 200_000]), 413, ""));
     for (name, request, status, message) in cases {
         let response = request.send().await.expect(name);
         assert_eq!(response.status().as_u16(), status, "{name}");
@@ -388,8 +311,8 @@ async fn reference_format_events_are_consumed() {
         .expect("producer");
     // The design's sample, keyed as the reference keyed it ("<id>created"), and an ISO-8601 variant with
     // fields we do not know.
-    let sample = include_str!("../../contract/tests/samples/reference.json");
-    let iso = include_str!("../../contract/tests/samples/iso_updated_extra_fields.json");
+    let sample = include_str!("../../../services/contract/tests/samples/reference.json");
+    let iso = include_str!("../../../services/contract/tests/samples/iso_updated_extra_fields.json");
     for (key, payload) in [("1created", sample), ("7created", iso)] {
         producer
             .send(

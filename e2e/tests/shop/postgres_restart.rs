@@ -4,16 +4,14 @@
 //! (no rebalance, same assignment, longer than max.poll.interval.ms), and all recover without a restart;
 //! every stored order ends invoiced and shipped exactly once.
 
-mod support;
-
+use crate::faults::{Load, assert_exactly_once, orders_per_test, shop_processes};
+use crate::support::*;
+use ordersystem_testkit::events;
 use ordersystem_testkit::own_instance::OwnInstance;
-use ordersystem_testkit::{env, names, schema};
+use ordersystem_testkit::process::start_all;
+use ordersystem_testkit::{env, names};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::process::{
-    Load, ServiceProcess, assert_exactly_once, binaries, foreign_event, orders_per_test, start_all,
-};
-use support::*;
 
 const INSTANCE: &str = "svc-pg-restart";
 const PORT: u16 = 5442;
@@ -32,33 +30,8 @@ async fn a_postgres_restart_pauses_everyone_and_all_recover_without_a_restart() 
     let bootstrap = env::kafka_bootstrap();
     let topic = names::unique("pg-restart");
     create_topic(&bootstrap, &topic, PARTITIONS).await;
-    let [order_bin, invoicing_bin, shipping_bin] = binaries([
-        "ordersystem-order",
-        "ordersystem-invoicing",
-        "ordersystem-shipping",
-    ])
-    .await;
-    let mut order = ServiceProcess::new(
-        order_bin,
-        schema::fresh_schema_at(&admin_url, "order").await,
-        &bootstrap,
-        &topic,
-        &[],
-    );
-    let mut invoicing = ServiceProcess::consumer(
-        invoicing_bin,
-        schema::fresh_schema_at(&admin_url, "invoicing").await,
-        &bootstrap,
-        &topic,
-        &names::unique("invoicing"),
-    );
-    let mut shipping = ServiceProcess::consumer(
-        shipping_bin,
-        schema::fresh_schema_at(&admin_url, "shipping").await,
-        &bootstrap,
-        &topic,
-        &names::unique("shipping"),
-    );
+    let [mut order, mut invoicing, mut shipping] =
+        shop_processes("ordersystem-order", &[], &bootstrap, &topic, &admin_url).await;
     start_all(&mut [&mut order, &mut invoicing, &mut shipping]).await;
     let consumers = [&invoicing, &shipping];
     for consumer in consumers {
@@ -89,7 +62,13 @@ async fn a_postgres_restart_pauses_everyone_and_all_recover_without_a_restart() 
     // Events another writer puts on the topic meanwhile reach consumers that cannot store them.
     let foreign: BTreeSet<i64> = (1_000_001..=1_000_010).collect();
     for id in &foreign {
-        ordersystem_testkit::kafka::produce(&bootstrap, &topic, &id.to_string(), &foreign_event(*id)).await;
+        ordersystem_testkit::kafka::produce(
+            &bootstrap,
+            &topic,
+            &id.to_string(),
+            &events::order_placed(*id, 1),
+        )
+        .await;
     }
     for consumer in consumers {
         consumer.wait_log("transient failure, pausing partition").await;

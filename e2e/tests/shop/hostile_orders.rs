@@ -2,12 +2,10 @@
 //! elsewhere (HTML and script, SQL metacharacters, quotes, non-ASCII) is an ordinary address here: stored
 //! and published byte for byte, and shown escaped on the order, invoice and shipment pages.
 
-mod support;
-
+use crate::support::*;
 use ordersystem_testkit::{env, names};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::*;
 
 fn order() -> Value {
     json!({
@@ -254,14 +252,7 @@ async fn page(client: &reqwest::Client, url: String) -> String {
         }
     })
     .await;
-    client
-        .get(&url)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html")
+    text(client, url).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

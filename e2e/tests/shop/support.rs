@@ -1,0 +1,79 @@
+//! The three services in-process against the real broker and database, each with a fresh schema (owned by
+//! its own role) and, for the consumers, a group of its own.
+
+use ordersystem_service_kit::config::{ConsumerArgs, GroupProtocol};
+pub use ordersystem_testkit::kafka::create_topic;
+use ordersystem_testkit::schema::{self, ServiceDb};
+pub use ordersystem_testkit::service::{Running, consumer_args};
+pub use ordersystem_testkit::wait::until as wait_until;
+use ordersystem_testkit::{names, service};
+
+pub const PARTITIONS: i32 = 3;
+
+pub async fn spawn_order(bootstrap: &str, topic: &str) -> Running {
+    spawn_order_in(schema::fresh_schema("order").await, bootstrap, topic).await
+}
+
+pub async fn spawn_order_in(db: ServiceDb, bootstrap: &str, topic: &str) -> Running {
+    let config = ordersystem_order::config::Config {
+        http: service::http_args(),
+        database: service::database_args(&db),
+        kafka: service::kafka_args(bootstrap, topic),
+        log: service::log_args(),
+        outbox_message_timeout_ms: 120_000,
+        outbox_poll_ms: 200,
+        outbox_keep_sent_s: 3_600,
+    };
+    Running::start(db, |listener, waiter| {
+        ordersystem_order::run(config, listener, waiter)
+    })
+    .await
+}
+
+pub async fn spawn_invoicing(db: ServiceDb, bootstrap: &str, topic: &str, consumer: ConsumerArgs) -> Running {
+    let config = service::consumer_config(&db, bootstrap, topic, consumer);
+    Running::start(db, |listener, waiter| {
+        ordersystem_invoicing::run(config, listener, waiter)
+    })
+    .await
+}
+
+pub async fn spawn_shipping(db: ServiceDb, bootstrap: &str, topic: &str, consumer: ConsumerArgs) -> Running {
+    let config = service::consumer_config(&db, bootstrap, topic, consumer);
+    Running::start(db, |listener, waiter| {
+        ordersystem_shipping::run(config, listener, waiter)
+    })
+    .await
+}
+
+/// Invoicing and shipping on `topic`, each with a fresh schema and its own new group of the KIP-848
+/// `consumer` protocol the services use by default.
+pub async fn spawn_consumers(bootstrap: &str, topic: &str) -> (Running, Running) {
+    let fresh = async |service| {
+        let group = consumer_args(&names::unique(service), GroupProtocol::Consumer);
+        (schema::fresh_schema(service).await, group)
+    };
+    let (db, group) = fresh("invoicing").await;
+    let invoicing = spawn_invoicing(db, bootstrap, topic, group).await;
+    let (db, group) = fresh("shipping").await;
+    (invoicing, spawn_shipping(db, bootstrap, topic, group).await)
+}
+
+/// A metric's value from the service's `/metrics` (sum over label sets), 0 when absent.
+pub async fn metric(running: &Running, name: &str) -> f64 {
+    running.metric(name).await
+}
+
+pub async fn count(db: &ServiceDb, sql: &str) -> i64 {
+    db.count(sql).await
+}
+
+/// The body of `GET url`.
+pub async fn text(client: &reqwest::Client, url: String) -> String {
+    let response = client.get(&url).send().await;
+    let response = response.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} body: {e}"))
+}
