@@ -8,6 +8,7 @@ pub mod events;
 pub mod kafka;
 pub mod metrics;
 pub mod names;
+pub mod orders;
 pub mod own_instance;
 pub mod process;
 pub mod proxy;

@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use ordersystem_service_kit::config::GroupProtocol;
-use ordersystem_testkit::{env, names, schema};
+use ordersystem_testkit::{env, names, orders, schema};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
@@ -59,14 +59,7 @@ async fn api_and_form_orders_each_become_one_invoice_and_one_shipment() {
     let client = reqwest::Client::new();
 
     // Through the API: 3 × iPod touch (21.00) + 2 × Apple TV (100.00) = 263.00.
-    let response = client
-        .post(order.url("/api/orders"))
-        .json(&api_order())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 201, "{:?}", response.text().await);
-    let created: Value = response.json().await.expect("json");
+    let created = orders::place(&client, &order.url(""), &api_order()).await;
     let api_id = created["id"].as_i64().expect("id");
     assert_eq!(created["totalPrice"], "263.00");
 

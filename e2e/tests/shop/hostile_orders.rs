@@ -3,7 +3,7 @@
 //! and published byte for byte, and shown escaped on the order, invoice and shipment pages.
 
 use crate::support::*;
-use ordersystem_testkit::{env, names};
+use ordersystem_testkit::{env, names, orders};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -272,14 +272,7 @@ async fn script_and_sql_in_text_fields_are_kept_verbatim_and_shown_escaped() {
         "billingAddress": {"street": sql, "zip": "1' OR '1'='1", "city": script},
         "orderLine": [{"count": 2, "itemId": 4}]
     });
-    let response = client
-        .post(order_service.url("/api/orders"))
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 201, "{:?}", response.text().await);
-    let id = response.json::<Value>().await.expect("json")["id"]
+    let id = orders::place(&client, &order_service.url(""), &body).await["id"]
         .as_i64()
         .expect("id");
 

@@ -11,7 +11,7 @@ use ordersystem_service_kit::consumer;
 use ordersystem_service_kit::relay;
 use ordersystem_testkit::kafka::produce;
 use ordersystem_testkit::schema::{self, ServiceDb};
-use ordersystem_testkit::{env, names};
+use ordersystem_testkit::{env, names, orders};
 use serde_json::{Value, json};
 use sqlx::migrate::Migrator;
 use std::time::Duration;
@@ -58,19 +58,13 @@ fn event(id: i64) -> Value {
 }
 
 async fn place_order(order: &Running) -> i64 {
-    let response = reqwest::Client::new()
-        .post(order.url("/api/orders"))
-        .json(&json!({
-            "customerId": 2,
-            "shippingAddress": {"street": "Market Street 1", "zip": "94105", "city": "San Francisco"},
-            "billingAddress": {"street": "Billing Road 2", "zip": "94000", "city": "Oakland"},
-            "orderLine": [{"count": 1, "itemId": 4}]
-        }))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 201, "{:?}", response.text().await);
-    let created: Value = response.json().await.expect("json");
+    let body = json!({
+        "customerId": 2,
+        "shippingAddress": {"street": "Market Street 1", "zip": "94105", "city": "San Francisco"},
+        "billingAddress": {"street": "Billing Road 2", "zip": "94000", "city": "Oakland"},
+        "orderLine": [{"count": 1, "itemId": 4}]
+    });
+    let created = orders::place(&reqwest::Client::new(), &order.url(""), &body).await;
     created["id"].as_i64().expect("id")
 }
 

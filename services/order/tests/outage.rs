@@ -5,9 +5,9 @@
 mod support;
 
 use ordersystem_testkit::kafka::records_per_key;
-use ordersystem_testkit::names;
 use ordersystem_testkit::own_instance::OwnInstance;
 use ordersystem_testkit::wait::until as wait_until;
+use ordersystem_testkit::{names, orders};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,19 +28,7 @@ async fn place(client: &reqwest::Client, order: &Running, n: i64) -> i64 {
         "billingAddress": {"street": "Krischerstr. 100", "zip": "40789", "city": "Monheim am Rhein"},
         "orderLine": [{"count": n, "itemId": 3}]
     });
-    let response = client
-        .post(order.url("/api/orders"))
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(
-        response.status(),
-        201,
-        "order {n} refused: {:?}",
-        response.text().await
-    );
-    response.json::<serde_json::Value>().await.expect("json")["id"]
+    orders::place(client, &order.url(""), &body).await["id"]
         .as_i64()
         .expect("id")
 }
