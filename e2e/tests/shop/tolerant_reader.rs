@@ -75,19 +75,13 @@ async fn each_consumer_reads_only_the_fields_it_stores() {
 
     // Shipping: orders 1 and 2 stored, with what it keeps of them; order 3 dead-lettered, naming the field.
     assert_eq!(
-        count(
-            &shipping.db,
-            "SELECT count(*) FROM shipments WHERE order_id IN (1, 2)"
-        )
-        .await,
+        shipping
+            .count("SELECT count(*) FROM shipments WHERE order_id IN (1, 2)")
+            .await,
         2
     );
     assert_eq!(
-        count(
-            &shipping.db,
-            "SELECT count(*) FROM shipment_lines WHERE order_id = 1 AND count = 2 AND item_name = 'Apple TV'"
-        )
-        .await,
+        shipping.count("SELECT count(*) FROM shipment_lines WHERE order_id = 1 AND count = 2 AND item_name = 'Apple TV'").await,
         1
     );
     let mut conn = shipping.db.connect().await;
@@ -101,19 +95,15 @@ async fn each_consumer_reads_only_the_fields_it_stores() {
     // Invoicing: orders 2 (the first version's price) and 3 stored; order 1 dead-lettered naming what is
     // missing, and the changed order 2 dead-lettered as a conflict.
     assert_eq!(
-        count(
-            &invoicing.db,
-            "SELECT count(*) FROM invoices WHERE order_id IN (2, 3)"
-        )
-        .await,
+        invoicing
+            .count("SELECT count(*) FROM invoices WHERE order_id IN (2, 3)")
+            .await,
         2
     );
     assert_eq!(
-        count(
-            &invoicing.db,
-            "SELECT count(*) FROM invoice_lines WHERE order_id = 2 AND price = 100"
-        )
-        .await,
+        invoicing
+            .count("SELECT count(*) FROM invoice_lines WHERE order_id = 2 AND price = 100")
+            .await,
         1
     );
     let mut conn = invoicing.db.connect().await;

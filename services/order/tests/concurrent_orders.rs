@@ -28,6 +28,19 @@ fn order(i: usize) -> Value {
     })
 }
 
+/// Every value `sql` yields, as a set.
+async fn set_of<T>(conn: &mut sqlx::PgConnection, sql: &'static str) -> BTreeSet<T>
+where
+    T: Ord + Send + Unpin,
+    (T,): for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    let values: Vec<T> = sqlx::query_scalar(sql)
+        .fetch_all(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    values.into_iter().collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_orders_are_stored_together_and_each_request_gets_its_own_answer() {
     let bootstrap = env::kafka_bootstrap();
@@ -109,23 +122,13 @@ async fn concurrent_orders_are_stored_together_and_each_request_gets_its_own_ans
     );
 
     // What was answered is what is stored: each accepted order once, with its outbox row.
-    let stored: BTreeSet<String> = sqlx::query_scalar("SELECT shipping_street FROM orders")
-        .fetch_all(&mut conn)
-        .await
-        .expect("orders")
-        .into_iter()
-        .collect();
+    let stored: BTreeSet<String> = set_of(&mut conn, "SELECT shipping_street FROM orders").await;
     assert_eq!(stored, expected);
     assert_eq!(
         count(&service.db, "SELECT count(*) FROM orders").await,
         expected.len() as i64
     );
-    let outbox_ids: BTreeSet<i64> = sqlx::query_scalar("SELECT record_key::bigint FROM outbox")
-        .fetch_all(&mut conn)
-        .await
-        .expect("outbox")
-        .into_iter()
-        .collect();
+    let outbox_ids: BTreeSet<i64> = set_of(&mut conn, "SELECT record_key::bigint FROM outbox").await;
     assert_eq!(outbox_ids, ids, "one outbox row per accepted order");
 
     // Every request went through a batch, and they were stored several at a time.
