@@ -135,10 +135,8 @@ async fn client(kubeconfig: Kubeconfig) -> Result<kube::Client> {
 /// `helm template` of `templates/rbac.yaml` for `release` in `namespace`, watching `namespace`.
 fn render(release: &str, namespace: &str) -> Result<String> {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/ordersystem-operator");
-    let helm = std::env::var("HELM").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/ordersystem/bin/helm")
-    });
+    // The test bed's helm is on PATH (`. /tmp/ordersystem/env`), as for `cluster::install_operator`.
+    let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".to_string());
     let output = std::process::Command::new(&helm)
         .args(["template", release])
         .arg(&chart)
@@ -146,7 +144,7 @@ fn render(release: &str, namespace: &str) -> Result<String> {
         .args(["--set", &format!("watchNamespace={namespace}")])
         .args(["--show-only", "templates/rbac.yaml"])
         .output()
-        .with_context(|| format!("cannot run helm at {helm} (set HELM)"))?;
+        .with_context(|| format!("cannot run {helm} (is the test bed's PATH set, or HELM?)"))?;
     if !output.status.success() {
         bail!(
             "helm template failed: {}",

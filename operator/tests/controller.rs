@@ -20,8 +20,9 @@ use serde_json::json;
 use setup::setup;
 use std::time::Duration;
 
-fn spec_json(topic: &str, bootstrap: &str, policy: &str) -> serde_json::Value {
-    let mut os = shop_json(topic, bootstrap, policy);
+/// The test's shop with `deletionPolicy: policy` and one managed topic config.
+fn spec_json(s: &setup::Setup, policy: &str) -> serde_json::Value {
+    let mut os = shop_json(&s.topic, &s.bootstrap, policy);
     os["spec"]["kafka"]["topic"]["config"] = json!({"retention.ms": "3600000"});
     os
 }
@@ -40,8 +41,7 @@ fn env_value(d: &Deployment, name: &str) -> Option<String> {
 #[tokio::test]
 async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_right_objects() {
     let s = setup("ctl-main").await;
-    let bootstrap = s.bootstrap.clone();
-    s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
+    s.create(spec_json(&s, "Delete")).await;
 
     let os = wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
     assert_eq!(
@@ -75,7 +75,7 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
     assert!(status.schemas.iter().all(|s| s.privileges_verified) && status.schemas.len() == 3);
 
     // The topic, checked with the Admin API.
-    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    let admin = KafkaClients::default().admin(&s.bootstrap).expect("admin");
     let described = kafka::describe(&admin, &s.topic)
         .await
         .expect("describe")
@@ -212,11 +212,10 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
 #[tokio::test]
 async fn retain_keeps_topic_and_schemas_after_delete() {
     let s = setup("ctl-retain").await;
-    let bootstrap = s.bootstrap.clone();
-    s.create(spec_json(&s.topic, &bootstrap, "Retain")).await;
+    s.create(spec_json(&s, "Retain")).await;
     let os = wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
     s.delete_shop_and_wait(90, "resource gone").await;
-    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    let admin = KafkaClients::default().admin(&s.bootstrap).expect("admin");
     assert!(
         kafka::describe(&admin, &s.topic)
             .await
@@ -240,13 +239,12 @@ async fn retain_keeps_topic_and_schemas_after_delete() {
 #[tokio::test]
 async fn a_second_resource_on_the_same_topic_is_a_conflict() {
     let s = setup("ctl-conflict").await;
-    let bootstrap = s.bootstrap.clone();
-    s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
+    s.create(spec_json(&s, "Delete")).await;
     wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
     // Creation timestamps have one-second resolution, and of two equally old claims the smaller uid wins:
     // the second resource must be younger for this test to know which one loses.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let mut second = spec_json(&s.topic, &bootstrap, "Delete");
+    let mut second = spec_json(&s, "Delete");
     second["metadata"]["name"] = "shop2".into();
     s.api
         .create(&PostParams::default(), &to_os(second))
@@ -274,7 +272,7 @@ async fn a_second_resource_on_the_same_topic_is_a_conflict() {
         s.api.get_opt("shop2").await.ok()?.is_none().then_some(())
     })
     .await;
-    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    let admin = KafkaClients::default().admin(&s.bootstrap).expect("admin");
     assert!(
         kafka::describe(&admin, &s.topic)
             .await
@@ -288,8 +286,7 @@ async fn a_second_resource_on_the_same_topic_is_a_conflict() {
 #[tokio::test]
 async fn consumers_beyond_partitions_degrade_with_a_warning_and_paused_changes_nothing() {
     let s = setup("ctl-warn").await;
-    let bootstrap = s.bootstrap.clone();
-    let mut os = spec_json(&s.topic, &bootstrap, "Delete");
+    let mut os = spec_json(&s, "Delete");
     os["spec"]["shipping"] = json!({"replicas": 5});
     s.create(os).await;
     wait_condition(&s.api, "Degraded", "True", "ConsumersExceedPartitions").await;
@@ -319,7 +316,8 @@ async fn consumers_beyond_partitions_degrade_with_a_warning_and_paused_changes_n
 #[tokio::test]
 async fn an_invalid_spec_is_reported_and_nothing_is_written() {
     let s = setup("ctl-invalid").await;
-    let os = spec_json(&s.topic, "no-port-here", "Delete");
+    let mut os = spec_json(&s, "Delete");
+    os["spec"]["kafka"]["bootstrapServers"] = "no-port-here".into();
     s.create(os).await;
     let os = wait_condition(&s.api, "Ready", "False", "InvalidSpec").await;
     let message = os
@@ -339,8 +337,7 @@ async fn an_invalid_spec_is_reported_and_nothing_is_written() {
 #[tokio::test]
 async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_service() {
     let s = setup("ctl-rotate").await;
-    let bootstrap = s.bootstrap.clone();
-    s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
+    s.create(spec_json(&s, "Delete")).await;
     let order = wait::until_some("all three deployed", Duration::from_secs(90), || {
         s.deployment("shop-order")
     })
@@ -396,8 +393,7 @@ async fn a_recreated_secret_gets_a_new_password_that_works_and_rolls_only_its_se
 #[tokio::test]
 async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_is_deployed() {
     let s = setup("ctl-rf").await;
-    let bootstrap = s.bootstrap.clone();
-    let mut os = spec_json(&s.topic, &bootstrap, "Delete");
+    let mut os = spec_json(&s, "Delete");
     os["spec"]["kafka"]["topic"]["replicationFactor"] = 3.into();
     s.create(os).await;
     let os = wait_condition(&s.api, "TopicReady", "False", "ReplicationFactorTooLarge").await;
@@ -405,7 +401,7 @@ async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_
         condition(&os, "Progressing"),
         Some(("True".into(), "WaitingForTopic".into()))
     );
-    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    let admin = KafkaClients::default().admin(&s.bootstrap).expect("admin");
     assert!(
         kafka::describe(&admin, &s.topic)
             .await
@@ -423,15 +419,14 @@ async fn a_replication_factor_above_the_broker_count_is_a_condition_and_nothing_
 #[tokio::test]
 async fn a_deleted_topic_is_recreated_only_after_the_annotation_acknowledges_its_old_id() {
     let s = setup("ctl-identity").await;
-    let bootstrap = s.bootstrap.clone();
-    s.create(spec_json(&s.topic, &bootstrap, "Delete")).await;
+    s.create(spec_json(&s, "Delete")).await;
     let os = wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
     let old_id = os
         .status
         .and_then(|st| st.topic)
         .and_then(|t| t.topic_id)
         .expect("topic id recorded");
-    let admin = KafkaClients::default().admin(&bootstrap).expect("admin");
+    let admin = KafkaClients::default().admin(&s.bootstrap).expect("admin");
     kafka::delete_topic(&admin, &s.topic)
         .await
         .expect("delete out of band");

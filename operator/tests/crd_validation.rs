@@ -1,4 +1,5 @@
-//! The API server itself rejects invalid `OrderSystem`s with the schema's and the CEL rules' messages.
+//! The API server itself rejects invalid `OrderSystem`s with the schema's and the CEL rules' messages, and a
+//! status computed from an older version of the object.
 //! Needs the local control plane (`e2e/infra/up.sh`).
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -178,4 +179,46 @@ async fn the_shipped_example_and_development_manifests_are_valid() {
             panic!("the operator refuses {path}: {invalid}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_status_computed_from_an_object_that_changed_since_is_refused() {
+    use ordersystem_operator::controller::status;
+    let (api, _ns) = setup().await;
+    let created = api
+        .create(
+            &PostParams::default(),
+            &to_os(minimal_json("shop", "stale-status")),
+        )
+        .await
+        .expect("create");
+    let client = ordersystem_e2e::kube::client().await;
+    let report = status::Report::invalid(&created, "a stale view".into());
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let computed = status::compute(&created, &report, now);
+    // Someone changes the object after the operator read it.
+    patch(
+        &api,
+        "shop",
+        json!({"metadata": {"annotations": {"example.com/touched": "yes"}}}),
+    )
+    .await
+    .expect("annotate");
+    let error = status::patch(&client, &created, computed.clone())
+        .await
+        .expect_err("a write from the older version is refused");
+    assert!(
+        matches!(&error, kube::Error::Api(status) if status.code == 409),
+        "{error:?}"
+    );
+    assert!(
+        api.get_status("shop").await.expect("get").status.is_none(),
+        "nothing was written"
+    );
+    // From the current version it is written.
+    let current = api.get("shop").await.expect("get");
+    assert!(
+        status::patch(&client, &current, computed).await.expect("written"),
+        "a status was written"
+    );
 }

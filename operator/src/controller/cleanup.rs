@@ -24,27 +24,16 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     let Ok(spec) = validate::validate(os) else {
         return Ok(Action::await_change());
     };
-    if spec.deletion_policy == DeletionPolicy::Retain {
-        ctx.event(
-            os,
-            EventType::Normal,
-            "Retained",
-            "Delete",
-            format!("{} are kept (deletionPolicy Retain)", external(&spec)),
-        )
-        .await;
-        return Ok(Action::await_change());
-    }
-    delete_from_kafka(os, ctx, &spec).await?;
-    delete_from_postgres(os, ctx, &spec).await?;
-    ctx.event(
-        os,
-        EventType::Normal,
-        "Deleted",
-        "Delete",
-        format!("{} were deleted (deletionPolicy Delete)", external(&spec)),
-    )
-    .await;
+    let (reason, note) = match spec.deletion_policy {
+        DeletionPolicy::Retain => ("Retained", "are kept (deletionPolicy Retain)"),
+        DeletionPolicy::Delete => {
+            delete_from_kafka(os, ctx, &spec).await?;
+            delete_from_postgres(os, ctx, &spec).await?;
+            ("Deleted", "were deleted (deletionPolicy Delete)")
+        }
+    };
+    let note = format!("{} {note}", external(&spec));
+    ctx.event(os, EventType::Normal, reason, "Delete", note).await;
     Ok(Action::await_change())
 }
 

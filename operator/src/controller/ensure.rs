@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
+use tracing::info;
 
 use super::build::{self, Desired, Observed};
 use super::context::Context;
@@ -200,6 +201,9 @@ async fn ensure_topic(
             kafka::identities::ensure(&ctx.client, admin, spec, mechanism, identities, &ctx.metrics).await
     {
         result = Err(error);
+    }
+    if let Ok(TopicObserved { created: true, .. }) = &result {
+        info!(topic = %spec.topic.name, "created the topic: this resource recorded none");
     }
     // Read either way: after a success an earlier failure is history, not news.
     let connection =

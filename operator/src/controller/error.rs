@@ -55,6 +55,12 @@ impl Error {
         }
     }
 
+    /// The status write was refused because the object changed since it was read: not a failure, the
+    /// reconcile looks again from a fresh read.
+    pub fn is_stale_write(&self) -> bool {
+        matches!(self, Self::Status { source: kube::Error::Api(status), .. } if status.code == 409)
+    }
+
     /// Whether retrying can help. Everything that reaches here is: an invalid spec never becomes an
     /// error (it is a condition and waits for a change); a broker, database or API server that is away
     /// may come back.
@@ -70,16 +76,20 @@ impl Error {
 }
 
 /// An error with its sources, `: `-separated, for conditions and Events (never contains passwords: no
-/// error of the operator carries one).
-pub fn describe_error(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
+/// error of the operator carries one). An error the API server answered ends the text with its own
+/// sentence: kube's rendering of it adds a `Debug` dump of the whole response.
+pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(kube::Error::Api(status)) = error.downcast_ref::<kube::Error>() {
+            parts.push(status.message.clone());
+            break;
+        }
+        parts.push(error.to_string());
+        next = error.source();
     }
-    text
+    parts.join(": ")
 }
 
 /// `min(5 s · 2^(failures-1), 5 min)` plus `jitter` (0..1) times 10 % of it.
@@ -92,6 +102,20 @@ pub fn backoff_delay(failures: u32, jitter: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_api_server_answer_is_described_by_its_message_without_a_debug_dump() {
+        let status =
+            kube::core::Status::failure("secrets \"no-such-secret\" not found", "NotFound").with_code(404);
+        let error = super::super::postgres::Error::ReadAdminSecret {
+            name: "no-such-secret".into(),
+            source: kube::Error::Api(Box::new(status)),
+        };
+        assert_eq!(
+            describe_error(&error),
+            "failed to read admin Secret no-such-secret: secrets \"no-such-secret\" not found"
+        );
+    }
 
     #[test]
     fn backoff_doubles_from_five_seconds_and_stops_at_five_minutes() {

@@ -113,6 +113,23 @@ pub enum Error {
     },
 }
 
+/// The client of `bootstrap` with `security` in `cache`, made by `make` on first use.
+fn cached<T, E>(
+    cache: &Mutex<HashMap<(String, String), Arc<T>>>,
+    bootstrap: &str,
+    security: &ClientSecurity,
+    make: impl FnOnce() -> Result<T, E>,
+) -> Result<Arc<T>, E> {
+    let key = (bootstrap.to_string(), security.fingerprint());
+    let mut clients = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(client) = clients.get(&key) {
+        return Ok(client.clone());
+    }
+    let client = Arc::new(make()?);
+    clients.insert(key, client.clone());
+    Ok(client)
+}
+
 /// The settings every client of the operator starts from: the brokers, a bounded socket timeout, and TLS
 /// and SASL as `security` says.
 pub fn client_config(bootstrap: &str, security: &ClientSecurity) -> ClientConfig {
@@ -144,24 +161,14 @@ impl KafkaClients {
 
     /// An admin client with TLS and SASL as `security` says.
     pub fn admin_with(&self, bootstrap: &str, security: &ClientSecurity) -> Result<Arc<Admin>, Error> {
-        let key = (bootstrap.to_string(), security.fingerprint());
-        let mut admins = self
-            .admins
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(admin) = admins.get(&key) {
-            return Ok(admin.clone());
-        }
-        let admin: Admin =
+        cached(&self.admins, bootstrap, security, || {
             client_config(bootstrap, security)
                 .create()
                 .map_err(|source| Error::CreateClient {
                     bootstrap: bootstrap.to_string(),
                     source,
-                })?;
-        let admin = Arc::new(admin);
-        admins.insert(key, admin.clone());
-        Ok(admin)
+                })
+        })
     }
 
     /// The lag reader of `bootstrap` with `security`, created on first use with `group` as its own
@@ -172,17 +179,9 @@ impl KafkaClients {
         security: &ClientSecurity,
         group: &str,
     ) -> Result<Arc<GroupClient>, KafkaError> {
-        let key = (bootstrap.to_string(), security.fingerprint());
-        let mut readers = self
-            .lag_readers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(reader) = readers.get(&key) {
-            return Ok(reader.clone());
-        }
-        let reader = Arc::new(GroupClient::new(&client_config(bootstrap, security), group)?);
-        readers.insert(key, reader.clone());
-        Ok(reader)
+        cached(&self.lag_readers, bootstrap, security, || {
+            GroupClient::new(&client_config(bootstrap, security), group)
+        })
     }
 
     /// Forgets the lag reader of `bootstrap` with `security` after a failed look, so the next look starts

@@ -209,28 +209,23 @@ mod tests {
 
     #[test]
     fn lag_keeps_growing_only_while_above_the_threshold_and_not_shrinking() {
-        assert_eq!(growing_observations(None, 100, 100), 0, "at the threshold");
-        assert_eq!(growing_observations(None, 101, 100), 1);
-        assert_eq!(
-            growing_observations(Some(&group(150, 2)), 150, 100),
-            3,
-            "stuck counts"
-        );
-        assert_eq!(
-            growing_observations(Some(&group(150, 2)), 200, 100),
-            3,
-            "growing counts"
-        );
-        assert_eq!(
-            growing_observations(Some(&group(150, 2)), 140, 100),
-            1,
-            "catching up restarts"
-        );
-        assert_eq!(
-            growing_observations(Some(&group(150, 5)), 50, 100),
-            0,
-            "below resets"
-        );
+        // (previous lag and count, lag now, expected count, why), with a threshold of 100.
+        let cases = [
+            (None, 100, 0, "at the threshold"),
+            (None, 101, 1, "above it"),
+            (Some((150, 2)), 150, 3, "stuck counts"),
+            (Some((150, 2)), 200, 3, "growing counts"),
+            (Some((150, 2)), 140, 1, "catching up restarts"),
+            (Some((150, 5)), 50, 0, "below resets"),
+        ];
+        for (previous, lag, expected, why) in cases {
+            let previous = previous.map(|(lag, count)| group(lag, count));
+            assert_eq!(
+                growing_observations(previous.as_ref(), lag, 100),
+                expected,
+                "{why}"
+            );
+        }
     }
 
     #[test]

@@ -124,9 +124,8 @@ pub async fn connect(admin: &AdminConnection, spec: &ValidSpec) -> Result<PgConn
 
 /// Each service's database Secret that exists, for `ensure` and the rotation.
 pub async fn read_secrets(client: &kube::Client, spec: &ValidSpec) -> Result<secrets::ByService, Error> {
-    secrets::read(client, spec, |plan| &plan.secret_name)
-        .await
-        .map_err(|secrets::ReadError { name, source }| Error::ServiceSecret { name, source })
+    let read = secrets::read(client, spec, |plan| &plan.secret_name).await;
+    read.map_err(|secrets::ReadError { name, source }| Error::ServiceSecret { name, source })
 }
 
 /// Provisions all three services in the crash-safe order, or only observes when `paused`. `existing` are
@@ -268,20 +267,11 @@ async fn provision(
     let verifier = scram::verifier(password);
     if create_role {
         // Role and its ownership comment in one transaction: a crash never leaves an unowned role behind.
-        let mut tx = conn.begin().await.map_err(err("role"))?;
-        execute(
-            &mut tx,
+        let statements = [
             format!("CREATE ROLE {ident} LOGIN PASSWORD {}", literal(&verifier)),
-            err("role"),
-        )
-        .await?;
-        execute(
-            &mut tx,
             format!("COMMENT ON ROLE {ident} IS {}", literal(owner)),
-            err("role"),
-        )
-        .await?;
-        tx.commit().await.map_err(err("role"))?;
+        ];
+        execute_all(conn, statements, err("role")).await?;
     } else if secret_created {
         // The Secret was (re)created after the role: the role must take the Secret's password.
         execute(
@@ -301,26 +291,12 @@ async fn provision(
         execute(conn, format!("GRANT {ident} TO CURRENT_USER"), err("membership")).await?;
     }
     if create_schema {
-        let mut tx = conn.begin().await.map_err(err("schema"))?;
-        execute(
-            &mut tx,
+        let statements = [
             format!("CREATE SCHEMA {ident} AUTHORIZATION {ident}"),
-            err("schema"),
-        )
-        .await?;
-        execute(
-            &mut tx,
             format!("COMMENT ON SCHEMA {ident} IS {}", literal(owner)),
-            err("schema"),
-        )
-        .await?;
-        execute(
-            &mut tx,
             format!("REVOKE ALL ON SCHEMA {ident} FROM PUBLIC"),
-            err("schema"),
-        )
-        .await?;
-        tx.commit().await.map_err(err("schema"))?;
+        ];
+        execute_all(conn, statements, err("schema")).await?;
     }
     execute(
         conn,
@@ -328,6 +304,19 @@ async fn provision(
         err("search_path"),
     )
     .await
+}
+
+/// `statements` in one transaction: after a crash, all of them happened or none.
+pub(super) async fn execute_all(
+    conn: &mut PgConnection,
+    statements: impl IntoIterator<Item = String>,
+    err: impl Fn(sqlx::Error) -> Error,
+) -> Result<(), Error> {
+    let mut tx = conn.begin().await.map_err(&err)?;
+    for sql in statements {
+        execute(&mut tx, sql, &err).await?;
+    }
+    tx.commit().await.map_err(&err)
 }
 
 pub(super) async fn execute<F>(conn: &mut PgConnection, sql: String, err: F) -> Result<(), Error>

@@ -31,7 +31,7 @@ use sqlx::PgConnection;
 
 use super::build::Observed;
 use super::context::Context;
-use super::postgres::{self, execute, literal};
+use super::postgres::{self, execute, execute_all, literal};
 use super::secrets;
 use super::validate::{ServicePlan, ValidSpec};
 use crate::crd::{OrderSystem, SchemaStatus};
@@ -294,7 +294,7 @@ async fn check_owned(
     }
 }
 
-fn sql_error(what: &'static str, plan: &ServicePlan) -> impl FnOnce(sqlx::Error) -> postgres::Error {
+fn sql_error(what: &'static str, plan: &ServicePlan) -> impl Fn(sqlx::Error) -> postgres::Error {
     let service = plan.service.as_str();
     move |source| postgres::Error::Provision {
         what,
@@ -323,14 +323,11 @@ async fn enable_login(
         let sql = format!("ALTER ROLE {ident} LOGIN PASSWORD {verifier}");
         execute(conn, sql, sql_error("login password", plan)).await?;
     } else {
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(sql_error("login", plan))?;
-        let create = format!("CREATE ROLE {ident} LOGIN PASSWORD {verifier} IN ROLE {owner_role}");
-        execute(&mut tx, create, sql_error("login", plan)).await?;
-        let comment = format!("COMMENT ON ROLE {ident} IS {}", literal(owner));
-        execute(&mut tx, comment, sql_error("login", plan)).await?;
-        tx.commit().await.map_err(sql_error("login", plan))?;
+        let statements = [
+            format!("CREATE ROLE {ident} LOGIN PASSWORD {verifier} IN ROLE {owner_role}"),
+            format!("COMMENT ON ROLE {ident} IS {}", literal(owner)),
+        ];
+        execute_all(conn, statements, sql_error("login", plan)).await?;
     }
     if login != plan.db_identifier {
         let owner_literal = literal(&plan.db_identifier);

@@ -47,6 +47,13 @@ pub async fn read(
     Ok(found)
 }
 
+/// The Secret `name` of `namespace`, read by name (never from a cache of all Secrets).
+pub async fn get(client: &kube::Client, namespace: &str, name: &str) -> Result<Secret, kube::Error> {
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+}
+
 /// A new random password.
 pub fn generate_password() -> String {
     rand::rng()

@@ -401,7 +401,13 @@ pub async fn patch(
         return Ok(false);
     }
     let api: Api<OrderSystem> = Api::namespaced(client.clone(), &os.namespace().unwrap_or_default());
-    let body = json!({"apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem", "status": status});
+    // With the version it was computed from: the API server refuses it (409) if the object changed since.
+    let body = json!({
+        "apiVersion": "ordersystem.io/v1alpha1",
+        "kind": "OrderSystem",
+        "metadata": {"resourceVersion": os.resource_version()},
+        "status": status,
+    });
     api.patch_status(
         &os.name_any(),
         &PatchParams::apply(names::FIELD_MANAGER).force(),

@@ -27,6 +27,11 @@ pub async fn start(admin: &kube::Client, namespace: &str, metrics: Arc<Metrics>)
         .client()
         .await
         .expect("a client acting as the chart's ServiceAccount");
+    // The operator's log goes to the test's output, which nextest shows when the test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("ordersystem_operator=info"))
+        .with_test_writer()
+        .try_init();
     let ready = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(ordersystem_operator::run::run(
         client,

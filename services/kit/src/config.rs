@@ -1,6 +1,7 @@
 //! Configuration pieces every service flattens into its own `clap::Parser`: listening, database, Kafka,
-//! logging; and the whole configuration of a consumer service (`ConsumerConfig`). Flags with environment fallbacks named in `ordersystem_contract::wiring::env`, so the operator and
-//! the services agree on them. Parsing happens once in `main`; nothing else reads the environment.
+//! logging; and the whole configuration of a consumer service (`ConsumerConfig`). Flags have environment
+//! fallbacks named in `ordersystem_contract::wiring::env`, so the operator and the services agree on
+//! them. Parsing happens once in `main`; nothing else reads the environment.
 
 use clap::{CommandFactory, FromArgMatches};
 use ordersystem_contract::wiring::{DEFAULT_TOPIC, env};

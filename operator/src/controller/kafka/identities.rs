@@ -68,9 +68,8 @@ pub async fn read_secrets(client: &kube::Client, spec: &ValidSpec) -> Result<sec
     if spec.kafka_security.sasl.is_none() {
         return Ok(secrets::ByService::new());
     }
-    secrets::read(client, spec, |plan| &plan.kafka_secret_name)
-        .await
-        .map_err(|secrets::ReadError { name, source }| Error::ReadSecret { name, source })
+    let read = secrets::read(client, spec, |plan| &plan.kafka_secret_name).await;
+    read.map_err(|secrets::ReadError { name, source }| Error::ReadSecret { name, source })
 }
 
 /// The services' identities, with SASL, from `existing` (their Secrets as `read_secrets` found them):
@@ -119,15 +118,7 @@ pub async fn ensure(
     for identity in identities {
         let plan = spec.plan(identity.service);
         let marker = applied_marker(mechanism, &identity.user, &identity.password);
-        let present = blocking(admin, {
-            let user = identity.user.clone();
-            move |admin| kafka_admin::describe_scram_user(admin, &user, REQUEST_TIMEOUT)
-        })
-        .await?
-        .map_err(|source| Error::ScramUser {
-            user: identity.user.clone(),
-            source,
-        })?;
+        let present = scram_mechanisms(admin, &identity.user).await?;
         if present.contains(&mechanism) && identity.applied.as_deref() == Some(marker.as_str()) {
             metrics.kafka_identity_checks.inc();
         } else {
@@ -162,15 +153,7 @@ pub async fn ensure(
 /// and exactly the ACLs [`acls`] grants. Idempotent: what is already gone is skipped.
 pub async fn delete(admin: &Arc<Admin>, spec: &ValidSpec, metrics: &Metrics) -> Result<(), Error> {
     for plan in &spec.services {
-        let present = blocking(admin, {
-            let user = plan.kafka_user.clone();
-            move |admin| kafka_admin::describe_scram_user(admin, &user, REQUEST_TIMEOUT)
-        })
-        .await?
-        .map_err(|source| Error::ScramUser {
-            user: plan.kafka_user.clone(),
-            source,
-        })?;
+        let present = scram_mechanisms(admin, &plan.kafka_user).await?;
         if !present.is_empty() {
             delete_credentials(admin, &plan.kafka_user, present, metrics).await?;
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{
-    AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication, TopicResult,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
@@ -276,18 +276,21 @@ async fn create_topic(admin: &Arc<Admin>, topic: &ValidTopic) -> Result<(), Erro
             topic: topic.name.clone(),
             source,
         })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(Error::CreateTopic {
-                    topic: topic.name.clone(),
-                    source: KafkaError::AdminOp(code),
-                });
-            }
-        }
+    match first_error(&results, &[RDKafkaErrorCode::TopicAlreadyExists]) {
+        Some(code) => Err(Error::CreateTopic {
+            topic: topic.name.clone(),
+            source: KafkaError::AdminOp(code),
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The first error an admin call reported for a topic, leaving out those in `tolerated`.
+fn first_error(results: &[TopicResult], tolerated: &[RDKafkaErrorCode]) -> Option<RDKafkaErrorCode> {
+    results.iter().find_map(|result| match result {
+        Err((_, code)) if !tolerated.contains(code) => Some(*code),
+        _ => None,
+    })
 }
 
 async fn add_partitions(admin: &Arc<Admin>, topic: &ValidTopic) -> Result<(), Error> {
@@ -299,15 +302,13 @@ async fn add_partitions(admin: &Arc<Admin>, topic: &ValidTopic) -> Result<(), Er
             topic: topic.name.clone(),
             source,
         })?;
-    for result in results {
-        if let Err((_, code)) = result {
-            return Err(Error::CreatePartitions {
-                topic: topic.name.clone(),
-                source: KafkaError::AdminOp(code),
-            });
-        }
+    match first_error(&results, &[]) {
+        Some(code) => Err(Error::CreatePartitions {
+            topic: topic.name.clone(),
+            source: KafkaError::AdminOp(code),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Configs set on the topic itself (not broker defaults).

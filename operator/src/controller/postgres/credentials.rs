@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use ordersystem_contract::wiring::secret_keys;
 
 use super::Error;
@@ -38,13 +37,11 @@ pub async fn read_admin(
     namespace: &str,
     name: &str,
 ) -> Result<AdminConnection, Error> {
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get(name)
-        .await
-        .map_err(|source| Error::ReadAdminSecret {
-            name: name.to_string(),
-            source,
-        })?;
+    let secret = secrets::get(client, namespace, name).await;
+    let secret = secret.map_err(|source| Error::ReadAdminSecret {
+        name: name.to_string(),
+        source,
+    })?;
     admin_from_secret(name, &secret)
 }
 
@@ -77,13 +74,11 @@ pub fn admin_from_secret(name: &str, secret: &Secret) -> Result<AdminConnection,
 pub async fn read_connection(client: &kube::Client, spec: &ValidSpec) -> Result<AdminConnection, Error> {
     let mut admin = read_admin(client, &spec.namespace, &spec.admin_secret).await?;
     if let Some(name) = &spec.postgres_ca_secret {
-        let secret = Api::<Secret>::namespaced(client.clone(), &spec.namespace)
-            .get(name)
-            .await
-            .map_err(|source| Error::ReadCaSecret {
-                name: name.clone(),
-                source,
-            })?;
+        let secret = secrets::get(client, &spec.namespace, name).await;
+        let secret = secret.map_err(|source| Error::ReadCaSecret {
+            name: name.clone(),
+            source,
+        })?;
         let pem = secret
             .data
             .unwrap_or_default()
