@@ -27,8 +27,9 @@ mod cleanup;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer;
@@ -42,8 +43,6 @@ use crate::names::FINALIZER;
 
 /// Periodic requeue: Kafka and Postgres send no watch events, so drift there is found by looking again.
 pub const RESYNC: Duration = Duration::from_secs(120);
-/// How soon a reconcile whose status was refused as stale looks again, from a fresh read.
-const STALE_RETRY: Duration = Duration::from_secs(1);
 /// How often a drain for a partition increase looks at its progress.
 const DRAIN_POLL: Duration = Duration::from_secs(5);
 
@@ -111,11 +110,8 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
         Ok(spec) => spec,
         Err(invalid) => {
             let report = status::Report::invalid(os, invalid.to_string());
-            return match publish_status(ctx, os, &report).await {
-                Err(error) if error.is_stale_write() => Ok(Action::requeue(STALE_RETRY)),
-                Err(error) => Err(error),
-                Ok(()) => Ok(Action::await_change()),
-            };
+            publish_status(ctx, os, &report).await?;
+            return Ok(Action::await_change());
         }
     };
     // observe: every read of Kafka, PostgreSQL's admin Secret and the cluster, once.
@@ -134,7 +130,6 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
         .into_first_error()
         .or_else(|| outcome.and_then(ensure::Outcome::into_first_error));
     match (failed, published) {
-        (_, Err(error)) if error.is_stale_write() => Ok(Action::requeue(STALE_RETRY)),
         (Some(error), published) => {
             if let Err(status_error) = published {
                 warn!(error = %describe_error(&status_error), "status not written either");
@@ -155,40 +150,60 @@ fn lag_interval(os: &OrderSystem) -> Duration {
 }
 
 /// Computes and patches the status; emits Events when Ready or Degraded changed. The patch carries the
-/// object's `resourceVersion`: a status computed from an object that changed since it was read (most
-/// often by the last reconcile's own status write, not yet in the cache) could drop what that write
-/// recorded, such as the topic's id. The API server refuses it, and `is_stale_write` says so.
+/// version of the object the status was computed from, and the API server refuses it when the object has
+/// changed since: most often by the last reconcile's own status write, not yet in the cache, or by this
+/// reconcile's own annotation patch (a finished rotation). A status from that older copy could drop what
+/// was recorded meanwhile, such as the topic's id; so it is computed once more from the object as the API
+/// server has it now.
 async fn publish_status(ctx: &Context, os: &OrderSystem, report: &status::Report) -> Result<(), Error> {
-    let new = status::compute(os, report, Time(k8s_openapi::jiff::Timestamp::now()));
-    let old = os.status.clone().unwrap_or_default();
-    let changed: Vec<_> = [status::READY, status::DEGRADED]
-        .into_iter()
-        .filter_map(|type_| {
-            let before = old.conditions.iter().find(|c| c.type_ == type_);
-            let after = new.conditions.iter().find(|c| c.type_ == type_)?;
-            let changed = before.map(|c| (&c.status, &c.reason)) != Some((&after.status, &after.reason));
-            changed.then(|| (type_, after.clone()))
-        })
-        .collect();
-    status::patch(&ctx.client, os, new)
-        .await
-        .map_err(|source| Error::Status {
-            name: os.name_any(),
-            source,
-        })?;
-    for (type_, after) in changed {
-        let warning = (type_ == status::READY && after.status == "False")
-            || (type_ == status::DEGRADED && after.status == "True");
+    let error = |source| Error::Status {
+        name: os.name_any(),
+        source,
+    };
+    let changed = match write_status(ctx, os, report).await {
+        Err(kube::Error::Api(answer)) if answer.code == 409 => {
+            let api: Api<OrderSystem> =
+                Api::namespaced(ctx.client.clone(), &os.namespace().unwrap_or_default());
+            let fresh = api.get(&os.name_any()).await.map_err(error)?;
+            write_status(ctx, &fresh, report).await
+        }
+        written => written,
+    }
+    .map_err(error)?;
+    for after in changed {
+        let warning = (after.type_ == status::READY && after.status == "False")
+            || (after.type_ == status::DEGRADED && after.status == "True");
         let event_type = if warning {
             EventType::Warning
         } else {
             EventType::Normal
         };
-        info!(condition = type_, status = %after.status, reason = %after.reason, "condition changed");
-        ctx.event(os, event_type, &after.reason, type_, after.message)
+        info!(condition = %after.type_, status = %after.status, reason = %after.reason, "condition changed");
+        ctx.event(os, event_type, &after.reason, &after.type_, after.message)
             .await;
     }
     Ok(())
+}
+
+/// Patches the status computed for `os`; returns the Ready and Degraded conditions that changed.
+async fn write_status(
+    ctx: &Context,
+    os: &OrderSystem,
+    report: &status::Report,
+) -> Result<Vec<Condition>, kube::Error> {
+    let new = status::compute(os, report, Time(k8s_openapi::jiff::Timestamp::now()));
+    let old = os.status.clone().unwrap_or_default();
+    let changed = [status::READY, status::DEGRADED]
+        .into_iter()
+        .filter_map(|type_| {
+            let before = old.conditions.iter().find(|c| c.type_ == type_);
+            let after = new.conditions.iter().find(|c| c.type_ == type_)?;
+            let changed = before.map(|c| (&c.status, &c.reason)) != Some((&after.status, &after.reason));
+            changed.then(|| after.clone())
+        })
+        .collect();
+    status::patch(&ctx.client, os, new).await?;
+    Ok(changed)
 }
 
 #[cfg(test)]

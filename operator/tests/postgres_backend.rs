@@ -38,8 +38,8 @@ async fn provision(
     admin: &postgres::AdminConnection,
     spec: &ValidSpec,
 ) -> Result<postgres::PostgresObserved, postgres::Error> {
-    let existing = postgres::read_secrets(client, spec).await?;
-    postgres::ensure(client, admin, spec, &existing).await
+    let mut secrets = postgres::read_secrets(client, spec).await?;
+    postgres::ensure(client, admin, spec, &mut secrets).await
 }
 
 #[tokio::test]

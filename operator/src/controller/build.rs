@@ -68,6 +68,10 @@ pub fn build(spec: &ValidSpec, observed: &Observed) -> Desired {
                     continue;
                 };
                 let kafka_hash = observed.kafka_secret_hashes.get(&service).map(String::as_str);
+                // Likewise for its Kafka identity Secret, with SASL.
+                if spec.kafka_security.sasl.is_some() && kafka_hash.is_none() {
+                    continue;
+                }
                 desired
                     .deployments
                     .push(typed(build_deployment(spec, plan, hash, kafka_hash)));

@@ -8,7 +8,14 @@ fn observed_all_ready(spec: &ValidSpec) -> Observed {
             .iter()
             .map(|p| (p.service, format!("hash-{}", p.service.as_str())))
             .collect(),
-        kafka_secret_hashes: BTreeMap::new(),
+        // With SASL every service has its identity Secret.
+        kafka_secret_hashes: match spec.kafka_security.sasl {
+            Some(_) => Service::ALL
+                .into_iter()
+                .map(|s| (s, format!("kafka-{}", s.as_str())))
+                .collect(),
+            None => BTreeMap::new(),
+        },
         topic_ready: true,
         schemas_ready: Service::ALL.into_iter().collect(),
         deployed: Service::ALL.into_iter().collect(),
@@ -254,6 +261,26 @@ fn a_deployed_service_whose_secret_hash_is_unknown_keeps_its_deployment_untouche
         .collect();
     // No template with an empty hash, which would roll shipping's pods for nothing.
     assert_eq!(names, vec!["shop-invoicing", "shop-order"]);
+    assert!(desired.waiting.is_empty(), "deployed services never wait again");
+}
+
+#[test]
+fn with_sasl_a_deployed_service_whose_kafka_identity_hash_is_unknown_keeps_its_deployment_untouched() {
+    let yaml = MINIMAL.replace(
+        "    bootstrapServers: kafka:9092\n",
+        "    bootstrapServers: kafka:9093\n    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretRef: {name: kafka-admin}}\n",
+    );
+    let spec = validate(&os_from_yaml(&yaml)).expect("valid");
+    let mut observed = observed_all_ready(&spec);
+    observed.kafka_secret_hashes.remove(&Service::Order);
+    let desired = build(&spec, &observed);
+    let names: Vec<_> = desired
+        .deployments
+        .iter()
+        .filter_map(|d| d.metadata.name.clone())
+        .collect();
+    // No template without the Kafka hash, which would roll order's pods for nothing.
+    assert_eq!(names, vec!["shop-invoicing", "shop-shipping"]);
     assert!(desired.waiting.is_empty(), "deployed services never wait again");
 }
 

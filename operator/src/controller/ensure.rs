@@ -75,12 +75,13 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
         .postgres_admin
         .as_ref()
         .and_then(|admin| admin.as_ref().ok());
-    let database_secrets = match &world.database_secrets {
-        Some(Ok(found)) => Some(found),
+    // As observe read them; the database step adds those it creates.
+    let mut database_secrets = match &world.database_secrets {
+        Some(Ok(found)) => Some(found.clone()),
         _ => None,
     };
-    let postgres = match (admin, database_secrets) {
-        (Some(admin), Some(existing)) => Some(postgres::ensure(&ctx.client, admin, spec, existing).await),
+    let postgres = match (admin, database_secrets.as_mut()) {
+        (Some(admin), Some(secrets)) => Some(postgres::ensure(&ctx.client, admin, spec, secrets).await),
         _ => None,
     };
     let mut observed = Observed {
@@ -103,7 +104,7 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
         deployed: world.deployment_states.iter().map(|d| d.service).collect(),
     };
     // A requested rotation switches a Secret here, so this reconcile already rolls it.
-    let rotation = match (admin, database_secrets) {
+    let rotation = match (admin, &database_secrets) {
         (Some(admin), Some(secrets)) if !spec.paused => {
             let deployments = world.deployments.as_deref().unwrap_or_default();
             Some(rotation::step(ctx, os, spec, admin, secrets, deployments, &mut observed).await)
@@ -125,7 +126,8 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
 }
 
 /// The Kafka writers: the services' identity Secrets, then the topic with their users and ACLs. Returns
-/// the topic step (`None` when the brokers could not be reached) and the identity Secrets' hashes.
+/// the topic step (`None` when the brokers or the identity Secrets could not be read) and the identity
+/// Secrets' hashes.
 async fn kafka(
     ctx: &Context,
     os: &OrderSystem,

@@ -55,12 +55,6 @@ impl Error {
         }
     }
 
-    /// The status write was refused because the object changed since it was read: not a failure, the
-    /// reconcile looks again from a fresh read.
-    pub fn is_stale_write(&self) -> bool {
-        matches!(self, Self::Status { source: kube::Error::Api(status), .. } if status.code == 409)
-    }
-
     /// Whether retrying can help. Everything that reaches here is: an invalid spec never becomes an
     /// error (it is a condition and waits for a change); a broker, database or API server that is away
     /// may come back.
@@ -82,8 +76,11 @@ pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = Vec::new();
     let mut next = Some(error);
     while let Some(error) = next {
-        if let Some(kube::Error::Api(status)) = error.downcast_ref::<kube::Error>() {
-            parts.push(status.message.clone());
+        if let Some(kube::Error::Api(answer)) = error.downcast_ref::<kube::Error>() {
+            parts.push(match answer.message.as_str() {
+                "" => format!("the API server answered {} {}", answer.code, answer.reason),
+                message => message.to_string(),
+            });
             break;
         }
         parts.push(error.to_string());

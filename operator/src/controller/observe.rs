@@ -156,7 +156,10 @@ pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World
         _ => None,
     };
     let recorded_topic_id = match &kafka {
-        Ok(KafkaSeen { topic: None, .. }) if recorded_topic_id(os).is_none() => fresh_topic_id(ctx, os).await,
+        // Paused never creates the topic: nothing to confirm.
+        Ok(KafkaSeen { topic: None, .. }) if recorded_topic_id(os).is_none() && !spec.paused => {
+            fresh_topic_id(ctx, os).await
+        }
         _ => Ok(None),
     };
     World {

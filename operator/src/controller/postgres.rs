@@ -128,23 +128,27 @@ pub async fn read_secrets(client: &kube::Client, spec: &ValidSpec) -> Result<sec
     read.map_err(|secrets::ReadError { name, source }| Error::ServiceSecret { name, source })
 }
 
-/// Provisions all three services in the crash-safe order, or only observes when `paused`. `existing` are
-/// the services' Secrets as `read_secrets` found them; the missing ones are created here.
+/// Provisions all three services in the crash-safe order, or only observes when `paused`. `secrets` are
+/// the services' Secrets as `read_secrets` found them; the missing ones are created here and added.
 /// Long on purpose: the crash-safe order for all three services (Secret, ownership check, provisioning),
 /// then the isolation check, in one pass over one connection.
 pub async fn ensure(
     client: &kube::Client,
     admin: &AdminConnection,
     spec: &ValidSpec,
-    existing: &secrets::ByService,
+    secrets: &mut secrets::ByService,
 ) -> Result<PostgresObserved, Error> {
     let mut conn = connect(admin, spec).await?;
     let mut observed = PostgresObserved::default();
     for plan in &spec.services {
-        let (secret, created) = match (existing.get(&plan.service), spec.paused) {
+        let (secret, created) = match (secrets.get(&plan.service), spec.paused) {
             (Some(secret), _) => (secret.clone(), false),
             (None, true) => continue,
-            (None, false) => (create_secret(client, spec, plan, admin).await?, true),
+            (None, false) => {
+                let created = create_secret(client, spec, plan, admin).await?;
+                secrets.insert(plan.service, created.clone());
+                (created, true)
+            }
         };
         observed
             .secret_hashes

@@ -82,9 +82,9 @@ impl RotationReport {
     }
 }
 
-/// Advances every service's rotation one step, from the services' database Secrets as `observe` read
-/// them (a Secret created by this reconcile joins in the next). Updates `observed.secret_hashes` when a
-/// Secret changed, so this reconcile already rolls the Deployment.
+/// Advances every service's rotation one step, from the services' database Secrets as this reconcile read
+/// or created them. Updates `observed.secret_hashes` when a Secret changed, so this reconcile already
+/// rolls the Deployment.
 /// Long on purpose: the loop over the services picks each one's step; the steps are functions of their own.
 pub async fn step(
     ctx: &Context,
