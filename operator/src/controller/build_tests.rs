@@ -37,6 +37,15 @@ fn env_of(d: &Deployment) -> BTreeMap<String, k8s_openapi::api::core::v1::EnvVar
         .collect()
 }
 
+/// The names of the Deployments `build` made.
+fn deployment_names(desired: &Desired) -> Vec<String> {
+    desired
+        .deployments
+        .iter()
+        .filter_map(|d| d.metadata.name.clone())
+        .collect()
+}
+
 fn deployment<'a>(desired: &'a Desired, name: &str) -> &'a Deployment {
     desired
         .deployments
@@ -254,33 +263,22 @@ fn a_deployed_service_whose_secret_hash_is_unknown_keeps_its_deployment_untouche
     let mut observed = observed_all_ready(&spec);
     observed.secret_hashes.remove(&Service::Shipping);
     let desired = build(&spec, &observed);
-    let names: Vec<_> = desired
-        .deployments
-        .iter()
-        .filter_map(|d| d.metadata.name.clone())
-        .collect();
     // No template with an empty hash, which would roll shipping's pods for nothing.
-    assert_eq!(names, vec!["shop-invoicing", "shop-order"]);
+    assert_eq!(deployment_names(&desired), vec!["shop-invoicing", "shop-order"]);
     assert!(desired.waiting.is_empty(), "deployed services never wait again");
 }
 
 #[test]
 fn with_sasl_a_deployed_service_whose_kafka_identity_hash_is_unknown_keeps_its_deployment_untouched() {
-    let yaml = MINIMAL.replace(
-        "    bootstrapServers: kafka:9092\n",
-        "    bootstrapServers: kafka:9093\n    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretRef: {name: kafka-admin}}\n",
-    );
-    let spec = validate(&os_from_yaml(&yaml)).expect("valid");
+    let spec = validate(&os_from_yaml(&with_scram(MINIMAL))).expect("valid");
     let mut observed = observed_all_ready(&spec);
     observed.kafka_secret_hashes.remove(&Service::Order);
     let desired = build(&spec, &observed);
-    let names: Vec<_> = desired
-        .deployments
-        .iter()
-        .filter_map(|d| d.metadata.name.clone())
-        .collect();
     // No template without the Kafka hash, which would roll order's pods for nothing.
-    assert_eq!(names, vec!["shop-invoicing", "shop-shipping"]);
+    assert_eq!(
+        deployment_names(&desired),
+        vec!["shop-invoicing", "shop-shipping"]
+    );
     assert!(desired.waiting.is_empty(), "deployed services never wait again");
 }
 

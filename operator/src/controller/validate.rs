@@ -279,6 +279,14 @@ pub(crate) mod tests {
         serde_yaml::from_str(yaml).expect("test YAML is an OrderSystem")
     }
 
+    /// `yaml` with TLS and SCRAM-SHA-512 to its brokers.
+    pub(crate) fn with_scram(yaml: &str) -> String {
+        yaml.replace(
+            "    bootstrapServers: kafka:9092\n",
+            "    bootstrapServers: kafka:9092\n    tls: {caSecretRef: {name: kafka-ca}}\n    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretRef: {name: k}}\n",
+        )
+    }
+
     pub(crate) const MINIMAL: &str = r#"
 apiVersion: ordersystem.io/v1alpha1
 kind: OrderSystem
@@ -354,11 +362,7 @@ spec:
 
     #[test]
     fn tls_and_scram_give_sasl_ssl_with_per_service_identities() {
-        let yaml = MINIMAL.replace(
-            "    bootstrapServers: kafka:9092\n",
-            "    bootstrapServers: kafka:9092\n    tls: {caSecretRef: {name: kafka-ca}}\n    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretRef: {name: k}}\n",
-        );
-        let spec = validate(&os_from_yaml(&yaml)).expect("valid");
+        let spec = validate(&os_from_yaml(&with_scram(MINIMAL))).expect("valid");
         assert_eq!(spec.kafka_security.protocol(), "sasl_ssl");
         assert_eq!(spec.kafka_security.scram(), Some(SaslMechanism::ScramSha512));
     }
