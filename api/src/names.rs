@@ -35,8 +35,17 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// Label selecting everything this operator manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Postgres `COMMENT ON` prefix recording which resource (by uid) owns a role or schema.
-pub const OWNER_COMMENT_PREFIX: &str = "ordersystem.io/owner-uid=";
+/// Postgres `COMMENT ON` prefix recording which resource owns a role or schema:
+/// `ordersystem.io/owner=<namespace>/<name> uid=<uid>`. The namespace and name decide ownership, so a
+/// resource deleted with `Retain` and created again under the same name takes its data back; the uid
+/// says which incarnation wrote it.
+pub const OWNER_COMMENT_PREFIX: &str = "ordersystem.io/owner=";
+/// The ownership comment of releases that recorded the owner's uid alone: `ordersystem.io/owner-uid=<uid>`.
+/// Read, never written: the owner rewrites it in the current form on its next reconcile.
+pub const UID_OWNER_COMMENT_PREFIX: &str = "ordersystem.io/owner-uid=";
+/// Annotation letting a resource take over schemas and roles recorded for another one: the value is the
+/// owner as recorded, `<namespace>/<name>` (or, for records with a uid alone, that uid).
+pub const ADOPT_FROM_ANNOTATION: &str = "ordersystem.io/adopt-from";
 /// Image registry and repository prefix of the service images.
 pub const IMAGE_PREFIX: &str = "ghcr.io/ordersystem/";
 /// Postgres identifiers are at most 63 bytes (NAMEDATALEN - 1).
@@ -115,24 +124,33 @@ pub fn default_image(service: Service) -> String {
     format!("{IMAGE_PREFIX}{}:{}", service.as_str(), env!("CARGO_PKG_VERSION"))
 }
 
-/// Schema and role name of a service: `os_<namespace>_<name>_<service>`, lower-cased, with every character
-/// outside `[a-z0-9_]` turned into `_`. Longer than 63 bytes it is cut and given a hash of the full name,
-/// so two long names that share a prefix still differ.
+/// Schema and role name of a service, injective in (namespace, name, service):
+/// - `os_<namespace>_<name>_<service>` when namespace and name are letters and digits only and it fits
+///   in 63 bytes: the four parts split back at `_`, which neither may contain;
+/// - otherwise `os_<namespace>_<name>_<hash>_<service>`, `-` and `.` turned into `_` and the front cut to
+///   fit, where `<hash>` is taken from `<namespace>/<name>` (`/` is in neither): two such names differ
+///   unless 32 bits of SHA-256 collide, and never equal a name of the first form, which has four parts.
+///
+/// A resource whose status records its schema names keeps them (`validate`), so names given by a release
+/// with another rule are never changed under a running system.
 pub fn pg_identifier(namespace: &str, system: &str, service: Service) -> String {
-    let raw = format!("os_{namespace}_{system}_{}", service.as_str());
-    let clean: String = raw
+    let service = service.as_str();
+    let plain = |part: &str| part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let simple = format!("os_{namespace}_{system}_{service}");
+    if plain(namespace) && plain(system) && simple.len() <= PG_IDENT_MAX {
+        return simple;
+    }
+    let hash = short_hash(format!("{namespace}/{system}").as_bytes());
+    let front: String = format!("os_{namespace}_{system}")
         .chars()
         .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '_') => c,
+            c @ ('a'..='z' | '0'..='9') => c,
             _ => '_',
         })
         .collect();
-    if clean.len() <= PG_IDENT_MAX {
-        return clean;
-    }
-    let hash = short_hash(raw.as_bytes());
-    // 63 = prefix + '_' + 8 hex digits; `clean` is ASCII, so byte slicing is on char boundaries.
-    format!("{}_{hash}", &clean[..PG_IDENT_MAX - 1 - hash.len()])
+    let room = PG_IDENT_MAX - hash.len() - service.len() - 2;
+    // `front` is ASCII, so byte slicing is on char boundaries.
+    format!("{}_{hash}_{service}", &front[..front.len().min(room)])
 }
 
 /// The second login role of a service, taking turns with the schema-owning role on each credential
@@ -184,8 +202,41 @@ pub fn hash_hex(data: &[u8]) -> String {
 }
 
 /// The `COMMENT ON` text recording the owning resource.
-pub fn owner_comment(uid: &str) -> String {
-    format!("{OWNER_COMMENT_PREFIX}{uid}")
+pub fn owner_comment(namespace: &str, system: &str, uid: &str) -> String {
+    format!("{OWNER_COMMENT_PREFIX}{namespace}/{system} uid={uid}")
+}
+
+/// The owner an ownership comment records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordedOwner {
+    /// `namespace/name`, with the uid of the resource that wrote it.
+    Resource { owner: String, uid: String },
+    /// A uid alone (the comment of earlier releases).
+    Uid(String),
+    /// No comment, or one this operator did not write.
+    Unknown,
+}
+
+impl RecordedOwner {
+    /// Reads a `COMMENT ON` text written by [`owner_comment`] or by an earlier release.
+    pub fn parse(comment: Option<&str>) -> Self {
+        let Some(comment) = comment else {
+            return Self::Unknown;
+        };
+        if let Some(uid) = comment.strip_prefix(UID_OWNER_COMMENT_PREFIX) {
+            return Self::Uid(uid.to_string());
+        }
+        match comment
+            .strip_prefix(OWNER_COMMENT_PREFIX)
+            .and_then(|rest| rest.split_once(" uid="))
+        {
+            Some((owner, uid)) if owner.contains('/') => Self::Resource {
+                owner: owner.to_string(),
+                uid: uid.to_string(),
+            },
+            _ => Self::Unknown,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -193,21 +244,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_names_become_readable_identifiers() {
+    fn names_of_letters_and_digits_become_readable_identifiers() {
         assert_eq!(
-            pg_identifier("shop", "my-shop", Service::Invoicing),
-            "os_shop_my_shop_invoicing"
+            pg_identifier("shop", "demo1", Service::Invoicing),
+            "os_shop_demo1_invoicing"
         );
     }
 
     #[test]
-    fn long_names_are_cut_to_63_bytes_with_a_hash_suffix() {
+    fn a_dash_moves_no_boundary_between_namespace_and_name() {
+        let a = pg_identifier("team-a", "shop", Service::Invoicing);
+        let b = pg_identifier("team", "a-shop", Service::Invoicing);
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("os_team_a_shop_") && a.ends_with("_invoicing"),
+            "{a}"
+        );
+        assert_eq!(pg_identifier_problem(&a), None);
+    }
+
+    #[test]
+    fn long_names_are_cut_to_63_bytes_and_stay_distinct() {
         let ns = "n".repeat(63);
         let a = pg_identifier(&ns, &"a".repeat(53), Service::Invoicing);
         let b = pg_identifier(&ns, &"a".repeat(52), Service::Invoicing);
         assert_eq!(a.len(), 63);
         assert_ne!(a, b, "different names must not collide after cutting");
         assert_eq!(pg_identifier_problem(&a), None);
+    }
+
+    #[test]
+    fn ownership_comments_of_this_and_earlier_releases_are_read() {
+        let comment = owner_comment("team-a", "shop", "u-1");
+        assert_eq!(
+            RecordedOwner::parse(Some(&comment)),
+            RecordedOwner::Resource {
+                owner: "team-a/shop".into(),
+                uid: "u-1".into()
+            }
+        );
+        assert_eq!(
+            RecordedOwner::parse(Some("ordersystem.io/owner-uid=u-0")),
+            RecordedOwner::Uid("u-0".into())
+        );
+        assert_eq!(RecordedOwner::parse(Some("made by hand")), RecordedOwner::Unknown);
+        assert_eq!(RecordedOwner::parse(None), RecordedOwner::Unknown);
     }
 
     #[test]
@@ -236,5 +317,71 @@ mod tests {
     #[test]
     fn quoting_doubles_embedded_quotes() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
+
+/// Names built from namespace and name must never let two resources share a schema, a role, a consumer
+/// group or a Kafka user: each is shown injective over namespaces (DNS labels) and names (DNS subdomains).
+#[cfg(test)]
+mod injective {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A DNS-1123 label, as a namespace: no `.`, and here dashes often, where collisions hide.
+    const LABEL: &str = "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?";
+    /// A DNS-1123 subdomain of up to 53 characters, as an `OrderSystem` name.
+    const SUBDOMAIN: &str = "[a-z0-9]([a-z0-9.-]{0,51}[a-z0-9])?";
+
+    fn service() -> impl Strategy<Value = Service> {
+        prop::sample::select(Service::ALL.to_vec())
+    }
+
+    proptest! {
+        /// The same characters split at another `-` between namespace and name (`team-a`/`shop`,
+        /// `team`/`a-shop`) give another schema name, valid and within 63 bytes.
+        #[test]
+        fn moving_the_boundary_between_namespace_and_name_changes_the_schema_name(
+            parts in prop::collection::vec("[a-z0-9]{1,8}", 2..6),
+            service in service(),
+        ) {
+            let mut seen = BTreeMap::new();
+            for split in 1..parts.len() {
+                let (namespace, name) = (parts[..split].join("-"), parts[split..].join("-"));
+                let ident = pg_identifier(&namespace, &name, service);
+                prop_assert_eq!(pg_identifier_problem(&ident), None);
+                if let Some(other) = seen.insert(ident.clone(), (namespace.clone(), name.clone())) {
+                    prop_assert!(false, "{:?} and {:?} both give {}", other, (namespace, name), ident);
+                }
+            }
+        }
+
+        /// Two different resources or services never share a schema name.
+        #[test]
+        fn schema_names_of_different_resources_differ(
+            a in (LABEL, SUBDOMAIN, service()),
+            b in (LABEL, SUBDOMAIN, service()),
+        ) {
+            prop_assume!(a != b);
+            prop_assert_ne!(pg_identifier(&a.0, &a.1, a.2), pg_identifier(&b.0, &b.1, b.2));
+        }
+
+        /// Consumer group ids and Kafka users read back as the namespace (up to the first `.`, which a
+        /// namespace cannot contain), the service (after the last `.`, which no service name contains)
+        /// and the name between: so they are injective, and two resources never share either.
+        #[test]
+        fn group_ids_and_kafka_users_read_back_as_namespace_name_and_service(
+            namespace in LABEL,
+            name in SUBDOMAIN,
+            service in service(),
+        ) {
+            for id in [group_id(&namespace, &name, service), kafka_user(&namespace, &name, service)] {
+                let (read_namespace, rest) = id.split_once('.').expect("a namespace part");
+                let (read_name, read_service) = rest.rsplit_once('.').expect("a service part");
+                prop_assert_eq!(read_namespace, namespace.as_str());
+                prop_assert_eq!(read_name, name.as_str());
+                prop_assert_eq!(read_service, service.as_str());
+            }
+        }
     }
 }

@@ -138,7 +138,9 @@ async fn schemas_of_another_resource_are_a_conflict_and_delete_removes_only_our_
         .expect("admin secret");
     let _cleanup = DropSchemas(spec.clone(), admin.clone());
     provision(&client, &admin, &spec).await.expect("provision");
+    // Another resource whose schema names are the same (as a name recorded in its status may be).
     let mut intruder = spec.clone();
+    intruder.name = "intruder".into();
     intruder.uid = "someone-else".into();
     let observed = provision(&client, &admin, &intruder).await.expect("observe");
     assert_eq!(observed.conflicts.len(), 3, "{:?}", observed.conflicts);

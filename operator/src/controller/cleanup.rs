@@ -5,7 +5,8 @@
 //! that succeeded the finalizer stays and the cleanup is retried with backoff. A resource in conflict
 //! never deletes the winner's topic (its users and ACLs name only itself, so they go either way). When a
 //! Secret needed to reach Kafka or Postgres is gone (a namespace being deleted removes them too), that
-//! part is kept with a `CleanupSkipped` Warning rather than blocking the deletion forever.
+//! part is kept with a `CleanupSkipped` Warning rather than blocking the deletion forever; so is all of it
+//! when the spec was edited into an invalid one, with the topic and schemas its status recorded named.
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -20,9 +21,18 @@ use crate::crd::{DeletionPolicy, OrderSystem};
 pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     ctx.metrics
         .remove_lag(&os.namespace().unwrap_or_default(), &os.name_any());
-    // An invalid spec never created anything outside Kubernetes.
-    let Ok(spec) = validate::validate(os) else {
-        return Ok(Action::await_change());
+    let spec = match validate::validate(os) {
+        Ok(spec) => spec,
+        Err(invalid) => {
+            // Whatever is wrong may be where Kafka and PostgreSQL are: deleting on a guess could reach
+            // the wrong cluster. What the resource created is in its status; say what is kept.
+            if os.spec.deletion_policy == DeletionPolicy::Delete {
+                let note = invalid_spec_note(os, &invalid);
+                ctx.event(os, EventType::Warning, "CleanupSkipped", "Delete", note)
+                    .await;
+            }
+            return Ok(Action::await_change());
+        }
     };
     let (reason, note) = match spec.deletion_policy {
         DeletionPolicy::Retain => ("Retained", "are kept (deletionPolicy Retain)"),
@@ -92,6 +102,30 @@ async fn delete_from_postgres(os: &OrderSystem, ctx: &Context, spec: &ValidSpec)
         Err(error) => return Err(error.into()),
     }
     Ok(())
+}
+
+/// Why a `Delete` resource with an invalid spec deletes nothing, and what it leaves, from its status.
+fn invalid_spec_note(os: &OrderSystem, invalid: &validate::InvalidSpec) -> String {
+    let status = os.status.clone().unwrap_or_default();
+    let mut kept = Vec::new();
+    if let Some(topic) = &status.topic {
+        kept.push(format!("topic {}", topic.name));
+    }
+    if !status.schemas.is_empty() {
+        let schemas: Vec<&str> = status.schemas.iter().map(|s| s.schema.as_str()).collect();
+        kept.push(format!("schemas and roles {}", schemas.join(", ")));
+    }
+    let kept = match kept.is_empty() {
+        true => "Its status records no topic or schema it created.".to_string(),
+        false => format!(
+            "Kept: {}; delete them by hand if they are no longer needed.",
+            kept.join(" and ")
+        ),
+    };
+    format!(
+        "The spec is invalid ({invalid}), and nothing outside Kubernetes is deleted on a spec that does \
+         not validate. {kept}"
+    )
 }
 
 /// What the resource owns in Kafka, for the Events.

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
+use kube::runtime::events::EventType;
 use tracing::info;
 
 use super::build::{self, Desired, Observed};
@@ -84,6 +85,10 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
         (Some(admin), Some(secrets)) => Some(postgres::ensure(&ctx.client, admin, spec, secrets).await),
         _ => None,
     };
+    for note in postgres.iter().flatten().flat_map(|pg| &pg.taken_over) {
+        ctx.event(os, EventType::Normal, "TookOver", "Reconcile", note.clone())
+            .await;
+    }
     let mut observed = Observed {
         secret_hashes: match &postgres {
             Some(Ok(pg)) => pg.secret_hashes.clone(),

@@ -3,9 +3,11 @@
 //! database) and survives a crash at any step: the Secret first (created only if absent, never
 //! regenerated), then the role with a SCRAM verifier computed here (no plaintext reaches the server),
 //! then membership, schema, grants and search_path. Never touches `public` or database-level grants.
-//! Ownership is recorded with `COMMENT ON` carrying the resource uid; anything else is a conflict.
+//! Ownership is recorded with `COMMENT ON` carrying the resource's namespace, name and uid; who may use
+//! an object recorded otherwise is decided in `ownership`.
 
 mod credentials;
+pub mod ownership;
 pub(super) mod scram;
 
 pub use credentials::{AdminConnection, admin_from_secret, read_admin, read_connection};
@@ -22,6 +24,7 @@ use super::secrets;
 use super::validate::{ServicePlan, ValidSpec};
 use crate::crd::SchemaStatus;
 use crate::names::{self, Service, quote_ident};
+use ownership::Claim;
 
 /// How long connecting to Postgres may take before the reconcile fails and is retried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,6 +104,8 @@ pub struct PostgresObserved {
     pub ready: BTreeSet<Service>,
     /// Roles or schemas that exist but belong to someone else.
     pub conflicts: Vec<String>,
+    /// Roles and schemas taken over in this reconcile, each a sentence for an Event.
+    pub taken_over: Vec<String>,
 }
 
 pub async fn connect(admin: &AdminConnection, spec: &ValidSpec) -> Result<PgConnection, Error> {
@@ -140,6 +145,7 @@ pub async fn ensure(
 ) -> Result<PostgresObserved, Error> {
     let mut conn = connect(admin, spec).await?;
     let mut observed = PostgresObserved::default();
+    let mut in_conflict = BTreeSet::new();
     for plan in &spec.services {
         let (secret, created) = match (secrets.get(&plan.service), spec.paused) {
             (Some(secret), _) => (secret.clone(), false),
@@ -153,31 +159,43 @@ pub async fn ensure(
         observed
             .secret_hashes
             .insert(plan.service, secrets::hash(&secret));
-        let owner = names::owner_comment(&spec.uid);
+        let owner = owner_comment(spec);
         let role_comment = role_comment(&mut conn, plan, &plan.db_identifier).await?;
         let schema_comment = schema_comment(&mut conn, plan).await?;
-        if let Some(conflict) = ownership_conflict(plan, &owner, &role_comment, &schema_comment) {
-            observed.conflicts.push(conflict);
+        let taken = match claims(spec, plan, &role_comment, &schema_comment) {
+            Ok(taken) => taken,
+            Err(conflict) => {
+                observed.conflicts.push(conflict);
+                in_conflict.insert(plan.service);
+                continue;
+            }
+        };
+        if spec.paused {
             continue;
         }
-        if !spec.paused {
-            let password = secret_value(&secret, plan, secret_keys::PASSWORD)?;
-            provision(
-                &mut conn,
-                plan,
-                &owner,
-                &password,
-                role_comment.is_none(),
-                schema_comment.is_none(),
-                created,
-            )
-            .await?;
+        let password = secret_value(&secret, plan, secret_keys::PASSWORD)?;
+        provision(
+            &mut conn,
+            plan,
+            &owner,
+            &password,
+            role_comment.is_none(),
+            schema_comment.is_none(),
+            created,
+        )
+        .await?;
+        if let Some(from) = taken {
+            record_owner(&mut conn, spec, plan, &owner).await?;
+            observed.taken_over.push(format!(
+                "Took over the schema and role {} of {from}; the {} service logs in with the password of Secret {}",
+                plan.db_identifier,
+                plan.service.as_str(),
+                plan.secret_name
+            ));
         }
     }
     for plan in &spec.services {
-        if !observed.secret_hashes.contains_key(&plan.service)
-            || observed.conflicts.iter().any(|c| c.contains(&plan.db_identifier))
-        {
+        if !observed.secret_hashes.contains_key(&plan.service) || in_conflict.contains(&plan.service) {
             continue;
         }
         let verified = verify_isolation(&mut conn, spec, plan).await?;
@@ -197,18 +215,62 @@ pub async fn ensure(
     Ok(observed)
 }
 
-/// Existing role or schema that this resource did not create: `Some(message)`.
-fn ownership_conflict(
+/// The ownership comment this resource writes.
+pub(super) fn owner_comment(spec: &ValidSpec) -> String {
+    names::owner_comment(&spec.namespace, &spec.name, &spec.uid)
+}
+
+/// Whether this resource may use the existing role and schema of `plan` (`None`: they do not exist):
+/// `Ok(None)` when they are its own or absent, `Ok(Some(from))` when it takes them over from `from`,
+/// `Err(message)` when either belongs to someone else.
+fn claims(
+    spec: &ValidSpec,
     plan: &ServicePlan,
-    owner: &str,
     role: &Option<Option<String>>,
     schema: &Option<Option<String>>,
-) -> Option<String> {
-    let foreign =
-        |c: &Option<Option<String>>| matches!(c, Some(comment) if comment.as_deref() != Some(owner));
-    (foreign(role) || foreign(schema)).then(|| {
-        format!("role or schema {} exists and belongs to another resource (its COMMENT does not carry this resource's uid)", plan.db_identifier)
+) -> Result<Option<String>, String> {
+    let mut taken = None;
+    for (what, comment) in [("role", role), ("schema", schema)] {
+        let Some(comment) = comment else { continue };
+        match ownership::claim(spec, comment.as_deref()) {
+            Claim::Ours => {}
+            Claim::Take { from } => taken = Some(from),
+            Claim::Foreign { owner } => {
+                let object = format!("{what} {}", plan.db_identifier);
+                return Err(ownership::conflict_message(spec, &object, &owner));
+            }
+        }
+    }
+    Ok(taken)
+}
+
+/// Records this resource on the role, the schema and (when it exists and is not someone else's) the
+/// alternate login of `plan`, in one transaction: after a take-over.
+async fn record_owner(
+    conn: &mut PgConnection,
+    spec: &ValidSpec,
+    plan: &ServicePlan,
+    owner: &str,
+) -> Result<(), Error> {
+    let ident = quote_ident(&plan.db_identifier);
+    let mut statements = vec![
+        format!("COMMENT ON ROLE {ident} IS {}", literal(owner)),
+        format!("COMMENT ON SCHEMA {ident} IS {}", literal(owner)),
+    ];
+    let alternate = names::alternate_login(&plan.db_identifier);
+    if let Some(comment) = role_comment(conn, plan, &alternate).await?
+        && !ownership::claim(spec, comment.as_deref()).is_foreign()
+    {
+        let alternate = quote_ident(&alternate);
+        statements.push(format!("COMMENT ON ROLE {alternate} IS {}", literal(owner)));
+    }
+    let service = plan.service.as_str();
+    execute_all(conn, statements, |source| Error::Provision {
+        what: "ownership record",
+        service,
+        source,
     })
+    .await
 }
 
 /// The ownership comment of the login role `role` of `plan`'s service: `None` when there is no such role,
@@ -285,14 +347,32 @@ async fn provision(
         )
         .await?;
     }
-    // Needed by a non-superuser admin before CREATE SCHEMA ... AUTHORIZATION and DROP OWNED BY.
-    let member: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')")
-        .bind(&plan.db_identifier)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(err("membership"))?;
+    // Needed by a non-superuser admin before CREATE SCHEMA ... AUTHORIZATION and DROP OWNED BY. From
+    // PostgreSQL 16 on, creating a role makes the creator a member with ADMIN OPTION only: acting as the
+    // role (SET, for CREATE SCHEMA ... AUTHORIZATION) and using its privileges (INHERIT, for DROP SCHEMA
+    // and DROP OWNED BY) need a grant of their own, which the options say explicitly.
+    let (member, sixteen): (bool, bool) = sqlx::query_as(
+        "SELECT CASE WHEN current_setting('server_version_num')::int >= 160000 \
+           THEN pg_has_role(current_user, $1, 'SET') AND pg_has_role(current_user, $1, 'USAGE') \
+           ELSE pg_has_role(current_user, $1, 'MEMBER') END, \
+         current_setting('server_version_num')::int >= 160000",
+    )
+    .bind(&plan.db_identifier)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(err("membership"))?;
     if !member {
-        execute(conn, format!("GRANT {ident} TO CURRENT_USER"), err("membership")).await?;
+        let options = if sixteen {
+            " WITH INHERIT TRUE, SET TRUE"
+        } else {
+            ""
+        };
+        execute(
+            conn,
+            format!("GRANT {ident} TO CURRENT_USER{options}"),
+            err("membership"),
+        )
+        .await?;
     }
     if create_schema {
         let statements = [
@@ -380,11 +460,13 @@ async fn verify_isolation(
     Ok(verified)
 }
 
-/// With `deletionPolicy: Delete`: drops each schema, what the role owns, and the role; only objects whose
-/// ownership comment names this resource.
+/// With `deletionPolicy: Delete`: drops each schema, what the role owns, and the role; only objects this
+/// resource may use (`ownership::claim`): its own, and those kept for it under its namespace and name.
 pub async fn drop_all(admin: &AdminConnection, spec: &ValidSpec) -> Result<(), Error> {
     let mut conn = connect(admin, spec).await?;
-    let owner = names::owner_comment(&spec.uid);
+    let ours = |comment: Option<Option<String>>| {
+        comment.is_some_and(|c| !ownership::claim(spec, c.as_deref()).is_foreign())
+    };
     for plan in &spec.services {
         let ident = quote_ident(&plan.db_identifier);
         let name = plan.db_identifier.clone();
@@ -392,7 +474,7 @@ pub async fn drop_all(admin: &AdminConnection, spec: &ValidSpec) -> Result<(), E
             let name = name.clone();
             move |source| Error::Drop { what, name, source }
         };
-        if schema_comment(&mut conn, plan).await? == Some(Some(owner.clone())) {
+        if ours(schema_comment(&mut conn, plan).await?) {
             execute(
                 &mut conn,
                 format!("DROP SCHEMA {ident} CASCADE"),
@@ -400,7 +482,7 @@ pub async fn drop_all(admin: &AdminConnection, spec: &ValidSpec) -> Result<(), E
             )
             .await?;
         }
-        if role_comment(&mut conn, plan, &plan.db_identifier).await? == Some(Some(owner.clone())) {
+        if ours(role_comment(&mut conn, plan, &plan.db_identifier).await?) {
             execute(
                 &mut conn,
                 format!("DROP OWNED BY {ident}"),

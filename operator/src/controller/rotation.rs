@@ -31,7 +31,7 @@ use sqlx::PgConnection;
 
 use super::build::Observed;
 use super::context::Context;
-use super::postgres::{self, execute, execute_all, literal};
+use super::postgres::{self, execute, execute_all, literal, ownership};
 use super::secrets;
 use super::validate::{ServicePlan, ValidSpec};
 use crate::crd::{OrderSystem, SchemaStatus};
@@ -105,7 +105,6 @@ pub async fn step(
     }
     let mut conn = postgres::connect(admin, spec).await?;
     let secret_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &spec.namespace);
-    let owner = names::owner_comment(&spec.uid);
     for plan in &spec.services {
         // Only services whose schema and role are ours and ready; conflicts are reported elsewhere.
         if !observed.schemas_ready.contains(&plan.service) {
@@ -137,7 +136,7 @@ pub async fn step(
                 plan.child_name
             )),
             None if requested.map(String::as_str) == Some(plan.service.as_str()) => {
-                let hash = turn.start(&mut conn, &owner).await?;
+                let hash = turn.start(&mut conn, spec).await?;
                 observed.secret_hashes.insert(plan.service, hash);
                 report.logins.insert(plan.service, logins.other.clone());
                 report.in_progress.push(format!(
@@ -149,7 +148,7 @@ pub async fn step(
                 ));
             }
             None => {
-                check_owned(&mut conn, plan, &logins.alternate, &owner).await?;
+                check_owned(&mut conn, spec, plan, &logins.alternate).await?;
                 disable_login(&mut conn, plan, &logins.other).await?;
             }
         }
@@ -206,11 +205,12 @@ struct Turn<'a> {
 impl Turn<'_> {
     /// Steps 1 and 2: the other login gets a new password and may log in, then the Secret switches to
     /// it, marked with the login to retire. Returns the Secret's new hash, which rolls the Deployment.
-    async fn start(&self, conn: &mut PgConnection, owner: &str) -> Result<String, Error> {
+    async fn start(&self, conn: &mut PgConnection, spec: &ValidSpec) -> Result<String, Error> {
         let (plan, logins) = (self.plan, self.logins);
-        check_owned(conn, plan, &logins.alternate, owner).await?;
+        check_owned(conn, spec, plan, &logins.alternate).await?;
         let password = secrets::generate_password();
-        enable_login(conn, plan, &logins.other, &password, owner).await?;
+        let owner = postgres::owner_comment(spec);
+        enable_login(conn, plan, &logins.other, &password, &owner).await?;
         let patch = json!({
             "metadata": {"annotations": {(names::RETIRE_LOGIN_ANNOTATION): logins.current}},
             "stringData": {(secret_keys::USERNAME): logins.other, (secret_keys::PASSWORD): password},
@@ -279,15 +279,15 @@ impl Turn<'_> {
     }
 }
 
-/// The alternate login, when it exists, must carry this resource's ownership comment.
+/// The alternate login, when it exists, must be this resource's to use (`ownership::claim`).
 async fn check_owned(
     conn: &mut PgConnection,
+    spec: &ValidSpec,
     plan: &ServicePlan,
     alternate: &str,
-    owner: &str,
 ) -> Result<(), Error> {
     match postgres::role_comment(conn, plan, alternate).await? {
-        Some(found) if found.as_deref() != Some(owner) => Err(Error::ForeignLogin {
+        Some(found) if ownership::claim(spec, found.as_deref()).is_foreign() => Err(Error::ForeignLogin {
             login: alternate.to_string(),
         }),
         _ => Ok(()),
@@ -381,10 +381,10 @@ fn rolled_out(deployment: Option<&Deployment>, secret: &Secret) -> bool {
 /// resource created (they own nothing: their sessions act as the owner).
 pub async fn drop_alternates(admin: &postgres::AdminConnection, spec: &ValidSpec) -> Result<(), Error> {
     let mut conn = postgres::connect(admin, spec).await?;
-    let owner = names::owner_comment(&spec.uid);
     for plan in &spec.services {
         let alternate = names::alternate_login(&plan.db_identifier);
-        if postgres::role_comment(&mut conn, plan, &alternate).await? == Some(Some(owner.clone())) {
+        let comment = postgres::role_comment(&mut conn, plan, &alternate).await?;
+        if comment.is_some_and(|c| !ownership::claim(spec, c.as_deref()).is_foreign()) {
             let sql = format!("DROP ROLE {}", quote_ident(&alternate));
             execute(&mut conn, sql, sql_error("drop login", plan)).await?;
         }

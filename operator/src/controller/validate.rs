@@ -32,6 +32,8 @@ pub struct ValidSpec {
     pub services: Vec<ServicePlan>,
     pub deletion_policy: DeletionPolicy,
     pub paused: bool,
+    /// The owner recorded on schemas and roles this resource may take over (`ordersystem.io/adopt-from`).
+    pub adopt_from: Option<String>,
 }
 
 /// The topic as the spec wants it.
@@ -160,7 +162,10 @@ pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
     check_security(os, &mut problems);
     let mut services = Vec::new();
     for service in Service::ALL {
-        let plan = plan_service(&namespace, &name, service, service_spec(os, service));
+        let mut plan = plan_service(&namespace, &name, service, service_spec(os, service));
+        if let Some(recorded) = recorded_schema(os, service) {
+            plan.db_identifier = recorded;
+        }
         if let Some(problem) = names::pg_identifier_problem(&plan.db_identifier) {
             problems.push(format!(
                 "{} schema name {:?} {problem}",
@@ -204,7 +209,17 @@ pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
         services,
         deletion_policy: spec.deletion_policy,
         paused: spec.paused,
+        adopt_from: os.annotations().get(names::ADOPT_FROM_ANNOTATION).cloned(),
     })
+}
+
+/// The schema name this resource's status records for `service`: kept over the computed one, so a rule
+/// for names that changed between releases never moves a running service to an empty schema. Checked
+/// like a computed one below.
+fn recorded_schema(os: &OrderSystem, service: Service) -> Option<String> {
+    let schemas = &os.status.as_ref()?.schemas;
+    let recorded = schemas.iter().find(|s| s.service == service.as_str())?;
+    Some(recorded.schema.clone())
 }
 
 fn service_spec(os: &OrderSystem, service: Service) -> &ServiceSpec {

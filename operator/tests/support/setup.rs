@@ -19,6 +19,7 @@ pub struct Setup {
     pub api: Api<OrderSystem>,
     pub topic: String,
     pub bootstrap: String,
+    #[allow(dead_code, reason = "each test binary including this module reads its own subset")]
     pub metrics: Arc<Metrics>,
     _operator: Operator,
 }
@@ -56,6 +57,7 @@ impl Setup {
     }
 
     /// The Deployment `name` in this namespace, if it exists.
+    #[allow(dead_code, reason = "each test binary including this module uses its own subset")]
     pub async fn deployment(&self, name: &str) -> Option<Deployment> {
         self.ns.deployment(name).await
     }
