@@ -401,6 +401,7 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
         acls += identities::acl_count(&admin, principal).await.expect("acls");
     }
     assert_eq!(acls, 5, "order: WRITE; each consumer: READ topic, READ group");
+    let kept_password = ns.secret_value("kept-order-kafka", "password").await;
     // With the broker away, Retain lets go at once; Delete keeps its finalizer and retries the cleanup.
     broker.stop().await;
     for name in ["shop", "kept"] {
@@ -468,6 +469,54 @@ async fn scram_users_are_applied_only_when_missing_or_changed_and_deleted_with_t
     assert_eq!(metrics.kafka_identity_change_count("acl_deleted"), 5);
     let refused = tokio::task::block_in_place(|| login(&broker, &order, "edited-by-hand-0123456789"))
         .expect_err("the deleted user cannot log in");
+    assert_eq!(
+        code(&refused),
+        Some(RDKafkaErrorCode::Authentication),
+        "{refused}"
+    );
+
+    // `kept` created again takes back its users and ACLs: its collected Secret is replaced by one with a
+    // new password, which the user then has; the ACLs are the same ones, not doubled.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    wait::until_some("kept's Secret collected", Duration::from_secs(60), || async {
+        secrets
+            .get_opt("kept-order-kafka")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let mut kept = secured_json("kept", &kept_topic, &broker);
+    kept["spec"]["deletionPolicy"] = "Retain".into();
+    ns.create_system(kept).await;
+    let kept_order = user("kept", "order");
+    let new_password = wait::until_some("kept's new Secret", Duration::from_secs(60), || async {
+        let secret = secrets.get_opt("kept-order-kafka").await.ok()??;
+        let password = secret.data?.get("password")?.0.clone();
+        String::from_utf8(password).ok()
+    })
+    .await;
+    assert_ne!(new_password, kept_password);
+    wait::until_some(
+        "kept's order user takes the new Secret's password",
+        Duration::from_secs(60),
+        || async {
+            produce_as(&broker, &kept_order, &new_password, &kept_topic, true)
+                .await
+                .ok()
+        },
+    )
+    .await;
+    assert_eq!(
+        identities::acl_count(&admin, &format!("User:{kept_order}"))
+            .await
+            .expect("acls"),
+        1,
+        "kept's ACL taken back, not doubled"
+    );
+    let refused = tokio::task::block_in_place(|| login(&broker, &kept_order, &kept_password))
+        .expect_err("the collected Secret's password no longer logs in");
     assert_eq!(
         code(&refused),
         Some(RDKafkaErrorCode::Authentication),
