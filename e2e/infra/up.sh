@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# up.sh: install, build and start the test infrastructure (PostgreSQL, Kafka, Kubernetes control plane and a
-# real node of it), then write $STATE/env with KUBECONFIG, DATABASE_URL, PG_TEST_CA, KAFKA_BOOTSTRAP (what the
-# host uses), KAFKA_NODE_BOOTSTRAP and POSTGRES_NODE_HOST (what the node's pods use), the real node's names
-# and PATH for the tests and for you:
+# up.sh: install, build and start the test infrastructure (PostgreSQL, the newest PostgreSQL major beside it,
+# Kafka, Kubernetes control plane and a real node of it), then write $STATE/env with KUBECONFIG, DATABASE_URL,
+# PG_TEST_CA, PG_NEXT_DATABASE_URL, PG_NEXT_CA, KAFKA_BOOTSTRAP (what the host uses), KAFKA_NODE_BOOTSTRAP and
+# POSTGRES_NODE_HOST (what the node's pods use), the real node's names and PATH for the tests and for you:
 #   . /tmp/ordersystem/env
 # Idempotent: running components are left as they are. First run on a fresh 2-core machine: 20-35 min
 # (mostly compiling Kubernetes); later runs: under a minute.
@@ -14,6 +14,8 @@ write_env() {
 export KUBECONFIG=$STATE/cp/kubeconfig
 export DATABASE_URL=$("$INFRA_DIR/postgres.sh" url)
 export PG_TEST_CA=$("$INFRA_DIR/postgres.sh" ca)
+export PG_NEXT_DATABASE_URL=$("$INFRA_DIR/postgres-next.sh" url)
+export PG_NEXT_CA=$("$INFRA_DIR/postgres-next.sh" ca)
 export KAFKA_BOOTSTRAP=$("$INFRA_DIR/kafka.sh" bootstrap)
 export KAFKA_NODE_BOOTSTRAP=$("$INFRA_DIR/kafka.sh" node-bootstrap)
 export POSTGRES_NODE_HOST=$("$INFRA_DIR/postgres.sh" node-host)
@@ -52,6 +54,7 @@ consent
 # The guard and the bridge come first: the API server listens on the bridge address.
 "$INFRA_DIR/node.sh" net-up
 "$INFRA_DIR/postgres.sh" start
+"$INFRA_DIR/postgres-next.sh" start
 "$INFRA_DIR/kafka.sh" start
 "$INFRA_DIR/build-k8s-bins.sh"
 "$INFRA_DIR/build-node-bins.sh"
