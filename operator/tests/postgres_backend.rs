@@ -131,6 +131,52 @@ async fn a_second_pass_keeps_the_secret_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_new_host_in_the_admin_secret_reaches_every_service_secret_and_changes_its_hash() {
+    let (client, ns, spec) = setup("pg-moved").await;
+    let admin = postgres::read_admin(&client, &ns.name, "pg-admin")
+        .await
+        .expect("admin secret");
+    let _cleanup = DropSchemas(spec.clone(), admin.clone());
+    let before = provision(&client, &admin, &spec).await.expect("provision");
+    let secret = &spec.plan(Service::Shipping).secret_name;
+    let password = ns.secret_value(secret, "password").await;
+    // The same server on its other address: the test bridge, where the real node's pods reach it.
+    let bridge =
+        std::env::var("ORDERSYSTEM_NODE_BRIDGE_IP").expect("ORDERSYSTEM_NODE_BRIDGE_IP (test bed env)");
+    let patch = serde_json::json!({"stringData": {"host": bridge}});
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns.name)
+        .patch("pg-admin", &Default::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .expect("move the admin Secret");
+    let moved = postgres::read_admin(&client, &ns.name, "pg-admin")
+        .await
+        .expect("admin secret");
+    let after = provision(&client, &moved, &spec)
+        .await
+        .expect("provision at the new host");
+    for plan in &spec.services {
+        assert_eq!(
+            ns.secret_value(&plan.secret_name, "host").await,
+            bridge,
+            "{:?}",
+            plan.service
+        );
+        assert_ne!(
+            before.secret_hashes[&plan.service], after.secret_hashes[&plan.service],
+            "{:?}: a new hash rolls the service",
+            plan.service
+        );
+    }
+    assert_eq!(
+        ns.secret_value(secret, "password").await,
+        password,
+        "the password is kept"
+    );
+    let again = provision(&client, &moved, &spec).await.expect("provision again");
+    assert_eq!(again.secret_hashes, after.secret_hashes, "written once");
+}
+
+#[tokio::test]
 async fn schemas_of_another_resource_are_a_conflict_and_delete_removes_only_our_own() {
     let (client, ns, spec) = setup("pg-conflict").await;
     let admin = postgres::read_admin(&client, &ns.name, "pg-admin")

@@ -11,7 +11,7 @@ pub mod ownership;
 pub(super) mod scram;
 
 pub use credentials::{AdminConnection, admin_from_secret, read_admin, read_connection};
-use credentials::{create_secret, secret_value};
+use credentials::{create_secret, secret_value, stale_location, update_location};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -147,7 +147,16 @@ pub async fn ensure(
     let mut observed = PostgresObserved::default();
     let mut in_conflict = BTreeSet::new();
     for plan in &spec.services {
+        let stale = secrets
+            .get(&plan.service)
+            .map(|secret| stale_location(secret, admin))
+            .unwrap_or_default();
         let (secret, created) = match (secrets.get(&plan.service), spec.paused) {
+            (Some(_), false) if !stale.is_empty() => {
+                let updated = update_location(client, spec, plan, &stale).await?;
+                secrets.insert(plan.service, updated.clone());
+                (updated, false)
+            }
             (Some(secret), _) => (secret.clone(), false),
             (None, true) => continue,
             (None, false) => {

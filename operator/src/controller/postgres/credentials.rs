@@ -1,10 +1,12 @@
 //! Credentials: the admin connection read from the Secret the spec names (by name, never from a cache of
 //! all Secrets), and each service's Secret, created once with a generated password and never
-//! regenerated. Passwords never reach logs: `AdminConnection`'s `Debug` leaves it out.
+//! regenerated; its host, port and database follow the admin Secret's. Passwords never reach logs:
+//! `AdminConnection`'s `Debug` leaves it out.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
 use ordersystem_contract::wiring::secret_keys;
 
 use super::Error;
@@ -98,15 +100,49 @@ pub(super) async fn create_secret(
     plan: &ServicePlan,
     admin: &AdminConnection,
 ) -> Result<Secret, Error> {
-    let data = BTreeMap::from([
-        (secret_keys::HOST, admin.host.clone()),
-        (secret_keys::PORT, admin.port.to_string()),
-        (secret_keys::DBNAME, admin.dbname.clone()),
+    let mut data = BTreeMap::from(location(admin));
+    data.extend([
         (secret_keys::USERNAME, plan.db_identifier.clone()),
         (secret_keys::PASSWORD, secrets::generate_password()),
         (secret_keys::SCHEMA, plan.db_identifier.clone()),
     ]);
     secrets::create(client, spec, plan, &plan.secret_name, data)
+        .await
+        .map_err(|source| Error::ServiceSecret {
+            name: plan.secret_name.clone(),
+            source,
+        })
+}
+
+/// The keys of a service's Secret that say where the database is, as the admin Secret says now.
+fn location(admin: &AdminConnection) -> [(&'static str, String); 3] {
+    [
+        (secret_keys::HOST, admin.host.clone()),
+        (secret_keys::PORT, admin.port.to_string()),
+        (secret_keys::DBNAME, admin.dbname.clone()),
+    ]
+}
+
+/// The location keys of `secret` that differ from the admin Secret's: the admin Secret is the source of
+/// truth for where the database is, the service's Secret a copy of it.
+pub(super) fn stale_location(secret: &Secret, admin: &AdminConnection) -> BTreeMap<&'static str, String> {
+    location(admin)
+        .into_iter()
+        .filter(|(key, value)| secrets::text(secret, key).as_ref() != Some(value))
+        .collect()
+}
+
+/// Writes the admin Secret's host, port and database into the service's Secret; its new hash then rolls
+/// the service. The Secret as the API server answered.
+pub(super) async fn update_location(
+    client: &kube::Client,
+    spec: &ValidSpec,
+    plan: &ServicePlan,
+    stale: &BTreeMap<&'static str, String>,
+) -> Result<Secret, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &spec.namespace);
+    let patch = serde_json::json!({ "stringData": stale });
+    api.patch(&plan.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| Error::ServiceSecret {
             name: plan.secret_name.clone(),
