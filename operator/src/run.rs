@@ -1,6 +1,13 @@
 //! Wires the reconciler into a kube-runtime `Controller`: which objects are watched (OrderSystems by
-//! generation, annotations, finalizers and deletion; owned Deployments and Services by label), how
-//! often everything is looked at again, and the readiness signal once the cache has synced.
+//! generation, annotations, finalizers and deletion; every kind of object it owns by label, metadata
+//! only), how often everything is looked at again, and the readiness signal once the cache has synced.
+//!
+//! The owned kinds are the Deployments, Services, ServiceAccounts, PodDisruptionBudgets and the services'
+//! Secrets (database and Kafka identity). Each is created with the managed-by label and an owner
+//! reference to its `OrderSystem`, so an edit or a deletion of any of them maps back to that resource and
+//! reconciles it at once, instead of waiting for the periodic requeue. The watches ask for metadata only
+//! (`PartialObjectMeta`): a Secret's data never reaches this process's cache, and the labelled Secrets are
+//! the only ones listed at all (the admin, CA and credential Secrets a spec names are read by name).
 //!
 //! Every watch backs off on its own. The `Controller` would also put one joint backoff over all of
 //! them, and while it sleeps no watch is polled: after an API-server restart the watches' refused
@@ -12,15 +19,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service as KubeService;
+use k8s_openapi::api::core::v1::{Secret, Service as KubeService, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::utils::{Backoff, Predicate, WatchStreamExt, predicates};
-use kube::runtime::{Controller, watcher};
-use tracing::{info, warn};
+use kube::runtime::{Controller, controller, watcher};
+use tracing::{debug, info, warn};
 
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::OrderSystem;
@@ -57,22 +66,13 @@ pub async fn run(
         .predicate_filter(predicate, Default::default());
     let owned =
         watcher::Config::default().labels(&format!("{}={}", names::MANAGED_BY_LABEL, names::FIELD_MANAGER));
-    // Metadata only (`PartialObjectMeta`), as `Controller::owns` would watch them.
-    type Owned = (
-        Api<PartialObjectMeta<Deployment>>,
-        Api<PartialObjectMeta<KubeService>>,
-    );
-    let owned_api = |c: &kube::Client| -> Owned {
-        match &namespace {
-            Some(ns) => (Api::namespaced(c.clone(), ns), Api::namespaced(c.clone(), ns)),
-            None => (Api::all(c.clone()), Api::all(c.clone())),
-        }
-    };
-    let (deployments, services) = owned_api(&client);
-    let deployments = watcher(deployments, owned.clone())
-        .default_backoff()
-        .touched_objects();
-    let services = watcher(services, owned).default_backoff().touched_objects();
+    // Metadata only (`PartialObjectMeta`), as `Controller::owns` would watch them; each with its own
+    // backoff (see the module comment).
+    let deployments = watch_owned::<Deployment>(&client, namespace.as_deref(), &owned);
+    let services = watch_owned::<KubeService>(&client, namespace.as_deref(), &owned);
+    let service_accounts = watch_owned::<ServiceAccount>(&client, namespace.as_deref(), &owned);
+    let pdbs = watch_owned::<PodDisruptionBudget>(&client, namespace.as_deref(), &owned);
+    let secrets = watch_owned::<Secret>(&client, namespace.as_deref(), &owned);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -85,15 +85,46 @@ pub async fn run(
     Controller::for_stream(stream, reader)
         .owns_stream(deployments)
         .owns_stream(services)
+        .owns_stream(service_accounts)
+        .owns_stream(pdbs)
+        .owns_stream(secrets)
         .trigger_backoff(NoJointBackoff)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "controller stream error");
+            match result {
+                Ok(_) => {}
+                // An owned object's event for an OrderSystem already gone: its children are deleted by the
+                // garbage collector after it, and each deletion is such an event.
+                Err(error @ controller::Error::ObjectNotFound(_)) => {
+                    debug!(%error, "event for a deleted OrderSystem");
+                }
+                Err(error) => warn!(%error, "controller stream error"),
             }
         })
         .await;
+}
+
+/// The metadata of the objects of kind `K` that match `config` (the managed-by label), in `namespace` or
+/// in all namespaces: every object applied, changed or deleted, for `owns_stream`.
+fn watch_owned<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<PartialObjectMeta<K>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    watcher(api, config.clone()).default_backoff().touched_objects()
 }
 
 /// Sets `ready` once the OrderSystem cache has synced. The store's readiness signal wakes only the waiter
