@@ -284,7 +284,12 @@ impl Drop for OnFailure {
         let (shop_ns, operator_ns) = (self.shop_ns.as_str(), self.operator_ns.as_str());
         eprintln!("{}\n{}", pod_logs(operator_ns), pod_logs(shop_ns));
         let run = |program: &str, args: &[&str]| try_output(program, args).is_ok_and(|o| o.status.success());
-        run("helm", &["uninstall", operator_ns, "--namespace", operator_ns]);
+        // Without the chart's uninstall check: the OrderSystem may be left, and this guard removes its
+        // finalizer itself below.
+        run(
+            "helm",
+            &["uninstall", operator_ns, "--namespace", operator_ns, "--no-hooks"],
+        );
         run(
             "kubectl",
             &["delete", "namespace", shop_ns, operator_ns, "--wait=false"],

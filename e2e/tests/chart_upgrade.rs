@@ -190,7 +190,12 @@ impl Drop for Cleanup {
         let quiet = |program: &Path, args: &[&str]| {
             let _ = Command::new(program).args(args).output();
         };
-        quiet(&self.helm, &["uninstall", &self.release, "-n", &self.ns]);
+        // Without the chart's uninstall check: its Job's pod, like the operator's, would never leave
+        // Pending in this namespace, which no node serves.
+        quiet(
+            &self.helm,
+            &["uninstall", &self.release, "-n", &self.ns, "--no-hooks"],
+        );
         quiet(
             &self.kubectl,
             &[

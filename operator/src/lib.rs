@@ -5,6 +5,7 @@ pub mod config;
 pub mod controller;
 pub mod metrics;
 pub mod run;
+pub mod uninstall;
 pub mod web;
 
 /// The API types and names, from their own crate; re-exported so `crate::crd` and `crate::names` read as
