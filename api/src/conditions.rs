@@ -65,6 +65,52 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order the enum declares them. A test holds it to the enum.
+    pub const ALL: [Self; 42] = [
+        Self::Ready,
+        Self::InvalidSpec,
+        Self::Conflict,
+        Self::TopicNotReady,
+        Self::DatabaseNotReady,
+        Self::ServicesUnavailable,
+        Self::TopicReady,
+        Self::NotObserved,
+        Self::KafkaUnavailable,
+        Self::KafkaTlsFailed,
+        Self::KafkaAuthenticationFailed,
+        Self::KafkaCredentialsMissing,
+        Self::PartitionIncreaseRejected,
+        Self::TopicDeleted,
+        Self::TopicIdChanged,
+        Self::Missing,
+        Self::NotSupported,
+        Self::ReplicationFactorMismatch,
+        Self::ReplicationFactorTooLarge,
+        Self::PostgresUnavailable,
+        Self::PostgresTlsFailed,
+        Self::SchemasReady,
+        Self::SchemasNotReady,
+        Self::AllAvailable,
+        Self::Unavailable,
+        Self::DrainingForPartitionIncrease,
+        Self::RotatingCredentials,
+        Self::WaitingForTopic,
+        Self::WaitingForDatabase,
+        Self::WaitingForConsumers,
+        Self::RolloutComplete,
+        Self::RollingOut,
+        Self::TransientError,
+        Self::TopicMissing,
+        Self::TopicRecreated,
+        Self::ConsumersExceedPartitions,
+        Self::ConsumerLagGrowing,
+        Self::InvalidRotationRequest,
+        Self::CompactionLosesHistory,
+        Self::AsExpected,
+        Self::Paused,
+        Self::Reconciling,
+    ];
+
     /// The word in the condition, the same as the variant's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -126,13 +172,24 @@ mod tests {
 
     #[test]
     fn each_reason_is_written_as_its_variant_name() {
-        for reason in [
-            Reason::Ready,
-            Reason::KafkaTlsFailed,
-            Reason::WaitingForConsumers,
-            Reason::Reconciling,
-        ] {
+        for reason in Reason::ALL {
             assert_eq!(reason.as_str(), format!("{reason:?}"));
         }
+    }
+
+    #[test]
+    fn all_lists_every_variant_of_the_enum_once_in_its_order() {
+        let source = include_str!("conditions.rs");
+        let body = &source[source.find("pub enum Reason {").expect("the enum")..];
+        let body = &body[..body.find("\n}").expect("its end")];
+        let declared: Vec<&str> = body
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|line| !line.starts_with("//") && !line.is_empty())
+            .map(|line| line.trim_end_matches(','))
+            .collect();
+        let listed: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(listed, declared, "Reason::ALL must list every variant of Reason");
     }
 }

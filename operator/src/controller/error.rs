@@ -35,7 +35,7 @@ pub enum Error {
     Drain(String),
     #[error("the topic is missing and whether this resource created it is unknown: {0}")]
     TopicUnconfirmed(String),
-    #[error("finalizer: {0}")]
+    #[error("{0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
 }
 
@@ -70,21 +70,84 @@ impl Error {
 }
 
 /// An error with its sources, `: `-separated, for conditions and Events (never contains passwords: no
-/// error of the operator carries one). An error the API server answered ends the text with its own
-/// sentence: kube's rendering of it adds a `Debug` dump of the whole response.
+/// error of the operator carries one). Many errors print their source inside their own text as well
+/// (sqlx, rdkafka, kube, the finalizer): that copy is cut, so each part is said once. An error the API
+/// server answered ends with its own sentence: kube's rendering of it adds a `Debug` dump of the whole
+/// response. A Secret the spec names and that does not exist is followed by what to do about it.
 pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
+    let text = describe_chain(error);
+    match advice(error) {
+        Some(advice) => format!("{text}; {advice}"),
+        None => text,
+    }
+}
+
+/// What to do about a Secret named in the spec that does not exist.
+fn advice(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    // `Error` and `rotation::Error` wrap these transparently: their chain skips the wrapped error.
+    let wrapped = error.downcast_ref::<Error>();
+    let postgres = error
+        .downcast_ref::<postgres::Error>()
+        .or(match error.downcast_ref::<rotation::Error>() {
+            Some(rotation::Error::Postgres(inner)) => Some(inner),
+            _ => None,
+        })
+        .or(match wrapped {
+            Some(Error::Postgres(inner) | Error::Rotation(rotation::Error::Postgres(inner))) => Some(inner),
+            _ => None,
+        });
+    let kafka = error.downcast_ref::<kafka::Error>().or(match wrapped {
+        Some(Error::Kafka(inner)) => Some(inner),
+        _ => None,
+    });
+    let missing = |source: &kube::Error| matches!(source, kube::Error::Api(answer) if answer.code == 404);
+    match (postgres, kafka) {
+        (Some(postgres::Error::ReadAdminSecret { source, .. }), _) if missing(source) => Some(
+            "create it in this resource's namespace, or name the Secret that holds the admin connection in \
+             spec.postgres.adminSecretRef",
+        ),
+        (Some(postgres::Error::ReadCaSecret { source, .. }), _) if missing(source) => Some(
+            "create it in this resource's namespace with the CA certificate in ca.crt, or correct \
+             spec.postgres.caSecretRef",
+        ),
+        (_, Some(kafka::Error::ReadSecret { source, .. })) if missing(source) => Some(
+            "create it in this resource's namespace, or correct the Secret named in spec.kafka.tls or \
+             spec.kafka.sasl",
+        ),
+        _ => None,
+    }
+}
+
+/// The error and its sources, each said once.
+fn describe_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = Vec::new();
     let mut next = Some(error);
     while let Some(error) = next {
-        if let Some(kube::Error::Api(answer)) = error.downcast_ref::<kube::Error>() {
-            parts.push(match answer.message.as_str() {
-                "" => format!("the API server answered {} {}", answer.code, answer.reason),
-                message => message.to_string(),
-            });
-            break;
-        }
-        parts.push(error.to_string());
         next = error.source();
+        let text = match error.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(answer)) => {
+                parts.push(match answer.message.as_str() {
+                    "" => format!("the API server answered {} {}", answer.code, answer.reason),
+                    message => message.to_string(),
+                });
+                break;
+            }
+            // kube names these by its variant ("ServiceError: ..."); their sources say what happened.
+            Some(kube::Error::Service(_) | kube::Error::HyperError(_)) => {
+                "the request to the API server failed".to_string()
+            }
+            _ => error.to_string(),
+        };
+        let own = match next.map(ToString::to_string) {
+            Some(inner) if !inner.is_empty() => match text.strip_suffix(inner.as_str()) {
+                Some(head) => head.trim_end_matches([':', ' ']).to_string(),
+                None => text,
+            },
+            _ => text,
+        };
+        if !own.is_empty() {
+            parts.push(own);
+        }
     }
     parts.join(": ")
 }
@@ -108,9 +171,17 @@ mod tests {
             name: "no-such-secret".into(),
             source: kube::Error::Api(Box::new(status)),
         };
+        let described = describe_error(&error);
         assert_eq!(
-            describe_error(&error),
-            "failed to read admin Secret no-such-secret: secrets \"no-such-secret\" not found"
+            described,
+            "failed to read admin Secret no-such-secret: secrets \"no-such-secret\" not found; create it in \
+             this resource's namespace, or name the Secret that holds the admin connection in \
+             spec.postgres.adminSecretRef"
+        );
+        assert_eq!(
+            describe_error(&Error::Postgres(error)),
+            described,
+            "the failure Event says the same"
         );
     }
 
