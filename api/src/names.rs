@@ -27,6 +27,11 @@ pub const ROTATE_CREDENTIALS_ANNOTATION: &str = "ordersystem.io/rotate-credentia
 /// Annotation on a service's database Secret while a rotation is under way: the login that is disabled
 /// once every pod of the service runs with the Secret's new credentials.
 pub const RETIRE_LOGIN_ANNOTATION: &str = "ordersystem.io/retire-login";
+/// Annotation letting `deletionPolicy: Delete` delete a topic that existed before this resource claimed
+/// it (value `"true"`); without it such a topic is kept.
+pub const DELETE_FOUND_TOPIC_ANNOTATION: &str = "ordersystem.io/delete-found-topic";
+/// Label on the ConfigMaps that record which resource claimed a topic of a Kafka cluster.
+pub const TOPIC_CLAIM_LABEL: &str = "ordersystem.io/topic-claim";
 /// Value of `app.kubernetes.io/part-of` on every child object.
 pub const PART_OF: &str = "ordersystem";
 /// Label carrying the owning `OrderSystem`'s name; owned objects are watched by it.
@@ -117,6 +122,12 @@ pub fn kafka_user(namespace: &str, system: &str, service: Service) -> String {
 /// Consumer group id: `<namespace>.<name>.<service>`, so two systems on one Kafka never share a group.
 pub fn group_id(namespace: &str, system: &str, service: Service) -> String {
     format!("{namespace}.{system}.{}", service.as_str())
+}
+
+/// Name of the ConfigMap recording the claim on `topic` of the Kafka cluster `cluster_id`: named by both,
+/// so every resource reaching that cluster, through whichever address, looks up the same record.
+pub fn topic_claim_name(cluster_id: &str, topic: &str) -> String {
+    format!("ordersystem-topic-{}", &hash_hex(format!("{cluster_id}/{topic}").as_bytes())[..16])
 }
 
 /// Default image of a service: the version the operator was built with.

@@ -1,4 +1,5 @@
-//! The chart's own RBAC (`templates/rbac.yaml`, rendered with helm) applied for one namespace, and a
+//! The chart's own RBAC (`templates/rbac.yaml` and `templates/claims-rbac.yaml`, rendered with helm)
+//! applied for one namespace, and a
 //! kubeconfig that acts as its ServiceAccount through impersonation: an operator run with it has the
 //! chart's rights and no more, so a missing rule fails a test or a benchmark instead of hiding behind
 //! admin credentials.
@@ -132,7 +133,7 @@ async fn client(kubeconfig: Kubeconfig) -> Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
-/// `helm template` of `templates/rbac.yaml` for `release` in `namespace`, watching `namespace`.
+/// `helm template` of the chart's RBAC templates for `release` in `namespace`, watching `namespace`.
 fn render(release: &str, namespace: &str) -> Result<String> {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/ordersystem-operator");
     // The test bed's helm is on PATH (`. /tmp/ordersystem/env`), as for `cluster::install_operator`.
@@ -143,6 +144,7 @@ fn render(release: &str, namespace: &str) -> Result<String> {
         .args(["--namespace", namespace])
         .args(["--set", &format!("watchNamespace={namespace}")])
         .args(["--show-only", "templates/rbac.yaml"])
+        .args(["--show-only", "templates/claims-rbac.yaml"])
         .output()
         .with_context(|| format!("cannot run {helm} (is the test bed's PATH set, or HELM?)"))?;
     if !output.status.success() {

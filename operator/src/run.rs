@@ -80,7 +80,10 @@ pub async fn run(
             instance: None,
         },
     );
-    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics, reader.clone()));
+    // Topic claims live in the watched namespace, or in all-namespaces mode in the operator's own (the
+    // namespace of its ServiceAccount, as the in-cluster configuration reads it).
+    let claims_namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics, claims_namespace));
     tokio::spawn(signal_readiness(reader.clone(), ready));
     Controller::for_stream(stream, reader)
         .owns_stream(deployments)

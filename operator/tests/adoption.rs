@@ -8,8 +8,9 @@ mod operator;
 #[path = "support/setup.rs"]
 mod setup;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use ordersystem_e2e::control_plane::{connect_as, connect_as_admin, schema_exists};
 use ordersystem_e2e::order_system::{condition, shop_json, wait_condition, wait_event};
 use ordersystem_e2e::wait;
@@ -85,6 +86,10 @@ async fn a_resource_created_again_after_a_retain_deletion_takes_back_its_topic_a
     })
     .await;
     assert!(schema_exists(&schema).await, "Retain keeps the schema");
+    let claims: Api<ConfigMap> = Api::namespaced(s.client.clone(), &s.ns.name);
+    let claims_only = ListParams::default().labels(names::TOPIC_CLAIM_LABEL);
+    let kept_claims = claims.list(&claims_only).await.expect("claims").items;
+    assert_eq!(kept_claims.len(), 1, "Retain keeps the claim on the topic");
 
     s.create(shop_json(&s.topic, &s.bootstrap, "Retain")).await;
     let again = wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
@@ -120,9 +125,20 @@ async fn a_resource_created_again_after_a_retain_deletion_takes_back_its_topic_a
         "recorded for the new resource"
     );
     let events: Api<Event> = Api::namespaced(s.client.clone(), &s.ns.name);
-    let event = wait_event(&events, "shop", "TookOver").await;
-    let note = event.note.unwrap_or_default();
+    let schemas = wait_event(&events, "shop", "SchemasTakenOver").await;
+    let note = schemas.note.unwrap_or_default();
     assert!(note.contains("kept with deletionPolicy Retain"), "{note}");
+    assert_eq!(note.matches("Took over the schema and role").count(), 3, "{note}");
+    let topic = wait_event(&events, "shop", "TopicClaimTakenOver").await;
+    let note = topic.note.unwrap_or_default();
+    assert!(
+        note.starts_with(&format!("Took over the claim on topic {}", s.topic)),
+        "{note}"
+    );
+    let claim = claims.list(&claims_only).await.expect("claims").items;
+    let data = claim[0].data.clone().unwrap_or_default();
+    assert_eq!(data.get("uid"), Some(&uid), "the claim names the new resource");
+    assert_eq!(data.get("origin").map(String::as_str), Some("created"));
 
     s.patch_spec(json!({"deletionPolicy": "Delete"})).await;
     s.delete_shop_and_wait(90, "shop deleted (Delete)").await;
@@ -227,4 +243,60 @@ async fn a_delete_resource_edited_into_an_invalid_spec_names_what_it_keeps() {
     assert!(schema_exists(&schema).await);
     kafka::delete_topic(&admin, &s.topic).await.expect("delete topic");
     s.drop_schemas(&valid).await;
+}
+
+#[tokio::test]
+async fn a_topic_found_before_any_claim_is_kept_by_delete_unless_the_annotation_asks() {
+    let s = setup("adopt-found").await;
+    ordersystem_e2e::kafka::create_topic(&s.bootstrap, &s.topic, 3).await;
+    let admin = KafkaClients::default().admin(&s.bootstrap).expect("admin");
+    let events: Api<Event> = Api::namespaced(s.client.clone(), &s.ns.name);
+
+    s.create(shop_json(&s.topic, &s.bootstrap, "Delete")).await;
+    let os = wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    let found = wait_event(&events, "shop", "FoundTopic").await;
+    assert!(
+        found
+            .note
+            .unwrap_or_default()
+            .contains("deletionPolicy Delete keeps it"),
+        "the user is told at once"
+    );
+    let cluster_id = os
+        .status
+        .and_then(|st| st.topic)
+        .and_then(|t| t.cluster_id)
+        .expect("the cluster id in status");
+    assert!(!cluster_id.is_empty());
+    wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
+    s.delete_shop_and_wait(90, "shop deleted").await;
+    let kept = wait_event(&events, "shop", "TopicKept").await;
+    assert!(
+        kept.note
+            .unwrap_or_default()
+            .contains("ordersystem.io/delete-found-topic=true"),
+        "says how to delete it"
+    );
+    assert!(
+        kafka::describe(&admin, &s.topic)
+            .await
+            .expect("describe")
+            .is_some(),
+        "a topic that existed before is kept"
+    );
+
+    let mut asked = shop_json(&s.topic, &s.bootstrap, "Delete");
+    asked["metadata"]["annotations"] = json!({(names::DELETE_FOUND_TOPIC_ANNOTATION): "true"});
+    s.create(asked).await;
+    wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
+    wait_condition(&s.api, "DatabaseReady", "True", "SchemasReady").await;
+    s.delete_shop_and_wait(90, "shop deleted with the annotation")
+        .await;
+    assert!(
+        kafka::describe(&admin, &s.topic)
+            .await
+            .expect("describe")
+            .is_none(),
+        "deleted when the resource asks"
+    );
 }

@@ -16,6 +16,7 @@ use ordersystem_e2e::order_system::{
 };
 use ordersystem_e2e::wait;
 use ordersystem_operator::controller::kafka::{self, ConfigOp, KafkaClients};
+use ordersystem_operator::names::{Service, pg_identifier};
 use serde_json::json;
 use setup::setup;
 use std::time::Duration;
@@ -195,7 +196,7 @@ async fn a_valid_resource_provisions_everything_and_changes_touch_exactly_the_ri
     );
 
     // Delete with deletionPolicy Delete: topic and schemas go.
-    let schema = format!("os_{}_shop_invoicing", s.ns.name.replace('-', "_"));
+    let schema = pg_identifier(&s.ns.name, "shop", Service::Invoicing);
     assert!(schema_exists(&schema).await);
     s.delete_shop_and_wait(90, "resource gone").await;
     assert!(!schema_exists(&schema).await, "schema dropped");
@@ -223,7 +224,7 @@ async fn retain_keeps_topic_and_schemas_after_delete() {
             .is_some(),
         "topic kept"
     );
-    let schema = format!("os_{}_shop_order", s.ns.name.replace('-', "_"));
+    let schema = pg_identifier(&s.ns.name, "shop", Service::Order);
     assert!(schema_exists(&schema).await, "schema kept");
     // Clean up what Retain kept.
     kafka::delete_topic(&admin, &s.topic).await.expect("delete topic");
@@ -237,15 +238,19 @@ async fn retain_keeps_topic_and_schemas_after_delete() {
 }
 
 #[tokio::test]
-async fn a_second_resource_on_the_same_topic_is_a_conflict() {
+async fn a_second_resource_on_the_same_topic_of_the_same_cluster_is_a_conflict_whatever_the_address() {
     let s = setup("ctl-conflict").await;
     s.create(spec_json(&s, "Delete")).await;
     wait_condition(&s.api, "TopicReady", "True", "TopicReady").await;
-    // Creation timestamps have one-second resolution, and of two equally old claims the smaller uid wins:
-    // the second resource must be younger for this test to know which one loses.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // The same brokers through another address: the claim is keyed by the cluster id they report.
     let mut second = spec_json(&s, "Delete");
     second["metadata"]["name"] = "shop2".into();
+    let other_address = s.bootstrap.replace("127.0.0.1", "localhost");
+    assert_ne!(
+        other_address, s.bootstrap,
+        "the test broker is reached by IP address"
+    );
+    second["spec"]["kafka"]["bootstrapServers"] = other_address.into();
     s.api
         .create(&PostParams::default(), &to_os(second))
         .await
@@ -255,10 +260,14 @@ async fn a_second_resource_on_the_same_topic_is_a_conflict() {
         (condition(&os, "Ready") == Some(("False".into(), "Conflict".into()))).then_some(os)
     })
     .await;
+    let message = os
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message)
+        .unwrap_or_default();
     assert!(
-        os.status
-            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.message.contains("shop"))
+        message.contains(&format!("already claimed by OrderSystem {}/shop", s.ns.name)),
+        "{message}"
     );
     assert!(
         s.deployment("shop2-invoicing").await.is_none(),

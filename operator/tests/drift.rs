@@ -701,7 +701,6 @@ async fn at_rest_three_looks_change_no_resource_version() {
 }
 
 #[tokio::test]
-#[ignore = "fails: controller/postgres.rs `provision` runs ALTER ROLE … SET search_path on every reconcile"]
 async fn at_rest_three_looks_send_no_ddl_to_a_postgres_logging_it() {
     let pg = ddl_log::DdlLoggedPostgres::start("op-drift-ddl", 5446).await;
     let s = setup("drift-ddl").await;

@@ -66,6 +66,9 @@ pub struct TopicStatus {
     /// Kafka's topic id (base64); a different id means the topic was deleted and recreated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_id: Option<String>,
+    /// Id of the Kafka cluster the topic is in, as its brokers report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
     /// Partitions the topic has.
     pub partitions: i32,
     /// Replication factor of its partitions.

@@ -1,9 +1,10 @@
 //! cleanup: what the finalizer does when an `OrderSystem` is deleted. Workloads go with their owner
 //! references. With `Retain` nothing outside Kubernetes is touched, so the finalizer is released even
-//! when Kafka or Postgres is unreachable. With `Delete` the topic, the services' SCRAM users and exactly
-//! the ACLs granted to them, and the schemas and roles carrying this resource's uid are removed; until
-//! that succeeded the finalizer stays and the cleanup is retried with backoff. A resource in conflict
-//! never deletes the winner's topic (its users and ACLs name only itself, so they go either way). When a
+//! when Kafka or Postgres is unreachable. With `Delete` the services' SCRAM users and exactly the ACLs
+//! granted to them, the topic when this resource's claim says it created it (`kafka::claim`), and the
+//! schemas and roles recorded for it are removed; until that succeeded the finalizer stays and the
+//! cleanup is retried with backoff. A resource in conflict never deletes the winner's topic (its users
+//! and ACLs name only itself, so they go either way). When a
 //! Secret needed to reach Kafka or Postgres is gone (a namespace being deleted removes them too), that
 //! part is kept with a `CleanupSkipped` Warning rather than blocking the deletion forever; so is all of it
 //! when the spec was edited into an invalid one, with the topic and schemas its status recorded named.
@@ -14,9 +15,11 @@ use kube::runtime::events::EventType;
 
 use super::context::Context;
 use super::error::Error;
+use super::kafka::claim::{Standing, TopicClaim};
 use super::validate::{self, ValidSpec};
 use super::{kafka, observe, postgres, rotation};
 use crate::crd::{DeletionPolicy, OrderSystem};
+use crate::names;
 
 pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     ctx.metrics
@@ -47,22 +50,15 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// The topic (unless another resource claims it) and, with SCRAM, the services' users and ACLs.
+/// With SCRAM the services' users and ACLs, and the topic when this resource's claim says it may go.
 async fn delete_from_kafka(os: &OrderSystem, ctx: &Context, spec: &ValidSpec) -> Result<(), Error> {
-    let owns_topic = observe::topic_conflict(os, spec, &ctx.store.state()).is_none();
-    let scram = spec.kafka_security.scram().is_some();
-    if !owns_topic && !scram {
-        return Ok(());
-    }
     match observe::kafka_admin(ctx, spec).await {
         Ok((admin, _)) => {
             // Access goes first: the services' pods still run until the garbage collector removes them.
-            if scram {
+            if spec.kafka_security.scram().is_some() {
                 kafka::identities::delete(&admin, spec, &ctx.metrics).await?;
             }
-            if owns_topic {
-                kafka::delete_topic(&admin, &spec.topic.name).await?;
-            }
+            delete_claimed_topic(os, ctx, spec, &admin).await?;
         }
         // A CA or credentials Secret deleted first (as a namespace deletion does) can never come back
         // through this resource: keep what is in Kafka and say so, as for Postgres.
@@ -76,6 +72,49 @@ async fn delete_from_kafka(os: &OrderSystem, ctx: &Context, spec: &ValidSpec) ->
         }
         Err(error) => return Err(error.into()),
     }
+    Ok(())
+}
+
+/// Deletes the topic when this resource's claim on it says it created it (or the annotation asks for a
+/// topic it found), then the claim. A topic without a claim was never written by this resource; one
+/// claimed by another resource is theirs.
+async fn delete_claimed_topic(
+    os: &OrderSystem,
+    ctx: &Context,
+    spec: &ValidSpec,
+    admin: &std::sync::Arc<kafka::Admin>,
+) -> Result<(), Error> {
+    let topic = &spec.topic.name;
+    let cluster_id = kafka::cluster_id(admin).await?;
+    let claims = ctx.claims();
+    let claim_error = |source| kafka::Error::Claim {
+        topic: topic.clone(),
+        source,
+    };
+    let claim = claims.read(&cluster_id, topic).await.map_err(claim_error)?;
+    let Some(claim) = claim else {
+        return Ok(());
+    };
+    if matches!(TopicClaim::standing(Some(&claim), spec), Standing::Foreign(_)) {
+        return Ok(());
+    }
+    let delete_found = os
+        .annotations()
+        .get(names::DELETE_FOUND_TOPIC_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    if claim.deletes_topic(spec, delete_found) {
+        kafka::delete_topic(admin, topic).await?;
+    } else {
+        let note = format!(
+            "Topic {topic} existed before this resource claimed it and is kept; to delete it with the \
+             resource, annotate it with {}=true before deleting it",
+            names::DELETE_FOUND_TOPIC_ANNOTATION
+        );
+        ctx.event(os, EventType::Normal, "TopicKept", "Delete", note)
+            .await;
+    }
+    claims.release(&claim).await.map_err(claim_error)?;
     Ok(())
 }
 

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
 use tracing::warn;
 
 use super::kafka;
@@ -19,8 +18,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub kafka: kafka::KafkaClients,
-    /// Every OrderSystem the controller sees, for conflict detection.
-    pub store: Store<OrderSystem>,
+    /// Where the topic claims are recorded (`kafka::claim`).
+    pub claims_namespace: String,
     /// Consecutive failures per object (uid), reset on success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -30,16 +29,21 @@ impl Context {
         client: kube::Client,
         recorder: Recorder,
         metrics: Arc<Metrics>,
-        store: Store<OrderSystem>,
+        claims_namespace: String,
     ) -> Self {
         Self {
             client,
             recorder,
             metrics,
             kafka: kafka::KafkaClients::default(),
-            store,
+            claims_namespace,
             failures: Mutex::default(),
         }
+    }
+
+    /// The topic claims' records.
+    pub fn claims(&self) -> kafka::claim::Claims {
+        kafka::claim::Claims::new(&self.client, &self.claims_namespace)
     }
 
     /// Counts one more consecutive failure of the object `key` and returns the count.

@@ -238,6 +238,8 @@ mod tests {
             kafka: Some(Ok(crate::controller::observe::KafkaSeen {
                 admin,
                 security: crate::controller::kafka::ClientSecurity::plaintext(),
+                cluster_id: "cluster".into(),
+                claim: None,
                 topic: Some(description),
                 lag: lags,
             })),

@@ -16,9 +16,11 @@ use super::context::Context;
 use super::decide::Plan;
 use super::drain::Gate;
 use super::error::Error;
+use super::kafka::claim::{Origin, Standing, TopicClaim};
 use super::kafka::{self, TopicObserved, TopicState};
 use super::observe::{self, KafkaFailure, KafkaSeen, World};
 use super::rotation::{self, RotationReport};
+use super::validate::ValidSpec;
 use super::{apply, postgres, secrets};
 use crate::crd::OrderSystem;
 use crate::names::{self, Service};
@@ -85,8 +87,12 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
         (Some(admin), Some(secrets)) => Some(postgres::ensure(&ctx.client, admin, spec, secrets).await),
         _ => None,
     };
-    for note in postgres.iter().flatten().flat_map(|pg| &pg.taken_over) {
-        ctx.event(os, EventType::Normal, "TookOver", "Reconcile", note.clone())
+    // One Event for all services: the recorder folds Events of one reason into a series with one note.
+    if let Some(Ok(pg)) = &postgres
+        && !pg.taken_over.is_empty()
+    {
+        let note = pg.taken_over.join("; ");
+        ctx.event(os, EventType::Normal, "SchemasTakenOver", "Reconcile", note)
             .await;
     }
     let mut observed = Observed {
@@ -128,6 +134,73 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
         desired,
         applied,
     })
+}
+
+/// Records this resource's claim on the topic before anything is written to it, or takes over a claim it
+/// may take (`kafka::claim`); the claim in force, `None` while paused. A claim another resource made
+/// since `observe` looked is an error: the next reconcile reports the conflict.
+async fn claim_topic(
+    ctx: &Context,
+    os: &OrderSystem,
+    spec: &ValidSpec,
+    seen: &KafkaSeen,
+) -> Result<Option<TopicClaim>, KafkaFailure> {
+    if spec.paused {
+        return Ok(None);
+    }
+    let topic = &spec.topic.name;
+    let error = |source| kafka::Error::Claim {
+        topic: topic.clone(),
+        source,
+    };
+    let claims = ctx.claims();
+    let claim = match (TopicClaim::standing(seen.claim.as_ref(), spec), &seen.claim) {
+        (Standing::Take, Some(earlier)) => {
+            let taken = TopicClaim::new(spec, &seen.cluster_id, earlier.origin);
+            claims.replace(&taken).await.map_err(error)?;
+            let note = format!(
+                "Took over the claim on topic {topic} of Kafka cluster {} from OrderSystem {} (uid {})",
+                seen.cluster_id, earlier.owner, earlier.uid
+            );
+            ctx.event(os, EventType::Normal, "TopicClaimTakenOver", "Reconcile", note)
+                .await;
+            taken
+        }
+        (Standing::Unclaimed, _) => {
+            let origin = match &seen.topic {
+                // Created here, or managed by this resource before claims were recorded: deleted with it.
+                None => Origin::Created,
+                Some(topic) if observe::recorded_topic_id(os).as_ref() == Some(&topic.topic_id) => {
+                    Origin::Created
+                }
+                Some(_) => Origin::Found,
+            };
+            let claim = TopicClaim::new(spec, &seen.cluster_id, origin);
+            let in_force = claims.create(&claim).await.map_err(error)?;
+            if in_force.uid != claim.uid {
+                return Err(KafkaFailure::from(kafka::Error::ClaimedMeanwhile {
+                    topic: topic.clone(),
+                    owner: in_force.owner,
+                }));
+            }
+            if origin == Origin::Found {
+                let note = format!(
+                    "Claimed topic {topic}, which existed before: deletionPolicy Delete keeps it unless this \
+                     resource is annotated with {}=true",
+                    names::DELETE_FOUND_TOPIC_ANNOTATION
+                );
+                ctx.event(os, EventType::Normal, "FoundTopic", "Reconcile", note)
+                    .await;
+            }
+            claim
+        }
+        // Ours; a foreign claim never gets here (`observe` reports the conflict).
+        _ => seen
+            .claim
+            .clone()
+            .unwrap_or_else(|| TopicClaim::new(spec, &seen.cluster_id, Origin::Created)),
+    };
+    Ok(Some(claim))
 }
 
 /// The Kafka writers: the services' identity Secrets, then the topic with their users and ACLs. Returns
@@ -194,6 +267,7 @@ async fn ensure_topic(
         .or_else(|| world.recorded_topic_id.clone().ok().flatten())
         .filter(|id| acknowledged != Some(id));
     let admin = &seen.admin;
+    let claim = claim_topic(ctx, os, spec, seen).await?;
     let mut result = kafka::ensure_described_topic(
         admin,
         seen.topic.clone(),
@@ -211,6 +285,24 @@ async fn ensure_topic(
     }
     if let Ok(TopicObserved { created: true, .. }) = &result {
         info!(topic = %spec.topic.name, "created the topic: this resource recorded none");
+        if let Some(claim) = claim.filter(|c| c.origin == Origin::Found) {
+            let created = TopicClaim {
+                origin: Origin::Created,
+                ..claim
+            };
+            if let Err(source) = ctx.claims().replace(&created).await {
+                result = Err(kafka::Error::Claim {
+                    topic: spec.topic.name.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    if let Ok(TopicObserved {
+        status: Some(status), ..
+    }) = &mut result
+    {
+        status.cluster_id = Some(seen.cluster_id.clone());
     }
     // Read either way: after a success an earlier failure is history, not news.
     let connection =

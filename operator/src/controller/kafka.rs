@@ -1,7 +1,9 @@
 //! The Kafka backend: the operator's clients (admin clients and lag readers, cached per brokers and
 //! security settings), their errors, and the steps that use them: the topic (`topic`), the services'
-//! identities (`identities`, `plain`) and the operator's own TLS and SASL (`security`).
+//! identities (`identities`, `plain`), the operator's own TLS and SASL (`security`), and who owns a topic
+//! (`claim`).
 
+pub mod claim;
 pub mod identities;
 pub mod plain;
 pub mod security;
@@ -106,11 +108,31 @@ pub enum Error {
          `password` of each service's Kafka user (and grant its ACLs)"
     )]
     ServiceCredentialsMissing { secrets: String },
+    #[error("the brokers did not report their cluster id")]
+    ClusterId,
+    #[error("failed to read or write the claim on topic {topic}")]
+    Claim {
+        topic: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("topic {topic} was claimed by OrderSystem {owner} a moment ago")]
+    ClaimedMeanwhile { topic: String, owner: String },
     #[error("a blocking Kafka call panicked or was cancelled")]
     Blocking {
         #[source]
         source: tokio::task::JoinError,
     },
+}
+
+/// The id of the Kafka cluster `admin` is connected to, as its brokers report it: the same through every
+/// address of the cluster.
+pub async fn cluster_id(admin: &Arc<Admin>) -> Result<String, Error> {
+    let admin = admin.clone();
+    tokio::task::spawn_blocking(move || admin.inner().fetch_cluster_id(REQUEST_TIMEOUT))
+        .await
+        .map_err(|source| Error::Blocking { source })?
+        .ok_or(Error::ClusterId)
 }
 
 /// The client of `bootstrap` with `security` in `cache`, made by `make` on first use.

@@ -1,6 +1,6 @@
 //! observe: every read of the world one reconcile needs, each done once and before anything is written.
-//! The Kafka brokers (through the Secrets that secure the operator's client), the topic, the consumer
-//! lag, the order pods while a drain needs them, the Deployments, the PostgreSQL admin Secret and the
+//! The Kafka brokers (through the Secrets that secure the operator's client), their cluster id and the
+//! claim on the topic, the topic, the consumer lag, the order pods while a drain needs them, the Deployments, the PostgreSQL admin Secret and the
 //! services' own Secrets. A failed read is kept where it happened: `decide` and `status` see it, and it
 //! is returned at the end so the reconcile is retried.
 
@@ -15,6 +15,7 @@ use ordersystem_kafka_admin::TopicDescription;
 
 use super::context::Context;
 use super::error::{Error, describe_error};
+use super::kafka::claim::{Standing, TopicClaim};
 use super::kafka::security::{self as kafka_security, ConnectionFailure};
 use super::kafka::{self, Admin, ClientSecurity};
 use super::validate::ValidSpec;
@@ -24,8 +25,8 @@ use crate::names::{self, Service};
 
 /// What one reconcile found before it changed anything.
 pub struct World {
-    /// Another `OrderSystem` that claimed the same topic first. Kafka and PostgreSQL are then not looked
-    /// at: nothing of theirs is written.
+    /// Another `OrderSystem` claims the topic (`kafka::claim`). PostgreSQL is then not looked at and
+    /// nothing is written.
     pub conflict: Option<String>,
     /// The brokers, the topic and the lag; `None` in conflict.
     pub kafka: Option<Result<KafkaSeen, KafkaFailure>>,
@@ -53,6 +54,10 @@ pub struct World {
 pub struct KafkaSeen {
     pub admin: Arc<Admin>,
     pub security: ClientSecurity,
+    /// The cluster id the brokers report.
+    pub cluster_id: String,
+    /// The claim on the topic of this cluster, if any resource made one.
+    pub claim: Option<TopicClaim>,
     /// The topic; `None` when it does not exist.
     pub topic: Option<TopicDescription>,
     /// Each consumer group's lag on the topic as it is; `None` when there is no topic yet.
@@ -131,11 +136,18 @@ impl World {
 
 /// Reads everything the reconcile of `spec` needs.
 pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World {
-    let conflict = topic_conflict(os, spec, &ctx.store.state());
     let deployments = deployments(&ctx.client, spec).await;
     let deployment_states = match &deployments {
         Ok(list) => apply::states(spec, list),
         Err(_) => Vec::new(),
+    };
+    let kafka = kafka(ctx, spec).await;
+    let conflict = match &kafka {
+        Ok(seen) => match TopicClaim::standing(seen.claim.as_ref(), spec) {
+            Standing::Foreign(message) => Some(message),
+            _ => None,
+        },
+        Err(_) => None,
     };
     if conflict.is_some() {
         return World {
@@ -150,7 +162,6 @@ pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World
             kafka_secrets: None,
         };
     }
-    let kafka = kafka(ctx, spec).await;
     let order_pods = match &kafka {
         Ok(seen) if drain_waits_for_pods(os, spec, seen) => Some(order_pods(&ctx.client, spec).await),
         _ => None,
@@ -178,8 +189,13 @@ pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World
 /// The admin client with the settings the spec's Secrets hold, the topic, and its lag.
 async fn kafka(ctx: &Context, spec: &ValidSpec) -> Result<KafkaSeen, KafkaFailure> {
     let (admin, security) = kafka_admin(ctx, spec).await?;
-    let topic = match kafka::describe(&admin, &spec.topic.name).await {
-        Ok(topic) => topic,
+    let described = async {
+        let cluster_id = kafka::cluster_id(&admin).await?;
+        let topic = kafka::describe(&admin, &spec.topic.name).await?;
+        Ok((cluster_id, topic))
+    };
+    let (cluster_id, topic) = match described.await {
+        Ok(found) => found,
         Err(error) => {
             let connection = ctx
                 .kafka
@@ -187,6 +203,14 @@ async fn kafka(ctx: &Context, spec: &ValidSpec) -> Result<KafkaSeen, KafkaFailur
             return Err(KafkaFailure { error, connection });
         }
     };
+    let claim = ctx
+        .claims()
+        .read(&cluster_id, &spec.topic.name)
+        .await
+        .map_err(|source| kafka::Error::Claim {
+            topic: spec.topic.name.clone(),
+            source,
+        })?;
     let lag = match &topic {
         Some(topic) => Some(
             lag::observe(
@@ -204,6 +228,8 @@ async fn kafka(ctx: &Context, spec: &ValidSpec) -> Result<KafkaSeen, KafkaFailur
     Ok(KafkaSeen {
         admin,
         security,
+        cluster_id,
+        claim,
         topic,
         lag,
     })
@@ -276,26 +302,4 @@ async fn deployments(client: &kube::Client, spec: &ValidSpec) -> Result<Vec<Depl
         .into_iter()
         .filter(|d| d.owner_references().iter().any(|o| o.uid == spec.uid))
         .collect())
-}
-
-/// Another live `OrderSystem` among `others` that claimed the same topic on the same bootstrap servers
-/// first (older, or equally old with a smaller uid) wins; this one gets `Conflict`.
-pub fn topic_conflict(os: &OrderSystem, spec: &ValidSpec, others: &[Arc<OrderSystem>]) -> Option<String> {
-    let mine = (os.creation_timestamp().map(|t| t.0), spec.uid.clone());
-    others.iter().find_map(|other| {
-        let uid = other.uid().unwrap_or_default();
-        let same_topic = other.spec.kafka.topic.name == spec.topic.name
-            && other.spec.kafka.bootstrap_servers == spec.bootstrap_servers;
-        let theirs = (other.creation_timestamp().map(|t| t.0), uid.clone());
-        (uid != spec.uid && same_topic && other.metadata.deletion_timestamp.is_none() && theirs < mine).then(
-            || {
-                format!(
-                    "topic {} is already claimed by OrderSystem {}/{}",
-                    spec.topic.name,
-                    other.namespace().unwrap_or_default(),
-                    other.name_any()
-                )
-            },
-        )
-    })
 }

@@ -391,6 +391,19 @@ async fn provision(
         ];
         execute_all(conn, statements, err("schema")).await?;
     }
+    // Set once: a server logging DDL sees nothing from a reconcile that changed nothing. Identifiers are
+    // validated lower-case names, which PostgreSQL records unquoted.
+    let search_path_set: bool = sqlx::query_scalar(
+        "SELECT coalesce(rolconfig @> ARRAY['search_path=' || rolname::text], false) FROM pg_roles \
+         WHERE rolname = $1",
+    )
+    .bind(&plan.db_identifier)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(err("search_path"))?;
+    if search_path_set {
+        return Ok(());
+    }
     execute(
         conn,
         format!("ALTER ROLE {ident} SET search_path = {ident}"),

@@ -19,7 +19,10 @@ pub struct Setup {
     pub api: Api<OrderSystem>,
     pub topic: String,
     pub bootstrap: String,
-    #[allow(dead_code, reason = "each test binary including this module reads its own subset")]
+    #[allow(
+        dead_code,
+        reason = "each test binary including this module reads its own subset"
+    )]
     pub metrics: Arc<Metrics>,
     _operator: Operator,
 }
@@ -57,7 +60,10 @@ impl Setup {
     }
 
     /// The Deployment `name` in this namespace, if it exists.
-    #[allow(dead_code, reason = "each test binary including this module uses its own subset")]
+    #[allow(
+        dead_code,
+        reason = "each test binary including this module uses its own subset"
+    )]
     pub async fn deployment(&self, name: &str) -> Option<Deployment> {
         self.ns.deployment(name).await
     }

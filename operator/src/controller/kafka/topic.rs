@@ -178,6 +178,7 @@ pub async fn ensure_described_topic(
     observed.status = Some(TopicStatus {
         name: topic.name.clone(),
         topic_id: Some(description.topic_id),
+        cluster_id: None,
         partitions,
         replication_factor: description.replication_factor,
         managed_configs,
