@@ -420,3 +420,7 @@ pub async fn patch(
 #[cfg(test)]
 #[path = "status_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "messages_tests.rs"]
+mod messages_tests;
