@@ -136,7 +136,14 @@ fn describe_chain(error: &(dyn std::error::Error + 'static)) -> String {
             Some(kube::Error::Service(_) | kube::Error::HyperError(_)) => {
                 "the request to the API server failed".to_string()
             }
-            _ => error.to_string(),
+            _ => match error.downcast_ref::<sqlx::Error>() {
+                // The server's sentence, without the line of PostgreSQL's own source code that sqlx adds.
+                Some(sqlx::Error::Database(answer)) => {
+                    parts.push(format!("error returned from database: {}", answer.message()));
+                    break;
+                }
+                _ => error.to_string(),
+            },
         };
         let own = match next.map(ToString::to_string) {
             Some(inner) if !inner.is_empty() => match text.strip_suffix(inner.as_str()) {

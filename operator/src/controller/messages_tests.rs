@@ -152,6 +152,48 @@ fn unreachable_api_server() -> kube::Error {
     kube::Error::Service(Box::new(std::io::Error::from_raw_os_error(111)))
 }
 
+/// An error PostgreSQL answered, rendered as sqlx renders it: its message, then the line of the server's
+/// own source code that raised it.
+#[derive(Debug)]
+struct ServerAnswer {
+    message: &'static str,
+    line: u32,
+}
+
+impl std::fmt::Display for ServerAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at line {}", self.message, self.line)
+    }
+}
+
+impl std::error::Error for ServerAnswer {}
+
+impl sqlx::error::DatabaseError for ServerAnswer {
+    fn message(&self) -> &str {
+        self.message
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
+    }
+}
+
+fn server_answer(message: &'static str, line: u32) -> sqlx::Error {
+    sqlx::Error::Database(Box::new(ServerAnswer { message, line }))
+}
+
 fn refused() -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::from_raw_os_error(111))
 }
@@ -280,6 +322,14 @@ fn postgres_errors() -> Vec<postgres::Error> {
             port: 5432,
             source: refused(),
         },
+        postgres::Error::Connect {
+            host: "db".into(),
+            port: 5432,
+            source: server_answer(
+                "password authentication failed for user \"ordersystem_admin\"",
+                334,
+            ),
+        },
         postgres::Error::ConnectTimeout {
             host: "db".into(),
             port: 5432,
@@ -296,6 +346,11 @@ fn postgres_errors() -> Vec<postgres::Error> {
             what: "schema",
             service: "order",
             source: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+        },
+        postgres::Error::Provision {
+            what: "role",
+            service: "invoicing",
+            source: server_answer("permission denied to create role", 1134),
         },
         postgres::Error::Drop {
             what: "role",
@@ -1130,6 +1185,20 @@ fn an_error_that_repeats_its_source_says_it_once() {
         describe_error(&connect),
         "failed to connect to Postgres at db:5432: error communicating with database: Connection refused \
          (os error 111)"
+    );
+    let refused_login = postgres::Error::Connect {
+        host: "db".into(),
+        port: 5432,
+        source: server_answer(
+            "password authentication failed for user \"ordersystem_admin\"",
+            334,
+        ),
+    };
+    assert_eq!(
+        describe_error(&refused_login),
+        "failed to connect to Postgres at db:5432: error returned from database: password authentication \
+         failed for user \"ordersystem_admin\"",
+        "the server's sentence, not the line of its source code"
     );
     let watermarks = &lag_errors()[2];
     assert_eq!(
