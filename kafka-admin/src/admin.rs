@@ -26,7 +26,9 @@ use crate::ffi::{Owned, admin_call, check_items, cstr, event_items, item_error, 
 pub enum FfiError {
     #[error("{op}: no answer within {timeout:?}")]
     Timeout { op: &'static str, timeout: Duration },
-    #[error("{op}: {code}: {message}")]
+    /// The broker's refusal: librdkafka's message, which already says what the code means (the code alone
+    /// when there is none).
+    #[error("{op}: {}", if message.is_empty() { code.to_string() } else { message.clone() })]
     Broker {
         op: &'static str,
         code: RDKafkaErrorCode,
@@ -368,4 +370,31 @@ pub fn list_group_offsets(
         check_items(OP, failures)?;
     }
     Ok(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_refusal_says_what_it_means_once() {
+        let refused = FfiError::Broker {
+            op: "ListConsumerGroupOffsets",
+            code: RDKafkaErrorCode::GroupAuthorizationFailed,
+            message: "Broker: Group authorization failed".into(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "ListConsumerGroupOffsets: Broker: Group authorization failed"
+        );
+        let bare = FfiError::Broker {
+            op: "DescribeTopics",
+            code: RDKafkaErrorCode::UnknownTopicOrPartition,
+            message: String::new(),
+        };
+        assert_eq!(
+            bare.to_string(),
+            format!("DescribeTopics: {}", RDKafkaErrorCode::UnknownTopicOrPartition)
+        );
+    }
 }
