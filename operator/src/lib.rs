@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod leader;
 pub mod metrics;
 pub mod run;
 pub mod uninstall;
