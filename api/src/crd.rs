@@ -60,6 +60,14 @@ pub struct OrderSystemSpec {
     /// The shipping service: consumes the order events, keeps shipments.
     #[serde(default)]
     pub shipping: ServiceSpec,
+    /// Tag of the project's images (`ghcr.io/ordersystem/<service>:<imageTag>`) for every service without
+    /// its own `image`: the one place that moves them to another release. When absent, each such service
+    /// keeps the image it was deployed with (`status.services.<service>.image`), so upgrading the operator
+    /// rolls nothing; a service deployed for the first time gets the operator's default tag (its version,
+    /// or its `--default-image-tag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = crate::names::IMAGE_TAG_PATTERN))]
+    pub image_tag: Option<String>,
     /// What happens to the topic, the schemas and the services' SCRAM users and ACLs when this resource is
     /// deleted: `Retain` (default) keeps them, `Delete` drops the schemas and roles, deletes the topic, the
     /// users and exactly the ACLs granted to them. Workloads are always removed.
@@ -287,7 +295,8 @@ pub struct ServiceSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,
-    /// Container image; defaults to `ghcr.io/ordersystem/<service>:<operator version>`.
+    /// Container image of this service; it takes precedence over `imageTag`. When absent the service runs
+    /// `ghcr.io/ordersystem/<service>:<imageTag>`, or without `imageTag` the image it was deployed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,

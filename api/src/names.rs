@@ -127,13 +127,49 @@ pub fn group_id(namespace: &str, system: &str, service: Service) -> String {
 /// Name of the ConfigMap recording the claim on `topic` of the Kafka cluster `cluster_id`: named by both,
 /// so every resource reaching that cluster, through whichever address, looks up the same record.
 pub fn topic_claim_name(cluster_id: &str, topic: &str) -> String {
-    format!("ordersystem-topic-{}", &hash_hex(format!("{cluster_id}/{topic}").as_bytes())[..16])
+    format!(
+        "ordersystem-topic-{}",
+        &hash_hex(format!("{cluster_id}/{topic}").as_bytes())[..16]
+    )
+}
+
+/// The tag of the service images this build of the operator was released with (its version); the
+/// operator's default for a resource deployed for the first time, unless `--default-image-tag` says
+/// otherwise.
+pub const DEFAULT_IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
+
+/// The project's image of `service` with `tag`: `ghcr.io/ordersystem/<service>:<tag>`.
+pub fn service_image(service: Service, tag: &str) -> String {
+    format!("{IMAGE_PREFIX}{}:{tag}", service.as_str())
 }
 
 /// Default image of a service: the version the operator was built with.
 pub fn default_image(service: Service) -> String {
-    format!("{IMAGE_PREFIX}{}:{}", service.as_str(), env!("CARGO_PKG_VERSION"))
+    service_image(service, DEFAULT_IMAGE_TAG)
 }
+
+/// Why `tag` is not an image tag (as the OCI distribution spec defines it: 1 to 128 of `A-Z a-z 0-9 _
+/// . -`, not starting with `.` or `-`), or `None` when it is one. The CRD's pattern for `imageTag` says
+/// the same.
+pub fn image_tag_problem(tag: &str) -> Option<&'static str> {
+    match tag.chars().next() {
+        None => Some("is empty"),
+        Some('.' | '-') => Some("starts with '.' or '-'"),
+        _ if tag.len() > IMAGE_TAG_MAX => Some("is longer than 128 characters"),
+        _ if !tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) =>
+        {
+            Some("has a character other than letters, digits, '_', '.' and '-'")
+        }
+        _ => None,
+    }
+}
+
+/// Longest image tag.
+pub const IMAGE_TAG_MAX: usize = 128;
+/// The pattern of an image tag, for the CRD (same rule as [`image_tag_problem`]).
+pub const IMAGE_TAG_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
 
 /// Schema and role name of a service, injective in (namespace, name, service):
 /// - `os_<namespace>_<name>_<service>` when namespace and name are letters and digits only and it fits
@@ -253,6 +289,40 @@ impl RecordedOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_tags_follow_the_distribution_spec() {
+        for good in ["0.1.0", "v2", "1.2.3-rc.1", "_x", "a".repeat(128).as_str()] {
+            assert_eq!(image_tag_problem(good), None, "{good}");
+        }
+        for (bad, problem) in [
+            ("", "is empty"),
+            ("-x", "starts with '.' or '-'"),
+            (".x", "starts with '.' or '-'"),
+            (
+                "1.0 beta",
+                "has a character other than letters, digits, '_', '.' and '-'",
+            ),
+            (
+                "a:b",
+                "has a character other than letters, digits, '_', '.' and '-'",
+            ),
+        ] {
+            assert_eq!(image_tag_problem(bad), Some(problem), "{bad}");
+        }
+        assert_eq!(
+            image_tag_problem(&"a".repeat(129)),
+            Some("is longer than 128 characters")
+        );
+        assert_eq!(
+            service_image(Service::Invoicing, "2.0.0"),
+            "ghcr.io/ordersystem/invoicing:2.0.0"
+        );
+        assert_eq!(
+            default_image(Service::Order),
+            format!("ghcr.io/ordersystem/order:{DEFAULT_IMAGE_TAG}")
+        );
+    }
 
     #[test]
     fn names_of_letters_and_digits_become_readable_identifiers() {

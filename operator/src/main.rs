@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         watch_namespace,
         http_addr,
         log_format,
+        default_image_tag,
     } = Config::from_arg_matches(&matches)?;
     if let Some((uninstall::SUBCOMMAND, flags)) = matches.subcommand() {
         let flags = CheckUninstall::from_arg_matches(flags)?;
@@ -57,6 +58,6 @@ async fn main() -> anyhow::Result<()> {
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     let namespace = (!watch_namespace.is_empty()).then_some(watch_namespace);
-    run::run(client, namespace, metrics, ready).await;
+    run::run(client, namespace, default_image_tag, metrics, ready).await;
     Ok(())
 }

@@ -39,11 +39,14 @@ use crate::names;
 /// How often readiness asks whether the OrderSystem cache has synced.
 const READINESS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs the controller until shutdown (SIGTERM or ctrl-c). `namespace` limits it to one namespace.
-/// Long on purpose: the watches, their filters and the `Controller` wired in one place.
+/// Runs the controller until shutdown (SIGTERM or ctrl-c). `namespace` limits it to one namespace;
+/// `default_image_tag` is the tag of a service deployed for the first time without an image of its own
+/// (`--default-image-tag`). Long on purpose: the watches, their filters and the `Controller` wired in one
+/// place.
 pub async fn run(
     client: kube::Client,
     namespace: Option<String>,
+    default_image_tag: String,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) {
@@ -83,7 +86,13 @@ pub async fn run(
     // Topic claims live in the watched namespace, or in all-namespaces mode in the operator's own (the
     // namespace of its ServiceAccount, as the in-cluster configuration reads it).
     let claims_namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics, claims_namespace));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        metrics,
+        claims_namespace,
+        default_image_tag,
+    ));
     tokio::spawn(signal_readiness(reader.clone(), ready));
     Controller::for_stream(stream, reader)
         .owns_stream(deployments)

@@ -76,6 +76,27 @@ async fn names_that_are_too_long_are_rejected() {
 }
 
 #[tokio::test]
+async fn an_image_tag_that_is_no_tag_is_rejected_by_the_schema() {
+    let (api, _ns) = setup().await;
+    for bad in ["1.0 beta", "-rc", "a:b"] {
+        let mut os = minimal_json("shop", "t");
+        os["spec"]["imageTag"] = json!(bad);
+        let err = create_err(&api, os).await;
+        assert!(
+            err.contains("spec.imageTag") && err.contains("should match"),
+            "{bad}: {err}"
+        );
+    }
+    let mut os = minimal_json("shop", "t");
+    os["spec"]["imageTag"] = json!("2.0.0-rc.1");
+    let created = api
+        .create(&PostParams::default(), &to_os(os))
+        .await
+        .expect("a valid tag is accepted");
+    assert_eq!(created.spec.image_tag.as_deref(), Some("2.0.0-rc.1"));
+}
+
+#[tokio::test]
 async fn partitions_may_grow_but_never_shrink() {
     let (api, _ns) = setup().await;
     api.create(&PostParams::default(), &to_os(minimal_json("shop", "t")))

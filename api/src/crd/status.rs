@@ -7,6 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::names::Service;
+
 /// Observed state, written only by the operator.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -112,6 +114,17 @@ pub struct ServicesStatus {
     pub shipping: ServiceStatus,
 }
 
+impl ServicesStatus {
+    /// The entry of `service`.
+    pub fn of(&self, service: Service) -> &ServiceStatus {
+        match service {
+            Service::Order => &self.order,
+            Service::Invoicing => &self.invoicing,
+            Service::Shipping => &self.shipping,
+        }
+    }
+}
+
 /// One Deployment as observed.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -120,7 +133,9 @@ pub struct ServiceStatus {
     pub desired: i32,
     /// Replicas ready.
     pub ready: i32,
-    /// Image of the pod template.
+    /// Image of the pod template, as the operator last applied it (kept while it applies nothing: paused,
+    /// in conflict, or with an invalid spec). A service without `image` in the spec keeps this image
+    /// until `spec.imageTag` names another.
     pub image: String,
     /// `ready/desired`, for `kubectl get`.
     pub replicas: String,

@@ -20,6 +20,8 @@ pub struct Context {
     pub kafka: kafka::KafkaClients,
     /// Where the topic claims are recorded (`kafka::claim`).
     pub claims_namespace: String,
+    /// The image tag of a service deployed for the first time without an image of its own (`validate`).
+    pub default_image_tag: String,
     /// Consecutive failures per object (uid), reset on success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -30,6 +32,7 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         claims_namespace: String,
+        default_image_tag: String,
     ) -> Self {
         Self {
             client,
@@ -37,6 +40,7 @@ impl Context {
             metrics,
             kafka: kafka::KafkaClients::default(),
             claims_namespace,
+            default_image_tag,
             failures: Mutex::default(),
         }
     }

@@ -113,7 +113,8 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
         conditions,
         topic: topic_status,
         schemas,
-        services: services_status(report),
+        // Kept while the spec is invalid: it records the images the services were deployed with.
+        services: services_status(report, previous.services.as_ref()).or(previous.services),
         consumer_lag: report.lag.clone().or(previous.consumer_lag),
     }
 }
@@ -372,15 +373,28 @@ fn ready_verdict(report: &Report, topic: &Verdict, database: &Verdict, services:
     Verdict::new(true, Reason::Ready, "topic, schemas and services are ready")
 }
 
-fn services_status(report: &Report) -> Option<ServicesStatus> {
+/// Replicas as the Deployments report them. The image is the record `validate` keeps a service on: the
+/// one this reconcile applied; else (paused, in conflict, the apply failed, the service waits for its
+/// first rollout) the one recorded before, so a hand edit the operator has not yet undone is never
+/// taken for the service's image; else the one found, or the one planned.
+fn services_status(report: &Report, previous: Option<&ServicesStatus>) -> Option<ServicesStatus> {
     let one = |service: Service| {
-        let (_, desired, image) = report.desired.iter().find(|(s, ..)| *s == service)?.clone();
+        let (_, desired, planned) = report.desired.iter().find(|(s, ..)| *s == service)?.clone();
         let state = report.deployments.iter().find(|d| d.service == service);
         let ready = state.map_or(0, |d| d.ready);
+        let recorded = previous
+            .map(|p| &p.of(service).image)
+            .filter(|image| !image.is_empty());
+        let image = match (state, recorded) {
+            (Some(state), _) if report.applied.contains(&service) => state.image.clone(),
+            (_, Some(recorded)) => recorded.clone(),
+            (Some(state), None) => state.image.clone(),
+            (None, None) => planned,
+        };
         Some(ServiceStatus {
             desired,
             ready,
-            image: state.map_or(image, |d| d.image.clone()),
+            image,
             replicas: format!("{ready}/{desired}"),
         })
     };

@@ -288,3 +288,62 @@ fn a_failed_step_gives_its_own_reason_and_librdkafkas_account_first() {
     };
     assert_eq!(Failure::kafka(&unreached).reason, Reason::KafkaUnavailable);
 }
+
+/// The images `status` shows for order, invoicing and shipping.
+fn shown_images(status: &OrderSystemStatus) -> [String; 3] {
+    let services = status.services.as_ref().expect("services in status");
+    [&services.order, &services.invoicing, &services.shipping].map(|s| s.image.clone())
+}
+
+/// `healthy()` whose Deployments were found with `found` and planned with `planned`.
+fn with_images(found: &str, planned: &str) -> Report {
+    let mut report = healthy();
+    for state in &mut report.deployments {
+        state.image = found.into();
+    }
+    for (_, _, image) in &mut report.desired {
+        *image = planned.into();
+    }
+    report
+}
+
+#[test]
+fn the_image_shown_is_the_applied_one_or_else_the_one_recorded_before() {
+    let first = compute(&os_from_yaml(MINIMAL), &with_images("found", "planned"), time(1));
+    assert_eq!(
+        shown_images(&first),
+        ["found", "found", "found"].map(String::from)
+    );
+    let mut os = os_from_yaml(MINIMAL);
+    os.status = Some(first);
+    // Not applied (paused, say), a Deployment edited by hand: the record stays, the edit is not taken.
+    let later = compute(&os, &with_images("edited-by-hand", "planned"), time(2));
+    assert_eq!(
+        shown_images(&later),
+        ["found", "found", "found"].map(String::from)
+    );
+    // Applied: what the operator wrote on the pod template.
+    let mut applied = with_images("planned", "planned");
+    applied.applied = vec![Service::Order, Service::Shipping];
+    let later = compute(&os, &applied, time(2));
+    assert_eq!(
+        shown_images(&later),
+        ["planned", "found", "planned"].map(String::from)
+    );
+    // A service not deployed yet, with nothing recorded: the planned image.
+    let mut waiting = with_images("found", "planned");
+    waiting.deployments.retain(|d| d.service != Service::Order);
+    let status = compute(&os_from_yaml(MINIMAL), &waiting, time(1));
+    assert_eq!(shown_images(&status)[0], "planned");
+}
+
+#[test]
+fn an_invalid_spec_keeps_the_services_and_the_images_they_were_deployed_with() {
+    let mut os = os_from_yaml(MINIMAL);
+    os.status = Some(compute(&os, &healthy(), time(1)));
+    let before = os.status.as_ref().and_then(|s| s.services.clone());
+    let status = compute(&os, &Report::invalid(&os, "bad".into()), time(2));
+    assert_eq!(get(&status, READY).reason, "InvalidSpec");
+    assert!(before.is_some());
+    assert_eq!(status.services, before);
+}

@@ -125,8 +125,16 @@ impl std::fmt::Display for InvalidSpec {
     }
 }
 
-/// Long on purpose: one list of checks, each collecting its problem, so every problem is reported at once.
+/// [`validate_with_default_tag`] with the tag of the images this operator was released with, as when it
+/// runs without `--default-image-tag`.
 pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
+    validate_with_default_tag(os, names::DEFAULT_IMAGE_TAG)
+}
+
+/// `default_tag` is the operator's image tag for a service deployed for the first time (see
+/// [`decide_image`]).
+/// Long on purpose: one list of checks, each collecting its problem, so every problem is reported at once.
+pub fn validate_with_default_tag(os: &OrderSystem, default_tag: &str) -> Result<ValidSpec, InvalidSpec> {
     let mut problems = Vec::new();
     let name = os.name_any();
     let namespace = os.namespace().unwrap_or_default();
@@ -162,7 +170,8 @@ pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
     check_security(os, &mut problems);
     let mut services = Vec::new();
     for service in Service::ALL {
-        let mut plan = plan_service(&namespace, &name, service, service_spec(os, service));
+        let image = decide_image(os, service, default_tag);
+        let mut plan = plan_service(&namespace, &name, service, service_spec(os, service), image);
         if let Some(recorded) = recorded_schema(os, service) {
             plan.db_identifier = recorded;
         }
@@ -222,6 +231,28 @@ fn recorded_schema(os: &OrderSystem, service: Service) -> Option<String> {
     Some(recorded.schema.clone())
 }
 
+/// The one place that decides a service's image, first match wins:
+/// 1. the service's own `image` in the spec;
+/// 2. `spec.imageTag`: the project's image with that tag;
+/// 3. the image its status records, the one it was deployed with: upgrading the operator, or changing
+///    its default tag, rolls nothing;
+/// 4. the project's image with the operator's `default_tag`, for a service never deployed.
+pub fn decide_image(os: &OrderSystem, service: Service, default_tag: &str) -> String {
+    if let Some(image) = &service_spec(os, service).image {
+        return image.clone();
+    }
+    if let Some(tag) = &os.spec.image_tag {
+        return names::service_image(service, tag);
+    }
+    recorded_image(os, service).unwrap_or_else(|| names::service_image(service, default_tag))
+}
+
+/// The image this resource's status records for `service`, if any.
+fn recorded_image(os: &OrderSystem, service: Service) -> Option<String> {
+    let recorded = &os.status.as_ref()?.services.as_ref()?.of(service).image;
+    Some(recorded.clone()).filter(|image| !image.is_empty())
+}
+
 fn service_spec(os: &OrderSystem, service: Service) -> &ServiceSpec {
     match service {
         Service::Order => &os.spec.order,
@@ -230,14 +261,17 @@ fn service_spec(os: &OrderSystem, service: Service) -> &ServiceSpec {
     }
 }
 
-fn plan_service(namespace: &str, name: &str, service: Service, spec: &ServiceSpec) -> ServicePlan {
+fn plan_service(
+    namespace: &str,
+    name: &str,
+    service: Service,
+    spec: &ServiceSpec,
+    image: String,
+) -> ServicePlan {
     ServicePlan {
         service,
         replicas: spec.replicas,
-        image: spec
-            .image
-            .clone()
-            .unwrap_or_else(|| names::default_image(service)),
+        image,
         resources: spec.resources.clone(),
         child_name: names::child_name(name, service),
         secret_name: names::db_secret_name(name, service),
@@ -335,6 +369,112 @@ spec:
         );
         assert_eq!(spec.plan(Service::Order).group_id, None);
         assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
+    }
+
+    /// MINIMAL as deployed with `recorded` images (order, invoicing, shipping) in its status.
+    fn deployed_with(yaml: &str, recorded: [&str; 3]) -> OrderSystem {
+        let mut os = os_from_yaml(yaml);
+        let service = |image: &str| crate::crd::ServiceStatus {
+            image: image.into(),
+            ..Default::default()
+        };
+        os.status = Some(crate::crd::OrderSystemStatus {
+            services: Some(crate::crd::ServicesStatus {
+                order: service(recorded[0]),
+                invoicing: service(recorded[1]),
+                shipping: service(recorded[2]),
+            }),
+            ..Default::default()
+        });
+        os
+    }
+
+    fn images(spec: &ValidSpec) -> [&str; 3] {
+        [Service::Order, Service::Invoicing, Service::Shipping].map(|s| spec.plan(s).image.as_str())
+    }
+
+    #[test]
+    fn a_service_never_deployed_gets_the_operators_default_tag() {
+        let os = os_from_yaml(MINIMAL);
+        let spec = validate_with_default_tag(&os, "2.0.0").expect("valid");
+        assert_eq!(
+            images(&spec),
+            [
+                "ghcr.io/ordersystem/order:2.0.0",
+                "ghcr.io/ordersystem/invoicing:2.0.0",
+                "ghcr.io/ordersystem/shipping:2.0.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deployed_service_keeps_its_recorded_image_whatever_the_operators_default() {
+        let recorded = [
+            "ghcr.io/ordersystem/order:1.0.0",
+            "ghcr.io/ordersystem/invoicing:1.0.0",
+            "ghcr.io/ordersystem/shipping:1.0.0",
+        ];
+        let os = deployed_with(MINIMAL, recorded);
+        for default_tag in ["1.0.0", "2.0.0", names::DEFAULT_IMAGE_TAG] {
+            let spec = validate_with_default_tag(&os, default_tag).expect("valid");
+            assert_eq!(images(&spec), recorded, "default tag {default_tag}");
+        }
+        // `validate` without a tag is the build's default: the record wins there too.
+        assert_eq!(images(&validate(&os).expect("valid")), recorded);
+    }
+
+    #[test]
+    fn an_empty_record_is_no_record() {
+        let os = deployed_with(MINIMAL, ["", "ghcr.io/ordersystem/invoicing:1.0.0", ""]);
+        let spec = validate_with_default_tag(&os, "2.0.0").expect("valid");
+        assert_eq!(
+            images(&spec),
+            [
+                "ghcr.io/ordersystem/order:2.0.0",
+                "ghcr.io/ordersystem/invoicing:1.0.0",
+                "ghcr.io/ordersystem/shipping:2.0.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_spec_wide_tag_moves_every_service_without_an_image_of_its_own() {
+        let yaml = MINIMAL.replace("spec:\n", "spec:\n  imageTag: 2.1.0\n").replace(
+            "invoicing: {replicas: 2}",
+            "invoicing: {replicas: 2, image: 'registry.example/inv:7'}",
+        );
+        let recorded = [
+            "ghcr.io/ordersystem/order:1.0.0",
+            "registry.example/inv:7",
+            "ghcr.io/ordersystem/shipping:1.0.0",
+        ];
+        let spec = validate_with_default_tag(&deployed_with(&yaml, recorded), "9.9.9").expect("valid");
+        assert_eq!(
+            images(&spec),
+            [
+                "ghcr.io/ordersystem/order:2.1.0",
+                "registry.example/inv:7",
+                "ghcr.io/ordersystem/shipping:2.1.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_services_own_image_wins_over_the_tag_the_record_and_the_default() {
+        let yaml = MINIMAL.replace("spec:\n", "spec:\n  imageTag: 2.1.0\n").replace(
+            "invoicing: {replicas: 2}",
+            "invoicing: {replicas: 2, image: 'registry.example/inv:7'}",
+        );
+        let recorded = ["a", "registry.example/inv:6", "c"];
+        let os = deployed_with(&yaml, recorded);
+        assert_eq!(
+            decide_image(&os, Service::Invoicing, "9.9.9"),
+            "registry.example/inv:7"
+        );
+        // Without the spec-wide tag a service's own image still comes first; the others keep theirs.
+        let yaml = yaml.replace("  imageTag: 2.1.0\n", "");
+        let spec = validate_with_default_tag(&deployed_with(&yaml, recorded), "9.9.9").expect("valid");
+        assert_eq!(images(&spec), ["a", "registry.example/inv:7", "c"]);
     }
 
     #[test]

@@ -18,7 +18,32 @@ pub struct Operator {
 
 /// Installs the chart's RBAC for `namespace` and starts the controller there as its ServiceAccount,
 /// counting into `metrics`.
+#[allow(
+    dead_code,
+    reason = "each test binary including this module uses its own subset"
+)]
 pub async fn start(admin: &kube::Client, namespace: &str, metrics: Arc<Metrics>) -> Operator {
+    start_with_default_image_tag(
+        admin,
+        namespace,
+        metrics,
+        ordersystem_operator::names::DEFAULT_IMAGE_TAG,
+    )
+    .await
+}
+
+/// [`start`] for an operator whose default service image tag is `default_image_tag`, as
+/// `--default-image-tag` sets it: a test's stand-in for another release of the operator.
+#[allow(
+    dead_code,
+    reason = "each test binary including this module uses its own subset"
+)]
+pub async fn start_with_default_image_tag(
+    admin: &kube::Client,
+    namespace: &str,
+    metrics: Arc<Metrics>,
+    default_image_tag: &str,
+) -> Operator {
     let kubeconfig = ordersystem_e2e::env::require(ordersystem_e2e::kube::KUBECONFIG);
     let rbac = ChartRbac::install(admin, Path::new(&kubeconfig), namespace)
         .await
@@ -36,6 +61,7 @@ pub async fn start(admin: &kube::Client, namespace: &str, metrics: Arc<Metrics>)
     let task = tokio::spawn(ordersystem_operator::run::run(
         client,
         Some(namespace.to_string()),
+        default_image_tag.to_string(),
         metrics,
         ready,
     ));

@@ -67,6 +67,9 @@ pub struct Report {
     pub postgres_error: Option<Failure>,
     pub apply_error: Option<String>,
     pub deployments: Vec<DeploymentState>,
+    /// The services whose Deployment this reconcile applied: their pod template has the image the plan
+    /// decided. Any other Deployment's image is as found, which may be a hand edit.
+    pub applied: Vec<Service>,
     pub waiting: Vec<(Service, Reason)>,
     /// Desired replicas and image per service, from the spec.
     pub desired: Vec<(Service, i32, String)>,
@@ -186,6 +189,7 @@ impl Report {
         match &outcome.applied {
             Some(Ok(applied)) => {
                 let fresh = apply::states(&plan.spec, applied);
+                self.applied = fresh.iter().map(|f| f.service).collect();
                 self.deployments
                     .retain(|d| !fresh.iter().any(|f| f.service == d.service));
                 self.deployments.extend(fresh);
