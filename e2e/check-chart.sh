@@ -11,13 +11,20 @@ CHART=charts/ordersystem-operator
 NS=chart-check-$$
 helm lint --strict "$CHART"
 helm lint --strict "$CHART" --set watchNamespace=shop --set networkPolicy.enabled=true \
-  --set serviceMonitor.enabled=true --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true
+  --set serviceMonitor.enabled=true --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true \
+  --set leaderElection.enabled=true --set replicaCount=2
+# Two replicas without leader election would reconcile side by side: the chart refuses to render that.
+if helm template check "$CHART" --set replicaCount=2 >/dev/null 2>&1; then
+  echo "chart: replicaCount=2 without leaderElection.enabled rendered, but must be refused" >&2
+  exit 1
+fi
 kubectl create namespace "$NS" >/dev/null
 trap 'kubectl delete namespace "$NS" --wait=false >/dev/null' EXIT
 kubectl apply --server-side --dry-run=server -f "$CHART/crds/" >/dev/null
 # ServiceMonitor needs the Prometheus Operator's CRD, which this cluster does not have: rendered, not applied.
 helm template check "$CHART" --namespace "$NS" --set networkPolicy.enabled=true \
   --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true \
+  --set leaderElection.enabled=true --set replicaCount=2 \
   | kubectl apply --dry-run=server --namespace "$NS" -f -
 helm template check "$CHART" --namespace "$NS" --set serviceMonitor.enabled=true \
   | grep '^kind: ServiceMonitor$' >/dev/null

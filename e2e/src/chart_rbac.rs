@@ -1,5 +1,5 @@
-//! The chart's own RBAC (`templates/rbac.yaml` and `templates/claims-rbac.yaml`, rendered with helm)
-//! applied for one namespace, and a
+//! The chart's own RBAC (`templates/rbac.yaml`, `claims-rbac.yaml` and, with leader election on,
+//! `leader-election.yaml`, rendered with helm) applied for one namespace, and a
 //! kubeconfig that acts as its ServiceAccount through impersonation: an operator run with it has the
 //! chart's rights and no more, so a missing rule fails a test or a benchmark instead of hiding behind
 //! admin credentials.
@@ -145,6 +145,9 @@ fn render(release: &str, namespace: &str) -> Result<String> {
         .args(["--set", &format!("watchNamespace={namespace}")])
         .args(["--show-only", "templates/rbac.yaml"])
         .args(["--show-only", "templates/claims-rbac.yaml"])
+        // The Lease rights too, for the tests that run replicas with leader election.
+        .args(["--set", "leaderElection.enabled=true"])
+        .args(["--show-only", "templates/leader-election.yaml"])
         .output()
         .with_context(|| format!("cannot run {helm} (is the test bed's PATH set, or HELM?)"))?;
     if !output.status.success() {

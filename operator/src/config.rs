@@ -24,6 +24,33 @@ pub struct Config {
     /// deployed keeps its image: changing this, or upgrading the operator, rolls nothing.
     #[arg(long, env = "DEFAULT_IMAGE_TAG", default_value = names::DEFAULT_IMAGE_TAG, value_parser = image_tag)]
     pub default_image_tag: String,
+    #[command(flatten)]
+    pub leader_election: LeaderElection,
+}
+
+/// Leader election, for more than one replica: only the holder of the Lease reconciles.
+#[derive(Debug, clap::Args)]
+pub struct LeaderElection {
+    /// Name of the Lease the replicas compete for, in the operator's namespace; empty: no election (run
+    /// exactly one replica).
+    #[arg(
+        long = "leader-election-lease",
+        env = "LEADER_ELECTION_LEASE",
+        default_value = ""
+    )]
+    pub lease: String,
+    /// How long the holder's record must stand still before a standby takes the lease.
+    #[arg(long, env = "LEADER_ELECTION_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub leader_election_lease_duration_seconds: u64,
+    /// How long after its last renewal the holder still reconciles; shorter than the lease duration.
+    #[arg(long, env = "LEADER_ELECTION_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    pub leader_election_renew_deadline_seconds: u64,
+    /// Time between two attempts to take or renew the lease.
+    #[arg(long, env = "LEADER_ELECTION_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    pub leader_election_retry_period_seconds: u64,
+    /// This replica's name in the lease (the chart sets the pod's name).
+    #[arg(long, env = "POD_NAME", default_value = "ordersystem-operator")]
+    pub pod_name: String,
 }
 
 /// Accepts an image tag, or says why it is not one.

@@ -50,6 +50,10 @@ const DRAIN_POLL: Duration = Duration::from_secs(5);
 #[instrument(skip_all, fields(namespace = %os.namespace().unwrap_or_default(), name = %os.name_any()))]
 pub async fn reconcile(os: Arc<OrderSystem>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.count_and_measure();
+    // With leader election, each phase that writes looks first whether this replica still leads.
+    if !ctx.may_write() {
+        return Err(Error::NotLeader);
+    }
     let namespace = os.namespace().unwrap_or_default();
     let api = kube::Api::<OrderSystem>::namespaced(ctx.client.clone(), &namespace);
     let result = finalizer::finalizer(&api, FINALIZER, os.clone(), |event| async {
@@ -119,6 +123,9 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
     // decide: whether partitions may be added now, and the spec to write while a drain holds intake.
     let plan = decide::decide(os, spec, &world);
     // ensure: the writers (nothing in conflict; only looks while paused).
+    if !ctx.may_write() {
+        return Err(Error::NotLeader);
+    }
     let outcome = ensure::ensure(ctx, os, &plan, &world).await;
     // status: computed from all of the above, patched when it changed.
     let report = status::Report::gather(os, &plan, &world, outcome.as_ref());
@@ -156,6 +163,9 @@ fn lag_interval(os: &OrderSystem) -> Duration {
 /// was recorded meanwhile, such as the topic's id; so it is computed once more from the object as the API
 /// server has it now.
 async fn publish_status(ctx: &Context, os: &OrderSystem, report: &status::Report) -> Result<(), Error> {
+    if !ctx.may_write() {
+        return Err(Error::NotLeader);
+    }
     let error = |source| Error::Status {
         name: os.name_any(),
         source,

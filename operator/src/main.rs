@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::{Args, CommandFactory, FromArgMatches};
-use ordersystem_operator::config::{Command, Config};
+use ordersystem_operator::config::{Command, Config, LeaderElection};
+use ordersystem_operator::leader::LeaseConfig;
 use ordersystem_operator::uninstall::{self, CheckUninstall, Verdict};
 use ordersystem_operator::{crd, metrics::Metrics, run, web};
 
@@ -23,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         http_addr,
         log_format,
         default_image_tag,
+        leader_election,
     } = Config::from_arg_matches(&matches)?;
     if let Some((uninstall::SUBCOMMAND, flags)) = matches.subcommand() {
         let flags = CheckUninstall::from_arg_matches(flags)?;
@@ -58,6 +60,46 @@ async fn main() -> anyhow::Result<()> {
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     let namespace = (!watch_namespace.is_empty()).then_some(watch_namespace);
-    run::run(client, namespace, default_image_tag, metrics, ready).await;
+    let lease = lease_config(&client, &leader_election)?;
+    let elected = run::Elected {
+        namespace,
+        default_image_tag,
+        lease,
+    };
+    if let run::Ended::LostLease = run::run_elected(client, elected, metrics, ready).await {
+        // Another replica may take the lease from now on; this one wrote nothing since its deadline. The
+        // Deployment starts it again, as a standby.
+        tracing::error!("lost the leader lease: exiting so that only the new leader reconciles");
+        std::process::exit(1);
+    }
     Ok(())
+}
+
+/// The election settings from the flags; `None` without a lease name.
+fn lease_config(client: &kube::Client, flags: &LeaderElection) -> anyhow::Result<Option<LeaseConfig>> {
+    if flags.lease.is_empty() {
+        return Ok(None);
+    }
+    let seconds = std::time::Duration::from_secs;
+    let (duration, deadline, retry) = (
+        seconds(flags.leader_election_lease_duration_seconds),
+        seconds(flags.leader_election_renew_deadline_seconds),
+        seconds(flags.leader_election_retry_period_seconds),
+    );
+    if !(retry < deadline && deadline < duration) {
+        anyhow::bail!(
+            "leader election needs retry period < renew deadline < lease duration, got {}s, {}s and {}s",
+            retry.as_secs(),
+            deadline.as_secs(),
+            duration.as_secs()
+        );
+    }
+    // The pod's name, made unique per process: a replica restarted in the same pod is a new candidate.
+    let identity = format!("{}_{:08x}", flags.pod_name, rand::random::<u32>());
+    Ok(Some(LeaseConfig {
+        lease_duration: duration,
+        renew_deadline: deadline,
+        retry_period: retry,
+        ..LeaseConfig::new(client.default_namespace(), &flags.lease, &identity)
+    }))
 }

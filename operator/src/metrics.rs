@@ -1,5 +1,6 @@
 //! Prometheus metrics of the operator: reconciles, failures by error kind, reconcile duration, the
-//! consumer-group lag of every system, and what was done to the services' Kafka identities. The duration is recorded by a drop guard, so an early `?` cannot
+//! consumer-group lag of every system, what was done to the services' Kafka identities, and whether this
+//! replica leads. The duration is recorded by a drop guard, so an early `?` cannot
 //! skip it.
 
 use std::time::Instant;
@@ -39,6 +40,8 @@ pub struct Metrics {
     pub kafka_identity_changes: Family<IdentityChangeLabels, Counter>,
     /// SCRAM users found on the broker with the credential their Secret holds (nothing applied).
     pub kafka_identity_checks: Counter,
+    /// 1 while this replica leads (or runs without leader election), 0 while it stands by.
+    pub leader: Gauge,
     registry: Registry,
 }
 
@@ -80,6 +83,12 @@ impl Default for Metrics {
             "SCRAM users found in place with the credential their Secret holds, so left alone",
             kafka_identity_checks.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica reconciles (it holds the lease, or leader election is off), 0 on standby",
+            leader.clone(),
+        );
         Self {
             reconciles,
             consumer_lag,
@@ -87,6 +96,7 @@ impl Default for Metrics {
             duration,
             kafka_identity_changes,
             kafka_identity_checks,
+            leader,
             registry,
         }
     }

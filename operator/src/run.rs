@@ -33,20 +33,94 @@ use tracing::{debug, info, warn};
 
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::OrderSystem;
+use crate::leader::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::names;
+
+/// What `run_elected` runs.
+pub struct Elected {
+    /// Watch only this namespace; all when `None`.
+    pub namespace: Option<String>,
+    /// `--default-image-tag`.
+    pub default_image_tag: String,
+    /// Leader election; `None`: this replica reconciles alone.
+    pub lease: Option<LeaseConfig>,
+}
+
+/// Why `run_elected` returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Shutdown (SIGTERM or ctrl-c).
+    Shutdown,
+    /// The lease was lost: the caller must stop, as another replica may reconcile from now on.
+    LostLease,
+}
+
+/// Runs the controller, with leader election when `elected.lease` is set: a standby counts as ready (a
+/// rollout or `helm --wait` must not wait for it to lead), waits for the lease, and only then starts the
+/// controller; the controller's writes stop at the lease's deadline and this returns `LostLease`. The
+/// `leader` metric says which replica reconciles.
+pub async fn run_elected(
+    client: kube::Client,
+    elected: Elected,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> Ended {
+    let Elected {
+        namespace,
+        default_image_tag,
+        lease,
+    } = elected;
+    let Some(lease) = lease else {
+        metrics.leader.set(1);
+        run(client, namespace, default_image_tag, None, metrics, ready).await;
+        return Ended::Shutdown;
+    };
+    ready.store(true, Ordering::Relaxed);
+    metrics.leader.set(0);
+    let (mut leadership, election) = leader::elect(client.clone(), lease);
+    // The election ends with this function, as it would with the process.
+    let _stop_election = AbortOnDrop(election);
+    leadership.acquired().await;
+    metrics.leader.set(1);
+    let controller = run(
+        client,
+        namespace,
+        default_image_tag,
+        Some(leadership.clone()),
+        metrics.clone(),
+        ready,
+    );
+    let ended = tokio::select! {
+        () = controller => Ended::Shutdown,
+        () = leadership.lost() => Ended::LostLease,
+    };
+    metrics.leader.set(0);
+    ended
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// How often readiness asks whether the OrderSystem cache has synced.
 const READINESS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the controller until shutdown (SIGTERM or ctrl-c). `namespace` limits it to one namespace;
 /// `default_image_tag` is the tag of a service deployed for the first time without an image of its own
-/// (`--default-image-tag`). Long on purpose: the watches, their filters and the `Controller` wired in one
+/// (`--default-image-tag`); with leader election, `leadership` says when this replica may write. Long on
+/// purpose: the watches, their filters and the `Controller` wired in one
 /// place.
 pub async fn run(
     client: kube::Client,
     namespace: Option<String>,
     default_image_tag: String,
+    leadership: Option<Leadership>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) {
@@ -86,13 +160,16 @@ pub async fn run(
     // Topic claims live in the watched namespace, or in all-namespaces mode in the operator's own (the
     // namespace of its ServiceAccount, as the in-cluster configuration reads it).
     let claims_namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        metrics,
-        claims_namespace,
-        default_image_tag,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            recorder,
+            metrics,
+            claims_namespace,
+            default_image_tag,
+        )
+        .with_leadership(leadership),
+    );
     tokio::spawn(signal_readiness(reader.clone(), ready));
     Controller::for_stream(stream, reader)
         .owns_stream(deployments)

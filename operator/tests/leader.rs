@@ -1,13 +1,22 @@
 //! Leader election against the real API server: of two candidates on one Lease exactly one leads; when the
 //! leader stops renewing (its loop killed, as SIGKILL would), it stops counting itself leader before the
-//! other may start, and the other takes over within lease duration + retry period.
+//! other may start, and the other takes over within lease duration + retry period. Then two operators
+//! with one lease: only the leader reconciles, and the standby takes over when the leader is killed.
 
+#[path = "support/operator.rs"]
+mod operator;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use ordersystem_e2e::control_plane::TestNamespace;
+use ordersystem_e2e::order_system::{delete_and_wait, patch_spec, shop_json, wait_condition};
+use ordersystem_e2e::wait;
 use ordersystem_operator::leader::{self, Leadership, LeaseConfig};
+use ordersystem_operator::metrics::Metrics;
+use serde_json::json;
 use tokio::time::Instant;
 
 fn config(namespace: &str, identity: &str) -> LeaseConfig {
@@ -81,4 +90,55 @@ async fn one_candidate_leads_and_the_other_takes_over_only_after_the_leader_stop
     assert_eq!(spec.lease_transitions, Some(1));
     a_task.abort();
     b_task.abort();
+}
+
+#[tokio::test]
+async fn of_two_operators_on_one_lease_only_the_leader_reconciles_and_the_standby_takes_over() {
+    let client = ordersystem_e2e::kube::client().await;
+    let ns = TestNamespace::with_admin_secret(&client, "leader-op").await;
+    let (a_metrics, b_metrics) = (Arc::new(Metrics::default()), Arc::new(Metrics::default()));
+    let a = operator::start_elected(&client, config(&ns.name, "a"), a_metrics.clone()).await;
+    let b = operator::start_elected(&client, config(&ns.name, "b"), b_metrics.clone()).await;
+    let topic = ordersystem_e2e::names::unique("leader");
+    let bootstrap = ordersystem_e2e::env::kafka_bootstrap();
+    ns.create_system(shop_json(&topic, &bootstrap, "Delete")).await;
+    let api = ns.systems();
+    wait_condition(&api, "TopicReady", "True", "TopicReady").await;
+    let leads = |m: &Metrics| m.leader.get() == 1;
+    assert!(leads(&a_metrics) ^ leads(&b_metrics), "exactly one leads");
+    let (leader, standby, standby_metrics) = if leads(&a_metrics) {
+        (a, b, b_metrics)
+    } else {
+        (b, a, a_metrics)
+    };
+    assert_eq!(
+        standby_metrics.reconciles.get(),
+        0,
+        "the standby reconciles nothing"
+    );
+
+    // Killed: its election and controller stop with it, renewing nothing.
+    drop(leader);
+    let killed = Instant::now();
+    wait::until_some("the standby leads", Duration::from_secs(15), || async {
+        leads(&standby_metrics).then_some(())
+    })
+    .await;
+    eprintln!(
+        "the standby led {:?} after the leader was killed",
+        killed.elapsed()
+    );
+    patch_spec(&api, json!({"kafka": {"topic": {"partitions": 4}}})).await;
+    wait::until_some(
+        "the new leader adds the partition",
+        Duration::from_secs(60),
+        || async {
+            let os = api.get("shop").await.ok()?;
+            (os.status?.topic?.partitions == 4).then_some(())
+        },
+    )
+    .await;
+    assert!(standby_metrics.reconciles.get() > 0, "the new leader reconciles");
+    delete_and_wait(&api, 90, "shop deleted by the new leader").await;
+    drop(standby);
 }

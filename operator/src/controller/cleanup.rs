@@ -37,6 +37,9 @@ pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
+    if !ctx.may_write() {
+        return Err(Error::NotLeader);
+    }
     let (reason, note) = match spec.deletion_policy {
         DeletionPolicy::Retain => ("Retained", "are kept (deletionPolicy Retain)"),
         DeletionPolicy::Delete => {

@@ -10,6 +10,7 @@ use tracing::warn;
 
 use super::kafka;
 use crate::crd::OrderSystem;
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
 /// Shared state of all reconciles.
@@ -22,6 +23,8 @@ pub struct Context {
     pub claims_namespace: String,
     /// The image tag of a service deployed for the first time without an image of its own (`validate`).
     pub default_image_tag: String,
+    /// With leader election, whether this replica holds the lease: nothing is written without it.
+    leadership: Option<Leadership>,
     /// Consecutive failures per object (uid), reset on success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -41,8 +44,20 @@ impl Context {
             kafka: kafka::KafkaClients::default(),
             claims_namespace,
             default_image_tag,
+            leadership: None,
             failures: Mutex::default(),
         }
+    }
+
+    /// Writes only while `leadership` says this replica leads.
+    pub fn with_leadership(self, leadership: Option<Leadership>) -> Self {
+        Self { leadership, ..self }
+    }
+
+    /// Whether this replica may write: it runs without election, or it holds the lease now (by the
+    /// monotonic clock, so a replica stopped past its lease knows it the moment it runs again).
+    pub fn may_write(&self) -> bool {
+        self.leadership.as_ref().is_none_or(Leadership::is_leading)
     }
 
     /// The topic claims' records.

@@ -37,6 +37,8 @@ pub enum Error {
     TopicUnconfirmed(String),
     #[error("{0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("this replica no longer holds the leader lease, so it writes nothing more")]
+    NotLeader,
 }
 
 impl Error {
@@ -52,6 +54,7 @@ impl Error {
             Self::Apply(_) => "apply",
             Self::Status { .. } => "status",
             Self::Finalizer(_) => "finalizer",
+            Self::NotLeader => "not_leader",
         }
     }
 

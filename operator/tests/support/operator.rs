@@ -1,5 +1,5 @@
 //! Runs the controller in-process for one test, authenticated as the chart's ServiceAccount (the client
-//! impersonates it) bound by the chart's own rendered `templates/rbac.yaml`, never as cluster admin.
+//! impersonates it) bound by the chart's own rendered RBAC, never as cluster admin.
 //! Included by each test that runs it (`#[path]`); what is not about the operator's code is in
 //! `ordersystem-e2e`.
 
@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use ordersystem_e2e::chart_rbac::ChartRbac;
+use ordersystem_operator::leader::LeaseConfig;
 use ordersystem_operator::metrics::Metrics;
+use ordersystem_operator::run::{Elected, run_elected};
 
 /// The controller's task, aborted on drop, and the RBAC it runs under.
 pub struct Operator {
@@ -44,8 +46,35 @@ pub async fn start_with_default_image_tag(
     metrics: Arc<Metrics>,
     default_image_tag: &str,
 ) -> Operator {
+    let elected = Elected {
+        namespace: Some(namespace.to_string()),
+        default_image_tag: default_image_tag.to_string(),
+        lease: None,
+    };
+    launch(admin, elected, metrics).await
+}
+
+/// [`start`] for one of several replicas competing for `lease`, as `--leader-election-lease` runs them.
+#[allow(
+    dead_code,
+    reason = "each test binary including this module uses its own subset"
+)]
+pub async fn start_elected(admin: &kube::Client, lease: LeaseConfig, metrics: Arc<Metrics>) -> Operator {
+    let elected = Elected {
+        namespace: Some(lease.namespace.clone()),
+        default_image_tag: ordersystem_operator::names::DEFAULT_IMAGE_TAG.to_string(),
+        lease: Some(lease),
+    };
+    launch(admin, elected, metrics).await
+}
+
+async fn launch(admin: &kube::Client, elected: Elected, metrics: Arc<Metrics>) -> Operator {
+    let namespace = elected
+        .namespace
+        .clone()
+        .expect("tests watch their own namespace");
     let kubeconfig = ordersystem_e2e::env::require(ordersystem_e2e::kube::KUBECONFIG);
-    let rbac = ChartRbac::install(admin, Path::new(&kubeconfig), namespace)
+    let rbac = ChartRbac::install(admin, Path::new(&kubeconfig), &namespace)
         .await
         .expect("the chart's RBAC installs");
     let client = rbac
@@ -58,13 +87,9 @@ pub async fn start_with_default_image_tag(
         .with_test_writer()
         .try_init();
     let ready = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn(ordersystem_operator::run::run(
-        client,
-        Some(namespace.to_string()),
-        default_image_tag.to_string(),
-        metrics,
-        ready,
-    ));
+    let task = tokio::spawn(async move {
+        run_elected(client, elected, metrics, ready).await;
+    });
     Operator { task, _rbac: rbac }
 }
 
