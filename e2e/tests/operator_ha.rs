@@ -1,0 +1,240 @@
+//! The operator with two replicas behind its Lease, installed by the chart on the real node: both are
+//! Ready, one leads; killed with SIGKILL, the standby takes over within lease duration + retry period and
+//! carries on with the same topic and the same child objects; stopped with SIGSTOP past its lease and
+//! continued, a leader finds its lease gone the moment it runs again, exits, and comes back as a standby.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use ordersystem_api::crd::OrderSystem;
+use ordersystem_e2e::cluster::{self, OnFailure, READY_WITHIN, create_namespace, install_operator};
+use ordersystem_e2e::mode::Mode;
+use ordersystem_e2e::{names, real_node, wait};
+use serde_json::json;
+
+/// Lease settings short enough for a test: a standby may take over 6 s after the last renewal.
+const LEASE: [&str; 5] = [
+    "replicaCount=2",
+    "leaderElection.enabled=true",
+    "leaderElection.leaseDurationSeconds=6",
+    "leaderElection.renewDeadlineSeconds=4",
+    "leaderElection.retryPeriodSeconds=1",
+];
+
+/// The pod holding the lease: the holder identity is `<pod name>_<8 hex digits>`.
+async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
+    let lease = leases.get_opt(name).await.ok()??;
+    let identity = lease.spec?.holder_identity?;
+    Some(identity.rsplit_once('_')?.0.to_string())
+}
+
+/// The host process of the operator container of `pod`.
+async fn operator_process(pods: &Api<Pod>, pod: &str) -> Pid {
+    let pod = pods.get(pod).await.expect("the leader's pod");
+    let statuses = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .expect("container statuses");
+    let id = statuses[0].container_id.as_deref().expect("a running container");
+    let pid = real_node::host_process(id).pid;
+    Pid::from_raw(i32::try_from(pid).expect("a pid"))
+}
+
+/// The restart count of `pod`'s operator container.
+async fn restarts(pods: &Api<Pod>, pod: &str) -> i32 {
+    let pod = pods.get(pod).await.expect("pod");
+    pod.status
+        .and_then(|s| s.container_statuses)
+        .map_or(0, |s| s[0].restart_count)
+}
+
+#[tokio::test]
+async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once_its_lease_is_gone() {
+    let client = ordersystem_e2e::kube::client().await;
+    let mode = Mode::real(&client).await;
+    let operator_ns = names::unique("ha-system");
+    let shop_ns = names::unique("ha-shop");
+    let _on_failure = OnFailure {
+        shop_ns: shop_ns.clone(),
+        operator_ns: operator_ns.clone(),
+    };
+    create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
+    create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
+    install_operator(&operator_ns, &shop_ns, &LEASE);
+    let lease_name = format!("{operator_ns}-ordersystem-operator");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &operator_ns);
+    wait::until_ok("both operator replicas Ready", READY_WITHIN, || async {
+        let deployment = deployments.get(&lease_name).await.map_err(|e| e.to_string())?;
+        let ready = deployment.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        (ready == 2).then_some(()).ok_or(format!("{ready} ready"))
+    })
+    .await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &mode.admin_secret(&client, "pg-admin").await,
+        )
+        .await
+        .expect("admin secret");
+    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
+    let topic = names::unique("ha-orders");
+    let resource: OrderSystem = serde_json::from_value(json!({
+        "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
+        "metadata": {"name": "shop"},
+        "spec": {
+            "kafka": {"bootstrapServers": mode.kafka_bootstrap(),
+                      "topic": {"name": topic, "partitions": 2, "replicationFactor": 1}},
+            "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
+            "deletionPolicy": "Delete",
+            "paused": false
+        }
+    }))
+    .expect("OrderSystem");
+    systems
+        .create(&PostParams::default(), &resource)
+        .await
+        .expect("create");
+    let topic_id = wait::until_ok("the topic recorded", READY_WITHIN, || async {
+        let os = systems.get("shop").await.map_err(|e| e.to_string())?;
+        os.status
+            .and_then(|s| s.topic)
+            .and_then(|t| t.topic_id)
+            .ok_or("no topic id yet".to_string())
+    })
+    .await;
+    let shop_deployments: Api<Deployment> = Api::namespaced(client.clone(), &shop_ns);
+    let uids = || async {
+        let list = shop_deployments.list(&ListParams::default()).await.expect("list");
+        let mut uids: Vec<String> = list.items.into_iter().filter_map(|d| d.metadata.uid).collect();
+        uids.sort();
+        uids
+    };
+    let children = wait::until_ok("three Deployments", READY_WITHIN, || async {
+        let now = uids().await;
+        (now.len() == 3)
+            .then_some(now.clone())
+            .ok_or(format!("{} Deployments", now.len()))
+    })
+    .await;
+
+    // SIGKILL: the standby takes over once the record stood still for the lease duration.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &operator_ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &operator_ns);
+    let first = holder(&leases, &lease_name).await.expect("a leader");
+    kill(operator_process(&pods, &first).await, Signal::SIGKILL).expect("kill -9 the leader");
+    let killed = Instant::now();
+    let second = wait::until_ok("the standby holds the lease", Duration::from_secs(30), || async {
+        match holder(&leases, &lease_name).await {
+            Some(pod) if pod != first => Ok(pod),
+            other => Err(format!("held by {other:?}")),
+        }
+    })
+    .await;
+    let took_over = killed.elapsed();
+    eprintln!("SIGKILL: {second} took over from {first} after {took_over:.1?}");
+    assert!(
+        took_over <= Duration::from_secs(6 + 1 + 5),
+        "within lease + retry + a request: {took_over:?}"
+    );
+    // It reconciles: a spec change reaches the Deployment.
+    systems
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"invoicing": {"replicas": 2}}})),
+        )
+        .await
+        .expect("scale invoicing");
+    wait::until_ok("the new leader scales invoicing", READY_WITHIN, || async {
+        let d = shop_deployments
+            .get("shop-invoicing")
+            .await
+            .map_err(|e| e.to_string())?;
+        let replicas = d.spec.and_then(|s| s.replicas).unwrap_or(0);
+        (replicas == 2)
+            .then_some(())
+            .ok_or(format!("{replicas} replicas"))
+    })
+    .await;
+    assert_eq!(uids().await, children, "the child objects are the same objects");
+    let recorded = systems
+        .get("shop")
+        .await
+        .expect("get")
+        .status
+        .and_then(|s| s.topic);
+    assert_eq!(
+        recorded.and_then(|t| t.topic_id),
+        Some(topic_id.clone()),
+        "never re-created"
+    );
+
+    // SIGSTOP past the lease, then SIGCONT: the stopped leader finds its deadline passed and exits.
+    let stopped_pod = second;
+    let before = restarts(&pods, &stopped_pod).await;
+    let process = operator_process(&pods, &stopped_pod).await;
+    kill(process, Signal::SIGSTOP).expect("kill -STOP the leader");
+    let third = wait::until_ok(
+        "another replica holds the lease",
+        Duration::from_secs(30),
+        || async {
+            match holder(&leases, &lease_name).await {
+                Some(pod) if pod != stopped_pod => Ok(pod),
+                other => Err(format!("held by {other:?}")),
+            }
+        },
+    )
+    .await;
+    kill(process, Signal::SIGCONT).expect("kill -CONT the old leader");
+    wait::until_ok(
+        "the continued replica restarts",
+        Duration::from_secs(60),
+        || async {
+            let now = restarts(&pods, &stopped_pod).await;
+            (now > before).then_some(()).ok_or(format!("{now} restarts"))
+        },
+    )
+    .await;
+    let previous = cluster::run("kubectl", &["logs", "-p", &stopped_pod, "-n", &operator_ns]);
+    // Its last lines: the exit, and at most what a step already under way when it was stopped finished
+    // in the same instant (a query that was in flight).
+    let tail: Vec<&str> = previous.lines().rev().take(3).collect();
+    eprintln!("SIGSTOP: {third} took over from {stopped_pod}; its last lines: {tail:#?}");
+    assert!(
+        tail.iter().any(|line| line.contains("lost the leader lease")),
+        "it exits on waking: {tail:#?}"
+    );
+    assert_eq!(
+        holder(&leases, &lease_name).await.as_deref(),
+        Some(third.as_str())
+    );
+    let recorded = systems
+        .get("shop")
+        .await
+        .expect("get")
+        .status
+        .and_then(|s| s.topic);
+    assert_eq!(
+        recorded.and_then(|t| t.topic_id),
+        Some(topic_id),
+        "never re-created"
+    );
+
+    // The new leader deletes the resource (its topic and schemas) before the operator goes.
+    systems.delete("shop", &Default::default()).await.expect("delete");
+    wait::until_ok("shop deleted", READY_WITHIN, || async {
+        match systems.get_opt("shop").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|o| o.is_some()))),
+        }
+    })
+    .await;
+    cluster::uninstall_operator(&operator_ns);
+}
