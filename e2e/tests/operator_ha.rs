@@ -1,6 +1,7 @@
 //! The operator with two replicas behind its Lease, installed by the chart on the real node: both are
 //! Ready, one leads; killed with SIGKILL, the standby takes over within lease duration + retry period and
-//! carries on with the same topic and the same child objects; stopped with SIGSTOP past its lease and
+//! carries on with the same topic and the same child objects; killed in the middle of a credentials
+//! rotation, the next leader finishes it with one `CredentialsRotated` Event; stopped with SIGSTOP past its lease and
 //! continued, a leader finds its lease gone the moment it runs again, exits, and comes back as a standby.
 
 use std::time::{Duration, Instant};
@@ -8,11 +9,14 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use ordersystem_api::crd::OrderSystem;
-use ordersystem_e2e::cluster::{self, OnFailure, READY_WITHIN, create_namespace, install_operator};
+use ordersystem_e2e::cluster::{
+    self, OnFailure, READY_WITHIN, create_namespace, install_operator, ready_pods,
+};
 use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::{names, real_node, wait};
 use serde_json::json;
@@ -176,8 +180,68 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
         "never re-created"
     );
 
+    // SIGKILL in the middle of a credentials rotation: the next leader finishes it, once.
+    ready_pods(&client, &shop_ns, "shop", "invoicing", 2).await;
+    let rotate = json!({"metadata": {"annotations": {"ordersystem.io/rotate-credentials": "invoicing"}}});
+    systems
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&rotate))
+        .await
+        .expect("request a rotation");
+    wait::until_ok("the rotation under way", READY_WITHIN, || async {
+        let secret = secrets
+            .get("shop-invoicing-db")
+            .await
+            .map_err(|e| e.to_string())?;
+        let annotations = secret.metadata.annotations.unwrap_or_default();
+        annotations
+            .contains_key("ordersystem.io/retire-login")
+            .then_some(())
+            .ok_or("the Secret has not switched yet".to_string())
+    })
+    .await;
+    let rotating = holder(&leases, &lease_name).await.expect("a leader");
+    kill(operator_process(&pods, &rotating).await, Signal::SIGKILL).expect("kill -9 mid-rotation");
+    wait::until_ok(
+        "the rotation finished by the next leader",
+        READY_WITHIN,
+        || async {
+            let os = systems.get("shop").await.map_err(|e| e.to_string())?;
+            let secret = secrets
+                .get("shop-invoicing-db")
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = !os
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .contains_key("ordersystem.io/rotate-credentials")
+                && !secret
+                    .metadata
+                    .annotations
+                    .unwrap_or_default()
+                    .contains_key("ordersystem.io/retire-login");
+            done.then_some(()).ok_or("still rotating".to_string())
+        },
+    )
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &shop_ns);
+    let rotated: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("CredentialsRotated"))
+        .collect();
+    assert_eq!(rotated.len(), 1, "one CredentialsRotated Event: {rotated:#?}");
+    assert!(
+        rotated[0].series.is_none(),
+        "written once, not repeated: {rotated:#?}"
+    );
+    assert_eq!(uids().await, children, "the child objects are the same objects");
+
     // SIGSTOP past the lease, then SIGCONT: the stopped leader finds its deadline passed and exits.
-    let stopped_pod = second;
+    let stopped_pod = holder(&leases, &lease_name).await.expect("a leader");
     let before = restarts(&pods, &stopped_pod).await;
     let process = operator_process(&pods, &stopped_pod).await;
     kill(process, Signal::SIGSTOP).expect("kill -STOP the leader");
