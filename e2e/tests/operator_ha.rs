@@ -37,6 +37,21 @@ async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
     Some(identity.rsplit_once('_')?.0.to_string())
 }
 
+/// Waits up to 30 s until a pod other than `old` holds the lease; that pod.
+async fn next_holder(leases: &Api<Lease>, name: &str, old: &str) -> String {
+    wait::until_ok(
+        "another replica holds the lease",
+        Duration::from_secs(30),
+        || async {
+            match holder(leases, name).await {
+                Some(pod) if pod != old => Ok(pod),
+                other => Err(format!("held by {other:?}")),
+            }
+        },
+    )
+    .await
+}
+
 /// The host process of the operator container of `pod`.
 async fn operator_process(pods: &Api<Pod>, pod: &str) -> Pid {
     let pod = pods.get(pod).await.expect("the leader's pod");
@@ -134,13 +149,7 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
     let first = holder(&leases, &lease_name).await.expect("a leader");
     kill(operator_process(&pods, &first).await, Signal::SIGKILL).expect("kill -9 the leader");
     let killed = Instant::now();
-    let second = wait::until_ok("the standby holds the lease", Duration::from_secs(30), || async {
-        match holder(&leases, &lease_name).await {
-            Some(pod) if pod != first => Ok(pod),
-            other => Err(format!("held by {other:?}")),
-        }
-    })
-    .await;
+    let second = next_holder(&leases, &lease_name, &first).await;
     let took_over = killed.elapsed();
     eprintln!("SIGKILL: {second} took over from {first} after {took_over:.1?}");
     assert!(
@@ -245,17 +254,7 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
     let before = restarts(&pods, &stopped_pod).await;
     let process = operator_process(&pods, &stopped_pod).await;
     kill(process, Signal::SIGSTOP).expect("kill -STOP the leader");
-    let third = wait::until_ok(
-        "another replica holds the lease",
-        Duration::from_secs(30),
-        || async {
-            match holder(&leases, &lease_name).await {
-                Some(pod) if pod != stopped_pod => Ok(pod),
-                other => Err(format!("held by {other:?}")),
-            }
-        },
-    )
-    .await;
+    let third = next_holder(&leases, &lease_name, &stopped_pod).await;
     kill(process, Signal::SIGCONT).expect("kill -CONT the old leader");
     wait::until_ok(
         "the continued replica restarts",

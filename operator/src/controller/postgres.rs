@@ -267,9 +267,7 @@ async fn record_owner(
         format!("COMMENT ON SCHEMA {ident} IS {}", literal(owner)),
     ];
     let alternate = names::alternate_login(&plan.db_identifier);
-    if let Some(comment) = role_comment(conn, plan, &alternate).await?
-        && !ownership::claim(spec, comment.as_deref()).is_foreign()
-    {
+    if ownership::exists_and_usable(spec, &role_comment(conn, plan, &alternate).await?) {
         let alternate = quote_ident(&alternate);
         statements.push(format!("COMMENT ON ROLE {alternate} IS {}", literal(owner)));
     }
@@ -486,9 +484,6 @@ async fn verify_isolation(
 /// resource may use (`ownership::claim`): its own, and those kept for it under its namespace and name.
 pub async fn drop_all(admin: &AdminConnection, spec: &ValidSpec) -> Result<(), Error> {
     let mut conn = connect(admin, spec).await?;
-    let ours = |comment: Option<Option<String>>| {
-        comment.is_some_and(|c| !ownership::claim(spec, c.as_deref()).is_foreign())
-    };
     for plan in &spec.services {
         let ident = quote_ident(&plan.db_identifier);
         let name = plan.db_identifier.clone();
@@ -496,7 +491,7 @@ pub async fn drop_all(admin: &AdminConnection, spec: &ValidSpec) -> Result<(), E
             let name = name.clone();
             move |source| Error::Drop { what, name, source }
         };
-        if ours(schema_comment(&mut conn, plan).await?) {
+        if ownership::exists_and_usable(spec, &schema_comment(&mut conn, plan).await?) {
             execute(
                 &mut conn,
                 format!("DROP SCHEMA {ident} CASCADE"),
@@ -504,7 +499,7 @@ pub async fn drop_all(admin: &AdminConnection, spec: &ValidSpec) -> Result<(), E
             )
             .await?;
         }
-        if ours(role_comment(&mut conn, plan, &plan.db_identifier).await?) {
+        if ownership::exists_and_usable(spec, &role_comment(&mut conn, plan, &plan.db_identifier).await?) {
             execute(
                 &mut conn,
                 format!("DROP OWNED BY {ident}"),

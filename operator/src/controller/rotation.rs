@@ -383,8 +383,8 @@ pub async fn drop_alternates(admin: &postgres::AdminConnection, spec: &ValidSpec
     let mut conn = postgres::connect(admin, spec).await?;
     for plan in &spec.services {
         let alternate = names::alternate_login(&plan.db_identifier);
-        let comment = postgres::role_comment(&mut conn, plan, &alternate).await?;
-        if comment.is_some_and(|c| !ownership::claim(spec, c.as_deref()).is_foreign()) {
+        let found = postgres::role_comment(&mut conn, plan, &alternate).await?;
+        if ownership::exists_and_usable(spec, &found) {
             let sql = format!("DROP ROLE {}", quote_ident(&alternate));
             execute(&mut conn, sql, sql_error("drop login", plan)).await?;
         }

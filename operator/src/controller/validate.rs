@@ -73,6 +73,11 @@ impl ValidSpec {
             .collect()
     }
 
+    /// `<namespace>/<name>`: how ownership records and topic claims name the resource.
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
     pub fn plan(&self, service: Service) -> &ServicePlan {
         // `validate` always fills all three services.
         self.services

@@ -75,7 +75,7 @@ impl TopicClaim {
         Self {
             cluster_id: cluster_id.to_string(),
             topic: spec.topic.name.clone(),
-            owner: format!("{}/{}", spec.namespace, spec.name),
+            owner: spec.qualified_name(),
             uid: spec.uid.clone(),
             origin,
         }
@@ -86,7 +86,7 @@ impl TopicClaim {
         let Some(claim) = claim else {
             return Standing::Unclaimed;
         };
-        let this = format!("{}/{}", spec.namespace, spec.name);
+        let this = spec.qualified_name();
         match () {
             () if claim.owner == this && claim.uid == spec.uid => Standing::Ours,
             () if claim.owner == this || spec.adopt_from.as_deref() == Some(claim.owner.as_str()) => {
@@ -106,8 +106,7 @@ impl TopicClaim {
 
     /// Whether `deletionPolicy: Delete` of `spec`'s resource deletes the topic.
     pub fn deletes_topic(&self, spec: &ValidSpec, delete_found: bool) -> bool {
-        self.owner == format!("{}/{}", spec.namespace, spec.name)
-            && (self.origin == Origin::Created || delete_found)
+        self.owner == spec.qualified_name() && (self.origin == Origin::Created || delete_found)
     }
 
     fn name(&self) -> String {

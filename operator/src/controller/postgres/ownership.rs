@@ -24,10 +24,18 @@ impl Claim {
     }
 }
 
+/// Whether an object looked up (`None`: it does not exist; `Some(comment)`: it does) exists and this
+/// resource may use it.
+pub fn exists_and_usable(spec: &ValidSpec, found: &Option<Option<String>>) -> bool {
+    found
+        .as_ref()
+        .is_some_and(|comment| !claim(spec, comment.as_deref()).is_foreign())
+}
+
 /// The claim of `spec`'s resource on an object whose comment is `comment`.
 pub fn claim(spec: &ValidSpec, comment: Option<&str>) -> Claim {
     let adopt_from = spec.adopt_from.as_deref();
-    let this = format!("{}/{}", spec.namespace, spec.name);
+    let this = spec.qualified_name();
     match RecordedOwner::parse(comment) {
         RecordedOwner::Resource { owner, uid } if owner == this && uid == spec.uid => Claim::Ours,
         RecordedOwner::Resource { owner, uid } if owner == this => Claim::Take {
