@@ -8,14 +8,26 @@
 //! `Leadership::is_leading` reads that deadline against the monotonic clock, which keeps running while the
 //! process is stopped (SIGSTOP): a leader stopped past its lease finds itself no longer leading the moment
 //! it runs again, before it renews anything.
+//!
+//! A check of `is_leading` before a step still leaves a gap: a request prepared before the deadline (or
+//! a process stopped between the check and the send) would reach the API server afterwards. So the
+//! controller's client refuses, in its own tower stack, every request that is not a GET once leadership
+//! has ended ([`gated_client`]); the election loop keeps a client of its own without that gate, since
+//! taking the lease is a write. PostgreSQL and Kafka are fenced by the same deadline: the reconcile runs
+//! inside [`fence`] and their writers ask [`may_write_here`] before each statement or admin call.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::http::{HeaderValue, Method, Request, header};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tracing::{info, warn};
 
 /// How a replica takes part in the election.
@@ -82,6 +94,140 @@ impl Leadership {
             }
         }
     }
+}
+
+/// Whether a request with `method` may go to the API server while this replica leads (`leading`) or
+/// not: reads always, anything else (POST, PUT, PATCH, DELETE) only while leading.
+pub fn admits(method: &Method, leading: bool) -> bool {
+    leading || method == Method::GET
+}
+
+/// The refusal of a write by a replica whose leadership has ended. kube reports it as
+/// `kube::Error::Service` with this as its source.
+#[derive(Debug, thiserror::Error)]
+#[error("this replica no longer holds the leader lease, so it sends no {method} {path} to the API server")]
+pub struct NotLeading {
+    pub method: Method,
+    pub path: String,
+}
+
+/// The `User-Agent` of this replica's requests, so the API server's audit log tells the replicas apart:
+/// `ordersystem-operator/<version>`, with the lease identity in parentheses under election.
+pub fn user_agent(identity: Option<&str>) -> String {
+    let product = concat!("ordersystem-operator/", env!("CARGO_PKG_VERSION"));
+    match identity {
+        Some(identity) => format!("{product} ({identity})"),
+        None => product.to_string(),
+    }
+}
+
+/// `client` with every request marked with `user_agent` and, with `leadership`, writes refused once it
+/// has ended ([`WriteGate`]); without election (`None`) the gate is always open. The election loop
+/// itself must use a client without the gate.
+pub fn gated_client(client: kube::Client, leadership: Option<Leadership>, user_agent: &str) -> kube::Client {
+    let namespace = client.default_namespace().to_string();
+    let service = ServiceBuilder::new()
+        .layer(WriteGate { leadership })
+        .service(identified(client, user_agent));
+    kube::Client::new(service, namespace)
+}
+
+/// `client` with every request marked with `user_agent`, as the election loop uses it.
+pub fn identified_client(client: kube::Client, user_agent: &str) -> kube::Client {
+    let namespace = client.default_namespace().to_string();
+    kube::Client::new(identified(client, user_agent), namespace)
+}
+
+type ClientService =
+    tower::util::BoxService<Request<kube::client::Body>, axum::http::Response<kube::client::Body>, BoxError>;
+
+/// `client` as a tower service whose requests carry `user_agent`. A `kube::Client` is itself the
+/// configured stack (address, TLS, credentials, impersonation), so the layers here go in front of it.
+fn identified(client: kube::Client, user_agent: &str) -> ClientService {
+    let value = HeaderValue::from_str(user_agent)
+        .unwrap_or_else(|_| HeaderValue::from_static("ordersystem-operator"));
+    tower::service_fn(move |mut request: Request<kube::client::Body>| {
+        let client = client.clone();
+        request.headers_mut().insert(header::USER_AGENT, value.clone());
+        async move { client.send(request).await.map_err(BoxError::from) }
+    })
+    .boxed()
+}
+
+/// A tower layer that refuses every request but a GET once `leadership` has ended ([`admits`]): the
+/// fence for a write already prepared when the lease ran out. Each request is judged when it is sent,
+/// by the monotonic clock, as `Leadership::is_leading` is.
+#[derive(Clone)]
+pub struct WriteGate {
+    leadership: Option<Leadership>,
+}
+
+impl<S> Layer<S> for WriteGate {
+    type Service = Gated<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Gated {
+            inner,
+            leadership: self.leadership.clone(),
+        }
+    }
+}
+
+/// The service [`WriteGate`] makes.
+#[derive(Clone)]
+pub struct Gated<S> {
+    inner: S,
+    leadership: Option<Leadership>,
+}
+
+impl<S, B> Service<Request<B>> for Gated<S>
+where
+    S: Service<Request<B>>,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let leading = self.leadership.as_ref().is_none_or(Leadership::is_leading);
+        if !admits(request.method(), leading) {
+            let refused = NotLeading {
+                method: request.method().clone(),
+                path: request.uri().path().to_string(),
+            };
+            warn!(%refused, "write refused");
+            return Box::pin(std::future::ready(Err(refused.into())));
+        }
+        let response = self.inner.call(request);
+        Box::pin(async move { response.await.map_err(Into::into) })
+    }
+}
+
+tokio::task_local! {
+    /// The leadership of the reconcile running on this task, for the writers that hold a database
+    /// connection or a Kafka admin client rather than the `Context`.
+    static FENCE: Leadership;
+}
+
+/// Runs `work` (a reconcile) so that [`may_write_here`] inside it answers for `leadership`.
+pub async fn fence<F: Future>(leadership: Option<Leadership>, work: F) -> F::Output {
+    match leadership {
+        Some(leadership) => FENCE.scope(leadership, work).await,
+        None => work.await,
+    }
+}
+
+/// Whether the reconcile running here may write now: true outside [`fence`] (no election) or while its
+/// leadership holds. PostgreSQL's statement executor and the Kafka writers ask it before each write.
+pub fn may_write_here() -> bool {
+    FENCE.try_with(Leadership::is_leading).unwrap_or(true)
 }
 
 /// What a candidate does with the lease as it found it.
@@ -257,6 +403,101 @@ mod tests {
             step(Some(&held_by("")), "a", Duration::ZERO, DURATION),
             Step::TakeOver
         );
+    }
+
+    #[test]
+    fn once_leadership_has_ended_only_gets_are_admitted() {
+        for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(admits(&method, true), "{method} while leading");
+            assert!(!admits(&method, false), "{method} after the lease");
+        }
+        assert!(admits(&Method::GET, true));
+        assert!(admits(&Method::GET, false));
+    }
+
+    /// A service that records the methods it is called with.
+    type Recorder = Gated<tower::util::BoxService<Request<()>, (), BoxError>>;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Method>>>;
+
+    /// The gate for `leadership` in front of a service that records what reaches it.
+    fn behind_gate(leadership: Option<Leadership>) -> (Recorder, Seen) {
+        let seen = Seen::default();
+        let record = seen.clone();
+        let inner = tower::service_fn(move |request: Request<()>| {
+            record.lock().expect("lock").push(request.method().clone());
+            std::future::ready(Ok::<(), BoxError>(()))
+        })
+        .boxed();
+        (WriteGate { leadership }.layer(inner), seen)
+    }
+
+    fn request(method: Method) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri("/api/v1/namespaces/x/configmaps")
+            .body(())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn the_gate_passes_writes_while_leading_and_refuses_them_from_the_deadline_on() {
+        let (tx, rx) = watch::channel(Some(Instant::now() + Duration::from_secs(60)));
+        let (mut gated, seen) = behind_gate(Some(Leadership { until: rx }));
+        gated
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(Method::POST))
+            .await
+            .expect("a write while leading");
+        tx.send_replace(Some(Instant::now()));
+        let refused = gated
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(Method::PATCH))
+            .await
+            .expect_err("a write after the deadline");
+        assert!(refused.is::<NotLeading>(), "{refused}");
+        assert!(
+            refused.to_string().contains("no longer holds the leader lease"),
+            "{refused}"
+        );
+        gated
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(Method::GET))
+            .await
+            .expect("a read after it");
+        assert_eq!(*seen.lock().expect("lock"), [Method::POST, Method::GET]);
+    }
+
+    #[tokio::test]
+    async fn without_election_the_gate_is_always_open() {
+        let (mut gated, seen) = behind_gate(None);
+        for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            gated
+                .ready()
+                .await
+                .expect("ready")
+                .call(request(method))
+                .await
+                .expect("passes");
+        }
+        assert_eq!(seen.lock().expect("lock").len(), 4);
+    }
+
+    #[tokio::test]
+    async fn inside_the_fence_writers_see_the_deadline_and_outside_it_no_election() {
+        assert!(may_write_here(), "no fence: no election");
+        let (tx, rx) = watch::channel(Some(Instant::now() + Duration::from_secs(60)));
+        fence(Some(Leadership { until: rx }), async {
+            assert!(may_write_here());
+            tx.send_replace(None);
+            assert!(!may_write_here());
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -73,16 +73,22 @@ pub async fn run_elected(
     } = elected;
     let Some(lease) = lease else {
         metrics.leader.set(1);
+        let client = leader::gated_client(client, None, &leader::user_agent(None));
         run(client, namespace, default_image_tag, None, metrics, ready).await;
         return Ended::Shutdown;
     };
     ready.store(true, Ordering::Relaxed);
     metrics.leader.set(0);
-    let (mut leadership, election) = leader::elect(client.clone(), lease);
+    let user_agent = leader::user_agent(Some(&lease.identity));
+    // The election writes the lease itself, so its client has no write gate.
+    let (mut leadership, election) =
+        leader::elect(leader::identified_client(client.clone(), &user_agent), lease);
     // The election ends with this function, as it would with the process.
     let _stop_election = AbortOnDrop(election);
     leadership.acquired().await;
     metrics.leader.set(1);
+    // Every write of the controller goes through the gate, which refuses it once the lease is lost.
+    let client = leader::gated_client(client, Some(leadership.clone()), &user_agent);
     let controller = run(
         client,
         namespace,
@@ -179,7 +185,12 @@ pub async fn run(
         .owns_stream(secrets)
         .trigger_backoff(NoJointBackoff)
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        // Inside the fence, PostgreSQL's and Kafka's writers can tell whether the lease still holds.
+        .run(
+            |os, ctx| leader::fence(ctx.leadership(), reconcile(os, ctx)),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             match result {
                 Ok(_) => {}

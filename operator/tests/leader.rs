@@ -1,7 +1,8 @@
 //! Leader election against the real API server: of two candidates on one Lease exactly one leads; when the
 //! leader stops renewing (its loop killed, as SIGKILL would), it stops counting itself leader before the
 //! other may start, and the other takes over within lease duration + retry period. Then two operators
-//! with one lease: only the leader reconciles, and the standby takes over when the leader is killed.
+//! with one lease: only the leader reconciles, and the standby takes over when the leader is killed. And
+//! the write gate: a client whose leadership has ended sends no write to the API server, but still reads.
 
 #[path = "support/operator.rs"]
 mod operator;
@@ -10,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use ordersystem_e2e::control_plane::TestNamespace;
 use ordersystem_e2e::order_system::{delete_and_wait, patch_spec, shop_json, wait_condition};
 use ordersystem_e2e::wait;
-use ordersystem_operator::leader::{self, Leadership, LeaseConfig};
+use ordersystem_operator::leader::{self, Leadership, LeaseConfig, NotLeading};
 use ordersystem_operator::metrics::Metrics;
 use serde_json::json;
 use tokio::time::Instant;
@@ -141,4 +143,86 @@ async fn of_two_operators_on_one_lease_only_the_leader_reconciles_and_the_standb
     assert!(standby_metrics.reconciles.get() > 0, "the new leader reconciles");
     delete_and_wait(&api, 90, "shop deleted by the new leader").await;
     drop(standby);
+}
+
+fn config_map(name: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    }
+}
+
+/// Whether `error` is the gate's refusal, as kube reports it.
+fn refused_by_gate(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Service(source) if source.is::<NotLeading>())
+}
+
+#[tokio::test]
+async fn a_client_whose_leadership_ended_sends_no_write_to_the_api_server_but_still_reads() {
+    let client = ordersystem_e2e::kube::client().await;
+    let ns = TestNamespace::create(&client, "leader-gate").await;
+    let (leadership, election) = leader::elect(client.clone(), config(&ns.name, "gated"));
+    let gated = leader::gated_client(
+        client.clone(),
+        Some(leadership.clone()),
+        &leader::user_agent(Some("gated")),
+    );
+    let through_gate: Api<ConfigMap> = Api::namespaced(gated, &ns.name);
+    let direct: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    wait::until_some("the candidate leads", Duration::from_secs(10), || async {
+        leadership.is_leading().then_some(())
+    })
+    .await;
+    through_gate
+        .create(&PostParams::default(), &config_map("while-leading"))
+        .await
+        .expect("a write while leading passes");
+
+    // No renewal from now on: leadership ends at its deadline (2 s after the last renewal).
+    election.abort();
+    wait::until_some(
+        "leadership ends at its deadline",
+        Duration::from_secs(5),
+        || async { (!leadership.is_leading()).then_some(()) },
+    )
+    .await;
+    let created = through_gate
+        .create(&PostParams::default(), &config_map("after-the-lease"))
+        .await
+        .expect_err("a create after the lease is refused");
+    assert!(refused_by_gate(&created), "refused by the gate: {created:?}");
+    assert!(
+        ordersystem_operator::controller::describe_error(&created)
+            .contains("no longer holds the leader lease"),
+        "the error says why: {created}"
+    );
+    let deleted = through_gate
+        .delete("while-leading", &DeleteParams::default())
+        .await
+        .expect_err("a delete after the lease is refused");
+    assert!(refused_by_gate(&deleted), "refused by the gate: {deleted:?}");
+
+    assert!(
+        direct.get_opt("after-the-lease").await.expect("read").is_none(),
+        "the refused create never reached the API server"
+    );
+    assert!(
+        direct.get_opt("while-leading").await.expect("read").is_some(),
+        "the refused delete never reached the API server"
+    );
+    let read = through_gate
+        .get("while-leading")
+        .await
+        .expect("a GET through the gate still works");
+    assert_eq!(read.metadata.name.as_deref(), Some("while-leading"));
+    let listed = through_gate.list(&Default::default()).await.expect("a list too");
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|m| m.metadata.name.as_deref() == Some("while-leading"))
+    );
 }

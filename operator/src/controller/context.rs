@@ -60,6 +60,11 @@ impl Context {
         self.leadership.as_ref().is_none_or(Leadership::is_leading)
     }
 
+    /// The leadership this replica writes under; `None` without election.
+    pub fn leadership(&self) -> Option<Leadership> {
+        self.leadership.clone()
+    }
+
     /// The topic claims' records.
     pub fn claims(&self) -> kafka::claim::Claims {
         kafka::claim::Claims::new(&self.client, &self.claims_namespace)

@@ -268,6 +268,11 @@ async fn ensure_topic(
         .filter(|id| acknowledged != Some(id));
     let admin = &seen.admin;
     let claim = claim_topic(ctx, os, spec, seen).await?;
+    // The Kafka writers' one look at the lease, right before their admin calls (the claim above is a
+    // Kubernetes write, fenced by the client).
+    if !ctx.may_write() {
+        return Err(KafkaFailure::from(kafka::Error::NotLeader));
+    }
     let mut result = kafka::ensure_described_topic(
         admin,
         seen.topic.clone(),

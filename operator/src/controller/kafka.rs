@@ -30,6 +30,8 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("this replica no longer holds the leader lease, so it sends no change to Kafka")]
+    NotLeader,
     #[error("failed to create a Kafka admin client for {bootstrap}")]
     CreateClient {
         bootstrap: String,

@@ -78,6 +78,8 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    #[error("this replica no longer holds the leader lease, so it sends no statement to Postgres")]
+    NotLeader,
 }
 
 impl Error {
@@ -427,6 +429,11 @@ pub(super) async fn execute<F>(conn: &mut PgConnection, sql: String, err: F) -> 
 where
     F: FnOnce(sqlx::Error) -> Error,
 {
+    // Every statement that writes comes through here, inside a transaction or alone: the one place where
+    // a replica whose lease ran out during the step stops (a transaction begun is rolled back on drop).
+    if !crate::leader::may_write_here() {
+        return Err(Error::NotLeader);
+    }
     // Identifiers are validated and quoted, literals escaped: the only dynamic SQL of the operator.
     sqlx::raw_sql(AssertSqlSafe(sql))
         .execute(conn)
