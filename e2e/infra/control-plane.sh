@@ -4,6 +4,10 @@
 # build-k8s-bins.sh built. PKI and kubeconfig are generated locally under $STATE/cp. The shared API server
 # listens on the real node's bridge address (node.sh net-up first): the host and the node's pods reach it
 # there, the `kubernetes` Service points at it, and it reaches the kubelet with a client certificate of its own.
+# The shared API server keeps an audit log of writes (create, update, patch, delete) at Metadata level in
+# $STATE/cp/logs/audit.log: who wrote what and when, with each request's User-Agent, so a test can prove from
+# outside a process that it wrote nothing (e2e/tests/operator_ha.rs). Reads, the node's and the scheduler's
+# own writes are left out to keep it small. `restart-apiserver` applies a changed flag to a running bed.
 # A test that must restart the API server runs its own etcd and kube-apiserver beside the shared control
 # plane (its own PKI and kubeconfig under $STATE/<instance>; no controller-manager or scheduler):
 #   CP_INSTANCE=name CP_ETCD_PORT=12379 CP_ETCD_PEER_PORT=12380 CP_APISERVER_PORT=16443 \
@@ -77,6 +81,24 @@ apiserver_ready() { curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$
 component_healthy() { curl -sfk "https://127.0.0.1:$1/healthz"; }
 etcd_healthy() { curl -sf "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
 
+# audit_policy: the shared API server's audit policy: writes at Metadata level, once each (when the response
+# is complete), except the kubelet's and the scheduler's steady stream of status, lease and binding writes.
+audit_policy() {
+  cat > "$R/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted, Panic]
+rules:
+  - level: None
+    userGroups: [system:nodes]
+  - level: None
+    users: [system:kube-scheduler]
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+POLICY
+}
+
 start() {
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     [ -x "$B/$b" ] || die "$B/$b is missing: run e2e/infra/build-k8s-bins.sh first"
@@ -102,6 +124,9 @@ start() {
       --kubelet-certificate-authority="$P/ca.crt"
       # the node's own address, never a host name looked up through the machine's resolver
       --kubelet-preferred-address-types=InternalIP)
+    audit_policy
+    own+=(--audit-policy-file="$R/audit-policy.yaml" --audit-log-path="$L/audit.log" --audit-log-format=json
+      --audit-log-maxsize=100 --audit-log-maxbackup=1)
   fi
   launch kube-apiserver "$ADDRESS:$APISERVER_PORT" "$B/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address="$ADDRESS" --secure-port="$APISERVER_PORT" --advertise-address="$ADDRESS" \
@@ -138,6 +163,8 @@ case "${1:-}" in
   stop) stop ;;
   # a test's own instance: stop only the API server (start brings it back over the same etcd)
   stop-apiserver) [ -n "$INSTANCE" ] || die "stop-apiserver is for a CP_INSTANCE only"; stop_pidfile "$R/kube-apiserver.pid" kube-apiserver ;;
+  # the API server again with the flags of this script (etcd, the controller manager and the scheduler stay)
+  restart-apiserver) stop_pidfile "$R/kube-apiserver.pid" kube-apiserver; start ;;
   kubeconfig) echo "$KUBECONFIG_FILE" ;;
   # stop and remove etcd data and PKI: the next start is a new cluster
   reset) stop; rm -rf "$R" ;;
@@ -145,5 +172,5 @@ case "${1:-}" in
     for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do
       if pid_alive "$R/$c.pid"; then echo "$c: running"; else echo "$c: stopped"; fi
     done ;;
-  *) echo "usage: $0 start|stop|reset|status|kubeconfig (CP_INSTANCE: also stop-apiserver)" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart-apiserver|reset|status|kubeconfig (CP_INSTANCE: also stop-apiserver)" >&2; exit 2 ;;
 esac

@@ -320,3 +320,61 @@ impl Drop for OperatorProcess {
         }
     }
 }
+
+/// The shared API server's audit log of writes (`e2e/infra/control-plane.sh`): `logs/audit.log` beside the
+/// kubeconfig of `KUBECONFIG`.
+pub fn audit_log() -> PathBuf {
+    let kubeconfig = PathBuf::from(env::require(crate::kube::KUBECONFIG));
+    kubeconfig
+        .parent()
+        .expect("KUBECONFIG names a file in the control plane's directory")
+        .join("logs")
+        .join("audit.log")
+}
+
+/// One write the API server's audit log recorded (Metadata level: who, what and when, no bodies).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditedWrite {
+    pub verb: String,
+    #[serde(rename = "requestURI")]
+    pub request_uri: String,
+    #[serde(default)]
+    pub user_agent: String,
+    /// RFC 3339 with microseconds, by this machine's clock (the API server runs here).
+    pub request_received_timestamp: String,
+    pub response_status: Option<AuditedStatus>,
+}
+
+/// The answer to an audited write.
+#[derive(Debug, serde::Deserialize)]
+pub struct AuditedStatus {
+    pub code: Option<u16>,
+}
+
+impl AuditedWrite {
+    /// When the API server received the request.
+    pub fn received(&self) -> k8s_openapi::jiff::Timestamp {
+        self.request_received_timestamp
+            .parse()
+            .expect("an RFC 3339 requestReceivedTimestamp")
+    }
+}
+
+/// Every write the audit log holds so far whose User-Agent contains `agent`. Panics when there is no
+/// audit log: the API server was started before `control-plane.sh` asked for one
+/// (`e2e/infra/control-plane.sh restart-apiserver` applies it).
+pub fn audited_writes(agent: &str) -> Vec<AuditedWrite> {
+    let path = audit_log();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+        panic!(
+            "no audit log at {} ({error}): run e2e/infra/control-plane.sh restart-apiserver",
+            path.display()
+        )
+    });
+    text.lines()
+        .filter(|line| line.contains(agent))
+        .map(|line| serde_json::from_str::<AuditedWrite>(line).expect("an audit event"))
+        .filter(|write| write.user_agent.contains(agent))
+        .collect()
+}
