@@ -11,6 +11,8 @@
 #   RUST_VERSION   the rust:<version>-bookworm image the binaries are built in
 #   RUNTIME_BASE   the runtime images' base (distroless cc-debian12, user nonroot 65532)
 #   BINARIES       the stage or image holding /src/target/release/ordersystem-*; the default builds them here.
+#   REVISION       the commit the images are built from (e.g. `--build-arg REVISION=$(git rev-parse HEAD)`):
+#                  every binary reports it in its build_info metric; also the OCI revision label.
 # A machine that can pull nothing points RUNTIME_BASE and BINARIES at local images and builds only the runtime
 # stages (e2e/images/build-images.sh does, with buildah).
 
@@ -41,6 +43,11 @@ RUN e2e/images/cargo-release.sh
 FROM ${BINARIES} AS binaries
 
 FROM ${RUNTIME_BASE} AS runtime
+ARG REVISION=unknown
+# Read by every binary (services/contract/src/build.rs); the operator never sets it in a pod.
+ENV ORDERSYSTEM_BUILD_REVISION=${REVISION}
+LABEL org.opencontainers.image.revision=${REVISION} \
+      org.opencontainers.image.source=https://github.com/ordersystem/ordersystem
 USER 65532:65532
 
 FROM runtime AS operator

@@ -10,9 +10,17 @@ STATE=${ORDERSYSTEM_STATE:-/tmp/ordersystem}
 CHART=charts/ordersystem-operator
 NS=chart-check-$$
 helm lint --strict "$CHART"
+# Every pod option of the chart at once (e2e/tests/chart_options.rs installs them for real).
+OPTIONS=(--set priorityClassName=system-cluster-critical --set 'imagePullSecrets[0].name=mirror'
+  --set podLabels.team=platform --set podAnnotations.note=hello --set 'extraArgs[0]=--log-format=text'
+  --set 'extraEnv[0].name=RUST_LOG' --set 'extraEnv[0].value=debug' --set serviceImages.defaultTag=0.2.0
+  --set 'topologySpreadConstraints[0].maxSkew=1' --set 'topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname'
+  --set 'topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway'
+  --set podSecurityContext.runAsNonRoot=true --set securityContext.readOnlyRootFilesystem=true)
 helm lint --strict "$CHART" --set watchNamespace=shop --set networkPolicy.enabled=true \
   --set serviceMonitor.enabled=true --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true \
-  --set leaderElection.enabled=true --set replicaCount=2
+  --set leaderElection.enabled=true --set replicaCount=2 "${OPTIONS[@]}"
+helm lint --strict "$CHART" --set aggregateRoles.enabled=false
 # Two replicas without leader election would reconcile side by side: the chart refuses to render that.
 if helm template check "$CHART" --set replicaCount=2 >/dev/null 2>&1; then
   echo "chart: replicaCount=2 without leaderElection.enabled rendered, but must be refused" >&2
@@ -24,7 +32,7 @@ kubectl apply --server-side --dry-run=server -f "$CHART/crds/" >/dev/null
 # ServiceMonitor needs the Prometheus Operator's CRD, which this cluster does not have: rendered, not applied.
 helm template check "$CHART" --namespace "$NS" --set networkPolicy.enabled=true \
   --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true \
-  --set leaderElection.enabled=true --set replicaCount=2 \
+  --set leaderElection.enabled=true --set replicaCount=2 "${OPTIONS[@]}" \
   | kubectl apply --dry-run=server --namespace "$NS" -f -
 helm template check "$CHART" --namespace "$NS" --set serviceMonitor.enabled=true \
   | grep '^kind: ServiceMonitor$' >/dev/null

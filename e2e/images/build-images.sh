@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build-images.sh: the Dockerfile's four runtime images (operator, order, invoicing, shipping), built here with
 # buildah from the Dockerfile's own stages and imported into the real node's containerd under the names the
-# chart and the operator use (ghcr.io/ordersystem/<name>:<workspace version>). Nothing is pulled:
+# chart and the operator use (ghcr.io/ordersystem/<name>:<tag>). Nothing is pulled:
 #   - RUNTIME_BASE is localhost/ordersystem/cc-debian12:nonroot, made from the files of the Debian packages
 #     distroless cc-debian12 carries, as installed here (the libraries the binaries are linked against), with
 #     its users root, nobody and nonroot (65532);
@@ -11,11 +11,37 @@
 # import also names each image by its digest (ghcr.io/ordersystem/<name>@sha256:…), so a pod that names its
 # image that way runs exactly this build (operator/tests/images.rs does).
 # Idempotent: an image whose inputs did not change is not built again.
+#
+# Usage: build-images.sh [--tag TAG] [--revision REVISION]
+#   --tag TAG            the images' tag (default: the workspace version, what the chart and operator use)
+#   --revision REVISION  the Dockerfile's REVISION, which every binary reports in its build_info metric
+#                        (default: this checkout's commit, with "-dirty" when it has uncommitted changes)
+# Another tag and revision give a second, distinct build of the same binaries: e2e/tests/upgrade.rs rolls a
+# running system from one to the other.
 # shellcheck source=../infra/lib.sh
 . "$(dirname "$0")/../infra/lib.sh" images
 ROOT=$(cd "$INFRA_DIR/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 VERSION=$(awk -F'"' '/^version *=/ {print $2; exit}' "$ROOT/Cargo.toml")
+TAG=$VERSION
+REVISION=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --tag) [ $# -ge 2 ] || die "--tag needs a value"; TAG=$2; shift 2 ;;
+    --revision) [ $# -ge 2 ] || die "--revision needs a value"; REVISION=$2; shift 2 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ || /^# shellcheck/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+done
+# A tag as the OCI distribution spec allows it.
+[[ $TAG =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "--tag $TAG is not a valid image tag"
+if [ -z "$REVISION" ]; then
+  REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null) || REVISION=unknown
+  if [ "$REVISION" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    REVISION=$REVISION-dirty
+  fi
+fi
+[[ $REVISION =~ ^[A-Za-z0-9_.+-]{1,128}$ ]] || die "--revision $REVISION: letters, digits and _.+- only"
 OUT=$CACHE/images
 SOCK=/run/ordersystem/containerd/containerd.sock
 # Debian's names for what gcr.io/distroless/cc-debian12 carries.
@@ -106,15 +132,23 @@ binaries_image() {
 
 # The Dockerfile's stage NAME, on the two images above, as an archive named by its content.
 build_stage() {
-  local name=$1 ref=ghcr.io/ordersystem/$1:$VERSION tar
-  tar=$OUT/$name.$(key "$ROOT/Dockerfile" "$BASE_KEY" "$BINARIES" "$ref").tar
-  if [ -f "$tar" ]; then say "cached: $ref"; ARCHIVES+=("$tar"); return; fi
-  say "building $ref (Dockerfile target $name)"
+  local name=$1 ref=ghcr.io/ordersystem/$1:$TAG tar
+  tar=$OUT/$name.$(key "$ROOT/Dockerfile" "$BASE_KEY" "$BINARIES" "$ref" "$REVISION").tar
+  if [ -f "$tar" ]; then say "cached: $ref (revision $REVISION)"; ARCHIVES+=("$tar"); return; fi
+  say "building $ref (Dockerfile target $name, revision $REVISION)"
   "${B[@]}" build --layers=false --pull=never --target "$name" \
-    --build-arg "RUNTIME_BASE=$BASE_IMAGE" --build-arg "BINARIES=$BINARIES" \
+    --build-arg "RUNTIME_BASE=$BASE_IMAGE" --build-arg "BINARIES=$BINARIES" --build-arg "REVISION=$REVISION" \
     -f "$ROOT/Dockerfile" -t "$ref" "$CONTEXT" >"$LOGS/images-build-$name.log" 2>&1 \
     || die_with_log "$LOGS/images-build-$name.log" "buildah could not build the Dockerfile's $name stage"
-  rm -f "$OUT/$name".*.tar
+  # The archives of earlier builds of this tag are never needed again; other tags keep theirs (each archive's
+  # .ref file names its tag).
+  local old
+  for old in "$OUT/$name".*.tar; do
+    if [ -f "$old" ] && { [ ! -f "${old%.tar}.ref" ] || [ "$(cat "${old%.tar}.ref")" = "$ref" ]; }; then
+      rm -f "$old" "${old%.tar}.ref"
+    fi
+  done
+  echo "$ref" >"${tar%.tar}.ref"
   "${B[@]}" push "$ref" "docker-archive:$tar.tmp:$ref" >>"$LOGS/images-build-$name.log" 2>&1 \
     || die_with_log "$LOGS/images-build-$name.log" "buildah could not write $tar"
   mv "$tar.tmp" "$tar"
@@ -125,7 +159,7 @@ build_stage() {
 # import ARCHIVE: into the node's containerd, named by its tag and by its digest.
 import() {
   local name; name=$(basename "$1" | cut -d. -f1)
-  local ref=ghcr.io/ordersystem/$name:$VERSION digest
+  local ref=ghcr.io/ordersystem/$name:$TAG digest
   # --digests with --base-name also names the image ghcr.io/ordersystem/<name>@sha256:…, which pods can use.
   ctr --address "$SOCK" --namespace k8s.io images import --all-platforms --digests \
     --base-name "ghcr.io/ordersystem/$name" "$1" >"$LOGS/images-import.log" 2>&1 \

@@ -56,6 +56,11 @@ impl Default for Metrics {
         let consumer_lag = Family::<LagLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("ordersystem_operator");
         registry.register(
+            "build",
+            "The version this binary was compiled as and the revision its image was built from",
+            prometheus_client::metrics::info::Info::new(ordersystem_contract::build::labels()),
+        );
+        registry.register(
             "consumer_lag",
             "Events the invoicing or shipping consumer group has not read yet, at the last observation",
             consumer_lag.clone(),
@@ -178,5 +183,25 @@ pub struct ReconcileMeasurer {
 impl Drop for ReconcileMeasurer {
     fn drop(&mut self) {
         self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_info_names_the_version_and_the_images_revision() {
+        let text = Metrics::default().encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("ordersystem_operator_build_info{"))
+            .unwrap_or_else(|| panic!("no build_info in:\n{text}"));
+        assert!(
+            line.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+            "{line}"
+        );
+        assert!(line.contains("revision=\""), "{line}");
+        assert!(line.ends_with(" 1"), "{line}");
     }
 }

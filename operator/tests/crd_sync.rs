@@ -75,3 +75,38 @@ fn every_field_of_spec_and_status_has_a_description_for_kubectl_explain() {
     }
     assert!(missing.is_empty(), "fields without a doc comment: {missing:?}");
 }
+
+#[test]
+fn the_kind_has_a_description_a_category_and_a_short_name_of_its_own() {
+    let crd = ordersystem_operator::crd::crd();
+    let names = &crd.spec.names;
+    let short = names.short_names.clone().unwrap_or_default();
+    assert!(!short.is_empty(), "a short name");
+    assert!(
+        !short.iter().any(|s| s == "os"),
+        "`os` is OpenSearch's: {short:?}"
+    );
+    assert_eq!(names.categories.as_deref(), Some(&["ordersys".to_string()][..]));
+    let version = &crd.spec.versions[0];
+    let description = version
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| s.description.clone())
+        .unwrap_or_default();
+    assert_eq!(description, ordersystem_operator::crd::DESCRIPTION);
+    for column in version.additional_printer_columns.as_deref().unwrap_or_default() {
+        assert!(
+            column.description.as_deref().is_some_and(|d| !d.is_empty()),
+            "column {} has a description",
+            column.name
+        );
+        let wide_only = matches!(column.name.as_str(), "Reason" | "Message");
+        assert_eq!(
+            column.priority.unwrap_or(0) == 1,
+            wide_only,
+            "column {}",
+            column.name
+        );
+    }
+}

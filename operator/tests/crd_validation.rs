@@ -243,3 +243,60 @@ async fn a_status_computed_from_an_object_that_changed_since_is_refused() {
         "a status was written"
     );
 }
+
+/// First contact through kubectl against the real API server: `explain` opens with the description, the
+/// short name and the category list the resource, and `-o wide` adds the Ready condition's reason and message.
+#[tokio::test]
+async fn kubectl_explains_the_kind_and_finds_it_by_short_name_and_category() {
+    let (api, ns) = setup().await;
+    api.create(
+        &PostParams::default(),
+        &to_os(minimal_json("first-contact", "first-contact-orders")),
+    )
+    .await
+    .expect("create");
+    let kubectl = |args: &[&str]| {
+        let output = std::process::Command::new("kubectl")
+            .args(args)
+            .output()
+            .expect("kubectl runs (`. /tmp/ordersystem/env` puts it on PATH)");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let explained = kubectl(&["explain", "ordersystem"]);
+    let opening: String = ordersystem_operator::crd::DESCRIPTION
+        .split_whitespace()
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        explained
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(&opening),
+        "kubectl explain shows the description:\n{explained}"
+    );
+    assert!(!explained.contains("Auto-generated"), "{explained}");
+    for name in ["osys", "ordersys"] {
+        let listed = kubectl(&["get", name, "-n", &ns.name, "-o", "name"]);
+        assert!(
+            listed.contains("ordersystem.ordersystem.io/first-contact"),
+            "kubectl get {name} lists the resource: {listed}"
+        );
+    }
+    let wide = kubectl(&["get", "osys", "-n", &ns.name, "-o", "wide"]);
+    let header = wide.lines().next().unwrap_or_default();
+    for column in ["READY", "PARTITIONS", "LAG", "AGE", "REASON", "MESSAGE"] {
+        assert!(header.contains(column), "-o wide has {column}: {header}");
+    }
+    let narrow = kubectl(&["get", "osys", "-n", &ns.name]);
+    assert!(
+        !narrow.lines().next().unwrap_or_default().contains("MESSAGE"),
+        "Reason and Message are wide-only: {narrow}"
+    );
+}

@@ -92,6 +92,21 @@ fn deployments_carry_replicas_env_from_secrets_and_owner() {
     assert!(!env_of(deployment(&desired, "shop-order")).contains_key(env::KAFKA_GROUP_ID));
 }
 
+/// The image says which revision it is; a pod's environment must not say otherwise.
+#[test]
+fn no_pod_sets_the_build_revision_its_image_carries() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    for d in &desired.deployments {
+        assert!(
+            !env_of(d).contains_key(ordersystem_contract::build::REVISION_ENV),
+            "{:?} sets {}",
+            d.metadata.name,
+            ordersystem_contract::build::REVISION_ENV
+        );
+    }
+}
+
 #[test]
 fn every_service_keeps_serving_a_moment_after_it_is_told_to_stop() {
     let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");

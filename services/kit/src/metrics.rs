@@ -6,6 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 use std::sync::Arc;
 
@@ -44,6 +45,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registered(Registry::with_prefix("ordersystem"));
         let r = &mut registry;
+        r.0.register(
+            "build",
+            "The version this binary was compiled as and the revision its image was built from",
+            Info::new(ordersystem_contract::build::labels()),
+        );
         Self {
             http_requests: r.add("http_requests", "HTTP requests by method, route and status"),
             orders_accepted: r.add("orders_accepted", "Orders stored with their outbox row"),
@@ -126,5 +132,28 @@ impl Registered {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_info_names_the_version_and_the_images_revision() {
+        let text = Metrics::new().encode().expect("encode");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("ordersystem_build_info{"))
+            .unwrap_or_else(|| panic!("no build_info in:\n{text}"));
+        assert!(
+            line.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+            "{line}"
+        );
+        // Outside an image the revision is unknown unless the variable says otherwise.
+        let revision = std::env::var(ordersystem_contract::build::REVISION_ENV)
+            .unwrap_or_else(|_| ordersystem_contract::build::UNKNOWN_REVISION.to_string());
+        assert!(line.contains(&format!("revision=\"{revision}\"")), "{line}");
+        assert!(line.ends_with(" 1"), "{line}");
     }
 }
