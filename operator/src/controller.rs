@@ -212,7 +212,10 @@ async fn write_status(
             changed.then(|| after.clone())
         })
         .collect();
+    let conditions = new.conditions.clone();
     status::patch(&ctx.client, os, new).await?;
+    ctx.metrics
+        .set_conditions(&os.namespace().unwrap_or_default(), &os.name_any(), &conditions);
     Ok(changed)
 }
 

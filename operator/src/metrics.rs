@@ -1,9 +1,13 @@
 //! Prometheus metrics of the operator: reconciles, failures by error kind, reconcile duration, the
-//! consumer-group lag of every system, what was done to the services' Kafka identities, and whether this
-//! replica leads. The duration is recorded by a drop guard, so an early `?` cannot
+//! consumer-group lag and the status conditions of every system, what was done to the services' Kafka
+//! identities, whether this replica leads, and the build it runs. The duration is recorded by a drop guard, so an early `?` cannot
 //! skip it.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -32,8 +36,24 @@ pub struct LagLabels {
     pub service: String,
 }
 
+/// One condition of one `OrderSystem`, as its status has it (kube-state-metrics' shape: the sample is 1 and
+/// the status and reason are labels, so an alert selects `status="False"` or a `reason`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub namespace: String,
+    pub name: String,
+    pub r#type: String,
+    pub status: String,
+    pub reason: String,
+}
+
 pub struct Metrics {
     pub reconciles: Counter,
+    /// `ordersystem_operator_condition`: 1 for each condition of each system, as last written.
+    pub conditions: Family<ConditionLabels, Gauge>,
+    /// The label sets of `conditions` written for each system, so a condition whose status or reason
+    /// changed leaves no stale sample behind.
+    written_conditions: Mutex<HashMap<(String, String), Vec<ConditionLabels>>>,
     pub consumer_lag: Family<LagLabels, Gauge>,
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
@@ -88,6 +108,12 @@ impl Default for Metrics {
             "SCRAM users found in place with the credential their Secret holds, so left alone",
             kafka_identity_checks.clone(),
         );
+        let conditions = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "condition",
+            "1 for each status condition of each OrderSystem, labelled with its type, status and reason",
+            conditions.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -96,6 +122,8 @@ impl Default for Metrics {
         );
         Self {
             reconciles,
+            conditions,
+            written_conditions: Mutex::default(),
             consumer_lag,
             failures,
             duration,
@@ -151,11 +179,44 @@ impl Metrics {
         }
     }
 
-    /// Forgets the lag of a deleted system.
-    pub fn remove_lag(&self, namespace: &str, name: &str) {
+    /// Records the conditions of one system's status as written, replacing those written before.
+    pub fn set_conditions(&self, namespace: &str, name: &str, conditions: &[Condition]) {
+        let now: Vec<ConditionLabels> = conditions
+            .iter()
+            .map(|c| ConditionLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                r#type: c.type_.clone(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+            })
+            .collect();
+        let mut written = self
+            .written_conditions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (namespace.to_string(), name.to_string());
+        for old in written.remove(&key).unwrap_or_default() {
+            if !now.contains(&old) {
+                self.conditions.remove(&old);
+            }
+        }
+        for labels in &now {
+            self.conditions.get_or_create(labels).set(1);
+        }
+        written.insert(key, now);
+    }
+
+    /// Forgets the lag and the conditions of a deleted system.
+    pub fn forget(&self, namespace: &str, name: &str) {
         for service in ["invoicing", "shipping"] {
             self.consumer_lag.remove(&lag_labels(namespace, name, service));
         }
+        self.set_conditions(namespace, name, &[]);
+        self.written_conditions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(namespace.to_string(), name.to_string()));
     }
 
     /// The Prometheus text exposition.
@@ -203,5 +264,55 @@ mod tests {
         );
         assert!(line.contains("revision=\""), "{line}");
         assert!(line.ends_with(" 1"), "{line}");
+    }
+
+    fn condition(type_: &str, status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: None,
+        }
+    }
+
+    fn condition_lines(metrics: &Metrics) -> Vec<String> {
+        metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("ordersystem_operator_condition{"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_condition_replaces_its_sample_and_a_forgotten_system_has_none() {
+        let metrics = Metrics::default();
+        metrics.set_conditions("shop", "a", &[condition("Ready", "False", "Progressing")]);
+        metrics.set_conditions("shop", "b", &[condition("Ready", "True", "Ready")]);
+        metrics.set_conditions(
+            "shop",
+            "a",
+            &[
+                condition("Ready", "True", "Ready"),
+                condition("Degraded", "True", "ConsumerLagGrowing"),
+            ],
+        );
+        let lines = condition_lines(&metrics);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l
+                .contains(r#"name="a",type="Degraded",status="True",reason="ConsumerLagGrowing""#)
+                && l.ends_with(" 1")),
+            "{lines:#?}"
+        );
+        assert!(!lines.iter().any(|l| l.contains("Progressing")), "{lines:#?}");
+        metrics.forget("shop", "a");
+        let lines = condition_lines(&metrics);
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(lines[0].contains(r#"name="b""#), "{lines:#?}");
     }
 }

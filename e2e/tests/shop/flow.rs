@@ -235,9 +235,13 @@ async fn bad_orders_get_a_clear_4xx_and_store_nothing() {
             "{table} must stay empty"
         );
     }
-    assert!(
-        metric(&order, "ordersystem_http_requests").await >= 10.0,
-        "every request is counted"
+    let requests = metric(&order, "ordersystem_http_requests").await;
+    assert!(requests >= 10.0, "every request is counted");
+    assert_eq!(
+        metric(&order, "ordersystem_http_request_duration_seconds_count").await,
+        // A scrape is counted after its text is made: this one sees the scrape above, which did not.
+        requests + 1.0,
+        "every request is timed by its route"
     );
     order.stop().await;
 }

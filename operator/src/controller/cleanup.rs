@@ -23,7 +23,7 @@ use crate::names;
 
 pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     ctx.metrics
-        .remove_lag(&os.namespace().unwrap_or_default(), &os.name_any());
+        .forget(&os.namespace().unwrap_or_default(), &os.name_any());
     let spec = match validate::validate_with_default_tag(os, &ctx.default_image_tag) {
         Ok(spec) => spec,
         Err(invalid) => {

@@ -3,7 +3,7 @@
 //! plus the middleware counting every request.
 
 use crate::db::Database;
-use crate::metrics::{HttpLabels, Metrics};
+use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -56,14 +56,23 @@ async fn metrics_text(State(state): State<HealthState>) -> Response {
     }
 }
 
-/// Counts requests by method, matched route (not the raw path, which would explode the label set) and status.
+/// Counts requests by method, matched route (not the raw path, which would explode the label set) and status,
+/// and times them by method and route.
 pub async fn count_requests(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
+    metrics
+        .http_request_duration
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            path: path.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
     metrics
         .http_requests
         .get_or_create(&HttpLabels {

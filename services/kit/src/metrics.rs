@@ -17,6 +17,19 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// One route: the method and the matched path (never the raw path, which would explode the label set).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub path: String,
+}
+
+/// Buckets of `http_request_duration_seconds`: 1 ms .. ~8 s; a page or an order takes a few milliseconds,
+/// the tail shows a slow database.
+fn request_duration() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
@@ -27,6 +40,7 @@ pub struct ReasonLabels {
 pub struct Metrics {
     registry: Arc<Registry>,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub orders_accepted: Counter,
     pub events_produced: Counter,
     pub relay_rounds_overlapped: Counter,
@@ -52,6 +66,11 @@ impl Metrics {
         );
         Self {
             http_requests: r.add("http_requests", "HTTP requests by method, route and status"),
+            http_request_duration: r.register(
+                "http_request_duration_seconds",
+                "Time from a request's arrival to its response's head, by method and route",
+                Family::new_with_constructor(request_duration),
+            ),
             orders_accepted: r.add("orders_accepted", "Orders stored with their outbox row"),
             events_produced: r.add("events_produced", "Events acknowledged by Kafka"),
             relay_rounds_overlapped: r.add(
