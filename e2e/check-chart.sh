@@ -28,12 +28,20 @@ if helm template check "$CHART" --set replicaCount=2 >/dev/null 2>&1; then
 fi
 kubectl create namespace "$NS" >/dev/null
 trap 'kubectl delete namespace "$NS" --wait=false >/dev/null' EXIT
-kubectl apply --server-side --dry-run=server -f "$CHART/crds/" >/dev/null
-# ServiceMonitor needs the Prometheus Operator's CRD, which this cluster does not have: rendered, not applied.
+kubectl apply --server-side --force-conflicts --dry-run=server -f "$CHART/crds/" >/dev/null
+# The monitoring objects against the Prometheus Operator's own CRDs (e2e/infra/monitoring-crds.sh serves them).
+MONITORING=(--set serviceMonitor.enabled=true --set monitoring.podMonitor.enabled=true
+  --set monitoring.prometheusRule.enabled=true --set monitoring.dashboard.enabled=true)
 helm template check "$CHART" --namespace "$NS" --set networkPolicy.enabled=true \
   --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true \
-  --set leaderElection.enabled=true --set replicaCount=2 "${OPTIONS[@]}" \
+  --set leaderElection.enabled=true --set replicaCount=2 "${OPTIONS[@]}" "${MONITORING[@]}" \
   | kubectl apply --dry-run=server --namespace "$NS" -f -
-helm template check "$CHART" --namespace "$NS" --set serviceMonitor.enabled=true \
-  | grep '^kind: ServiceMonitor$' >/dev/null
+# The alerting rules as Prometheus reads them (the PrometheusRule's spec), and their unit tests.
+RULES=$(mktemp -d)
+trap 'kubectl delete namespace "$NS" --wait=false >/dev/null; rm -rf "$RULES"' EXIT
+helm template check "$CHART" --set monitoring.prometheusRule.enabled=true --show-only templates/prometheusrule.yaml \
+  | python3 -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(sys.stdin)["spec"]))' >"$RULES/ordersystem-rules.yaml"
+promtool check rules "$RULES/ordersystem-rules.yaml"
+cp e2e/monitoring/rules-test.yaml "$RULES/"
+promtool test rules "$RULES/rules-test.yaml"
 echo "chart: lint, template and server-side dry run passed"

@@ -111,6 +111,19 @@ impl Reason {
         Self::Reconciling,
     ];
 
+    /// The reasons of `Degraded=True`. The chart's PrometheusRule has an alert for each (a test holds the
+    /// two together), and one for the operator's own degraded verdicts (a test holds this list to them).
+    pub const DEGRADED: [Self; 8] = [
+        Self::TransientError,
+        Self::NotSupported,
+        Self::TopicMissing,
+        Self::TopicRecreated,
+        Self::ConsumersExceedPartitions,
+        Self::ConsumerLagGrowing,
+        Self::InvalidRotationRequest,
+        Self::CompactionLosesHistory,
+    ];
+
     /// The word in the condition, the same as the variant's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -191,5 +204,28 @@ mod tests {
             .collect();
         let listed: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(listed, declared, "Reason::ALL must list every variant of Reason");
+    }
+
+    /// Every `Verdict::new(true, Reason::…` of the operator's `degraded_verdict` is listed, and each
+    /// listed reason is used there.
+    #[test]
+    fn degraded_lists_every_reason_the_operator_sets_degraded_with() {
+        let status = include_str!("../../operator/src/controller/status.rs");
+        let body = &status[status.find("fn degraded_verdict").expect("degraded_verdict")..];
+        let body = &body[..body.find("\n}\n").expect("its end")];
+        let mut used: Vec<&str> = body
+            .split("Verdict::new(")
+            .skip(1)
+            .filter_map(|call| {
+                let call = call.trim_start().strip_prefix("true,")?.trim_start();
+                let reason = call.strip_prefix("Reason::")?;
+                Some(&reason[..reason.find(|c: char| !c.is_alphanumeric())?])
+            })
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut listed: Vec<&str> = Reason::DEGRADED.iter().map(|r| r.as_str()).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, used);
     }
 }

@@ -11,6 +11,7 @@ PACKAGES=(
   containerd runc containernetworking-plugins               # the real node's runtime and CNI (node.sh)
   iptables nftables iproute2 kmod                           # kube-proxy, the network guard, the bridge
   buildah busybox-static gettext-base                       # images without Docker; the debug image; envsubst
+  prometheus                                                # the monitoring test's server and promtool (never its daemon)
 )
 for t in go java mvn cargo python3; do command -v "$t" >/dev/null || die "$t is required but not on PATH"; done
 missing=()
@@ -23,6 +24,13 @@ LOG=$STATE/logs/apt.log
 mkdir -p "$STATE/logs"
 say "installing Debian packages: ${missing[*]} (log: $LOG)"
 apt-get update >"$LOG" 2>&1 || die_with_log "$LOG" "apt-get update failed"
+# No package may start a system daemon (prometheus, containerd, postgresql come with one): the test bed starts
+# what it needs itself, bound to loopback or its bridge. invoke-rc.d asks policy-rc.d first; 101 is "no".
+POLICY=/usr/sbin/policy-rc.d
+if [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$POLICY" && chmod 755 "$POLICY"
+  trap 'rm -f "$POLICY"' EXIT
+fi
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >>"$LOG" 2>&1 \
   || die_with_log "$LOG" "apt-get install ${missing[*]} failed"
 say "installed"

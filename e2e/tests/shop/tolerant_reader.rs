@@ -72,6 +72,16 @@ async fn each_consumer_reads_only_the_fields_it_stores() {
             && count(&invoicing.db, "SELECT count(*) FROM dead_letters").await == 2
     })
     .await;
+    // Each event stored for the first time is timed from its Kafka timestamp; duplicates and dead
+    // letters are not.
+    assert_eq!(
+        metric(&shipping, "ordersystem_event_age_seconds_count").await,
+        2.0
+    );
+    assert_eq!(
+        metric(&invoicing, "ordersystem_event_age_seconds_count").await,
+        2.0
+    );
 
     // Shipping: orders 1 and 2 stored, with what it keeps of them; order 3 dead-lettered, naming the field.
     assert_eq!(

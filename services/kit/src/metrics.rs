@@ -52,6 +52,7 @@ pub struct Metrics {
     pub rebalances: Counter,
     pub assigned_partitions: Gauge,
     pub processing_seconds: Histogram,
+    pub event_age_seconds: Histogram,
     pub batch_records: Histogram,
 }
 
@@ -105,6 +106,13 @@ impl Metrics {
                 "Time to store one consumed event",
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             ),
+            // 1 ms .. ~33 s: from the relay's produce to the consumer's commit, the end-to-end latency of an
+            // order past its outbox; the top buckets show a consumer that fell behind.
+            event_age_seconds: r.register(
+                "event_age_seconds",
+                "Time from an event's Kafka timestamp (its produce by the order service's relay) to its commit here",
+                Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            ),
             // 1 .. 256 records per transaction.
             batch_records: r.register(
                 "batch_records",
@@ -122,6 +130,15 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    /// Makes the dead-letter count of each of `reasons` exist, at 0.
+    pub fn start_dead_letter_counts(&self, reasons: &[&str]) {
+        for reason in reasons {
+            let _count = self.dead_letters.get_or_create(&ReasonLabels {
+                reason: (*reason).to_string(),
+            });
+        }
     }
 
     /// The Prometheus text format.

@@ -115,6 +115,10 @@ impl<H: Handler> ConsumerLoop<H> {
         args: &ConsumerArgs,
         mut shutdown: Shutdown,
     ) -> Result<(), ConsumerError> {
+        // Every reason's count exists from the start, at 0: a rate or increase over it sees the first dead
+        // letter, which it would miss if the series began at 1.
+        self.metrics
+            .start_dead_letter_counts(&[REASON_UNDECODABLE, REASON_CONFLICT, REASON_REJECTED]);
         let context = KafkaContext::new(self.metrics.clone());
         let consumer = subscribe(kafka, args, args.group(self.default_group), context.clone())?;
         let warm = WarmConnections::new(self.pool.clone());
@@ -233,6 +237,7 @@ impl<H: Handler> ConsumerLoop<H> {
             store::insert_dead_letter(&mut tx, &DeadLetter::of(message, REASON_CONFLICT, detail)).await?;
         }
         tx.commit().await?;
+        self.observe_age(message, &stored);
         let order_id = event.order_id();
         self.report(
             [Outcome::Judged {
@@ -297,6 +302,9 @@ impl<H: Handler> ConsumerLoop<H> {
             tx.commit().await?;
         }
         warm.put_back(conn);
+        for (message, stored) in decoded.iter().zip(&stored) {
+            self.observe_age(message, stored);
+        }
         let judged = events.iter().zip(&stored).map(|(event, stored)| Outcome::Judged {
             order_id: event.order_id(),
             stored,
@@ -328,6 +336,20 @@ impl<H: Handler> ConsumerLoop<H> {
         store::insert_dead_letter(&mut conn, letter).await?;
         self.report([Outcome::DeadLettered(letter)], started);
         Ok(())
+    }
+
+    /// For an event stored for the first time: the time from its record's Kafka timestamp (when the relay
+    /// produced it) to now, after its commit.
+    fn observe_age(&self, message: &BorrowedMessage<'_>, stored: &Stored) {
+        if let (Stored::New, Some(produced)) = (stored, message.timestamp().to_millis()) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            // Clocks of different machines: a negative age counts as none.
+            self.metrics
+                .event_age_seconds
+                .observe((now - produced).max(0) as f64 / 1000.0);
+        }
     }
 
     /// Count and log `outcomes`, committed, and the time since `started` for each.
