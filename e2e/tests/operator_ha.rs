@@ -1,8 +1,12 @@
 //! The operator with two replicas behind its Lease, installed by the chart on the real node: both are
 //! Ready, one leads; killed with SIGKILL, the standby takes over within lease duration + retry period and
 //! carries on with the same topic and the same child objects; killed in the middle of a credentials
-//! rotation, the next leader finishes it with one `CredentialsRotated` Event; stopped with SIGSTOP past its lease and
-//! continued, a leader finds its lease gone the moment it runs again, exits, and comes back as a standby.
+//! rotation, the next leader finishes it with one `CredentialsRotated` Event; stopped with SIGSTOP past its
+//! lease and continued, a leader finds its lease gone the moment it runs again, exits without a single
+//! write (the API server's audit log, by the replica's User-Agent, says so), and comes back as a standby.
+//! Killed with SIGKILL in the middle of a drained partition increase, the next leader finishes the drain
+//! with the same topic and child objects, and every order placed before and after is stored exactly once.
+//! Each test installs its own release, so each has its own lease.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +21,9 @@ use ordersystem_api::crd::OrderSystem;
 use ordersystem_e2e::cluster::{
     self, OnFailure, READY_WITHIN, create_namespace, install_operator, ready_pods,
 };
+use ordersystem_e2e::control_plane::audited_writes;
 use ordersystem_e2e::mode::Mode;
+use ordersystem_e2e::shop::{all_stored_once, place_orders};
 use ordersystem_e2e::{names, real_node, wait};
 use serde_json::json;
 
@@ -30,10 +36,14 @@ const LEASE: [&str; 5] = [
     "leaderElection.retryPeriodSeconds=1",
 ];
 
-/// The pod holding the lease: the holder identity is `<pod name>_<8 hex digits>`.
+/// The lease's holder identity: `<pod name>_<8 hex digits>`, one per process.
+async fn holder_identity(leases: &Api<Lease>, name: &str) -> Option<String> {
+    leases.get_opt(name).await.ok()??.spec?.holder_identity
+}
+
+/// The pod holding the lease.
 async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
-    let lease = leases.get_opt(name).await.ok()??;
-    let identity = lease.spec?.holder_identity?;
+    let identity = holder_identity(leases, name).await?;
     Some(identity.rsplit_once('_')?.0.to_string())
 }
 
@@ -72,84 +82,178 @@ async fn restarts(pods: &Api<Pod>, pod: &str) -> i32 {
         .map_or(0, |s| s[0].restart_count)
 }
 
-#[tokio::test]
-async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once_its_lease_is_gone() {
-    let client = ordersystem_e2e::kube::client().await;
-    let mode = Mode::real(&client).await;
-    let operator_ns = names::unique("ha-system");
-    let shop_ns = names::unique("ha-shop");
-    let _on_failure = OnFailure {
-        shop_ns: shop_ns.clone(),
-        operator_ns: operator_ns.clone(),
-    };
-    create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
-    create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
-    install_operator(&operator_ns, &shop_ns, &LEASE);
-    let lease_name = format!("{operator_ns}-ordersystem-operator");
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &operator_ns);
-    wait::until_ok("both operator replicas Ready", READY_WITHIN, || async {
-        let deployment = deployments.get(&lease_name).await.map_err(|e| e.to_string())?;
-        let ready = deployment.status.and_then(|s| s.ready_replicas).unwrap_or(0);
-        (ready == 2).then_some(()).ok_or(format!("{ready} ready"))
-    })
-    .await;
+/// An operator release with two replicas behind its own lease, and an OrderSystem `shop` it runs.
+struct Ha {
+    client: kube::Client,
+    mode: Mode,
+    operator_ns: String,
+    shop_ns: String,
+    lease_name: String,
+    leases: Api<Lease>,
+    pods: Api<Pod>,
+    systems: Api<OrderSystem>,
+    shop_deployments: Api<Deployment>,
+    _on_failure: OnFailure,
+}
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
-    secrets
-        .create(
-            &PostParams::default(),
-            &mode.admin_secret(&client, "pg-admin").await,
-        )
-        .await
-        .expect("admin secret");
-    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
-    let topic = names::unique("ha-orders");
-    let resource: OrderSystem = serde_json::from_value(json!({
-        "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
-        "metadata": {"name": "shop"},
-        "spec": {
-            "kafka": {"bootstrapServers": mode.kafka_bootstrap(),
-                      "topic": {"name": topic, "partitions": 2, "replicationFactor": 1}},
+impl Ha {
+    /// Installs the release in a namespace of its own (`<prefix>-system`), waits until both replicas are
+    /// Ready, and creates `shop` in `<prefix>-shop` with `topic` (name, partitions and so on) and `extra`
+    /// merged into its spec.
+    async fn install(prefix: &str, topic: serde_json::Value, extra: serde_json::Value) -> Ha {
+        let client = ordersystem_e2e::kube::client().await;
+        let mode = Mode::real(&client).await;
+        let operator_ns = names::unique(&format!("{prefix}-system"));
+        let shop_ns = names::unique(&format!("{prefix}-shop"));
+        let on_failure = OnFailure {
+            shop_ns: shop_ns.clone(),
+            operator_ns: operator_ns.clone(),
+        };
+        create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
+        create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
+        install_operator(&operator_ns, &shop_ns, &LEASE);
+        let lease_name = format!("{operator_ns}-ordersystem-operator");
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &operator_ns);
+        wait::until_ok("both operator replicas Ready", READY_WITHIN, || async {
+            let deployment = deployments.get(&lease_name).await.map_err(|e| e.to_string())?;
+            let ready = deployment.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+            (ready == 2).then_some(()).ok_or(format!("{ready} ready"))
+        })
+        .await;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
+        secrets
+            .create(
+                &PostParams::default(),
+                &mode.admin_secret(&client, "pg-admin").await,
+            )
+            .await
+            .expect("admin secret");
+        let mut spec = json!({
+            "kafka": {"bootstrapServers": mode.kafka_bootstrap(), "topic": topic},
             "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
             "deletionPolicy": "Delete",
             "paused": false
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
         }
-    }))
-    .expect("OrderSystem");
-    systems
-        .create(&PostParams::default(), &resource)
+        let resource: OrderSystem = serde_json::from_value(json!({
+            "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
+            "metadata": {"name": "shop"},
+            "spec": spec
+        }))
+        .expect("OrderSystem");
+        let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
+        systems
+            .create(&PostParams::default(), &resource)
+            .await
+            .expect("create");
+        Ha {
+            leases: Api::namespaced(client.clone(), &operator_ns),
+            pods: Api::namespaced(client.clone(), &operator_ns),
+            shop_deployments: Api::namespaced(client.clone(), &shop_ns),
+            systems,
+            client,
+            mode,
+            operator_ns,
+            shop_ns,
+            lease_name,
+            _on_failure: on_failure,
+        }
+    }
+
+    /// The topic id `shop` records, once it does.
+    async fn topic_id(&self) -> String {
+        wait::until_ok("the topic recorded", READY_WITHIN, || async {
+            let os = self.systems.get("shop").await.map_err(|e| e.to_string())?;
+            os.status
+                .and_then(|s| s.topic)
+                .and_then(|t| t.topic_id)
+                .ok_or("no topic id yet".to_string())
+        })
         .await
-        .expect("create");
-    let topic_id = wait::until_ok("the topic recorded", READY_WITHIN, || async {
-        let os = systems.get("shop").await.map_err(|e| e.to_string())?;
-        os.status
-            .and_then(|s| s.topic)
-            .and_then(|t| t.topic_id)
-            .ok_or("no topic id yet".to_string())
-    })
-    .await;
-    let shop_deployments: Api<Deployment> = Api::namespaced(client.clone(), &shop_ns);
-    let uids = || async {
-        let list = shop_deployments.list(&ListParams::default()).await.expect("list");
+    }
+
+    /// The uids of `shop`'s Deployments, sorted.
+    async fn uids(&self) -> Vec<String> {
+        let list = self
+            .shop_deployments
+            .list(&ListParams::default())
+            .await
+            .expect("list");
         let mut uids: Vec<String> = list.items.into_iter().filter_map(|d| d.metadata.uid).collect();
         uids.sort();
         uids
-    };
-    let children = wait::until_ok("three Deployments", READY_WITHIN, || async {
-        let now = uids().await;
-        (now.len() == 3)
-            .then_some(now.clone())
-            .ok_or(format!("{} Deployments", now.len()))
-    })
-    .await;
+    }
+
+    /// The uids of `shop`'s three Deployments, once there are three.
+    async fn children(&self) -> Vec<String> {
+        wait::until_ok("three Deployments", READY_WITHIN, || async {
+            let now = self.uids().await;
+            (now.len() == 3)
+                .then_some(now.clone())
+                .ok_or(format!("{} Deployments", now.len()))
+        })
+        .await
+    }
+
+    /// The partition count `shop`'s status records.
+    async fn recorded_partitions(&self) -> Option<i32> {
+        let os = self.systems.get("shop").await.ok()?;
+        Some(os.status?.topic?.partitions)
+    }
+
+    /// The replicas the spec of `shop`'s Deployment of `service` asks for.
+    async fn replicas(&self, service: &str) -> Option<i32> {
+        let deployment = self
+            .shop_deployments
+            .get_opt(&format!("shop-{service}"))
+            .await
+            .ok()??;
+        deployment.spec?.replicas
+    }
+
+    /// Deletes `shop` through the current leader (its topic and schemas go too), then the release.
+    async fn delete(self) {
+        self.systems
+            .delete("shop", &Default::default())
+            .await
+            .expect("delete");
+        wait::until_ok("shop deleted", READY_WITHIN, || async {
+            match self.systems.get_opt("shop").await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{:?}", other.map(|o| o.is_some()))),
+            }
+        })
+        .await;
+        cluster::uninstall_operator(&self.operator_ns);
+    }
+}
+
+#[tokio::test]
+async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once_its_lease_is_gone() {
+    let topic = json!({"name": names::unique("ha-orders"), "partitions": 2, "replicationFactor": 1});
+    let ha = Ha::install("ha", topic, json!({})).await;
+    let Ha {
+        client,
+        operator_ns,
+        shop_ns,
+        lease_name,
+        leases,
+        pods,
+        systems,
+        shop_deployments,
+        ..
+    } = &ha;
+    let topic_id = ha.topic_id().await;
+    let children = ha.children().await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), shop_ns);
 
     // SIGKILL: the standby takes over once the record stood still for the lease duration.
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &operator_ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &operator_ns);
-    let first = holder(&leases, &lease_name).await.expect("a leader");
-    kill(operator_process(&pods, &first).await, Signal::SIGKILL).expect("kill -9 the leader");
+    let first = holder(leases, lease_name).await.expect("a leader");
+    kill(operator_process(pods, &first).await, Signal::SIGKILL).expect("kill -9 the leader");
     let killed = Instant::now();
-    let second = next_holder(&leases, &lease_name, &first).await;
+    let second = next_holder(leases, lease_name, &first).await;
     let took_over = killed.elapsed();
     eprintln!("SIGKILL: {second} took over from {first} after {took_over:.1?}");
     assert!(
@@ -176,7 +280,11 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
             .ok_or(format!("{replicas} replicas"))
     })
     .await;
-    assert_eq!(uids().await, children, "the child objects are the same objects");
+    assert_eq!(
+        ha.uids().await,
+        children,
+        "the child objects are the same objects"
+    );
     let recorded = systems
         .get("shop")
         .await
@@ -190,7 +298,7 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
     );
 
     // SIGKILL in the middle of a credentials rotation: the next leader finishes it, once.
-    ready_pods(&client, &shop_ns, "shop", "invoicing", 2).await;
+    ready_pods(client, shop_ns, "shop", "invoicing", 2).await;
     let rotate = json!({"metadata": {"annotations": {"ordersystem.io/rotate-credentials": "invoicing"}}});
     systems
         .patch("shop", &PatchParams::default(), &Patch::Merge(&rotate))
@@ -208,8 +316,8 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
             .ok_or("the Secret has not switched yet".to_string())
     })
     .await;
-    let rotating = holder(&leases, &lease_name).await.expect("a leader");
-    kill(operator_process(&pods, &rotating).await, Signal::SIGKILL).expect("kill -9 mid-rotation");
+    let rotating = holder(leases, lease_name).await.expect("a leader");
+    kill(operator_process(pods, &rotating).await, Signal::SIGKILL).expect("kill -9 mid-rotation");
     wait::until_ok(
         "the rotation finished by the next leader",
         READY_WITHIN,
@@ -233,7 +341,7 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
         },
     )
     .await;
-    let events: Api<Event> = Api::namespaced(client.clone(), &shop_ns);
+    let events: Api<Event> = Api::namespaced(client.clone(), shop_ns);
     let rotated: Vec<Event> = events
         .list(&ListParams::default())
         .await
@@ -247,25 +355,40 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
         rotated[0].series.is_none(),
         "written once, not repeated: {rotated:#?}"
     );
-    assert_eq!(uids().await, children, "the child objects are the same objects");
+    assert_eq!(
+        ha.uids().await,
+        children,
+        "the child objects are the same objects"
+    );
 
     // SIGSTOP past the lease, then SIGCONT: the stopped leader finds its deadline passed and exits.
-    let stopped_pod = holder(&leases, &lease_name).await.expect("a leader");
-    let before = restarts(&pods, &stopped_pod).await;
-    let process = operator_process(&pods, &stopped_pod).await;
+    let stopped_identity = holder_identity(leases, lease_name).await.expect("a leader");
+    let stopped_pod = holder(leases, lease_name).await.expect("a leader");
+    // Its requests carry `ordersystem-operator/<version> (<lease identity>)`: the audit log tells it apart
+    // from the replica that takes over, and from its own next process.
+    let agent = format!("({stopped_identity})");
+    assert!(
+        audited_writes(&agent)
+            .iter()
+            .any(|w| w.request_uri.contains("/leases/")),
+        "the audit log knows the leader's lease renewals by its User-Agent {agent}"
+    );
+    let before = restarts(pods, &stopped_pod).await;
+    let process = operator_process(pods, &stopped_pod).await;
     kill(process, Signal::SIGSTOP).expect("kill -STOP the leader");
-    let third = next_holder(&leases, &lease_name, &stopped_pod).await;
+    let third = next_holder(leases, lease_name, &stopped_pod).await;
+    let continued = k8s_openapi::jiff::Timestamp::now();
     kill(process, Signal::SIGCONT).expect("kill -CONT the old leader");
     wait::until_ok(
         "the continued replica restarts",
         Duration::from_secs(60),
         || async {
-            let now = restarts(&pods, &stopped_pod).await;
+            let now = restarts(pods, &stopped_pod).await;
             (now > before).then_some(()).ok_or(format!("{now} restarts"))
         },
     )
     .await;
-    let previous = cluster::run("kubectl", &["logs", "-p", &stopped_pod, "-n", &operator_ns]);
+    let previous = cluster::run("kubectl", &["logs", "-p", &stopped_pod, "-n", operator_ns]);
     // Its last lines: the exit, and at most what a step already under way when it was stopped finished
     // in the same instant (a query that was in flight).
     let tail: Vec<&str> = previous.lines().rev().take(3).collect();
@@ -274,10 +397,17 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
         tail.iter().any(|line| line.contains("lost the leader lease")),
         "it exits on waking: {tail:#?}"
     );
-    assert_eq!(
-        holder(&leases, &lease_name).await.as_deref(),
-        Some(third.as_str())
+    // Between SIGCONT and its exit (its next process has another identity), not one write of the old
+    // process reached the API server: not the lease, not an object, not an Event.
+    let after_continue: Vec<_> = audited_writes(&agent)
+        .into_iter()
+        .filter(|w| w.received() >= continued)
+        .collect();
+    assert!(
+        after_continue.is_empty(),
+        "the continued replica wrote after losing its lease: {after_continue:#?}"
     );
+    assert_eq!(holder(leases, lease_name).await.as_deref(), Some(third.as_str()));
     let recorded = systems
         .get("shop")
         .await
@@ -291,13 +421,82 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
     );
 
     // The new leader deletes the resource (its topic and schemas) before the operator goes.
-    systems.delete("shop", &Default::default()).await.expect("delete");
-    wait::until_ok("shop deleted", READY_WITHIN, || async {
-        match systems.get_opt("shop").await {
-            Ok(None) => Ok(()),
-            other => Err(format!("{:?}", other.map(|o| o.is_some()))),
+    ha.delete().await;
+}
+
+#[tokio::test]
+async fn a_leader_killed_in_the_middle_of_a_drain_is_replaced_by_one_that_finishes_it() {
+    let topic = json!({"name": names::unique("ha-drain-orders"), "partitions": 2,
+                       "replicationFactor": 1, "partitionIncrease": "Drain"});
+    let ha = Ha::install("ha-drain", topic, json!({"consumerLag": {"intervalSeconds": 5}})).await;
+    let topic_id = ha.topic_id().await;
+    let children = ha.children().await;
+    let ready = |service| ready_pods(&ha.client, &ha.shop_ns, "shop", service, 1);
+    let order = ha.mode.service(&ready("order").await[0]);
+    let invoicing = ha.mode.service(&ready("invoicing").await[0]);
+    let shipping = ha.mode.service(&ready("shipping").await[0]);
+    let mut placed = place_orders(&order, 0..20).await;
+    all_stored_once(&invoicing, "/api/invoices", &placed).await;
+    all_stored_once(&shipping, "/api/shipments", &placed).await;
+    // Its pod goes with the drain.
+    drop(order);
+
+    // Partitions 2 -> 4 with Drain; the leader is killed as soon as the drain has stopped intake, before
+    // it added the partitions.
+    let leader = holder(&ha.leases, &ha.lease_name).await.expect("a leader");
+    let process = operator_process(&ha.pods, &leader).await;
+    ha.systems
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"kafka": {"topic": {"partitions": 4}}}})),
+        )
+        .await
+        .expect("raise partitions");
+    wait::until_ok("the drain stops intake", READY_WITHIN, || async {
+        match (ha.replicas("order").await, ha.recorded_partitions().await) {
+            (Some(0), Some(2)) => Ok(()),
+            other => Err(format!("order replicas and partitions: {other:?}")),
         }
     })
     .await;
-    cluster::uninstall_operator(&operator_ns);
+    kill(process, Signal::SIGKILL).expect("kill -9 the leader mid-drain");
+    let killed = Instant::now();
+    // What the killed leader left: intake stopped, the status not yet at the new count.
+    assert_eq!(
+        (ha.replicas("order").await, ha.recorded_partitions().await),
+        (Some(0), Some(2)),
+        "killed in the middle of the drain"
+    );
+    let next = next_holder(&ha.leases, &ha.lease_name, &leader).await;
+    let took_over = killed.elapsed();
+    eprintln!("SIGKILL mid-drain: {next} took over from {leader} after {took_over:.1?}");
+    assert!(
+        took_over <= Duration::from_secs(6 + 1 + 5),
+        "within lease + retry + a request: {took_over:?}"
+    );
+    wait::until_ok("the next leader finishes the drain", READY_WITHIN, || async {
+        match (ha.replicas("order").await, ha.recorded_partitions().await) {
+            (Some(1), Some(4)) => Ok(()),
+            other => Err(format!("order replicas and partitions: {other:?}")),
+        }
+    })
+    .await;
+    for service in ["invoicing", "shipping"] {
+        assert_eq!(ha.replicas(service).await, Some(1), "{service} at its replicas");
+    }
+    assert_eq!(
+        ha.uids().await,
+        children,
+        "the child objects are the same objects"
+    );
+    assert_eq!(ha.topic_id().await, topic_id, "the topic was never re-created");
+
+    // Orders flow again, and every order, from before the drain and after it, is stored exactly once.
+    let order = ha.mode.service(&ready("order").await[0]);
+    placed.extend(place_orders(&order, 20..40).await);
+    all_stored_once(&invoicing, "/api/invoices", &placed).await;
+    all_stored_once(&shipping, "/api/shipments", &placed).await;
+    drop((order, invoicing, shipping));
+    ha.delete().await;
 }
