@@ -13,14 +13,16 @@
 //! a process stopped between the check and the send) would reach the API server afterwards. So the
 //! controller's client refuses, in its own tower stack, every request that is not a GET once leadership
 //! has ended ([`gated_client`]); the election loop keeps a client of its own without that gate, since
-//! taking the lease is a write. PostgreSQL and Kafka are fenced by the same deadline: the reconcile runs
-//! inside [`fence`] and their writers ask [`may_write_here`] before each statement or admin call.
+//! taking the lease is a write. PostgreSQL is fenced by the same deadline: the reconcile runs inside
+//! [`fence`], and the one executor of the operator's SQL asks [`may_write_here`] before each statement.
+//! (Kafka's writers look at `Context::may_write` once, right before their admin calls.)
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+// axum's re-export of `http`, the crate kube's requests are made of.
 use axum::http::{HeaderValue, Method, Request, header};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -211,8 +213,8 @@ where
 }
 
 tokio::task_local! {
-    /// The leadership of the reconcile running on this task, for the writers that hold a database
-    /// connection or a Kafka admin client rather than the `Context`.
+    /// The leadership of the reconcile running on this task, for PostgreSQL's statement executor, which
+    /// holds a connection rather than the `Context`.
     static FENCE: Leadership;
 }
 
@@ -225,7 +227,7 @@ pub async fn fence<F: Future>(leadership: Option<Leadership>, work: F) -> F::Out
 }
 
 /// Whether the reconcile running here may write now: true outside [`fence`] (no election) or while its
-/// leadership holds. PostgreSQL's statement executor and the Kafka writers ask it before each write.
+/// leadership holds. PostgreSQL's statement executor asks it before each statement.
 pub fn may_write_here() -> bool {
     FENCE.try_with(Leadership::is_leading).unwrap_or(true)
 }
