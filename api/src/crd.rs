@@ -10,8 +10,8 @@ mod status;
 
 pub use security::{CA_CERT_KEY, KafkaSasl, KafkaTls, SaslMechanism, TLS_CERT_KEY, TLS_KEY_KEY};
 pub use status::{
-    ConsumerLagStatus, GroupLagStatus, OrderSystemStatus, SchemaStatus, ServiceStatus, ServicesStatus,
-    TopicStatus,
+    AutoscalingStatus, ConsumerLagStatus, GroupLagStatus, OrderSystemStatus, ScalingMode, SchemaStatus,
+    ServiceStatus, ServicesStatus, TopicStatus,
 };
 
 use std::collections::BTreeMap;
@@ -55,15 +55,17 @@ pub struct OrderSystemSpec {
     pub kafka: KafkaSpec,
     /// The Postgres database in which every service gets its own schema and login role.
     pub postgres: PostgresSpec,
-    /// The order service: web shop and API, producer of the order events.
+    /// The order service: web shop and API, producer of the order events. It has a fixed number of
+    /// replicas and no `autoscaling`: it does not consume, so consumer lag says nothing about its load,
+    /// and a `partitionIncrease: Drain` scales it to 0 and back on its own.
     #[serde(default)]
     pub order: ServiceSpec,
     /// The invoicing service: consumes the order events, keeps invoices.
     #[serde(default)]
-    pub invoicing: ServiceSpec,
+    pub invoicing: ConsumerServiceSpec,
     /// The shipping service: consumes the order events, keeps shipments.
     #[serde(default)]
-    pub shipping: ServiceSpec,
+    pub shipping: ConsumerServiceSpec,
     /// Tag of the project's images (`ghcr.io/ordersystem/<service>:<imageTag>`) for every service without
     /// its own `image`: the one place that moves them to another release. When absent, each such service
     /// keeps the image it was deployed with (`status.services.<service>.image`), so upgrading the operator
@@ -291,14 +293,15 @@ impl SslMode {
     }
 }
 
-/// One service's workload.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+/// The order service's workload.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
-    /// Number of pods. For invoicing and shipping, more replicas than partitions leaves consumers idle.
-    #[serde(default = "default_replicas")]
+    /// Number of pods; 1 when absent. A `partitionIncrease: Drain` holds it at 0 until the partitions
+    /// are added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
-    pub replicas: i32,
+    pub replicas: Option<i32>,
     /// Container image of this service; it takes precedence over `imageTag`. When absent the service runs
     /// `ghcr.io/ordersystem/<service>:<imageTag>`, or without `imageTag` the image it was deployed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,18 +312,98 @@ pub struct ServiceSpec {
     pub resources: Option<ResourceRequirements>,
 }
 
-fn default_replicas() -> i32 {
-    1
+/// A consumer's workload (invoicing, shipping): a fixed number of replicas, or `autoscaling`.
+///
+/// `replicas` has no schema default (it had `1` before autoscaling existed): a default would be stored
+/// in every object and `autoscaling` could never be set beside it. A resource created back then keeps
+/// its stored `replicas: 1` and stays valid; to autoscale it, remove `replicas` in the same change that
+/// adds `autoscaling` (e.g. a JSON patch `remove /spec/invoicing/replicas`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.replicas) || !has(self.autoscaling)",
+        "fieldPath": ".replicas",
+        "reason": "FieldValueForbidden",
+        "message": "replicas and autoscaling are mutually exclusive: remove replicas to let autoscaling decide the number of pods, or remove autoscaling to fix it"
+    }
+]))]
+pub struct ConsumerServiceSpec {
+    /// Number of pods; 1 when absent (and without `autoscaling`). More replicas than the topic has
+    /// partitions leaves consumers idle. Mutually exclusive with `autoscaling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: Option<i32>,
+    /// The number of pods decided from this service's consumer-group lag by the operator, or left to an
+    /// external autoscaler (`external: true`). Mutually exclusive with `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// Container image of this service; it takes precedence over `imageTag`. When absent the service runs
+    /// `ghcr.io/ordersystem/<service>:<imageTag>`, or without `imageTag` the image it was deployed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// CPU and memory requests and limits of the service container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 }
 
-impl Default for ServiceSpec {
-    fn default() -> Self {
-        Self {
-            replicas: default_replicas(),
-            image: None,
-            resources: None,
-        }
+/// How a consumer's replicas follow its load. Either the operator scales on lag (`maxReplicas` and the
+/// other bounds), or `external: true` hands `replicas` to an autoscaler of your own.
+///
+/// Lag scaling: desired = ceil(lag / `targetLagPerReplica`), clamped to `minReplicas`..`maxReplicas`
+/// and never above the topic's partitions (a consumer beyond them has nothing to read). The cap
+/// follows the topic as Kafka reports it: it rises once added partitions exist. While a
+/// `partitionIncrease: Drain` runs the topic keeps its old partitions, so the cap stays there until
+/// the drain adds them. A scale-up happens at the observation that asks for it (every
+/// `consumerLag.intervalSeconds`); a scale-down waits until `scaleDownCooldownSeconds` have passed since
+/// the last scaling, so a backlog that is just drained does not bounce the pods.
+///
+/// External: the operator stops writing the Deployment's `replicas` (it hands the field over as the
+/// Kubernetes server-side apply documentation describes, so it keeps its value until the HPA or KEDA
+/// sets it) and reports what the Deployment has.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(has(self.external) && self.external) || (!has(self.minReplicas) && !has(self.maxReplicas) && !has(self.targetLagPerReplica) && !has(self.scaleDownCooldownSeconds))",
+        "message": "with external true the operator does not scale this service: leave out minReplicas, maxReplicas, targetLagPerReplica and scaleDownCooldownSeconds"
+    },
+    {
+        "rule": "(has(self.external) && self.external) || has(self.maxReplicas)",
+        "fieldPath": ".maxReplicas",
+        "reason": "FieldValueRequired",
+        "message": "maxReplicas is required to scale on lag (or set external: true to use an autoscaler of your own)"
+    },
+    {
+        "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+        "fieldPath": ".minReplicas",
+        "message": "minReplicas must not be greater than maxReplicas"
     }
+]))]
+pub struct AutoscalingSpec {
+    /// True: an external autoscaler (an HPA, KEDA) owns the Deployment's `replicas`; the operator
+    /// neither sets nor resets it. A Deployment first created in this mode starts with 1 replica.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+    /// Fewest pods while lag is low; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub min_replicas: Option<i32>,
+    /// Most pods, however high the lag; the topic's partitions cap it further.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: Option<i32>,
+    /// Lag (events not yet read by the group) one pod is expected to work off; the operator runs
+    /// ceil(lag / targetLagPerReplica) pods. 1000 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub target_lag_per_replica: Option<i64>,
+    /// Seconds after the last scaling before the operator scales down; 300 when absent. Scaling up never
+    /// waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub scale_down_cooldown_seconds: Option<i32>,
 }
 
 /// Fate of the topic and the schemas on deletion.

@@ -6,6 +6,7 @@
 //! invalid spec is a condition, not an error; a failure requeues with per-object exponential backoff.
 
 pub mod apply;
+pub mod autoscale;
 pub mod build;
 pub mod compaction;
 pub mod context;
@@ -120,8 +121,10 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
     };
     // observe: every read of Kafka, PostgreSQL's admin Secret and the cluster, once.
     let world = observe::observe(ctx, os, &spec).await;
-    // decide: whether partitions may be added now, and the spec to write while a drain holds intake.
-    let plan = decide::decide(os, spec, &world);
+    // decide: whether partitions may be added now, the spec to write while a drain holds intake, and the
+    // replicas of the consumers that scale on lag.
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let plan = decide::decide(os, spec, &world, now);
     // ensure: the writers (nothing in conflict; only looks while paused).
     if !ctx.may_write() {
         return Err(Error::NotLeader);
@@ -130,6 +133,11 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
     // status: computed from all of the above, patched when it changed.
     let report = status::Report::gather(os, &plan, &world, outcome.as_ref());
     let published = publish_status(ctx, os, &report).await;
+    for scaled in report.scaled() {
+        let reason = scaled.reason.as_str();
+        ctx.event(os, EventType::Normal, reason, "Scale", scaled.message.clone())
+            .await;
+    }
     if let Some(lag) = &report.lag {
         ctx.metrics.set_lag(&plan.spec.namespace, &plan.spec.name, lag);
     }

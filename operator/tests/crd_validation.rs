@@ -300,3 +300,117 @@ async fn kubectl_explains_the_kind_and_finds_it_by_short_name_and_category() {
         "Reason and Message are wide-only: {narrow}"
     );
 }
+
+/// `shop` with invoicing as `invoicing` says.
+fn with_invoicing(invoicing: Value) -> Value {
+    let mut os = minimal_json("shop", "t");
+    os["spec"]["invoicing"] = invoicing;
+    os
+}
+
+#[tokio::test]
+async fn replicas_and_autoscaling_are_mutually_exclusive_and_the_error_names_the_field() {
+    let (api, _ns) = setup().await;
+    let err = create_err(
+        &api,
+        with_invoicing(json!({"replicas": 2, "autoscaling": {"maxReplicas": 3}})),
+    )
+    .await;
+    assert!(
+        err.contains("spec.invoicing.replicas")
+            && err.contains("replicas and autoscaling are mutually exclusive"),
+        "{err}"
+    );
+    let err = create_err(&api, with_invoicing(json!({"autoscaling": {"minReplicas": 2}}))).await;
+    assert!(
+        err.contains("spec.invoicing.autoscaling.maxReplicas") && err.contains("maxReplicas is required"),
+        "{err}"
+    );
+    let err = create_err(
+        &api,
+        with_invoicing(json!({"autoscaling": {"minReplicas": 4, "maxReplicas": 3}})),
+    )
+    .await;
+    assert!(
+        err.contains("spec.invoicing.autoscaling.minReplicas")
+            && err.contains("must not be greater than maxReplicas"),
+        "{err}"
+    );
+    let err = create_err(
+        &api,
+        with_invoicing(json!({"autoscaling": {"external": true, "maxReplicas": 3}})),
+    )
+    .await;
+    assert!(
+        err.contains("with external true the operator does not scale this service"),
+        "{err}"
+    );
+}
+
+/// Before autoscaling, `replicas` had the schema default 1, so every stored object has it. Such an object
+/// stays valid; `autoscaling` is accepted in the change that removes `replicas`, and refused beside it.
+#[tokio::test]
+async fn a_resource_stored_with_the_old_default_replicas_stays_valid_and_switches_by_removing_them() {
+    let (api, _ns) = setup().await;
+    let mut os = with_invoicing(json!({"replicas": 1}));
+    os["spec"]["shipping"] = json!({"replicas": 1});
+    os["spec"]["order"] = json!({"replicas": 1});
+    api.create(&PostParams::default(), &to_os(os))
+        .await
+        .expect("create");
+    patch(&api, "shop", json!({"spec": {"paused": true}}))
+        .await
+        .expect("an unrelated change of an object with stored replicas");
+    let beside = patch(
+        &api,
+        "shop",
+        json!({"spec": {"invoicing": {"autoscaling": {"external": true}}}}),
+    )
+    .await;
+    assert_rejected(beside, "replicas and autoscaling are mutually exclusive");
+    let switched = patch(
+        &api,
+        "shop",
+        json!({"spec": {"invoicing": {"replicas": null, "autoscaling": {"external": true}}}}),
+    )
+    .await
+    .expect("replicas removed and autoscaling added in one change");
+    assert_eq!(switched.spec.invoicing.replicas, None);
+    // A new object without replicas gets none from the schema: the operator runs 1.
+    let created = api
+        .create(&PostParams::default(), &to_os(minimal_json("fresh", "t2")))
+        .await
+        .expect("create");
+    assert_eq!(created.spec.invoicing.replicas, None);
+    assert_eq!(created.spec.order.replicas, None);
+}
+
+/// The order service has no `autoscaling` in the schema: kubectl's strict field validation refuses it.
+#[tokio::test]
+async fn the_order_service_cannot_be_autoscaled() {
+    let (_api, ns) = setup().await;
+    let mut os = minimal_json("shop", "t");
+    os["metadata"]["namespace"] = ns.name.clone().into();
+    os["spec"]["order"] = json!({"autoscaling": {"maxReplicas": 3}});
+    let mut child = std::process::Command::new("kubectl")
+        .args(["create", "--dry-run=server", "--validate=strict", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl runs (PATH from /tmp/ordersystem/env)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(os.to_string().as_bytes())
+            .expect("write the manifest");
+    }
+    let output = child.wait_with_output().expect("kubectl finishes");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "kubectl accepted order.autoscaling");
+    assert!(
+        stderr.contains("unknown field \"spec.order.autoscaling\""),
+        "{stderr}"
+    );
+}

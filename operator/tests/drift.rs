@@ -14,6 +14,8 @@
 mod ddl_log;
 #[path = "support/operator.rs"]
 mod operator;
+#[path = "support/replicas.rs"]
+mod replicas;
 #[path = "support/setup.rs"]
 mod setup;
 
@@ -35,6 +37,7 @@ use ordersystem_operator::crd::OrderSystem;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
+use replicas::{ReplicaLog, replica_owners};
 use serde_json::json;
 use setup::{Setup, setup};
 
@@ -298,7 +301,9 @@ async fn per_service_resources_reach_the_pod_template_and_a_hand_edited_deployme
     })
     .await;
 
-    // Someone edits shipping by hand: replicas, image, an env value and the resources.
+    // Someone edits shipping by hand: replicas, image, an env value and the resources. Shipping has fixed
+    // replicas here; with `autoscaling: {external: true}` its replicas are not drift (see
+    // `in_external_mode_the_replicas_are_handed_over_without_a_dip_and_an_autoscalers_count_stays`).
     let image = container(&shipping).image.expect("image");
     s.fresh_reconcile().await;
     let start = Instant::now();
@@ -732,5 +737,82 @@ async fn at_rest_three_looks_send_no_ddl_to_a_postgres_logging_it() {
         "ALTER ROLE at rest: {at_rest:#?}"
     );
     assert!(at_rest.is_empty(), "DDL at rest: {at_rest:#?}");
+    s.delete_shop_and_wait(90, "gone").await;
+}
+
+#[tokio::test]
+async fn in_external_mode_the_replicas_are_handed_over_without_a_dip_and_an_autoscalers_count_stays() {
+    use ordersystem_operator::controller::apply::REPLICAS_HANDOVER_MANAGER;
+    use ordersystem_operator::names::FIELD_MANAGER;
+    let s = setup("drift-external").await;
+    let mut os = spec(&s, SLOW_LOOK);
+    os["spec"]["invoicing"] = json!({"replicas": 3});
+    s.create(os).await;
+    s.wait_deployed().await;
+    wait::until_some("invoicing at 3", Duration::from_secs(60), || async {
+        let d = s.deployment("shop-invoicing").await?;
+        (d.spec.as_ref()?.replicas == Some(3)).then_some(())
+    })
+    .await;
+    let log = ReplicaLog::start(&s.client, &s.ns.name, "shop-invoicing").await;
+
+    // The switch, the way a user makes it: `replicas` out, `autoscaling: {external: true}` in.
+    s.fresh_reconcile().await;
+    s.patch_spec(json!({"invoicing": {"replicas": null, "autoscaling": {"external": true}}}))
+        .await;
+    let external = wait::until_some("status reports the external mode", WATCH_DEADLINE, || async {
+        let os = s.api.get("shop").await.ok()?;
+        let scaling = os.status?.services?.invoicing.autoscaling?;
+        (scaling.mode == ordersystem_operator::crd::ScalingMode::External).then_some(scaling)
+    })
+    .await;
+    eprintln!("status.services.invoicing.autoscaling: {external:?}");
+    assert_eq!(external.current_replicas, 3);
+    // Two more looks in external mode change nothing.
+    s.fresh_reconcile().await;
+    s.fresh_reconcile().await;
+    let values = log.values();
+    eprintln!("invoicing spec.replicas through the switch: {values:?}");
+    assert!(
+        values.iter().all(|v| *v == Some(3)),
+        "the switch never changed the replicas: {values:?}"
+    );
+    let d = s.deployment("shop-invoicing").await.expect("invoicing");
+    let owners = replica_owners(&d);
+    assert!(
+        !owners.iter().any(|m| m == FIELD_MANAGER) && owners.iter().any(|m| m == REPLICAS_HANDOVER_MANAGER),
+        "the operator let go of replicas, the hand-over manager holds them: {owners:?}"
+    );
+
+    // An autoscaler sets 5 through the scale subresource, as an HPA does: not drift, it stays.
+    let deployments: Api<Deployment> = Api::namespaced(s.client.clone(), &s.ns.name);
+    deployments
+        .patch_scale(
+            "shop-invoicing",
+            &PatchParams {
+                field_manager: Some("hpa-stand-in".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(&json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .expect("the autoscaler's write");
+    s.fresh_reconcile().await;
+    s.fresh_reconcile().await;
+    let d = s.deployment("shop-invoicing").await.expect("invoicing");
+    assert_eq!(
+        d.spec.as_ref().and_then(|d| d.replicas),
+        Some(5),
+        "the autoscaler's count stays"
+    );
+    assert_eq!(replica_owners(&d), vec!["hpa-stand-in".to_string()]);
+
+    let values = log.values();
+    eprintln!("invoicing spec.replicas throughout: {values:?}");
+    let switch = values.iter().take_while(|v| **v != Some(5)).count();
+    assert!(
+        values[switch..].iter().all(|v| *v == Some(5)),
+        "after the autoscaler's write nothing changed them: {values:?}"
+    );
     s.delete_shop_and_wait(90, "gone").await;
 }

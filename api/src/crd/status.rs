@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -139,4 +139,36 @@ pub struct ServiceStatus {
     pub image: String,
     /// `ready/desired`, for `kubectl get`.
     pub replicas: String,
+    /// How the replicas of an autoscaled consumer were decided; absent with a fixed `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingStatus>,
+}
+
+/// Who decides an autoscaled consumer's replicas.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ScalingMode {
+    /// The operator, from the consumer group's lag.
+    Lag,
+    /// An autoscaler of the user's (an HPA, KEDA): the operator only reports.
+    External,
+}
+
+/// The last scaling decision of one consumer.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingStatus {
+    /// `Lag` (the operator scales) or `External` (an autoscaler of the user's does).
+    pub mode: ScalingMode,
+    /// Replicas the Deployment had when the operator last looked.
+    pub current_replicas: i32,
+    /// Replicas the operator decided (`Lag`), or the Deployment's own (`External`).
+    pub desired_replicas: i32,
+    /// When the operator last changed the replicas; a scale-down waits for the cooldown after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<Time>,
+    /// Why the replicas are what they are, in one word: `ScaledUp`, `ScaledDown`, `Steady`,
+    /// `CooldownHoldsScaleDown`, `CappedByPartitions`, `LagUnknown` or `External`.
+    pub reason: String,
+    /// The same as a sentence, with the lag and the bounds it was decided from.
+    pub message: String,
 }

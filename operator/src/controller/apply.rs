@@ -91,6 +91,10 @@ pub async fn apply(
     }
     let mut applied = Vec::with_capacity(deployments.len());
     for object in deployments {
+        // No replicas: an external autoscaler's (`build` left the field out in external mode).
+        if object.spec.as_ref().is_some_and(|s| s.replicas.is_none()) {
+            hand_over_replicas(client, &spec.namespace, &object.name_any()).await?;
+        }
         applied.push(apply_one::<Deployment>(client, &spec.namespace, object, "Deployment").await?);
     }
     Ok(applied)
@@ -116,6 +120,64 @@ where
     api.patch(&name, &params, &Patch::Apply(object))
         .await
         .map_err(|source| Error::Apply { kind, name, source })
+}
+
+/// The field manager that holds a Deployment's `replicas` between the operator and an external autoscaler.
+pub const REPLICAS_HANDOVER_MANAGER: &str = "ordersystem-operator-replicas-handover";
+
+/// Hands `replicas` of the Deployment `name` over to an external autoscaler without ever changing it, as
+/// the Kubernetes server-side apply documentation describes ("Transferring ownership"). An apply that
+/// leaves out a field its manager owned removes it, and `replicas` then falls back to its default of 1
+/// (the service would lose its pods until the autoscaler scales it up again). So while the operator still
+/// owns the field, a second manager first applies `replicas` alone with the value it has: the field is
+/// then co-owned, and the operator's next apply without it only gives up its share. The second manager
+/// never applies again; the autoscaler's first write (an update of the scale subresource) takes the field
+/// from it. Nothing happens for a new Deployment (it starts with 1) or once the operator has let go.
+async fn hand_over_replicas(client: &kube::Client, namespace: &str, name: &str) -> Result<(), Error> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let error = |source| Error::Apply {
+        kind: "Deployment",
+        name: name.to_string(),
+        source,
+    };
+    let Some(live) = api.get_opt(name).await.map_err(error)? else {
+        return Ok(());
+    };
+    if !applies_replicas(&live, names::FIELD_MANAGER) {
+        return Ok(());
+    }
+    let replicas = live.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let body = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": replicas},
+    });
+    // Not forced: the value is the live one, so the only conflict is an autoscaler that changed it since
+    // the read, and its write already took the field from the operator.
+    match api
+        .patch(
+            name,
+            &PatchParams::apply(REPLICAS_HANDOVER_MANAGER),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(source) => Err(error(source)),
+    }
+}
+
+/// Whether `manager`'s server-side apply owns `spec.replicas` of `deployment`.
+pub fn applies_replicas(deployment: &Deployment, manager: &str) -> bool {
+    deployment.managed_fields().iter().any(|entry| {
+        entry.manager.as_deref() == Some(manager)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|fields| fields.0.pointer("/f:spec/f:replicas").is_some())
+    })
 }
 
 /// The states of `deployments` that belong to one of the spec's services.

@@ -14,6 +14,7 @@ use ordersystem_contract::wiring::{self, env, secret_keys};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::autoscale::Scaling;
 use super::validate::{ServicePlan, ValidSpec};
 use crate::conditions::Reason;
 use crate::names::{self, Service};
@@ -201,6 +202,14 @@ fn build_deployment(
             },
         },
     });
+    // External mode: the field belongs to the user's autoscaler. Leaving it out is safe only because
+    // `apply` first hands it over to a manager of its own (see `apply::hand_over_replicas`); without that,
+    // server-side apply would reset it to 1.
+    if plan.scaling == Scaling::External
+        && let Some(spec) = deployment["spec"].as_object_mut()
+    {
+        spec.remove("replicas");
+    }
     // Only with SASL: a system without Kafka identities keeps its template unchanged.
     if let Some(hash) = kafka_secret_hash {
         deployment["spec"]["template"]["metadata"]["annotations"][names::KAFKA_SECRET_HASH_ANNOTATION] =

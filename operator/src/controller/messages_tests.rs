@@ -603,7 +603,12 @@ impl Reconcile {
     /// topic id is unknown, nothing is added while the drain's gate is unknown.
     fn report(self) -> (OrderSystem, Report) {
         let spec = validate::validate(&self.os).expect("a valid spec");
-        let plan = decide::decide(&self.os, spec, &self.world);
+        let plan = decide::decide(
+            &self.os,
+            spec,
+            &self.world,
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        );
         let topic = match (&self.world.kafka, &self.world.recorded_topic_id, &plan.gate) {
             (Some(Ok(_)), Err(message), _) => Some(Err(TopicFailure::Unconfirmed(message.clone()))),
             (Some(Ok(_)), _, Gate::Unknown(message)) => Some(Err(TopicFailure::Undecided(message.clone()))),
@@ -1297,5 +1302,61 @@ fn the_checker_refuses_debug_renderings_of_the_errors_above() {
         "failed to create topic orders: Admin operation error: PolicyViolation (Broker: Policy violation)",
     ] {
         assert_readable(fine);
+    }
+}
+
+/// The autoscaling messages (status `services.<service>.autoscaling.message` and the scaling Events'
+/// notes), reached through `decide` and `Report::gather` from lag readings that lead to each reason.
+#[test]
+fn every_autoscaling_message_is_a_sentence() {
+    use crate::controller::autoscale::ScaleReason;
+    let autoscaled = MINIMAL.replace(
+        "invoicing: {replicas: 2}",
+        "invoicing: {autoscaling: {maxReplicas: 6, targetLagPerReplica: 10}}\n  shipping: {autoscaling: {external: true}}",
+    );
+    let with_lag = |lag: Option<i64>, current: i32| {
+        Reconcile::of(&autoscaled).with(|r| {
+            r.deployment(Service::Invoicing).desired = current;
+            if let Some(Ok(seen)) = &mut r.world.kafka {
+                seen.lag = Some(match lag {
+                    Some(lag) => Ok(BTreeMap::from([
+                        (Service::Invoicing, lag),
+                        (Service::Shipping, 0),
+                    ])),
+                    None => Err(lag_errors().remove(0)),
+                });
+            }
+        })
+    };
+    let mut reasons = std::collections::BTreeSet::new();
+    for (lag, current) in [
+        (Some(25), 1),
+        (Some(10), 1),
+        (Some(0), 3),
+        (Some(1000), 3),
+        (Some(1000), 2),
+        (None, 2),
+    ] {
+        let (_, report) = with_lag(lag, current).report();
+        for decision in &report.scaling {
+            reasons.insert(decision.reason.as_str());
+            assert_readable(&decision.message);
+            assert!(decision.message.ends_with('.'), "{}", decision.message);
+            assert!(
+                decision.message.starts_with(char::is_uppercase),
+                "{}",
+                decision.message
+            );
+        }
+    }
+    for reason in [
+        ScaleReason::ScaledUp,
+        ScaleReason::ScaledDown,
+        ScaleReason::Steady,
+        ScaleReason::CappedByPartitions,
+        ScaleReason::LagUnknown,
+        ScaleReason::External,
+    ] {
+        assert!(reasons.contains(reason.as_str()), "{reason} reached: {reasons:?}");
     }
 }

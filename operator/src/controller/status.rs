@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::kafka::TopicState;
 use crate::conditions::Reason;
-use crate::crd::{OrderSystem, OrderSystemStatus, ServiceStatus, ServicesStatus};
+use crate::crd::{AutoscalingStatus, OrderSystem, OrderSystemStatus, ServiceStatus, ServicesStatus};
 use crate::names::{self, Service};
 
 mod report;
@@ -114,7 +114,7 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
         topic: topic_status,
         schemas,
         // Kept while the spec is invalid: it records the images the services were deployed with.
-        services: services_status(report, previous.services.as_ref()).or(previous.services),
+        services: services_status(report, previous.services.as_ref(), &now).or(previous.services),
         consumer_lag: report.lag.clone().or(previous.consumer_lag),
     }
 }
@@ -377,7 +377,7 @@ fn ready_verdict(report: &Report, topic: &Verdict, database: &Verdict, services:
 /// one this reconcile applied; else (paused, in conflict, the apply failed, the service waits for its
 /// first rollout) the one recorded before, so a hand edit the operator has not yet undone is never
 /// taken for the service's image; else the one found, or the one planned.
-fn services_status(report: &Report, previous: Option<&ServicesStatus>) -> Option<ServicesStatus> {
+fn services_status(report: &Report, previous: Option<&ServicesStatus>, now: &Time) -> Option<ServicesStatus> {
     let one = |service: Service| {
         let (_, desired, planned) = report.desired.iter().find(|(s, ..)| *s == service)?.clone();
         let state = report.deployments.iter().find(|d| d.service == service);
@@ -396,12 +396,42 @@ fn services_status(report: &Report, previous: Option<&ServicesStatus>) -> Option
             ready,
             image,
             replicas: format!("{ready}/{desired}"),
+            autoscaling: autoscaling_status(report, service, previous, now),
         })
     };
     Some(ServicesStatus {
         order: one(Service::Order)?,
         invoicing: one(Service::Invoicing)?,
         shipping: one(Service::Shipping)?,
+    })
+}
+
+/// The last scaling decision of an autoscaled `service`. `lastScaleTime` moves only when this reconcile
+/// changed a running Deployment's replicas; otherwise the recorded one is kept, so the cooldown counts
+/// from the last real scaling.
+fn autoscaling_status(
+    report: &Report,
+    service: Service,
+    previous: Option<&ServicesStatus>,
+    now: &Time,
+) -> Option<AutoscalingStatus> {
+    let decision = report.scaling.iter().find(|d| d.service == service)?;
+    let recorded = previous
+        .and_then(|p| p.of(service).autoscaling.as_ref())
+        .filter(|a| a.mode == decision.mode);
+    let scaled = report.scaled().any(|d| d.service == service);
+    let last_scale_time = if scaled {
+        Some(now.clone())
+    } else {
+        recorded.and_then(|a| a.last_scale_time.clone())
+    };
+    Some(AutoscalingStatus {
+        mode: decision.mode,
+        current_replicas: decision.current.unwrap_or(0),
+        desired_replicas: decision.desired,
+        last_scale_time,
+        reason: decision.reason.as_str().to_string(),
+        message: decision.message.clone(),
     })
 }
 

@@ -347,3 +347,72 @@ fn an_invalid_spec_keeps_the_services_and_the_images_they_were_deployed_with() {
     assert!(before.is_some());
     assert_eq!(status.services, before);
 }
+
+/// `healthy()` with invoicing scaled on lag from `current` to `desired` replicas.
+fn autoscaled(current: i32, desired: i32) -> Report {
+    use crate::controller::autoscale::{Decision, ScaleReason};
+    let mut report = healthy();
+    report.desired[1].1 = desired;
+    report.scaling = vec![Decision {
+        service: Service::Invoicing,
+        mode: crate::crd::ScalingMode::Lag,
+        current: Some(current),
+        desired,
+        reason: if desired > current {
+            ScaleReason::ScaledUp
+        } else {
+            ScaleReason::Steady
+        },
+        message: "Scaled invoicing up.".into(),
+    }];
+    report
+}
+
+#[test]
+fn a_scaling_applied_records_its_time_and_reason_and_a_steady_look_keeps_that_time() {
+    let mut report = autoscaled(2, 4);
+    // Decided but not applied (paused, or the apply failed): no scaling happened.
+    let status = compute(&os_from_yaml(MINIMAL), &report, time(10));
+    let scaling = status
+        .services
+        .as_ref()
+        .and_then(|s| s.invoicing.autoscaling.clone());
+    let scaling = scaling.expect("an autoscaled service reports its decision");
+    assert_eq!((scaling.current_replicas, scaling.desired_replicas), (2, 4));
+    assert_eq!(scaling.last_scale_time, None);
+
+    report.applied = Service::ALL.to_vec();
+    let mut os = os_from_yaml(MINIMAL);
+    os.status = Some(compute(&os, &report, time(10)));
+    let invoicing = |os: &OrderSystem| {
+        os.status
+            .as_ref()
+            .and_then(|s| s.services.as_ref())
+            .and_then(|s| s.invoicing.autoscaling.clone())
+            .expect("autoscaling status")
+    };
+    let scaled = invoicing(&os);
+    assert_eq!(scaled.reason, "ScaledUp");
+    assert_eq!(scaled.last_scale_time, Some(time(10)));
+    assert_eq!(
+        os.status
+            .as_ref()
+            .and_then(|s| s.services.as_ref())
+            .map(|s| s.invoicing.replicas.as_str()),
+        Some("2/4")
+    );
+
+    // The next look finds 4 and keeps them: the cooldown still counts from 10.
+    let mut steady = autoscaled(4, 4);
+    steady.applied = Service::ALL.to_vec();
+    os.status = Some(compute(&os, &steady, time(40)));
+    assert_eq!(invoicing(&os).last_scale_time, Some(time(10)));
+    assert_eq!(invoicing(&os).reason, "Steady");
+    // Services with fixed replicas report no autoscaling.
+    assert!(
+        os.status
+            .as_ref()
+            .and_then(|s| s.services.as_ref())
+            .is_some_and(|s| s.shipping.autoscaling.is_none())
+    );
+}

@@ -8,9 +8,10 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
+use super::autoscale::Scaling;
 use crate::crd::{
-    CleanupPolicy, DeletionPolicy, KafkaSasl, KafkaTls, MAX_NAME_LEN, OrderSystem, SaslMechanism,
-    ServiceSpec, SslMode,
+    AutoscalingSpec, CleanupPolicy, DeletionPolicy, KafkaSasl, KafkaTls, MAX_NAME_LEN, OrderSystem,
+    SaslMechanism, SslMode,
 };
 use crate::names::{self, Service};
 
@@ -50,7 +51,11 @@ pub struct ValidTopic {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServicePlan {
     pub service: Service,
+    /// The replicas to write: the spec's, or (autoscaled) what `decide` decided. In external mode only
+    /// reported: `build` leaves the field to the external autoscaler.
     pub replicas: i32,
+    /// Who decides `replicas`.
+    pub scaling: Scaling,
     pub image: String,
     pub resources: Option<ResourceRequirements>,
     pub child_name: String,
@@ -173,6 +178,7 @@ pub fn validate_with_default_tag(os: &OrderSystem, default_tag: &str) -> Result<
             .push("retention.ms has no effect with cleanupPolicy compact; use compact,delete".to_string());
     }
     check_security(os, &mut problems);
+    check_scaling(os, &mut problems);
     let mut services = Vec::new();
     for service in Service::ALL {
         let image = decide_image(os, service, default_tag);
@@ -243,7 +249,7 @@ fn recorded_schema(os: &OrderSystem, service: Service) -> Option<String> {
 ///    its default tag, rolls nothing;
 /// 4. the project's image with the operator's `default_tag`, for a service never deployed.
 pub fn decide_image(os: &OrderSystem, service: Service, default_tag: &str) -> String {
-    if let Some(image) = &service_spec(os, service).image {
+    if let Some(image) = service_spec(os, service).image {
         return image.clone();
     }
     if let Some(tag) = &os.spec.image_tag {
@@ -258,11 +264,65 @@ fn recorded_image(os: &OrderSystem, service: Service) -> Option<String> {
     Some(recorded.clone()).filter(|image| !image.is_empty())
 }
 
-fn service_spec(os: &OrderSystem, service: Service) -> &ServiceSpec {
+/// What the three services' specs have in common, with the consumers' `autoscaling` (the order service
+/// has none: it does not consume).
+struct Workload<'a> {
+    replicas: Option<i32>,
+    autoscaling: Option<&'a AutoscalingSpec>,
+    image: Option<&'a String>,
+    resources: Option<&'a ResourceRequirements>,
+}
+
+fn service_spec(os: &OrderSystem, service: Service) -> Workload<'_> {
     match service {
-        Service::Order => &os.spec.order,
-        Service::Invoicing => &os.spec.invoicing,
-        Service::Shipping => &os.spec.shipping,
+        Service::Order => Workload {
+            replicas: os.spec.order.replicas,
+            autoscaling: None,
+            image: os.spec.order.image.as_ref(),
+            resources: os.spec.order.resources.as_ref(),
+        },
+        Service::Invoicing | Service::Shipping => {
+            let spec = match service {
+                Service::Invoicing => &os.spec.invoicing,
+                _ => &os.spec.shipping,
+            };
+            Workload {
+                replicas: spec.replicas,
+                autoscaling: spec.autoscaling.as_ref(),
+                image: spec.image.as_ref(),
+                resources: spec.resources.as_ref(),
+            }
+        }
+    }
+}
+
+/// What the schema's CEL rules already refuse, checked again for an object the API server never saw
+/// with this schema (a test fixture, an object stored before the rule existed and never changed).
+fn check_scaling(os: &OrderSystem, problems: &mut Vec<String>) {
+    for service in [Service::Invoicing, Service::Shipping] {
+        let workload = service_spec(os, service);
+        let Some(autoscaling) = workload.autoscaling else {
+            continue;
+        };
+        let field = format!("spec.{}", service.as_str());
+        if workload.replicas.is_some() {
+            problems.push(format!(
+                "{field}.replicas and {field}.autoscaling are mutually exclusive: remove replicas to let \
+                 autoscaling decide the number of pods"
+            ));
+        }
+        if autoscaling.external {
+            continue;
+        }
+        match (autoscaling.min_replicas, autoscaling.max_replicas) {
+            (_, None) => problems.push(format!(
+                "{field}.autoscaling.maxReplicas is required to scale on lag (or set external: true)"
+            )),
+            (Some(min), Some(max)) if min > max => problems.push(format!(
+                "{field}.autoscaling.minReplicas ({min}) is greater than maxReplicas ({max})"
+            )),
+            _ => {}
+        }
     }
 }
 
@@ -270,14 +330,20 @@ fn plan_service(
     namespace: &str,
     name: &str,
     service: Service,
-    spec: &ServiceSpec,
+    spec: Workload<'_>,
     image: String,
 ) -> ServicePlan {
+    let scaling = Scaling::from_spec(spec.autoscaling);
     ServicePlan {
         service,
-        replicas: spec.replicas,
+        // Autoscaled: a first guess, replaced by `decide` before anything is built.
+        replicas: match &scaling {
+            Scaling::Lag(policy) => policy.min,
+            Scaling::Fixed | Scaling::External => spec.replicas.unwrap_or(1),
+        },
+        scaling,
         image,
-        resources: spec.resources.clone(),
+        resources: spec.resources.cloned(),
         child_name: names::child_name(name, service),
         secret_name: names::db_secret_name(name, service),
         kafka_secret_name: names::kafka_secret_name(name, service),

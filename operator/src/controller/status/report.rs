@@ -3,6 +3,7 @@
 //! leaves as a reason and a sentence.
 
 use super::super::apply::{self, DeploymentState};
+use super::super::autoscale::Decision;
 use super::super::decide::Plan;
 use super::super::ensure::{Outcome, TopicFailure};
 use super::super::error::describe_error;
@@ -71,8 +72,10 @@ pub struct Report {
     /// decided. Any other Deployment's image is as found, which may be a hand edit.
     pub applied: Vec<Service>,
     pub waiting: Vec<(Service, Reason)>,
-    /// Desired replicas and image per service, from the spec.
+    /// Desired replicas and image per service, from the spec (autoscaled: as decided).
     pub desired: Vec<(Service, i32, String)>,
+    /// The decisions for the autoscaled consumers.
+    pub scaling: Vec<Decision>,
     /// Consumer-group lag, when it was observed.
     pub lag: Option<ConsumerLagStatus>,
     /// The lag could not be observed (message).
@@ -90,6 +93,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// The autoscaling decisions that changed a running Deployment's replicas in this reconcile: decided
+    /// and applied (not while paused, nor when the apply failed).
+    pub fn scaled(&self) -> impl Iterator<Item = &Decision> {
+        self.scaling
+            .iter()
+            .filter(|d| d.scales() && self.applied.contains(&d.service))
+    }
+
     /// The report of a spec that did not validate.
     pub fn invalid(os: &OrderSystem, message: String) -> Self {
         Self {
@@ -110,6 +121,7 @@ impl Report {
                 .iter()
                 .map(|p| (p.service, p.replicas, p.image.clone()))
                 .collect(),
+            scaling: plan.scaling.clone(),
             partitions_rejected: plan.gate.rejected_message(),
             draining: plan.gate.progress_message(),
             compaction: compaction::warning(&spec.topic),
