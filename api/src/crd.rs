@@ -357,7 +357,8 @@ pub struct ConsumerServiceSpec {
 /// `partitionIncrease: Drain` runs the topic keeps its old partitions, so the cap stays there until
 /// the drain adds them. A scale-up happens at the observation that asks for it (every
 /// `consumerLag.intervalSeconds`); a scale-down waits until `scaleDownCooldownSeconds` have passed since
-/// the last scaling, so a backlog that is just drained does not bounce the pods.
+/// the last scaling and since the last observation whose lag still needed every pod running, so neither
+/// a backlog just drained nor one quiet observation in a busy period takes pods away.
 ///
 /// External: the operator stops writing the Deployment's `replicas` (it hands the field over as the
 /// Kubernetes server-side apply documentation describes, so it keeps its value until the HPA or KEDA
@@ -399,8 +400,8 @@ pub struct AutoscalingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub target_lag_per_replica: Option<i64>,
-    /// Seconds after the last scaling before the operator scales down; 300 when absent. Scaling up never
-    /// waits.
+    /// Seconds after the last scaling, and after the last observation whose lag needed every pod running,
+    /// before the operator scales down; 300 when absent. Scaling up never waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400))]
     pub scale_down_cooldown_seconds: Option<i32>,

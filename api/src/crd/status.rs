@@ -166,6 +166,10 @@ pub struct AutoscalingStatus {
     /// When the operator last changed the replicas; a scale-down waits for the cooldown after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_time: Option<Time>,
+    /// The last look at which the lag asked for at least the replicas running; a scale-down waits for the
+    /// cooldown after it too, so one quiet look in a busy period takes no pods away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_busy_time: Option<Time>,
     /// Why the replicas are what they are, in one word: `ScaledUp`, `ScaledDown`, `Steady`,
     /// `CooldownHoldsScaleDown`, `CappedByPartitions`, `LagUnknown` or `External`.
     pub reason: String,

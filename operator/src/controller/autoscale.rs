@@ -5,8 +5,11 @@
 //! reports the Deployment's own count; `build` then leaves `replicas` out and `apply` hands the field
 //! over.
 //!
-//! Nothing is remembered between reconciles but the time of the last scaling, which the status records
-//! (`status.services.<service>.autoscaling.lastScaleTime`): a restarted operator keeps the cooldown.
+//! The cooldown counts from the later of the last scaling and the last look at which the lag still asked
+//! for every pod running (like the HPA's scale-down stabilization window): a lag that touches zero for
+//! one look in the middle of a busy period does not take pods away. Nothing else is remembered between
+//! reconciles, and both times are in the status (`status.services.<service>.autoscaling.lastScaleTime`,
+//! `lastBusyTime`): a restarted operator keeps the cooldown.
 
 use std::fmt;
 
@@ -14,7 +17,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::observe::World;
 use super::validate::ValidSpec;
-use crate::crd::{AutoscalingSpec, OrderSystem, ScalingMode};
+use crate::crd::{AutoscalingSpec, AutoscalingStatus, OrderSystem, ScalingMode};
 use crate::names::Service;
 
 /// Fewest pods of a lag-scaled consumer when `minReplicas` is absent.
@@ -82,6 +85,8 @@ pub struct Observation {
     pub current: Option<i32>,
     /// When the operator last changed the replicas (from status).
     pub last_scale: Option<Timestamp>,
+    /// The last look at which the lag asked for at least the replicas running (from status).
+    pub last_busy: Option<Timestamp>,
     pub now: Timestamp,
 }
 
@@ -132,6 +137,8 @@ pub struct Decision {
     pub reason: ScaleReason,
     /// A sentence: the reason with the lag and the bounds it was decided from.
     pub message: String,
+    /// The lag of this look asked for at least the replicas running: the cooldown starts again.
+    pub busy: bool,
 }
 
 impl Decision {
@@ -194,21 +201,23 @@ pub fn decide_lag(service: Service, policy: &LagPolicy, seen: &Observation) -> (
     if target < current {
         // Above the cap or the maximum a pod goes at once; below them only after the cooldown.
         let ceiling = current.min(cap).min(policy.max);
-        let cooled = seen.last_scale.is_none_or(|last| {
+        let since = seen.last_scale.max(seen.last_busy);
+        let cooled = since.is_none_or(|last| {
             seen.now.duration_since(last) >= SignedDuration::from_secs(i64::from(policy.cooldown_seconds))
         });
         if !cooled && ceiling > target {
             let message = if ceiling < current {
                 format!(
                     "Scaled {name} down from {current} to {ceiling} replica{} (its most now); {need}, and \
-                     the rest waits for the cooldown of {} s since the last scaling.",
+                     the rest waits for the cooldown of {} s since the last scaling or the last look that \
+                     needed them all.",
                     plural(ceiling),
                     policy.cooldown_seconds
                 )
             } else {
                 format!(
                     "{name} keeps {current} replica{}: {need}, but a scale-down waits for the cooldown of {} \
-                     s since the last scaling.",
+                     s since the last scaling or the last look that needed them all.",
                     plural(current),
                     policy.cooldown_seconds
                 )
@@ -277,14 +286,17 @@ pub fn decide(os: &OrderSystem, spec: &mut ValidSpec, world: &World, now: Timest
                     desired,
                     reason: ScaleReason::External,
                     message,
+                    busy: false,
                 }
             }
             Scaling::Lag(policy) => {
+                let recorded = recorded(os, service);
                 let seen = Observation {
                     lag: lags.and_then(|l| l.get(&service).copied()),
                     partitions,
                     current,
-                    last_scale: last_scale(os, service),
+                    last_scale: recorded.and_then(|a| Some(a.last_scale_time.as_ref()?.0)),
+                    last_busy: recorded.and_then(|a| Some(a.last_busy_time.as_ref()?.0)),
                     now,
                 };
                 let (desired, reason, message) = decide_lag(service, policy, &seen);
@@ -293,6 +305,7 @@ pub fn decide(os: &OrderSystem, spec: &mut ValidSpec, world: &World, now: Timest
                     mode: ScalingMode::Lag,
                     current,
                     desired,
+                    busy: busy(policy, &seen),
                     reason,
                     message,
                 }
@@ -304,18 +317,22 @@ pub fn decide(os: &OrderSystem, spec: &mut ValidSpec, world: &World, now: Timest
     decisions
 }
 
-/// When the operator last scaled `service`, as the status records it.
-fn last_scale(os: &OrderSystem, service: Service) -> Option<Timestamp> {
+/// The autoscaling status recorded for `service`.
+fn recorded(os: &OrderSystem, service: Service) -> Option<&AutoscalingStatus> {
     let services = os.status.as_ref()?.services.as_ref()?;
-    Some(
-        services
-            .of(service)
-            .autoscaling
-            .as_ref()?
-            .last_scale_time
-            .as_ref()?
-            .0,
-    )
+    services.of(service).autoscaling.as_ref()
+}
+
+/// Whether the lag `seen` asks for at least the replicas running (bounds and cap applied): such a look
+/// starts the scale-down cooldown again. Unknown lag or a Deployment not yet there is not busy.
+pub fn busy(policy: &LagPolicy, seen: &Observation) -> bool {
+    let (Some(lag), Some(current)) = (seen.lag, seen.current) else {
+        return false;
+    };
+    let per = policy.target_lag_per_replica.max(1);
+    let wanted = i32::try_from((lag.max(0) + per - 1) / per).unwrap_or(i32::MAX);
+    let cap = seen.partitions.map_or(policy.max, |p| policy.max.min(p.max(1)));
+    wanted.clamp(policy.min, policy.max).min(cap) >= current
 }
 
 fn plural(n: i32) -> &'static str {

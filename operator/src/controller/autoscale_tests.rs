@@ -23,6 +23,7 @@ fn seen(lag: i64, current: i32, now: i64) -> Observation {
         partitions: Some(4),
         current: Some(current),
         last_scale: Some(at(0)),
+        last_busy: None,
         now: at(now),
     }
 }
@@ -92,6 +93,26 @@ fn scale_down_waits_for_the_cooldown_after_the_last_scaling_and_scale_up_never_w
 }
 
 #[test]
+fn a_look_that_needed_every_pod_starts_the_cooldown_again() {
+    // Scaled at 0, the lag still needed all 3 pods at 50: at 70 the quiet look keeps them, at 110 not.
+    let quiet = |now| Observation {
+        last_busy: Some(at(50)),
+        ..seen(0, 3, now)
+    };
+    assert_eq!(replicas(&quiet(70)), (3, ScaleReason::CooldownHoldsScaleDown));
+    assert_eq!(replicas(&quiet(110)), (1, ScaleReason::ScaledDown));
+    // Busy: the lag asks for at least the pods running (after the cap); not busy below, or unknown.
+    assert!(busy(&policy(), &seen(300, 3, 1)));
+    assert!(busy(&policy(), &seen(10_000, 4, 1)), "capped at the 4 running");
+    assert!(!busy(&policy(), &seen(200, 3, 1)));
+    let unknown = Observation {
+        lag: None,
+        ..seen(300, 3, 1)
+    };
+    assert!(!busy(&policy(), &unknown));
+}
+
+#[test]
 fn pods_above_the_partitions_or_the_maximum_go_at_once_even_in_the_cooldown() {
     // 6 running on a topic of 4 partitions, in the cooldown: down to 4 now, the rest after it.
     let (replicas, reason, message) = decide_lag(Service::Invoicing, &policy(), &seen(0, 6, 10));
@@ -130,7 +151,8 @@ fn messages_are_sentences_with_the_lag_and_the_bounds() {
     assert_eq!(
         held,
         "Shipping keeps 2 replicas: a lag of 0 events at 100 per replica needs 0 (bounds 1-6, 4 \
-         partitions), but a scale-down waits for the cooldown of 60 s since the last scaling."
+         partitions), but a scale-down waits for the cooldown of 60 s since the last scaling or the last \
+         look that needed them all."
     );
 }
 

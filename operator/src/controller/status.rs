@@ -407,8 +407,8 @@ fn services_status(report: &Report, previous: Option<&ServicesStatus>, now: &Tim
 }
 
 /// The last scaling decision of an autoscaled `service`. `lastScaleTime` moves only when this reconcile
-/// changed a running Deployment's replicas; otherwise the recorded one is kept, so the cooldown counts
-/// from the last real scaling.
+/// changed a running Deployment's replicas, `lastBusyTime` only when this look's lag asked for every pod
+/// running; otherwise the recorded ones are kept, so the cooldown counts from real events.
 fn autoscaling_status(
     report: &Report,
     service: Service,
@@ -425,11 +425,17 @@ fn autoscaling_status(
     } else {
         recorded.and_then(|a| a.last_scale_time.clone())
     };
+    let last_busy_time = if decision.busy {
+        Some(now.clone())
+    } else {
+        recorded.and_then(|a| a.last_busy_time.clone())
+    };
     Some(AutoscalingStatus {
         mode: decision.mode,
         current_replicas: decision.current.unwrap_or(0),
         desired_replicas: decision.desired,
         last_scale_time,
+        last_busy_time,
         reason: decision.reason.as_str().to_string(),
         message: decision.message.clone(),
     })

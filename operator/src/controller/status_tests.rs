@@ -364,6 +364,7 @@ fn autoscaled(current: i32, desired: i32) -> Report {
             ScaleReason::Steady
         },
         message: "Scaled invoicing up.".into(),
+        busy: desired >= current,
     }];
     report
 }
@@ -408,6 +409,13 @@ fn a_scaling_applied_records_its_time_and_reason_and_a_steady_look_keeps_that_ti
     os.status = Some(compute(&os, &steady, time(40)));
     assert_eq!(invoicing(&os).last_scale_time, Some(time(10)));
     assert_eq!(invoicing(&os).reason, "Steady");
+    // That look needed all 4: the cooldown also counts from it. A quieter look keeps that time.
+    assert_eq!(invoicing(&os).last_busy_time, Some(time(40)));
+    let mut quiet = autoscaled(4, 4);
+    quiet.applied = Service::ALL.to_vec();
+    quiet.scaling[0].busy = false;
+    os.status = Some(compute(&os, &quiet, time(50)));
+    assert_eq!(invoicing(&os).last_busy_time, Some(time(40)));
     // Services with fixed replicas report no autoscaling.
     assert!(
         os.status
