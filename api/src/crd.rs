@@ -384,7 +384,9 @@ pub struct ConsumerServiceSpec {
 ]))]
 pub struct AutoscalingSpec {
     /// True: an external autoscaler (an HPA, KEDA) owns the Deployment's `replicas`; the operator
-    /// neither sets nor resets it. A Deployment first created in this mode starts with 1 replica.
+    /// neither sets nor resets it. A Deployment first created in this mode starts with 1 replica. Leaving
+    /// this mode makes the operator set `replicas` again (it takes the field back): remove the external
+    /// autoscaler first, or the two keep overwriting each other.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub external: bool,
     /// Fewest pods while lag is low; 1 when absent.
