@@ -152,7 +152,7 @@ impl Decision {
 /// Long on purpose: one rule after another, each with its sentence.
 pub fn decide_lag(service: Service, policy: &LagPolicy, seen: &Observation) -> (i32, ScaleReason, String) {
     let name = service.as_str();
-    let cap = seen.partitions.map_or(policy.max, |p| policy.max.min(p.max(1)));
+    let cap = cap(policy, seen.partitions);
     let bounds = match seen.partitions {
         Some(partitions) => format!(
             "bounds {}-{}, {partitions} partition{}",
@@ -171,8 +171,7 @@ pub fn decide_lag(service: Service, policy: &LagPolicy, seen: &Observation) -> (
         return (keep, ScaleReason::LagUnknown, message);
     };
     let per = policy.target_lag_per_replica.max(1);
-    // Both positive here: (lag + per - 1) / per rounds up (`i64::div_ceil` is not stable for signed ints).
-    let wanted = i32::try_from((lag.max(0) + per - 1) / per).unwrap_or(i32::MAX);
+    let wanted = wanted(policy, lag);
     let bounded = wanted.clamp(policy.min, policy.max);
     // The cap wins over minReplicas too: a pod beyond the partitions would only idle.
     let target = bounded.min(cap);
@@ -208,8 +207,8 @@ pub fn decide_lag(service: Service, policy: &LagPolicy, seen: &Observation) -> (
         if !cooled && ceiling > target {
             let message = if ceiling < current {
                 format!(
-                    "Scaled {name} down from {current} to {ceiling} replica{} (its most now); {need}, and \
-                     the rest waits for the cooldown of {} s since the last scaling or the last look that \
+                    "Scaled {name} down from {current} to {ceiling} replica{}, the most maxReplicas and the \
+                     partitions allow; {need}, and the rest waits for the cooldown of {} s since the last scaling or the last look that \
                      needed them all.",
                     plural(ceiling),
                     policy.cooldown_seconds
@@ -329,10 +328,22 @@ pub fn busy(policy: &LagPolicy, seen: &Observation) -> bool {
     let (Some(lag), Some(current)) = (seen.lag, seen.current) else {
         return false;
     };
+    wanted(policy, lag)
+        .clamp(policy.min, policy.max)
+        .min(cap(policy, seen.partitions))
+        >= current
+}
+
+/// ceil(lag / target): the pods the lag alone asks for.
+fn wanted(policy: &LagPolicy, lag: i64) -> i32 {
     let per = policy.target_lag_per_replica.max(1);
-    let wanted = i32::try_from((lag.max(0) + per - 1) / per).unwrap_or(i32::MAX);
-    let cap = seen.partitions.map_or(policy.max, |p| policy.max.min(p.max(1)));
-    wanted.clamp(policy.min, policy.max).min(cap) >= current
+    // Both positive here: (lag + per - 1) / per rounds up (`i64::div_ceil` is not stable for signed ints).
+    i32::try_from((lag.max(0) + per - 1) / per).unwrap_or(i32::MAX)
+}
+
+/// The most pods that can read anything: maxReplicas, and no more than the topic's partitions.
+fn cap(policy: &LagPolicy, partitions: Option<i32>) -> i32 {
+    partitions.map_or(policy.max, |p| policy.max.min(p.max(1)))
 }
 
 fn plural(n: i32) -> &'static str {
