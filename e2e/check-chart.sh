@@ -32,7 +32,8 @@ kubectl apply --server-side --force-conflicts --dry-run=server -f "$CHART/crds/"
 # The monitoring objects against the Prometheus Operator's own CRDs (e2e/infra/monitoring-crds.sh serves them).
 MONITORING=(--set serviceMonitor.enabled=true --set monitoring.podMonitor.enabled=true
   --set monitoring.prometheusRule.enabled=true --set monitoring.dashboard.enabled=true)
-helm template check "$CHART" --namespace "$NS" --set networkPolicy.enabled=true \
+# The helm test pod names a ServiceAccount that a dry run does not create: e2e/tests/chart_options.rs runs it.
+helm template check "$CHART" --namespace "$NS" --skip-tests --set networkPolicy.enabled=true \
   --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true \
   --set leaderElection.enabled=true --set replicaCount=2 "${OPTIONS[@]}" "${MONITORING[@]}" \
   | kubectl apply --dry-run=server --namespace "$NS" -f -

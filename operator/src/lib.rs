@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod install_check;
 pub mod leader;
 pub mod metrics;
 pub mod run;

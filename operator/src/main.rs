@@ -1,22 +1,28 @@
-//! The operator binary: parse flags, then print the CRD, check whether uninstalling is safe, or run the
-//! controller and its HTTP endpoints.
+//! The operator binary: parse flags, then print the CRD, check whether uninstalling is safe or whether the
+//! installation works, or run the controller and its HTTP endpoints.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::{Args, CommandFactory, FromArgMatches};
 use ordersystem_operator::config::{Command, Config, LeaderElection};
+use ordersystem_operator::install_check::{self, CheckInstall};
 use ordersystem_operator::leader::LeaseConfig;
 use ordersystem_operator::uninstall::{self, CheckUninstall, Verdict};
 use ordersystem_operator::{crd, metrics::Metrics, run, web};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // `check-uninstall` beside the subcommands of `Config`, with its own flags.
+    // `check-uninstall` and `check-install` beside the subcommands of `Config`, with their own flags.
     let matches = Config::command()
-        .subcommand(CheckUninstall::augment_args(clap::Command::new(
-            uninstall::SUBCOMMAND,
-        )))
+        .subcommand(CheckUninstall::augment_args(
+            clap::Command::new(uninstall::SUBCOMMAND)
+                .about("Exit 1, naming them, while OrderSystems exist where the operator watches (helm pre-delete hook)"),
+        ))
+        .subcommand(CheckInstall::augment_args(
+            clap::Command::new(install_check::SUBCOMMAND)
+                .about("Exit 1 unless the operator answers /readyz and the OrderSystem CRD is served (helm test)"),
+        ))
         .get_matches();
     let Config {
         command,
@@ -33,6 +39,19 @@ async fn main() -> anyhow::Result<()> {
         match uninstall::check(client, namespace, &flags).await? {
             Verdict::Safe(message) => println!("{message}"),
             Verdict::Refused(message) => {
+                eprintln!("{message}");
+                std::process::exit(1);
+            }
+        }
+        return Ok(());
+    }
+    if let Some((install_check::SUBCOMMAND, flags)) = matches.subcommand() {
+        let flags = CheckInstall::from_arg_matches(flags)?;
+        let namespace = (!watch_namespace.is_empty()).then_some(watch_namespace.as_str());
+        let client = kube::Client::try_default().await?;
+        match install_check::check(client, namespace, &flags).await {
+            Ok(message) => println!("{message}"),
+            Err(message) => {
                 eprintln!("{message}");
                 std::process::exit(1);
             }
