@@ -33,9 +33,11 @@ pub struct KafkaTls {
 pub struct KafkaSasl {
     /// SASL mechanism.
     pub mechanism: SaslMechanism,
-    /// Secret with `username` and `password` of the operator's own Kafka identity. With a SCRAM mechanism
-    /// it needs ALTER on the cluster (to create the services' SCRAM users and ACLs) and CREATE, ALTER,
-    /// DESCRIBE and DELETE on the topic.
+    /// Secret with `username` and `password` of the operator's own Kafka identity. It needs, on the topic,
+    /// CREATE, DESCRIBE, ALTER (partitions), DESCRIBE_CONFIGS, ALTER_CONFIGS and, with `deletionPolicy:
+    /// Delete`, DELETE; DESCRIBE on the two consumer groups (their lag); and with a SCRAM mechanism ALTER and
+    /// DESCRIBE on the cluster (the services' SCRAM users and ACLs). `examples/shop-strimzi.yaml` grants
+    /// exactly these.
     pub credentials_secret_ref: SecretRef,
 }
 

@@ -372,6 +372,25 @@ fn secured_backends_mount_the_certificates_and_give_each_service_its_own_kafka_i
         })
         .collect();
     assert_eq!(volumes, ["kafka-ca", "kafka-client", "pg-ca"]);
+    // Only the keys the services read: a CA Secret's private key (if it has one) stays out of the pod.
+    let projected: Vec<Vec<String>> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| {
+            v.secret
+                .as_ref()
+                .and_then(|s| s.items.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|item| item.key)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        projected,
+        [vec!["ca.crt"], vec!["tls.crt", "tls.key"], vec!["ca.crt"]]
+    );
     let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
     assert!(mounts.iter().all(|m| m.read_only == Some(true)) && mounts.len() == 3);
     assert_eq!(

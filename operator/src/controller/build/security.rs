@@ -57,26 +57,36 @@ pub fn env(spec: &ValidSpec, plan: &ServicePlan) -> Vec<Value> {
     vars
 }
 
-/// The pod's Secret volumes and the container's read-only mounts of them.
+/// The pod's Secret volumes and the container's read-only mounts of them. Each volume projects only the
+/// keys the services read: a CA Secret may also hold the CA's private key (CloudNativePG's `<cluster>-ca`
+/// does), which must not reach a pod.
 pub fn volumes(spec: &ValidSpec) -> (Vec<Value>, Vec<Value>) {
-    let mut secrets: Vec<(&str, &str, &str)> = Vec::new();
+    const CA: &[&str] = &[CA_CERT_KEY];
+    const CLIENT: &[&str] = &[TLS_CERT_KEY, TLS_KEY_KEY];
+    let mut secrets: Vec<(&str, &str, &str, &[&str])> = Vec::new();
     if let Some(tls) = &spec.kafka_security.tls {
         if let Some(ca) = &tls.ca_secret_ref {
-            secrets.push((KAFKA_CA_VOLUME, &ca.name, mounts::KAFKA_CA_DIR));
+            secrets.push((KAFKA_CA_VOLUME, &ca.name, mounts::KAFKA_CA_DIR, CA));
         }
         if let Some(cert) = &tls.client_certificate_secret_ref {
-            secrets.push((KAFKA_CLIENT_VOLUME, &cert.name, mounts::KAFKA_CLIENT_CERT_DIR));
+            secrets.push((
+                KAFKA_CLIENT_VOLUME,
+                &cert.name,
+                mounts::KAFKA_CLIENT_CERT_DIR,
+                CLIENT,
+            ));
         }
     }
     if let Some(ca) = &spec.postgres_ca_secret {
-        secrets.push((POSTGRES_CA_VOLUME, ca, mounts::POSTGRES_CA_DIR));
+        secrets.push((POSTGRES_CA_VOLUME, ca, mounts::POSTGRES_CA_DIR, CA));
     }
     secrets
         .into_iter()
-        .map(|(volume, secret, dir)| {
+        .map(|(volume, secret, dir, keys)| {
+            let items: Vec<Value> = keys.iter().map(|k| json!({"key": k, "path": k})).collect();
             (
                 // 0440: the key of a client certificate is readable by the container's group only.
-                json!({"name": volume, "secret": {"secretName": secret, "defaultMode": 0o440}}),
+                json!({"name": volume, "secret": {"secretName": secret, "defaultMode": 0o440, "items": items}}),
                 json!({"name": volume, "mountPath": dir, "readOnly": true}),
             )
         })
