@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod kube;
 pub mod mode;
+pub mod node_shop;
 pub mod order_system;
 pub mod real_node;
 pub mod shop;

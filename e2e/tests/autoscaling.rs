@@ -12,13 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, PostParams};
-use ordersystem_api::crd::OrderSystem;
-use ordersystem_e2e::cluster::{OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait};
-use ordersystem_e2e::mode::Mode;
+use kube::api::Api;
+use ordersystem_e2e::cluster::{READY_WITHIN, delete_namespace_and_wait};
+use ordersystem_e2e::node_shop::NodeShop;
 use ordersystem_e2e::shop::{Service, all_stored_once};
-use ordersystem_e2e::{names, wait};
+use ordersystem_e2e::wait;
 use serde_json::json;
 
 const PARTITIONS: i32 = 3;
@@ -88,36 +86,15 @@ async fn place(order: Service, client: u32, until: Instant) -> BTreeSet<i64> {
 
 #[tokio::test]
 async fn invoicing_scales_out_under_load_within_the_partitions_and_back_in_after_the_cooldown_exactly_once() {
-    let client = ordersystem_e2e::kube::client().await;
-    let mode = Mode::real(&client).await;
-    let operator_ns = names::unique("as-system");
-    let shop_ns = names::unique("as-shop");
-    let _on_failure = OnFailure {
-        shop_ns: shop_ns.clone(),
-        operator_ns: operator_ns.clone(),
-    };
+    let shop = NodeShop::namespaces("as").await;
+    let (client, mode) = (&shop.client, &shop.mode);
+    let shop_ns = shop.shop_ns.clone();
     let system = "shop";
-    create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
-    create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
-    mode.install_operator(&operator_ns, &shop_ns);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
-    secrets
-        .create(
-            &PostParams::default(),
-            &mode.admin_secret(&client, "pg-admin").await,
-        )
-        .await
-        .expect("admin secret");
-    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
-    let resource: OrderSystem = serde_json::from_value(json!({
-        "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
-        "metadata": {"name": system},
-        "spec": {
-            "kafka": {"bootstrapServers": mode.kafka_bootstrap(),
-                      "topic": {"name": names::unique("as-orders"), "partitions": PARTITIONS,
-                                "replicationFactor": 1}},
-            "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
-            "deletionPolicy": "Delete",
+    shop.install_operator(&[]);
+    shop.create_system(
+        system,
+        PARTITIONS,
+        json!({
             "consumerLag": {"intervalSeconds": 5, "threshold": 100000},
             "shipping": {"replicas": 2},
             "invoicing": {
@@ -127,29 +104,14 @@ async fn invoicing_scales_out_under_load_within_the_partitions_and_back_in_after
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                               "limits": {"cpu": "50m", "memory": "128Mi"}}
             }
-        }
-    }))
-    .expect("OrderSystem");
-    systems
-        .create(&PostParams::default(), &resource)
-        .await
-        .expect("create");
-    wait::until_ok("OrderSystem Ready=True", READY_WITHIN, || async {
-        let os = systems.get(system).await.map_err(|e| e.to_string())?;
-        let ready = os
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| (c.status.clone(), c.message.clone()));
-        match ready {
-            Some((status, _)) if status == "True" => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+        }),
+    )
     .await;
-    let order = mode.service_of(&client, &shop_ns, "shop-order").await;
-    let invoicing = mode.service_of(&client, &shop_ns, "shop-invoicing").await;
-    let shipping = mode.service_of(&client, &shop_ns, "shop-shipping").await;
+    let systems = shop.systems();
+    shop.ready(system).await;
+    let order = mode.service_of(client, &shop_ns, "shop-order").await;
+    let invoicing = mode.service_of(client, &shop_ns, "shop-invoicing").await;
+    let shipping = mode.service_of(client, &shop_ns, "shop-shipping").await;
 
     // The sampler: once a second, the lag the operator reported and the Deployment's replicas.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &shop_ns);
@@ -309,17 +271,8 @@ async fn invoicing_scales_out_under_load_within_the_partitions_and_back_in_after
         "shipping kept 2 replicas through the switch: {shipping_seen:?}"
     );
 
-    systems
-        .delete(system, &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait::until_ok("the OrderSystem gone", READY_WITHIN, || async {
-        let left = systems.get_opt(system).await.map_err(|e| e.to_string())?;
-        left.is_none().then_some(()).ok_or("still there".to_string())
-    })
-    .await;
-    mode.uninstall_operator(&operator_ns);
-    for ns in [&shop_ns, &operator_ns] {
-        delete_namespace_and_wait(&client, ns).await;
+    shop.delete_and_uninstall(system).await;
+    for ns in [&shop.shop_ns, &shop.operator_ns] {
+        delete_namespace_and_wait(client, ns).await;
     }
 }

@@ -21,14 +21,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
-use ordersystem_api::crd::OrderSystem;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use ordersystem_api::names::{Service as ShopService, child_name};
-use ordersystem_e2e::cluster::{self, OnFailure, READY_WITHIN, create_namespace, install_operator};
-use ordersystem_e2e::mode::Mode;
+use ordersystem_e2e::cluster::READY_WITHIN;
+use ordersystem_e2e::node_shop::NodeShop;
 use ordersystem_e2e::{env, kafka, names, wait};
 use serde_json::{Value, json};
 
@@ -329,38 +326,27 @@ async fn installed(client: &kube::Client, ns: &str, kind: &str, plural: &str) ->
 
 #[tokio::test]
 async fn a_real_prometheus_scrapes_the_shop_by_the_charts_monitors_and_fires_the_charts_alerts() {
-    let client = ordersystem_e2e::kube::client().await;
-    let mode = Mode::real(&client).await;
-    let operator_ns = names::unique("mon-system");
-    let shop_ns = names::unique("mon-shop");
-    let _on_failure = OnFailure {
-        shop_ns: shop_ns.clone(),
-        operator_ns: operator_ns.clone(),
-    };
-    create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
-    create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
-    install_operator(
-        &operator_ns,
-        &shop_ns,
-        &[
-            "serviceMonitor.enabled=true",
-            &format!("serviceMonitor.interval={SCRAPE_INTERVAL}"),
-            "monitoring.podMonitor.enabled=true",
-            &format!("monitoring.podMonitor.interval={SCRAPE_INTERVAL}"),
-            "monitoring.prometheusRule.enabled=true",
-            "monitoring.prometheusRule.for.deadLetters=0s",
-            "monitoring.prometheusRule.for.lagGrowing=0s",
-            "monitoring.prometheusRule.lagThreshold=5",
-            "monitoring.dashboard.enabled=true",
-        ],
-    );
+    let shop = NodeShop::namespaces("mon").await;
+    let (client, mode) = (&shop.client, &shop.mode);
+    let (operator_ns, shop_ns) = (shop.operator_ns.clone(), shop.shop_ns.clone());
+    shop.install_operator(&[
+        "serviceMonitor.enabled=true",
+        &format!("serviceMonitor.interval={SCRAPE_INTERVAL}"),
+        "monitoring.podMonitor.enabled=true",
+        &format!("monitoring.podMonitor.interval={SCRAPE_INTERVAL}"),
+        "monitoring.prometheusRule.enabled=true",
+        "monitoring.prometheusRule.for.deadLetters=0s",
+        "monitoring.prometheusRule.for.lagGrowing=0s",
+        "monitoring.prometheusRule.lagThreshold=5",
+        "monitoring.dashboard.enabled=true",
+    ]);
 
     // What a Prometheus Operator would make of the installed objects. Debian's Prometheus is built without
     // Kubernetes service discovery, so this test discovers the monitors' targets itself (their selectors,
     // namespaces, port names and relabelings) every second, into the files Prometheus' file discovery reads.
-    let pod_monitor = installed(&client, &operator_ns, "PodMonitor", "podmonitors").await;
-    let service_monitor = installed(&client, &operator_ns, "ServiceMonitor", "servicemonitors").await;
-    let rule = installed(&client, &operator_ns, "PrometheusRule", "prometheusrules").await;
+    let pod_monitor = installed(client, &operator_ns, "PodMonitor", "podmonitors").await;
+    let service_monitor = installed(client, &operator_ns, "ServiceMonitor", "servicemonitors").await;
+    let rule = installed(client, &operator_ns, "PrometheusRule", "prometheusrules").await;
     let monitors = vec![
         Monitor::read(&pod_monitor, true, &operator_ns),
         Monitor::read(&service_monitor, false, &operator_ns),
@@ -394,42 +380,11 @@ async fn a_real_prometheus_scrapes_the_shop_by_the_charts_monitors_and_fires_the
     let prometheus = Prometheus::start(&config, &rules);
 
     // The shop, with lag looked at every 5 s.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
-    secrets
-        .create(
-            &PostParams::default(),
-            &mode.admin_secret(&client, "pg-admin").await,
-        )
-        .await
-        .expect("admin secret");
-    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
-    let topic = names::unique("mon-orders");
-    let resource: OrderSystem = serde_json::from_value(json!({
-        "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
-        "metadata": {"name": SYSTEM},
-        "spec": {
-            "kafka": {"bootstrapServers": mode.kafka_bootstrap(),
-                      "topic": {"name": topic, "partitions": 2, "replicationFactor": 1}},
-            "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
-            "consumerLag": {"intervalSeconds": 5},
-            "deletionPolicy": "Delete"
-        }
-    }))
-    .expect("OrderSystem");
-    systems
-        .create(&PostParams::default(), &resource)
-        .await
-        .expect("create");
-    wait::until_ok("the shop Ready", READY_WITHIN, || async {
-        let os = systems.get(SYSTEM).await.map_err(|e| e.to_string())?;
-        let conditions = os.status.map(|s| s.conditions).unwrap_or_default();
-        conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-            .then_some(())
-            .ok_or(format!("{conditions:?}"))
-    })
-    .await;
+    let topic = shop
+        .create_system(SYSTEM, 2, json!({"consumerLag": {"intervalSeconds": 5}}))
+        .await;
+    let systems = shop.systems();
+    shop.ready(SYSTEM).await;
 
     // Every service pod and the operator are scraped, by the monitors' selectors and port names.
     wait::until_ok("four targets up", READY_WITHIN, || async {
@@ -475,7 +430,7 @@ async fn a_real_prometheus_scrapes_the_shop_by_the_charts_monitors_and_fires_the
 
     // The dashboard's queries are valid and find the shop (the ones over rates need orders first).
     let order = mode
-        .service_of(&client, &shop_ns, &child_name(SYSTEM, ShopService::Order))
+        .service_of(client, &shop_ns, &child_name(SYSTEM, ShopService::Order))
         .await;
     ordersystem_e2e::shop::place_orders(&order, 0..20).await;
     let dashboard: Value = serde_json::from_str(include_str!(
@@ -572,15 +527,7 @@ async fn a_real_prometheus_scrapes_the_shop_by_the_charts_monitors_and_fires_the
         .expect("shipping lag");
     assert_eq!(shipping_lag.len(), 1, "{shipping_lag:?}");
 
-    systems.delete(SYSTEM, &Default::default()).await.expect("delete");
-    wait::until_ok("shop deleted", READY_WITHIN, || async {
-        match systems.get_opt(SYSTEM).await {
-            Ok(None) => Ok(()),
-            other => Err(format!("{:?}", other.map(|o| o.is_some()))),
-        }
-    })
-    .await;
     discovery.abort();
     let _ = std::fs::remove_dir_all(&targets_dir);
-    cluster::uninstall_operator(&operator_ns);
+    shop.delete_and_uninstall(SYSTEM).await;
 }

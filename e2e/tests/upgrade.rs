@@ -15,16 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use ordersystem_api::crd::{OrderSystem, OrderSystemStatus};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use ordersystem_api::crd::OrderSystemStatus;
 use ordersystem_api::names::{Service as ShopService, child_name};
-use ordersystem_e2e::cluster::{
-    self, OnFailure, READY_WITHIN, create_namespace, install_operator, is_ready, pods,
-};
+use ordersystem_e2e::cluster::{self, READY_WITHIN, is_ready, pods};
 use ordersystem_e2e::mode::Mode;
+use ordersystem_e2e::node_shop::NodeShop;
 use ordersystem_e2e::shop::all_stored_once;
-use ordersystem_e2e::{metrics, names, wait};
+use ordersystem_e2e::{metrics, wait};
 use serde_json::json;
 
 const SYSTEM: &str = "shop";
@@ -124,25 +123,18 @@ async fn running(client: &kube::Client, mode: &Mode, ns: &str) -> BTreeMap<ShopS
 
 #[tokio::test]
 async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_and_no_order_is_lost() {
-    let client = ordersystem_e2e::kube::client().await;
-    let mode = Mode::real(&client).await;
-    let operator_ns = names::unique("upgrade-system");
-    let shop_ns = names::unique("upgrade-shop");
-    let _on_failure = OnFailure {
-        shop_ns: shop_ns.clone(),
-        operator_ns: operator_ns.clone(),
-    };
-    create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
-    create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
+    let shop = NodeShop::namespaces("upgrade").await;
+    let (client, mode) = (&shop.client, &shop.mode);
+    let (operator_ns, shop_ns) = (&shop.operator_ns, &shop.shop_ns);
 
     // The first build: the operator of the test bed's images, which deploys services of its own version.
-    install_operator(&operator_ns, &shop_ns, &[]);
-    let operator_pods: Api<Pod> = Api::namespaced(client.clone(), &operator_ns);
+    shop.install_operator(&[]);
+    let operator_pods: Api<Pod> = Api::namespaced(client.clone(), operator_ns);
     let first_operator = wait::until_ok("the operator Ready", READY_WITHIN, || {
         operator_pod(&operator_pods, VERSION)
     })
     .await;
-    let first = revision(&mode, &first_operator)
+    let first = revision(mode, &first_operator)
         .await
         .expect("the operator's revision");
     eprintln!("first build: revision {first}");
@@ -161,43 +153,9 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
         move || cluster::run("bash", &[script, "--tag", &next_tag, "--revision", &next])
     });
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
-    secrets
-        .create(
-            &PostParams::default(),
-            &mode.admin_secret(&client, "pg-admin").await,
-        )
-        .await
-        .expect("admin secret");
-    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
-    let topic = names::unique("upgrade-orders");
-    let resource: OrderSystem = serde_json::from_value(json!({
-        "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
-        "metadata": {"name": SYSTEM},
-        "spec": {
-            "kafka": {"bootstrapServers": mode.kafka_bootstrap(),
-                      "topic": {"name": topic, "partitions": 2, "replicationFactor": 1}},
-            "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
-            "deletionPolicy": "Delete"
-        }
-    }))
-    .expect("OrderSystem");
-    systems
-        .create(&PostParams::default(), &resource)
-        .await
-        .expect("create");
-    let ready = || async {
-        let os = systems.get(SYSTEM).await.map_err(|e| e.to_string())?;
-        let status = os.status.clone().unwrap_or_default();
-        let ready = status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        ready
-            .then_some(status)
-            .ok_or(format!("conditions: {:?}", os.status.map(|s| s.conditions)))
-    };
-    let status = wait::until_ok("the shop Ready", READY_WITHIN, ready).await;
+    shop.create_system(SYSTEM, 2, json!({})).await;
+    let systems = shop.systems();
+    let status = shop.ready(SYSTEM).await;
     let topic_id = status.topic.clone().and_then(|t| t.topic_id).expect("a topic id");
     for service in SERVICES {
         assert_eq!(
@@ -206,7 +164,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
             "a new resource starts with the operator's default tag"
         );
     }
-    let before = running(&client, &mode, &shop_ns).await;
+    let before = running(client, mode, shop_ns).await;
     for (service, now) in &before {
         assert_eq!(
             now.revisions,
@@ -219,7 +177,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
 
     // A steady load on the order Service (a new connection per request) through everything below.
     let front = mode
-        .service_of(&client, &shop_ns, &child_name(SYSTEM, ShopService::Order))
+        .service_of(client, shop_ns, &child_name(SYSTEM, ShopService::Order))
         .await
         .without_keep_alive();
     let loading = Arc::new(AtomicBool::new(true));
@@ -245,10 +203,10 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
         "helm",
         &[
             "upgrade",
-            &operator_ns,
+            operator_ns,
             chart,
             "--namespace",
-            &operator_ns,
+            operator_ns,
             "--reuse-values",
             "--set",
             &image_tag,
@@ -261,7 +219,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
     })
     .await;
     assert_eq!(
-        revision(&mode, &new_operator).await.as_deref(),
+        revision(mode, &new_operator).await.as_deref(),
         Ok(next.as_str()),
         "the new operator runs the second build"
     );
@@ -277,11 +235,11 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        running(&client, &mode, &shop_ns).await,
+        running(client, mode, shop_ns).await,
         before,
         "the operator upgrade rolled nothing: same generations, pods and builds"
     );
-    let status = wait::until_ok("the shop Ready", READY_WITHIN, ready).await;
+    let status = shop.ready(SYSTEM).await;
     for service in SERVICES {
         assert_eq!(
             recorded_image(&status, service),
@@ -306,7 +264,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
             &format!("{} rolled to the second build", service.as_str()),
             READY_WITHIN,
             || async {
-                let now = live_pods(&client, &shop_ns, service).await;
+                let now = live_pods(client, shop_ns, service).await;
                 let rolled = !now.is_empty()
                     && now
                         .iter()
@@ -315,7 +273,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
                     return Err(format!("pods: {:?}", now.iter().map(image).collect::<Vec<_>>()));
                 }
                 for pod in &now {
-                    let found = revision(&mode, pod).await?;
+                    let found = revision(mode, pod).await?;
                     if found != next {
                         return Err(format!("a pod reports revision {found}"));
                     }
@@ -325,7 +283,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
         )
         .await;
     }
-    let status = wait::until_ok("the shop Ready", READY_WITHIN, ready).await;
+    let status = shop.ready(SYSTEM).await;
     for service in SERVICES {
         assert_eq!(
             recorded_image(&status, service),
@@ -360,18 +318,10 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
     );
     assert!(answers.len() > 100, "the load ran through the upgrade");
     let placed: BTreeSet<i64> = answers.into_iter().filter_map(|(_, a)| a.ok()).collect();
-    let invoicing = mode.service(&live_pods(&client, &shop_ns, ShopService::Invoicing).await[0]);
-    let shipping = mode.service(&live_pods(&client, &shop_ns, ShopService::Shipping).await[0]);
+    let invoicing = mode.service(&live_pods(client, shop_ns, ShopService::Invoicing).await[0]);
+    let shipping = mode.service(&live_pods(client, shop_ns, ShopService::Shipping).await[0]);
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
     all_stored_once(&shipping, "/api/shipments", &placed).await;
 
-    systems.delete(SYSTEM, &Default::default()).await.expect("delete");
-    wait::until_ok("shop deleted", READY_WITHIN, || async {
-        match systems.get_opt(SYSTEM).await {
-            Ok(None) => Ok(()),
-            other => Err(format!("{:?}", other.map(|o| o.is_some()))),
-        }
-    })
-    .await;
-    cluster::uninstall_operator(&operator_ns);
+    shop.delete_and_uninstall(SYSTEM).await;
 }
