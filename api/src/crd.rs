@@ -7,12 +7,14 @@
 
 mod security;
 mod status;
+mod template;
 
 pub use security::{CA_CERT_KEY, KafkaSasl, KafkaTls, SaslMechanism, TLS_CERT_KEY, TLS_KEY_KEY};
 pub use status::{
     AutoscalingStatus, ConsumerLagStatus, GroupLagStatus, OrderSystemStatus, ScalingMode, SchemaStatus,
     ServiceStatus, ServicesStatus, TopicStatus,
 };
+pub use template::{ContainerTemplate, ImagePullPolicy, PodTemplate, TemplateSpec};
 
 use std::collections::BTreeMap;
 
@@ -307,9 +309,14 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
-    /// CPU and memory requests and limits of the service container.
+    /// CPU and memory requests and limits of the service container. When absent: requests of 25m CPU and
+    /// 32Mi memory and a 256Mi memory limit (no CPU limit: a throttled consumer only falls behind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Placement, pull secrets, labels, annotations, environment and security contexts of the service's
+    /// pods (see `kubectl explain ordersystem.spec.order.template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateSpec>,
 }
 
 /// A consumer's workload (invoicing, shipping): a fixed number of replicas, or `autoscaling`.
@@ -343,9 +350,14 @@ pub struct ConsumerServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
-    /// CPU and memory requests and limits of the service container.
+    /// CPU and memory requests and limits of the service container. When absent: requests of 25m CPU and
+    /// 32Mi memory and a 256Mi memory limit (no CPU limit: a throttled consumer only falls behind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Placement, pull secrets, labels, annotations, environment and security contexts of the service's
+    /// pods (see `kubectl explain ordersystem.spec.order.template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateSpec>,
 }
 
 /// How a consumer's replicas follow its load. Either the operator scales on lag (`maxReplicas` and the

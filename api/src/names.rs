@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+/// The prefix of every annotation (and the finalizer) the operator reads or writes.
+pub const ANNOTATION_PREFIX: &str = "ordersystem.io/";
 /// Finalizer guarding the external cleanup (topic and schemas) of an `OrderSystem`.
 pub const FINALIZER: &str = "ordersystem.io/cleanup";
 /// The one server-side-apply field manager of the operator.

@@ -105,8 +105,8 @@ impl NodeShop {
         .await
     }
 
-    /// Deletes `name` and waits until it is gone (its finalizer released by the operator), then uninstalls
-    /// the operator.
+    /// Deletes `name` and waits until it is gone (its finalizer released by the operator), uninstalls the
+    /// operator and deletes both namespaces.
     pub async fn delete_and_uninstall(&self, name: &str) {
         let systems = self.systems();
         systems
@@ -122,6 +122,9 @@ impl NodeShop {
         })
         .await;
         cluster::uninstall_operator(&self.operator_ns);
+        for ns in [&self.shop_ns, &self.operator_ns] {
+            cluster::delete_namespace_and_wait(&self.client, ns).await;
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
-use ordersystem_e2e::cluster::{READY_WITHIN, delete_namespace_and_wait};
+use ordersystem_e2e::cluster::READY_WITHIN;
 use ordersystem_e2e::node_shop::NodeShop;
 use ordersystem_e2e::shop::{Service, all_stored_once};
 use ordersystem_e2e::wait;
@@ -272,7 +272,4 @@ async fn invoicing_scales_out_under_load_within_the_partitions_and_back_in_after
     );
 
     shop.delete_and_uninstall(system).await;
-    for ns in [&shop.shop_ns, &shop.operator_ns] {
-        delete_namespace_and_wait(client, ns).await;
-    }
 }

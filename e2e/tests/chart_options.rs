@@ -252,4 +252,9 @@ async fn every_chart_option_reaches_the_operators_pod_helm_test_checks_it_and_vi
     .await;
 
     cluster::uninstall_operator(&release);
+    // helm test's pods outlive the release (a test hook is deleted only before the next test): the
+    // namespaces go with them, so nothing finished is left on the node.
+    for ns in [&watched, &release] {
+        cluster::delete_namespace_and_wait(&client, ns).await;
+    }
 }

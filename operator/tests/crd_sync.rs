@@ -48,7 +48,19 @@ fn undocumented(path: &str, schema: &serde_json::Value, out: &mut Vec<String>, s
         {
             out.push(here.clone());
         }
-        if name == "resources" || name == "conditions" {
+        // Kubernetes' own types, embedded as they are.
+        if [
+            "resources",
+            "conditions",
+            "tolerations",
+            "affinity",
+            "topologySpreadConstraints",
+            "imagePullSecrets",
+            "securityContext",
+            "env",
+        ]
+        .contains(&name.as_str())
+        {
             continue;
         }
         undocumented(&here, property, out, seen);

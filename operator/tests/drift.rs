@@ -284,13 +284,11 @@ async fn per_service_resources_reach_the_pod_template_and_a_hand_edited_deployme
     assert_eq!(quantity(&resources.requests, "cpu").as_deref(), Some("50m"));
     assert_eq!(quantity(&resources.requests, "memory").as_deref(), Some("32Mi"));
     assert_eq!(quantity(&resources.limits, "memory").as_deref(), Some("64Mi"));
+    // A service whose spec names none gets the operator's small defaults.
     let invoicing = s.deployment("shop-invoicing").await.expect("invoicing");
-    assert!(
-        container(&invoicing)
-            .resources
-            .is_none_or(|r| r.requests.is_none() && r.limits.is_none()),
-        "only shipping's spec names resources"
-    );
+    let defaults = container(&invoicing).resources.expect("default resources");
+    assert_eq!(quantity(&defaults.requests, "cpu").as_deref(), Some("25m"));
+    assert_eq!(quantity(&defaults.limits, "memory").as_deref(), Some("256Mi"));
     // A changed spec reaches the template.
     s.patch_spec(json!({"shipping": {"resources": {"limits": {"memory": "96Mi"}}}}))
         .await;

@@ -20,6 +20,7 @@ use crate::conditions::Reason;
 use crate::names::{self, Service};
 
 mod security;
+mod template;
 
 /// What the backends and the cluster told us, as far as building needs it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -170,9 +171,10 @@ fn build_deployment(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     });
-    if let Some(resources) = &plan.resources {
-        container["resources"] = json!(resources);
-    }
+    container["resources"] = match &plan.resources {
+        Some(resources) => json!(resources),
+        None => default_resources(),
+    };
     let (volumes, mounts) = security::volumes(spec);
     if !mounts.is_empty() {
         container["volumeMounts"] = Value::Array(mounts);
@@ -215,13 +217,25 @@ fn build_deployment(
         deployment["spec"]["template"]["metadata"]["annotations"][names::KAFKA_SECRET_HASH_ANNOTATION] =
             json!(hash);
     }
+    template::apply(&mut deployment["spec"]["template"], spec, plan);
     if !volumes.is_empty() {
         let pod = &mut deployment["spec"]["template"]["spec"];
-        // The Secret files belong to root; fsGroup lets the container's group read them (mode 0440).
-        pod["securityContext"]["fsGroup"] = json!(65532);
+        // The Secret files belong to root; fsGroup lets the container's group read them (mode 0440). A
+        // security context of the user's that names its own group keeps it.
+        if pod["securityContext"]["fsGroup"].is_null() {
+            pod["securityContext"]["fsGroup"] = json!(65532);
+        }
         pod["volumes"] = Value::Array(volumes);
     }
     deployment
+}
+
+/// A service container's resources when its spec gives none: a request small enough that two shops (six
+/// pods) take 150 millicores of a 2-CPU node, and a memory limit far above what a service uses (tens of
+/// MiB under load, BENCHMARKS.md), so a leak is stopped before it starves the node. No CPU limit: a
+/// throttled consumer only falls behind.
+fn default_resources() -> Value {
+    json!({"requests": {"cpu": "25m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}})
 }
 
 /// How long a stopping pod keeps serving before its SIGTERM (the `preStop` sleep).

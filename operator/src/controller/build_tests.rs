@@ -414,3 +414,192 @@ fn a_plaintext_system_has_no_security_env_and_no_volumes() {
         .expect("pod spec");
     assert!(pod.volumes.is_none());
 }
+
+/// A shipping `template` with every field.
+const TEMPLATED: &str = r#"
+  shipping:
+    template:
+      pod:
+        labels: {team: platform}
+        annotations: {example.com/owner: team-a}
+        nodeSelector: {disk: ssd}
+        tolerations: [{key: dedicated, operator: Equal, value: shop, effect: NoSchedule}]
+        affinity:
+          nodeAffinity:
+            requiredDuringSchedulingIgnoredDuringExecution:
+              nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a]}]}]
+        topologySpreadConstraints: []
+        priorityClassName: shop-critical
+        imagePullSecrets: [{name: mirror}]
+        securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      container:
+        env: [{name: RUST_LOG, value: debug}, {name: OUTBOX_POLL_MS, value: "50"}]
+        imagePullPolicy: Always
+        securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+"#;
+
+fn pod_spec(d: &Deployment) -> &k8s_openapi::api::core::v1::PodSpec {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+}
+
+#[test]
+fn a_template_reaches_the_pods_of_its_service_only() {
+    let spec = validate(&os_from_yaml(&format!("{MINIMAL}{TEMPLATED}"))).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    let shipping = deployment(&desired, "shop-shipping");
+    let meta = &shipping.spec.as_ref().expect("spec").template.metadata;
+    let labels = meta.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    assert_eq!(labels.get("team").map(String::as_str), Some("platform"));
+    assert_eq!(
+        labels.get(names::COMPONENT_LABEL).map(String::as_str),
+        Some("shipping"),
+        "the operator's labels stay"
+    );
+    let annotations = meta
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        annotations.get("example.com/owner").map(String::as_str),
+        Some("team-a")
+    );
+    assert!(annotations.contains_key(names::SECRET_HASH_ANNOTATION));
+    let pod = pod_spec(shipping);
+    assert_eq!(
+        pod.node_selector
+            .as_ref()
+            .and_then(|s| s.get("disk"))
+            .map(String::as_str),
+        Some("ssd")
+    );
+    assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
+    assert!(
+        pod.affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .is_some()
+    );
+    assert_eq!(
+        pod.topology_spread_constraints, None,
+        "an empty list spreads nothing"
+    );
+    assert_eq!(pod.priority_class_name.as_deref(), Some("shop-critical"));
+    assert_eq!(
+        pod.image_pull_secrets.as_ref().map(|s| s[0].name.as_str()),
+        Some("mirror")
+    );
+    let context = pod.security_context.as_ref().expect("a pod security context");
+    assert_eq!(
+        context.run_as_user, None,
+        "replaced whole: no uid of the operator's"
+    );
+    let container = &pod.containers[0];
+    assert_eq!(container.image_pull_policy.as_deref(), Some("Always"));
+    let env = env_of(shipping);
+    assert_eq!(env["RUST_LOG"].value.as_deref(), Some("debug"));
+    assert_eq!(env["OUTBOX_POLL_MS"].value.as_deref(), Some("50"));
+    assert!(
+        env.contains_key(env::DATABASE_PASSWORD),
+        "the operator's env stays"
+    );
+    assert_eq!(
+        container
+            .security_context
+            .as_ref()
+            .and_then(|c| c.run_as_non_root),
+        None,
+        "replaced whole"
+    );
+    // The other services keep the operator's defaults.
+    let order = pod_spec(deployment(&desired, "shop-order"));
+    assert_eq!(order.priority_class_name, None);
+    assert_eq!(
+        order.security_context.as_ref().and_then(|c| c.run_as_user),
+        Some(65532)
+    );
+}
+
+#[test]
+fn without_a_template_replicas_spread_across_nodes_where_they_can_and_requests_are_small() {
+    let spec = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    for d in &desired.deployments {
+        let pod = pod_spec(d);
+        let spread = pod
+            .topology_spread_constraints
+            .as_ref()
+            .expect("a default spread");
+        assert_eq!(
+            (
+                spread[0].topology_key.as_str(),
+                spread[0].when_unsatisfiable.as_str(),
+                spread[0].max_skew
+            ),
+            ("kubernetes.io/hostname", "ScheduleAnyway", 1)
+        );
+        let selected = spread[0]
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            .unwrap_or_default();
+        let labels = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        assert!(
+            selected.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            "the spread selects the service's own pods"
+        );
+        let resources = pod.containers[0].resources.as_ref().expect("resources");
+        let requests = resources.requests.clone().unwrap_or_default();
+        assert_eq!(requests.get("cpu").map(|q| q.0.as_str()), Some("25m"));
+        assert!(
+            !resources.limits.clone().unwrap_or_default().contains_key("cpu"),
+            "no CPU limit"
+        );
+    }
+}
+
+/// The list a user's env is checked against holds every variable the operator sets, TLS and SASL included.
+#[test]
+fn every_variable_the_operator_sets_is_one_a_template_may_not_set() {
+    let yaml = MINIMAL
+        .replace(
+            "    bootstrapServers: kafka:9092\n",
+            "    bootstrapServers: kafka:9093\n    tls: {caSecretRef: {name: kafka-ca}, clientCertificateSecretRef: {name: kafka-client}}\n    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretRef: {name: kafka-admin}}\n",
+        )
+        .replace(
+            "{adminSecretRef: {name: pg-admin}}",
+            "{adminSecretRef: {name: pg-admin}, sslMode: verify-full, caSecretRef: {name: pg-ca}}",
+        );
+    let spec = validate(&os_from_yaml(&yaml)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    for d in &desired.deployments {
+        for name in env_of(d).keys() {
+            assert!(
+                env::SET_BY_OPERATOR.contains(&name.as_str()),
+                "{name} is set by the operator but missing from wiring::env::SET_BY_OPERATOR"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_template_may_not_set_the_operators_labels_annotations_or_env() {
+    let yaml = format!(
+        "{MINIMAL}  order:\n    template:\n      pod:\n        labels: {{app.kubernetes.io/component: x}}\n        annotations: {{ordersystem.io/secret-hash: x}}\n      container:\n        env: [{{name: DATABASE_PASSWORD, value: x}}]\n"
+    );
+    let problems = validate(&os_from_yaml(&yaml)).expect_err("refused").to_string();
+    for expected in [
+        "spec.order.template.pod.labels sets app.kubernetes.io/component",
+        "spec.order.template.pod.annotations sets ordersystem.io/secret-hash",
+        "spec.order.template.container.env sets DATABASE_PASSWORD, which the operator sets itself",
+    ] {
+        assert!(problems.contains(expected), "{expected} in: {problems}");
+    }
+}

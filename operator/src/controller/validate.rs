@@ -11,9 +11,10 @@ use kube::{Resource, ResourceExt};
 use super::autoscale::Scaling;
 use crate::crd::{
     AutoscalingSpec, CleanupPolicy, DeletionPolicy, KafkaSasl, KafkaTls, MAX_NAME_LEN, OrderSystem,
-    SaslMechanism, SslMode,
+    SaslMechanism, SslMode, TemplateSpec,
 };
 use crate::names::{self, Service};
+use ordersystem_contract::wiring::env;
 
 /// A spec that passed validation: the single input of the backends and of `build`.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +59,8 @@ pub struct ServicePlan {
     pub scaling: Scaling,
     pub image: String,
     pub resources: Option<ResourceRequirements>,
+    /// `spec.<service>.template`, checked by [`check_template`].
+    pub template: TemplateSpec,
     pub child_name: String,
     pub secret_name: String,
     /// Secret with the service's own Kafka identity (used when `kafka.sasl` is set).
@@ -179,6 +182,7 @@ pub fn validate_with_default_tag(os: &OrderSystem, default_tag: &str) -> Result<
     }
     check_security(os, &mut problems);
     check_scaling(os, &mut problems);
+    check_template(os, &name, &mut problems);
     let mut services = Vec::new();
     for service in Service::ALL {
         let image = decide_image(os, service, default_tag);
@@ -271,6 +275,7 @@ struct Workload<'a> {
     autoscaling: Option<&'a AutoscalingSpec>,
     image: Option<&'a String>,
     resources: Option<&'a ResourceRequirements>,
+    template: Option<&'a TemplateSpec>,
 }
 
 fn service_spec(os: &OrderSystem, service: Service) -> Workload<'_> {
@@ -280,6 +285,7 @@ fn service_spec(os: &OrderSystem, service: Service) -> Workload<'_> {
             autoscaling: None,
             image: os.spec.order.image.as_ref(),
             resources: os.spec.order.resources.as_ref(),
+            template: os.spec.order.template.as_ref(),
         },
         Service::Invoicing | Service::Shipping => {
             let spec = match service {
@@ -291,6 +297,7 @@ fn service_spec(os: &OrderSystem, service: Service) -> Workload<'_> {
                 autoscaling: spec.autoscaling.as_ref(),
                 image: spec.image.as_ref(),
                 resources: spec.resources.as_ref(),
+                template: spec.template.as_ref(),
             }
         }
     }
@@ -326,6 +333,43 @@ fn check_scaling(os: &OrderSystem, problems: &mut Vec<String>) {
     }
 }
 
+/// What a service's `template` may not set: the labels the operator selects by, its own annotations, and
+/// the environment it wires the service with.
+fn check_template(os: &OrderSystem, name: &str, problems: &mut Vec<String>) {
+    for service in Service::ALL {
+        let Some(template) = service_spec(os, service).template else {
+            continue;
+        };
+        let field = format!("spec.{}.template", service.as_str());
+        let pod = template.pod.clone().unwrap_or_default();
+        let operators = names::labels(name, service);
+        for key in pod.labels.unwrap_or_default().keys() {
+            if operators.contains_key(key) {
+                problems.push(format!(
+                    "{field}.pod.labels sets {key}, a label the operator gives the pods and selects them by"
+                ));
+            }
+        }
+        for key in pod.annotations.unwrap_or_default().keys() {
+            if key.starts_with(names::ANNOTATION_PREFIX) {
+                problems.push(format!(
+                    "{field}.pod.annotations sets {key}: annotations under {} are the operator's",
+                    names::ANNOTATION_PREFIX
+                ));
+            }
+        }
+        let container = template.container.clone().unwrap_or_default();
+        for var in container.env.unwrap_or_default() {
+            if env::SET_BY_OPERATOR.contains(&var.name.as_str()) {
+                problems.push(format!(
+                    "{field}.container.env sets {}, which the operator sets itself",
+                    var.name
+                ));
+            }
+        }
+    }
+}
+
 fn plan_service(
     namespace: &str,
     name: &str,
@@ -344,6 +388,7 @@ fn plan_service(
         scaling,
         image,
         resources: spec.resources.cloned(),
+        template: spec.template.cloned().unwrap_or_default(),
         child_name: names::child_name(name, service),
         secret_name: names::db_secret_name(name, service),
         kafka_secret_name: names::kafka_secret_name(name, service),

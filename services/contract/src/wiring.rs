@@ -57,6 +57,33 @@ pub mod env {
     pub const OUTBOX_MESSAGE_TIMEOUT_MS: &str = "OUTBOX_MESSAGE_TIMEOUT_MS";
     pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
     pub const OUTBOX_KEEP_SENT_S: &str = "OUTBOX_KEEP_SENT_S";
+
+    /// What the operator sets in a service's container, so a user's `template.container.env` may not (the
+    /// operator's build tests check every variable it sets is listed). The tuning knobs above are not: a
+    /// user may set them.
+    pub const SET_BY_OPERATOR: &[&str] = &[
+        LISTEN_ADDR,
+        LOG_FORMAT,
+        DATABASE_HOST,
+        DATABASE_PORT,
+        DATABASE_NAME,
+        DATABASE_USER,
+        DATABASE_PASSWORD,
+        DATABASE_SCHEMA,
+        DATABASE_SSLMODE,
+        DATABASE_SSLROOTCERT,
+        KAFKA_BOOTSTRAP_SERVERS,
+        KAFKA_TOPIC,
+        KAFKA_SECURITY_PROTOCOL,
+        KAFKA_SSL_CA_LOCATION,
+        KAFKA_SSL_CERTIFICATE_LOCATION,
+        KAFKA_SSL_KEY_LOCATION,
+        KAFKA_SASL_MECHANISM,
+        KAFKA_SASL_USERNAME,
+        KAFKA_SASL_PASSWORD,
+        KAFKA_GROUP_ID,
+        crate::build::REVISION_ENV,
+    ];
 }
 
 /// Where the operator mounts the Secrets with certificates in a service's container (read-only).
