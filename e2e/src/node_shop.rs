@@ -1,7 +1,8 @@
 //! A shop of one test's own on the real node: the operator's namespace and the shop's, the operator installed
-//! there by the chart, and one `OrderSystem` on the test bed's Kafka and PostgreSQL. On a failure the pods'
-//! logs are shown and both namespaces removed ([`OnFailure`]).
+//! there by the chart (one replica, or several behind a Lease), and one `OrderSystem` on the test bed's
+//! Kafka and PostgreSQL. On a failure the pods' logs are shown and both namespaces removed ([`OnFailure`]).
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use ordersystem_api::crd::{OrderSystem, OrderSystemStatus};
@@ -13,6 +14,35 @@ use crate::{names, wait};
 
 /// The name of the Secret with PostgreSQL's admin login in the shop's namespace.
 pub const ADMIN_SECRET: &str = "pg-admin";
+
+/// The chart's leader election for an operator of several replicas: `replicas` pods behind the release's
+/// Lease, a standby taking over `lease_duration_seconds` after the holder's last renewal.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderElection {
+    pub replicas: i32,
+    pub lease_duration_seconds: u64,
+    pub renew_deadline_seconds: u64,
+    pub retry_period_seconds: u64,
+}
+
+impl LeaderElection {
+    /// The chart values (`key=value`) that ask for it.
+    fn chart_values(&self) -> Vec<String> {
+        vec![
+            format!("replicaCount={}", self.replicas),
+            "leaderElection.enabled=true".to_string(),
+            format!(
+                "leaderElection.leaseDurationSeconds={}",
+                self.lease_duration_seconds
+            ),
+            format!(
+                "leaderElection.renewDeadlineSeconds={}",
+                self.renew_deadline_seconds
+            ),
+            format!("leaderElection.retryPeriodSeconds={}", self.retry_period_seconds),
+        ]
+    }
+}
 
 pub struct NodeShop {
     pub client: kube::Client,
@@ -48,6 +78,31 @@ impl NodeShop {
     /// The chart, installed as release `operator_ns` watching the shop's namespace, with `sets`.
     pub fn install_operator(&self, sets: &[&str]) {
         cluster::install_operator(&self.operator_ns, &self.shop_ns, sets);
+    }
+
+    /// The chart as [`NodeShop::install_operator`] installs it, with `election`'s replicas behind a Lease;
+    /// waits until every replica is Ready, so that a standby is there from the first reconcile on.
+    pub async fn install_operator_electing(&self, election: LeaderElection) {
+        let values = election.chart_values();
+        self.install_operator(&values.iter().map(String::as_str).collect::<Vec<_>>());
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.operator_ns);
+        let name = self.operator_name();
+        let wanted = election.replicas;
+        wait::until_ok(
+            &format!("{wanted} operator replicas Ready"),
+            READY_WITHIN,
+            || async {
+                let deployment = deployments.get(&name).await.map_err(|e| e.to_string())?;
+                let ready = deployment.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+                (ready == wanted).then_some(()).ok_or(format!("{ready} ready"))
+            },
+        )
+        .await;
+    }
+
+    /// The chart's full name of the release: the name of the operator's Deployment and of its Lease.
+    pub fn operator_name(&self) -> String {
+        format!("{}-ordersystem-operator", self.operator_ns)
     }
 
     /// The `OrderSystem`s of the shop's namespace.
@@ -105,9 +160,9 @@ impl NodeShop {
         .await
     }
 
-    /// Deletes `name` and waits until it is gone (its finalizer released by the operator), uninstalls the
-    /// operator and deletes both namespaces.
-    pub async fn delete_and_uninstall(&self, name: &str) {
+    /// Deletes `name` and waits until it is gone (its finalizer released by the operator, which has then
+    /// removed what `deletionPolicy` says), the operator still running.
+    pub async fn delete(&self, name: &str) {
         let systems = self.systems();
         systems
             .delete(name, &Default::default())
@@ -121,10 +176,20 @@ impl NodeShop {
             }
         })
         .await;
+    }
+
+    /// Uninstalls the operator and deletes both namespaces.
+    pub async fn uninstall(&self) {
         cluster::uninstall_operator(&self.operator_ns);
         for ns in [&self.shop_ns, &self.operator_ns] {
             cluster::delete_namespace_and_wait(&self.client, ns).await;
         }
+    }
+
+    /// [`NodeShop::delete`], then [`NodeShop::uninstall`].
+    pub async fn delete_and_uninstall(&self, name: &str) {
+        self.delete(name).await;
+        self.uninstall().await;
     }
 }
 

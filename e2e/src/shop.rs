@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -64,6 +65,22 @@ impl Service {
         created["id"]
             .as_i64()
             .ok_or_else(|| format!("no id in {created}"))
+    }
+
+    /// [`Service::place_order`], a 503 ("busy, please retry": the shared machine is loaded) retried once a
+    /// second up to 30 times, as a client should; any other refusal fails the test.
+    pub async fn place_order_retrying(&self, n: u32) -> i64 {
+        let mut attempts = 0;
+        loop {
+            match self.place_order(n).await {
+                Ok(id) => return id,
+                Err(error) if error.contains("503") && attempts < 30 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => panic!("order {n} refused: {error}"),
+            }
+        }
     }
 
     /// Submits the HTML order form as a browser does; returns the new order's id from the success page.
@@ -188,6 +205,63 @@ pub async fn all_stored_once(service: &Service, path: &str, placed: &BTreeSet<i6
         },
     )
     .await;
+}
+
+/// A steady load: orders `from`, `from + 1`, … placed one every 50 ms through a client, on a task of their
+/// own, while the test changes the shop underneath; no request is retried, so a failed one shows.
+pub struct SteadyLoad {
+    running: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(u32, Result<i64, String>)>>,
+}
+
+impl SteadyLoad {
+    /// Starts the load on `front`. On a client [`Service::without_keep_alive`] of the order Service every
+    /// request goes to the pods that are there at that moment, so a roll shows in the answers.
+    pub fn start(front: Service, from: u32) -> SteadyLoad {
+        let running = Arc::new(AtomicBool::new(true));
+        let task = tokio::spawn({
+            let running = running.clone();
+            async move {
+                let mut answers = Vec::new();
+                let mut n = from;
+                while running.load(Ordering::Relaxed) {
+                    answers.push((n, front.place_order(n).await));
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                answers
+            }
+        });
+        SteadyLoad { running, task }
+    }
+
+    /// Stops the load and checks it ran `during` something (more than `at_least` requests) without a
+    /// single failed request; the ids of the orders it placed.
+    pub async fn stop(self, during: &str, at_least: usize) -> BTreeSet<i64> {
+        self.running.store(false, Ordering::Relaxed);
+        let answers = self.task.await.expect("the load task");
+        let failed: Vec<String> = answers
+            .iter()
+            .filter_map(|(n, answer)| answer.as_ref().err().map(|e| format!("order {n}: {e}")))
+            .collect();
+        eprintln!(
+            "during {during}: {} requests, {} failed",
+            answers.len(),
+            failed.len()
+        );
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed during {during}: {failed:?}",
+            failed.len(),
+            answers.len()
+        );
+        assert!(
+            answers.len() > at_least,
+            "the load ran through {during}: {} requests",
+            answers.len()
+        );
+        answers.into_iter().filter_map(|(_, a)| a.ok()).collect()
+    }
 }
 
 #[cfg(test)]

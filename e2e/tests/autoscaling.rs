@@ -66,20 +66,7 @@ async fn place(order: Service, client: u32, until: Instant) -> BTreeSet<i64> {
     let mut n = client;
     while Instant::now() < until {
         n += CLIENTS;
-        let mut attempts = 0;
-        loop {
-            match order.place_order(n).await {
-                Ok(id) => {
-                    placed.insert(id);
-                    break;
-                }
-                Err(error) if error.contains("503") && attempts < 30 => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(error) => panic!("order {n} refused: {error}"),
-            }
-        }
+        placed.insert(order.place_order_retrying(n).await);
     }
     placed
 }

@@ -7,36 +7,19 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use ordersystem_api::crd::OrderSystem;
-use ordersystem_e2e::cluster::{
-    LogFollower, OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait, pod_log, pods,
-    ready_pods, run,
-};
-use ordersystem_e2e::mode::Mode;
+use ordersystem_e2e::cluster::{LogFollower, READY_WITHIN, pod_log, pods, ready_pods, run};
+use ordersystem_e2e::node_shop::NodeShop;
 use ordersystem_e2e::shop::{Service, all_stored_once};
-use ordersystem_e2e::{env, names, wait};
+use ordersystem_e2e::{env, wait};
 use serde_json::json;
 
-/// Places orders one by one; a 503 ("busy, please retry": the shared machine is loaded) is retried as a
-/// client should, any other refusal fails the test.
+/// Places orders one by one, each retried while the service is busy ([`Service::place_order_retrying`]).
 async fn place_orders(order: &Service, range: std::ops::Range<u32>) -> BTreeSet<i64> {
     let mut placed = BTreeSet::new();
     for n in range {
-        let mut attempts = 0;
-        loop {
-            match order.place_order(n).await {
-                Ok(id) => {
-                    placed.insert(id);
-                    break;
-                }
-                Err(error) if error.contains("503") && attempts < 30 => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(error) => panic!("order {n} refused: {error}"),
-            }
-        }
+        placed.insert(order.place_order_retrying(n).await);
     }
     placed
 }
@@ -71,54 +54,22 @@ fn kubectl_get(ns: &str) -> String {
 
 #[tokio::test]
 async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
-    let client = ordersystem_e2e::kube::client().await;
-    let mode = Mode::real(&client).await;
-    let operator_ns = names::unique("ops-system");
-    let shop_ns = names::unique("ops-shop");
-    let _on_failure = OnFailure {
-        shop_ns: shop_ns.clone(),
-        operator_ns: operator_ns.clone(),
-    };
+    let shop = NodeShop::namespaces("ops").await;
+    let (client, mode, shop_ns) = (shop.client.clone(), &shop.mode, shop.shop_ns.clone());
     let system = "shop";
-    let topic = names::unique("ops-orders");
-    create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
-    create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
-    mode.install_operator(&operator_ns, &shop_ns);
-
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
-    secrets
-        .create(
-            &PostParams::default(),
-            &mode.admin_secret(&client, "pg-admin").await,
-        )
-        .await
-        .expect("admin secret");
-    let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
-    let resource: OrderSystem = serde_json::from_value(json!({
-        "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
-        "metadata": {"name": system},
-        "spec": {
-            "kafka": {"bootstrapServers": mode.kafka_bootstrap(),
-                      "topic": {"name": topic, "partitions": 2, "replicationFactor": 1,
-                                "partitionIncrease": "Drain"}},
-            "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
-            "deletionPolicy": "Delete",
+    shop.install_operator(&[]);
+    shop.create_system(
+        system,
+        2,
+        json!({
+            "kafka": {"topic": {"partitionIncrease": "Drain"}},
             "consumerLag": {"intervalSeconds": 5}
-        }
-    }))
-    .expect("OrderSystem");
-    systems
-        .create(&PostParams::default(), &resource)
-        .await
-        .expect("create");
-    wait::until_ok("OrderSystem Ready=True", READY_WITHIN, || async {
-        let os = systems.get(system).await.map_err(|e| e.to_string())?;
-        match condition(&os, "Ready") {
-            Some((status, ..)) if status == "True" => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+        }),
+    )
     .await;
+    let systems = shop.systems();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
+    shop.ready(system).await;
 
     // 1. Orders flow; once invoicing and shipping committed them, the lag is 0.
     let order = mode.service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
@@ -238,21 +189,10 @@ async fn lag_rotation_and_a_drained_partition_increase_on_the_running_shop() {
     eprintln!("$ kubectl get ordersystems\n{}", kubectl_get(&shop_ns));
 
     // Delete: topic, schemas and both logins go (deletionPolicy Delete).
-    systems
-        .delete(system, &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait::until_ok("the OrderSystem gone", READY_WITHIN, || async {
-        let left = systems.get_opt(system).await.map_err(|e| e.to_string())?;
-        left.is_none().then_some(()).ok_or("still there".to_string())
-    })
-    .await;
+    shop.delete(system).await;
     assert!(
         !can_log_in(&new_user, &new_password).await,
         "the rotated login is dropped"
     );
-    mode.uninstall_operator(&operator_ns);
-    for ns in [&shop_ns, &operator_ns] {
-        delete_namespace_and_wait(&client, ns).await;
-    }
+    shop.uninstall().await;
 }

@@ -14,27 +14,29 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use ordersystem_api::crd::OrderSystem;
-use ordersystem_e2e::cluster::{
-    self, OnFailure, READY_WITHIN, create_namespace, install_operator, ready_pods,
-};
+use ordersystem_e2e::cluster::{self, READY_WITHIN, ready_pods};
 use ordersystem_e2e::control_plane::audited_writes;
-use ordersystem_e2e::mode::Mode;
+use ordersystem_e2e::node_shop::{LeaderElection, NodeShop};
 use ordersystem_e2e::shop::{all_stored_once, place_orders};
-use ordersystem_e2e::{names, real_node, wait};
+use ordersystem_e2e::{real_node, wait};
 use serde_json::json;
 
 /// Lease settings short enough for a test: a standby may take over 6 s after the last renewal.
-const LEASE: [&str; 5] = [
-    "replicaCount=2",
-    "leaderElection.enabled=true",
-    "leaderElection.leaseDurationSeconds=6",
-    "leaderElection.renewDeadlineSeconds=4",
-    "leaderElection.retryPeriodSeconds=1",
-];
+const LEASE: LeaderElection = LeaderElection {
+    replicas: 2,
+    lease_duration_seconds: 6,
+    renew_deadline_seconds: 4,
+    retry_period_seconds: 1,
+};
+
+/// How long a takeover may take after the leader died: the lease duration and a retry period, and 5 s for
+/// the requests of both.
+const TAKEOVER_WITHIN: Duration =
+    Duration::from_secs(LEASE.lease_duration_seconds + LEASE.retry_period_seconds + 5);
 
 /// The lease's holder identity: `<pod name>_<8 hex digits>`, one per process.
 async fn holder_identity(leases: &Api<Lease>, name: &str) -> Option<String> {
@@ -84,81 +86,30 @@ async fn restarts(pods: &Api<Pod>, pod: &str) -> i32 {
 
 /// An operator release with two replicas behind its own lease, and an OrderSystem `shop` it runs.
 struct Ha {
-    client: kube::Client,
-    mode: Mode,
-    operator_ns: String,
-    shop_ns: String,
+    shop: NodeShop,
     lease_name: String,
     leases: Api<Lease>,
     pods: Api<Pod>,
     systems: Api<OrderSystem>,
     shop_deployments: Api<Deployment>,
-    _on_failure: OnFailure,
 }
 
 impl Ha {
     /// Installs the release in a namespace of its own (`<prefix>-system`), waits until both replicas are
-    /// Ready, and creates `shop` in `<prefix>-shop` with `topic` (name, partitions and so on) and `extra`
-    /// merged into its spec.
-    async fn install(prefix: &str, topic: serde_json::Value, extra: serde_json::Value) -> Ha {
-        let client = ordersystem_e2e::kube::client().await;
-        let mode = Mode::real(&client).await;
-        let operator_ns = names::unique(&format!("{prefix}-system"));
-        let shop_ns = names::unique(&format!("{prefix}-shop"));
-        let on_failure = OnFailure {
-            shop_ns: shop_ns.clone(),
-            operator_ns: operator_ns.clone(),
-        };
-        create_namespace(&client, &shop_ns, mode.namespace_annotations()).await;
-        create_namespace(&client, &operator_ns, mode.namespace_annotations()).await;
-        install_operator(&operator_ns, &shop_ns, &LEASE);
-        let lease_name = format!("{operator_ns}-ordersystem-operator");
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &operator_ns);
-        wait::until_ok("both operator replicas Ready", READY_WITHIN, || async {
-            let deployment = deployments.get(&lease_name).await.map_err(|e| e.to_string())?;
-            let ready = deployment.status.and_then(|s| s.ready_replicas).unwrap_or(0);
-            (ready == 2).then_some(()).ok_or(format!("{ready} ready"))
-        })
-        .await;
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop_ns);
-        secrets
-            .create(
-                &PostParams::default(),
-                &mode.admin_secret(&client, "pg-admin").await,
-            )
-            .await
-            .expect("admin secret");
-        let mut spec = json!({
-            "kafka": {"bootstrapServers": mode.kafka_bootstrap(), "topic": topic},
-            "postgres": {"adminSecretRef": {"name": "pg-admin"}, "sslMode": "disable"},
-            "deletionPolicy": "Delete",
-            "paused": false
-        });
-        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-            spec.extend(extra.clone());
-        }
-        let resource: OrderSystem = serde_json::from_value(json!({
-            "apiVersion": "ordersystem.io/v1alpha1", "kind": "OrderSystem",
-            "metadata": {"name": "shop"},
-            "spec": spec
-        }))
-        .expect("OrderSystem");
-        let systems: Api<OrderSystem> = Api::namespaced(client.clone(), &shop_ns);
-        systems
-            .create(&PostParams::default(), &resource)
-            .await
-            .expect("create");
+    /// Ready, and creates `shop` in `<prefix>-shop` on a topic of `partitions`, with `spec` merged into
+    /// its spec.
+    async fn install(prefix: &str, partitions: i32, spec: serde_json::Value) -> Ha {
+        let shop = NodeShop::namespaces(prefix).await;
+        shop.install_operator_electing(LEASE).await;
+        shop.create_system("shop", partitions, spec).await;
+        let (client, operator_ns) = (&shop.client, &shop.operator_ns);
         Ha {
-            leases: Api::namespaced(client.clone(), &operator_ns),
-            pods: Api::namespaced(client.clone(), &operator_ns),
-            shop_deployments: Api::namespaced(client.clone(), &shop_ns),
-            systems,
-            client,
-            mode,
-            operator_ns,
-            shop_ns,
-            lease_name,
-            _on_failure: on_failure,
+            lease_name: shop.operator_name(),
+            leases: Api::namespaced(client.clone(), operator_ns),
+            pods: Api::namespaced(client.clone(), operator_ns),
+            shop_deployments: Api::namespaced(client.clone(), &shop.shop_ns),
+            systems: shop.systems(),
+            shop,
         }
     }
 
@@ -172,6 +123,12 @@ impl Ha {
                 .ok_or("no topic id yet".to_string())
         })
         .await
+    }
+
+    /// The topic id `shop`'s status records now.
+    async fn recorded_topic_id(&self) -> Option<String> {
+        let os = self.systems.get("shop").await.expect("get");
+        os.status?.topic?.topic_id
     }
 
     /// The uids of `shop`'s Deployments, sorted.
@@ -215,29 +172,21 @@ impl Ha {
 
     /// Deletes `shop` through the current leader (its topic and schemas go too), then the release.
     async fn delete(self) {
-        self.systems
-            .delete("shop", &Default::default())
-            .await
-            .expect("delete");
-        wait::until_ok("shop deleted", READY_WITHIN, || async {
-            match self.systems.get_opt("shop").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{:?}", other.map(|o| o.is_some()))),
-            }
-        })
-        .await;
-        cluster::uninstall_operator(&self.operator_ns);
+        self.shop.delete_and_uninstall("shop").await;
     }
 }
 
 #[tokio::test]
 async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once_its_lease_is_gone() {
-    let topic = json!({"name": names::unique("ha-orders"), "partitions": 2, "replicationFactor": 1});
-    let ha = Ha::install("ha", topic, json!({})).await;
+    let ha = Ha::install("ha", 2, json!({})).await;
     let Ha {
-        client,
-        operator_ns,
-        shop_ns,
+        shop:
+            NodeShop {
+                client,
+                operator_ns,
+                shop_ns,
+                ..
+            },
         lease_name,
         leases,
         pods,
@@ -257,7 +206,7 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
     let took_over = killed.elapsed();
     eprintln!("SIGKILL: {second} took over from {first} after {took_over:.1?}");
     assert!(
-        took_over <= Duration::from_secs(6 + 1 + 5),
+        took_over <= TAKEOVER_WITHIN,
         "within lease + retry + a request: {took_over:?}"
     );
     // It reconciles: a spec change reaches the Deployment.
@@ -285,14 +234,8 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
         children,
         "the child objects are the same objects"
     );
-    let recorded = systems
-        .get("shop")
-        .await
-        .expect("get")
-        .status
-        .and_then(|s| s.topic);
     assert_eq!(
-        recorded.and_then(|t| t.topic_id),
+        ha.recorded_topic_id().await,
         Some(topic_id.clone()),
         "never re-created"
     );
@@ -408,17 +351,7 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
         "the continued replica wrote after losing its lease: {after_continue:#?}"
     );
     assert_eq!(holder(leases, lease_name).await.as_deref(), Some(third.as_str()));
-    let recorded = systems
-        .get("shop")
-        .await
-        .expect("get")
-        .status
-        .and_then(|s| s.topic);
-    assert_eq!(
-        recorded.and_then(|t| t.topic_id),
-        Some(topic_id),
-        "never re-created"
-    );
+    assert_eq!(ha.recorded_topic_id().await, Some(topic_id), "never re-created");
 
     // The new leader deletes the resource (its topic and schemas) before the operator goes.
     ha.delete().await;
@@ -426,15 +359,20 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_a_stopped_one_exits_once
 
 #[tokio::test]
 async fn a_leader_killed_in_the_middle_of_a_drain_is_replaced_by_one_that_finishes_it() {
-    let topic = json!({"name": names::unique("ha-drain-orders"), "partitions": 2,
-                       "replicationFactor": 1, "partitionIncrease": "Drain"});
-    let ha = Ha::install("ha-drain", topic, json!({"consumerLag": {"intervalSeconds": 5}})).await;
+    let ha = Ha::install(
+        "ha-drain",
+        2,
+        json!({"kafka": {"topic": {"partitionIncrease": "Drain"}},
+               "consumerLag": {"intervalSeconds": 5}}),
+    )
+    .await;
     let topic_id = ha.topic_id().await;
     let children = ha.children().await;
-    let ready = |service| ready_pods(&ha.client, &ha.shop_ns, "shop", service, 1);
-    let order = ha.mode.service(&ready("order").await[0]);
-    let invoicing = ha.mode.service(&ready("invoicing").await[0]);
-    let shipping = ha.mode.service(&ready("shipping").await[0]);
+    let mode = &ha.shop.mode;
+    let ready = |service| ready_pods(&ha.shop.client, &ha.shop.shop_ns, "shop", service, 1);
+    let order = mode.service(&ready("order").await[0]);
+    let invoicing = mode.service(&ready("invoicing").await[0]);
+    let shipping = mode.service(&ready("shipping").await[0]);
     let mut placed = place_orders(&order, 0..20).await;
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
     all_stored_once(&shipping, "/api/shipments", &placed).await;
@@ -472,7 +410,7 @@ async fn a_leader_killed_in_the_middle_of_a_drain_is_replaced_by_one_that_finish
     let took_over = killed.elapsed();
     eprintln!("SIGKILL mid-drain: {next} took over from {leader} after {took_over:.1?}");
     assert!(
-        took_over <= Duration::from_secs(6 + 1 + 5),
+        took_over <= TAKEOVER_WITHIN,
         "within lease + retry + a request: {took_over:?}"
     );
     wait::until_ok("the next leader finishes the drain", READY_WITHIN, || async {
@@ -493,7 +431,7 @@ async fn a_leader_killed_in_the_middle_of_a_drain_is_replaced_by_one_that_finish
     assert_eq!(ha.topic_id().await, topic_id, "the topic was never re-created");
 
     // Orders flow again, and every order, from before the drain and after it, is stored exactly once.
-    let order = ha.mode.service(&ready("order").await[0]);
+    let order = mode.service(&ready("order").await[0]);
     placed.extend(place_orders(&order, 20..40).await);
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
     all_stored_once(&shipping, "/api/shipments", &placed).await;

@@ -6,8 +6,6 @@
 //! serves), and on a kind cluster through `e2e/kind.sh test`.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -20,7 +18,7 @@ use ordersystem_e2e::cluster::{
     OnFailure, READY_WITHIN, create_namespace, delete_namespace_and_wait, is_ready, pods, ready_pods,
 };
 use ordersystem_e2e::mode::Mode;
-use ordersystem_e2e::shop::{Service, all_stored_once, order_body, place_orders};
+use ordersystem_e2e::shop::{Service, SteadyLoad, all_stored_once, order_body, place_orders};
 use ordersystem_e2e::{env, names, wait};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -40,6 +38,19 @@ async fn assigned_partitions(members: &[Service]) -> Result<i64, String> {
         sum += value as i64;
     }
     Ok(sum)
+}
+
+/// Waits up to `within` until `members` have `partitions` assigned between them.
+async fn all_assigned(what: &str, members: &[Service], partitions: i64, within: Duration) {
+    wait::until_ok(what, within, || async {
+        let sum = assigned_partitions(members).await?;
+        if sum == partitions {
+            Ok(())
+        } else {
+            Err(format!("{sum} assigned"))
+        }
+    })
+    .await;
 }
 
 /// Partitions of the topic as the broker reports them (the host reaches the test bed's broker directly).
@@ -196,17 +207,11 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         .iter()
         .map(|p| mode.service(p))
         .collect();
-    wait::until_ok(
+    all_assigned(
         "5 partitions shared by 3 invoicing members",
+        &members,
+        5,
         Duration::from_secs(90),
-        || async {
-            let sum = assigned_partitions(&members).await?;
-            if sum == 5 {
-                Ok(())
-            } else {
-                Err(format!("{sum} assigned"))
-            }
-        },
     )
     .await;
     placed.extend(place_orders(&order, 200..250).await);
@@ -234,17 +239,11 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
     if let Mode::Real(_) = mode {
         assert_eq!(topic_partitions(&topic).await, 8, "the broker has 8 partitions");
     }
-    wait::until_ok(
+    all_assigned(
         "8 partitions assigned to invoicing",
+        &members,
+        8,
         Duration::from_secs(120),
-        || async {
-            let sum = assigned_partitions(&members).await?;
-            if sum == 8 {
-                Ok(())
-            } else {
-                Err(format!("{sum} assigned"))
-            }
-        },
     )
     .await;
 
@@ -298,20 +297,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         .await
         .without_keep_alive();
     let order_uids = before("order").await;
-    let rolling = Arc::new(AtomicBool::new(true));
-    let load = tokio::spawn({
-        let rolling = rolling.clone();
-        async move {
-            let mut answers = Vec::new();
-            let mut n = 2000;
-            while rolling.load(Ordering::Relaxed) {
-                answers.push((n, front.place_order(n).await));
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            answers
-        }
-    });
+    let load = SteadyLoad::start(front, 2000);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let order_image = mode.rolled_image("order");
     systems
@@ -324,25 +310,7 @@ async fn shop_comes_up_takes_orders_scales_rolls_survives_a_crash_and_is_deleted
         .expect("new order image");
     rolled(&client, &shop_ns, system, "order", &order_uids, &order_image).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    rolling.store(false, Ordering::Relaxed);
-    let answers = load.await.expect("the load task");
-    let failed: Vec<String> = answers
-        .iter()
-        .filter_map(|(n, answer)| answer.as_ref().err().map(|e| format!("order {n}: {e}")))
-        .collect();
-    eprintln!(
-        "during the roll of order: {} requests, {} failed",
-        answers.len(),
-        failed.len()
-    );
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed during the roll: {failed:?}",
-        failed.len(),
-        answers.len()
-    );
-    assert!(answers.len() > 40, "the load ran through the roll");
-    placed.extend(answers.into_iter().filter_map(|(_, answer)| answer.ok()));
+    placed.extend(load.stop("the roll of order", 40).await);
     let order = mode.service(&ready_pods(&client, &shop_ns, system, "order", 1).await[0]);
 
     // 8. kill -9 a consumer process: it is restarted and nothing is lost.

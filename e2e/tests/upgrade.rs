@@ -10,8 +10,6 @@
 //! 3. not one order request failed, and every order placed is invoiced and shipped exactly once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -22,7 +20,7 @@ use ordersystem_api::names::{Service as ShopService, child_name};
 use ordersystem_e2e::cluster::{self, READY_WITHIN, is_ready, pods};
 use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::node_shop::NodeShop;
-use ordersystem_e2e::shop::all_stored_once;
+use ordersystem_e2e::shop::{SteadyLoad, all_stored_once};
 use ordersystem_e2e::{metrics, wait};
 use serde_json::json;
 
@@ -48,13 +46,20 @@ async fn live_pods(client: &kube::Client, ns: &str, service: ShopService) -> Vec
         .collect()
 }
 
-/// The image status records for a service.
-fn recorded_image(status: &OrderSystemStatus, service: ShopService) -> String {
-    status
-        .services
-        .as_ref()
-        .map(|s| s.of(service).image.clone())
-        .unwrap_or_default()
+/// Checks that status records the image of `tag` for every service.
+fn assert_recorded_images(status: &OrderSystemStatus, tag: &str, why: &str) {
+    for service in SERVICES {
+        let recorded = status
+            .services
+            .as_ref()
+            .map(|s| s.of(service).image.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            recorded,
+            format!("ghcr.io/ordersystem/{}:{tag}", service.as_str()),
+            "{why}"
+        );
+    }
 }
 
 fn uid(pod: &Pod) -> String {
@@ -157,13 +162,11 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
     let systems = shop.systems();
     let status = shop.ready(SYSTEM).await;
     let topic_id = status.topic.clone().and_then(|t| t.topic_id).expect("a topic id");
-    for service in SERVICES {
-        assert_eq!(
-            recorded_image(&status, service),
-            format!("ghcr.io/ordersystem/{}:{VERSION}", service.as_str()),
-            "a new resource starts with the operator's default tag"
-        );
-    }
+    assert_recorded_images(
+        &status,
+        VERSION,
+        "a new resource starts with the operator's default tag",
+    );
     let before = running(client, mode, shop_ns).await;
     for (service, now) in &before {
         assert_eq!(
@@ -180,20 +183,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
         .service_of(client, shop_ns, &child_name(SYSTEM, ShopService::Order))
         .await
         .without_keep_alive();
-    let loading = Arc::new(AtomicBool::new(true));
-    let load = tokio::spawn({
-        let loading = loading.clone();
-        async move {
-            let mut answers = Vec::new();
-            let mut n = 0;
-            while loading.load(Ordering::Relaxed) {
-                answers.push((n, front.place_order(n).await));
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            answers
-        }
-    });
+    let load = SteadyLoad::start(front, 0);
 
     // 1. The operator upgraded to the second build, with the second build's default service tag.
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ordersystem-operator");
@@ -240,13 +230,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
         "the operator upgrade rolled nothing: same generations, pods and builds"
     );
     let status = shop.ready(SYSTEM).await;
-    for service in SERVICES {
-        assert_eq!(
-            recorded_image(&status, service),
-            format!("ghcr.io/ordersystem/{}:{VERSION}", service.as_str()),
-            "status still names the first build"
-        );
-    }
+    assert_recorded_images(&status, VERSION, "status still names the first build");
 
     // 2. The spec names the new tag: the three services roll to the second build.
     systems
@@ -284,13 +268,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
         .await;
     }
     let status = shop.ready(SYSTEM).await;
-    for service in SERVICES {
-        assert_eq!(
-            recorded_image(&status, service),
-            format!("ghcr.io/ordersystem/{}:{next_tag}", service.as_str()),
-            "status names the second build"
-        );
-    }
+    assert_recorded_images(&status, &next_tag, "status names the second build");
     assert_eq!(
         status.topic.and_then(|t| t.topic_id).as_deref(),
         Some(topic_id.as_str()),
@@ -299,25 +277,7 @@ async fn an_operator_upgrade_rolls_nothing_until_the_spec_names_the_new_build_an
 
     // 3. Nothing failed, nothing lost, nothing twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    loading.store(false, Ordering::Relaxed);
-    let answers = load.await.expect("the load task");
-    let failed: Vec<String> = answers
-        .iter()
-        .filter_map(|(n, answer)| answer.as_ref().err().map(|e| format!("order {n}: {e}")))
-        .collect();
-    eprintln!(
-        "during the upgrade: {} requests, {} failed",
-        answers.len(),
-        failed.len()
-    );
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {failed:?}",
-        failed.len(),
-        answers.len()
-    );
-    assert!(answers.len() > 100, "the load ran through the upgrade");
-    let placed: BTreeSet<i64> = answers.into_iter().filter_map(|(_, a)| a.ok()).collect();
+    let placed = load.stop("the upgrade", 100).await;
     let invoicing = mode.service(&live_pods(client, shop_ns, ShopService::Invoicing).await[0]);
     let shipping = mode.service(&live_pods(client, shop_ns, ShopService::Shipping).await[0]);
     all_stored_once(&invoicing, "/api/invoices", &placed).await;
