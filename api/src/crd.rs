@@ -5,11 +5,15 @@
 //! `validate` step only checks what a schema cannot express. Generated YAML lives in `crds/` and is
 //! produced by `ordersystem-operator crd`; never edit it by hand.
 
+mod expose;
 mod security;
 mod status;
 mod template;
 
-pub use security::{CA_CERT_KEY, KafkaSasl, KafkaTls, SaslMechanism, TLS_CERT_KEY, TLS_KEY_KEY};
+pub use expose::{ExposeSpec, GatewayRef, HttpRouteExpose, IngressExpose, NetworkPolicySpec, PublicEndpoint};
+pub use security::{
+    CA_CERT_KEY, KafkaSasl, KafkaTls, SaslMechanism, ServiceCredentials, TLS_CERT_KEY, TLS_KEY_KEY,
+};
 pub use status::{
     AutoscalingStatus, ConsumerLagStatus, GroupLagStatus, OrderSystemStatus, ScalingMode, SchemaStatus,
     ServiceStatus, ServicesStatus, TopicStatus,
@@ -88,6 +92,15 @@ pub struct OrderSystemSpec {
     /// How the lag of the invoicing and shipping consumer groups is watched.
     #[serde(default)]
     pub consumer_lag: ConsumerLagSpec,
+    /// Publishes the services' pages and JSON APIs through an Ingress or a Gateway API HTTPRoute, at the
+    /// hosts and paths given; the pages then link to each other by those public URLs. Nothing is
+    /// published when absent (reach the services with `kubectl port-forward`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expose: Option<ExposeSpec>,
+    /// NetworkPolicies that let the services' pods accept only HTTP on their port and connect only to
+    /// DNS, Kafka and PostgreSQL. None when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
 }
 
 /// Connection to Kafka and the topic the services share.

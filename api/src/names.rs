@@ -53,8 +53,9 @@ pub const UID_OWNER_COMMENT_PREFIX: &str = "ordersystem.io/owner-uid=";
 /// Annotation letting a resource take over schemas and roles recorded for another one: the value is the
 /// owner as recorded, `<namespace>/<name>` (or, for records with a uid alone, that uid).
 pub const ADOPT_FROM_ANNOTATION: &str = "ordersystem.io/adopt-from";
-/// Image registry and repository prefix of the service images.
-pub const IMAGE_PREFIX: &str = "ghcr.io/ordersystem/";
+/// Registry and repository prefix of the project's service images, unless the operator's
+/// `--image-registry` names a mirror.
+pub const IMAGE_REGISTRY: &str = "ghcr.io/ordersystem";
 /// Postgres identifiers are at most 63 bytes (NAMEDATALEN - 1).
 pub const PG_IDENT_MAX: usize = 63;
 
@@ -140,14 +141,58 @@ pub fn topic_claim_name(cluster_id: &str, topic: &str) -> String {
 /// otherwise.
 pub const DEFAULT_IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
 
-/// The project's image of `service` with `tag`: `ghcr.io/ordersystem/<service>:<tag>`.
-pub fn service_image(service: Service, tag: &str) -> String {
-    format!("{IMAGE_PREFIX}{}:{tag}", service.as_str())
+/// Where the operator takes the project's service images from: `<registry>/<service>:<tag>`, with
+/// `default_tag` for a service deployed for the first time without a tag in its spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceImages {
+    /// Registry and repository prefix, e.g. `ghcr.io/ordersystem` or a mirror's `registry.example.com/ordersystem`.
+    pub registry: String,
+    pub default_tag: String,
 }
 
-/// Default image of a service: the version the operator was built with.
-pub fn default_image(service: Service) -> String {
-    service_image(service, DEFAULT_IMAGE_TAG)
+impl Default for ServiceImages {
+    /// The project's registry and the tag of this operator's release.
+    fn default() -> Self {
+        Self {
+            registry: IMAGE_REGISTRY.to_string(),
+            default_tag: DEFAULT_IMAGE_TAG.to_string(),
+        }
+    }
+}
+
+impl ServiceImages {
+    /// The project's image of `service` with `tag`: `<registry>/<service>:<tag>`.
+    pub fn image(&self, service: Service, tag: &str) -> String {
+        format!("{}/{}:{tag}", self.registry, service.as_str())
+    }
+
+    /// The image of a service deployed for the first time: the default tag.
+    pub fn default_image(&self, service: Service) -> String {
+        self.image(service, &self.default_tag)
+    }
+}
+
+/// Why `registry` is not a registry and repository prefix (`host[:port][/path]`, lowercase, no tag, no
+/// trailing `/`), or `None` when it is one.
+pub fn image_registry_problem(registry: &str) -> Option<&'static str> {
+    let (host, path) = registry.split_once('/').unwrap_or((registry, ""));
+    let (name, port) = host.split_once(':').unwrap_or((host, "1"));
+    let component = |c: &str| {
+        !c.is_empty()
+            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+            && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+            && c.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-'))
+    };
+    if registry.is_empty() {
+        Some("is empty")
+    } else if !component(name) || port.parse::<u16>().is_err() {
+        Some("does not start with a registry host (lowercase letters, digits, '.', '-', an optional :port)")
+    } else if !path.is_empty() && !path.split('/').all(component) {
+        Some("has a path that is not lowercase letters, digits and '.', '_', '-' between '/' (and no tag)")
+    } else {
+        None
+    }
 }
 
 /// Why `tag` is not an image tag (as the OCI distribution spec defines it: 1 to 128 of `A-Z a-z 0-9 _
@@ -316,14 +361,40 @@ mod tests {
             image_tag_problem(&"a".repeat(129)),
             Some("is longer than 128 characters")
         );
+        let images = ServiceImages::default();
         assert_eq!(
-            service_image(Service::Invoicing, "2.0.0"),
+            images.image(Service::Invoicing, "2.0.0"),
             "ghcr.io/ordersystem/invoicing:2.0.0"
         );
         assert_eq!(
-            default_image(Service::Order),
+            images.default_image(Service::Order),
             format!("ghcr.io/ordersystem/order:{DEFAULT_IMAGE_TAG}")
         );
+    }
+
+    #[test]
+    fn a_mirror_is_a_registry_host_and_a_lowercase_path() {
+        let mirror = ServiceImages {
+            registry: "registry.example.com:5000/mirror/ordersystem".into(),
+            default_tag: "1.2.3".into(),
+        };
+        assert_eq!(
+            mirror.default_image(Service::Shipping),
+            "registry.example.com:5000/mirror/ordersystem/shipping:1.2.3"
+        );
+        for good in ["ghcr.io/ordersystem", "localhost:5000", "mirror.internal"] {
+            assert_eq!(image_registry_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "ghcr.io/ordersystem/",
+            "Ghcr.io/x",
+            "ghcr.io/Upper",
+            "ghcr.io:port/x",
+            "ghcr.io/x:1.0",
+        ] {
+            assert!(image_registry_problem(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]

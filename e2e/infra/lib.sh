@@ -15,6 +15,31 @@ mkdir -p "$CACHE" "$STATE"
 say() { printf '[%s] %s\n' "$COMPONENT" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
+# go_module_dir MODULE VERSION: the directory of MODULE@VERSION as the Go module proxy serves it (downloaded
+# into the cache once), for the CRDs some projects publish only in their module.
+go_module_dir() {
+  (cd / && go mod download -json "$1@$2") \
+    | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m.get("Dir") or sys.exit(m.get("Error", "no Dir")))' \
+    || die "the Go module proxy did not serve $1@$2"
+}
+
+# apply_crds WHAT FILE...: applies the CRD files (server-side: some are too big for the last-applied
+# annotation) to the test bed's API server and waits until each is established; WHAT names them in errors.
+apply_crds() {
+  local what=$1 file name names=()
+  shift
+  for file in "$@"; do
+    name=$("$CACHE/k8s/$KUBERNETES_VERSION/kubectl" --kubeconfig "$STATE/cp/kubeconfig" \
+      apply --server-side --force-conflicts -o name -f "$file") \
+      || die "the API server refused $what's CRD $(basename "$file")"
+    names+=("$name")
+  done
+  "$CACHE/k8s/$KUBERNETES_VERSION/kubectl" --kubeconfig "$STATE/cp/kubeconfig" \
+    wait --for condition=established --timeout=60s "${names[@]}" >/dev/null \
+    || die "$what's CRDs were not established"
+  say "served: ${names[*]##*/} ($what)"
+}
+
 # die_with_log LOGFILE MESSAGE: fail naming the component and showing its log tail.
 die_with_log() {
   say "ERROR: $2 (log: $1)"

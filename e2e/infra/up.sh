@@ -60,6 +60,7 @@ consent
 "$INFRA_DIR/build-node-bins.sh"
 "$INFRA_DIR/control-plane.sh" start
 "$INFRA_DIR/monitoring-crds.sh"
+"$INFRA_DIR/gateway-api-crds.sh"
 "$INFRA_DIR/example-crds.sh"
 "$INFRA_DIR/node.sh" start
 write_env

@@ -141,6 +141,29 @@ impl RealNode {
     }
 }
 
+/// Names the node's image `source` also `target`, as if a registry mirror had served it under that name: a
+/// pod naming `target` then runs without a pull. [`untag_image`] removes the name again.
+///
+/// # Panics
+/// When containerd refuses (the node's socket is `ORDERSYSTEM_NODE_CRI` of `$STATE/env`).
+pub fn tag_image(source: &str, target: &str) {
+    ctr(&["images", "tag", "--force", source, target]);
+}
+
+/// Removes the name `target` that [`tag_image`] gave; the image stays under its other names.
+pub fn untag_image(target: &str) {
+    ctr(&["images", "rm", target]);
+}
+
+/// `ctr` against the node's containerd, in the namespace the kubelet uses.
+fn ctr(args: &[&str]) -> String {
+    let cri = env::require("ORDERSYSTEM_NODE_CRI");
+    let socket = cri.strip_prefix("unix://").unwrap_or(&cri);
+    let mut all = vec!["--address", socket, "--namespace", "k8s.io"];
+    all.extend(args);
+    cluster::run("ctr", &all)
+}
+
 /// Runs `kubectl` (from `PATH`, against `KUBECONFIG`) and returns its output, whatever its exit status.
 pub fn kubectl(args: &[&str]) -> Output {
     cluster::output("kubectl", args)

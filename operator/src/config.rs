@@ -24,6 +24,12 @@ pub struct Config {
     /// deployed keeps its image: changing this, or upgrading the operator, rolls nothing.
     #[arg(long, env = "DEFAULT_IMAGE_TAG", default_value = names::DEFAULT_IMAGE_TAG, value_parser = image_tag)]
     pub default_image_tag: String,
+    /// Registry and repository prefix of the service images (`<registry>/<service>:<tag>`), e.g. a
+    /// mirror's `registry.example.com/ordersystem`, for every service image the operator names from a tag
+    /// (`spec.imageTag`, or the default tag). A service already deployed keeps its recorded image until its
+    /// resource sets `imageTag`; a service's own `image` is used as given.
+    #[arg(long, env = "IMAGE_REGISTRY", default_value = names::IMAGE_REGISTRY, value_parser = image_registry)]
+    pub image_registry: String,
     #[command(flatten)]
     pub leader_election: LeaderElection,
 }
@@ -61,6 +67,14 @@ fn image_tag(tag: &str) -> Result<String, String> {
     }
 }
 
+/// Accepts a registry and repository prefix, or says why it is not one.
+fn image_registry(registry: &str) -> Result<String, String> {
+    match names::image_registry_problem(registry) {
+        None => Ok(registry.to_string()),
+        Some(problem) => Err(format!("the image registry {registry:?} {problem}")),
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Print the OrderSystem CustomResourceDefinition as YAML (the source of `crds/`).
@@ -88,6 +102,28 @@ mod tests {
             refused
                 .to_string()
                 .contains("the image tag \"a:b\" has a character other than"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_image_registry_is_the_projects_unless_a_flag_names_a_mirror() {
+        let parsed = Config::try_parse_from(["ordersystem-operator"]).expect("no flags parse");
+        assert_eq!(parsed.image_registry, "ghcr.io/ordersystem");
+        let parsed = Config::try_parse_from([
+            "ordersystem-operator",
+            "--image-registry",
+            "mirror.internal:5000/os",
+        ])
+        .expect("a mirror parses");
+        assert_eq!(parsed.image_registry, "mirror.internal:5000/os");
+        let refused =
+            Config::try_parse_from(["ordersystem-operator", "--image-registry", "mirror.internal/os/"])
+                .expect_err("a trailing slash is refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("the image registry \"mirror.internal/os/\" has a path"),
             "{refused}"
         );
     }

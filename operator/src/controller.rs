@@ -111,7 +111,7 @@ fn failure_reason(os: &OrderSystem) -> (&'static str, &'static str) {
 /// is shown in a condition, and the first one is returned at the end so the reconcile is retried.
 async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     // validate: a bad spec stops here, before any read or write, and waits for a change.
-    let spec = match validate::validate_with_default_tag(os, &ctx.default_image_tag) {
+    let spec = match validate::validate_with(os, &ctx.images) {
         Ok(spec) => spec,
         Err(invalid) => {
             let report = status::Report::invalid(os, invalid.to_string());

@@ -9,7 +9,7 @@ use ordersystem_operator::config::{Command, Config, LeaderElection};
 use ordersystem_operator::install_check::{self, CheckInstall};
 use ordersystem_operator::leader::LeaseConfig;
 use ordersystem_operator::uninstall::{self, CheckUninstall, Verdict};
-use ordersystem_operator::{crd, metrics::Metrics, run, web};
+use ordersystem_operator::{crd, metrics::Metrics, names, run, web};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         http_addr,
         log_format,
         default_image_tag,
+        image_registry,
         leader_election,
     } = Config::from_arg_matches(&matches)?;
     if let Some((uninstall::SUBCOMMAND, flags)) = matches.subcommand() {
@@ -82,7 +83,10 @@ async fn main() -> anyhow::Result<()> {
     let lease = lease_config(&client, &leader_election)?;
     let elected = run::Elected {
         namespace,
-        default_image_tag,
+        images: names::ServiceImages {
+            registry: image_registry,
+            default_tag: default_image_tag,
+        },
         lease,
     };
     if let run::Ended::LostLease = run::run_elected(client, elected, metrics, ready).await {

@@ -41,8 +41,8 @@ use crate::names;
 pub struct Elected {
     /// Watch only this namespace; all when `None`.
     pub namespace: Option<String>,
-    /// `--default-image-tag`.
-    pub default_image_tag: String,
+    /// `--image-registry` and `--default-image-tag`.
+    pub images: names::ServiceImages,
     /// Leader election; `None`: this replica reconciles alone.
     pub lease: Option<LeaseConfig>,
 }
@@ -68,13 +68,13 @@ pub async fn run_elected(
 ) -> Ended {
     let Elected {
         namespace,
-        default_image_tag,
+        images,
         lease,
     } = elected;
     let Some(lease) = lease else {
         metrics.leader.set(1);
         let client = leader::gated_client(client, None, &leader::user_agent(None));
-        run(client, namespace, default_image_tag, None, metrics, ready).await;
+        run(client, namespace, images, None, metrics, ready).await;
         return Ended::Shutdown;
     };
     ready.store(true, Ordering::Relaxed);
@@ -92,7 +92,7 @@ pub async fn run_elected(
     let controller = run(
         client,
         namespace,
-        default_image_tag,
+        images,
         Some(leadership.clone()),
         metrics.clone(),
         ready,
@@ -118,14 +118,14 @@ impl Drop for AbortOnDrop {
 const READINESS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the controller until shutdown (SIGTERM or ctrl-c). `namespace` limits it to one namespace;
-/// `default_image_tag` is the tag of a service deployed for the first time without an image of its own
-/// (`--default-image-tag`); with leader election, `leadership` says when this replica may write. Long on
+/// `images` names the service images (`--image-registry`, and `--default-image-tag` for a service deployed
+/// for the first time without an image of its own); with leader election, `leadership` says when this replica may write. Long on
 /// purpose: the watches, their filters and the `Controller` wired in one
 /// place.
 pub async fn run(
     client: kube::Client,
     namespace: Option<String>,
-    default_image_tag: String,
+    images: names::ServiceImages,
     leadership: Option<Leadership>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
@@ -167,14 +167,7 @@ pub async fn run(
     // namespace of its ServiceAccount, as the in-cluster configuration reads it).
     let claims_namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
     let ctx = Arc::new(
-        Context::new(
-            client.clone(),
-            recorder,
-            metrics,
-            claims_namespace,
-            default_image_tag,
-        )
-        .with_leadership(leadership),
+        Context::new(client.clone(), recorder, metrics, claims_namespace, images).with_leadership(leadership),
     );
     tokio::spawn(signal_readiness(reader.clone(), ready));
     Controller::for_stream(stream, reader)

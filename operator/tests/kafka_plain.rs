@@ -66,7 +66,7 @@ async fn with_plain_the_operator_names_the_missing_service_secrets_and_the_flow_
     for service in ["order", "invoicing", "shipping"] {
         assert!(message.contains(&format!("shop-{service}-kafka")), "{message}");
     }
-    assert!(message.contains("cannot create Kafka users"), "{message}");
+    assert!(message.contains("Kafka credentials are provided"), "{message}");
     let events = Api::<Event>::namespaced(client.clone(), &ns.name);
     wait_any_event(&events, 60, "a Warning Event naming the missing Secrets", |e| {
         e.type_.as_deref() == Some("Warning")

@@ -567,3 +567,83 @@ async fn a_delete_resource_whose_kafka_secret_is_gone_is_released_with_a_warning
         "{notes:?}"
     );
 }
+
+/// `serviceCredentials: Provided` with SCRAM (Strimzi's User Operator owning the users): the operator logs
+/// in with its own identity and creates the topic but writes no SCRAM user and no ACL; it holds the
+/// Deployments back naming the Secrets to create, and rolls the services out with exactly those once they
+/// exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_provided_credentials_the_operator_writes_no_user_and_waits_for_the_services_secrets() {
+    let broker = SecureBroker::start("op-sasl-ssl", 19392, 19393).await;
+    let client = ordersystem_e2e::kube::client().await;
+    let metrics = Arc::new(Metrics::default());
+    let (ns, _operator) = secured_namespace(&client, &broker, "ctl-provided", metrics.clone()).await;
+    let api = ns.systems();
+    let topic = ordersystem_e2e::names::unique("provided");
+    let mut os = secured_json("shop", &topic, &broker);
+    os["spec"]["kafka"]["sasl"]["serviceCredentials"] = "Provided".into();
+    ns.create_system(os).await;
+
+    let os = wait_condition(&api, "TopicReady", "False", "KafkaCredentialsMissing").await;
+    let message = topic_message(&os);
+    for service in ["order", "invoicing", "shipping"] {
+        assert!(message.contains(&format!("shop-{service}-kafka")), "{message}");
+    }
+    assert!(message.contains("serviceCredentials: Provided"), "{message}");
+    let admin = broker_admin(&broker);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    for service in ["order", "invoicing", "shipping"] {
+        let user = format!("{}.shop.{service}", ns.name);
+        assert_eq!(
+            identities::scram_mechanisms(&admin, &user)
+                .await
+                .expect("describe"),
+            vec![],
+            "no SCRAM user for {service}"
+        );
+        assert!(
+            deployments
+                .get_opt(&format!("shop-{service}"))
+                .await
+                .expect("get")
+                .is_none(),
+            "{service} waits for its Secret"
+        );
+    }
+    assert_eq!(metrics.kafka_identity_change_count("user_applied"), 0);
+
+    for service in ["order", "invoicing", "shipping"] {
+        ns.put_login(
+            &format!("shop-{service}-kafka"),
+            &format!("strimzi-{service}"),
+            "from-the-user",
+        )
+        .await;
+    }
+    poke(&api).await;
+    wait_condition(&api, "TopicReady", "True", "TopicReady").await;
+    wait::until_some(
+        "the three Deployments with the provided Secrets",
+        Duration::from_secs(60),
+        || async {
+            for service in ["order", "invoicing", "shipping"] {
+                let deployment = deployments.get_opt(&format!("shop-{service}")).await.ok()??;
+                let text = serde_json::to_string(&deployment.spec?.template).ok()?;
+                text.contains(&format!("shop-{service}-kafka")).then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        metrics.kafka_identity_change_count("user_applied"),
+        0,
+        "still no SCRAM user written"
+    );
+    let secret: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let order = secret.get("shop-order-kafka").await.expect("the user's Secret");
+    assert_eq!(
+        order.metadata.owner_references, None,
+        "the operator neither adopts nor rewrites a provided Secret"
+    );
+}

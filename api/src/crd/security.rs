@@ -35,10 +35,29 @@ pub struct KafkaSasl {
     pub mechanism: SaslMechanism,
     /// Secret with `username` and `password` of the operator's own Kafka identity. It needs, on the topic,
     /// CREATE, DESCRIBE, ALTER (partitions), DESCRIBE_CONFIGS, ALTER_CONFIGS and, with `deletionPolicy:
-    /// Delete`, DELETE; DESCRIBE on the two consumer groups (their lag); and with a SCRAM mechanism ALTER and
-    /// DESCRIBE on the cluster (the services' SCRAM users and ACLs). `examples/shop-strimzi.yaml` grants
-    /// exactly these.
+    /// Delete`, DELETE; DESCRIBE on the two consumer groups (their lag); and when it makes the services'
+    /// SCRAM users (`serviceCredentials: Operator`), ALTER and DESCRIBE on the cluster (their users and
+    /// ACLs). `examples/shop-strimzi.yaml` grants exactly what `serviceCredentials: Provided` needs.
     pub credentials_secret_ref: SecretRef,
+    /// Who makes the services' Kafka users. `Operator` (the default with a SCRAM mechanism): a SCRAM user
+    /// per service with its ACLs, created by the operator. `Provided`: you create each service's Secret
+    /// `<name>-<service>-kafka` (`username`, `password`) and its user and ACLs, e.g. as Strimzi KafkaUsers
+    /// whose password comes from that Secret; the operator then never writes users or ACLs (its own
+    /// identity needs no cluster rights) and the Deployments wait for those Secrets. Use it where another
+    /// controller owns the brokers' users (Strimzi's User Operator removes the credentials and ACLs of
+    /// every user without a KafkaUser). With PLAIN the credentials are always provided.
+    #[serde(default)]
+    pub service_credentials: ServiceCredentials,
+}
+
+/// Who creates the services' Kafka users and ACLs.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceCredentials {
+    /// The operator (SCRAM only): one user per service, its password in `<name>-<service>-kafka`, its ACLs.
+    #[default]
+    Operator,
+    /// You: the Secrets `<name>-<service>-kafka` with `username` and `password`, the users and the ACLs.
+    Provided,
 }
 
 /// SASL mechanisms librdkafka speaks without Cyrus SASL.

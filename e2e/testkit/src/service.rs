@@ -54,6 +54,7 @@ pub fn consumer_args(group: &str, protocol: GroupProtocol) -> ConsumerArgs {
 pub fn http_args() -> HttpArgs {
     HttpArgs {
         listen_addr: "127.0.0.1:0".parse().expect("address"),
+        public: Default::default(),
     }
 }
 

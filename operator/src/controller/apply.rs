@@ -1,17 +1,18 @@
 //! apply: writes the built objects to Kubernetes with server-side apply under the one field manager,
-//! removes PDBs that are no longer wanted, and says what the Deployments report (`states`). Touches only
-//! objects named by `build` in the resource's namespace.
+//! removes the ones no longer wanted (PDBs, Ingresses, HTTPRoutes, NetworkPolicies), and says what the
+//! Deployments report (`states`). Touches only objects named by `build` in the resource's namespace.
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service as KubeService, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::build::Desired;
+use super::build::{Desired, Removable};
 use super::validate::ValidSpec;
 use crate::names::{self, Service};
 
@@ -30,6 +31,13 @@ pub enum Error {
         name: String,
         #[source]
         source: kube::Error,
+    },
+    #[error(
+        "the cluster does not serve {kind} ({api_version}): install the Gateway API CRDs, or remove spec.expose.httpRoute"
+    )]
+    NotServed {
+        kind: &'static str,
+        api_version: &'static str,
     },
     #[error("failed to list Deployments")]
     ListDeployments {
@@ -63,7 +71,10 @@ pub async fn apply(
         services,
         deployments,
         pdbs,
-        pdbs_to_delete,
+        ingresses,
+        http_routes,
+        network_policies,
+        to_delete,
         waiting: _,
     } = desired;
     for object in service_accounts {
@@ -75,20 +86,10 @@ pub async fn apply(
     for object in pdbs {
         apply_one::<PodDisruptionBudget>(client, &spec.namespace, object, "PodDisruptionBudget").await?;
     }
-    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &spec.namespace);
-    for name in pdbs_to_delete {
-        match pdb_api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(source) => {
-                return Err(Error::Delete {
-                    kind: "PodDisruptionBudget",
-                    name: name.clone(),
-                    source,
-                });
-            }
-        }
+    for object in network_policies {
+        apply_one::<NetworkPolicy>(client, &spec.namespace, object, "NetworkPolicy").await?;
     }
+    // Workloads before the ways in: a route the cluster cannot store must not hold back a roll.
     let mut applied = Vec::with_capacity(deployments.len());
     for object in deployments {
         // No replicas: an external autoscaler's (`build` left the field out in external mode).
@@ -96,6 +97,33 @@ pub async fn apply(
             hand_over_replicas(client, &spec.namespace, &object.name_any()).await?;
         }
         applied.push(apply_one::<Deployment>(client, &spec.namespace, object, "Deployment").await?);
+    }
+    for (kind, name) in to_delete {
+        delete(client, &spec.namespace, *kind, name).await?;
+    }
+    for object in ingresses {
+        apply_one::<Ingress>(client, &spec.namespace, object, "Ingress").await?;
+    }
+    let routes = http_routes_api(client, &spec.namespace);
+    for object in http_routes {
+        let name = object.name_any();
+        let params = PatchParams::apply(names::FIELD_MANAGER).force();
+        match routes.patch(&name, &params, &Patch::Apply(object)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(Error::NotServed {
+                    kind: "HTTPRoute",
+                    api_version: HTTP_ROUTE_API_VERSION,
+                });
+            }
+            Err(source) => {
+                return Err(Error::Apply {
+                    kind: "HTTPRoute",
+                    name,
+                    source,
+                });
+            }
+        }
     }
     Ok(applied)
 }
@@ -120,6 +148,51 @@ where
     api.patch(&name, &params, &Patch::Apply(object))
         .await
         .map_err(|source| Error::Apply { kind, name, source })
+}
+
+/// The Gateway API version of the HTTPRoutes.
+const HTTP_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+fn http_routes_api(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk))
+}
+
+/// Deletes the `kind` named `name`, if it is there. An HTTPRoute in a cluster without the Gateway API
+/// is not there either.
+async fn delete(client: &kube::Client, namespace: &str, kind: Removable, name: &str) -> Result<(), Error> {
+    let namespaced = || client.clone();
+    let result = match kind {
+        Removable::PodDisruptionBudget => {
+            delete_in(
+                Api::<PodDisruptionBudget>::namespaced(namespaced(), namespace),
+                name,
+            )
+            .await
+        }
+        Removable::Ingress => delete_in(Api::<Ingress>::namespaced(namespaced(), namespace), name).await,
+        Removable::NetworkPolicy => {
+            delete_in(Api::<NetworkPolicy>::namespaced(namespaced(), namespace), name).await
+        }
+        Removable::HttpRoute => delete_in(http_routes_api(client, namespace), name).await,
+    };
+    result.map_err(|source| Error::Delete {
+        kind: kind.as_str(),
+        name: name.to_string(),
+        source,
+    })
+}
+
+/// Deletes `name` through `api`; one that is not there is no error.
+async fn delete_in<K>(api: Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// The field manager that holds a Deployment's `replicas` between the operator and an external autoscaler.

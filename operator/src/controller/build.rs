@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service as KubeService, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::DynamicObject;
 use ordersystem_contract::wiring::{self, env, secret_keys};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -19,6 +21,7 @@ use super::validate::{ServicePlan, ValidSpec};
 use crate::conditions::Reason;
 use crate::names::{self, Service};
 
+mod expose;
 mod security;
 mod template;
 
@@ -34,6 +37,29 @@ pub struct Observed {
     pub schemas_ready: BTreeSet<Service>,
     /// Services whose Deployment already exists.
     pub deployed: BTreeSet<Service>,
+    /// PostgreSQL's port, from the admin Secret (for the NetworkPolicies); `None` while it cannot be read.
+    pub postgres_port: Option<u16>,
+}
+
+/// A kind of child object that a change of the spec can make unwanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removable {
+    PodDisruptionBudget,
+    Ingress,
+    HttpRoute,
+    NetworkPolicy,
+}
+
+impl Removable {
+    /// The kind as Kubernetes names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PodDisruptionBudget => "PodDisruptionBudget",
+            Self::Ingress => "Ingress",
+            Self::HttpRoute => "HTTPRoute",
+            Self::NetworkPolicy => "NetworkPolicy",
+        }
+    }
 }
 
 /// Everything to apply, plus what to remove and what waits.
@@ -43,8 +69,13 @@ pub struct Desired {
     pub services: Vec<KubeService>,
     pub deployments: Vec<Deployment>,
     pub pdbs: Vec<PodDisruptionBudget>,
-    /// PDBs of services now below two replicas.
-    pub pdbs_to_delete: Vec<String>,
+    pub ingresses: Vec<Ingress>,
+    /// Gateway API HTTPRoutes (no Rust type: the Gateway API is not part of Kubernetes itself).
+    pub http_routes: Vec<DynamicObject>,
+    pub network_policies: Vec<NetworkPolicy>,
+    /// Objects the spec no longer asks for, by kind and name: the PDB of a service below two replicas, the
+    /// Ingress or HTTPRoute of a service no longer published, NetworkPolicies no longer wanted.
+    pub to_delete: Vec<(Removable, String)>,
     /// Services not rolled out yet, with the reason.
     pub waiting: Vec<(Service, Reason)>,
 }
@@ -57,10 +88,30 @@ pub fn build(spec: &ValidSpec, observed: &Observed) -> Desired {
             .service_accounts
             .push(typed(build_service_account(spec, plan)));
         desired.services.push(typed(build_service(spec, plan)));
+        let name = || plan.child_name.clone();
         if plan.replicas >= 2 {
             desired.pdbs.push(typed(build_pdb(spec, plan)));
         } else {
-            desired.pdbs_to_delete.push(plan.child_name.clone());
+            desired.to_delete.push((Removable::PodDisruptionBudget, name()));
+        }
+        match expose::ingress(spec, plan) {
+            Some(ingress) => desired.ingresses.push(typed(ingress)),
+            None => desired.to_delete.push((Removable::Ingress, name())),
+        }
+        match expose::http_route(spec, plan) {
+            Some(route) => desired.http_routes.push(typed(route)),
+            None => desired.to_delete.push((Removable::HttpRoute, name())),
+        }
+        // Without PostgreSQL's port a policy would cut the service off its database: the one in place stays.
+        match observed
+            .postgres_port
+            .and_then(|port| expose::network_policy(spec, plan, port))
+        {
+            Some(policy) => desired.network_policies.push(typed(policy)),
+            None if spec.network_policy.is_none() => {
+                desired.to_delete.push((Removable::NetworkPolicy, name()));
+            }
+            None => {}
         }
         match gate(service, observed) {
             None => {
@@ -263,7 +314,10 @@ fn build_env(spec: &ValidSpec, plan: &ServicePlan) -> Value {
     ];
     if let Some(group) = &plan.group_id {
         env.push(json!({"name": env::KAFKA_GROUP_ID, "value": group}));
+        // The pod's name: a container restarted in its pod comes back as the same group member.
+        env.push(json!({"name": env::KAFKA_GROUP_INSTANCE_ID, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}));
     }
+    env.extend(expose::public_url_env(spec));
     env.extend(security::env(spec, plan));
     Value::Array(env)
 }

@@ -24,7 +24,7 @@ use crate::names;
 pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     ctx.metrics
         .forget(&os.namespace().unwrap_or_default(), &os.name_any());
-    let spec = match validate::validate_with_default_tag(os, &ctx.default_image_tag) {
+    let spec = match validate::validate_with(os, &ctx.images) {
         Ok(spec) => spec,
         Err(invalid) => {
             // Whatever is wrong may be where Kafka and PostgreSQL are: deleting on a guess could reach

@@ -21,8 +21,9 @@ pub struct Context {
     pub kafka: kafka::KafkaClients,
     /// Where the topic claims are recorded (`kafka::claim`).
     pub claims_namespace: String,
-    /// The image tag of a service deployed for the first time without an image of its own (`validate`).
-    pub default_image_tag: String,
+    /// Where service images come from, and the tag of a service deployed for the first time without an
+    /// image of its own (`validate`).
+    pub images: crate::names::ServiceImages,
     /// With leader election, whether this replica holds the lease: nothing is written without it.
     leadership: Option<Leadership>,
     /// Consecutive failures per object (uid), reset on success.
@@ -35,7 +36,7 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         claims_namespace: String,
-        default_image_tag: String,
+        images: crate::names::ServiceImages,
     ) -> Self {
         Self {
             client,
@@ -43,7 +44,7 @@ impl Context {
             metrics,
             kafka: kafka::KafkaClients::default(),
             claims_namespace,
-            default_image_tag,
+            images,
             leadership: None,
             failures: Mutex::default(),
         }

@@ -113,6 +113,7 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
             _ => BTreeSet::new(),
         },
         deployed: world.deployment_states.iter().map(|d| d.service).collect(),
+        postgres_port: admin.map(|admin| admin.port),
     };
     // A requested rotation switches a Secret here, so this reconcile already rolls it.
     let rotation = match (admin, &database_secrets) {
@@ -313,9 +314,9 @@ async fn ensure_topic(
     let connection =
         ctx.kafka
             .connection_failure(&spec.bootstrap_servers, &seen.security, admin, result.is_ok());
-    // With PLAIN the user provides them, and the pods wait for their Secrets: a Kubernetes matter, after
-    // the broker was reached.
-    if let (Ok(_), true, false) = (&result, spec.kafka_security.plain(), spec.paused)
+    // With PLAIN, or SCRAM with provided credentials, the user provides them, and the pods wait for their
+    // Secrets: a Kubernetes matter, after the broker was reached.
+    if let (Ok(_), true, false) = (&result, spec.kafka_security.provided_credentials(), spec.paused)
         && let Err(error) = kafka::plain::check_service_secrets(spec, existing)
     {
         result = Err(error);

@@ -106,8 +106,8 @@ pub enum Error {
     #[error("Secret {name} has no usable {key}")]
     SecretKey { name: String, key: &'static str },
     #[error(
-        "with SASL PLAIN the operator cannot create Kafka users: create Secret {secrets} with `username` and \
-         `password` of each service's Kafka user (and grant its ACLs)"
+        "the services' Kafka credentials are provided (SASL PLAIN, or serviceCredentials: Provided): create \
+         Secret {secrets} with `username` and `password` of each service's Kafka user (and grant its ACLs)"
     )]
     ServiceCredentialsMissing { secrets: String },
     #[error("the brokers did not report their cluster id")]

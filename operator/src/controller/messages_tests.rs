@@ -417,6 +417,10 @@ fn apply_errors() -> Vec<apply::Error> {
         apply::Error::ListDeployments {
             source: unreachable_api_server(),
         },
+        apply::Error::NotServed {
+            kind: "HTTPRoute",
+            api_version: "gateway.networking.k8s.io/v1",
+        },
     ]
 }
 
@@ -569,6 +573,7 @@ impl Reconcile {
                 topic_ready: true,
                 schemas_ready: Service::ALL.into_iter().collect(),
                 deployed: Service::ALL.into_iter().collect(),
+                postgres_port: Some(5432),
             },
             os,
         }

@@ -10,10 +10,10 @@ use kube::{Resource, ResourceExt};
 
 use super::autoscale::Scaling;
 use crate::crd::{
-    AutoscalingSpec, CleanupPolicy, DeletionPolicy, KafkaSasl, KafkaTls, MAX_NAME_LEN, OrderSystem,
-    SaslMechanism, SslMode, TemplateSpec,
+    AutoscalingSpec, CleanupPolicy, DeletionPolicy, ExposeSpec, KafkaSasl, KafkaTls, MAX_NAME_LEN,
+    NetworkPolicySpec, OrderSystem, PublicEndpoint, SaslMechanism, ServiceCredentials, SslMode, TemplateSpec,
 };
-use crate::names::{self, Service};
+use crate::names::{self, Service, ServiceImages};
 use ordersystem_contract::wiring::env;
 
 /// A spec that passed validation: the single input of the backends and of `build`.
@@ -36,6 +36,9 @@ pub struct ValidSpec {
     pub paused: bool,
     /// The owner recorded on schemas and roles this resource may take over (`ordersystem.io/adopt-from`).
     pub adopt_from: Option<String>,
+    /// `spec.expose`: no two services at one host and path.
+    pub expose: Option<ExposeSpec>,
+    pub network_policy: Option<NetworkPolicySpec>,
 }
 
 /// The topic as the spec wants it.
@@ -86,6 +89,34 @@ impl ValidSpec {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// The public endpoint of `service`, when `spec.expose` publishes it.
+    pub fn endpoint(&self, service: Service) -> Option<&PublicEndpoint> {
+        endpoint(self.expose.as_ref()?, service)
+    }
+
+    /// The URL people reach `service` at, when it is published.
+    pub fn public_url(&self, service: Service) -> Option<String> {
+        let expose = self.expose.as_ref()?;
+        let tls = expose.https
+            || expose
+                .ingress
+                .as_ref()
+                .is_some_and(|i| i.tls_secret_name.is_some());
+        Some(self.endpoint(service)?.url(if tls { "https" } else { "http" }))
+    }
+
+    /// The distinct ports of the bootstrap servers, in order.
+    pub fn kafka_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .bootstrap_servers
+            .split(',')
+            .filter_map(|server| server.trim().rsplit_once(':')?.1.parse().ok())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     pub fn plan(&self, service: Service) -> &ServicePlan {
         // `validate` always fills all three services.
         self.services
@@ -113,16 +144,17 @@ impl KafkaSecuritySpec {
         }
     }
 
-    /// The mechanism when every service gets its own SCRAM user and ACLs.
+    /// The mechanism when the operator gives every service its own SCRAM user and ACLs.
     pub fn scram(&self) -> Option<SaslMechanism> {
-        self.sasl.as_ref().map(|s| s.mechanism).filter(|m| m.is_scram())
+        let sasl = self.sasl.as_ref()?;
+        (sasl.mechanism.is_scram() && sasl.service_credentials == ServiceCredentials::Operator)
+            .then_some(sasl.mechanism)
     }
 
-    /// SASL PLAIN: the services' Kafka users and their Secrets are the user's to create.
-    pub fn plain(&self) -> bool {
-        self.sasl
-            .as_ref()
-            .is_some_and(|s| s.mechanism == SaslMechanism::Plain)
+    /// The services' Kafka users and their Secrets are the user's to create: always with PLAIN, and with
+    /// SCRAM under `serviceCredentials: Provided`.
+    pub fn provided_credentials(&self) -> bool {
+        self.sasl.is_some() && self.scram().is_none()
     }
 }
 
@@ -138,16 +170,16 @@ impl std::fmt::Display for InvalidSpec {
     }
 }
 
-/// [`validate_with_default_tag`] with the tag of the images this operator was released with, as when it
-/// runs without `--default-image-tag`.
+/// [`validate_with`] the project's registry and the tag of the images this operator was released with, as
+/// when it runs without `--image-registry` and `--default-image-tag`.
 pub fn validate(os: &OrderSystem) -> Result<ValidSpec, InvalidSpec> {
-    validate_with_default_tag(os, names::DEFAULT_IMAGE_TAG)
+    validate_with(os, &ServiceImages::default())
 }
 
-/// `default_tag` is the operator's image tag for a service deployed for the first time (see
-/// [`decide_image`]).
+/// `images` names the project's images: their registry, and the tag for a service deployed for the first
+/// time (see [`decide_image`]).
 /// Long on purpose: one list of checks, each collecting its problem, so every problem is reported at once.
-pub fn validate_with_default_tag(os: &OrderSystem, default_tag: &str) -> Result<ValidSpec, InvalidSpec> {
+pub fn validate_with(os: &OrderSystem, images: &ServiceImages) -> Result<ValidSpec, InvalidSpec> {
     let mut problems = Vec::new();
     let name = os.name_any();
     let namespace = os.namespace().unwrap_or_default();
@@ -183,9 +215,10 @@ pub fn validate_with_default_tag(os: &OrderSystem, default_tag: &str) -> Result<
     check_security(os, &mut problems);
     check_scaling(os, &mut problems);
     check_template(os, &name, &mut problems);
+    check_expose(os, &mut problems);
     let mut services = Vec::new();
     for service in Service::ALL {
-        let image = decide_image(os, service, default_tag);
+        let image = decide_image(os, service, images);
         let mut plan = plan_service(&namespace, &name, service, service_spec(os, service), image);
         if let Some(recorded) = recorded_schema(os, service) {
             plan.db_identifier = recorded;
@@ -234,7 +267,40 @@ pub fn validate_with_default_tag(os: &OrderSystem, default_tag: &str) -> Result<
         deletion_policy: spec.deletion_policy,
         paused: spec.paused,
         adopt_from: os.annotations().get(names::ADOPT_FROM_ANNOTATION).cloned(),
+        expose: spec.expose.clone(),
+        network_policy: spec.network_policy.clone(),
     })
+}
+
+/// The endpoint `expose` gives `service`.
+fn endpoint(expose: &ExposeSpec, service: Service) -> Option<&PublicEndpoint> {
+    match service {
+        Service::Order => expose.order.as_ref(),
+        Service::Invoicing => expose.invoicing.as_ref(),
+        Service::Shipping => expose.shipping.as_ref(),
+    }
+}
+
+/// Two services published at one host and path would each claim the other's requests.
+fn check_expose(os: &OrderSystem, problems: &mut Vec<String>) {
+    let Some(expose) = &os.spec.expose else {
+        return;
+    };
+    let mut seen: BTreeMap<(&str, &str), Service> = BTreeMap::new();
+    for service in Service::ALL {
+        let Some(endpoint) = endpoint(expose, service) else {
+            continue;
+        };
+        if let Some(first) = seen.insert((&endpoint.host, endpoint.path()), service) {
+            problems.push(format!(
+                "spec.expose publishes {} and {} both at {}{}: give each its own host or path",
+                first.as_str(),
+                service.as_str(),
+                endpoint.host,
+                endpoint.path()
+            ));
+        }
+    }
 }
 
 /// The schema name this resource's status records for `service`: kept over the computed one, so a rule
@@ -248,18 +314,18 @@ fn recorded_schema(os: &OrderSystem, service: Service) -> Option<String> {
 
 /// The one place that decides a service's image, first match wins:
 /// 1. the service's own `image` in the spec;
-/// 2. `spec.imageTag`: the project's image with that tag;
+/// 2. `spec.imageTag`: the project's image with that tag, from the operator's registry;
 /// 3. the image its status records, the one it was deployed with: upgrading the operator, or changing
-///    its default tag, rolls nothing;
-/// 4. the project's image with the operator's `default_tag`, for a service never deployed.
-pub fn decide_image(os: &OrderSystem, service: Service, default_tag: &str) -> String {
+///    its default tag or registry, rolls nothing;
+/// 4. the project's image with the operator's default tag, for a service never deployed.
+pub fn decide_image(os: &OrderSystem, service: Service, images: &ServiceImages) -> String {
     if let Some(image) = service_spec(os, service).image {
         return image.clone();
     }
     if let Some(tag) = &os.spec.image_tag {
-        return names::service_image(service, tag);
+        return images.image(service, tag);
     }
-    recorded_image(os, service).unwrap_or_else(|| names::service_image(service, default_tag))
+    recorded_image(os, service).unwrap_or_else(|| images.default_image(service))
 }
 
 /// The image this resource's status records for `service`, if any.
@@ -509,10 +575,41 @@ spec:
         [Service::Order, Service::Invoicing, Service::Shipping].map(|s| spec.plan(s).image.as_str())
     }
 
+    /// The project's registry with `default_tag`.
+    fn tagged(default_tag: &str) -> ServiceImages {
+        ServiceImages {
+            default_tag: default_tag.into(),
+            ..ServiceImages::default()
+        }
+    }
+
+    #[test]
+    fn a_mirror_serves_every_image_named_from_a_tag_and_a_recorded_image_stays() {
+        let mirror = ServiceImages {
+            registry: "mirror.internal/os".into(),
+            default_tag: "2.0.0".into(),
+        };
+        let spec = validate_with(&os_from_yaml(MINIMAL), &mirror).expect("valid");
+        assert_eq!(images(&spec)[0], "mirror.internal/os/order:2.0.0");
+        let recorded = ["ghcr.io/ordersystem/order:1.0.0", "", ""];
+        let spec = validate_with(&deployed_with(MINIMAL, recorded), &mirror).expect("valid");
+        assert_eq!(
+            images(&spec),
+            [
+                "ghcr.io/ordersystem/order:1.0.0",
+                "mirror.internal/os/invoicing:2.0.0",
+                "mirror.internal/os/shipping:2.0.0"
+            ]
+        );
+        let moved = MINIMAL.replace("spec:\n", "spec:\n  imageTag: 2.1.0\n");
+        let spec = validate_with(&deployed_with(&moved, recorded), &mirror).expect("valid");
+        assert_eq!(images(&spec)[0], "mirror.internal/os/order:2.1.0");
+    }
+
     #[test]
     fn a_service_never_deployed_gets_the_operators_default_tag() {
         let os = os_from_yaml(MINIMAL);
-        let spec = validate_with_default_tag(&os, "2.0.0").expect("valid");
+        let spec = validate_with(&os, &tagged("2.0.0")).expect("valid");
         assert_eq!(
             images(&spec),
             [
@@ -532,7 +629,7 @@ spec:
         ];
         let os = deployed_with(MINIMAL, recorded);
         for default_tag in ["1.0.0", "2.0.0", names::DEFAULT_IMAGE_TAG] {
-            let spec = validate_with_default_tag(&os, default_tag).expect("valid");
+            let spec = validate_with(&os, &tagged(default_tag)).expect("valid");
             assert_eq!(images(&spec), recorded, "default tag {default_tag}");
         }
         // `validate` without a tag is the build's default: the record wins there too.
@@ -542,7 +639,7 @@ spec:
     #[test]
     fn an_empty_record_is_no_record() {
         let os = deployed_with(MINIMAL, ["", "ghcr.io/ordersystem/invoicing:1.0.0", ""]);
-        let spec = validate_with_default_tag(&os, "2.0.0").expect("valid");
+        let spec = validate_with(&os, &tagged("2.0.0")).expect("valid");
         assert_eq!(
             images(&spec),
             [
@@ -564,7 +661,7 @@ spec:
             "registry.example/inv:7",
             "ghcr.io/ordersystem/shipping:1.0.0",
         ];
-        let spec = validate_with_default_tag(&deployed_with(&yaml, recorded), "9.9.9").expect("valid");
+        let spec = validate_with(&deployed_with(&yaml, recorded), &tagged("9.9.9")).expect("valid");
         assert_eq!(
             images(&spec),
             [
@@ -584,12 +681,12 @@ spec:
         let recorded = ["a", "registry.example/inv:6", "c"];
         let os = deployed_with(&yaml, recorded);
         assert_eq!(
-            decide_image(&os, Service::Invoicing, "9.9.9"),
+            decide_image(&os, Service::Invoicing, &tagged("9.9.9")),
             "registry.example/inv:7"
         );
         // Without the spec-wide tag a service's own image still comes first; the others keep theirs.
         let yaml = yaml.replace("  imageTag: 2.1.0\n", "");
-        let spec = validate_with_default_tag(&deployed_with(&yaml, recorded), "9.9.9").expect("valid");
+        let spec = validate_with(&deployed_with(&yaml, recorded), &tagged("9.9.9")).expect("valid");
         assert_eq!(images(&spec), ["a", "registry.example/inv:7", "c"]);
     }
 
@@ -649,6 +746,7 @@ spec:
         let sasl = KafkaSasl {
             mechanism: SaslMechanism::ScramSha256,
             credentials_secret_ref: crate::crd::SecretRef { name: "c".into() },
+            service_credentials: ServiceCredentials::Operator,
         };
         let spec = |tls: bool, sasl_on: bool| KafkaSecuritySpec {
             tls: tls.then(KafkaTls::default),
@@ -659,5 +757,29 @@ spec:
         assert_eq!(spec(false, true).protocol(), "sasl_plaintext");
         assert_eq!(spec(true, true).protocol(), "sasl_ssl");
         assert_eq!(spec(true, true).scram(), Some(SaslMechanism::ScramSha256));
+        assert!(!spec(true, true).provided_credentials());
+    }
+
+    #[test]
+    fn the_services_credentials_are_provided_with_plain_or_when_the_spec_says_so() {
+        let security = |mechanism, service_credentials| KafkaSecuritySpec {
+            tls: Some(KafkaTls::default()),
+            sasl: Some(KafkaSasl {
+                mechanism,
+                credentials_secret_ref: crate::crd::SecretRef { name: "c".into() },
+                service_credentials,
+            }),
+        };
+        let provided = security(SaslMechanism::ScramSha512, ServiceCredentials::Provided);
+        assert_eq!(provided.scram(), None, "the operator makes no SCRAM users");
+        assert!(provided.provided_credentials());
+        assert_eq!(provided.protocol(), "sasl_ssl");
+        let plain = security(SaslMechanism::Plain, ServiceCredentials::Operator);
+        assert_eq!(plain.scram(), None);
+        assert!(
+            plain.provided_credentials(),
+            "PLAIN users cannot be made through Kafka"
+        );
+        assert!(!KafkaSecuritySpec::default().provided_credentials());
     }
 }

@@ -48,7 +48,10 @@ pub async fn start_with_default_image_tag(
 ) -> Operator {
     let elected = Elected {
         namespace: Some(namespace.to_string()),
-        default_image_tag: default_image_tag.to_string(),
+        images: ordersystem_operator::names::ServiceImages {
+            default_tag: default_image_tag.to_string(),
+            ..Default::default()
+        },
         lease: None,
     };
     launch(admin, elected, metrics).await
@@ -62,7 +65,7 @@ pub async fn start_with_default_image_tag(
 pub async fn start_elected(admin: &kube::Client, lease: LeaseConfig, metrics: Arc<Metrics>) -> Operator {
     let elected = Elected {
         namespace: Some(lease.namespace.clone()),
-        default_image_tag: ordersystem_operator::names::DEFAULT_IMAGE_TAG.to_string(),
+        images: Default::default(),
         lease: Some(lease),
     };
     launch(admin, elected, metrics).await

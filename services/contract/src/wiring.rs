@@ -43,11 +43,21 @@ pub mod env {
     pub const KAFKA_SASL_PASSWORD: &str = "KAFKA_SASL_PASSWORD";
     /// Consumer group id of invoicing or shipping; the operator sets `<namespace>.<name>.<service>`.
     pub const KAFKA_GROUP_ID: &str = "KAFKA_GROUP_ID";
+    /// Static group membership (`group.instance.id`): the consumer's stable name in its group, so under the
+    /// classic protocol a restarted container takes its partitions back at once instead of after the
+    /// session timeout (the kit's `config::Membership` says why not under KIP-848). The operator sets the
+    /// pod's name.
+    pub const KAFKA_GROUP_INSTANCE_ID: &str = "KAFKA_GROUP_INSTANCE_ID";
     /// `consumer` (KIP-848) or `classic` (cooperative-sticky).
     pub const KAFKA_GROUP_PROTOCOL: &str = "KAFKA_GROUP_PROTOCOL";
     /// How often the Kafka clients refresh topic metadata (`topic.metadata.refresh.interval.ms`), so added
     /// partitions are picked up; default 30000.
     pub const KAFKA_METADATA_REFRESH_MS: &str = "KAFKA_METADATA_REFRESH_MS";
+    /// The public URL of each service's pages (an Ingress or HTTPRoute in front of it), when it has one:
+    /// a service serves its pages under its own URL's path and links to the others by theirs.
+    pub const ORDER_PUBLIC_URL: &str = "ORDER_PUBLIC_URL";
+    pub const INVOICING_PUBLIC_URL: &str = "INVOICING_PUBLIC_URL";
+    pub const SHIPPING_PUBLIC_URL: &str = "SHIPPING_PUBLIC_URL";
     /// Tuning with working defaults; the operator need not set them.
     pub const DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
     pub const KAFKA_SESSION_TIMEOUT_MS: &str = "KAFKA_SESSION_TIMEOUT_MS";
@@ -82,6 +92,10 @@ pub mod env {
         KAFKA_SASL_USERNAME,
         KAFKA_SASL_PASSWORD,
         KAFKA_GROUP_ID,
+        KAFKA_GROUP_INSTANCE_ID,
+        ORDER_PUBLIC_URL,
+        INVOICING_PUBLIC_URL,
+        SHIPPING_PUBLIC_URL,
         crate::build::REVISION_ENV,
     ];
 }

@@ -45,6 +45,8 @@ pub struct HttpArgs {
     /// Socket address for the UI, API, probes and metrics.
     #[arg(long = "listen-addr", env = env::LISTEN_ADDR, default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
+    #[command(flatten)]
+    pub public: crate::public::PublicUrls,
 }
 
 /// The service's Postgres login and its own schema.

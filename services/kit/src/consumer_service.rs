@@ -47,7 +47,14 @@ impl<H: Handler> ConsumerService<H> {
         let metrics = Metrics::new();
         let db = Database::connect_lazy(&config.database)?;
         let app = (self.pages)(db.pool.clone()).merge(health::router(db.clone(), metrics.clone()));
-        let server = tokio::spawn(health::serve(listener, app, metrics.clone(), shutdown.clone()));
+        let site = config.http.public.site(self.name);
+        let server = tokio::spawn(health::serve(
+            listener,
+            app,
+            metrics.clone(),
+            site,
+            shutdown.clone(),
+        ));
         // Consume only once the tables exist; until then /readyz says not ready.
         let migrators = [self.migrator, &*consumer::store::MIGRATOR];
         if db.migrate(&migrators, shutdown.clone()).await {

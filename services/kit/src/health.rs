@@ -84,15 +84,24 @@ pub async fn count_requests(State(metrics): State<Metrics>, request: Request, ne
     response
 }
 
-/// Serve `app` (with request counting) on `listener` until `shutdown` fires; in-flight requests finish.
+/// Serve `app` (with request counting) on `listener` under `site`'s path until `shutdown` fires; in-flight
+/// requests finish. The pages of every service show `site`'s navigation from now on.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     metrics: Metrics,
+    site: crate::public::Site,
     mut shutdown: crate::shutdown::Shutdown,
 ) -> std::io::Result<()> {
+    crate::public::init(&site);
     let app = app.layer(axum::middleware::from_fn_with_state(metrics, count_requests));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    // Around the router, not a route layer: the path must be rewritten before routing.
+    let strip = axum::middleware::from_fn_with_state(site.base_path, crate::public::strip_base_path);
+    let app = tower::Layer::layer(&strip, app);
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(async move { shutdown.wait().await })
+    .await
 }

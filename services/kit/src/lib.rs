@@ -3,6 +3,9 @@
 //! invoicing and shipping give a handler, and the outbox relay that order runs) with the tables it runs,
 //! created by the kit's own migrations (`consumer::store::MIGRATOR`, `relay::store::MIGRATOR`).
 
+// The shared templates name the kit by its crate name, which must resolve in the kit's own templates too.
+extern crate self as ordersystem_service_kit;
+
 pub mod batch;
 pub mod config;
 pub mod consumer;
@@ -15,6 +18,7 @@ pub mod keyed;
 pub mod metrics;
 pub mod pages;
 pub mod process;
+pub mod public;
 pub mod relay;
 pub mod shutdown;
 pub mod telemetry;

@@ -59,7 +59,8 @@ pub async fn run(
         relay_wake: wake,
     };
     let app = http::router(state).merge(health::router(db.clone(), metrics.clone()));
-    let server = tokio::spawn(health::serve(listener, app, metrics, shutdown.clone()));
+    let site = config.http.public.site("order");
+    let server = tokio::spawn(health::serve(listener, app, metrics, site, shutdown.clone()));
     // Migrate and seed before relaying; the server answers /healthz (and /readyz "not ready") meanwhile.
     let seed = |pool: sqlx::PgPool| async move { store::seed(&pool).await };
     let migrators = [&MIGRATOR, &*relay::store::MIGRATOR];
