@@ -73,17 +73,18 @@ pub async fn read_secrets(client: &kube::Client, spec: &ValidSpec) -> Result<sec
 }
 
 /// The services' identities, with SASL, from `existing` (their Secrets as `read_secrets` found them):
-/// with SCRAM a missing Secret is created with a generated password (unless paused); with PLAIN the user
-/// provides them, and a missing one is left out.
+/// when the operator makes the SCRAM users a missing Secret is created with a generated password (unless
+/// paused); with provided credentials (PLAIN, or `serviceCredentials: Provided`) the user provides them,
+/// and a missing one is left out.
 pub async fn identities(
     client: &kube::Client,
     spec: &ValidSpec,
     existing: &secrets::ByService,
 ) -> Result<Vec<Identity>, Error> {
-    let Some(sasl) = &spec.kafka_security.sasl else {
+    if spec.kafka_security.sasl.is_none() {
         return Ok(Vec::new());
-    };
-    let create = sasl.mechanism.is_scram() && !spec.paused;
+    }
+    let create = spec.kafka_security.scram().is_some() && !spec.paused;
     let mut identities = Vec::new();
     for plan in &spec.services {
         let secret = match existing.get(&plan.service) {
