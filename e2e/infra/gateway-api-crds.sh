@@ -6,16 +6,5 @@
 # Usage: gateway-api-crds.sh [apply|dir]   (default apply; dir prints the directory holding the CRDs)
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" gateway-api-crds
-MODULE=sigs.k8s.io/gateway-api
-
-crd_dir() { echo "$(go_module_dir "$MODULE" "$GATEWAY_API_VERSION")/config/crd/standard"; }
-
-case ${1:-apply} in
-  dir) crd_dir ;;
-  apply)
-    dir=$(crd_dir)
-    apply_crds "Gateway API $GATEWAY_API_VERSION" \
-      "$dir"/gateway.networking.k8s.io_{gatewayclasses,gateways,httproutes,referencegrants}.yaml
-    ;;
-  *) die "usage: gateway-api-crds.sh [apply|dir]" ;;
-esac
+module_crds "Gateway API" sigs.k8s.io/gateway-api "$GATEWAY_API_VERSION" config/crd/standard "${1:-apply}" \
+  gateway.networking.k8s.io_{gatewayclasses,gateways,httproutes,referencegrants}.yaml

@@ -40,6 +40,20 @@ apply_crds() {
   say "served: ${names[*]##*/} ($what)"
 }
 
+# module_crds WHAT MODULE VERSION SUBDIR ACTION FILE...: the body of a script serving the CRDs a project
+# publishes in its Go module: ACTION `dir` prints where they are (SUBDIR of MODULE@VERSION), `apply` applies
+# FILE... from there.
+module_crds() {
+  local what=$1 module=$2 version=$3 subdir=$4 action=$5 dir
+  shift 5
+  dir="$(go_module_dir "$module" "$version")/$subdir"
+  case $action in
+    dir) echo "$dir" ;;
+    apply) apply_crds "$what $version" "${@/#/$dir/}" ;;
+    *) die "usage: $(basename "$0") [apply|dir]" ;;
+  esac
+}
+
 # die_with_log LOGFILE MESSAGE: fail naming the component and showing its log tail.
 die_with_log() {
   say "ERROR: $2 (log: $1)"

@@ -7,16 +7,6 @@
 # Usage: monitoring-crds.sh [apply|dir]   (default apply; dir prints the directory holding the CRDs)
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" monitoring-crds
-MODULE=github.com/prometheus-operator/prometheus-operator
-
-crd_dir() { echo "$(go_module_dir "$MODULE" "$PROMETHEUS_OPERATOR_VERSION")/example/prometheus-operator-crd"; }
-
-case ${1:-apply} in
-  dir) crd_dir ;;
-  apply)
-    dir=$(crd_dir)
-    apply_crds "monitoring.coreos.com $PROMETHEUS_OPERATOR_VERSION" \
-      "$dir"/monitoring.coreos.com_{podmonitors,servicemonitors,prometheusrules}.yaml
-    ;;
-  *) die "usage: monitoring-crds.sh [apply|dir]" ;;
-esac
+module_crds monitoring.coreos.com github.com/prometheus-operator/prometheus-operator \
+  "$PROMETHEUS_OPERATOR_VERSION" example/prometheus-operator-crd "${1:-apply}" \
+  monitoring.coreos.com_{podmonitors,servicemonitors,prometheusrules}.yaml
