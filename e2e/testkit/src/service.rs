@@ -44,6 +44,7 @@ pub fn consumer_args(group: &str, protocol: GroupProtocol) -> ConsumerArgs {
         group_id: Some(group.into()),
         group_protocol: protocol,
         session_timeout_ms: 6_000,
+        group_instance_id: None,
         max_poll_interval_ms: 10_000,
         retry_backoff_ms: 200,
         retry_backoff_max_ms: 1_000,

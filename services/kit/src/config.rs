@@ -162,6 +162,10 @@ pub struct ConsumerArgs {
     /// Classic protocol only (librdkafka rejects it under KIP-848): session timeout in milliseconds.
     #[arg(long = "kafka-session-timeout-ms", env = env::KAFKA_SESSION_TIMEOUT_MS, default_value_t = 45_000)]
     pub session_timeout_ms: u32,
+    /// This consumer's stable name in its group (`group.instance.id`, static membership); the operator sets
+    /// the pod's name. Used under the classic protocol only: see `Membership`.
+    #[arg(long = "kafka-group-instance-id", env = env::KAFKA_GROUP_INSTANCE_ID, value_parser = group_instance_id)]
+    pub group_instance_id: Option<String>,
     /// Longest time between polls before the member is thrown out; the loop keeps polling while paused.
     #[arg(
         long = "kafka-max-poll-interval-ms",
@@ -177,10 +181,49 @@ pub struct ConsumerArgs {
     pub retry_backoff_max_ms: u64,
 }
 
+/// How a consumer is known to its group, which decides how fast a restarted container gets its partitions
+/// back after its process was killed (SIGKILL, OOM kill), when it could not leave the group.
+///
+/// - `Dynamic`: every start is a new member. The killed member keeps its partitions until the broker lets
+///   its session expire (the consumer protocol: the broker's `group.consumer.session.timeout.ms`, 45 s by
+///   default; classic: `--kafka-session-timeout-ms`); they stall that long.
+/// - `Static` (classic protocol and an instance id): the restarted container joins with the same
+///   `group.instance.id`, and the coordinator hands it the killed member's assignment at once, without a
+///   rebalance (KIP-345). A static member that shuts down cleanly does not leave the group by itself
+///   (librdkafka follows KIP-345 there), which would stall a scaled-down or replaced pod's partitions
+///   until its session expires; the consumer loop therefore leaves explicitly on shutdown, as a dynamic
+///   member does, so scale-down and rolling updates (new pod names) rebalance at once as before.
+/// - `NotUnderConsumerProtocol`: an instance id is given but the group protocol is `consumer` (KIP-848).
+///   There the coordinator refuses a member joining with an instance id that a member which did not leave
+///   still holds (`UNRELEASED_INSTANCE_ID`, Kafka's `throwIfInstanceIdIsUnreleased`) until that member's
+///   session expires, and librdkafka treats the refusal as fatal: the restarted container could not
+///   consume at all. A static member that leaves keeps its partitions for the session timeout (member
+///   epoch -2), which would stall scale-down. So the id is not used, and recovery after a kill is bounded
+///   by the broker's session timeout as for `Dynamic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    Dynamic,
+    Static { instance_id: String },
+    NotUnderConsumerProtocol { instance_id: String },
+}
+
 impl ConsumerArgs {
     /// The configured group id, or `default` (the service's name).
     pub fn group(&self, default: &str) -> String {
         self.group_id.clone().unwrap_or_else(|| default.to_string())
+    }
+
+    /// Static membership where the protocol makes it help; see `Membership`.
+    pub fn membership(&self) -> Membership {
+        match (&self.group_instance_id, self.group_protocol) {
+            (None, _) => Membership::Dynamic,
+            (Some(id), GroupProtocol::Classic) => Membership::Static {
+                instance_id: id.clone(),
+            },
+            (Some(id), GroupProtocol::Consumer) => Membership::NotUnderConsumerProtocol {
+                instance_id: id.clone(),
+            },
+        }
     }
 
     pub fn backoff(&self) -> (Duration, Duration) {
@@ -189,6 +232,31 @@ impl ConsumerArgs {
             Duration::from_millis(self.retry_backoff_max_ms),
         )
     }
+}
+
+/// Kafka's rule for a `group.instance.id` (as for topic names): 1 to 249 characters of `a-z`, `A-Z`,
+/// `0-9`, `.`, `_` and `-`. Checked here so that a bad value stops the service at start with a sentence,
+/// not as a broker error at every join. A pod's name always passes.
+fn group_instance_id(value: &str) -> Result<String, String> {
+    const MAX: usize = 249;
+    if value.is_empty() {
+        return Err("a group instance id must not be empty; leave the variable unset for none".into());
+    }
+    if value.len() > MAX {
+        return Err(format!(
+            "a group instance id has at most {MAX} characters; this one has {}",
+            value.len()
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "a group instance id may hold only letters a-z and A-Z, digits, '.', '_' and '-'; {bad:?} is none of them"
+        ));
+    }
+    Ok(value.to_string())
 }
 
 /// How logs are written.
@@ -245,5 +313,51 @@ mod tests {
             "the reference's group when run alone"
         );
         assert_eq!(config.consumer.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(config.consumer.membership(), Membership::Dynamic);
+    }
+
+    fn consumer_args(flags: &[&str]) -> Result<ConsumerArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            consumer: ConsumerArgs,
+        }
+        Args::try_parse_from(std::iter::once("svc").chain(flags.iter().copied())).map(|a| a.consumer)
+    }
+
+    #[test]
+    fn an_instance_id_makes_a_static_member_under_the_classic_protocol_only() {
+        let pod = "--kafka-group-instance-id=shop-invoicing-7d9f8c6b5-x2x4q";
+        let classic = consumer_args(&[pod, "--kafka-group-protocol=classic"]).unwrap();
+        assert_eq!(
+            classic.membership(),
+            Membership::Static {
+                instance_id: "shop-invoicing-7d9f8c6b5-x2x4q".into()
+            }
+        );
+        let consumer = consumer_args(&[pod]).unwrap();
+        assert_eq!(
+            consumer.membership(),
+            Membership::NotUnderConsumerProtocol {
+                instance_id: "shop-invoicing-7d9f8c6b5-x2x4q".into()
+            }
+        );
+        let none = consumer_args(&["--kafka-group-protocol=classic"]).unwrap();
+        assert_eq!(none.membership(), Membership::Dynamic);
+    }
+
+    #[test]
+    fn an_invalid_instance_id_is_refused_with_the_rule() {
+        for (value, says) in [
+            ("", "must not be empty"),
+            ("pod/one", "'/' is none of them"),
+            (&"a".repeat(250), "at most 249 characters; this one has 250"),
+        ] {
+            let error = consumer_args(&[&format!("--kafka-group-instance-id={value}")])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{value:?}: {error}");
+        }
+        assert!(consumer_args(&[&format!("--kafka-group-instance-id={}", "a".repeat(249))]).is_ok());
     }
 }

@@ -2,7 +2,9 @@
 //! librdkafka's callbacks into logs and metrics: every rebalance is logged with its partitions (so
 //! scaling can be seen), and "all brokers down" flips the `kafka_connected` gauge.
 
-use crate::config::{ConsumerArgs, GroupProtocol, KafkaArgs, KafkaSecurityArgs, SecurityProtocol};
+use crate::config::{
+    ConsumerArgs, GroupProtocol, KafkaArgs, KafkaSecurityArgs, Membership, SecurityProtocol,
+};
 use crate::metrics::Metrics;
 use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
@@ -162,7 +164,8 @@ pub fn producer_config(kafka: &KafkaArgs, message_timeout_ms: u32) -> ClientConf
 }
 
 /// The consumer of invoicing and shipping: offsets stored by the loop only after the database commit and
-/// committed by the background auto-commit; a new group starts at the earliest offset.
+/// committed by the background auto-commit; a new group starts at the earliest offset. A static member
+/// (`Membership::Static`, classic only) gets its `group.instance.id`.
 pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs, group: &str) -> ClientConfig {
     let mut config = base_config(kafka);
     config
@@ -187,6 +190,9 @@ pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs, group: &str) 
                 .set("partition.assignment.strategy", "cooperative-sticky")
                 .set("session.timeout.ms", consumer.session_timeout_ms.to_string());
         }
+    }
+    if let Membership::Static { instance_id } = consumer.membership() {
+        config.set("group.instance.id", instance_id);
     }
     config
 }
@@ -222,6 +228,30 @@ mod tests {
         assert_eq!(config.get("sasl.username"), Some("shop.shop.order"));
         assert_eq!(config.get("sasl.password"), Some("hunter2"));
         assert!(!format!("{:?}", args.kafka).contains("hunter2"));
+    }
+
+    #[derive(clap::Parser)]
+    struct ConsumerFlags {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        consumer: ConsumerArgs,
+    }
+
+    #[test]
+    fn the_instance_id_reaches_librdkafka_under_the_classic_protocol_only() {
+        let pod = "--kafka-group-instance-id=shop-invoicing-7d9f8c6b5-x2x4q";
+        let classic = ConsumerFlags::parse_from(["svc", pod, "--kafka-group-protocol=classic"]);
+        let config = consumer_config(&classic.kafka, &classic.consumer, "g");
+        assert_eq!(
+            config.get("group.instance.id"),
+            Some("shop-invoicing-7d9f8c6b5-x2x4q")
+        );
+        assert_eq!(config.get("group.protocol"), Some("classic"));
+        let consumer = ConsumerFlags::parse_from(["svc", pod]);
+        let config = consumer_config(&consumer.kafka, &consumer.consumer, "g");
+        assert_eq!(config.get("group.instance.id"), None);
+        assert_eq!(config.get("group.protocol"), Some("consumer"));
     }
 
     #[test]

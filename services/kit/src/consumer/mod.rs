@@ -20,7 +20,10 @@
 //!   connection kept from batch to batch: `db::WarmConnections`); when anything in it fails, its records
 //!   are processed one by one, each in a transaction and as above (what the batch stored is a duplicate
 //!   then);
-//! - on shutdown it finishes the records in hand, commits the stored offsets and leaves the group.
+//! - on shutdown it finishes the records in hand, commits the stored offsets and leaves the group, a
+//!   static member too (`leave`);
+//! - a fatal consumer error (another member took this one's instance id) ends the loop with an error, so
+//!   the process exits instead of consuming nothing.
 
 mod outcome;
 mod partitions;
@@ -28,7 +31,7 @@ pub mod store;
 
 pub use outcome::Written;
 
-use crate::config::{ConsumerArgs, KafkaArgs};
+use crate::config::{ConsumerArgs, KafkaArgs, Membership};
 use crate::db::WarmConnections;
 use crate::kafka::{KafkaContext, consumer_config};
 use crate::metrics::Metrics;
@@ -52,6 +55,12 @@ use store::DeadLetter;
 const MAX_BATCH: usize = 1000;
 /// Pause after a failed receive; short, so shutdown is not held up.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Longest a static member waits on shutdown for its partitions to be revoked after it unsubscribed.
+const LEAVE_WITHIN: Duration = Duration::from_secs(5);
+/// How long a static member goes on serving librdkafka's events once its assignment is empty: the
+/// LeaveGroup request is sent from librdkafka's own thread after the revocation, and closing before
+/// that would suppress it (a static member sends none on close).
+const LEAVE_GRACE: Duration = Duration::from_millis(500);
 
 /// Dead-letter reason of a record that is not a valid `OrderPlaced` as the handler's view reads it.
 pub const REASON_UNDECODABLE: &str = "Undecodable";
@@ -93,6 +102,14 @@ pub enum ConsumerError {
     #[error("failed to subscribe to topic {topic}")]
     Subscribe {
         topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(
+        "the Kafka consumer stopped for good (with static membership: another member joined with this one's \
+         instance id)"
+    )]
+    Fatal {
         #[source]
         source: KafkaError,
     },
@@ -148,6 +165,9 @@ impl<H: Handler> ConsumerLoop<H> {
                         }
                         self.consume(&warm, &mut partitions, batch).await;
                     }
+                    Err(source @ KafkaError::MessageConsumptionFatal(_)) => {
+                        return Err(ConsumerError::Fatal { source });
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "kafka receive failed");
                         // Errors can repeat back to back while the broker is away; don't spin on them.
@@ -161,6 +181,9 @@ impl<H: Handler> ConsumerLoop<H> {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => tracing::info!("offsets committed, leaving the group"),
             Err(error) => tracing::info!(%error, "no offsets to commit on shutdown"),
+        }
+        if let Membership::Static { .. } = args.membership() {
+            leave(&consumer).await;
         }
         Ok(())
     }
@@ -362,6 +385,42 @@ impl<H: Handler> ConsumerLoop<H> {
     }
 }
 
+/// A static member's explicit leave: unsubscribing revokes its partitions and sends a LeaveGroup, so the
+/// others take them over now rather than after the session timeout (librdkafka sends none when a static
+/// member closes, per KIP-345). Waits until the revocation was served here (`recv` serves librdkafka's
+/// events; records that still arrive are dropped, their offsets not stored), then `LEAVE_GRACE` for the
+/// request to go out. A restart in the same pod rebalances twice then, as a dynamic member does; static
+/// membership is for the restart after a kill, when no leave was possible.
+async fn leave(consumer: &StreamConsumer<KafkaContext>) {
+    consumer.unsubscribe();
+    let until = tokio::time::Instant::now() + LEAVE_WITHIN;
+    let mut revoked_at = None;
+    loop {
+        let now = tokio::time::Instant::now();
+        let empty = consumer.assignment().map_or(true, |a| a.count() == 0);
+        if empty && revoked_at.is_none() {
+            revoked_at = Some(now);
+        }
+        let deadline = match revoked_at {
+            Some(at) => (at + LEAVE_GRACE).min(until.max(now)),
+            None => until,
+        };
+        if now >= deadline {
+            break;
+        }
+        let _ =
+            tokio::time::timeout_at(deadline.min(now + Duration::from_millis(100)), consumer.recv()).await;
+    }
+    if revoked_at.is_some() {
+        tracing::info!("partitions revoked, left the group as a static member");
+    } else {
+        tracing::warn!(
+            within = ?LEAVE_WITHIN,
+            "the partitions were not revoked in time; the group takes them over when the session expires"
+        );
+    }
+}
+
 /// A consumer of `kafka.topic` in `group`, subscribed.
 fn subscribe(
     kafka: &KafkaArgs,
@@ -378,6 +437,18 @@ fn subscribe(
             topic: kafka.topic.clone(),
             source,
         })?;
+    match args.membership() {
+        Membership::Dynamic => {}
+        Membership::Static { instance_id } => tracing::info!(
+            %instance_id,
+            "static group membership: after a crash the restarted container takes its partitions back at once"
+        ),
+        Membership::NotUnderConsumerProtocol { instance_id } => tracing::info!(
+            %instance_id,
+            "the group instance id is not used under the consumer protocol: the broker would refuse it after a \
+             crash until the session expires; a killed member's partitions wait for the broker's session timeout"
+        ),
+    }
     tracing::info!(topic = %kafka.topic, group = %group, protocol = ?args.group_protocol, "consumer started");
     Ok(consumer)
 }
