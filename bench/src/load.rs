@@ -2,8 +2,11 @@
 //! order form), either open-loop at a fixed rate (a request
 //! is due every 1/rate seconds whether or not earlier ones have returned, up to `max_in_flight`) or
 //! closed-loop at maximum rate (`concurrency` clients, each sending its next order when the last returned).
-//! Bounded by a count and a time; every accepted order is recorded with the wall-clock time its request was
-//! sent, the end-to-end latency's starting point.
+//! Bounded by a count and a time; every accepted order is recorded with the wall-clock time its clock
+//! started, the end-to-end latency's starting point: in the open loop when the order was due, so the wait
+//! of an order held back by the in-flight limit or a late timer counts (no coordinated omission: a service
+//! that stalls is not measured only by the few requests it let through); in the closed loop when it was
+//! sent, as no order is due before a client's last one returned.
 
 use serde_json::json;
 use std::sync::Arc;
@@ -43,10 +46,12 @@ pub fn describe(pace: Pace) -> String {
 pub struct Accepted {
     /// The id the service gave it, where its answer says.
     pub order_id: Option<i64>,
-    /// Unix time in microseconds when its request was sent.
+    /// Unix time in microseconds when its clock started: when it was due (open loop) or sent (closed loop).
     pub sent_us: i64,
-    /// How long `POST /api/orders` took.
+    /// From then until `POST /api/orders` was answered.
     pub accept_us: i64,
+    /// How long it waited after it was due before its request went out (open loop; 0 in the closed loop).
+    pub queued_us: i64,
 }
 
 /// Counters the progress line reads while the load runs.
@@ -115,11 +120,39 @@ struct Shared {
     result: Mutex<LoadResult>,
 }
 
+/// When an order's clock starts, on the wall clock (for the end-to-end latency against the stored
+/// times) and on the monotonic one (for the accept latency).
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    wall: SystemTime,
+    at: Instant,
+}
+
+impl Due {
+    fn now() -> Self {
+        Self {
+            wall: SystemTime::now(),
+            at: Instant::now(),
+        }
+    }
+
+    fn after(self, offset: Duration) -> Self {
+        Self {
+            wall: self.wall + offset,
+            at: self.at + offset,
+        }
+    }
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
 impl Shared {
-    async fn place(&self, n: u64) {
+    /// Sends order `n`, its clock started at `due` (when it was due, or now).
+    async fn place(&self, n: u64, due: Due) {
         self.progress.sent.fetch_add(1, Ordering::Relaxed);
-        let sent = SystemTime::now();
-        let started = Instant::now();
+        let queued_us = micros(due.at.elapsed());
         let outcome = async {
             let request = self.http.post(&self.url);
             let request = match self.api {
@@ -152,15 +185,16 @@ impl Shared {
             }
         }
         .await;
-        let accept_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let accept_us = micros(due.at.elapsed());
         let mut result = self.result.lock().await;
         match outcome {
             Ok(order_id) => {
                 self.progress.accepted.fetch_add(1, Ordering::Relaxed);
                 result.accepted.push(Accepted {
                     order_id,
-                    sent_us: unix_micros(sent),
+                    sent_us: unix_micros(due.wall),
                     accept_us,
+                    queued_us,
                 });
             }
             Err(error) => {
@@ -226,10 +260,11 @@ async fn at_rate(
 ) {
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let mut tasks = Vec::new();
-    let start = tokio::time::Instant::now();
+    let (start, clock) = (tokio::time::Instant::now(), Due::now());
     for n in 0..count {
         // Due times from the start, not from the previous send: a late tick does not lower the rate.
-        let due = start + Duration::from_secs_f64(n as f64 / per_second);
+        let offset = Duration::from_secs_f64(n as f64 / per_second);
+        let due = start + offset;
         if due >= deadline {
             break;
         }
@@ -242,8 +277,9 @@ async fn at_rate(
             break;
         }
         let shared = shared.clone();
+        let due = clock.after(offset);
         tasks.push(tokio::spawn(async move {
-            shared.place(n).await;
+            shared.place(n, due).await;
             drop(slot);
         }));
     }
@@ -263,7 +299,7 @@ async fn at_most(shared: &Arc<Shared>, concurrency: usize, count: u64, deadline:
                 if n >= count {
                     break;
                 }
-                shared.place(n).await;
+                shared.place(n, Due::now()).await;
             }
         })
     });
@@ -306,5 +342,71 @@ mod tests {
                 json["billingAddress"]["city"].as_str().unwrap_or_default()
             );
         }
+    }
+
+    /// A loopback HTTP server that answers every request with `201 {"id": 1}` after `delay`, one connection
+    /// at a time (as a service that cannot keep up); its base URL.
+    async fn slow_server(delay: Duration) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                tokio::time::sleep(delay).await;
+                let body = r#"{"id":1}"#;
+                let answer = format!(
+                    "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn an_order_held_back_by_a_slow_service_counts_its_wait_from_when_it_was_due() {
+        // 100 orders/s for 0.3 s but one at a time, answered after 50 ms: order n is due at 10n ms and sent
+        // at about 50n ms, so the last ones have waited some 100 ms before their request even went out.
+        let url = slow_server(Duration::from_millis(50)).await;
+        let pace = Pace::Rate {
+            per_second: 100.0,
+            max_in_flight: 1,
+        };
+        let result = run(
+            Api::OrderSystem,
+            &url,
+            pace,
+            30,
+            Duration::from_millis(300),
+            Arc::default(),
+        )
+        .await;
+        assert!(result.accepted.len() >= 4, "{} accepted", result.accepted.len());
+        let last = result
+            .accepted
+            .iter()
+            .max_by_key(|a| a.sent_us)
+            .expect("an order");
+        assert!(
+            last.queued_us >= 60_000,
+            "the last order waited {} µs after it was due",
+            last.queued_us
+        );
+        assert!(
+            last.accept_us >= last.queued_us + 45_000,
+            "its latency ({} µs) counts the wait and the 50 ms answer",
+            last.accept_us
+        );
+        // Spaced by when they were due (10 ms), not by when they could be sent (50 ms).
+        let mut due: Vec<i64> = result.accepted.iter().map(|a| a.sent_us).collect();
+        due.sort_unstable();
+        let spacing = (due[due.len() - 1] - due[0]) / (due.len() as i64 - 1);
+        assert!(
+            (9_000..=11_000).contains(&spacing),
+            "orders due {spacing} µs apart"
+        );
     }
 }

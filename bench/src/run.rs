@@ -193,8 +193,12 @@ pub struct Figures {
     pub end_to_end_per_s: f64,
     /// End to end, orders of the window (what the ends are, each scenario says).
     pub end_to_end_latency: Latency,
-    /// The `POST`'s round trip, orders sent in the window.
+    /// From when the order was due (open loop) or sent (closed loop) until its `POST` was answered, orders
+    /// of the window.
     pub accept_latency: Latency,
+    /// How long orders waited after they were due before their `POST` went out (the in-flight limit or a
+    /// late timer); all 0 in the closed loop.
+    pub queued_latency: Latency,
     /// From the last order sent until every order was stored.
     pub drain_s: f64,
     #[serde(flatten)]
@@ -215,6 +219,7 @@ impl Figures {
         let window_s = run.window_s();
         let per_s = |n: usize| round1(n as f64 / window_s.max(1e-9));
         let accept_us: Vec<i64> = run.in_window().map(|a| a.accept_us).collect();
+        let queued_us: Vec<i64> = run.in_window().map(|a| a.queued_us).collect();
         Figures {
             mode: load::describe(plan.pace),
             replicas: plan.replicas,
@@ -229,6 +234,7 @@ impl Figures {
             end_to_end_per_s: per_s(stored.completed_in_window),
             end_to_end_latency: Latency::of(stored.end_to_end_us),
             accept_latency: Latency::of(accept_us),
+            queued_latency: Latency::of(queued_us),
             drain_s: round1(run.drain.as_secs_f64()),
             usage: run.usage,
             load_average_before,
@@ -260,6 +266,7 @@ impl Figures {
         );
         print_latency(end_to_end, &self.end_to_end_latency);
         print_latency("latency POST accepted", &self.accept_latency);
+        print_latency("  of it queued", &self.queued_latency);
     }
 
     /// The last rows: memory and CPU, the machine, the exactly-once check.
