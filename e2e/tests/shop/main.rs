@@ -7,6 +7,7 @@ mod faults;
 mod flow;
 mod hostile_orders;
 mod postgres_restart;
+mod problems;
 mod rebalance;
 mod support;
 mod tolerant_reader;

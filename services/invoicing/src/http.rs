@@ -1,14 +1,17 @@
 //! The invoicing pages (`/`, `/{id}`) and JSON API (`/api/invoices`, `/api/invoices/{id}`). Read-only.
+//! Errors are problem+json on the API and the message page on the pages (`ordersystem_service_kit::problem`).
 
 use crate::domain::Invoice;
 use crate::store;
 use askama::Template;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ordersystem_service_kit::pages::{self, render};
+use ordersystem_service_kit::problem::Problem;
 use sqlx::PgPool;
 
 pub fn router(pool: PgPool) -> Router {
@@ -39,7 +42,11 @@ async fn list_page(State(pool): State<PgPool>) -> Response {
     })
 }
 
-async fn detail_page(State(pool): State<PgPool>, Path(id): Path<i64>) -> Response {
+async fn detail_page(State(pool): State<PgPool>, id: Result<Path<i64>, PathRejection>) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return Problem::from(rejection).page(),
+    };
     pages::one_page(store::get(&pool, id).await, ("invoice", id), |invoice| {
         let total = invoice.total().to_string();
         render(StatusCode::OK, &DetailPage { total, invoice })
@@ -47,13 +54,17 @@ async fn detail_page(State(pool): State<PgPool>, Path(id): Path<i64>) -> Respons
 }
 
 async fn list_api(State(pool): State<PgPool>) -> Response {
-    pages::answer(store::list(&pool).await, |invoices| {
+    pages::answer_json(store::list(&pool).await, |invoices| {
         Json(invoices).into_response()
     })
 }
 
 /// The invoice as stored, with its `totalAmount`.
-async fn detail_api(State(pool): State<PgPool>, Path(id): Path<i64>) -> Response {
+async fn detail_api(State(pool): State<PgPool>, id: Result<Path<i64>, PathRejection>) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return Problem::from(rejection).into_response(),
+    };
     pages::one_json(store::get(&pool, id).await, ("invoice", id), |invoice| {
         let mut value = serde_json::to_value(&invoice).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {

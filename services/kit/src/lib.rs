@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod keyed;
 pub mod metrics;
 pub mod pages;
+pub mod problem;
 pub mod process;
 pub mod public;
 pub mod relay;

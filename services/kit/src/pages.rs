@@ -1,10 +1,10 @@
-//! What the services' pages and JSON APIs share: a rendered page as a response, the message page, the
-//! answer to a record that is not there, and the one answer to a failed database call. The templates
-//! `base.html` (every page extends it) and `message.html` are in this crate's `templates/`; each service's
-//! `askama.toml` lists that directory after its own.
+//! What the services' pages and JSON APIs share: a rendered page as a response, the message page, and the
+//! answers to a record that is not there and to a failed database call (a `Problem`, as problem+json or as
+//! the message page). The templates `base.html` (every page extends it) and `message.html` are in this
+//! crate's `templates/`; each service's `askama.toml` lists that directory after its own.
 
+use crate::problem::Problem;
 use askama::Template;
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use std::fmt::Display;
@@ -33,52 +33,36 @@ pub fn html<E: Display>(status: StatusCode, rendered: Result<String, E>) -> Resp
     }
 }
 
-/// A database failure: logged once here, generic to the client.
-pub fn internal(error: &sqlx::Error) -> Response {
-    tracing::error!(%error, "request failed");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error, please try again",
-    )
-        .into_response()
+/// What a read found, shown by `show` as a page; a failed read is the message page of `Problem::database`.
+pub fn answer<T>(read: Result<T, sqlx::Error>, show: impl FnOnce(T) -> Response) -> Response {
+    read.map_or_else(|error| Problem::database(&error).page(), show)
 }
 
-/// What a read found, shown by `show`; a failed read is `internal`.
-pub fn answer<T>(read: Result<T, sqlx::Error>, show: impl FnOnce(T) -> Response) -> Response {
-    read.map_or_else(|error| internal(&error), show)
+/// What a read found, shown by `show` in the JSON API; a failed read is `Problem::database` as problem+json.
+pub fn answer_json<T>(read: Result<T, sqlx::Error>, show: impl FnOnce(T) -> Response) -> Response {
+    read.map_or_else(|error| Problem::database(&error).into_response(), show)
 }
 
 /// The record `what` `id` that a read looked for, as a page: shown by `show` when found, the message page
-/// "{what} {id} not found" (404) when not, `internal` when the read failed.
+/// "{what} {id} not found" (404) when not, the message page of `Problem::database` when the read failed.
 pub fn one_page<T>(
     read: Result<Option<T>, sqlx::Error>,
     (what, id): (&str, i64),
     show: impl FnOnce(T) -> Response,
 ) -> Response {
-    let message = Message {
-        title: "Not found".into(),
-        message: format!("{what} {id} not found"),
-    };
-    one(read, show, || render(StatusCode::NOT_FOUND, &message))
+    answer(read, |found| {
+        found.map_or_else(|| Problem::not_found(what, id).page(), show)
+    })
 }
 
-/// The record `what` `id` that a read looked for, in the JSON API: `show`n when found,
-/// `{"error": "{what} {id} not found"}` (404) when not, `internal` when the read failed.
+/// The record `what` `id` that a read looked for, in the JSON API: `show`n when found, a not-found problem
+/// (404) when not, `Problem::database` when the read failed.
 pub fn one_json<T>(
     read: Result<Option<T>, sqlx::Error>,
     (what, id): (&str, i64),
     show: impl FnOnce(T) -> Response,
 ) -> Response {
-    let error = serde_json::json!({ "error": format!("{what} {id} not found") });
-    one(read, show, || {
-        (StatusCode::NOT_FOUND, Json(error)).into_response()
+    answer_json(read, |found| {
+        found.map_or_else(|| Problem::not_found(what, id).into_response(), show)
     })
-}
-
-fn one<T>(
-    read: Result<Option<T>, sqlx::Error>,
-    show: impl FnOnce(T) -> Response,
-    not_found: impl FnOnce() -> Response,
-) -> Response {
-    answer(read, |found| found.map_or_else(not_found, show))
 }

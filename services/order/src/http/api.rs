@@ -1,16 +1,18 @@
 //! The JSON API: `POST/GET /api/orders`, `GET /api/orders/{id}`, `GET /api/customers`, `GET /api/items`.
-//! Orders are returned in the event's shape (design 2.1) plus their total.
+//! Orders are returned in the event's shape (design 2.1) plus their total; every error is a `Problem`
+//! (problem+json).
 
-use super::{ApiError, AppState, place_order};
+use super::{AppState, place_order, unreadable};
 use crate::domain::OrderInput;
 use crate::store;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ordersystem_contract::OrderPlaced;
+use ordersystem_service_kit::problem::Problem;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,11 +36,8 @@ fn with_total(order: &OrderPlaced) -> serde_json::Value {
 async fn create(
     State(state): State<AppState>,
     body: Result<Json<OrderInput>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    // axum's rejection already says what was wrong (syntax, missing field, wrong type, too large) and the
-    // status (400, 413, 415, 422); it is passed on as our JSON error.
-    let Json(input) =
-        body.map_err(|rejection| ApiError::client(rejection.status(), rejection.body_text()))?;
+) -> Result<Response, Problem> {
+    let Json(input) = body.map_err(|rejection| unreadable(&rejection))?;
     let event = place_order(&state, input).await?;
     let location = format!("/api/orders/{}", event.id);
     Ok((
@@ -49,26 +48,27 @@ async fn create(
         .into_response())
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Vec<store::OrderSummary>>, ApiError> {
+async fn list(State(state): State<AppState>) -> Result<Json<Vec<store::OrderSummary>>, Problem> {
     Ok(Json(store::list(&state.pool).await?))
 }
 
 async fn show(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let Path(id) = id?;
     let order = store::get(&state.pool, id)
         .await?
-        .ok_or_else(|| ApiError::client(StatusCode::NOT_FOUND, format!("order {id} not found")))?;
+        .ok_or_else(|| Problem::not_found("order", id))?;
     Ok(Json(with_total(&order)))
 }
 
 async fn customers(
     State(state): State<AppState>,
-) -> Result<Json<Vec<ordersystem_contract::Customer>>, ApiError> {
+) -> Result<Json<Vec<ordersystem_contract::Customer>>, Problem> {
     Ok(Json(store::customers(&state.pool).await?))
 }
 
-async fn items(State(state): State<AppState>) -> Result<Json<Vec<ordersystem_contract::Item>>, ApiError> {
+async fn items(State(state): State<AppState>) -> Result<Json<Vec<ordersystem_contract::Item>>, Problem> {
     Ok(Json(store::items(&state.pool).await?))
 }

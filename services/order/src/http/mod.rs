@@ -1,5 +1,6 @@
-//! The order service's HTTP surface: the JSON API, the HTML pages, and the shared error type. Both the API
-//! and the form place orders through `place_order`, so the rules are the same.
+//! The order service's HTTP surface: the JSON API and the HTML pages. Both place orders through
+//! `place_order`, so the rules are the same, and both answer its refusals with the same `Problem`: as
+//! problem+json on the API, on the form or the message page for a person.
 
 mod api;
 mod pages;
@@ -9,10 +10,10 @@ use crate::placer::Placer;
 use crate::store::StoreError;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::extract::rejection::JsonRejection;
 use ordersystem_contract::OrderPlaced;
 use ordersystem_service_kit::metrics::Metrics;
+use ordersystem_service_kit::problem::{Kind, Problem};
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -38,87 +39,100 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// An HTTP error: 4xx carry their message to the client, 5xx a generic text (the cause is logged once here).
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{message}")]
-    Client { status: StatusCode, message: String },
-    #[error("internal error")]
-    Internal(#[source] StoreError),
-}
-
-impl ApiError {
-    pub fn client(status: StatusCode, message: impl Into<String>) -> Self {
-        Self::Client {
-            status,
-            message: message.into(),
+/// Why a stored order was refused, as the problem the client sees. An unknown customer or item is a
+/// validation problem naming the field (`items` are the order's item ids in line order, to name the line);
+/// a database outage, overload or shutdown stored nothing and is `Unavailable`, so the client retries.
+fn store_problem(error: StoreError, items: &[i64]) -> Problem {
+    match error {
+        StoreError::UnknownCustomer(_) => Problem::validation(error.to_string(), Some("customerId".into())),
+        StoreError::UnknownItem(id) => Problem::validation(
+            error.to_string(),
+            items
+                .iter()
+                .position(|item| *item == id)
+                .map(|line| format!("orderLine[{line}].itemId")),
+        ),
+        StoreError::Database(source) => Problem::database(&source),
+        StoreError::Stopped => {
+            tracing::warn!(%error, "order refused");
+            Problem::unavailable("The service is shutting down; please retry.")
         }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Client { status, .. } => *status,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The text a person or client may see.
-    pub fn public_message(&self) -> String {
-        match self {
-            Self::Client { message, .. } => message.clone(),
-            Self::Internal(_) => "internal error, please try again".into(),
-        }
-    }
-
-    fn log_if_internal(&self) {
-        if let Self::Internal(source) = self {
-            tracing::error!(error = %source, cause = ?std::error::Error::source(source), "request failed");
+        StoreError::Encode { .. } => {
+            tracing::error!(%error, cause = ?std::error::Error::source(&error), "request failed");
+            Problem::internal()
         }
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::UnknownCustomer(_) | StoreError::UnknownItem(_) => {
-                Self::client(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
-            }
-            // Overload, a database outage or shutdown: nothing was stored and a retry may well succeed.
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) | StoreError::Stopped => {
-                tracing::warn!(%error, "database unavailable");
-                Self::client(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the order database is busy or unavailable, please retry",
-                )
-            }
-            other => Self::Internal(other),
+/// A refused order (the domain's or the form's message), with the field it names when it names one:
+/// `orderLine` for the number of lines, `orderLine[i].count` for "line i+1: ...", and
+/// `shippingAddress.street` and the like for "shipping address: street ...".
+fn invalid_order(message: String) -> Problem {
+    let field = field_of(&message);
+    Problem::validation(message, field)
+}
+
+fn field_of(message: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("line ") {
+        let (number, _) = rest.split_once(':')?;
+        let index = number.parse::<usize>().ok()?.checked_sub(1)?;
+        return Some(format!("orderLine[{index}].count"));
+    }
+    for (prefix, object) in [
+        ("shipping address: ", "shippingAddress"),
+        ("billing address: ", "billingAddress"),
+    ] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let name = rest.split_whitespace().next()?;
+            return Some(format!("{object}.{name}"));
         }
     }
+    message.starts_with("an order ").then(|| "orderLine".to_string())
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Internal(StoreError::Database(error))
+/// A JSON body axum could not read, as a problem: axum's text says what was wrong (syntax, missing field,
+/// wrong type, too large, no JSON content type) and its status gives the kind. A body of the wrong shape is a
+/// validation problem naming the field at fault, from the path axum reports.
+fn unreadable(rejection: &JsonRejection) -> Problem {
+    let detail = rejection.body_text();
+    match Kind::from_status(rejection.status()) {
+        Kind::Validation => {
+            let field = json_field(&detail);
+            Problem::validation(detail, field)
+        }
+        kind => Problem::new(kind, detail),
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        self.log_if_internal();
-        (
-            self.status(),
-            axum::Json(serde_json::json!({ "error": self.public_message() })),
-        )
-            .into_response()
+/// The field of axum's "Failed to deserialize the JSON body into the target type: {path}: {error}", where
+/// the path is absent at the top level and a missing field is named only in the error.
+fn json_field(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("Failed to deserialize the JSON body into the target type: ")?;
+    let (path, error) = match rest.split_once(": ") {
+        Some((path, error)) if !path.contains(char::is_whitespace) => (Some(path), error),
+        _ => (None, rest),
+    };
+    let missing = error
+        .strip_prefix("missing field `")
+        .and_then(|name| name.split_once('`'))
+        .map(|(name, _)| name);
+    match (path, missing) {
+        (Some(path), Some(name)) => Some(format!("{path}.{name}")),
+        (None, Some(name)) => Some(name.into()),
+        (path, None) => path.map(Into::into),
     }
 }
 
 /// Validate, store with the outbox row, count, wake the relay.
 #[tracing::instrument(skip_all, fields(customer_id = input.customer_id))]
-async fn place_order(state: &AppState, input: OrderInput) -> Result<OrderPlaced, ApiError> {
-    let order =
-        NewOrder::parse(input).map_err(|e| ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, e.0))?;
-    let event = state.placer.place(order).await?;
+async fn place_order(state: &AppState, input: OrderInput) -> Result<OrderPlaced, Problem> {
+    let items: Vec<i64> = input.order_line.iter().map(|line| line.item_id).collect();
+    let order = NewOrder::parse(input).map_err(|invalid| invalid_order(invalid.0))?;
+    let event = state
+        .placer
+        .place(order)
+        .await
+        .map_err(|error| store_problem(error, &items))?;
     ordersystem_service_kit::failpoint!(ordersystem_service_kit::failpoints::ORDER_COMMITTED);
     state.metrics.orders_accepted.inc();
     state.relay_wake.notify_one();
@@ -129,26 +143,105 @@ async fn place_order(state: &AppState, input: OrderInput) -> Result<OrderPlaced,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{AddressInput, LineInput};
+    use axum::Json;
+    use axum::body::Body;
+    use axum::extract::FromRequest;
+    use axum::http::{Request, StatusCode};
 
     #[test]
-    fn an_unreachable_database_is_a_retryable_503_and_unknown_items_a_422() {
+    fn an_unreachable_database_or_shutdown_is_unavailable_and_unknown_items_name_their_line() {
+        let unavailable = store_problem(StoreError::Database(sqlx::Error::PoolTimedOut), &[]);
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(store_problem(StoreError::Stopped, &[]).kind, Kind::Unavailable);
+        let unknown = store_problem(StoreError::UnknownItem(9), &[3, 9]);
+        assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(unknown.detail, "unknown item 9");
+        assert_eq!(unknown.errors[0].field, "orderLine[1].itemId");
         assert_eq!(
-            ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut)).status(),
-            StatusCode::SERVICE_UNAVAILABLE
+            store_problem(StoreError::UnknownCustomer(4), &[]).errors[0].field,
+            "customerId"
         );
-        assert_eq!(
-            ApiError::from(StoreError::UnknownItem(9)).status(),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            ApiError::from(StoreError::UnknownItem(9)).public_message(),
-            "unknown item 9"
-        );
-        let internal = ApiError::from(StoreError::Database(sqlx::Error::RowNotFound));
+        let internal = store_problem(StoreError::Database(sqlx::Error::RowNotFound), &[]);
         assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(
-            !internal.public_message().contains("RowNotFound"),
+            !internal.detail.contains("RowNotFound"),
             "internals stay in the log"
         );
+    }
+
+    fn valid() -> OrderInput {
+        let address = AddressInput {
+            street: "Ohlauer Str. 43".into(),
+            zip: "10999".into(),
+            city: "Berlin".into(),
+        };
+        OrderInput {
+            customer_id: 1,
+            shipping_address: address.clone(),
+            billing_address: address,
+            order_line: vec![LineInput { count: 1, item_id: 1 }; 2],
+        }
+    }
+
+    /// The fields named for what the domain actually refuses, so a reworded message shows up here.
+    #[test]
+    fn refused_orders_name_their_field() {
+        let field = |change: fn(&mut OrderInput)| {
+            let mut input = valid();
+            change(&mut input);
+            let invalid = NewOrder::parse(input).expect_err("refused");
+            invalid_order(invalid.0).errors.first().map(|e| e.field.clone())
+        };
+        assert_eq!(field(|i| i.order_line.clear()).as_deref(), Some("orderLine"));
+        assert_eq!(
+            field(|i| i.order_line = vec![LineInput { count: 1, item_id: 1 }; 101]).as_deref(),
+            Some("orderLine")
+        );
+        assert_eq!(
+            field(|i| i.order_line[1].count = 0).as_deref(),
+            Some("orderLine[1].count")
+        );
+        assert_eq!(
+            field(|i| i.shipping_address.zip = " ".into()).as_deref(),
+            Some("shippingAddress.zip")
+        );
+        assert_eq!(
+            field(|i| i.billing_address.city = "a\u{0}b".into()).as_deref(),
+            Some("billingAddress.city")
+        );
+        assert_eq!(
+            field(|i| i.billing_address.street = "s".repeat(201)).as_deref(),
+            Some("billingAddress.street")
+        );
+    }
+
+    async fn rejected(body: &str) -> Problem {
+        let request = Request::post("/api/orders")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let rejection = Json::<OrderInput>::from_request(request, &())
+            .await
+            .expect_err("rejected");
+        unreadable(&rejection)
+    }
+
+    #[tokio::test]
+    async fn a_body_of_the_wrong_shape_names_the_field_and_malformed_json_is_a_bad_request() {
+        let wrong_type =
+            rejected(r#"{"customerId": "one", "shippingAddress": {}, "billingAddress": {}}"#).await;
+        assert_eq!(wrong_type.kind, Kind::Validation);
+        assert_eq!(wrong_type.errors[0].field, "customerId");
+        let line = rejected(
+            r#"{"customerId": 1, "shippingAddress": {}, "billingAddress": {}, "orderLine": [{"count": 1}]}"#,
+        )
+        .await;
+        assert_eq!(line.errors[0].field, "orderLine[0].itemId");
+        let missing = rejected(r#"{"shippingAddress": {}, "billingAddress": {}}"#).await;
+        assert_eq!(missing.errors[0].field, "customerId");
+        let malformed = rejected(r#"{"customerId": "#).await;
+        assert_eq!(malformed.kind, Kind::BadRequest);
+        assert!(malformed.detail.contains("EOF"), "{}", malformed.detail);
     }
 }

@@ -1,19 +1,21 @@
 //! The HTML pages, recognisably the reference's: order list (`/`), form (`/form.html`, "Add Line" posts to
 //! `/line`, "Submit" to `/`), and detail (`/{id}`). A refused order re-renders the form with the reason
-//! and the person's input, never a stack trace.
+//! and the person's input, never a stack trace; any other error is the message page with the status, title
+//! and detail the JSON API gives the same error.
 
-use super::{ApiError, AppState, place_order};
+use super::{AppState, invalid_order, place_order};
 use crate::domain::{AddressInput, LineInput, OrderInput};
 use crate::store;
 use askama::Template;
-use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use ordersystem_contract::{Customer, Item, OrderPlaced};
-use ordersystem_service_kit::pages::{Message, render};
+use ordersystem_service_kit::pages::render;
+use ordersystem_service_kit::problem::{Kind, Problem, with_retry_after};
 use std::collections::BTreeMap;
 
 pub fn router() -> Router<AppState> {
@@ -67,28 +69,10 @@ struct FormLine {
     item: i64,
 }
 
-fn error_page(error: &ApiError) -> Response {
-    if let ApiError::Internal(source) = error {
-        tracing::error!(error = %source, "page failed");
-    }
-    let title = if error.status() == StatusCode::NOT_FOUND {
-        "Not found"
-    } else {
-        "Error"
-    };
-    render(
-        error.status(),
-        &Message {
-            title: title.into(),
-            message: error.public_message(),
-        },
-    )
-}
-
 async fn list(State(state): State<AppState>) -> Response {
     match store::list(&state.pool).await {
         Ok(orders) => render(StatusCode::OK, &ListPage { orders }),
-        Err(error) => error_page(&error.into()),
+        Err(error) => Problem::database(&error).page(),
     }
 }
 
@@ -114,7 +98,7 @@ async fn form_page(
                 error,
             },
         ),
-        Err(error) => error_page(&error.into()),
+        Err(error) => Problem::database(&error).page(),
     }
 }
 
@@ -129,7 +113,7 @@ async fn add_line(
 ) -> Response {
     let mut values = match read_form(fields) {
         Ok(values) => values,
-        Err(error) => return error_page(&error),
+        Err(problem) => return problem.page(),
     };
     let first_item = store::items(&state.pool)
         .await
@@ -148,23 +132,28 @@ async fn submit(
 ) -> Response {
     let values = match read_form(fields) {
         Ok(values) => values,
-        Err(error) => return error_page(&error),
+        Err(problem) => return problem.page(),
     };
     let result = match to_input(&values) {
         Ok(input) => place_order(&state, input).await,
-        Err(message) => Err(ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, message)),
+        Err(message) => Err(invalid_order(message)),
     };
     match result {
         Ok(event) => render(StatusCode::OK, &SuccessPage { id: event.id }),
-        Err(error @ ApiError::Client { .. }) => {
-            let status = error.status();
-            form_page(&state, status, values, Some(error.public_message())).await
+        // A refused order and a retryable refusal come back on the form, with the person's input.
+        Err(problem) if problem.status().is_client_error() || problem.kind == Kind::Unavailable => {
+            let page = form_page(&state, problem.status(), values, Some(problem.detail)).await;
+            with_retry_after(problem.kind, page)
         }
-        Err(error) => error_page(&error),
+        Err(problem) => problem.page(),
     }
 }
 
-async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+async fn detail(State(state): State<AppState>, id: Result<Path<i64>, PathRejection>) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return Problem::from(rejection).page(),
+    };
     match store::get(&state.pool, id).await {
         Ok(Some(order)) => render(
             StatusCode::OK,
@@ -173,18 +162,14 @@ async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> Response 
                 order,
             },
         ),
-        Ok(None) => error_page(&ApiError::client(
-            StatusCode::NOT_FOUND,
-            format!("order {id} not found"),
-        )),
-        Err(error) => error_page(&error.into()),
+        Ok(None) => Problem::not_found("order", id).page(),
+        Err(error) => Problem::database(&error).page(),
     }
 }
 
 /// The posted form's values; a body that is no form is a 400.
-fn read_form(fields: Result<Form<Vec<(String, String)>>, FormRejection>) -> Result<FormValues, ApiError> {
-    let Form(fields) =
-        fields.map_err(|_| ApiError::client(StatusCode::BAD_REQUEST, "the form could not be read"))?;
+fn read_form(fields: Result<Form<Vec<(String, String)>>, FormRejection>) -> Result<FormValues, Problem> {
+    let Form(fields) = fields.map_err(|_| Problem::new(Kind::BadRequest, "The form could not be read."))?;
     Ok(form_values(&fields))
 }
 
