@@ -17,7 +17,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use ordersystem_api::names::{self, Service as ShopService};
-use ordersystem_e2e::cluster::ready_pods;
+use ordersystem_e2e::cluster::{self, ready_pods};
 use ordersystem_e2e::node_shop::NodeShop;
 use ordersystem_e2e::real_node;
 use ordersystem_e2e::shop::{Service, all_stored_once, place_orders};
@@ -74,8 +74,8 @@ fn pod_ips(pods: &[Pod]) -> Vec<String> {
     ips
 }
 
-/// A GET without following redirects: status, `Location`, body.
-async fn get(url: &str) -> (u16, Option<String>, String) {
+/// A GET without following redirects: status, `Location`, body; or why there was no answer.
+async fn try_get(url: &str) -> Result<(u16, Option<String>, String), String> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -84,13 +84,19 @@ async fn get(url: &str) -> (u16, Option<String>, String) {
         .get(url)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        .map_err(|e| format!("GET {url}: {e}"))?;
     let status = response.status().as_u16();
     let location = response
         .headers()
         .get("location")
         .map(|l| l.to_str().expect("ASCII").to_string());
-    (status, location, response.text().await.expect("a body"))
+    let body = response.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+    Ok((status, location, body))
+}
+
+/// [`try_get`] of a service that must answer.
+async fn get(url: &str) -> (u16, Option<String>, String) {
+    try_get(url).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
@@ -227,6 +233,34 @@ async fn published_services_get_routes_paths_links_policies_and_mirrored_images_
         "home under its path:\n{page}"
     );
     assert_eq!(get(&format!("{invoicing}/healthz")).await.0, 200);
+    // The access log: one JSON line per request, with the path as it was requested and the route it took.
+    let invoicing_pod = ready_pods(&client, &ns, SYSTEM, ShopService::Invoicing.as_str(), 1)
+        .await
+        .remove(0);
+    let pod_name = invoicing_pod.metadata.name.clone().expect("a name");
+    wait::until_ok("the access log line of GET /invoicing/", WITHIN, || async {
+        let log = cluster::pod_log(&ns, &pod_name);
+        let logged = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| line["message"] == "request" && line["path"] == "/invoicing/");
+        match logged {
+            Some(line)
+                if line["route"] == "/"
+                    && line["status"] == 200
+                    && line["method"] == "GET"
+                    && line["duration_ms"].is_f64() =>
+            {
+                Ok(())
+            }
+            Some(line) => Err(format!("logged as {line}")),
+            None => Err(format!(
+                "not logged; last lines:\n{}",
+                log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+            )),
+        }
+    })
+    .await;
     let order = cluster_url(&client, &ns, ShopService::Order).await;
     let (_, _, page) = get(&format!("{order}/")).await;
     assert!(
@@ -270,7 +304,8 @@ async fn published_services_get_routes_paths_links_policies_and_mirrored_images_
     )
     .await;
     wait::until_ok("invoicing's pages back at the root", WITHIN, || async {
-        match get(&format!("{invoicing}/")).await {
+        // The Service may have no ready endpoint for a moment while the pods roll.
+        match try_get(&format!("{invoicing}/")).await? {
             (200, _, page) if !page.contains("http://shop.test/") => Ok(()),
             (status, _, page) => Err(format!(
                 "{status}: {}",

@@ -65,8 +65,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
+    // The services' shape (`services/kit/src/telemetry.rs`): an event's fields at the top level.
     if log_format == "json" {
-        subscriber.json().init()
+        subscriber.json().flatten_event(true).init()
     } else {
         subscriber.init()
     }

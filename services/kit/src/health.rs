@@ -5,7 +5,7 @@
 use crate::db::Database;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, OriginalUri, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -57,29 +57,40 @@ async fn metrics_text(State(state): State<HealthState>) -> Response {
 }
 
 /// Counts requests by method, matched route (not the raw path, which would explode the label set) and status,
-/// and times them by method and route.
+/// times them by method and route, and writes the access log: one line per request with method, route,
+/// path, status and duration (`debug` for probes and `/metrics`, which come every few seconds; `info` for
+/// the rest). The same middleware measures and logs, so the log and the metrics never disagree.
 pub async fn count_requests(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    // As requested: under a public path, the router sees the path without it (`public::strip_base_path`).
+    let requested = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().path().to_string(), |o| o.0.path().to_string());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    if [HEALTHZ_PATH, READYZ_PATH, METRICS_PATH].contains(&path.as_str()) {
+        tracing::debug!(method, route = %path, path = %requested, status, duration_ms, "request");
+    } else {
+        tracing::info!(method, route = %path, path = %requested, status, duration_ms, "request");
+    }
     metrics
         .http_request_duration
         .get_or_create(&RouteLabels {
             method: method.clone(),
             path: path.clone(),
         })
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
     metrics
         .http_requests
-        .get_or_create(&HttpLabels {
-            method,
-            path,
-            status: response.status().as_u16(),
-        })
+        .get_or_create(&HttpLabels { method, path, status })
         .inc();
     response
 }

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -161,6 +161,9 @@ pub async fn strip_base_path(State(base): State<String>, mut request: Request, n
             None => rest.to_string(),
         };
         if let Ok(uri) = rewritten.parse::<Uri>() {
+            // The access log names the path as it was requested; the router keeps an `OriginalUri` it finds.
+            let original = OriginalUri(request.uri().clone());
+            request.extensions_mut().insert(original);
             *request.uri_mut() = uri;
         }
     }
