@@ -94,9 +94,10 @@ async fn try_get(url: &str) -> Result<(u16, Option<String>, String), String> {
     Ok((status, location, body))
 }
 
-/// [`try_get`] of a service that must answer.
+/// [`try_get`] of a service that must answer; a Service's cluster IP may take kube-proxy a moment after
+/// its endpoints are ready, so a refused connection is tried again for a while.
 async fn get(url: &str) -> (u16, Option<String>, String) {
-    try_get(url).await.unwrap_or_else(|e| panic!("{e}"))
+    wait::until_ok(&format!("an answer to GET {url}"), WITHIN, || try_get(url)).await
 }
 
 #[tokio::test]
