@@ -323,9 +323,10 @@ fn services_and_service_accounts_are_built_for_every_service() {
     );
 }
 
-#[test]
-fn secured_backends_mount_the_certificates_and_give_each_service_its_own_kafka_identity() {
-    let yaml = MINIMAL
+/// MINIMAL with every certificate and identity a service can be given: Kafka TLS with a client
+/// certificate, SCRAM, and PostgreSQL verified against its CA.
+fn secured() -> String {
+    MINIMAL
         .replace(
             "    bootstrapServers: kafka:9092\n",
             "    bootstrapServers: kafka:9093\n    tls: {caSecretRef: {name: kafka-ca}, clientCertificateSecretRef: {name: kafka-client}}\n    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretRef: {name: kafka-admin}}\n",
@@ -333,7 +334,12 @@ fn secured_backends_mount_the_certificates_and_give_each_service_its_own_kafka_i
         .replace(
             "{adminSecretRef: {name: pg-admin}}",
             "{adminSecretRef: {name: pg-admin}, sslMode: verify-full, caSecretRef: {name: pg-ca}}",
-        );
+        )
+}
+
+#[test]
+fn secured_backends_mount_the_certificates_and_give_each_service_its_own_kafka_identity() {
+    let yaml = secured();
     let spec = validate(&os_from_yaml(&yaml)).expect("valid");
     let desired = build(&spec, &observed_all_ready(&spec));
     let shipping = deployment(&desired, "shop-shipping");
@@ -572,18 +578,12 @@ fn without_a_template_replicas_spread_across_nodes_where_they_can_and_requests_a
     }
 }
 
-/// The list a user's env is checked against holds every variable the operator sets, TLS and SASL included.
+/// The list a user's env is checked against holds every variable the operator sets, TLS, SASL and the
+/// public URLs included.
 #[test]
 fn every_variable_the_operator_sets_is_one_a_template_may_not_set() {
-    let yaml = MINIMAL
-        .replace(
-            "    bootstrapServers: kafka:9092\n",
-            "    bootstrapServers: kafka:9093\n    tls: {caSecretRef: {name: kafka-ca}, clientCertificateSecretRef: {name: kafka-client}}\n    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretRef: {name: kafka-admin}}\n",
-        )
-        .replace(
-            "{adminSecretRef: {name: pg-admin}}",
-            "{adminSecretRef: {name: pg-admin}, sslMode: verify-full, caSecretRef: {name: pg-ca}}",
-        );
+    let published = "  expose:\n    ingress: {}\n    order: {host: shop.example.com}\n    invoicing: {host: inv.example.com}\n    shipping: {host: ship.example.com}\n";
+    let yaml = format!("{}{published}", secured());
     let spec = validate(&os_from_yaml(&yaml)).expect("valid");
     let desired = build(&spec, &observed_all_ready(&spec));
     for d in &desired.deployments {
