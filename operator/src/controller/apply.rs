@@ -161,18 +161,17 @@ fn http_routes_api(client: &kube::Client, namespace: &str) -> Api<DynamicObject>
 /// Deletes the `kind` named `name`, if it is there. An HTTPRoute in a cluster without the Gateway API
 /// is not there either.
 async fn delete(client: &kube::Client, namespace: &str, kind: Removable, name: &str) -> Result<(), Error> {
-    let namespaced = || client.clone();
     let result = match kind {
         Removable::PodDisruptionBudget => {
             delete_in(
-                Api::<PodDisruptionBudget>::namespaced(namespaced(), namespace),
+                Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace),
                 name,
             )
             .await
         }
-        Removable::Ingress => delete_in(Api::<Ingress>::namespaced(namespaced(), namespace), name).await,
+        Removable::Ingress => delete_in(Api::<Ingress>::namespaced(client.clone(), namespace), name).await,
         Removable::NetworkPolicy => {
-            delete_in(Api::<NetworkPolicy>::namespaced(namespaced(), namespace), name).await
+            delete_in(Api::<NetworkPolicy>::namespaced(client.clone(), namespace), name).await
         }
         Removable::HttpRoute => delete_in(http_routes_api(client, namespace), name).await,
     };
