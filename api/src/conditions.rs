@@ -8,6 +8,8 @@ pub const DATABASE_READY: &str = "DatabaseReady";
 pub const SERVICES_AVAILABLE: &str = "ServicesAvailable";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// True while the topic's partitions have fewer in-sync replicas than the spec asks for.
+pub const DURABILITY_REDUCED: &str = "DurabilityReduced";
 pub const PAUSED: &str = "Paused";
 
 /// Why a condition has the status it has: the condition's `reason`.
@@ -59,6 +61,11 @@ pub enum Reason {
     InvalidRotationRequest,
     CompactionLosesHistory,
     AsExpected,
+    // DurabilityReduced (and `NotObserved`)
+    FullyReplicated,
+    UnderReplicated,
+    BelowMinInsyncReplicas,
+    PartitionsOffline,
     // Paused
     Paused,
     Reconciling,
@@ -66,7 +73,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the enum declares them. A test holds it to the enum.
-    pub const ALL: [Self; 42] = [
+    pub const ALL: [Self; 46] = [
         Self::Ready,
         Self::InvalidSpec,
         Self::Conflict,
@@ -107,6 +114,10 @@ impl Reason {
         Self::InvalidRotationRequest,
         Self::CompactionLosesHistory,
         Self::AsExpected,
+        Self::FullyReplicated,
+        Self::UnderReplicated,
+        Self::BelowMinInsyncReplicas,
+        Self::PartitionsOffline,
         Self::Paused,
         Self::Reconciling,
     ];
@@ -167,6 +178,10 @@ impl Reason {
             Self::InvalidRotationRequest => "InvalidRotationRequest",
             Self::CompactionLosesHistory => "CompactionLosesHistory",
             Self::AsExpected => "AsExpected",
+            Self::FullyReplicated => "FullyReplicated",
+            Self::UnderReplicated => "UnderReplicated",
+            Self::BelowMinInsyncReplicas => "BelowMinInsyncReplicas",
+            Self::PartitionsOffline => "PartitionsOffline",
             Self::Paused => "Paused",
             Self::Reconciling => "Reconciling",
         }

@@ -12,6 +12,7 @@ pub mod compaction;
 pub mod context;
 pub mod decide;
 pub mod drain;
+pub mod durability;
 pub mod ensure;
 pub mod error;
 pub mod kafka;
@@ -46,6 +47,9 @@ use crate::names::FINALIZER;
 pub const RESYNC: Duration = Duration::from_secs(120);
 /// How often a drain for a partition increase looks at its progress.
 const DRAIN_POLL: Duration = Duration::from_secs(5);
+/// How often the topic's replicas are looked at again while fewer are in sync than the spec asks for, so
+/// `DurabilityReduced` clears soon after the brokers are back (they send no event here).
+const DURABILITY_POLL: Duration = Duration::from_secs(10);
 
 /// Entry point of one reconcile: the finalizer decides between `apply` and `cleanup`.
 #[instrument(skip_all, fields(namespace = %os.namespace().unwrap_or_default(), name = %os.name_any()))]
@@ -154,6 +158,9 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
         (None, Err(error)) => Err(error),
         // A drain advances on Kafka's and the pods' progress, which send no event here.
         (None, Ok(())) if plan.gate.holds_intake() => Ok(Action::requeue(DRAIN_POLL)),
+        (None, Ok(())) if report.durability_reduced() => {
+            Ok(Action::requeue(DURABILITY_POLL.min(lag_interval(os))))
+        }
         // Lag changes without any watch event: look again at the configured interval.
         (None, Ok(())) => Ok(Action::requeue(RESYNC.min(lag_interval(os)))),
     }
@@ -164,7 +171,7 @@ fn lag_interval(os: &OrderSystem) -> Duration {
     Duration::from_secs(u64::try_from(os.spec.consumer_lag.interval_seconds.max(1)).unwrap_or(30))
 }
 
-/// Computes and patches the status; emits Events when Ready or Degraded changed. The patch carries the
+/// Computes and patches the status; emits Events when Ready, Degraded or DurabilityReduced changed. The patch carries the
 /// version of the object the status was computed from, and the API server refuses it when the object has
 /// changed since: most often by the last reconcile's own status write, not yet in the cache, or by this
 /// reconcile's own annotation patch (a finished rotation). A status from that older copy could drop what
@@ -190,7 +197,8 @@ async fn publish_status(ctx: &Context, os: &OrderSystem, report: &status::Report
     .map_err(error)?;
     for after in changed {
         let warning = (after.type_ == status::READY && after.status == "False")
-            || (after.type_ == status::DEGRADED && after.status == "True");
+            || (after.type_ == status::DEGRADED && after.status == "True")
+            || (after.type_ == status::DURABILITY_REDUCED && after.status == "True");
         let event_type = if warning {
             EventType::Warning
         } else {
@@ -203,7 +211,8 @@ async fn publish_status(ctx: &Context, os: &OrderSystem, report: &status::Report
     Ok(())
 }
 
-/// Patches the status computed for `os`; returns the Ready and Degraded conditions that changed.
+/// Patches the status computed for `os`; returns the Ready, Degraded and DurabilityReduced conditions that
+/// changed.
 async fn write_status(
     ctx: &Context,
     os: &OrderSystem,
@@ -211,7 +220,7 @@ async fn write_status(
 ) -> Result<Vec<Condition>, kube::Error> {
     let new = status::compute(os, report, Time(k8s_openapi::jiff::Timestamp::now()));
     let old = os.status.clone().unwrap_or_default();
-    let changed = [status::READY, status::DEGRADED]
+    let changed = [status::READY, status::DEGRADED, status::DURABILITY_REDUCED]
         .into_iter()
         .filter_map(|type_| {
             let before = old.conditions.iter().find(|c| c.type_ == type_);

@@ -23,6 +23,7 @@ use crate::controller::apply::{self, DeploymentState};
 use crate::controller::build::{self, Observed};
 use crate::controller::decide;
 use crate::controller::drain::Gate;
+use crate::controller::durability::{PartitionReplicas, Replication};
 use crate::controller::ensure::{Outcome, TopicFailure};
 use crate::controller::error::{Error, describe_error};
 use crate::controller::kafka::claim::{Origin, Standing, TopicClaim};
@@ -497,7 +498,35 @@ fn topic(state: TopicState) -> TopicObserved {
         created: false,
         partitions_added: false,
         configs_changed: vec![],
+        replication: Some(replication(&[1], &[1])),
     }
+}
+
+/// Three partitions with `replicas`, `in_sync` in sync and led by the first of them (none: no leader); the
+/// cluster lists the brokers in sync; min.insync.replicas is 2 for more than one replica.
+fn replication(replicas: &[i32], in_sync: &[i32]) -> Replication {
+    Replication {
+        brokers: in_sync.to_vec(),
+        partitions: (0..3)
+            .map(|partition| PartitionReplicas {
+                partition,
+                leader: in_sync.first().copied(),
+                replicas: replicas.to_vec(),
+                in_sync: in_sync.to_vec(),
+            })
+            .collect(),
+        min_insync_replicas: if replicas.len() > 1 { 2 } else { 1 },
+    }
+}
+
+/// MINIMAL with replication factor 3, its topic's replicas on brokers 1, 2, 3 with `in_sync` in sync.
+fn replicated(in_sync: &[i32]) -> Reconcile {
+    let in_sync = in_sync.to_vec();
+    Reconcile::of(&MINIMAL.replace("partitions: 3,", "partitions: 3, replicationFactor: 3,")).with(move |r| {
+        let mut observed = topic(TopicState::Ready);
+        observed.replication = Some(replication(&[1, 2, 3], &in_sync));
+        r.topic = Some(Ok(observed));
+    })
 }
 
 /// What `observe` found and what the writers did, for one resource.
@@ -805,6 +834,9 @@ fn cases(reason: Reason) -> Vec<Case> {
                 Reconcile::healthy()
                     .with(|r| r.postgres = None)
                     .case(DATABASE_READY, "the database was not looked at"),
+                Reconcile::healthy()
+                    .with(|r| r.topic = None)
+                    .case(DURABILITY_REDUCED, "the replicas were not looked at"),
             ]
         }
         Reason::KafkaUnavailable => {
@@ -1108,6 +1140,15 @@ fn cases(reason: Reason) -> Vec<Case> {
             ]
         }
         Reason::AsExpected => only(DEGRADED, Reconcile::healthy(), "everything ready"),
+        Reason::FullyReplicated => vec![
+            Reconcile::healthy().case(DURABILITY_REDUCED, "one replica, in sync"),
+            replicated(&[1, 2, 3]).case(DURABILITY_REDUCED, "three replicas, in sync"),
+        ],
+        Reason::UnderReplicated => only(DURABILITY_REDUCED, replicated(&[1, 2]), "a broker of three gone"),
+        Reason::BelowMinInsyncReplicas => {
+            only(DURABILITY_REDUCED, replicated(&[1]), "two brokers of three gone")
+        }
+        Reason::PartitionsOffline => only(DURABILITY_REDUCED, replicated(&[]), "every broker gone"),
         Reason::Paused => only(
             PAUSED,
             Reconcile::of(&MINIMAL.replace("spec:\n", "spec:\n  paused: true\n")),

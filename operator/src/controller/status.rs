@@ -15,7 +15,7 @@ use crate::names::{self, Service};
 mod report;
 
 pub use crate::conditions::{
-    DATABASE_READY, DEGRADED, PAUSED, PROGRESSING, READY, SERVICES_AVAILABLE, TOPIC_READY,
+    DATABASE_READY, DEGRADED, DURABILITY_REDUCED, PAUSED, PROGRESSING, READY, SERVICES_AVAILABLE, TOPIC_READY,
 };
 pub use report::{Failure, Report};
 
@@ -43,7 +43,7 @@ impl Verdict {
 }
 
 /// The status for `report`, keeping each condition's `lastTransitionTime` while its status is unchanged.
-/// Long on purpose: the seven conditions in the order they are listed, then the facts.
+/// Long on purpose: the eight conditions in the order they are listed, then the facts.
 pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatus {
     let previous = os.status.clone().unwrap_or_default();
     let generation = os.metadata.generation;
@@ -52,6 +52,7 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
     let services = services_verdict(report);
     let progressing = progressing_verdict(report);
     let degraded = degraded_verdict(report);
+    let durability = durability_verdict(report, &previous.conditions);
     let ready = ready_verdict(report, &topic, &database, &services);
     let paused = if report.paused {
         Verdict::new(
@@ -69,6 +70,7 @@ pub fn compute(os: &OrderSystem, report: &Report, now: Time) -> OrderSystemStatu
         (SERVICES_AVAILABLE, services),
         (PROGRESSING, progressing),
         (DEGRADED, degraded),
+        (DURABILITY_REDUCED, durability),
         (PAUSED, paused),
     ];
     let conditions = verdicts
@@ -332,6 +334,25 @@ fn degraded_verdict(report: &Report) -> Verdict {
         return Verdict::new(true, Reason::CompactionLosesHistory, message.clone());
     }
     Verdict::new(false, Reason::AsExpected, "no problems found")
+}
+
+/// `DurabilityReduced` from this reconcile's look at the topic's replicas. Without one (Kafka could not be
+/// asked, the topic is missing) the last verdict stands: nothing shows the replicas recovered.
+fn durability_verdict(report: &Report, previous: &[Condition]) -> Verdict {
+    if let Some(durability) = &report.durability {
+        return Verdict::new(durability.reduced, durability.reason, durability.message.clone());
+    }
+    let last = previous.iter().find(|c| c.type_ == DURABILITY_REDUCED);
+    match last.and_then(|c| Some((c, Reason::ALL.into_iter().find(|r| r.as_str() == c.reason)?))) {
+        Some((condition, reason)) => {
+            Verdict::new(condition.status == "True", reason, condition.message.clone())
+        }
+        None => Verdict::new(
+            false,
+            Reason::NotObserved,
+            "the topic's replicas were not checked",
+        ),
+    }
 }
 
 /// A warning when invoicing or shipping has more replicas than the topic has partitions.

@@ -25,6 +25,7 @@ fn topic(state: TopicState, partitions: i32) -> TopicObserved {
         created: false,
         partitions_added: false,
         configs_changed: vec![],
+        replication: None,
     }
 }
 
@@ -74,7 +75,7 @@ fn everything_ready_makes_ready_true_with_printer_strings() {
         status.services.as_ref().map(|s| s.invoicing.replicas.as_str()),
         Some("2/2")
     );
-    assert_eq!(status.conditions.len(), 7);
+    assert_eq!(status.conditions.len(), 8);
 }
 
 #[test]
@@ -423,4 +424,66 @@ fn a_scaling_applied_records_its_time_and_reason_and_a_steady_look_keeps_that_ti
             .and_then(|s| s.services.as_ref())
             .is_some_and(|s| s.shipping.autoscaling.is_none())
     );
+}
+
+/// Two brokers of three gone under min.insync.replicas 2, as `durability::assess` words it.
+fn below_min_insync() -> crate::controller::durability::Durability {
+    use crate::controller::durability::{PartitionReplicas, Replication, assess};
+    let replication = Replication {
+        brokers: vec![2],
+        partitions: (0..3)
+            .map(|partition| PartitionReplicas {
+                partition,
+                leader: Some(2),
+                replicas: vec![2, 3, 4],
+                in_sync: vec![2],
+            })
+            .collect(),
+        min_insync_replicas: 2,
+    };
+    assess("orders", Some(3), &replication)
+}
+
+#[test]
+fn reduced_durability_is_its_own_condition_and_leaves_degraded_its_reason() {
+    let os = os_from_yaml(MINIMAL);
+    let mut report = healthy();
+    report.desired[2].1 = 4;
+    report.durability = Some(below_min_insync());
+    let status = compute(&os, &report, time(1));
+    assert_eq!(
+        reason(&status, DURABILITY_REDUCED),
+        ("True", "BelowMinInsyncReplicas")
+    );
+    assert!(
+        get(&status, DURABILITY_REDUCED)
+            .message
+            .starts_with("3 of 3 partitions of topic orders have fewer in-sync replicas (1)"),
+        "{}",
+        get(&status, DURABILITY_REDUCED).message
+    );
+    assert_eq!(reason(&status, DEGRADED), ("True", "ConsumersExceedPartitions"));
+    assert_eq!(reason(&status, READY), ("True", "Ready"));
+    // Nothing else wrong: Degraded stays False, the durability condition alone says it.
+    let mut report = healthy();
+    report.durability = Some(below_min_insync());
+    let status = compute(&os, &report, time(1));
+    assert_eq!(reason(&status, DEGRADED), ("False", "AsExpected"));
+    assert_eq!(get(&status, DURABILITY_REDUCED).status, "True");
+}
+
+#[test]
+fn without_a_look_at_the_replicas_the_last_durability_verdict_stands() {
+    let mut os = os_from_yaml(MINIMAL);
+    let status = compute(&os, &healthy(), time(1));
+    assert_eq!(reason(&status, DURABILITY_REDUCED), ("False", "NotObserved"));
+    let mut reduced = healthy();
+    reduced.durability = Some(below_min_insync());
+    os.status = Some(compute(&os, &reduced, time(2)));
+    let status = compute(&os, &healthy(), time(3));
+    assert_eq!(
+        reason(&status, DURABILITY_REDUCED),
+        ("True", "BelowMinInsyncReplicas")
+    );
+    assert_eq!(get(&status, DURABILITY_REDUCED).last_transition_time, time(2));
 }

@@ -13,6 +13,7 @@ use rdkafka::admin::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::{Admin, ConfigOp, Error, FfiError, REQUEST_TIMEOUT, TopicDescription};
+use crate::controller::durability::{PartitionReplicas, Replication};
 use crate::controller::validate::ValidTopic;
 use crate::crd::TopicStatus;
 
@@ -56,7 +57,12 @@ pub struct TopicObserved {
     pub created: bool,
     pub partitions_added: bool,
     pub configs_changed: Vec<String>,
+    /// Where the topic's replicas are and which are in sync, when the topic was looked at.
+    pub replication: Option<Replication>,
 }
+
+/// The config that says how many in-sync replicas a write with `acks=all` needs.
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 fn options() -> AdminOptions {
     AdminOptions::new()
@@ -119,6 +125,7 @@ pub async fn ensure_described_topic(
         created: false,
         partitions_added: false,
         configs_changed: Vec::new(),
+        replication: None,
     };
     let description = match description {
         Some(description) => description,
@@ -172,30 +179,39 @@ pub async fn ensure_described_topic(
             actual: description.replication_factor,
         };
     }
-    let (managed_configs, unmanaged_configs, changed) =
-        ensure_configs(admin, topic, previously_managed, paused).await?;
-    observed.configs_changed = changed;
+    let configs = ensure_configs(admin, topic, previously_managed, paused).await?;
+    observed.configs_changed = configs.changed;
+    observed.replication = replication(admin, &topic.name, configs.min_insync_replicas).await?;
     observed.status = Some(TopicStatus {
         name: topic.name.clone(),
         topic_id: Some(description.topic_id),
         cluster_id: None,
         partitions,
         replication_factor: description.replication_factor,
-        managed_configs,
-        unmanaged_configs,
+        managed_configs: configs.managed,
+        unmanaged_configs: configs.unmanaged,
     });
     Ok(observed)
 }
 
-/// The configs we manage brought in line with the spec (unless `paused`). Returns the topic's dynamic
-/// configs split into managed and unmanaged ones, and the keys that changed.
+/// The topic's dynamic configs split into managed and unmanaged ones, the keys that changed, and the
+/// `min.insync.replicas` in effect.
+struct Configs {
+    managed: BTreeMap<String, String>,
+    unmanaged: BTreeMap<String, String>,
+    changed: Vec<String>,
+    min_insync_replicas: i32,
+}
+
+/// The configs we manage brought in line with the spec (unless `paused`).
 async fn ensure_configs(
     admin: &Arc<Admin>,
     topic: &ValidTopic,
     previously_managed: &BTreeSet<String>,
     paused: bool,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>, Vec<String>), Error> {
-    let current = dynamic_configs(admin, &topic.name).await?;
+) -> Result<Configs, Error> {
+    let described = topic_configs(admin, &topic.name).await?;
+    let current = described.dynamic;
     let changes = config_changes(&topic.configs, previously_managed, &current);
     let (current, changed) = if changes.is_empty() || paused {
         (current, Vec::new())
@@ -207,10 +223,58 @@ async fn ensure_configs(
             changed,
         )
     };
+    // The topic's own value as it is now, else the one in effect at the first look (the broker's).
+    let min_insync_replicas = current
+        .get(MIN_INSYNC_REPLICAS)
+        .and_then(|v| v.parse().ok())
+        .or(described.min_insync_replicas)
+        .unwrap_or(1);
     let (managed, unmanaged) = current
         .into_iter()
         .partition(|(k, _)| topic.configs.contains_key(k));
-    Ok((managed, unmanaged, changed))
+    Ok(Configs {
+        managed,
+        unmanaged,
+        changed,
+        min_insync_replicas,
+    })
+}
+
+/// The topic's partitions as the cluster metadata shows them (leaders, replicas, in-sync replicas), with
+/// the brokers it lists; `None` when the metadata does not show the topic.
+async fn replication(
+    admin: &Arc<Admin>,
+    topic: &str,
+    min_insync_replicas: i32,
+) -> Result<Option<Replication>, Error> {
+    let (admin, name) = (admin.clone(), topic.to_string());
+    let metadata =
+        tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), REQUEST_TIMEOUT))
+            .await
+            .map_err(|source| Error::Blocking { source })?
+            .map_err(|source| Error::Metadata { source })?;
+    let Some(found) = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+    else {
+        return Ok(None);
+    };
+    let partitions = found
+        .partitions()
+        .iter()
+        .map(|p| PartitionReplicas {
+            partition: p.id(),
+            leader: (p.leader() >= 0).then_some(p.leader()),
+            replicas: p.replicas().to_vec(),
+            in_sync: p.isr().to_vec(),
+        })
+        .collect();
+    Ok(Some(Replication {
+        brokers: metadata.brokers().iter().map(|b| b.id()).collect(),
+        partitions,
+        min_insync_replicas,
+    }))
 }
 
 /// A new topic reaches the metadata of every broker shortly after CreateTopics returns; wait for it
@@ -312,8 +376,15 @@ async fn add_partitions(admin: &Arc<Admin>, topic: &ValidTopic) -> Result<(), Er
     }
 }
 
-/// Configs set on the topic itself (not broker defaults).
-async fn dynamic_configs(admin: &Arc<Admin>, topic: &str) -> Result<BTreeMap<String, String>, Error> {
+/// A topic's configs as DescribeConfigs reports them.
+struct DescribedConfigs {
+    /// Those set on the topic itself (not broker defaults).
+    dynamic: BTreeMap<String, String>,
+    /// `min.insync.replicas` in effect, wherever it is set.
+    min_insync_replicas: Option<i32>,
+}
+
+async fn topic_configs(admin: &Arc<Admin>, topic: &str) -> Result<DescribedConfigs, Error> {
     let error = |source| Error::DescribeConfigs {
         topic: topic.to_string(),
         source,
@@ -322,16 +393,29 @@ async fn dynamic_configs(admin: &Arc<Admin>, topic: &str) -> Result<BTreeMap<Str
         .describe_configs([&ResourceSpecifier::Topic(topic)], &options())
         .await
         .map_err(error)?;
-    let mut configs = BTreeMap::new();
+    let mut configs = DescribedConfigs {
+        dynamic: BTreeMap::new(),
+        min_insync_replicas: None,
+    };
     for result in results {
         let resource = result.map_err(|code| error(KafkaError::AdminOp(code)))?;
         for entry in resource.entries {
+            if entry.name == MIN_INSYNC_REPLICAS {
+                configs.min_insync_replicas = entry.value.as_deref().and_then(|v| v.parse().ok());
+            }
             if entry.source == ConfigSource::DynamicTopic && !entry.is_sensitive {
-                configs.insert(entry.name, entry.value.unwrap_or_default());
+                configs
+                    .dynamic
+                    .insert(entry.name, entry.value.unwrap_or_default());
             }
         }
     }
     Ok(configs)
+}
+
+/// Configs set on the topic itself (not broker defaults).
+async fn dynamic_configs(admin: &Arc<Admin>, topic: &str) -> Result<BTreeMap<String, String>, Error> {
+    Ok(topic_configs(admin, topic).await?.dynamic)
 }
 
 /// The topic's dynamic configs once `changes` show in them (see `until_settled`), so the status does not

@@ -5,6 +5,7 @@
 use super::super::apply::{self, DeploymentState};
 use super::super::autoscale::Decision;
 use super::super::decide::Plan;
+use super::super::durability::{self, Durability};
 use super::super::ensure::{Outcome, TopicFailure};
 use super::super::error::describe_error;
 use super::super::kafka::{self, TopicObserved};
@@ -90,6 +91,8 @@ pub struct Report {
     pub rotation: RotationReport,
     /// `Degraded reason=CompactionLosesHistory` message, from `compaction::warning`.
     pub compaction: Option<String>,
+    /// `DurabilityReduced`, from `durability::assess`, when the topic's replicas were looked at.
+    pub durability: Option<Durability>,
 }
 
 impl Report {
@@ -99,6 +102,11 @@ impl Report {
         self.scaling
             .iter()
             .filter(|d| d.scales() && self.applied.contains(&d.service))
+    }
+
+    /// Whether the topic has fewer in-sync replicas than the spec asks for, as last looked at.
+    pub fn durability_reduced(&self) -> bool {
+        self.durability.as_ref().is_some_and(|d| d.reduced)
     }
 
     /// The report of a spec that did not validate.
@@ -170,7 +178,12 @@ impl Report {
     /// What the writers did.
     fn outcome(&mut self, plan: &Plan, outcome: &Outcome) {
         match &outcome.topic {
-            Some(Ok(topic)) => self.topic = Some(topic.clone()),
+            Some(Ok(topic)) => {
+                self.durability = topic.replication.as_ref().map(|replication| {
+                    durability::assess(&plan.topic.name, plan.topic.replication_factor, replication)
+                });
+                self.topic = Some(topic.clone());
+            }
             Some(Err(TopicFailure::Kafka(failure))) => self.topic_error = Some(Failure::kafka(failure)),
             Some(Err(TopicFailure::Undecided(message))) => {
                 let message = format!("cannot tell whether partitions may be added: {message}");
