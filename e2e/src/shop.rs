@@ -83,7 +83,8 @@ impl Service {
         }
     }
 
-    /// Submits the HTML order form as a browser does; returns the new order's id from the success page.
+    /// Submits the HTML order form as a browser does; returns the new order's id from the order page
+    /// the form redirects to (Post/Redirect/Get).
     pub async fn place_order_by_form(&self) -> Result<i64, String> {
         let fields = [
             ("customer", "1"),
@@ -104,36 +105,41 @@ impl Service {
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let status = response.status();
+        let (status, shown) = (response.status(), response.url().clone());
         let page = response.text().await.map_err(|e| e.to_string())?;
-        if status != 200 || !page.contains("Action was successful!") {
-            return Err(format!("the form answered {status}: {page}"));
+        if status != 200 || !page.contains("id=\"placed\"") {
+            return Err(format!("the form answered {status} at {shown}: {page}"));
         }
-        page.split("id=\"order\" href=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .and_then(|href| href.trim_start_matches('/').parse().ok())
-            .ok_or_else(|| format!("no order link on the success page: {page}"))
+        shown
+            .path_segments()
+            .and_then(|mut segments| segments.next_back())
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| format!("the form redirected to {shown}, not to an order's page"))
     }
 
-    /// The order ids of `GET <path>` (a JSON list of objects with `orderId`), e.g. `/api/invoices`.
+    /// The order ids of `GET <path>` (a JSON list of objects with `orderId`), e.g. `/api/invoices`, every
+    /// page of it: the `Link` header's `rel="next"` is followed to the end.
     pub async fn order_ids(&self, path: &str) -> Result<Vec<i64>, String> {
-        let list: Vec<Value> = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        list.iter()
-            .map(|entry| {
-                entry["orderId"]
-                    .as_i64()
-                    .ok_or_else(|| format!("no orderId in {entry}"))
-            })
-            .collect()
+        let mut ids = Vec::new();
+        let mut next = Some(path.to_string());
+        while let Some(page) = next.take() {
+            let response = self
+                .http
+                .get(self.url(&page))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            next = next_page(response.headers());
+            let list: Vec<Value> = response.json().await.map_err(|e| e.to_string())?;
+            for entry in &list {
+                ids.push(
+                    entry["orderId"]
+                        .as_i64()
+                        .ok_or_else(|| format!("no orderId in {entry}"))?,
+                );
+            }
+        }
+        Ok(ids)
     }
 
     /// The body of `GET /metrics`.
@@ -147,6 +153,28 @@ impl Service {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// The target of a `Link: <target>; rel="next"` header (RFC 8288), the next page of a list.
+pub fn next_page(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            params
+                .split(';')
+                .any(|param| param.trim().replace(' ', "") == "rel=\"next\"")
+                .then(|| {
+                    target
+                        .trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                })
+        })
 }
 
 /// The JSON of a valid order, the `n`th of a test (its street and quantities vary with `n`).

@@ -6,6 +6,7 @@ mod crash;
 mod faults;
 mod flow;
 mod hostile_orders;
+mod pages;
 mod postgres_restart;
 mod problems;
 mod rebalance;

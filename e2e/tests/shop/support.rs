@@ -1,7 +1,8 @@
 //! The three services in-process against the real broker and database, each with a fresh schema (owned by
 //! its own role) and, for the consumers, a group of its own.
 
-use ordersystem_service_kit::config::{ConsumerArgs, GroupProtocol};
+use ordersystem_service_kit::config::{ConsumerArgs, GroupProtocol, HttpArgs};
+use ordersystem_service_kit::public::PublicUrls;
 pub use ordersystem_testkit::kafka::create_topic;
 use ordersystem_testkit::schema::{self, ServiceDb};
 pub use ordersystem_testkit::service::{Running, consumer_args};
@@ -15,8 +16,22 @@ pub async fn spawn_order(bootstrap: &str, topic: &str) -> Running {
 }
 
 pub async fn spawn_order_in(db: ServiceDb, bootstrap: &str, topic: &str) -> Running {
+    spawn_order_published(db, bootstrap, topic, PublicUrls::default()).await
+}
+
+/// Order, told the services' public URLs (`spec.expose`): it serves its pages under its own URL's path
+/// and links an order's invoice and shipment.
+pub async fn spawn_order_published(
+    db: ServiceDb,
+    bootstrap: &str,
+    topic: &str,
+    public: PublicUrls,
+) -> Running {
     let config = ordersystem_order::config::Config {
-        http: service::http_args(),
+        http: HttpArgs {
+            public,
+            ..service::http_args()
+        },
         database: service::database_args(&db),
         kafka: service::kafka_args(bootstrap, topic),
         log: service::log_args(),
@@ -31,7 +46,19 @@ pub async fn spawn_order_in(db: ServiceDb, bootstrap: &str, topic: &str) -> Runn
 }
 
 pub async fn spawn_invoicing(db: ServiceDb, bootstrap: &str, topic: &str, consumer: ConsumerArgs) -> Running {
-    let config = service::consumer_config(&db, bootstrap, topic, consumer);
+    spawn_invoicing_published(db, bootstrap, topic, consumer, PublicUrls::default()).await
+}
+
+/// Invoicing, told the services' public URLs, as order by `spawn_order_published`.
+pub async fn spawn_invoicing_published(
+    db: ServiceDb,
+    bootstrap: &str,
+    topic: &str,
+    consumer: ConsumerArgs,
+    public: PublicUrls,
+) -> Running {
+    let mut config = service::consumer_config(&db, bootstrap, topic, consumer);
+    config.http.public = public;
     Running::start(db, |listener, waiter| {
         ordersystem_invoicing::run(config, listener, waiter)
     })
@@ -39,7 +66,19 @@ pub async fn spawn_invoicing(db: ServiceDb, bootstrap: &str, topic: &str, consum
 }
 
 pub async fn spawn_shipping(db: ServiceDb, bootstrap: &str, topic: &str, consumer: ConsumerArgs) -> Running {
-    let config = service::consumer_config(&db, bootstrap, topic, consumer);
+    spawn_shipping_published(db, bootstrap, topic, consumer, PublicUrls::default()).await
+}
+
+/// Shipping, told the services' public URLs, as order by `spawn_order_published`.
+pub async fn spawn_shipping_published(
+    db: ServiceDb,
+    bootstrap: &str,
+    topic: &str,
+    consumer: ConsumerArgs,
+    public: PublicUrls,
+) -> Running {
+    let mut config = service::consumer_config(&db, bootstrap, topic, consumer);
+    config.http.public = public;
     Running::start(db, |listener, waiter| {
         ordersystem_shipping::run(config, listener, waiter)
     })

@@ -1,5 +1,6 @@
 //! The invoicing pages (`/`, `/{id}`) and JSON API (`/api/invoices`, `/api/invoices/{id}`). Read-only.
-//! Errors are problem+json on the API and the message page on the pages (`ordersystem_service_kit::problem`).
+//! Lists come a page at a time (`ordersystem_service_kit::paging`); amounts are `Money`. Errors are
+//! problem+json on the API and the message page on the pages (`ordersystem_service_kit::problem`).
 
 use crate::domain::Invoice;
 use crate::store;
@@ -10,8 +11,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ordersystem_service_kit::money::{self, Money};
 use ordersystem_service_kit::pages::{self, render};
+use ordersystem_service_kit::paging::{Page, Paging};
 use ordersystem_service_kit::problem::Problem;
+use ordersystem_service_kit::public::{self, Link};
 use sqlx::PgPool;
 
 pub fn router(pool: PgPool) -> Router {
@@ -26,18 +30,23 @@ pub fn router(pool: PgPool) -> Router {
 #[derive(Template)]
 #[template(path = "invoicelist.html")]
 struct ListPage {
-    invoices: Vec<store::InvoiceSummary>,
+    invoices: Page<store::InvoiceSummary>,
 }
 
 #[derive(Template)]
 #[template(path = "invoice.html")]
 struct DetailPage {
-    total: String,
     invoice: Invoice,
+    /// The same order's pages at order and shipping, where they are published.
+    related: Vec<Link>,
 }
 
-async fn list_page(State(pool): State<PgPool>) -> Response {
-    pages::answer(store::list(&pool).await, |invoices| {
+async fn list_page(State(pool): State<PgPool>, paging: Result<Paging, Problem>) -> Response {
+    let paging = match paging {
+        Ok(paging) => paging,
+        Err(problem) => return problem.page(),
+    };
+    pages::answer(store::list(&pool, &paging).await, |invoices| {
         render(StatusCode::OK, &ListPage { invoices })
     })
 }
@@ -48,18 +57,20 @@ async fn detail_page(State(pool): State<PgPool>, id: Result<Path<i64>, PathRejec
         Err(rejection) => return Problem::from(rejection).page(),
     };
     pages::one_page(store::get(&pool, id).await, ("invoice", id), |invoice| {
-        let total = invoice.total().to_string();
-        render(StatusCode::OK, &DetailPage { total, invoice })
+        let related = public::related(invoice.order_id);
+        render(StatusCode::OK, &DetailPage { invoice, related })
     })
 }
 
-async fn list_api(State(pool): State<PgPool>) -> Response {
-    pages::answer_json(store::list(&pool).await, |invoices| {
-        Json(invoices).into_response()
-    })
+async fn list_api(State(pool): State<PgPool>, paging: Result<Paging, Problem>) -> Response {
+    let paging = match paging {
+        Ok(paging) => paging,
+        Err(problem) => return problem.into_response(),
+    };
+    pages::answer_json(store::list(&pool, &paging).await, IntoResponse::into_response)
 }
 
-/// The invoice as stored, with its `totalAmount`.
+/// The invoice as stored, its prices and `totalAmount` as `Money`.
 async fn detail_api(State(pool): State<PgPool>, id: Result<Path<i64>, PathRejection>) -> Response {
     let id = match id {
         Ok(Path(id)) => id,
@@ -67,12 +78,12 @@ async fn detail_api(State(pool): State<PgPool>, id: Result<Path<i64>, PathReject
     };
     pages::one_json(store::get(&pool, id).await, ("invoice", id), |invoice| {
         let mut value = serde_json::to_value(&invoice).unwrap_or_default();
-        if let Some(object) = value.as_object_mut() {
-            object.insert(
-                "totalAmount".into(),
-                serde_json::Value::String(invoice.total().to_string()),
-            );
+        if let Some(lines) = value["lines"].as_array_mut() {
+            for (json, line) in lines.iter_mut().zip(&invoice.lines) {
+                json["price"] = money::text(line.price);
+            }
         }
+        value["totalAmount"] = money::text(invoice.total());
         Json(value).into_response()
     })
 }

@@ -5,6 +5,7 @@ use crate::domain::{Invoice, InvoiceLine};
 use ordersystem_contract::Address;
 use ordersystem_service_kit::batch::Batch;
 use ordersystem_service_kit::keyed::{self, FirstWins};
+use ordersystem_service_kit::paging::{Page, Paging};
 use rust_decimal::Decimal;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
@@ -87,18 +88,24 @@ impl FirstWins for Invoice {
 pub struct InvoiceSummary {
     pub order_id: i64,
     pub customer: String,
+    #[serde(serialize_with = "ordersystem_service_kit::money::serialize")]
     pub total_amount: Decimal,
 }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<InvoiceSummary>, sqlx::Error> {
-    sqlx::query_as(
+/// The page of the invoice list `paging` asks for.
+pub async fn list(pool: &PgPool, paging: &Paging) -> Result<Page<InvoiceSummary>, sqlx::Error> {
+    let rows = sqlx::query_as(
         "SELECT i.order_id, i.firstname || ' ' || i.name AS customer,
                 COALESCE(SUM(l.count * l.price), 0) AS total_amount
-         FROM invoices i LEFT JOIN invoice_lines l USING (order_id)
-         GROUP BY i.order_id ORDER BY i.order_id",
+         FROM (SELECT order_id, firstname, name FROM invoices WHERE order_id > $1 ORDER BY order_id LIMIT $2) i
+         LEFT JOIN invoice_lines l USING (order_id)
+         GROUP BY i.order_id, i.firstname, i.name ORDER BY i.order_id",
     )
+    .bind(paging.after_key())
+    .bind(paging.fetch())
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(paging.page(rows, |row: &InvoiceSummary| row.order_id))
 }
 
 pub async fn get(pool: &PgPool, order_id: i64) -> Result<Option<Invoice>, sqlx::Error> {

@@ -66,7 +66,7 @@ pub async fn count_requests(State(metrics): State<Metrics>, request: Request, ne
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    // As requested: under a public path, the router sees the path without it (`public::strip_base_path`).
+    // As requested: under a public path, the router sees the path without it (`public::serve_site`).
     let requested = request
         .extensions()
         .get::<OriginalUri>()
@@ -96,7 +96,7 @@ pub async fn count_requests(State(metrics): State<Metrics>, request: Request, ne
 }
 
 /// Serve `app` (with request counting) on `listener` under `site`'s path until `shutdown` fires; in-flight
-/// requests finish. The pages of every service show `site`'s navigation from now on.
+/// requests finish. Its pages show `site`'s navigation and links.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -104,10 +104,11 @@ pub async fn serve(
     site: crate::public::Site,
     mut shutdown: crate::shutdown::Shutdown,
 ) -> std::io::Result<()> {
-    crate::public::init(&site);
-    let app = app.layer(axum::middleware::from_fn_with_state(metrics, count_requests));
+    let app = app
+        .merge(crate::pages::assets())
+        .layer(axum::middleware::from_fn_with_state(metrics, count_requests));
     // Around the router, not a route layer: the path must be rewritten before routing.
-    let strip = axum::middleware::from_fn_with_state(site.base_path, crate::public::strip_base_path);
+    let strip = axum::middleware::from_fn_with_state(std::sync::Arc::new(site), crate::public::serve_site);
     let app = tower::Layer::layer(&strip, app);
     axum::serve(
         listener,

@@ -1,13 +1,38 @@
-//! What the services' pages and JSON APIs share: a rendered page as a response, the message page, and the
-//! answers to a record that is not there and to a failed database call (a `Problem`, as problem+json or as
-//! the message page). The templates `base.html` (every page extends it) and `message.html` are in this
-//! crate's `templates/`; each service's `askama.toml` lists that directory after its own.
+//! What the services' pages and JSON APIs share: a rendered page as a response, the message page, the
+//! stylesheet, and the answers to a record that is not there and to a failed database call (a `Problem`,
+//! as problem+json or as the message page). The templates `base.html` (every page extends it) and
+//! `message.html` are in this crate's `templates/`, the stylesheet in `static/`; each service's
+//! `askama.toml` lists the templates after its own.
 
 use crate::problem::Problem;
 use askama::Template;
-use axum::http::StatusCode;
+use axum::Router;
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
 use std::fmt::Display;
+
+/// Where every service serves the pages' stylesheet (under its public path, when it has one).
+pub const STYLESHEET_PATH: &str = "/static/style.css";
+
+/// The stylesheet: the service's own, so the pages need nothing from elsewhere.
+const STYLESHEET: &str = include_str!("../static/style.css");
+
+/// The routes of what the pages load: the stylesheet, cacheable for an hour.
+pub fn assets() -> Router {
+    Router::new().route(
+        STYLESHEET_PATH,
+        get(|| async {
+            (
+                [
+                    (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                    (header::CACHE_CONTROL, "public, max-age=3600"),
+                ],
+                STYLESHEET,
+            )
+        }),
+    )
+}
 
 /// A page that says one thing: an error, or that something is not there.
 #[derive(Template)]

@@ -160,6 +160,20 @@ impl Problem {
         }
     }
 
+    /// A refused request naming each refused field with its own message; the detail is the messages in
+    /// order, joined by "; ".
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            errors,
+            ..Self::new(Kind::Validation, detail)
+        }
+    }
+
     /// `what` `id` does not exist.
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
         Self::new(Kind::NotFound, format!("{what} {id} not found"))

@@ -1,12 +1,13 @@
 //! Where people reach the services: the public URL of each service's pages (the operator sets them from
 //! `spec.expose`, one Ingress or HTTPRoute per service), the path a service serves its pages under, and
-//! the links between the three services' pages.
+//! the links between the three services' pages: the navigation, and from one order's page at one service
+//! to the same order at the others (its order, invoice and shipment).
 //!
 //! A service published at `https://shop.example.com/invoicing` serves `/invoicing/` and `/invoicing/42`
 //! itself: an Ingress or a Gateway passes the path through unchanged, so no controller-specific rewrite
 //! is needed. Probes, `/metrics` and every other path stay at the root as well.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::Uri;
@@ -86,64 +87,110 @@ pub struct Link {
     pub href: String,
 }
 
-/// What the pages of one service need to know of the site: the path it serves under and the navigation.
+/// What the pages of one service need to know of the site: the path it serves under, the navigation, and
+/// where the other services show one order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Site {
     /// Empty, or `/path` without a trailing `/`.
     pub base_path: String,
     /// Its own first page, then the other published services' pages.
     pub nav: Vec<Link>,
+    /// The other published services' first pages, labelled by what they show of one order ("Invoice");
+    /// an order's record there is the first page followed by its id.
+    pub records: Vec<Link>,
 }
 
 impl PublicUrls {
     /// The site as `own` (`order`, `invoicing` or `shipping`) sees it.
     pub fn site(&self, own: &str) -> Site {
         let services = [
-            ("order", "Orders", &self.order),
-            ("invoicing", "Invoices", &self.invoicing),
-            ("shipping", "Shipments", &self.shipping),
+            ("order", "Orders", "Order", &self.order),
+            ("invoicing", "Invoices", "Invoice", &self.invoicing),
+            ("shipping", "Shipments", "Shipment", &self.shipping),
         ];
         let base_path = services
             .iter()
             .find(|(name, ..)| *name == own)
-            .and_then(|(_, _, url)| url.as_ref())
+            .and_then(|(.., url)| url.as_ref())
             .map(|url| url.base_path().to_string())
             .unwrap_or_default();
         let mut nav = vec![Link {
             label: "Home",
             href: format!("{base_path}/"),
         }];
-        nav.extend(
-            services
-                .iter()
-                .filter(|(name, ..)| *name != own)
-                .filter_map(|(_, label, url)| {
-                    Some(Link {
-                        label,
-                        href: url.as_ref()?.home(),
-                    })
-                }),
-        );
-        Site { base_path, nav }
+        let others = services
+            .iter()
+            .filter(|(name, ..)| *name != own)
+            .filter_map(|(_, list, record, url)| Some((*list, *record, url.as_ref()?.home())));
+        let (mut records, mut others_nav) = (Vec::new(), Vec::new());
+        for (list, record, home) in others {
+            others_nav.push(Link {
+                label: list,
+                href: home.clone(),
+            });
+            records.push(Link {
+                label: record,
+                href: home,
+            });
+        }
+        nav.extend(others_nav);
+        Site {
+            base_path,
+            nav,
+            records,
+        }
     }
 }
 
-static NAV: OnceLock<Vec<Link>> = OnceLock::new();
-
-/// Makes `site`'s navigation the one every page of this process shows; the first call wins.
-pub fn init(site: &Site) {
-    let _ = NAV.set(site.nav.clone());
+tokio::task_local! {
+    /// The site of the service whose request is being answered, set by [`serve_site`]: in-process tests
+    /// run the three services in one process, so it cannot be a global.
+    static SITE: Arc<Site>;
 }
 
-/// The navigation every page shows (`base.html`): only "Home" at `/` before [`init`].
-pub fn nav() -> &'static [Link] {
-    NAV.get_or_init(|| PublicUrls::default().site("").nav)
+/// `read` of the site of the request being answered; the default site (only "Home" at `/`) outside one.
+fn with_site<T>(read: impl FnOnce(&Site) -> T) -> T {
+    match SITE.try_with(Arc::clone) {
+        Ok(site) => read(&site),
+        Err(_) => read(&PublicUrls::default().site("")),
+    }
 }
 
-/// Middleware in front of the router: a request under `base` is routed as if `base` were not there, the
-/// bare `base` is redirected to `base/` (so the pages' relative links resolve under it), anything else
+/// The navigation every page shows (`base.html`).
+pub fn nav() -> Vec<Link> {
+    with_site(|site| site.nav.clone())
+}
+
+/// The stylesheet's URL as the pages link it, under the service's public path.
+pub fn stylesheet() -> String {
+    with_site(|site| format!("{}{}", site.base_path, crate::pages::STYLESHEET_PATH))
+}
+
+/// Order `id` at the other published services: its order, invoice or shipment page there. (A borrowed id
+/// too, as a template holds it.)
+pub fn related(id: impl std::borrow::Borrow<i64>) -> Vec<Link> {
+    let id = *id.borrow();
+    with_site(|site| {
+        site.records
+            .iter()
+            .map(|record| Link {
+                label: record.label,
+                href: format!("{}{id}", record.href),
+            })
+            .collect()
+    })
+}
+
+/// Middleware in front of the router: the pages rendered for the request see `site` ([`nav`],
+/// [`related`], [`stylesheet`]); a request under its path is routed as if the path were not there, the
+/// bare path is redirected to `path/` (so the pages' relative links resolve under it), anything else
 /// (probes, `/metrics`) passes unchanged.
-pub async fn strip_base_path(State(base): State<String>, mut request: Request, next: Next) -> Response {
+pub async fn serve_site(State(site): State<Arc<Site>>, request: Request, next: Next) -> Response {
+    let base = site.base_path.clone();
+    SITE.scope(site, strip_base_path(&base, request, next)).await
+}
+
+async fn strip_base_path(base: &str, mut request: Request, next: Next) -> Response {
     if base.is_empty() {
         return next.run(request).await;
     }
@@ -152,10 +199,7 @@ pub async fn strip_base_path(State(base): State<String>, mut request: Request, n
         let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
         return Redirect::permanent(&format!("{base}/{query}")).into_response();
     }
-    if let Some(rest) = path
-        .strip_prefix(base.as_str())
-        .filter(|rest| rest.starts_with('/'))
-    {
+    if let Some(rest) = path.strip_prefix(base).filter(|rest| rest.starts_with('/')) {
         let rewritten = match request.uri().query() {
             Some(query) => format!("{rest}?{query}"),
             None => rest.to_string(),
@@ -201,6 +245,14 @@ mod tests {
             nav,
             vec![("Home", "/invoicing/"), ("Orders", "https://shop.example.com/")]
         );
+        assert_eq!(
+            site.records,
+            vec![Link {
+                label: "Order",
+                href: "https://shop.example.com/".into()
+            }],
+            "order 7's page at order is https://shop.example.com/7"
+        );
         let unpublished = PublicUrls::default().site("shipping");
         assert_eq!(unpublished.base_path, "");
         assert_eq!(
@@ -210,16 +262,25 @@ mod tests {
                 href: "/".into()
             }]
         );
+        assert!(unpublished.records.is_empty());
     }
 
-    /// The router behind the middleware, as `health::serve` puts it, answering with the path it routed.
+    /// The router behind the middleware, as `health::serve` puts it, answering with the path it routed
+    /// (`/` answers with the navigation's first link, as the site of the request has it).
     async fn get(base: &str, path: &str) -> (u16, String) {
         use axum::routing::get;
-        let router = axum::Router::new().route("/", get(|| async { "list" })).route(
-            "/{id}",
-            get(|axum::extract::Path(id): axum::extract::Path<String>| async move { id }),
-        );
-        let strip = axum::middleware::from_fn_with_state(base.to_string(), strip_base_path);
+        let router = axum::Router::new()
+            .route("/", get(|| async { format!("list {}", nav()[0].href) }))
+            .route(
+                "/{id}",
+                get(|axum::extract::Path(id): axum::extract::Path<String>| async move { id }),
+            );
+        let urls = PublicUrls {
+            invoicing: PublicUrl::parse(&format!("https://shop.example.com{base}")).ok(),
+            ..PublicUrls::default()
+        };
+        let site = Arc::new(urls.site("invoicing"));
+        let strip = axum::middleware::from_fn_with_state(site, serve_site);
         let app = tower::Layer::layer(&strip, router);
         let request = Request::get(path)
             .body(axum::body::Body::empty())
@@ -241,7 +302,11 @@ mod tests {
 
     #[tokio::test]
     async fn pages_are_served_under_the_base_path_and_everything_else_at_the_root() {
-        assert_eq!(get("/invoicing", "/invoicing/").await, (200, "list".into()));
+        assert_eq!(
+            get("/invoicing", "/invoicing/").await,
+            (200, "list /invoicing/".into()),
+            "the page sees its own site"
+        );
         assert_eq!(get("/invoicing", "/invoicing/42").await, (200, "42".into()));
         assert_eq!(
             get("/invoicing", "/invoicing?x=1").await,

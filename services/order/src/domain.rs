@@ -3,6 +3,7 @@
 
 use ordersystem_contract::Address;
 use ordersystem_contract::event::MAX_LINE_COUNT;
+use ordersystem_service_kit::problem::FieldError;
 use serde::Deserialize;
 
 /// Most lines in one order.
@@ -53,69 +54,110 @@ pub struct NewLine {
     pub item_id: i64,
 }
 
-/// Why an order was refused; the message is shown to the person or API client as is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
+/// Why an order was refused: every refused field with its own message, in the form's order, each named as
+/// the JSON API spells it (`orderLine`, `orderLine[1].count`, `shippingAddress.zip`). The messages are
+/// shown to the person or API client as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub Vec<FieldError>);
+
+impl Invalid {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let messages: Vec<&str> = self.0.iter().map(|e| e.message.as_str()).collect();
+        f.write_str(&messages.join("; "))
+    }
+}
+
+impl std::error::Error for Invalid {}
 
 impl NewOrder {
     pub fn parse(input: OrderInput) -> Result<Self, Invalid> {
+        let mut refused = Vec::new();
+        let mut refuse = |field: String, message: String| refused.push(FieldError { field, message });
         if input.order_line.is_empty() {
-            return Err(Invalid("an order needs at least one line".into()));
+            refuse("orderLine".into(), "an order needs at least one line".into());
         }
         if input.order_line.len() > MAX_LINES {
-            return Err(Invalid(format!("an order has at most {MAX_LINES} lines")));
+            refuse(
+                "orderLine".into(),
+                format!("an order has at most {MAX_LINES} lines"),
+            );
         }
-        let lines = input
-            .order_line
-            .iter()
-            .enumerate()
-            .map(|(index, line)| {
-                let count = i32::try_from(line.count)
-                    .ok()
-                    .filter(|c| (1..=MAX_LINE_COUNT).contains(c))
-                    .ok_or_else(|| {
-                        Invalid(format!(
-                            "line {}: count must be between 1 and {MAX_LINE_COUNT}",
-                            index + 1
-                        ))
-                    })?;
-                Ok(NewLine {
+        let mut lines = Vec::with_capacity(input.order_line.len());
+        for (index, line) in input.order_line.iter().enumerate() {
+            match i32::try_from(line.count)
+                .ok()
+                .filter(|c| (1..=MAX_LINE_COUNT).contains(c))
+            {
+                Some(count) => lines.push(NewLine {
                     count,
                     item_id: line.item_id,
-                })
-            })
-            .collect::<Result<Vec<_>, Invalid>>()?;
+                }),
+                None => refuse(
+                    format!("orderLine[{index}].count"),
+                    format!("line {}: count must be between 1 and {MAX_LINE_COUNT}", index + 1),
+                ),
+            }
+        }
+        let shipping_address = parse_address(
+            ("shippingAddress", "shipping address"),
+            input.shipping_address,
+            &mut refuse,
+        );
+        let billing_address = parse_address(
+            ("billingAddress", "billing address"),
+            input.billing_address,
+            &mut refuse,
+        );
+        if !refused.is_empty() {
+            return Err(Invalid(refused));
+        }
         Ok(Self {
             customer_id: input.customer_id,
-            shipping_address: parse_address("shipping address", input.shipping_address)?,
-            billing_address: parse_address("billing address", input.billing_address)?,
+            shipping_address,
+            billing_address,
             lines,
         })
     }
 }
 
-fn parse_address(what: &str, input: AddressInput) -> Result<Address, Invalid> {
-    let field = |name: &str, value: String| {
+/// The address trimmed; each refused field goes to `refuse` as `{object}.{name}`, its message starting
+/// with `what` ("billing address: zip is required").
+fn parse_address(
+    (object, what): (&str, &str),
+    input: AddressInput,
+    refuse: &mut impl FnMut(String, String),
+) -> Address {
+    let mut field = |name: &str, value: String| {
         let value = value.trim().to_string();
-        if value.is_empty() {
-            Err(Invalid(format!("{what}: {name} is required")))
+        let problem = if value.is_empty() {
+            Some("is required".to_string())
         } else if value.chars().any(char::is_control) {
             // Postgres text cannot hold NUL, and no address needs a tab or a bell.
-            Err(Invalid(format!("{what}: {name} contains a control character")))
+            Some("contains a control character".to_string())
         } else if value.chars().count() > MAX_FIELD_LEN {
-            Err(Invalid(format!(
-                "{what}: {name} is longer than {MAX_FIELD_LEN} characters"
-            )))
+            Some(format!("is longer than {MAX_FIELD_LEN} characters"))
         } else {
-            Ok(value)
+            None
+        };
+        if let Some(problem) = problem {
+            refuse(format!("{object}.{name}"), format!("{what}: {name} {problem}"));
         }
+        value
     };
-    Ok(Address {
-        street: field("street", input.street)?,
-        zip: field("zip", input.zip)?,
-        city: field("city", input.city)?,
-    })
+    Address {
+        street: field("street", input.street),
+        zip: field("zip", input.zip),
+        city: field("city", input.city),
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +193,7 @@ mod tests {
         assert!(
             NewOrder::parse(input(vec![]))
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("at least one line")
         );
     }
@@ -160,7 +202,7 @@ mod tests {
     fn zero_negative_and_absurd_counts_are_refused() {
         for count in [0, -1, i64::from(MAX_LINE_COUNT) + 1, i64::MAX] {
             let error = NewOrder::parse(input(vec![LineInput { count, item_id: 1 }])).unwrap_err();
-            assert!(error.0.contains("count"), "{count}: {error}");
+            assert_eq!(error.0[0].field, "orderLine[0].count", "{count}: {error}");
         }
     }
 
@@ -169,9 +211,38 @@ mod tests {
         let mut order = input(vec![LineInput { count: 1, item_id: 1 }]);
         order.billing_address.zip = "  ".into();
         assert_eq!(
-            NewOrder::parse(order).unwrap_err().0,
+            NewOrder::parse(order).unwrap_err().to_string(),
             "billing address: zip is required"
         );
+    }
+
+    #[test]
+    fn every_refused_field_is_named_with_its_own_message() {
+        let mut order = input(vec![
+            LineInput { count: 1, item_id: 1 },
+            LineInput { count: 0, item_id: 1 },
+        ]);
+        order.shipping_address.street = String::new();
+        order.billing_address.city = "a\u{7}b".into();
+        let refused: Vec<(String, String)> = NewOrder::parse(order)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect();
+        let expected = [
+            ("orderLine[1].count", "line 2: count must be between 1 and 10000"),
+            ("shippingAddress.street", "shipping address: street is required"),
+            (
+                "billingAddress.city",
+                "billing address: city contains a control character",
+            ),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(f, m)| ((*f).to_string(), (*m).to_string()))
+            .collect();
+        assert_eq!(refused, expected);
     }
 
     /// What `parse` must decide, written independently of it.
@@ -252,9 +323,10 @@ mod tests {
                         prop_assert_eq!(&order.shipping_address.street, input.shipping_address.street.trim());
                         prop_assert_eq!(&order.billing_address.city, input.billing_address.city.trim());
                     }
-                    Err(Invalid(message)) => {
-                        prop_assert!(!expected, "refused a valid order ({message}): {input:?}");
-                        prop_assert!(!message.is_empty());
+                    Err(invalid) => {
+                        prop_assert!(!expected, "refused a valid order ({invalid}): {input:?}");
+                        prop_assert!(!invalid.0.is_empty());
+                        prop_assert!(invalid.0.iter().all(|e| !e.field.is_empty() && !e.message.is_empty()));
                     }
                 }
             }

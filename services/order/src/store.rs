@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use ordersystem_contract::partition::record_key;
 use ordersystem_contract::{Address, Customer, Item, OrderLine, OrderPlaced, Price};
 use ordersystem_service_kit::batch::Batch;
+use ordersystem_service_kit::paging::{Page, Paging};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 
@@ -316,18 +317,24 @@ fn lines_table(batch: &mut Batch, events: &[&OrderPlaced]) -> String {
 pub struct OrderSummary {
     pub id: i64,
     pub customer: String,
+    #[serde(serialize_with = "ordersystem_service_kit::money::serialize")]
     pub total_price: Decimal,
 }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<OrderSummary>, sqlx::Error> {
-    sqlx::query_as(
+/// The page of the order list `paging` asks for.
+pub async fn list(pool: &PgPool, paging: &Paging) -> Result<Page<OrderSummary>, sqlx::Error> {
+    let rows = sqlx::query_as(
         "SELECT o.id, c.firstname || ' ' || c.name AS customer,
                 COALESCE(SUM(l.count * l.price), 0) AS total_price
-         FROM orders o JOIN customers c USING (customer_id) LEFT JOIN order_lines l ON l.order_id = o.id
+         FROM (SELECT id, customer_id FROM orders WHERE id > $1 ORDER BY id LIMIT $2) o
+         JOIN customers c USING (customer_id) LEFT JOIN order_lines l ON l.order_id = o.id
          GROUP BY o.id, c.firstname, c.name ORDER BY o.id",
     )
+    .bind(paging.after_key())
+    .bind(paging.fetch())
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(paging.page(rows, |row: &OrderSummary| row.id))
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<OrderPlaced>, sqlx::Error> {

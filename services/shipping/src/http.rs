@@ -1,5 +1,5 @@
 //! The shipping pages (`/`, `/{id}`) and JSON API (`/api/shipments`, `/api/shipments/{id}`). Read-only.
-//! Errors are problem+json on the API and the message page on the pages (`ordersystem_service_kit::problem`).
+//! Lists come a page at a time (`ordersystem_service_kit::paging`). Errors are problem+json on the API and the message page on the pages (`ordersystem_service_kit::problem`).
 
 use crate::domain::Shipment;
 use crate::store;
@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ordersystem_service_kit::pages::{self, render};
+use ordersystem_service_kit::paging::{Page, Paging};
 use ordersystem_service_kit::problem::Problem;
+use ordersystem_service_kit::public::{self, Link};
 use sqlx::PgPool;
 
 pub fn router(pool: PgPool) -> Router {
@@ -26,17 +28,23 @@ pub fn router(pool: PgPool) -> Router {
 #[derive(Template)]
 #[template(path = "shipmentlist.html")]
 struct ListPage {
-    shipments: Vec<store::ShipmentSummary>,
+    shipments: Page<store::ShipmentSummary>,
 }
 
 #[derive(Template)]
 #[template(path = "shipment.html")]
 struct DetailPage {
     shipment: Shipment,
+    /// The same order's pages at order and invoicing, where they are published.
+    related: Vec<Link>,
 }
 
-async fn list_page(State(pool): State<PgPool>) -> Response {
-    pages::answer(store::list(&pool).await, |shipments| {
+async fn list_page(State(pool): State<PgPool>, paging: Result<Paging, Problem>) -> Response {
+    let paging = match paging {
+        Ok(paging) => paging,
+        Err(problem) => return problem.page(),
+    };
+    pages::answer(store::list(&pool, &paging).await, |shipments| {
         render(StatusCode::OK, &ListPage { shipments })
     })
 }
@@ -47,14 +55,17 @@ async fn detail_page(State(pool): State<PgPool>, id: Result<Path<i64>, PathRejec
         Err(rejection) => return Problem::from(rejection).page(),
     };
     pages::one_page(store::get(&pool, id).await, ("shipment", id), |shipment| {
-        render(StatusCode::OK, &DetailPage { shipment })
+        let related = public::related(shipment.order_id);
+        render(StatusCode::OK, &DetailPage { shipment, related })
     })
 }
 
-async fn list_api(State(pool): State<PgPool>) -> Response {
-    pages::answer_json(store::list(&pool).await, |shipments| {
-        Json(shipments).into_response()
-    })
+async fn list_api(State(pool): State<PgPool>, paging: Result<Paging, Problem>) -> Response {
+    let paging = match paging {
+        Ok(paging) => paging,
+        Err(problem) => return problem.into_response(),
+    };
+    pages::answer_json(store::list(&pool, &paging).await, IntoResponse::into_response)
 }
 
 async fn detail_api(State(pool): State<PgPool>, id: Result<Path<i64>, PathRejection>) -> Response {

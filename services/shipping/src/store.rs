@@ -5,6 +5,7 @@ use crate::domain::{Shipment, ShipmentLine};
 use ordersystem_contract::Address;
 use ordersystem_service_kit::batch::Batch;
 use ordersystem_service_kit::keyed::{self, FirstWins};
+use ordersystem_service_kit::paging::{Page, Paging};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
@@ -84,10 +85,17 @@ pub struct ShipmentSummary {
     pub customer: String,
 }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<ShipmentSummary>, sqlx::Error> {
-    sqlx::query_as("SELECT order_id, firstname || ' ' || name AS customer FROM shipments ORDER BY order_id")
-        .fetch_all(pool)
-        .await
+/// The page of the shipment list `paging` asks for.
+pub async fn list(pool: &PgPool, paging: &Paging) -> Result<Page<ShipmentSummary>, sqlx::Error> {
+    let rows = sqlx::query_as(
+        "SELECT order_id, firstname || ' ' || name AS customer FROM shipments
+         WHERE order_id > $1 ORDER BY order_id LIMIT $2",
+    )
+    .bind(paging.after_key())
+    .bind(paging.fetch())
+    .fetch_all(pool)
+    .await?;
+    Ok(paging.page(rows, |row: &ShipmentSummary| row.order_id))
 }
 
 pub async fn get(pool: &PgPool, order_id: i64) -> Result<Option<Shipment>, sqlx::Error> {

@@ -1,5 +1,6 @@
 //! The JSON API: `POST/GET /api/orders`, `GET /api/orders/{id}`, `GET /api/customers`, `GET /api/items`.
-//! Orders are returned in the event's shape (design 2.1) plus their total; every error is a `Problem`
+//! Orders are returned in the event's shape (design 2.1) plus their total, money as `Money` (`"42.00"`); the
+//! order list comes a page at a time (`ordersystem_service_kit::paging`); every error is a `Problem`
 //! (problem+json).
 
 use super::{AppState, place_order, unreadable};
@@ -12,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ordersystem_contract::OrderPlaced;
+use ordersystem_service_kit::money;
+use ordersystem_service_kit::paging::{Page, Paging};
 use ordersystem_service_kit::problem::Problem;
 
 pub fn router() -> Router<AppState> {
@@ -22,14 +25,15 @@ pub fn router() -> Router<AppState> {
         .route("/api/items", get(items))
 }
 
+/// The order in the event's shape, its prices and `totalPrice` as `Money`.
 fn with_total(order: &OrderPlaced) -> serde_json::Value {
     let mut value = serde_json::to_value(order).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.insert(
-            "totalPrice".into(),
-            serde_json::Value::String(order.total().to_string()),
-        );
+    if let Some(lines) = value["orderLine"].as_array_mut() {
+        for (json, line) in lines.iter_mut().zip(&order.order_line) {
+            json["item"]["price"] = money::text(line.item.price.0);
+        }
     }
+    value["totalPrice"] = money::text(order.total());
     value
 }
 
@@ -48,8 +52,11 @@ async fn create(
         .into_response())
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Vec<store::OrderSummary>>, Problem> {
-    Ok(Json(store::list(&state.pool).await?))
+async fn list(
+    State(state): State<AppState>,
+    paging: Result<Paging, Problem>,
+) -> Result<Page<store::OrderSummary>, Problem> {
+    Ok(store::list(&state.pool, &paging?).await?)
 }
 
 async fn show(
@@ -69,6 +76,17 @@ async fn customers(
     Ok(Json(store::customers(&state.pool).await?))
 }
 
-async fn items(State(state): State<AppState>) -> Result<Json<Vec<ordersystem_contract::Item>>, Problem> {
-    Ok(Json(store::items(&state.pool).await?))
+/// The catalogue, prices as `Money`.
+async fn items(State(state): State<AppState>) -> Result<Json<Vec<serde_json::Value>>, Problem> {
+    let items = store::items(&state.pool).await?;
+    Ok(Json(
+        items
+            .iter()
+            .map(|item| {
+                let mut value = serde_json::to_value(item).unwrap_or_default();
+                value["price"] = money::text(item.price.0);
+                value
+            })
+            .collect(),
+    ))
 }

@@ -5,7 +5,7 @@
 mod api;
 mod pages;
 
-use crate::domain::{NewOrder, OrderInput};
+use crate::domain::{Invalid, NewOrder, OrderInput};
 use crate::placer::Placer;
 use crate::store::StoreError;
 use axum::Router;
@@ -64,30 +64,9 @@ fn store_problem(error: StoreError, items: &[i64]) -> Problem {
     }
 }
 
-/// A refused order (the domain's or the form's message), with the field it names when it names one:
-/// `orderLine` for the number of lines, `orderLine[i].count` for "line i+1: ...", and
-/// `shippingAddress.street` and the like for "shipping address: street ...".
-fn invalid_order(message: String) -> Problem {
-    let field = field_of(&message);
-    Problem::validation(message, field)
-}
-
-fn field_of(message: &str) -> Option<String> {
-    if let Some(rest) = message.strip_prefix("line ") {
-        let (number, _) = rest.split_once(':')?;
-        let index = number.parse::<usize>().ok()?.checked_sub(1)?;
-        return Some(format!("orderLine[{index}].count"));
-    }
-    for (prefix, object) in [
-        ("shipping address: ", "shippingAddress"),
-        ("billing address: ", "billingAddress"),
-    ] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            let name = rest.split_whitespace().next()?;
-            return Some(format!("{object}.{name}"));
-        }
-    }
-    message.starts_with("an order ").then(|| "orderLine".to_string())
+/// A refused order (the domain's or the form's), each refused field with its own message.
+fn invalid_order(invalid: Invalid) -> Problem {
+    Problem::invalid(invalid.0)
 }
 
 /// A JSON body axum could not read, as a problem: axum's text says what was wrong (syntax, missing field,
@@ -127,7 +106,7 @@ fn json_field(text: &str) -> Option<String> {
 #[tracing::instrument(skip_all, fields(customer_id = input.customer_id))]
 async fn place_order(state: &AppState, input: OrderInput) -> Result<OrderPlaced, Problem> {
     let items: Vec<i64> = input.order_line.iter().map(|line| line.item_id).collect();
-    let order = NewOrder::parse(input).map_err(|invalid| invalid_order(invalid.0))?;
+    let order = NewOrder::parse(input).map_err(invalid_order)?;
     let event = state
         .placer
         .place(order)
@@ -191,7 +170,7 @@ mod tests {
             let mut input = valid();
             change(&mut input);
             let invalid = NewOrder::parse(input).expect_err("refused");
-            invalid_order(invalid.0).errors.first().map(|e| e.field.clone())
+            invalid_order(invalid).errors.first().map(|e| e.field.clone())
         };
         assert_eq!(field(|i| i.order_line.clear()).as_deref(), Some("orderLine"));
         assert_eq!(

@@ -1,21 +1,25 @@
 //! The HTML pages, recognisably the reference's: order list (`/`), form (`/form.html`, "Add Line" posts to
-//! `/line`, "Submit" to `/`), and detail (`/{id}`). A refused order re-renders the form with the reason
-//! and the person's input, never a stack trace; any other error is the message page with the status, title
-//! and detail the JSON API gives the same error.
+//! `/line`, "Submit" to `/`), and detail (`/{id}`). A placed order redirects to its page (Post/Redirect/Get:
+//! reloading that page places nothing). A refused order re-renders the form with the person's input and
+//! each refused field marked with its own message, never a stack trace; any other error is the message
+//! page with the status, title and detail the JSON API gives the same error.
 
 use super::{AppState, invalid_order, place_order};
-use crate::domain::{AddressInput, LineInput, OrderInput};
+use crate::domain::{AddressInput, Invalid, LineInput, NewOrder, OrderInput};
 use crate::store;
 use askama::Template;
 use axum::extract::rejection::{FormRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use ordersystem_contract::{Customer, Item, OrderPlaced};
+use ordersystem_service_kit::money::Money;
 use ordersystem_service_kit::pages::render;
-use ordersystem_service_kit::problem::{Kind, Problem, with_retry_after};
+use ordersystem_service_kit::paging::{Page, Paging};
+use ordersystem_service_kit::problem::{FieldError, Kind, Problem, with_retry_after};
+use ordersystem_service_kit::public::{self, Link};
 use std::collections::BTreeMap;
 
 pub fn router() -> Router<AppState> {
@@ -26,10 +30,13 @@ pub fn router() -> Router<AppState> {
         .route("/{id}", get(detail))
 }
 
+/// The query the order page is redirected to after the order was placed, to say so.
+const PLACED: &str = "placed";
+
 #[derive(Template)]
 #[template(path = "orderlist.html")]
 struct ListPage {
-    orders: Vec<store::OrderSummary>,
+    orders: Page<store::OrderSummary>,
 }
 
 #[derive(Template)]
@@ -38,20 +45,94 @@ struct FormPage {
     customers: Vec<Customer>,
     items: Vec<Item>,
     form: FormValues,
+    /// What was refused, as one sentence, when something was.
     error: Option<String>,
+    /// Each refused field's own message, by the field's JSON name (`shippingAddress.zip`).
+    errors: BTreeMap<String, String>,
+}
+
+impl FormPage {
+    /// The message of the refused field `field` (its JSON name), if it was refused.
+    fn error(&self, field: &str) -> Option<&str> {
+        self.errors.get(field).map(String::as_str)
+    }
+
+    /// The message of field `field` (`count`, `itemId`) of line `index` (from 0), if it was refused.
+    fn line_error(&self, index: &usize, field: &str) -> Option<&str> {
+        self.error(&format!("orderLine[{index}].{field}"))
+    }
+
+    /// The two address blocks of the form, in order.
+    fn addresses(&self) -> [AddressBlock<'_>; 2] {
+        [
+            AddressBlock {
+                legend: "Shipping Address",
+                name: "shippingAddress",
+                id: "shipping",
+                values: &self.form.shipping,
+            },
+            AddressBlock {
+                legend: "Billing Address",
+                name: "billingAddress",
+                id: "billing",
+                values: &self.form.billing,
+            },
+        ]
+    }
+}
+
+/// One address of the form: its fields are `{name}.street` and so on, their element ids `{id}-street`, and
+/// `{id}` is also the browser's autofill section (`shipping street-address`).
+struct AddressBlock<'a> {
+    legend: &'static str,
+    name: &'static str,
+    id: &'static str,
+    values: &'a AddressInput,
+}
+
+/// An address field: its name, label and autofill token.
+struct AddressField {
+    name: &'static str,
+    label: &'static str,
+    autocomplete: &'static str,
+}
+
+const ADDRESS_FIELDS: [AddressField; 3] = [
+    AddressField {
+        name: "street",
+        label: "Street",
+        autocomplete: "street-address",
+    },
+    AddressField {
+        name: "zip",
+        label: "ZIP",
+        autocomplete: "postal-code",
+    },
+    AddressField {
+        name: "city",
+        label: "City",
+        autocomplete: "address-level2",
+    },
+];
+
+impl AddressBlock<'_> {
+    fn value(&self, field: &AddressField) -> &str {
+        match field.name {
+            "street" => &self.values.street,
+            "zip" => &self.values.zip,
+            _ => &self.values.city,
+        }
+    }
 }
 
 #[derive(Template)]
 #[template(path = "order.html")]
 struct DetailPage {
-    total: String,
     order: OrderPlaced,
-}
-
-#[derive(Template)]
-#[template(path = "success.html")]
-struct SuccessPage {
-    id: i64,
+    /// Whether the person was just redirected here from placing it.
+    placed: bool,
+    /// Its invoice and shipment, where invoicing and shipping are published.
+    related: Vec<Link>,
 }
 
 /// The form's fields as typed, so a refused form comes back with the person's input.
@@ -69,8 +150,12 @@ struct FormLine {
     item: i64,
 }
 
-async fn list(State(state): State<AppState>) -> Response {
-    match store::list(&state.pool).await {
+async fn list(State(state): State<AppState>, paging: Result<Paging, Problem>) -> Response {
+    let paging = match paging {
+        Ok(paging) => paging,
+        Err(problem) => return problem.page(),
+    };
+    match store::list(&state.pool, &paging).await {
         Ok(orders) => render(StatusCode::OK, &ListPage { orders }),
         Err(error) => Problem::database(&error).page(),
     }
@@ -80,7 +165,7 @@ async fn form_page(
     state: &AppState,
     status: StatusCode,
     form: FormValues,
-    error: Option<String>,
+    refused: Option<&Problem>,
 ) -> Response {
     let catalogue = async {
         Ok::<_, sqlx::Error>((
@@ -95,7 +180,12 @@ async fn form_page(
                 customers,
                 items,
                 form,
-                error,
+                error: refused.map(|problem| problem.detail.clone()),
+                errors: refused
+                    .iter()
+                    .flat_map(|problem| &problem.errors)
+                    .map(|e| (e.field.clone(), e.message.clone()))
+                    .collect(),
             },
         ),
         Err(error) => Problem::database(&error).page(),
@@ -136,29 +226,36 @@ async fn submit(
     };
     let result = match to_input(&values) {
         Ok(input) => place_order(&state, input).await,
-        Err(message) => Err(invalid_order(message)),
+        Err(invalid) => Err(invalid_order(invalid)),
     };
     match result {
-        Ok(event) => render(StatusCode::OK, &SuccessPage { id: event.id }),
+        // See Other: the browser shows the order with a GET, so a reload places nothing.
+        Ok(event) => Redirect::to(&format!("{}?{PLACED}", event.id)).into_response(),
         // A refused order and a retryable refusal come back on the form, with the person's input.
         Err(problem) if problem.status().is_client_error() || problem.kind == Kind::Unavailable => {
-            let page = form_page(&state, problem.status(), values, Some(problem.detail)).await;
+            let page = form_page(&state, problem.status(), values, Some(&problem)).await;
             with_retry_after(problem.kind, page)
         }
         Err(problem) => problem.page(),
     }
 }
 
-async fn detail(State(state): State<AppState>, id: Result<Path<i64>, PathRejection>) -> Response {
+async fn detail(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let id = match id {
         Ok(Path(id)) => id,
         Err(rejection) => return Problem::from(rejection).page(),
     };
+    let placed = query.is_some_and(|query| query.split('&').any(|pair| pair == PLACED));
     match store::get(&state.pool, id).await {
         Ok(Some(order)) => render(
             StatusCode::OK,
             &DetailPage {
-                total: order.total().to_string(),
+                related: public::related(order.id),
+                placed,
                 order,
             },
         ),
@@ -210,29 +307,42 @@ fn form_values(fields: &[(String, String)]) -> FormValues {
     values
 }
 
-fn to_input(values: &FormValues) -> Result<OrderInput, String> {
+/// The form as an order. A count that is no whole number is refused here, naming its line, together with
+/// whatever else the order's rules refuse, so the person fixes everything at once.
+fn to_input(values: &FormValues) -> Result<OrderInput, Invalid> {
+    let mut unreadable = Vec::new();
     let order_line = values
         .lines
         .iter()
         .enumerate()
         .map(|(index, line)| {
-            let count = line
-                .count
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| format!("line {}: count must be a whole number", index + 1))?;
-            Ok(LineInput {
+            let count = line.count.trim().parse::<i64>().unwrap_or_else(|_| {
+                unreadable.push(FieldError {
+                    field: format!("orderLine[{index}].count"),
+                    message: format!("line {}: count must be a whole number", index + 1),
+                });
+                1
+            });
+            LineInput {
                 count,
                 item_id: line.item,
-            })
+            }
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(OrderInput {
+        .collect();
+    let input = OrderInput {
         customer_id: values.customer,
         shipping_address: values.shipping.clone(),
         billing_address: values.billing.clone(),
         order_line,
-    })
+    };
+    if unreadable.is_empty() {
+        return Ok(input);
+    }
+    let mut refused = unreadable;
+    if let Err(Invalid(more)) = NewOrder::parse(input) {
+        refused.extend(more);
+    }
+    Err(Invalid(refused))
 }
 
 #[cfg(test)]
@@ -276,9 +386,21 @@ mod tests {
             }],
             ..FormValues::default()
         };
+        let refused = to_input(&values).unwrap_err();
+        let fields: Vec<&str> = refused.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(refused.0[0].message, "line 1: count must be a whole number");
         assert_eq!(
-            to_input(&values).unwrap_err(),
-            "line 1: count must be a whole number"
+            fields,
+            [
+                "orderLine[0].count",
+                "shippingAddress.street",
+                "shippingAddress.zip",
+                "shippingAddress.city",
+                "billingAddress.street",
+                "billingAddress.zip",
+                "billingAddress.city"
+            ],
+            "the blank addresses are named too"
         );
     }
 }
