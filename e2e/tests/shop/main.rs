@@ -3,6 +3,7 @@
 //! exactly one invoice and one shipment whatever happens on the way.
 
 mod crash;
+mod dead_letters;
 mod faults;
 mod flow;
 mod hostile_orders;

@@ -5,10 +5,12 @@
 use axum::Router;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
+use std::sync::Arc;
 
 use crate::config::ConsumerConfig;
 use crate::consumer::{self, ConsumerLoop, Handler};
 use crate::db::Database;
+use crate::dead_letters::{self, DeadLetters};
 use crate::health;
 use crate::metrics::Metrics;
 use crate::process::{self, RunError};
@@ -21,7 +23,7 @@ pub struct ConsumerService<H> {
     pub handler: H,
     /// The service's own tables; the kit's dead-letter table is migrated after them.
     pub migrator: &'static Migrator,
-    /// Its pages and JSON API.
+    /// Its pages and JSON API; the dead letters' (`dead_letters`) are added to them.
     pub pages: fn(PgPool) -> Router,
     /// The service's name: in its log lines, and its group id when none is configured.
     pub name: &'static str,
@@ -46,7 +48,15 @@ impl<H: Handler> ConsumerService<H> {
     ) -> Result<(), RunError> {
         let metrics = Metrics::new();
         let db = Database::connect_lazy(&config.database)?;
-        let app = (self.pages)(db.pool.clone()).merge(health::router(db.clone(), metrics.clone()));
+        let handler = Arc::new(self.handler);
+        let dead_letters = dead_letters::router(DeadLetters {
+            pool: db.pool.clone(),
+            handler: handler.clone(),
+            metrics: metrics.clone(),
+        });
+        let app = (self.pages)(db.pool.clone())
+            .merge(dead_letters)
+            .merge(health::router(db.clone(), metrics.clone()));
         let site = config.http.public.site(self.name);
         let server = tokio::spawn(health::serve(
             listener,
@@ -59,7 +69,7 @@ impl<H: Handler> ConsumerService<H> {
         let migrators = [self.migrator, &*consumer::store::MIGRATOR];
         if db.migrate(&migrators, shutdown.clone()).await {
             let consumer_loop = ConsumerLoop {
-                handler: self.handler,
+                handler,
                 pool: db.pool.clone(),
                 metrics,
                 default_group: self.name,

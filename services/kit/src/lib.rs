@@ -11,6 +11,7 @@ pub mod config;
 pub mod consumer;
 pub mod consumer_service;
 pub mod db;
+pub mod dead_letters;
 pub mod failpoints;
 pub mod health;
 pub mod kafka;

@@ -36,6 +36,11 @@ pub struct ReasonLabels {
 }
 
 /// All metrics of a service. Cloning shares them (the metric types are reference-counted).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
@@ -47,6 +52,7 @@ pub struct Metrics {
     pub events_consumed: Counter,
     pub duplicates_skipped: Counter,
     pub dead_letters: Family<ReasonLabels, Counter>,
+    pub dead_letter_redrives: Family<OutcomeLabels, Counter>,
     pub outbox_backlog: Gauge,
     pub kafka_connected: Gauge,
     pub rebalances: Counter,
@@ -86,6 +92,11 @@ impl Metrics {
             dead_letters: r.add(
                 "dead_letters",
                 "Records moved to the dead-letter table, by reason",
+            ),
+            dead_letter_redrives: r.add(
+                "dead_letter_redrives",
+                "Redrives of dead letters asked for, by outcome (Stored, Duplicate, Conflict, Undecodable, Rejected, \
+                 AlreadyRedriven)",
             ),
             outbox_backlog: r.add("outbox_backlog", "Outbox rows not yet acknowledged by Kafka"),
             kafka_connected: r.add(
@@ -133,6 +144,14 @@ impl Metrics {
     }
 
     /// Makes the dead-letter count of each of `reasons` exist, at 0.
+    pub fn redrive(&self, outcome: &str) {
+        self.dead_letter_redrives
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
     pub fn start_dead_letter_counts(&self, reasons: &[&str]) {
         for reason in reasons {
             let _count = self.dead_letters.get_or_create(&ReasonLabels {

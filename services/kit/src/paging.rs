@@ -101,6 +101,15 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// The same page, each row turned into what `show` makes of it.
+    pub fn map<U>(self, show: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            rows: self.rows.into_iter().map(show).collect(),
+            next: self.next,
+            path: self.path,
+        }
+    }
+
     /// The `Link` header's value naming the next page, when more follow.
     pub fn link(&self) -> Option<String> {
         let next = self.next.as_ref()?;

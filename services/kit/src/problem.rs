@@ -29,6 +29,9 @@ pub enum Kind {
     UnsupportedMediaType,
     /// The record asked for does not exist.
     NotFound,
+    /// The record's state does not allow what was asked: a dead letter redriven before, or whose redrive
+    /// would still conflict or still fail; nothing was changed.
+    Conflict,
     /// The database is unreachable or busy, or the service is shutting down: nothing was changed and a
     /// retry after `Retry-After` seconds may well succeed.
     Unavailable,
@@ -37,12 +40,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::BadRequest,
         Self::Validation,
         Self::TooLarge,
         Self::UnsupportedMediaType,
         Self::NotFound,
+        Self::Conflict,
         Self::Unavailable,
         Self::Internal,
     ];
@@ -55,6 +59,7 @@ impl Kind {
             Self::TooLarge => "/problems/too-large",
             Self::UnsupportedMediaType => "/problems/unsupported-media-type",
             Self::NotFound => "/problems/not-found",
+            Self::Conflict => "/problems/conflict",
             Self::Unavailable => "/problems/unavailable",
             Self::Internal => "/problems/internal",
         }
@@ -67,6 +72,7 @@ impl Kind {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -80,6 +86,7 @@ impl Kind {
             Self::TooLarge => "Request too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::NotFound => "Not found",
+            Self::Conflict => "Conflict",
             Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal error",
         }

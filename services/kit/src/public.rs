@@ -161,9 +161,14 @@ pub fn nav() -> Vec<Link> {
     with_site(|site| site.nav.clone())
 }
 
+/// `path` (absolute, from the service's root) as the browser reaches it: under the service's public path.
+pub fn local(path: &str) -> String {
+    with_site(|site| format!("{}{path}", site.base_path))
+}
+
 /// The stylesheet's URL as the pages link it, under the service's public path.
 pub fn stylesheet() -> String {
-    with_site(|site| format!("{}{}", site.base_path, crate::pages::STYLESHEET_PATH))
+    local(crate::pages::STYLESHEET_PATH)
 }
 
 /// Order `id` at the other published services: its order, invoice or shipment page there. (A borrowed id

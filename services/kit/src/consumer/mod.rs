@@ -27,6 +27,7 @@
 
 mod outcome;
 mod partitions;
+pub mod redrive;
 pub mod store;
 
 pub use outcome::Written;
@@ -69,7 +70,8 @@ pub const REASON_CONFLICT: &str = "ConflictingDuplicate";
 /// Dead-letter reason of an event the database refused for good (a constraint or data error).
 pub const REASON_REJECTED: &str = "Rejected";
 
-/// A service's domain: what it reads of an event, and how it stores events on the connection given.
+/// A service's domain: what it reads of an event, and how it stores events on the connection given. The
+/// loop and a redrive of a dead letter (`redrive`) use the same handler.
 pub trait Handler: Send + Sync + 'static {
     /// The fields of `OrderPlaced` this service needs; records are decoded as this and nothing more. The
     /// handler's fingerprints must come from what it stores, so an event differing only in a field the
@@ -117,7 +119,8 @@ pub enum ConsumerError {
 
 /// Everything the loop needs besides the Kafka client.
 pub struct ConsumerLoop<H> {
-    pub handler: H,
+    /// Shared with the dead letters' redrive (`dead_letters`).
+    pub handler: std::sync::Arc<H>,
     pub pool: PgPool,
     pub metrics: Metrics,
     /// Group id when none is configured: the service's name.

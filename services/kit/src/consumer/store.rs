@@ -1,11 +1,14 @@
-//! The consumer loop's own SQL: the dead-letter table. The kit creates that table itself (`MIGRATOR`, the
-//! one definition, in `migrations/dead_letters`): the loop that writes it is shared by every consumer
-//! service, so its table is defined with it instead of once per service.
+//! The consumer loop's own SQL: the dead-letter table, written by the loop, read by the dead-letter pages
+//! and marked by a redrive. The kit creates that table itself (`MIGRATOR`, the one definition, in
+//! `migrations/dead_letters`): the loop that writes it is shared by every consumer service, so its table
+//! is defined with it instead of once per service.
 
 use crate::db;
+use crate::paging::{Page, Paging};
+use chrono::{DateTime, Utc};
 use rdkafka::Message;
-use sqlx::PgConnection;
 use sqlx::migrate::Migrator;
+use sqlx::{PgConnection, PgPool};
 use std::sync::LazyLock;
 
 /// Creates the dead-letter table. A consumer service runs it after its own migrations
@@ -61,4 +64,71 @@ pub async fn insert_dead_letter(conn: &mut PgConnection, letter: &DeadLetter<'_>
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A dead letter as stored, for the pages, the JSON API and a redrive.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredDeadLetter {
+    pub id: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub record_key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub reason: String,
+    pub error: String,
+    pub created_at: DateTime<Utc>,
+    pub redriven_at: Option<DateTime<Utc>>,
+    pub redrive_outcome: Option<String>,
+}
+
+/// `SELECT` of a `StoredDeadLetter`'s columns from the table, followed by `$rest`: a static string.
+macro_rules! select {
+    ($rest:literal) => {
+        concat!(
+            r#"SELECT id, topic, partition, "offset", record_key, payload, reason, error, created_at,
+                      redriven_at, redrive_outcome FROM dead_letters "#,
+            $rest
+        )
+    };
+}
+
+/// The page of dead letters `paging` asks for, by id (the order they were set aside in).
+pub async fn list(pool: &PgPool, paging: &Paging) -> Result<Page<StoredDeadLetter>, sqlx::Error> {
+    let rows = sqlx::query_as(select!("WHERE id > $1 ORDER BY id LIMIT $2"))
+        .bind(paging.after_key())
+        .bind(paging.fetch())
+        .fetch_all(pool)
+        .await?;
+    Ok(paging.page(rows, |row: &StoredDeadLetter| row.id))
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> Result<Option<StoredDeadLetter>, sqlx::Error> {
+    sqlx::query_as(select!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Dead letter `id`, locked until `conn`'s transaction ends: two redrives of it take turns.
+pub(super) async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<StoredDeadLetter>, sqlx::Error> {
+    sqlx::query_as(select!("WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Marks dead letter `id` redriven now, with what the redrive came to.
+pub(super) async fn mark_redriven(
+    conn: &mut PgConnection,
+    id: i64,
+    outcome: &str,
+) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE dead_letters SET redriven_at = now(), redrive_outcome = $2 WHERE id = $1 RETURNING redriven_at",
+    )
+    .bind(id)
+    .bind(outcome)
+    .fetch_one(conn)
+    .await
 }
