@@ -1,12 +1,13 @@
 //! Test support for the control-plane and end-to-end tests: a kube client for the local control plane,
 //! the Kubernetes version this workspace is compiled for, a control-plane test's namespace and the
-//! `OrderSystem` it writes and waits on, the real node and the two modes of the end-to-end tests, and a
-//! client of the running shop. Kafka/Postgres lookups, names and waits are in `ordersystem-testkit`,
-//! re-exported.
+//! `OrderSystem` it writes and waits on, the real node and the two modes of the end-to-end tests, a
+//! Kafka cluster of a test's own, and a client of the running shop. Kafka/Postgres lookups, names and
+//! waits are in `ordersystem-testkit`, re-exported.
 
 pub mod chart_rbac;
 pub mod cluster;
 pub mod control_plane;
+pub mod kafka_cluster;
 pub mod kube;
 pub mod mode;
 pub mod node_shop;
