@@ -4,6 +4,7 @@
 # node leaves nothing behind, and the guard goes last, after forwarding is off again.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" down
+"$INFRA_DIR/browser.sh" stop
 "$INFRA_DIR/node.sh" stop
 "$INFRA_DIR/control-plane.sh" stop
 "$INFRA_DIR/kafka.sh" stop

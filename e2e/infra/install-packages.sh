@@ -12,6 +12,7 @@ PACKAGES=(
   iptables nftables iproute2 kmod                           # kube-proxy, the network guard, the bridge
   buildah busybox-static gettext-base                       # images without Docker; the debug image; envsubst
   prometheus                                                # the monitoring test's server and promtool (never its daemon)
+  chromium chromium-driver                                  # the browser test's Chromium and its WebDriver (browser.sh)
 )
 for t in go java mvn cargo python3; do command -v "$t" >/dev/null || die "$t is required but not on PATH"; done
 missing=()

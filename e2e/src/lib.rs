@@ -1,9 +1,10 @@
 //! Test support for the control-plane and end-to-end tests: a kube client for the local control plane,
 //! the Kubernetes version this workspace is compiled for, a control-plane test's namespace and the
 //! `OrderSystem` it writes and waits on, the real node and the two modes of the end-to-end tests, a
-//! Kafka cluster of a test's own, and a client of the running shop. Kafka/Postgres lookups, names and
+//! Kafka cluster of a test's own, a real browser, and a client of the running shop. Kafka/Postgres lookups, names and
 //! waits are in `ordersystem-testkit`, re-exported.
 
+pub mod browser;
 pub mod chart_rbac;
 pub mod cluster;
 pub mod control_plane;

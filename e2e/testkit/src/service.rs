@@ -102,8 +102,19 @@ impl Running {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: std::fmt::Debug,
     {
-        ordersystem_service_kit::telemetry::init(LogFormat::Text);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on(listener, db, run).await
+    }
+
+    /// As [`start`](Self::start), on `listener`, bound by the test (e.g. on the test bed's bridge, where a
+    /// browser in its own network namespace reaches it, at a port the test already told the others).
+    pub async fn start_on<F, Fut, E>(listener: tokio::net::TcpListener, db: ServiceDb, run: F) -> Running
+    where
+        F: FnOnce(tokio::net::TcpListener, Shutdown) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Debug,
+    {
+        ordersystem_service_kit::telemetry::init(LogFormat::Text);
         let addr = listener.local_addr().expect("address");
         let (stop, waiter) = shutdown::channel();
         let future = run(listener, waiter);

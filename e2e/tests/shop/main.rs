@@ -2,6 +2,7 @@
 //! (`support`) or as processes killed and restarted under a stream of orders (`faults`). An order becomes
 //! exactly one invoice and one shipment whatever happens on the way.
 
+mod browser;
 mod crash;
 mod dead_letters;
 mod faults;

@@ -55,7 +55,7 @@ async fn a_person_follows_one_order_through_the_published_pages_and_clients_page
         &bootstrap,
         &topic,
         group("invoicing"),
-        published(),
+        Published::on("127.0.0.1", published()).await,
     )
     .await;
     let shipping = spawn_shipping_published(
@@ -63,14 +63,14 @@ async fn a_person_follows_one_order_through_the_published_pages_and_clients_page
         &bootstrap,
         &topic,
         group("shipping"),
-        published(),
+        Published::on("127.0.0.1", published()).await,
     )
     .await;
     let order = spawn_order_published(
         schema::fresh_schema("order").await,
         &bootstrap,
         &topic,
-        published(),
+        Published::on("127.0.0.1", published()).await,
     )
     .await;
     let client = reqwest::Client::new();

@@ -16,20 +16,34 @@ pub async fn spawn_order(bootstrap: &str, topic: &str) -> Running {
 }
 
 pub async fn spawn_order_in(db: ServiceDb, bootstrap: &str, topic: &str) -> Running {
-    spawn_order_published(db, bootstrap, topic, PublicUrls::default()).await
+    spawn_order_published(db, bootstrap, topic, Published::unpublished().await).await
+}
+
+/// Where a service listens and the public URLs it is told (`spec.expose`).
+pub struct Published {
+    pub listener: tokio::net::TcpListener,
+    pub urls: PublicUrls,
+}
+
+impl Published {
+    /// Any free port on loopback, no public URLs.
+    pub async fn unpublished() -> Self {
+        Self::on("127.0.0.1", PublicUrls::default()).await
+    }
+
+    /// Any free port on `ip`, telling the service `urls`.
+    pub async fn on(ip: &str, urls: PublicUrls) -> Self {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+        Self { listener, urls }
+    }
 }
 
 /// Order, told the services' public URLs (`spec.expose`): it serves its pages under its own URL's path
 /// and links an order's invoice and shipment.
-pub async fn spawn_order_published(
-    db: ServiceDb,
-    bootstrap: &str,
-    topic: &str,
-    public: PublicUrls,
-) -> Running {
+pub async fn spawn_order_published(db: ServiceDb, bootstrap: &str, topic: &str, at: Published) -> Running {
     let config = ordersystem_order::config::Config {
         http: HttpArgs {
-            public,
+            public: at.urls,
             ..service::http_args()
         },
         database: service::database_args(&db),
@@ -39,14 +53,14 @@ pub async fn spawn_order_published(
         outbox_poll_ms: 200,
         outbox_keep_sent_s: 3_600,
     };
-    Running::start(db, |listener, waiter| {
+    Running::start_on(at.listener, db, |listener, waiter| {
         ordersystem_order::run(config, listener, waiter)
     })
     .await
 }
 
 pub async fn spawn_invoicing(db: ServiceDb, bootstrap: &str, topic: &str, consumer: ConsumerArgs) -> Running {
-    spawn_invoicing_published(db, bootstrap, topic, consumer, PublicUrls::default()).await
+    spawn_invoicing_published(db, bootstrap, topic, consumer, Published::unpublished().await).await
 }
 
 /// Invoicing, told the services' public URLs, as order by `spawn_order_published`.
@@ -55,18 +69,18 @@ pub async fn spawn_invoicing_published(
     bootstrap: &str,
     topic: &str,
     consumer: ConsumerArgs,
-    public: PublicUrls,
+    at: Published,
 ) -> Running {
     let mut config = service::consumer_config(&db, bootstrap, topic, consumer);
-    config.http.public = public;
-    Running::start(db, |listener, waiter| {
+    config.http.public = at.urls;
+    Running::start_on(at.listener, db, |listener, waiter| {
         ordersystem_invoicing::run(config, listener, waiter)
     })
     .await
 }
 
 pub async fn spawn_shipping(db: ServiceDb, bootstrap: &str, topic: &str, consumer: ConsumerArgs) -> Running {
-    spawn_shipping_published(db, bootstrap, topic, consumer, PublicUrls::default()).await
+    spawn_shipping_published(db, bootstrap, topic, consumer, Published::unpublished().await).await
 }
 
 /// Shipping, told the services' public URLs, as order by `spawn_order_published`.
@@ -75,11 +89,11 @@ pub async fn spawn_shipping_published(
     bootstrap: &str,
     topic: &str,
     consumer: ConsumerArgs,
-    public: PublicUrls,
+    at: Published,
 ) -> Running {
     let mut config = service::consumer_config(&db, bootstrap, topic, consumer);
-    config.http.public = public;
-    Running::start(db, |listener, waiter| {
+    config.http.public = at.urls;
+    Running::start_on(at.listener, db, |listener, waiter| {
         ordersystem_shipping::run(config, listener, waiter)
     })
     .await
