@@ -1,5 +1,6 @@
 //! The Kafka backend against the real broker (`KAFKA_BOOTSTRAP`), including the unsafe librdkafka
-//! wrappers (DescribeTopics for the topic id, IncrementalAlterConfigs).
+//! wrappers (DescribeTopics for the topic id, IncrementalAlterConfigs) and the look at the partitions'
+//! replicas that `DurabilityReduced` is decided from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -266,5 +267,38 @@ async fn a_topic_we_created_is_not_recreated_or_changed_after_it_was_replaced() 
             .map(|d| d.partitions),
         Some(1),
         "left alone"
+    );
+}
+
+#[tokio::test]
+async fn reads_each_partitions_replicas_and_the_min_insync_replicas_in_effect() {
+    let (admin, name, _guard) = setup("kb-replicas");
+    let observed = kafka::ensure_topic(&admin, &topic(&name, 2, &[]), &BTreeSet::new(), None, false)
+        .await
+        .expect("ensure");
+    let replication = observed.replication.expect("the replicas were looked at");
+    assert_eq!(replication.brokers.len(), 1, "{replication:?}");
+    let broker = replication.brokers[0];
+    assert_eq!(replication.partitions.len(), 2);
+    for partition in &replication.partitions {
+        assert_eq!(partition.leader, Some(broker), "{partition:?}");
+        assert_eq!(partition.replicas, vec![broker], "{partition:?}");
+        assert_eq!(partition.in_sync, vec![broker], "{partition:?}");
+    }
+    assert_eq!(replication.min_insync_replicas, 1, "the broker's default");
+    // The topic's own value once the spec sets it, in the same reconcile that sets it.
+    let managed: BTreeSet<String> = ["cleanup.policy".to_string()].into();
+    let spec = topic(&name, 2, &[("min.insync.replicas", "2")]);
+    let observed = kafka::ensure_topic(&admin, &spec, &managed, None, false)
+        .await
+        .expect("ensure with min.insync.replicas");
+    let replication = observed.replication.expect("looked at again");
+    assert_eq!(replication.min_insync_replicas, 2);
+    let verdict = ordersystem_operator::controller::durability::assess(&name, Some(1), &replication);
+    assert_eq!(
+        verdict.reason,
+        ordersystem_operator::conditions::Reason::BelowMinInsyncReplicas,
+        "one replica cannot satisfy min.insync.replicas 2: {}",
+        verdict.message
     );
 }
