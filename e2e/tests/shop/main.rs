@@ -14,4 +14,5 @@ mod problems;
 mod rebalance;
 mod support;
 mod tolerant_reader;
+mod tracing;
 mod upgrade;

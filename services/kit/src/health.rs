@@ -4,6 +4,7 @@
 
 use crate::db::Database;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::telemetry::{self, HttpHeaders};
 use axum::Router;
 use axum::extract::{MatchedPath, OriginalUri, Request, State};
 use axum::http::StatusCode;
@@ -11,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ordersystem_contract::wiring::{HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
+use tracing::Instrument;
 
 #[derive(Clone)]
 struct HealthState {
@@ -59,7 +61,8 @@ async fn metrics_text(State(state): State<HealthState>) -> Response {
 /// Counts requests by method, matched route (not the raw path, which would explode the label set) and status,
 /// times them by method and route, and writes the access log: one line per request with method, route,
 /// path, status and duration (`debug` for probes and `/metrics`, which come every few seconds; `info` for
-/// the rest). The same middleware measures and logs, so the log and the metrics never disagree.
+/// the rest). The same middleware measures and logs, so the log and the metrics never disagree. Each request
+/// but a probe runs in a `request` span, continuing the client's trace when it sent one.
 pub async fn count_requests(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request
@@ -71,12 +74,22 @@ pub async fn count_requests(State(metrics): State<Metrics>, request: Request, ne
         .extensions()
         .get::<OriginalUri>()
         .map_or_else(|| request.uri().path().to_string(), |o| o.0.path().to_string());
+    let probe = [HEALTHZ_PATH, READYZ_PATH, METRICS_PATH].contains(&path.as_str());
+    // A request starts a trace, or continues the client's (W3C `traceparent`); probes are not traced.
+    let span = if probe {
+        tracing::Span::none()
+    } else {
+        let span = tracing::info_span!("request", otel.kind = "server", method, route = %path);
+        telemetry::continue_from(&span, &HttpHeaders(request.headers()));
+        span
+    };
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    if [HEALTHZ_PATH, READYZ_PATH, METRICS_PATH].contains(&path.as_str()) {
+    let _in_request = span.enter();
+    if probe {
         tracing::debug!(method, route = %path, path = %requested, status, duration_ms, "request");
     } else {
         tracing::info!(method, route = %path, path = %requested, status, duration_ms, "request");

@@ -8,10 +8,11 @@
 //! order's failure stays its own.
 
 use crate::domain::NewOrder;
-use crate::store::{self, StoreError};
+use crate::store::{self, StoreError, ToPlace};
 use ordersystem_contract::OrderPlaced;
 use ordersystem_service_kit::db::WarmConnections;
 use ordersystem_service_kit::metrics::Metrics;
+use ordersystem_service_kit::telemetry::TraceContext;
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -22,7 +23,7 @@ pub const MAX_BATCH: usize = 64;
 pub const WORKERS: usize = 4;
 
 struct Request {
-    order: NewOrder,
+    order: ToPlace,
     reply: oneshot::Sender<Result<OrderPlaced, StoreError>>,
 }
 
@@ -51,8 +52,13 @@ impl Placer {
         Self { requests }
     }
 
-    /// Stores `order` with its outbox row; returns once it committed, or why it was not stored.
+    /// Stores `order` with its outbox row, which keeps the current span's trace context for the relay;
+    /// returns once it committed, or why it was not stored.
     pub async fn place(&self, order: NewOrder) -> Result<OrderPlaced, StoreError> {
+        let order = ToPlace {
+            order,
+            trace: TraceContext::current(),
+        };
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request { order, reply })
@@ -89,7 +95,7 @@ async fn work(
 }
 
 async fn place_batch(pool: &PgPool, warm: &WarmConnections, batch: Vec<Request>) {
-    let (orders, replies): (Vec<NewOrder>, Vec<_>) = batch.into_iter().map(|r| (r.order, r.reply)).unzip();
+    let (orders, replies): (Vec<ToPlace>, Vec<_>) = batch.into_iter().map(|r| (r.order, r.reply)).unzip();
     let placed = match warm.take().await {
         Ok(mut conn) => {
             let placed = store::place_all(&mut conn, &orders, chrono::Utc::now()).await;

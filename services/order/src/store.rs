@@ -7,6 +7,7 @@ use ordersystem_contract::partition::record_key;
 use ordersystem_contract::{Address, Customer, Item, OrderLine, OrderPlaced, Price};
 use ordersystem_service_kit::batch::Batch;
 use ordersystem_service_kit::paging::{Page, Paging};
+use ordersystem_service_kit::telemetry::TraceContext;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 
@@ -89,8 +90,16 @@ pub async fn items(pool: &PgPool) -> Result<Vec<Item>, sqlx::Error> {
         .collect()
 }
 
+/// An order to store, with the trace context of the request that placed it: its outbox row keeps that
+/// context, and the relay sends it on with the event.
+#[derive(Debug, Clone)]
+pub struct ToPlace {
+    pub order: NewOrder,
+    pub trace: Option<TraceContext>,
+}
+
 /// Store one order, its lines and its outbox row atomically; returns the event that was queued.
-pub async fn place(pool: &PgPool, order: &NewOrder, now: DateTime<Utc>) -> Result<OrderPlaced, StoreError> {
+pub async fn place(pool: &PgPool, order: &ToPlace, now: DateTime<Utc>) -> Result<OrderPlaced, StoreError> {
     let mut conn = pool.acquire().await?;
     place_all(&mut conn, std::slice::from_ref(order), now)
         .await?
@@ -108,12 +117,13 @@ pub async fn place(pool: &PgPool, order: &NewOrder, now: DateTime<Utc>) -> Resul
 /// transaction. The foreign keys still refuse a customer or item removed in between.
 pub async fn place_all(
     conn: &mut PgConnection,
-    orders: &[NewOrder],
+    placements: &[ToPlace],
     now: DateTime<Utc>,
 ) -> Result<Vec<Result<OrderPlaced, StoreError>>, StoreError> {
-    if orders.is_empty() {
+    if placements.is_empty() {
         return Ok(Vec::new());
     }
+    let orders: Vec<&NewOrder> = placements.iter().map(|p| &p.order).collect();
     let customer_ids: Vec<i64> = orders.iter().map(|o| o.customer_id).collect();
     let item_ids: Vec<i64> = orders
         .iter()
@@ -155,7 +165,18 @@ pub async fn place_all(
         .zip(ids)
         .map(|(order, id)| event_of(order, id, updated, &customers, &items))
         .collect();
-    let placed: Vec<&(OrderPlaced, Vec<u8>)> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    let placed: Vec<Queued<'_>> = outcomes
+        .iter()
+        .zip(placements)
+        .filter_map(|(outcome, placement)| {
+            let (event, payload) = outcome.as_ref().ok()?;
+            Some(Queued {
+                event,
+                payload,
+                trace: placement.trace.as_ref(),
+            })
+        })
+        .collect();
     if !placed.is_empty() {
         insert(conn, &placed, now).await?;
     }
@@ -241,19 +262,38 @@ fn event_of(
     Ok((event, payload))
 }
 
+/// An order about to be written: its event, the event's bytes for the outbox, the request's trace context.
+struct Queued<'a> {
+    event: &'a OrderPlaced,
+    payload: &'a [u8],
+    trace: Option<&'a TraceContext>,
+}
+
 /// Writes the orders, their lines and their outbox rows in one statement (one transaction); the outbox rows
 /// in the orders' order, which is the order the relay publishes them in.
 async fn insert(
     conn: &mut PgConnection,
-    placed: &[&(OrderPlaced, Vec<u8>)],
+    placed: &[Queued<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let events: Vec<&OrderPlaced> = placed.iter().map(|(event, _)| event).collect();
+    let events: Vec<&OrderPlaced> = placed.iter().map(|queued| queued.event).collect();
     let mut batch = Batch::default();
     let orders = orders_table(&mut batch, &events, now);
     let order_lines = lines_table(&mut batch, &events);
     batch.column("record_key", events.iter().map(|e| record_key(e.id)));
-    batch.column("payload", placed.iter().map(|(_, payload)| payload.as_slice()));
+    batch.column("payload", placed.iter().map(|queued| queued.payload));
+    batch.column(
+        "traceparent",
+        placed
+            .iter()
+            .map(|queued| queued.trace.map(|t| t.traceparent.clone())),
+    );
+    batch.column(
+        "tracestate",
+        placed
+            .iter()
+            .map(|queued| queued.trace.and_then(|t| t.tracestate.clone())),
+    );
     let outbox = batch.table();
     let (sql, arguments) = batch.statement(format!(
         "WITH placed AS ({orders} RETURNING id),

@@ -37,7 +37,9 @@ use crate::db::WarmConnections;
 use crate::kafka::{KafkaContext, consumer_config};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::telemetry::{self, KafkaHeaders};
 use futures::FutureExt;
+use opentelemetry::trace::TraceContextExt;
 use ordersystem_contract::EventView;
 use outcome::{Outcome, Stored, judge};
 use partitions::Partitions;
@@ -48,6 +50,8 @@ use sqlx::{PgConnection, PgPool};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use store::DeadLetter;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Most records stored in one statement: those already fetched when the loop takes the next record.
 /// Under load this turns one commit per record into one per batch; idle, a batch is one record. A batch
@@ -234,9 +238,14 @@ impl<H: Handler> ConsumerLoop<H> {
         }
     }
 
-    /// Store one record. `Err` means transient: nothing was committed and the record must be retried.
-    #[tracing::instrument(skip_all, fields(partition = message.partition(), offset = message.offset()))]
+    /// Store one record, in its own span (`record_span`). `Err` means transient: nothing was committed
+    /// and the record must be retried.
     async fn process(&self, message: &BorrowedMessage<'_>) -> Result<(), sqlx::Error> {
+        let span = record_span(message);
+        self.process_in_span(message).instrument(span).await
+    }
+
+    async fn process_in_span(&self, message: &BorrowedMessage<'_>) -> Result<(), sqlx::Error> {
         let started = Instant::now();
         let event = match H::Event::decode(message.payload().unwrap_or_default()) {
             Ok(event) => event,
@@ -265,11 +274,15 @@ impl<H: Handler> ConsumerLoop<H> {
         tx.commit().await?;
         self.observe_age(message, &stored);
         let order_id = event.order_id();
+        let span = tracing::Span::current();
         self.report(
-            [Outcome::Judged {
-                order_id,
-                stored: &stored,
-            }],
+            [(
+                Outcome::Judged {
+                    order_id,
+                    stored: &stored,
+                },
+                &span,
+            )],
             started,
         );
         Ok(())
@@ -290,36 +303,47 @@ impl<H: Handler> ConsumerLoop<H> {
         messages: &[BorrowedMessage<'_>],
     ) -> Result<(), sqlx::Error> {
         let started = Instant::now();
+        // Each record in its own span, continuing its trace; the one statement storing them all in a span
+        // linked to each.
+        let spans: Vec<tracing::Span> = messages.iter().map(record_span).collect();
+        let batch_span = tracing::info_span!("store_batch", records = messages.len());
+        for span in &spans {
+            batch_span.add_link(span.context().span().span_context().clone());
+        }
         let mut events = Vec::with_capacity(messages.len());
         let mut decoded = Vec::with_capacity(messages.len());
         let mut undecodable = Vec::new();
-        for message in messages {
+        for (message, span) in messages.iter().zip(&spans) {
             match H::Event::decode(message.payload().unwrap_or_default()) {
                 Ok(event) => {
                     events.push(event);
-                    decoded.push(message);
+                    decoded.push((message, span));
                 }
-                Err(error) => undecodable.push((message, error.to_string())),
+                Err(error) => undecodable.push((message, span, error.to_string())),
             }
         }
         let mut conn = warm.take().await?;
         let stored = if events.is_empty() {
             Vec::new()
         } else {
-            self.store(&mut conn, &events).await?
+            self.store(&mut conn, &events).instrument(batch_span).await?
         };
-        let undecodable: Vec<DeadLetter<'_>> = undecodable
+        let undecodable: Vec<(DeadLetter<'_>, &tracing::Span)> = undecodable
             .iter()
-            .map(|(message, error)| DeadLetter::of(*message, REASON_UNDECODABLE, error))
+            .map(|(message, span, error)| (DeadLetter::of(*message, REASON_UNDECODABLE, error), *span))
             .collect();
         let conflicts = stored
             .iter()
             .zip(&decoded)
-            .filter_map(|(stored, message)| match stored {
+            .filter_map(|(stored, (message, _))| match stored {
                 Stored::Conflict { detail } => Some(DeadLetter::of(*message, REASON_CONFLICT, detail)),
                 _ => None,
             });
-        let letters: Vec<DeadLetter<'_>> = undecodable.iter().cloned().chain(conflicts).collect();
+        let letters: Vec<DeadLetter<'_>> = undecodable
+            .iter()
+            .map(|(letter, _)| letter.clone())
+            .chain(conflicts)
+            .collect();
         if !letters.is_empty() {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for letter in &letters {
@@ -328,17 +352,24 @@ impl<H: Handler> ConsumerLoop<H> {
             tx.commit().await?;
         }
         warm.put_back(conn);
-        for (message, stored) in decoded.iter().zip(&stored) {
+        for ((message, _), stored) in decoded.iter().zip(&stored) {
             self.observe_age(message, stored);
         }
-        let judged = events.iter().zip(&stored).map(|(event, stored)| Outcome::Judged {
-            order_id: event.order_id(),
-            stored,
-        });
-        self.report(
-            undecodable.iter().map(Outcome::DeadLettered).chain(judged),
-            started,
-        );
+        let judged = events
+            .iter()
+            .zip(&stored)
+            .zip(&decoded)
+            .map(|((event, stored), (_, span))| {
+                let outcome = Outcome::Judged {
+                    order_id: event.order_id(),
+                    stored,
+                };
+                (outcome, *span)
+            });
+        let dead = undecodable
+            .iter()
+            .map(|(letter, span)| (Outcome::DeadLettered(letter), *span));
+        self.report(dead.chain(judged), started);
         Ok(())
     }
 
@@ -360,7 +391,8 @@ impl<H: Handler> ConsumerLoop<H> {
     async fn dead_letter(&self, letter: &DeadLetter<'_>, started: Instant) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         store::insert_dead_letter(&mut conn, letter).await?;
-        self.report([Outcome::DeadLettered(letter)], started);
+        let span = tracing::Span::current();
+        self.report([(Outcome::DeadLettered(letter), &span)], started);
         Ok(())
     }
 
@@ -378,14 +410,34 @@ impl<H: Handler> ConsumerLoop<H> {
         }
     }
 
-    /// Count and log `outcomes`, committed, and the time since `started` for each.
-    fn report<'a>(&self, outcomes: impl IntoIterator<Item = Outcome<'a>>, started: Instant) {
+    /// Count and log `outcomes`, committed, each in its record's span, and the time since `started` for
+    /// each.
+    fn report<'a>(
+        &self,
+        outcomes: impl IntoIterator<Item = (Outcome<'a>, &'a tracing::Span)>,
+        started: Instant,
+    ) {
         let elapsed = started.elapsed().as_secs_f64();
-        for outcome in outcomes {
-            outcome.report(&self.metrics);
+        for (outcome, span) in outcomes {
+            span.in_scope(|| outcome.report(&self.metrics));
             self.metrics.processing_seconds.observe(elapsed);
         }
     }
+}
+
+/// The span of one record: a child of the trace context in its headers (the relay's `publish` span), or a
+/// trace of its own when it has none (the reference system's events).
+fn record_span(message: &BorrowedMessage<'_>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "consume",
+        otel.kind = "consumer",
+        partition = message.partition(),
+        offset = message.offset()
+    );
+    if let Some(headers) = message.headers() {
+        telemetry::continue_from(&span, &KafkaHeaders(headers));
+    }
+    span
 }
 
 /// A static member's explicit leave: unsubscribing revokes its partitions and sends a LeaveGroup, so the

@@ -11,9 +11,11 @@ use crate::db::WarmConnections;
 use crate::kafka::{KafkaContext, producer_config};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::telemetry::{self, TraceContext};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use sqlx::PgPool;
@@ -302,13 +304,32 @@ impl Relay {
         }))
     }
 
-    /// Hand one row to the producer, waiting (up to [`QUEUE_WAIT`]) for room in its local queue.
+    /// Hand one row to the producer, waiting (up to [`QUEUE_WAIT`]) for room in its local queue. The
+    /// record continues the trace of the request that wrote the row: a `publish` span, child of it, whose
+    /// context goes out in the record's `traceparent` and `tracestate` headers.
     async fn enqueue(&self, row: &OutboxRow) -> Result<DeliveryFuture, KafkaError> {
+        let span = tracing::info_span!("publish", otel.kind = "producer", record_key = %row.key);
+        if let Some(trace) = &row.trace {
+            telemetry::continue_from(&span, trace);
+        }
+        let headers = TraceContext::of(&span).map(|trace| {
+            trace
+                .headers()
+                .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(value),
+                    })
+                })
+        });
         let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
         loop {
-            let record = FutureRecord::to(&self.topic)
+            let mut record = FutureRecord::to(&self.topic)
                 .key(row.key.as_bytes())
                 .payload(&row.payload);
+            if let Some(headers) = &headers {
+                record = record.headers(headers.clone());
+            }
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))

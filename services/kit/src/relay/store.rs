@@ -1,10 +1,12 @@
 //! The relay's SQL over the outbox table. The kit creates that table itself (`MIGRATOR`, the one definition,
 //! in `migrations/outbox`) rather than the relay moving into order: the relay and the SQL it runs are
 //! written once here, so the table they depend on is too, and the next service with an outbox gets it by
-//! running the same migrator. A service writes rows `(record_key, payload)` in the transaction that stores
-//! what the event reports (order's `store::place_all`).
+//! running the same migrator. A service writes rows `(record_key, payload, traceparent, tracestate)` in the
+//! transaction that stores what the event reports (order's `store::place_all`); the trace context is that
+//! of the request, for the relay to send on.
 
 use crate::db::{self, WarmConnections};
+use crate::telemetry::TraceContext;
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
@@ -23,6 +25,8 @@ pub struct OutboxRow {
     pub id: i64,
     pub key: String,
     pub payload: Vec<u8>,
+    /// The trace context of the request that wrote it, sent on in the record's headers.
+    pub trace: Option<TraceContext>,
 }
 
 /// A round's transaction: the rows it locked stay locked until [`finish`](Round::finish) marks the
@@ -77,7 +81,8 @@ impl Round {
                  SELECT id, record_key FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT {window}),
              heads AS MATERIALIZED (SELECT DISTINCT ON (record_key) id FROM oldest ORDER BY record_key, id)
              SELECT id, record_key, payload,
-                    (SELECT count(*) = {window} OR count(*) > (SELECT count(*) FROM heads) FROM oldest)
+                    (SELECT count(*) = {window} OR count(*) > (SELECT count(*) FROM heads) FROM oldest),
+                    traceparent, tracestate
              FROM outbox
              WHERE id = ANY(ARRAY(SELECT id FROM heads)) AND sent_at IS NULL
              ORDER BY id
@@ -92,10 +97,15 @@ impl Round {
         let rows = rows
             .into_iter()
             .map(|row| {
+                let traceparent: Option<String> = row.try_get(4)?;
                 Ok(OutboxRow {
                     id: row.try_get(0)?,
                     key: row.try_get(1)?,
                     payload: row.try_get(2)?,
+                    trace: traceparent.map(|traceparent| TraceContext {
+                        traceparent,
+                        tracestate: row.try_get(5).ok().flatten(),
+                    }),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;
