@@ -5,6 +5,8 @@
 # A test that must stop and restart PostgreSQL runs its own throwaway cluster beside the shared one (initdb
 # under $STATE/<instance>, run as the postgres user, same auth and roles):
 #   PG_INSTANCE=pg-restart PG_PORT=5442 postgres.sh start|stop|reset|status|url
+# With PG_BRIDGE=yes such an instance listens on the bridge address as well (same port) and admits the pod
+# network with SCRAM, so the real node's pods reach it (without TLS); set when it is created.
 # The shared cluster also listens on the real node's bridge address for its pods, which know it as
 # $POSTGRES_BRIDGE_HOST (the node's CoreDNS); `postgres.sh node-host` prints that name.
 # TLS with a test CA (`postgres.sh ca` prints its certificate's path): the server certificate is valid for
@@ -117,15 +119,21 @@ instance_start() {
     mkdir -p "$D" && chown postgres:postgres "$D"
     as_postgres "$BIN/initdb -D '$D/data' --auth-local=peer --auth-host=scram-sha-256 -U postgres" >"$D/initdb.log" 2>&1 \
       || die_with_log "$D/initdb.log" "initdb failed"
+    local listen=127.0.0.1
+    if [ "${PG_BRIDGE:-}" = yes ]; then
+      require_bridge
+      listen="127.0.0.1,$BRIDGE_IP"
+      printf 'host    all  all  %s  scram-sha-256\n' "$PODNET" >> "$D/data/pg_hba.conf"
+    fi
     cat >> "$D/data/postgresql.conf" <<PGCONF
-listen_addresses = '127.0.0.1'
+listen_addresses = '$listen'
 port = $PORT
 unix_socket_directories = '$D'
 max_connections = 100
 password_encryption = 'scram-sha-256'
 PGCONF
   fi
-  say "starting instance $INSTANCE on 127.0.0.1:$PORT"
+  say "starting instance $INSTANCE on port $PORT"
   as_postgres "$BIN/pg_ctl -D '$D/data' -l '$LOG' -w -t 60 start" >&2 || die_with_log "$LOG" "pg_ctl start failed"
   as_postgres "psql -h '$D' -p $PORT -q -v ON_ERROR_STOP=1 -v db=$DB -v admin=$ADMIN -v pw='$ADMIN_PASSWORD' postgres" >&2 <<'SQL' \
     || die "could not create the test database and admin role in instance $INSTANCE"
