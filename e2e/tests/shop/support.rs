@@ -1,7 +1,7 @@
 //! The three services in-process against the real broker and database, each with a fresh schema (owned by
 //! its own role) and, for the consumers, a group of its own.
 
-use ordersystem_service_kit::config::{ConsumerArgs, GroupProtocol, HttpArgs};
+use ordersystem_service_kit::config::{ConsumerArgs, ConsumerConfig, GroupProtocol, HttpArgs};
 use ordersystem_service_kit::public::PublicUrls;
 pub use ordersystem_testkit::kafka::create_topic;
 use ordersystem_testkit::schema::{self, ServiceDb};
@@ -71,12 +71,24 @@ pub async fn spawn_invoicing_published(
     consumer: ConsumerArgs,
     at: Published,
 ) -> Running {
-    let mut config = service::consumer_config(&db, bootstrap, topic, consumer);
-    config.http.public = at.urls;
+    let config = consumer_config(&db, bootstrap, topic, consumer, at.urls);
     Running::start_on(at.listener, db, |listener, waiter| {
         ordersystem_invoicing::run(config, listener, waiter)
     })
     .await
+}
+
+/// A consumer service's configuration, told `urls`.
+fn consumer_config(
+    db: &ServiceDb,
+    bootstrap: &str,
+    topic: &str,
+    consumer: ConsumerArgs,
+    urls: PublicUrls,
+) -> ConsumerConfig {
+    let mut config = service::consumer_config(db, bootstrap, topic, consumer);
+    config.http.public = urls;
+    config
 }
 
 pub async fn spawn_shipping(db: ServiceDb, bootstrap: &str, topic: &str, consumer: ConsumerArgs) -> Running {
@@ -91,8 +103,7 @@ pub async fn spawn_shipping_published(
     consumer: ConsumerArgs,
     at: Published,
 ) -> Running {
-    let mut config = service::consumer_config(&db, bootstrap, topic, consumer);
-    config.http.public = at.urls;
+    let config = consumer_config(&db, bootstrap, topic, consumer, at.urls);
     Running::start_on(at.listener, db, |listener, waiter| {
         ordersystem_shipping::run(config, listener, waiter)
     })

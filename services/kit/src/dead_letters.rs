@@ -197,7 +197,7 @@ async fn detail_page<H: Handler>(
         Ok(Path(id)) => id,
         Err(rejection) => return Problem::from(rejection).page(),
     };
-    let redriven = query.is_some_and(|query| query.split('&').any(|pair| pair == REDRIVEN));
+    let redriven = pages::has_flag(query.as_deref(), REDRIVEN);
     pages::one_page(store::get(&state.pool, id).await, ("dead letter", id), |letter| {
         let letter = DeadLetterView::from(letter);
         let notice = redriven.then(|| match &letter.redrive_outcome {

@@ -58,6 +58,12 @@ pub fn html<E: Display>(status: StatusCode, rendered: Result<String, E>) -> Resp
     }
 }
 
+/// Whether the query string `query` holds the bare flag `flag` (`?placed`, `?a=1&redriven`): what a
+/// redirect after a POST adds to say what was done.
+pub fn has_flag(query: Option<&str>, flag: &str) -> bool {
+    query.is_some_and(|query| query.split('&').any(|pair| pair == flag))
+}
+
 /// What a read found, shown by `show` as a page; a failed read is the message page of `Problem::database`.
 pub fn answer<T>(read: Result<T, sqlx::Error>, show: impl FnOnce(T) -> Response) -> Response {
     read.map_or_else(|error| Problem::database(&error).page(), show)

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use ordersystem_contract::{Customer, Item, OrderPlaced};
 use ordersystem_service_kit::money::Money;
-use ordersystem_service_kit::pages::render;
+use ordersystem_service_kit::pages::{self, render};
 use ordersystem_service_kit::paging::{Page, Paging};
 use ordersystem_service_kit::problem::{FieldError, Kind, Problem, with_retry_after};
 use ordersystem_service_kit::public::{self, Link};
@@ -249,7 +249,7 @@ async fn detail(
         Ok(Path(id)) => id,
         Err(rejection) => return Problem::from(rejection).page(),
     };
-    let placed = query.is_some_and(|query| query.split('&').any(|pair| pair == PLACED));
+    let placed = pages::has_flag(query.as_deref(), PLACED);
     match store::get(&state.pool, id).await {
         Ok(Some(order)) => render(
             StatusCode::OK,
