@@ -34,15 +34,35 @@ async fn fill(browser: &Browser, css: &str, value: &str) {
     input.send_keys(value).await.expect("typed");
 }
 
+/// Clicks `css`, a link or button that leads to another page, and waits until that page has loaded: the
+/// clicked element then belongs to the page left behind, and the new one is complete.
 async fn click(browser: &Browser, css: &str) {
-    browser
+    let element = browser
         .client
         .find(Locator::Css(css))
         .await
-        .unwrap_or_else(|e| panic!("no {css} to click: {e}"))
-        .click()
-        .await
-        .expect("clicked");
+        .unwrap_or_else(|e| panic!("no {css} to click: {e}"));
+    element.click().await.expect("clicked");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = element.tag_name().await.is_err();
+        let state = browser
+            .client
+            .execute("return document.readyState", Vec::new())
+            .await
+            .ok();
+        if left && state.as_ref().and_then(|s| s.as_str()) == Some("complete") {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let (at, shown) = (
+                path(browser).await,
+                browser.client.source().await.unwrap_or_default(),
+            );
+            panic!("clicking {css} led nowhere; still at {at}: {shown}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn select(browser: &Browser, css: &str, value: &str) {
@@ -285,20 +305,22 @@ async fn a_person_orders_follows_the_order_to_its_invoice_and_shipment_and_redri
         .expect("the invoice list");
     click(&browser, "#dead-letters").await;
     browser.screenshot("dead-letters").await;
-    let letter = browser
-        .client
-        .find(Locator::Css("table a"))
-        .await
-        .expect("a dead letter");
-    letter.click().await.expect("opened");
+    click(&browser, "table a").await;
     assert_eq!(text_of(&browser, "#reason").await, "Rejected");
     assert!(text_of(&browser, "#payload").await.contains("4711"));
     browser.screenshot("dead-letter").await;
     click(&browser, "#redrive").await;
-    assert!(
-        path(&browser).await.ends_with("?redriven"),
-        "back on the dead letter's page"
-    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !path(&browser).await.ends_with("?redriven") {
+        if tokio::time::Instant::now() > deadline {
+            let (at, shown) = (
+                path(&browser).await,
+                browser.client.source().await.unwrap_or_default(),
+            );
+            panic!("the redrive did not come back to the dead letter's page but to {at}: {shown}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         text_of(&browser, "#notice").await,
         "Redriven: the event was stored."
