@@ -270,7 +270,7 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    /// Starts `binary` watching `namespace`, appending its log to `log`.
+    /// Starts `binary` watching `namespace`, appending its log to `log`: JSON lines, as in a cluster.
     pub fn start(binary: &Path, kubeconfig: &Path, namespace: &str, log: &Path) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -287,6 +287,7 @@ impl OperatorProcess {
             .env("WATCH_NAMESPACE", namespace)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
+            .env("LOG_FORMAT", "json")
             .stdout(file.try_clone().expect("log"))
             .stderr(file)
             .stdin(Stdio::null())

@@ -63,14 +63,12 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", crd::crd_yaml());
         return Ok(());
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
-    // The services' shape (`services/kit/src/telemetry.rs`): an event's fields at the top level.
-    if log_format == "json" {
-        subscriber.json().flatten_event(true).init()
+    // The services' subscriber: the same line shape, each reconcile a span with trace and span ids.
+    ordersystem_telemetry::init(if log_format == "json" {
+        ordersystem_telemetry::LogFormat::Json
     } else {
-        subscriber.init()
-    }
+        ordersystem_telemetry::LogFormat::Text
+    });
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));

@@ -150,6 +150,33 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
         "three schemas"
     );
 
+    // The log: JSON lines, each reconcile a trace, its lines naming the trace and the span.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .expect("the operator's log")
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let in_reconciles: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| line["span"]["name"] == "reconcile")
+        .collect();
+    assert!(!in_reconciles.is_empty(), "reconcile lines in the log");
+    for line in &in_reconciles {
+        let trace = line["trace_id"].as_str().unwrap_or_default();
+        assert!(
+            trace.len() == 32 && line["span_id"].as_str().is_some_and(|id| id.len() == 16),
+            "a reconcile's line names its trace and span: {line}"
+        );
+    }
+    let traces: BTreeSet<&str> = in_reconciles
+        .iter()
+        .filter_map(|line| line["trace_id"].as_str())
+        .collect();
+    assert!(
+        traces.len() > 1,
+        "each reconcile is a trace of its own: {traces:?}"
+    );
+
     delete_and_wait(&api, 90, "the resource deleted with its schemas and topic").await;
     assert_eq!(
         count_in_postgres("SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", &prefix).await,
