@@ -30,6 +30,11 @@ pub struct IdentityChangeLabels {
 
 /// One consumer group of one `OrderSystem`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LagLabels {
     pub namespace: String,
     pub name: String,
@@ -62,6 +67,8 @@ pub struct Metrics {
     pub kafka_identity_checks: Counter,
     /// 1 while this replica leads (or runs without leader election), 0 while it stands by.
     pub leader: Gauge,
+    /// DELETEs of children the spec no longer wants, by kind.
+    pub child_deletions: Family<KindLabels, Counter>,
     registry: Registry,
 }
 
@@ -114,6 +121,13 @@ impl Default for Metrics {
             "1 for each status condition of each OrderSystem, labelled with its type, status and reason",
             conditions.clone(),
         );
+        let child_deletions = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "child_deletions",
+            "DELETE requests for children the spec no longer wants (PDBs, Ingresses, HTTPRoutes, NetworkPolicies), by \
+             kind; one this replica already deleted is not asked again until it was applied",
+            child_deletions.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -130,6 +144,7 @@ impl Default for Metrics {
             kafka_identity_changes,
             kafka_identity_checks,
             leader,
+            child_deletions,
             registry,
         }
     }

@@ -688,9 +688,15 @@ async fn at_rest_three_looks_change_no_resource_version() {
     for key in expected {
         assert!(before.contains_key(key), "{key} among {before:#?}");
     }
+    // The children this spec does not want (two PDBs, three Ingresses, HTTPRoutes and NetworkPolicies)
+    // were deleted once, by the first reconciles; looks at rest do not ask again.
+    let deletions = || metrics::sum(&s.metrics.encode(), "ordersystem_operator_child_deletions");
+    let deleted = deletions();
+    assert!(deleted >= 11.0, "the unwanted children deleted once: {deleted}");
     let (started, _) = s.reconciles();
     let start = Instant::now();
     s.wait_reconciles(started, 3.0, Duration::from_secs(60)).await;
+    assert_eq!(deletions(), deleted, "no DELETE sent again at rest");
     let after = s.versions().await;
     eprintln!(
         "three looks in {:?}: {} objects, resourceVersions {:?}",

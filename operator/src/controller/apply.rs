@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::build::{Desired, Removable};
 use super::validate::ValidSpec;
+use crate::metrics::{KindLabels, Metrics};
 use crate::names::{self, Service};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,14 +59,47 @@ pub struct DeploymentState {
     pub rolled_out: bool,
 }
 
+/// The unwanted children this replica deleted (or found absent) and has not applied since, by namespace,
+/// kind and name. Their DELETE is not sent again on every reconcile: without this, each resource at rest
+/// asked for every optional child it does not use, a 404 each time, which grows with the resources. The
+/// set lives in the controller's context, as long as one term of leadership (a replica that loses the
+/// lease exits), so a new leader or a restarted replica deletes each once more; one applied again is
+/// forgotten, so a later removal deletes it.
+#[derive(Debug, Default)]
+pub struct Deleted(std::sync::Mutex<std::collections::HashSet<(String, Removable, String)>>);
+
+impl Deleted {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(String, Removable, String)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn contains(&self, namespace: &str, kind: Removable, name: &str) -> bool {
+        self.set()
+            .contains(&(namespace.to_string(), kind, name.to_string()))
+    }
+
+    fn insert(&self, namespace: &str, kind: Removable, name: &str) {
+        self.set().insert((namespace.to_string(), kind, name.to_string()));
+    }
+
+    fn forget(&self, namespace: &str, kind: Removable, name: &str) {
+        self.set()
+            .remove(&(namespace.to_string(), kind, name.to_string()));
+    }
+}
+
 /// Applies everything in `desired` and returns the applied Deployments as the API server answered
-/// (status included). Destructured without `..`, so a new kind of object in `Desired` fails to compile
-/// here instead of silently never being applied.
+/// (status included); deletes what the spec no longer wants, unless this replica deleted it before
+/// (`deleted`). Destructured without `..`, so a new kind of object in `Desired` fails to compile here
+/// instead of silently never being applied.
 pub async fn apply(
     client: &kube::Client,
+    deleted: &Deleted,
+    metrics: &Metrics,
     spec: &ValidSpec,
     desired: &Desired,
 ) -> Result<Vec<Deployment>, Error> {
+    let ns = spec.namespace.as_str();
     let Desired {
         service_accounts,
         services,
@@ -84,9 +118,11 @@ pub async fn apply(
         apply_one::<KubeService>(client, &spec.namespace, object, "Service").await?;
     }
     for object in pdbs {
+        deleted.forget(ns, Removable::PodDisruptionBudget, &object.name_any());
         apply_one::<PodDisruptionBudget>(client, &spec.namespace, object, "PodDisruptionBudget").await?;
     }
     for object in network_policies {
+        deleted.forget(ns, Removable::NetworkPolicy, &object.name_any());
         apply_one::<NetworkPolicy>(client, &spec.namespace, object, "NetworkPolicy").await?;
     }
     // Workloads before the ways in: a route the cluster cannot store must not hold back a roll.
@@ -99,14 +135,26 @@ pub async fn apply(
         applied.push(apply_one::<Deployment>(client, &spec.namespace, object, "Deployment").await?);
     }
     for (kind, name) in to_delete {
+        if deleted.contains(ns, *kind, name) {
+            continue;
+        }
+        metrics
+            .child_deletions
+            .get_or_create(&KindLabels {
+                kind: kind.as_str().to_string(),
+            })
+            .inc();
         delete(client, &spec.namespace, *kind, name).await?;
+        deleted.insert(ns, *kind, name);
     }
     for object in ingresses {
+        deleted.forget(ns, Removable::Ingress, &object.name_any());
         apply_one::<Ingress>(client, &spec.namespace, object, "Ingress").await?;
     }
     let routes = http_routes_api(client, &spec.namespace);
     for object in http_routes {
         let name = object.name_any();
+        deleted.forget(ns, Removable::HttpRoute, &name);
         let params = PatchParams::apply(names::FIELD_MANAGER).force();
         match routes.patch(&name, &params, &Patch::Apply(object)).await {
             Ok(_) => {}

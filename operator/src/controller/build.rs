@@ -42,7 +42,7 @@ pub struct Observed {
 }
 
 /// A kind of child object that a change of the spec can make unwanted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Removable {
     PodDisruptionBudget,
     Ingress,

@@ -28,6 +28,8 @@ pub struct Context {
     leadership: Option<Leadership>,
     /// Consecutive failures per object (uid), reset on success.
     failures: Mutex<HashMap<String, u32>>,
+    /// The unwanted children this replica deleted and has not applied since (`apply`).
+    pub deleted: super::apply::Deleted,
 }
 
 impl Context {
@@ -47,6 +49,7 @@ impl Context {
             images,
             leadership: None,
             failures: Mutex::default(),
+            deleted: Default::default(),
         }
     }
 

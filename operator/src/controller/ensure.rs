@@ -126,7 +126,7 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
     let desired = build::build(spec, &observed);
     let applied = match spec.paused {
         true => None,
-        false => Some(apply::apply(&ctx.client, spec, &desired).await),
+        false => Some(apply::apply(&ctx.client, &ctx.deleted, &ctx.metrics, spec, &desired).await),
     };
     Some(Outcome {
         topic,
