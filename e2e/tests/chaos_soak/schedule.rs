@@ -36,7 +36,7 @@ pub const KINDS: usize = 7;
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::KillPod(service) => write!(f, "kill -9 a {service} pod"),
+            Fault::KillPod(service) => write!(f, "kill -9 a pod of {service}"),
             Fault::RestartBroker { id, kill: true } => write!(f, "SIGKILL broker {id}, start it again"),
             Fault::RestartBroker { id, kill: false } => {
                 write!(f, "stop broker {id} (SIGTERM), start it again")
