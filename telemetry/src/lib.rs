@@ -111,14 +111,12 @@ impl Extractor for TraceContext {
 }
 
 /// Makes `span` a child of the trace context `carrier` holds (W3C), if it holds a valid one; otherwise
-/// `span` stays what it was (a new trace, or a child of the current span). Returns whether it did.
-pub fn continue_from(span: &tracing::Span, carrier: &impl Extractor) -> bool {
+/// `span` stays what it was (a new trace, or a child of the current span).
+pub fn continue_from(span: &tracing::Span, carrier: &impl Extractor) {
     let parent = TraceContextPropagator::new().extract(carrier);
-    let valid = parent.span().span_context().is_valid();
-    if valid {
+    if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }
-    valid
 }
 
 /// A `HashMap` as a carrier of trace context.

@@ -2,7 +2,7 @@
 //! carriers a service reads trace context from: an HTTP request's headers, a Kafka record's headers.
 
 use opentelemetry::propagation::Extractor;
-pub use ordersystem_telemetry::{TRACEPARENT, TRACESTATE, TraceContext, continue_from};
+pub use ordersystem_telemetry::{TraceContext, continue_from};
 
 /// Install the global subscriber, in the configured format.
 pub fn init(format: crate::config::LogFormat) {

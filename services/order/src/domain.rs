@@ -60,15 +60,6 @@ pub struct NewLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub Vec<FieldError>);
 
-impl Invalid {
-    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self(vec![FieldError {
-            field: field.into(),
-            message: message.into(),
-        }])
-    }
-}
-
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let messages: Vec<&str> = self.0.iter().map(|e| e.message.as_str()).collect();
