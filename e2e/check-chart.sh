@@ -16,7 +16,8 @@ OPTIONS=(--set priorityClassName=system-cluster-critical --set 'imagePullSecrets
   --set 'extraEnv[0].name=RUST_LOG' --set 'extraEnv[0].value=debug' --set serviceImages.defaultTag=0.2.0
   --set 'topologySpreadConstraints[0].maxSkew=1' --set 'topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname'
   --set 'topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway'
-  --set podSecurityContext.runAsNonRoot=true --set securityContext.readOnlyRootFilesystem=true)
+  --set podSecurityContext.runAsNonRoot=true --set securityContext.readOnlyRootFilesystem=true
+  --set tracing.otlpEndpoint=http://otel-collector.observability:4318)
 helm lint --strict "$CHART" --set watchNamespace=shop --set networkPolicy.enabled=true \
   --set serviceMonitor.enabled=true --set devBackends.kafka.enabled=true --set devBackends.postgres.enabled=true \
   --set leaderElection.enabled=true --set replicaCount=2 "${OPTIONS[@]}"
@@ -24,6 +25,11 @@ helm lint --strict "$CHART" --set aggregateRoles.enabled=false
 # Two replicas without leader election would reconcile side by side: the chart refuses to render that.
 if helm template check "$CHART" --set replicaCount=2 >/dev/null 2>&1; then
   echo "chart: replicaCount=2 without leaderElection.enabled rendered, but must be refused" >&2
+  exit 1
+fi
+# The collector's endpoint must be a URL: a bare host:port would only fail in the operator's log.
+if helm template check "$CHART" --set tracing.otlpEndpoint=otel-collector:4318 >/dev/null 2>&1; then
+  echo "chart: tracing.otlpEndpoint=otel-collector:4318 rendered, but must be refused" >&2
   exit 1
 fi
 kubectl create namespace "$NS" >/dev/null

@@ -9,6 +9,7 @@ mod expose;
 mod security;
 mod status;
 mod template;
+mod tracing;
 
 pub use expose::{ExposeSpec, GatewayRef, HttpRouteExpose, IngressExpose, NetworkPolicySpec, PublicEndpoint};
 pub use security::{
@@ -19,6 +20,7 @@ pub use status::{
     ServiceStatus, ServicesStatus, TopicStatus,
 };
 pub use template::{ContainerTemplate, ImagePullPolicy, PodTemplate, TemplateSpec};
+pub use tracing::TracingSpec;
 
 use std::collections::BTreeMap;
 
@@ -101,6 +103,9 @@ pub struct OrderSystemSpec {
     /// DNS, Kafka and PostgreSQL. None when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
+    /// Sends the services' spans to an OpenTelemetry collector (OTLP/HTTP). None when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingSpec>,
 }
 
 /// Connection to Kafka and the topic the services share.

@@ -29,6 +29,8 @@ use std::time::Duration;
 pub struct Settings {
     pub plan: Plan,
     pub bin_dir: PathBuf,
+    /// The collector the services export their spans to; none when `None`.
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +152,7 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         partitions: settings.plan.partitions,
         consumer_replicas: settings.plan.replicas,
         log_dir: settings.plan.log_dir.clone(),
+        otlp_endpoint: settings.otlp_endpoint.clone(),
     })
     .await?;
     let outcome = measure(settings, &mut stack, load_before).await;

@@ -52,6 +52,8 @@ pub struct StackConfig {
     pub partitions: i32,
     pub consumer_replicas: usize,
     pub log_dir: PathBuf,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` of every service: their spans go there.
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug)]
@@ -167,6 +169,9 @@ impl Stack {
         let port = process::free_port();
         let mut env = process::wiring(port, db, &self.bootstrap, &self.topic);
         env.push((wiring::LOG_FORMAT.into(), "json".into()));
+        if let Some(endpoint) = &config.otlp_endpoint {
+            env.push((wiring::OTEL_EXPORTER_OTLP_ENDPOINT.into(), endpoint.clone()));
+        }
         if let Some(group) = group {
             env.push((wiring::KAFKA_GROUP_ID.into(), group.into()));
             env.push((wiring::KAFKA_GROUP_PROTOCOL.into(), "consumer".into()));

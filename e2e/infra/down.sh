@@ -8,6 +8,7 @@
 "$INFRA_DIR/node.sh" stop
 "$INFRA_DIR/control-plane.sh" stop
 "$INFRA_DIR/kafka.sh" stop
+"$INFRA_DIR/otelcol.sh" stop
 "$INFRA_DIR/postgres-next.sh" stop
 "$INFRA_DIR/postgres.sh" stop
 "$INFRA_DIR/node.sh" net-down

@@ -34,9 +34,14 @@ apply_crds() {
       || die "the API server refused $what's CRD $(basename "$file")"
     names+=("$name")
   done
-  "$CACHE/k8s/$KUBERNETES_VERSION/kubectl" --kubeconfig "$STATE/cp/kubeconfig" \
-    wait --for condition=established --timeout=60s "${names[@]}" >/dev/null \
-    || die "$what's CRDs were not established"
+  # kubectl wait fails at once ("accessor error: <nil>") on a CRD whose status has no conditions yet, as a
+  # busy API server leaves a just-created one for a moment: asked again until the 60 s are up.
+  local deadline=$((SECONDS + 60))
+  until "$CACHE/k8s/$KUBERNETES_VERSION/kubectl" --kubeconfig "$STATE/cp/kubeconfig" \
+    wait --for condition=established --timeout=60s "${names[@]}" >/dev/null; do
+    [ "$SECONDS" -lt "$deadline" ] || die "$what's CRDs were not established"
+    sleep 1
+  done
   say "served: ${names[*]##*/} ($what)"
 }
 

@@ -2,7 +2,9 @@
 # up.sh: install, build and start the test infrastructure (PostgreSQL, the newest PostgreSQL major beside it,
 # Kafka, Kubernetes control plane and a real node of it), then write $STATE/env with KUBECONFIG, DATABASE_URL,
 # PG_TEST_CA, PG_NEXT_DATABASE_URL, PG_NEXT_CA, KAFKA_BOOTSTRAP (what the host uses), KAFKA_NODE_BOOTSTRAP and
-# POSTGRES_NODE_HOST (what the node's pods use), the real node's names and PATH for the tests and for you:
+# POSTGRES_NODE_HOST (what the node's pods use), OTLP_ENDPOINT and OTLP_SPANS_FILE (the tracing backend's
+# receiver on loopback and the file it writes the spans to), the real node's names and PATH for the tests
+# and for you:
 #   . /tmp/ordersystem/env
 # Idempotent: running components are left as they are. First run on a fresh 2-core machine: 20-35 min
 # (mostly compiling Kubernetes); later runs: under a minute.
@@ -19,6 +21,8 @@ export PG_NEXT_CA=$("$INFRA_DIR/postgres-next.sh" ca)
 export KAFKA_BOOTSTRAP=$("$INFRA_DIR/kafka.sh" bootstrap)
 export KAFKA_NODE_BOOTSTRAP=$("$INFRA_DIR/kafka.sh" node-bootstrap)
 export POSTGRES_NODE_HOST=$("$INFRA_DIR/postgres.sh" node-host)
+export OTLP_ENDPOINT=$("$INFRA_DIR/otelcol.sh" endpoint)
+export OTLP_SPANS_FILE=$("$INFRA_DIR/otelcol.sh" spans)
 $("$INFRA_DIR/node.sh" env)
 export PATH=$CACHE/k8s/$KUBERNETES_VERSION:$CACHE/bin:$CACHE/node/current:\$PATH
 ENV
@@ -56,6 +60,7 @@ consent
 "$INFRA_DIR/postgres.sh" start
 "$INFRA_DIR/postgres-next.sh" start
 "$INFRA_DIR/kafka.sh" start
+"$INFRA_DIR/otelcol.sh" start
 "$INFRA_DIR/build-k8s-bins.sh"
 "$INFRA_DIR/build-node-bins.sh"
 "$INFRA_DIR/control-plane.sh" start

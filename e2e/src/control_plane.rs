@@ -270,7 +270,8 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    /// Starts `binary` watching `namespace`, appending its log to `log`: JSON lines, as in a cluster.
+    /// Starts `binary` watching `namespace`, appending its log to `log`: JSON lines, as in a cluster, and
+    /// its spans to the test bed's collector, as with the chart's `tracing.otlpEndpoint`.
     pub fn start(binary: &Path, kubeconfig: &Path, namespace: &str, log: &Path) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -288,6 +289,7 @@ impl OperatorProcess {
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
             .env("LOG_FORMAT", "json")
+            .envs(ordersystem_testkit::otlp::exporting())
             .stdout(file.try_clone().expect("log"))
             .stderr(file)
             .stdin(Stdio::null())

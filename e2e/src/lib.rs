@@ -17,4 +17,4 @@ pub mod real_node;
 pub mod shop;
 pub mod versions;
 
-pub use ordersystem_testkit::{env, kafka, metrics, names, own_instance, secure_kafka, wait};
+pub use ordersystem_testkit::{env, kafka, metrics, names, otlp, own_instance, secure_kafka, wait};

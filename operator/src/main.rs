@@ -63,12 +63,16 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", crd::crd_yaml());
         return Ok(());
     }
-    // The services' subscriber: the same line shape, each reconcile a span with trace and span ids.
-    ordersystem_telemetry::init(if log_format == "json" {
-        ordersystem_telemetry::LogFormat::Json
-    } else {
-        ordersystem_telemetry::LogFormat::Text
-    });
+    // The services' subscriber: the same line shape, each reconcile a span with trace and span ids,
+    // exported over OTLP when the chart sets the standard variables.
+    ordersystem_telemetry::init(
+        if log_format == "json" {
+            ordersystem_telemetry::LogFormat::Json
+        } else {
+            ordersystem_telemetry::LogFormat::Text
+        },
+        "ordersystem-operator",
+    );
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
@@ -92,8 +96,14 @@ async fn main() -> anyhow::Result<()> {
         // Another replica may take the lease from now on; this one wrote nothing since its deadline. The
         // Deployment starts it again, as a standby.
         tracing::error!("lost the leader lease: exiting so that only the new leader reconciles");
+        tokio::task::spawn_blocking(ordersystem_telemetry::shutdown)
+            .await
+            .ok();
         std::process::exit(1);
     }
+    tokio::task::spawn_blocking(ordersystem_telemetry::shutdown)
+        .await
+        .ok();
     Ok(())
 }
 

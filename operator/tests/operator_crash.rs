@@ -176,6 +176,20 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
         traces.len() > 1,
         "each reconcile is a trace of its own: {traces:?}"
     );
+    // And the traces left the process: the collector has reconcile spans of the operator in them.
+    let exported = || {
+        ordersystem_e2e::otlp::spans()
+            .into_iter()
+            .filter(|span| span.service == "ordersystem-operator" && span.name == "reconcile")
+            .filter(|span| traces.contains(span.trace_id.as_str()))
+            .count()
+    };
+    ordersystem_e2e::wait::until(
+        "the collector has the operator's reconcile spans",
+        Duration::from_secs(30),
+        || async { exported() > 0 },
+    )
+    .await;
 
     delete_and_wait(&api, 90, "the resource deleted with its schemas and topic").await;
     assert_eq!(

@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod names;
 pub mod orders;
+pub mod otlp;
 pub mod own_instance;
 pub mod process;
 pub mod proxy;

@@ -114,7 +114,7 @@ impl Running {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: std::fmt::Debug,
     {
-        ordersystem_service_kit::telemetry::init(LogFormat::Text);
+        ordersystem_service_kit::telemetry::init(LogFormat::Text, "test");
         let addr = listener.local_addr().expect("address");
         let (stop, waiter) = shutdown::channel();
         let future = run(listener, waiter);

@@ -24,6 +24,7 @@ use crate::names::{self, Service};
 mod expose;
 mod security;
 mod template;
+mod tracing;
 
 /// What the backends and the cluster told us, as far as building needs it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -319,6 +320,7 @@ fn build_env(spec: &ValidSpec, plan: &ServicePlan) -> Value {
     }
     env.extend(expose::public_url_env(spec));
     env.extend(security::env(spec, plan));
+    env.extend(tracing::env(spec, plan));
     Value::Array(env)
 }
 

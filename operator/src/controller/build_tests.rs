@@ -610,3 +610,73 @@ fn a_template_may_not_set_the_operators_labels_annotations_or_env() {
         assert!(problems.contains(expected), "{expected} in: {problems}");
     }
 }
+
+#[test]
+fn tracing_names_each_service_its_collector_pod_and_sampler_and_is_absent_without_it() {
+    let untraced = validate(&os_from_yaml(MINIMAL)).expect("valid");
+    for d in &build(&untraced, &observed_all_ready(&untraced)).deployments {
+        assert!(
+            env_of(d).keys().all(|name| !name.starts_with("OTEL_")),
+            "no tracing without spec.tracing"
+        );
+    }
+    let yaml = format!(
+        "{MINIMAL}  tracing: {{otlpEndpoint: \"http://collector.observability:4318\", samplePercent: 25}}\n"
+    );
+    let spec = validate(&os_from_yaml(&yaml)).expect("valid");
+    let desired = build(&spec, &observed_all_ready(&spec));
+    for service in Service::ALL {
+        let d = deployment(&desired, &format!("shop-{}", service.as_str()));
+        let env = env_of(d);
+        let value = |name: &str| env[name].value.clone();
+        assert_eq!(
+            value(env::OTEL_EXPORTER_OTLP_ENDPOINT).as_deref(),
+            Some("http://collector.observability:4318")
+        );
+        assert_eq!(
+            value(env::OTEL_EXPORTER_OTLP_PROTOCOL).as_deref(),
+            Some("http/protobuf")
+        );
+        assert_eq!(value(env::OTEL_SERVICE_NAME).as_deref(), Some(service.as_str()));
+        assert_eq!(
+            value(env::OTEL_RESOURCE_ATTRIBUTES),
+            Some(format!(
+                "k8s.namespace.name=shopns,k8s.deployment.name=shop-{},k8s.pod.name=$(OTEL_K8S_POD_NAME),service.namespace=shop",
+                service.as_str()
+            ))
+        );
+        let pod_name = env[env::OTEL_K8S_POD_NAME]
+            .value_from
+            .as_ref()
+            .and_then(|from| from.field_ref.as_ref());
+        assert_eq!(
+            pod_name.map(|field| field.field_path.as_str()),
+            Some("metadata.name")
+        );
+        // `$(OTEL_K8S_POD_NAME)` is expanded only when the variable comes first.
+        let order: Vec<String> = pod_spec(d).containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.clone())
+            .collect();
+        let position = |name: &str| order.iter().position(|n| n == name);
+        assert!(position(env::OTEL_K8S_POD_NAME) < position(env::OTEL_RESOURCE_ATTRIBUTES));
+        assert_eq!(
+            value(env::OTEL_TRACES_SAMPLER).as_deref(),
+            Some("parentbased_traceidratio")
+        );
+        assert_eq!(value(env::OTEL_TRACES_SAMPLER_ARG).as_deref(), Some("0.25"));
+    }
+    let everything = yaml.replace("samplePercent: 25", "samplePercent: 100");
+    let spec = validate(&os_from_yaml(&everything)).expect("valid");
+    let env = env_of(deployment(
+        &build(&spec, &observed_all_ready(&spec)),
+        "shop-order",
+    ));
+    assert!(env.contains_key(env::OTEL_EXPORTER_OTLP_ENDPOINT));
+    assert!(
+        !env.contains_key(env::OTEL_TRACES_SAMPLER),
+        "100 % is the default sampler's"
+    );
+}

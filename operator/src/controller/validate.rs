@@ -12,6 +12,7 @@ use super::autoscale::Scaling;
 use crate::crd::{
     AutoscalingSpec, CleanupPolicy, DeletionPolicy, ExposeSpec, KafkaSasl, KafkaTls, MAX_NAME_LEN,
     NetworkPolicySpec, OrderSystem, PublicEndpoint, SaslMechanism, ServiceCredentials, SslMode, TemplateSpec,
+    TracingSpec,
 };
 use crate::names::{self, Service, ServiceImages};
 use ordersystem_contract::wiring::env;
@@ -39,6 +40,8 @@ pub struct ValidSpec {
     /// `spec.expose`: no two services at one host and path.
     pub expose: Option<ExposeSpec>,
     pub network_policy: Option<NetworkPolicySpec>,
+    /// `spec.tracing`: the collector the services export spans to.
+    pub tracing: Option<TracingSpec>,
 }
 
 /// The topic as the spec wants it.
@@ -269,6 +272,7 @@ pub fn validate_with(os: &OrderSystem, images: &ServiceImages) -> Result<ValidSp
         adopt_from: os.annotations().get(names::ADOPT_FROM_ANNOTATION).cloned(),
         expose: spec.expose.clone(),
         network_policy: spec.network_policy.clone(),
+        tracing: spec.tracing.clone(),
     })
 }
 

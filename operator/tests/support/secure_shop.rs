@@ -35,7 +35,7 @@ impl Shop {
         topic: &str,
         kafka: &BTreeMap<&'static str, Vec<String>>,
     ) -> Self {
-        ordersystem_service_kit::telemetry::init(ordersystem_service_kit::config::LogFormat::Text);
+        ordersystem_service_kit::telemetry::init(ordersystem_service_kit::config::LogFormat::Text, "test");
         let mut running = Vec::new();
         for service in SERVICES {
             let db_secret = format!("shop-{service}-db");

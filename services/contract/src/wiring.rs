@@ -58,6 +58,27 @@ pub mod env {
     pub const ORDER_PUBLIC_URL: &str = "ORDER_PUBLIC_URL";
     pub const INVOICING_PUBLIC_URL: &str = "INVOICING_PUBLIC_URL";
     pub const SHIPPING_PUBLIC_URL: &str = "SHIPPING_PUBLIC_URL";
+    /// Tracing: the OpenTelemetry SDK's standard variables, which the telemetry crate reads. Spans are
+    /// exported over OTLP/HTTP (protobuf) to `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`, or to
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is; nothing is exported when neither is set, when
+    /// `OTEL_SDK_DISABLED` is `true` or `OTEL_TRACES_EXPORTER` is `none`. The operator sets them from
+    /// `spec.tracing`.
+    pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+    /// `http/protobuf`, the only protocol the services speak.
+    pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+    pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+    /// The spans' `service.name` (default: the service's own name) and further resource attributes
+    /// (`key=value,…`: the operator names the namespace, Deployment and pod).
+    pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+    pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    /// The pod's name, which the operator's `OTEL_RESOURCE_ATTRIBUTES` refers to as `$(OTEL_K8S_POD_NAME)`.
+    pub const OTEL_K8S_POD_NAME: &str = "OTEL_K8S_POD_NAME";
+    /// The sampler (`parentbased_traceidratio` from `spec.tracing.samplePercent`) and its ratio.
+    pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+    pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+    pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+    pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
     /// Tuning with working defaults; the operator need not set them.
     pub const DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
     pub const KAFKA_SESSION_TIMEOUT_MS: &str = "KAFKA_SESSION_TIMEOUT_MS";
@@ -96,6 +117,13 @@ pub mod env {
         ORDER_PUBLIC_URL,
         INVOICING_PUBLIC_URL,
         SHIPPING_PUBLIC_URL,
+        OTEL_EXPORTER_OTLP_ENDPOINT,
+        OTEL_EXPORTER_OTLP_PROTOCOL,
+        OTEL_SERVICE_NAME,
+        OTEL_RESOURCE_ATTRIBUTES,
+        OTEL_K8S_POD_NAME,
+        OTEL_TRACES_SAMPLER,
+        OTEL_TRACES_SAMPLER_ARG,
         crate::build::REVISION_ENV,
     ];
 }

@@ -25,7 +25,8 @@ pub enum RunError {
     Serve(#[from] std::io::Error),
 }
 
-/// Installs telemetry, listens on `listen_addr` and runs the service `name` until SIGTERM or Ctrl-C.
+/// Installs telemetry, listens on `listen_addr` and runs the service `name` until SIGTERM or Ctrl-C; then
+/// sends the spans not exported yet.
 pub async fn run_until_signal<F, E>(
     name: &str,
     listen_addr: SocketAddr,
@@ -36,12 +37,14 @@ where
     F: Future<Output = Result<(), E>>,
     E: From<std::io::Error>,
 {
-    telemetry::init(log_format);
+    telemetry::init(log_format, name);
     let (trigger, waiter) = shutdown::channel();
     tokio::spawn(shutdown::fire_on_signal(trigger));
     let listener = TcpListener::bind(listen_addr).await?;
     tracing::info!(addr = %listen_addr, "{name} service listening");
-    run(listener, waiter).await
+    let result = run(listener, waiter).await;
+    tokio::task::spawn_blocking(telemetry::shutdown).await.ok();
+    result
 }
 
 /// Waits for the HTTP server's task to end; a task that panicked is logged, a server that failed is the

@@ -2,14 +2,18 @@
 //! carriers a service reads trace context from: an HTTP request's headers, a Kafka record's headers.
 
 use opentelemetry::propagation::Extractor;
-pub use ordersystem_telemetry::{TraceContext, continue_from};
+pub use ordersystem_telemetry::{TraceContext, continue_from, shutdown};
 
-/// Install the global subscriber, in the configured format.
-pub fn init(format: crate::config::LogFormat) {
-    ordersystem_telemetry::init(match format {
-        crate::config::LogFormat::Json => ordersystem_telemetry::LogFormat::Json,
-        crate::config::LogFormat::Text => ordersystem_telemetry::LogFormat::Text,
-    });
+/// Install the global subscriber of the service `name`, in the configured format; spans are exported over
+/// OTLP when the standard `OTEL_EXPORTER_OTLP_*` variables are set.
+pub fn init(format: crate::config::LogFormat, name: &str) {
+    ordersystem_telemetry::init(
+        match format {
+            crate::config::LogFormat::Json => ordersystem_telemetry::LogFormat::Json,
+            crate::config::LogFormat::Text => ordersystem_telemetry::LogFormat::Text,
+        },
+        name,
+    );
 }
 
 /// HTTP request headers as a carrier of trace context.
