@@ -9,7 +9,11 @@
 #                                                  faults under N orders a second (default 20), then the
 #                                                  exactly-once check; the seed (default: from the clock)
 #                                                  and schedule are printed first, so --seed N replays a run
-#   e2e/extended.sh --resources 100|300            not yet: 100 or 300 OrderSystems under one operator
+#   e2e/extended.sh --resources N [BENCH_ARGS...]  N OrderSystems (1 to 300) under one operator: its release
+#                                                  binary against an API server of the run's own
+#                                                  (ordersystem-bench operator-scale --help): RSS, CPU and
+#                                                  API requests per minute at rest, the lag reads' cost,
+#                                                  spec change → child; BENCHMARKS.md has 1, 20, 100, 300
 #   e2e/extended.sh --upgrade [COMMIT]             the whole system upgraded from COMMIT to this checkout
 #                                                  under load (e2e/tests/upgrade_from_commit.rs); COMMIT
 #                                                  (default ae2bd6a, the last before the money, redrive
@@ -32,9 +36,22 @@ usage() {
   exit 2
 }
 
-not_yet() {
-  echo "[extended] $1: not yet (issue 29)" >&2
-  exit 3
+# resources N [ARGS...]: the operator-scale benchmark with N OrderSystems, after building the operator's and
+# the benchmark's release binaries; its output and JSON kept in $STATE/extended/.
+resources() {
+  local n=$1 log
+  shift
+  mkdir -p "$STATE/extended"
+  log=$STATE/extended/operator-scale-$n-$(date -u +%Y%m%dT%H%M%SZ)
+  # Kafka, PostgreSQL and the Kubernetes binaries of the test bed; the API server is the run's own.
+  e2e/infra/up.sh
+  # shellcheck source=/dev/null
+  . "$STATE/env"
+  echo "[extended] building the operator's and the benchmark's release binaries" >&2
+  nice -n 10 cargo build --release --locked -p ordersystem-operator -p ordersystem-bench
+  echo "[extended] operator at scale, $n OrderSystems: output $log.txt, JSON $log.json" >&2
+  "${CARGO_TARGET_DIR:-target}/release/ordersystem-bench" --json "$log.json" operator-scale --resources "$n" "$@" \
+    2>&1 | tee "$log.txt"
 }
 
 # soak DURATION_SECONDS SEED RATE: runs the chaos soak with these settings and keeps its log.
@@ -70,7 +87,12 @@ case "$1" in
     fi
     soak $((minutes * 60)) "$seed" "$rate"
     ;;
-  --resources) not_yet "the ${2:-100/300}-resource run" ;;
+  --resources)
+    if [ $# -lt 2 ] || ! [[ $2 =~ ^[0-9]+$ ]] || [ "$2" -lt 1 ] || [ "$2" -gt 300 ]; then usage; fi
+    n=$2
+    shift 2
+    resources "$n" "$@"
+    ;;
   --upgrade)
     [ $# -le 2 ] || usage
     commit=$(git rev-parse --verify --quiet "${2:-$UPGRADE_FROM}^{commit}") || usage

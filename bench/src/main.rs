@@ -2,12 +2,15 @@
 //! operator) the Kubernetes API server. Prints a table, optionally writes JSON, shows progress on stderr.
 //! The figures and how they were taken are recorded in BENCHMARKS.md.
 
+mod audit;
 mod load;
 mod meter;
 mod operator;
+mod oplog;
 mod procfs;
 mod reference;
 mod run;
+mod scale;
 mod services;
 mod stack;
 mod stats;
@@ -28,8 +31,8 @@ struct Cli {
     /// Also write the results as JSON to this file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
-    /// Directory of the release binaries (ordersystem-order, -invoicing, -shipping) for the services
-    /// scenario. Default: the directory of this binary.
+    /// Directory of the release binaries: ordersystem-order, -invoicing and -shipping for the services
+    /// scenario, ordersystem-operator for operator-scale. Default: the directory of this binary.
     #[arg(long, global = true, env = "ORDERSYSTEM_BIN_DIR")]
     bin_dir: Option<PathBuf>,
 }
@@ -45,6 +48,11 @@ enum Scenario {
     /// The operator's image installed with helm on the test bed's real node: spec change → child objects
     /// updated and → Ready; RSS idle and with many OrderSystems.
     Operator(operator::Args),
+    /// One operator (the release binary, as a process, with the chart's RBAC) with N OrderSystems against
+    /// an API server of this run's own that audits every request, beside the shared Kafka and PostgreSQL:
+    /// RSS, CPU and API requests per minute at rest, the lag reads' cost, and spec change → child object.
+    /// Needs the test bed (`. /tmp/ordersystem/env`); `e2e/extended.sh --resources N` runs it.
+    OperatorScale(scale::Args),
 }
 
 /// How orders are sent and how long: the same for this system and for the reference.
@@ -194,6 +202,12 @@ async fn main() -> Result<()> {
         Scenario::Operator(args) => {
             let report = operator::run(args).await?;
             operator::print(&report);
+            write_json(&cli.json, &envelope(serde_json::to_value(&report)?))?;
+            Ok(())
+        }
+        Scenario::OperatorScale(args) => {
+            let report = scale::run(args, &bin_dir(&cli)).await?;
+            scale::print(&report);
             write_json(&cli.json, &envelope(serde_json::to_value(&report)?))?;
             Ok(())
         }

@@ -5,10 +5,20 @@ use std::time::Duration;
 
 /// Resident set size of `pid` in bytes (`VmRSS`), `None` once the process is gone.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The largest resident set size `pid` has had (`VmHWM`), in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// One `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: u64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -119,6 +129,7 @@ mod tests {
     fn this_process_has_memory_and_cpu_time() {
         let pid = std::process::id();
         assert!(rss_bytes(pid).is_some_and(|b| b > 0));
+        assert!(peak_rss_bytes(pid) >= rss_bytes(pid));
         let spin = std::time::Instant::now();
         while spin.elapsed() < Duration::from_millis(50) {
             std::hint::black_box(0u64);

@@ -12,6 +12,9 @@
 # plane (its own PKI and kubeconfig under $STATE/<instance>; no controller-manager or scheduler):
 #   CP_INSTANCE=name CP_ETCD_PORT=12379 CP_ETCD_PEER_PORT=12380 CP_APISERVER_PORT=16443 \
 #     control-plane.sh start|stop-apiserver|stop|reset|status|kubeconfig
+# An instance keeps no audit log unless CP_AUDIT=all asks for one of every request, reads and watches too
+# (logs/audit.log under $STATE/<instance>), so a benchmark can count a process's API requests by User-Agent
+# (ordersystem-bench operator-scale).
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" control-plane
 B=$CACHE/k8s/$KUBERNETES_VERSION
@@ -30,6 +33,10 @@ fi
 ETCD_PORT=${CP_ETCD_PORT:-2379}
 ETCD_PEER_PORT=${CP_ETCD_PEER_PORT:-2380}
 APISERVER_PORT=${CP_APISERVER_PORT:-6443}
+# An instance may need more Services than the shared /24 holds (CP_SERVICE_CIDR=10.96.0.0/16: three per
+# OrderSystem, 300 of them); it has no node, so its range routes nowhere.
+SERVICE_CIDR=10.0.0.0/24
+if [ -n "$INSTANCE" ]; then SERVICE_CIDR=${CP_SERVICE_CIDR:-$SERVICE_CIDR}; fi
 P=$R/pki
 L=$R/logs
 KUBECONFIG_FILE=$R/kubeconfig
@@ -99,6 +106,19 @@ rules:
 POLICY
 }
 
+# instance_audit_policy: CP_AUDIT=all on an instance: every request at Metadata level (who, what, when; no
+# bodies), logged when it starts (a watch's start is what a count of requests per minute wants) and when it
+# completes; a count takes each auditID once.
+instance_audit_policy() {
+  cat > "$R/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, Panic]
+rules:
+  - level: Metadata
+POLICY
+}
+
 start() {
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     [ -x "$B/$b" ] || die "$B/$b is missing: run e2e/infra/build-k8s-bins.sh first"
@@ -118,6 +138,14 @@ start() {
   if [ -n "$INSTANCE" ]; then
     # A test's own API server has no nodes and no `kubernetes` Service endpoint.
     own=(--endpoint-reconciler-type=none)
+    case "${CP_AUDIT:-}" in
+      "") ;;
+      all)
+        instance_audit_policy
+        own+=(--audit-policy-file="$R/audit-policy.yaml" --audit-log-path="$L/audit.log" --audit-log-format=json
+          --audit-log-maxsize=1000 --audit-log-maxbackup=1) ;;
+      *) die "CP_AUDIT is all or empty" ;;
+    esac
   else
     require_bridge
     own=(--kubelet-client-certificate="$P/apiserver-kubelet-client.crt" --kubelet-client-key="$P/apiserver-kubelet-client.key"
@@ -133,7 +161,7 @@ start() {
     --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$P/sa.key" --service-account-signing-key-file="$P/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC --allow-privileged=true \
+    --service-cluster-ip-range="$SERVICE_CIDR" --authorization-mode=Node,RBAC --allow-privileged=true \
     --enable-admission-plugins=PodNodeSelector,PodTolerationRestriction \
     --cert-dir="$R/apiserver-certs" "${own[@]}"
   wait_for 180 kube-apiserver "$L/kube-apiserver.log" "$R/kube-apiserver.pid" apiserver_ready

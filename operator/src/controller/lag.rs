@@ -5,13 +5,17 @@
 //! partitions of `high - committed`. A partition without a committed offset counts its whole
 //! retained range (`high - low`): a new group starts at the earliest offset and has all of it to read.
 //!
+//! Each look is logged at debug level (`lag read`: its duration and the Kafka requests it sends), so
+//! what the lag reads cost at scale can be measured from the operator's own log (`bench operator-scale`).
+//!
 //! Also here: the "keeps growing" decision behind `Degraded reason=ConsumerLagGrowing`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
+use tracing::debug;
 
 use super::kafka::{self, ClientSecurity, FfiError, GroupClient, KafkaClients};
 use crate::crd::{ConsumerLagSpec, ConsumerLagStatus, GroupLagStatus};
@@ -76,16 +80,35 @@ pub async fn observe(
             bootstrap: bootstrap.to_string(),
             source,
         })?;
-    let topic = topic.to_string();
-    let result = tokio::task::spawn_blocking(move || observe_blocking(&reader, &topic, partitions, &groups))
-        .await
-        .map_err(|source| Error::Blocking { source })?;
+    let requests = requests_per_look(partitions, groups.len());
+    let started = Instant::now();
+    let owned_topic = topic.to_string();
+    let result =
+        tokio::task::spawn_blocking(move || observe_blocking(&reader, &owned_topic, partitions, &groups))
+            .await
+            .map_err(|source| Error::Blocking { source })?;
+    debug!(
+        topic,
+        partitions,
+        requests,
+        elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        ok = result.is_ok(),
+        "lag read"
+    );
     if result.is_err()
         && let Some(reader) = clients.forget_lag_reader(bootstrap, security)
     {
         tokio::task::spawn_blocking(move || drop(reader));
     }
     result
+}
+
+/// The Kafka requests one look sends at least: librdkafka asks for a partition's low and high watermark in
+/// two ListOffsets requests (one offset per request, KAFKA-1588, says `rd_kafka_query_watermark_offsets`),
+/// and for each group's committed offsets in one OffsetFetch. Metadata and FindCoordinator requests come on
+/// top when librdkafka has not cached the partition leaders or the group's coordinator.
+pub fn requests_per_look(partitions: i32, groups: usize) -> u64 {
+    2 * u64::try_from(partitions).unwrap_or(0) + u64::try_from(groups).unwrap_or(u64::MAX)
 }
 
 fn observe_blocking(
@@ -205,6 +228,12 @@ mod tests {
         assert_eq!(partition_lag(Some(10), 3, 10), 0);
         // A committed offset below the log start (retention removed the records) owes what is left.
         assert_eq!(partition_lag(Some(1), 3, 10), 7);
+    }
+
+    #[test]
+    fn a_look_sends_two_watermark_requests_per_partition_and_one_offset_fetch_per_group() {
+        assert_eq!(requests_per_look(5, 2), 12);
+        assert_eq!(requests_per_look(0, 2), 2);
     }
 
     #[test]
