@@ -25,7 +25,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -45,6 +46,13 @@ const SERVICES: [ShopService; 3] = ShopService::ALL;
 const BATCH: u32 = 20;
 /// How long a roll may take: new pods started and Ready, the old ones terminated.
 const ROLL_WITHIN: Duration = Duration::from_secs(240);
+
+/// When the test began: each step's log line says how far in it is.
+static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn at() -> String {
+    format!("[{:5.1} s]", STARTED.elapsed().as_secs_f64())
+}
 
 /// The earlier version, as `build-commit.sh` left it.
 struct Earlier {
@@ -213,7 +221,11 @@ async fn batch_across(
         after, before,
         "the same pods ran while the batch was placed and stored ({what})"
     );
-    eprintln!("{what}: {} orders, each invoiced and shipped once", placed.len());
+    eprintln!(
+        "{} {what}: {} orders, each invoiced and shipped once",
+        at(),
+        placed.len()
+    );
     placed
 }
 
@@ -282,8 +294,11 @@ async fn the_system_upgrades_from_an_earlier_commit_under_load_with_no_failed_re
     use ShopService::{Invoicing as I, Order as O, Shipping as S};
     let from = earlier();
     eprintln!(
-        "upgrading from {} (images :{}, chart {}) to this checkout (images :{VERSION})",
-        from.commit, from.tag, from.chart
+        "{} upgrading from {} (images :{}, chart {}) to this checkout (images :{VERSION})",
+        at(),
+        from.commit,
+        from.tag,
+        from.chart
     );
     let shop = NodeShop::namespaces("upgrade-from").await;
     let (client, mode) = (&shop.client, &shop.mode);
@@ -327,10 +342,21 @@ async fn the_system_upgrades_from_an_earlier_commit_under_load_with_no_failed_re
         .create_system(
             SYSTEM,
             2,
-            json!({"order": {"replicas": 2}, "invoicing": {"replicas": 2}, "shipping": {"replicas": 1}}),
+            json!({"order": {"replicas": 1}, "invoicing": {"replicas": 2}, "shipping": {"replicas": 1}}),
         )
         .await;
     shop.ready(SYSTEM).await;
+    // Order's second replica only once the first has seeded the catalog: two order pods seeding an empty
+    // schema at once can give the customers and items other ids than 1, 2, … (ON CONFLICT DO NOTHING still
+    // draws from the sequence), and the orders below name those ids.
+    shop.systems()
+        .patch(
+            SYSTEM,
+            &PatchParams::default(),
+            &patch(json!({"order": {"replicas": 2}})),
+        )
+        .await
+        .expect("order to 2 replicas");
     let mut revisions = BTreeMap::from([("earlier", from.commit.clone())]);
     let schemas_before = schemas(shop_ns).await;
 
@@ -338,6 +364,7 @@ async fn the_system_upgrades_from_an_earlier_commit_under_load_with_no_failed_re
     let order = service(O).await.without_keep_alive();
     let invoicing = service(I).await;
     let shipping = service(S).await;
+    eprintln!("{} the earlier system Ready; the load starts", at());
     let load = SteadyLoad::start(order.clone(), 0);
     // The batches written by the earlier order service and by the current one.
     let (mut by_earlier_order, mut by_current_order) = (BTreeSet::new(), BTreeSet::new());
@@ -374,7 +401,7 @@ async fn the_system_upgrades_from_an_earlier_commit_under_load_with_no_failed_re
     let current = revision(mode, &current_operator)
         .await
         .expect("the current operator's revision");
-    eprintln!("current build: revision {current}");
+    eprintln!("{} the current operator Ready: revision {current}", at());
     assert_ne!(current, from.commit, "the current build is another revision");
     revisions.insert("current", current);
     // The shop stays Ready under the new operator, the services still on the earlier build, and orders of
