@@ -118,6 +118,11 @@ impl LoadArgs {
 struct ServicesArgs {
     #[command(flatten)]
     load: LoadArgs,
+    /// Have the services export their spans to this OpenTelemetry collector (OTLP/HTTP base URL, e.g. the
+    /// test bed's `$OTLP_ENDPOINT`), as `spec.tracing.otlpEndpoint` makes the operator do; by default
+    /// nothing is exported.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -126,11 +131,6 @@ struct ReferenceArgs {
     load: LoadArgs,
     /// The reference's Maven project (its `microservice-kafka` directory) after `mvn package`: the jars
     /// are taken from each service's `target/`.
-    /// Have the services export their spans to this OpenTelemetry collector (OTLP/HTTP base URL, e.g. the
-    /// test bed's `$OTLP_ENDPOINT`), as `spec.tracing.otlpEndpoint` makes the operator do; by default
-    /// nothing is exported.
-    #[arg(long, value_name = "URL")]
-    otlp_endpoint: Option<String>,
     #[arg(long)]
     reference_dir: PathBuf,
     /// The Java runtime to run the jars with.
@@ -180,6 +180,7 @@ async fn main() -> Result<()> {
             let settings = services::Settings {
                 plan: args.load.plan("run"),
                 bin_dir: bin_dir(&cli),
+                otlp_endpoint: args.otlp_endpoint.clone(),
             };
             let report = services::run(&settings).await?;
             services::print(&report);
@@ -188,7 +189,6 @@ async fn main() -> Result<()> {
         }
         Scenario::Reference(args) => {
             let settings = reference::Settings {
-                otlp_endpoint: args.otlp_endpoint.clone(),
                 plan: args.load.plan("reference"),
                 reference_dir: args.reference_dir.clone(),
                 java: args.java.clone(),
