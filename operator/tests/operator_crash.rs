@@ -178,7 +178,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
     );
     // And the traces left the process: the collector has reconcile spans of the operator in them.
     let exported = || {
-        ordersystem_e2e::otlp::spans()
+        ordersystem_e2e::otlp::spans_mentioning("ordersystem-operator")
             .into_iter()
             .filter(|span| span.service == "ordersystem-operator" && span.name == "reconcile")
             .filter(|span| traces.contains(span.trace_id.as_str()))

@@ -39,21 +39,23 @@ pub struct Span {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// Every span the collector has written so far.
+/// Every span the collector has written so far, of the batches that mention `text` (a trace id, say: only
+/// those are parsed, however much the collector holds); every span when `text` is empty.
 ///
 /// # Panics
 /// When the file cannot be read or holds a line that is no OTLP JSON.
-pub fn spans() -> Vec<Span> {
+pub fn spans_mentioning(text: &str) -> Vec<Span> {
     let path = env::require(OTLP_SPANS_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
+    let content = match std::fs::read_to_string(&path) {
+        Ok(content) => content,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(error) => panic!("cannot read the collector's spans from {path}: {error}"),
     };
     // The last line may be one the collector is still writing: only whole lines are read.
-    text.split_inclusive('\n')
+    content
+        .split_inclusive('\n')
         .filter_map(|line| line.strip_suffix('\n'))
-        .filter(|line| !line.trim().is_empty())
+        .filter(|line| !line.trim().is_empty() && line.contains(text))
         .flat_map(|line| {
             let batch: Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{path} holds no OTLP JSON line ({e}): {line}"));
@@ -64,7 +66,7 @@ pub fn spans() -> Vec<Span> {
 
 /// The spans of trace `trace_id`.
 pub fn trace(trace_id: &str) -> Vec<Span> {
-    spans()
+    spans_mentioning(trace_id)
         .into_iter()
         .filter(|span| span.trace_id == trace_id)
         .collect()

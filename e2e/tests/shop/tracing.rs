@@ -284,7 +284,7 @@ async fn an_order_placed_through_the_form_is_one_trace_in_the_collector_in_causa
 /// The `store_batch` spans of `service`, in any trace, that link to span `span_id` of `trace`.
 async fn spans_when_linked(service: &str, trace: &str, span_id: &str) -> Vec<Span> {
     let linked = || {
-        otlp::spans()
+        otlp::spans_mentioning(trace)
             .into_iter()
             .filter(|s| s.service == service && s.name == "store_batch")
             .filter(|s| s.links.iter().any(|(t, id)| t == trace && id == span_id))
