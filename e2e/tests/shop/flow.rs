@@ -330,3 +330,45 @@ async fn reference_format_events_are_consumed() {
     invoicing.stop().await;
     shipping.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_seeding_an_empty_schema_at_once_agree_on_the_designs_ids() {
+    let bootstrap = env::kafka_bootstrap();
+    let topic = names::unique("seed-race");
+    create_topic(&bootstrap, &topic, 1).await;
+    let db = schema::fresh_schema("order").await;
+    // Two replicas of a first deployment, starting together.
+    let (first, second) = tokio::join!(
+        spawn_order_in(db.clone(), &bootstrap, &topic),
+        spawn_order_in(db, &bootstrap, &topic)
+    );
+    let client = reqwest::Client::new();
+    for order in [&first, &second] {
+        let customers = get_json(&client, &order.url("/api/customers"))
+            .await
+            .expect("customers");
+        let ids: Vec<i64> = customers
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|c| c["customerId"].as_i64())
+            .collect();
+        assert_eq!(
+            ids,
+            [1, 2],
+            "customer 1 is Eberhard Wolff, 2 Rod Johnson: {customers}"
+        );
+        assert_eq!(customers[0]["email"], "eberhard.wolff@gmail.com");
+        let items = get_json(&client, &order.url("/api/items")).await.expect("items");
+        let ids: Vec<i64> = items
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|i| i["itemId"].as_i64())
+            .collect();
+        assert_eq!(ids, [1, 2, 3, 4], "{items}");
+        assert_eq!(items[0]["name"], "iPod");
+    }
+    first.stop().await;
+    second.stop().await;
+}

@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 
 /// The service's own tables (`migrations/`); the kit's dead-letter table is migrated after them
 /// (`ConsumerService`).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| ordersystem_service_kit::db::expand_only(sqlx::migrate!("./migrations")));
 
 /// The invoicing service as the kit runs it: its handler, tables, pages and name.
 pub fn service() -> ConsumerService<consumer::InvoiceHandler> {

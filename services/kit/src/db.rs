@@ -113,7 +113,7 @@ impl Database {
         loop {
             let attempt = async {
                 for migrator in migrators {
-                    migrator.run(&self.pool).await.map_err(|e| e.to_string())?;
+                    self.run_migrator(migrator).await.map_err(|e| e.to_string())?;
                 }
                 prepare(self.pool.clone()).await.map_err(|e| e.to_string())
             };
@@ -132,19 +132,42 @@ impl Database {
         }
     }
 
+    /// Runs `migrator` on a connection of its own, closed afterwards. sqlx holds a session advisory lock,
+    /// one per database, while it migrates, and does not release it when a migration fails: a connection
+    /// of the service's pool would keep it, and every service migrating in the same database would wait
+    /// on it until this process ended.
+    async fn run_migrator(&self, migrator: &Migrator) -> Result<(), sqlx::migrate::MigrateError> {
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let result = migrator.run(&own).await;
+        own.close().await;
+        result
+    }
+
     /// Readiness: migrated and reachable now.
     pub async fn is_ready(&self) -> bool {
         self.migrated.load(Ordering::SeqCst) && sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 }
 
-/// `migrations` keeping their history in `history` instead of sqlx's `_sqlx_migrations`. The kit's tables
-/// are migrated in a service's schema beside the service's own tables, and sqlx refuses to run a set when
-/// its history lists a migration the set lacks: with a table each, the service's set and the kit's never
-/// see each other's versions, and each is still checked strictly against its own.
+/// `migrations` as the services run them: expand only. Every migration only adds (tables, nullable
+/// columns, indexes), so an earlier version's pods keep working on a schema a later version migrated
+/// while a roll replaces them, and may even start there: this set runs when the history lists later
+/// migrations it does not know (sqlx refuses that by default). What it does know is still checked
+/// against its checksum.
+pub fn expand_only(mut migrations: Migrator) -> Migrator {
+    migrations.set_ignore_missing(true);
+    migrations
+}
+
+/// `migrations` keeping their history in `history` instead of sqlx's `_sqlx_migrations`, expand only
+/// ([`expand_only`]). The kit's tables are migrated in a service's schema beside the service's own tables:
+/// with a history table each, the service's set and the kit's never see each other's versions.
 pub fn with_own_history(mut migrations: Migrator, history: &'static str) -> Migrator {
     migrations.dangerous_set_table_name(history);
-    migrations
+    expand_only(migrations)
 }
 
 /// Connections a busy worker keeps between one use and the next, instead of the pool. sqlx checks every

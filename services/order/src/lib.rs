@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The service's own tables (`migrations/`); the kit's outbox table is migrated after them (`run`).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| ordersystem_service_kit::db::expand_only(sqlx::migrate!("./migrations")));
 
 /// The process: telemetry, listen on the configured address, run until SIGTERM.
 pub async fn run_until_signal(config: Config) -> Result<(), RunError> {
@@ -63,7 +64,7 @@ pub async fn run(
     let server = tokio::spawn(health::serve(listener, app, metrics, site, shutdown.clone()));
     // Migrate and seed before relaying; the server answers /healthz (and /readyz "not ready") meanwhile.
     let seed = |pool: sqlx::PgPool| async move { store::seed(&pool).await };
-    let migrators = [&MIGRATOR, &*relay::store::MIGRATOR];
+    let migrators = [&*MIGRATOR, &*relay::store::MIGRATOR];
     if db.migrate_and_prepare(&migrators, shutdown.clone(), seed).await {
         relay.run(shutdown).await;
     }

@@ -29,32 +29,47 @@ pub enum StoreError {
     Stopped,
 }
 
-/// The design's seed data. Keyed by email and item name, so a restart adds nothing.
+/// The design's seed data, with the ids the design gives it (customer 1 is Eberhard Wolff, item 1 the
+/// iPod). Explicit ids, so replicas seeding an empty schema at once agree on them (a generated id is used
+/// up by an insert that then conflicts); a restart adds nothing.
 pub async fn seed(pool: &PgPool) -> Result<(), sqlx::Error> {
     let customers = [
-        ("Eberhard", "Wolff", "eberhard.wolff@gmail.com"),
-        ("Rod", "Johnson", "rod@somewhere.com"),
+        (1_i64, "Eberhard", "Wolff", "eberhard.wolff@gmail.com"),
+        (2, "Rod", "Johnson", "rod@somewhere.com"),
     ];
-    for (firstname, name, email) in customers {
-        sqlx::query("INSERT INTO customers (firstname, name, email) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
-            .bind(firstname)
-            .bind(name)
-            .bind(email)
-            .execute(pool)
-            .await?;
+    for (id, firstname, name, email) in customers {
+        sqlx::query(
+            "INSERT INTO customers (customer_id, firstname, name, email) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(firstname)
+        .bind(name)
+        .bind(email)
+        .execute(pool)
+        .await?;
     }
     let items = [
-        ("iPod", "42.00"),
-        ("iPod touch", "21.00"),
-        ("iPod nano", "1.00"),
-        ("Apple TV", "100.00"),
+        (1_i64, "iPod", "42.00"),
+        (2, "iPod touch", "21.00"),
+        (3, "iPod nano", "1.00"),
+        (4, "Apple TV", "100.00"),
     ];
-    for (name, price) in items {
-        sqlx::query("INSERT INTO items (name, price) VALUES ($1, $2::numeric) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(price)
-            .execute(pool)
-            .await?;
+    for (id, name, price) in items {
+        sqlx::query(
+            "INSERT INTO items (item_id, name, price) VALUES ($1, $2, $3::numeric) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(price)
+        .execute(pool)
+        .await?;
+    }
+    // The sequences start after the seed, for whatever is added later.
+    for statement in [
+        "SELECT setval(pg_get_serial_sequence('customers', 'customer_id'), (SELECT max(customer_id) FROM customers))",
+        "SELECT setval(pg_get_serial_sequence('items', 'item_id'), (SELECT max(item_id) FROM items))",
+    ] {
+        sqlx::query(statement).execute(pool).await?;
     }
     Ok(())
 }
