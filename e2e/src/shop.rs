@@ -67,14 +67,19 @@ impl Service {
             .ok_or_else(|| format!("no id in {created}"))
     }
 
-    /// [`Service::place_order`], a 503 ("busy, please retry": the shared machine is loaded) retried once a
-    /// second up to 30 times, as a client should; any other refusal fails the test.
+    /// [`Service::place_order`], a 503 ("busy, please retry": the shared machine is loaded) or a request
+    /// that could not be sent (the Service's address not routed to a ready pod yet) retried once a second
+    /// up to 30 times, as a client should; any other refusal fails the test. An order sent twice is two
+    /// orders, each checked on its own by the exactly-once checks.
     pub async fn place_order_retrying(&self, n: u32) -> i64 {
         let mut attempts = 0;
         loop {
             match self.place_order(n).await {
                 Ok(id) => return id,
-                Err(error) if error.contains("503") && attempts < 30 => {
+                Err(error)
+                    if (error.contains("503") || error.contains("error sending request"))
+                        && attempts < 30 =>
+                {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

@@ -44,7 +44,7 @@ use ordersystem_contract::EventView;
 use outcome::{Outcome, Stored, judge};
 use partitions::Partitions;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
@@ -187,7 +187,14 @@ impl<H: Handler> ConsumerLoop<H> {
         // leaves the group).
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => tracing::info!("offsets committed, leaving the group"),
-            Err(error) => tracing::info!(%error, "no offsets to commit on shutdown"),
+            // Nothing stored since the last commit (the automatic one may have just run): all committed.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                tracing::info!(already = true, "offsets committed, leaving the group");
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                "offsets not committed on shutdown: records since the last commit will be delivered again"
+            ),
         }
         if let Membership::Static { .. } = args.membership() {
             leave(&consumer).await;
