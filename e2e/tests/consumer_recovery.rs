@@ -3,14 +3,15 @@
 //! invoice stored again (the invoices' `created_at` in PostgreSQL, on this machine's clock, as the kill).
 //! Invoicing runs one replica, so every partition stalls until the restarted container consumes again.
 //!
-//! - Under the classic protocol with the operator's per-pod `KAFKA_GROUP_INSTANCE_ID` (static membership),
-//!   the restarted container takes the killed one's partitions back at once: recovery must stay well under
-//!   the session timeout, which is what a dynamic member would wait (its predecessor holds the partitions
-//!   until the session expires).
-//! - Under the consumer protocol (KIP-848, the default) the instance id is not used (see the kit's
-//!   `Membership`): the killed member's partitions wait for the broker's session timeout
-//!   (`group.consumer.session.timeout.ms`, 10 s on the test bed, 45 s by Kafka's default). This test
-//!   asserts no duration, only that the restarted container consumes again without a further crash.
+//! - By default, with the operator's per-pod `KAFKA_GROUP_INSTANCE_ID`, the consumer is a static member
+//!   under the classic protocol (the kit's `ConsumerArgs::protocol`): the restarted container takes the
+//!   killed one's partitions back at once. Recovery must stay well under the session timeout, which is
+//!   what a dynamic member would wait (its predecessor holds the partitions until the session expires).
+//! - Under the consumer protocol (KIP-848, `KAFKA_GROUP_PROTOCOL=consumer` in the template) the instance
+//!   id is not used (see the kit's `Membership`): the killed member's partitions wait for the broker's
+//!   session timeout (`group.consumer.session.timeout.ms`, 10 s on the test bed, 45 s by Kafka's default).
+//!   This test asserts no duration, only that the restarted container consumes again without a further
+//!   crash.
 //!
 //! - Static membership must not make scale-down worse: under the classic protocol a static member that
 //!   shuts down leaves the group (the kit leaves explicitly; librdkafka sends no LeaveGroup for a static
@@ -44,8 +45,8 @@ const SYSTEM: &str = "shop";
 /// An invoicing image to run instead of the operator's (see the module's documentation).
 const INVOICING_IMAGE: &str = "CONSUMER_RECOVERY_INVOICING_IMAGE";
 const PARTITIONS: i32 = 2;
-/// The classic protocol's session timeout the static test sets (the kit's default, said explicitly): a
-/// dynamic member killed under it leaves its partitions stalled this long.
+/// The kit's session timeout under the classic protocol (`--kafka-session-timeout-ms`): a dynamic member
+/// killed under it leaves its partitions stalled this long.
 const CLASSIC_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 /// Orders keep coming this long after the event measured, so the backlog and new orders mix.
 const LOAD_AFTER: Duration = Duration::from_secs(5);
@@ -307,18 +308,14 @@ async fn kill_invoicing_under_load(prefix: &str, invoicing_env: Value) -> Recove
     }
 }
 
-/// The classic protocol with the kit's default session timeout, said explicitly.
-fn classic() -> Value {
-    json!([
-        {"name": "KAFKA_GROUP_PROTOCOL", "value": "classic"},
-        {"name": "KAFKA_SESSION_TIMEOUT_MS", "value": CLASSIC_SESSION_TIMEOUT.as_millis().to_string()}
-    ])
+/// The services' own defaults: nothing added to the template's environment.
+fn defaults() -> Value {
+    json!([])
 }
 
 #[tokio::test]
-async fn a_killed_static_member_under_the_classic_protocol_takes_its_partitions_back_well_within_the_session_timeout()
- {
-    let recovery = kill_invoicing_under_load("recover-static", classic()).await;
+async fn a_killed_static_member_by_default_takes_its_partitions_back_well_within_the_session_timeout() {
+    let recovery = kill_invoicing_under_load("recover-static", defaults()).await;
     // A dynamic member would wait for the killed one's session to expire: the whole timeout at least.
     assert!(
         recovery.first_invoice < CLASSIC_SESSION_TIMEOUT / 2
@@ -330,15 +327,21 @@ async fn a_killed_static_member_under_the_classic_protocol_takes_its_partitions_
         recovery.longest_wait
     );
     assert!(
-        recovery.log.contains("static group membership"),
-        "the restarted consumer runs as a static member (the operator sets KAFKA_GROUP_INSTANCE_ID): {}",
+        recovery.log.contains("static group membership")
+            && recovery
+                .log
+                .lines()
+                .any(|l| l.contains("consumer started") && l.contains("classic")),
+        "by default the restarted consumer runs as a static member of a classic group (the operator sets \
+         KAFKA_GROUP_INSTANCE_ID): {}",
         recovery.log
     );
 }
 
 #[tokio::test]
 async fn a_killed_member_under_the_consumer_protocol_consumes_again_once_the_brokers_session_expired() {
-    let recovery = kill_invoicing_under_load("recover-kip848", json!([])).await;
+    let consumer_protocol = json!([{"name": "KAFKA_GROUP_PROTOCOL", "value": "consumer"}]);
+    let recovery = kill_invoicing_under_load("recover-kip848", consumer_protocol).await;
     assert!(
         !recovery.log.contains("static group membership"),
         "no static membership under the consumer protocol: {}",
@@ -356,7 +359,7 @@ async fn a_killed_member_under_the_consumer_protocol_consumes_again_once_the_bro
 /// instead of after the session timeout.
 #[tokio::test]
 async fn a_static_member_scaled_away_leaves_the_group_so_its_partition_moves_at_once() {
-    let loaded = LoadedShop::start("recover-scale", 2, classic()).await;
+    let loaded = LoadedShop::start("recover-scale", 2, defaults()).await;
     let (client, ns) = (loaded.shop.client.clone(), loaded.shop.shop_ns.clone());
     let logs: Vec<(String, cluster::LogFollower)> = loaded
         .invoicing_pods

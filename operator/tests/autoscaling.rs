@@ -1,8 +1,8 @@
 //! Autoscaling on consumer lag against the real API server, Kafka and PostgreSQL, with the controller
 //! in-process as the chart's ServiceAccount. No nodes run pods here: the test plays the invoicing
-//! consumers itself (with the KIP-848 `consumer` protocol the services use) and watches the Deployment's
-//! `spec.replicas`, which is what the operator decides. The real-pod version under a real order load is
-//! the e2e suite's.
+//! consumers itself (with the KIP-848 `consumer` protocol; the lag read is the same for the classic groups
+//! of the services' pods) and watches the Deployment's `spec.replicas`, which is what the operator
+//! decides. The real-pod version under a real order load is the e2e suite's.
 
 #[path = "support/operator.rs"]
 mod operator;

@@ -74,7 +74,7 @@ fn consume_as(
     let consumer: BaseConsumer = broker
         .client_config(user, password)
         .set("group.id", group)
-        // The services' protocol (KIP-848): the broker checks READ on the group in every heartbeat.
+        // KIP-848, where the broker checks READ on the group in every heartbeat.
         .set("group.protocol", "consumer")
         .set("auto.offset.reset", "earliest")
         .create()

@@ -1,7 +1,8 @@
 //! Day-two operations against the real API server, Kafka and Postgres, with the controller running
 //! in-process as the chart's ServiceAccount: consumer-group lag in status, `kubectl get` and metrics;
 //! ordering-safe partition increases; compaction warnings; the topic identity guard. No nodes run pods
-//! here: the test itself plays the consumers, with the KIP-848 `consumer` protocol the services use.
+//! here: the test itself plays the consumers, with the KIP-848 `consumer` protocol (the lag read is the same
+//! for the classic groups of the services' pods).
 
 #[path = "support/operator.rs"]
 mod operator;
@@ -81,8 +82,8 @@ impl Setup {
     }
 }
 
-/// Reads `n` records as a member of `group` with the KIP-848 `consumer` protocol, as the services do,
-/// and commits their offsets.
+/// Reads `n` records as a member of `group` with the KIP-848 `consumer` protocol, as a service run without
+/// an instance id does, and commits their offsets.
 async fn consume_and_commit(bootstrap: &str, topic: &str, group: &str, n: usize) {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

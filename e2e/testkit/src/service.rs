@@ -42,7 +42,7 @@ pub fn kafka_args(bootstrap: &str, topic: &str) -> KafkaArgs {
 pub fn consumer_args(group: &str, protocol: GroupProtocol) -> ConsumerArgs {
     ConsumerArgs {
         group_id: Some(group.into()),
-        group_protocol: protocol,
+        group_protocol: Some(protocol),
         session_timeout_ms: 6_000,
         group_instance_id: None,
         max_poll_interval_ms: 10_000,

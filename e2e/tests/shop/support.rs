@@ -111,7 +111,7 @@ pub async fn spawn_shipping_published(
 }
 
 /// Invoicing and shipping on `topic`, each with a fresh schema and its own new group of the KIP-848
-/// `consumer` protocol the services use by default.
+/// `consumer` protocol, the services' default without an instance id.
 pub async fn spawn_consumers(bootstrap: &str, topic: &str) -> (Running, Running) {
     let fresh = async |service| {
         let group = consumer_args(&names::unique(service), GroupProtocol::Consumer);

@@ -1,7 +1,7 @@
 //! The consumer loop's guarantees, proved with the invoicing service against the real broker and database:
 //! redelivery creates nothing twice (and really happened), poison messages and conflicting duplicates are
 //! dead-lettered without blocking the partition, two members share the partitions and one takes over when
-//! the other stops (both group protocols), and a database outage longer than max.poll.interval.ms does not
+//! the other stops (both group protocols), a KIP-848 group rolls to static classic members, and a database outage longer than max.poll.interval.ms does not
 //! throw the member out of its group; records fetched together share one transaction.
 
 mod support;
@@ -207,6 +207,94 @@ async fn two_members_share_partitions_and_one_takes_over_with_the_consumer_proto
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_members_share_partitions_and_one_takes_over_with_the_classic_protocol() {
     two_members_share_partitions_and_one_takes_over(GroupProtocol::Classic).await;
+}
+
+/// An upgrade rolls a group of KIP-848 members (the services' default before an instance id made them
+/// static classic members) one pod at a time: the broker runs both protocols in one group
+/// (`group.consumer.migration.policy`, `bidirectional` by Kafka's default), each record is stored once
+/// through the handover, and once the last KIP-848 member has left the static member owns every partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_protocol_group_rolls_to_static_classic_members_storing_each_record_once() {
+    let bootstrap = env::kafka_bootstrap();
+    let topic = names::unique("roll");
+    create_topic(&bootstrap, &topic, 4).await;
+    let db = schema::fresh_schema("invoicing").await;
+    let group = names::unique("inv");
+    let assigned = "ordersystem_assigned_partitions";
+    let old = start_direct(
+        db.clone(),
+        &bootstrap,
+        &topic,
+        consumer_args(&group, GroupProtocol::Consumer),
+    )
+    .await;
+    wait_until(
+        "the old member owns all four partitions",
+        Duration::from_secs(90),
+        || async { old.metric(assigned).await == 4.0 },
+    )
+    .await;
+    for id in 1..=20 {
+        produce(&bootstrap, &topic, &id.to_string(), &event(id, 1)).await;
+    }
+    old.wait_count(INVOICES, 20).await;
+
+    // The new pod: an instance id (the operator's pod name) and no protocol named.
+    let mut new_args = consumer_args(&group, GroupProtocol::Classic);
+    new_args.group_protocol = None;
+    new_args.group_instance_id = Some(names::unique("invoicing-pod"));
+    assert_eq!(
+        new_args.protocol(),
+        GroupProtocol::Classic,
+        "an instance id makes a classic member"
+    );
+    let new = start_direct(db.clone(), &bootstrap, &topic, new_args).await;
+    wait_until(
+        "the old and the new member share the partitions",
+        Duration::from_secs(90),
+        || async {
+            let (by_old, by_new) = (old.metric(assigned).await, new.metric(assigned).await);
+            by_old > 0.0 && by_new > 0.0 && by_old + by_new == 4.0
+        },
+    )
+    .await;
+    for id in 21..=40 {
+        produce(&bootstrap, &topic, &id.to_string(), &event(id, 1)).await;
+    }
+    new.wait_count(INVOICES, 40).await;
+
+    let by_old = old.metric("ordersystem_events_consumed").await;
+    old.stop().await;
+    wait_until(
+        "the static member owns all four partitions",
+        Duration::from_secs(90),
+        || async { new.metric(assigned).await == 4.0 },
+    )
+    .await;
+    // The broker turned the group back into a classic one, where a restarted static member is welcome.
+    let broker_log =
+        std::fs::read_to_string(env::state().join("kafka").join("kafka.log")).expect("the broker's log");
+    assert!(
+        broker_log.contains(&format!(
+            "[GroupId {group}] Converted the consumer group to a classic group"
+        )),
+        "the broker did not convert {group} to a classic group when its last KIP-848 member left"
+    );
+    for id in 41..=60 {
+        produce(&bootstrap, &topic, &id.to_string(), &event(id, 1)).await;
+    }
+    new.wait_count(INVOICES, 60).await;
+    let by_new = new.metric("ordersystem_events_consumed").await;
+    assert!(
+        by_old >= 20.0 && by_new >= 20.0 && by_old + by_new == 60.0,
+        "each record consumed once: the old member {by_old}, the new one {by_new}"
+    );
+    assert_eq!(
+        new.metric("ordersystem_duplicates_skipped").await,
+        0.0,
+        "the old member committed before leaving"
+    );
+    new.stop().await;
 }
 
 async fn database_outage_keeps_the_member_in_its_group(protocol: GroupProtocol) {

@@ -90,6 +90,16 @@ pub enum GroupProtocol {
     Classic,
 }
 
+impl GroupProtocol {
+    /// librdkafka's `group.protocol` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consumer => "consumer",
+            Self::Classic => "classic",
+        }
+    }
+}
+
 /// Kafka connection and topic.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
@@ -156,9 +166,11 @@ pub struct ConsumerArgs {
     /// (`invoicing`, `shipping`), the reference implementation's groups.
     #[arg(long = "kafka-group-id", env = env::KAFKA_GROUP_ID)]
     pub group_id: Option<String>,
-    /// Group protocol: `consumer` (KIP-848) or `classic` (cooperative-sticky).
-    #[arg(long = "kafka-group-protocol", env = env::KAFKA_GROUP_PROTOCOL, value_enum, default_value = "consumer")]
-    pub group_protocol: GroupProtocol,
+    /// Group protocol: `consumer` (KIP-848) or `classic` (cooperative-sticky). Default: `classic` with a
+    /// group instance id (static membership: a container restarted after a crash gets its partitions back
+    /// at once), `consumer` without one. See `Membership`.
+    #[arg(long = "kafka-group-protocol", env = env::KAFKA_GROUP_PROTOCOL, value_enum)]
+    pub group_protocol: Option<GroupProtocol>,
     /// Classic protocol only (librdkafka rejects it under KIP-848): session timeout in milliseconds.
     #[arg(long = "kafka-session-timeout-ms", env = env::KAFKA_SESSION_TIMEOUT_MS, default_value_t = 45_000)]
     pub session_timeout_ms: u32,
@@ -193,7 +205,8 @@ pub struct ConsumerArgs {
 ///   (librdkafka follows KIP-345 there), which would stall a scaled-down or replaced pod's partitions
 ///   until its session expires; the consumer loop therefore leaves explicitly on shutdown, as a dynamic
 ///   member does, so scale-down and rolling updates (new pod names) rebalance at once as before.
-/// - `NotUnderConsumerProtocol`: an instance id is given but the group protocol is `consumer` (KIP-848).
+/// - `NotUnderConsumerProtocol`: an instance id is given but the group protocol asked for is `consumer`
+///   (KIP-848; without `--kafka-group-protocol` an instance id makes the protocol `classic`).
 ///   There the coordinator refuses a member joining with an instance id that a member which did not leave
 ///   still holds (`UNRELEASED_INSTANCE_ID`, Kafka's `throwIfInstanceIdIsUnreleased`) until that member's
 ///   session expires, and librdkafka treats the refusal as fatal: the restarted container could not
@@ -213,9 +226,20 @@ impl ConsumerArgs {
         self.group_id.clone().unwrap_or_else(|| default.to_string())
     }
 
+    /// The group protocol asked for, or by default the one that recovers fastest for how this consumer is
+    /// known: `classic` for a consumer with an instance id (it becomes a static member), `consumer`
+    /// (KIP-848) for one without (there both wait for the session timeout after a crash, and KIP-848's
+    /// broker-side assignment moves partitions without stopping the other members).
+    pub fn protocol(&self) -> GroupProtocol {
+        self.group_protocol.unwrap_or(match self.group_instance_id {
+            Some(_) => GroupProtocol::Classic,
+            None => GroupProtocol::Consumer,
+        })
+    }
+
     /// Static membership where the protocol makes it help; see `Membership`.
     pub fn membership(&self) -> Membership {
-        match (&self.group_instance_id, self.group_protocol) {
+        match (&self.group_instance_id, self.protocol()) {
             (None, _) => Membership::Dynamic,
             (Some(id), GroupProtocol::Classic) => Membership::Static {
                 instance_id: id.clone(),
@@ -312,7 +336,7 @@ mod tests {
             "invoicing",
             "the reference's group when run alone"
         );
-        assert_eq!(config.consumer.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(config.consumer.protocol(), GroupProtocol::Consumer);
         assert_eq!(config.consumer.membership(), Membership::Dynamic);
     }
 
@@ -326,16 +350,20 @@ mod tests {
     }
 
     #[test]
-    fn an_instance_id_makes_a_static_member_under_the_classic_protocol_only() {
+    fn an_instance_id_makes_a_static_classic_member_by_default_and_is_unused_under_kip_848() {
         let pod = "--kafka-group-instance-id=shop-invoicing-7d9f8c6b5-x2x4q";
+        let static_member = Membership::Static {
+            instance_id: "shop-invoicing-7d9f8c6b5-x2x4q".into(),
+        };
         let classic = consumer_args(&[pod, "--kafka-group-protocol=classic"]).unwrap();
+        assert_eq!(classic.membership(), static_member);
+        let by_default = consumer_args(&[pod]).unwrap();
         assert_eq!(
-            classic.membership(),
-            Membership::Static {
-                instance_id: "shop-invoicing-7d9f8c6b5-x2x4q".into()
-            }
+            (by_default.protocol(), by_default.membership()),
+            (GroupProtocol::Classic, static_member),
+            "with an instance id (the operator sets the pod's name) the default is a static classic member"
         );
-        let consumer = consumer_args(&[pod]).unwrap();
+        let consumer = consumer_args(&[pod, "--kafka-group-protocol=consumer"]).unwrap();
         assert_eq!(
             consumer.membership(),
             Membership::NotUnderConsumerProtocol {

@@ -178,15 +178,15 @@ pub fn consumer_config(kafka: &KafkaArgs, consumer: &ConsumerArgs, group: &str) 
         // process's memory. 8 MiB still holds thousands of events, far more than one batch.
         .set("queued.max.messages.kbytes", "8192")
         .set("max.poll.interval.ms", consumer.max_poll_interval_ms.to_string());
-    match consumer.group_protocol {
+    match consumer.protocol() {
         // librdkafka rejects session.timeout.ms and partition.assignment.strategy under KIP-848: the broker
         // owns both.
-        GroupProtocol::Consumer => {
-            config.set("group.protocol", "consumer");
+        protocol @ GroupProtocol::Consumer => {
+            config.set("group.protocol", protocol.as_str());
         }
-        GroupProtocol::Classic => {
+        protocol @ GroupProtocol::Classic => {
             config
-                .set("group.protocol", "classic")
+                .set("group.protocol", protocol.as_str())
                 .set("partition.assignment.strategy", "cooperative-sticky")
                 .set("session.timeout.ms", consumer.session_timeout_ms.to_string());
         }
@@ -239,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn the_instance_id_reaches_librdkafka_under_the_classic_protocol_only() {
+    fn the_instance_id_reaches_librdkafka_under_the_classic_protocol_which_it_makes_the_default() {
         let pod = "--kafka-group-instance-id=shop-invoicing-7d9f8c6b5-x2x4q";
         let classic = ConsumerFlags::parse_from(["svc", pod, "--kafka-group-protocol=classic"]);
         let config = consumer_config(&classic.kafka, &classic.consumer, "g");
@@ -248,7 +248,14 @@ mod tests {
             Some("shop-invoicing-7d9f8c6b5-x2x4q")
         );
         assert_eq!(config.get("group.protocol"), Some("classic"));
-        let consumer = ConsumerFlags::parse_from(["svc", pod]);
+        let by_default = ConsumerFlags::parse_from(["svc", pod]);
+        let config = consumer_config(&by_default.kafka, &by_default.consumer, "g");
+        assert_eq!(config.get("group.protocol"), Some("classic"));
+        assert_eq!(
+            config.get("group.instance.id"),
+            Some("shop-invoicing-7d9f8c6b5-x2x4q")
+        );
+        let consumer = ConsumerFlags::parse_from(["svc", pod, "--kafka-group-protocol=consumer"]);
         let config = consumer_config(&consumer.kafka, &consumer.consumer, "g");
         assert_eq!(config.get("group.instance.id"), None);
         assert_eq!(config.get("group.protocol"), Some("consumer"));

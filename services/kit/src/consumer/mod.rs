@@ -511,7 +511,7 @@ fn subscribe(
              crash until the session expires; a killed member's partitions wait for the broker's session timeout"
         ),
     }
-    tracing::info!(topic = %kafka.topic, group = %group, protocol = ?args.group_protocol, "consumer started");
+    tracing::info!(topic = %kafka.topic, group = %group, protocol = args.protocol().as_str(), "consumer started");
     Ok(consumer)
 }
 
