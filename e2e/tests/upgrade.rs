@@ -14,28 +14,20 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use ordersystem_api::crd::OrderSystemStatus;
 use ordersystem_api::names::{Service as ShopService, child_name};
 use ordersystem_e2e::cluster::{self, READY_WITHIN, is_ready, pods};
 use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::node_shop::NodeShop;
 use ordersystem_e2e::shop::{SteadyLoad, all_stored_once};
+use ordersystem_e2e::upgrade::{image, operator_pod, revision, uid};
 use ordersystem_e2e::{metrics, wait};
 use serde_json::json;
 
 const SYSTEM: &str = "shop";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const SERVICES: [ShopService; 3] = ShopService::ALL;
-
-/// The revision a pod's `build_info` metric reports (the operator's or a service's).
-async fn revision(mode: &Mode, pod: &Pod) -> Result<String, String> {
-    let text = mode.service(pod).metrics().await?;
-    ["ordersystem_build_info", "ordersystem_operator_build_info"]
-        .iter()
-        .find_map(|name| metrics::label(&text, name, "revision"))
-        .ok_or_else(|| "no build_info metric".to_string())
-}
 
 /// The live (not terminating) pods of a service.
 async fn live_pods(client: &kube::Client, ns: &str, service: ShopService) -> Vec<Pod> {
@@ -59,37 +51,6 @@ fn assert_recorded_images(status: &OrderSystemStatus, tag: &str, why: &str) {
             format!("ghcr.io/ordersystem/{}:{tag}", service.as_str()),
             "{why}"
         );
-    }
-}
-
-fn uid(pod: &Pod) -> String {
-    pod.metadata.uid.clone().expect("a uid")
-}
-
-fn image(pod: &Pod) -> String {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.containers[0].image.clone())
-        .unwrap_or_default()
-}
-
-/// The one live operator pod, once it is Ready and runs the image of `tag`.
-async fn operator_pod(pods: &Api<Pod>, tag: &str) -> Result<Pod, String> {
-    let list = pods
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let live: Vec<Pod> = list
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect();
-    match live.as_slice() {
-        [pod] if is_ready(pod) && image(pod).ends_with(&format!(":{tag}")) => Ok(pod.clone()),
-        _ => Err(format!(
-            "operator pods: {:?}",
-            live.iter().map(image).collect::<Vec<_>>()
-        )),
     }
 }
 

@@ -29,13 +29,14 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use ordersystem_api::names::{Service as ShopService, child_name, pg_identifier};
 use ordersystem_e2e::cluster::{self, READY_WITHIN, is_ready, pods};
 use ordersystem_e2e::mode::Mode;
 use ordersystem_e2e::node_shop::NodeShop;
 use ordersystem_e2e::shop::{Service, SteadyLoad, all_stored_once, place_orders};
-use ordersystem_e2e::{env, kafka, metrics, wait};
+use ordersystem_e2e::upgrade::{operator_pod, revision, uid};
+use ordersystem_e2e::{env, kafka, wait};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -107,41 +108,6 @@ fn earlier() -> Earlier {
         tag: value("tag"),
         chart: value("chart"),
         crds: value("crds"),
-    }
-}
-
-/// The revision a pod's `build_info` metric reports (the operator's or a service's).
-async fn revision(mode: &Mode, pod: &Pod) -> Result<String, String> {
-    let text = mode.service(pod).metrics().await?;
-    ["ordersystem_build_info", "ordersystem_operator_build_info"]
-        .iter()
-        .find_map(|name| metrics::label(&text, name, "revision"))
-        .ok_or_else(|| "no build_info metric".to_string())
-}
-
-fn uid(pod: &Pod) -> String {
-    pod.metadata.uid.clone().expect("a uid")
-}
-
-fn image(pod: &Pod) -> String {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.containers[0].image.clone())
-        .unwrap_or_default()
-}
-
-/// The one operator pod, once it is Ready, runs the image of `tag` and no other is left.
-async fn operator_pod(pods: &Api<Pod>, tag: &str) -> Result<Pod, String> {
-    let list = pods
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    match list.items.as_slice() {
-        [pod] if is_ready(pod) && image(pod).ends_with(&format!(":{tag}")) => Ok(pod.clone()),
-        all => Err(format!(
-            "operator pods: {:?}",
-            all.iter().map(image).collect::<Vec<_>>()
-        )),
     }
 }
 
