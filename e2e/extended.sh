@@ -37,9 +37,10 @@ usage() {
 }
 
 # resources N [ARGS...]: the operator-scale benchmark with N OrderSystems, after building the operator's and
-# the benchmark's release binaries; its output and JSON kept in $STATE/extended/.
+# the benchmark's release binaries; its output and JSON kept in $STATE/extended/. The binaries run from a
+# copy beside them ($log.bin/), so another build in a shared target directory cannot replace them mid-run.
 resources() {
-  local n=$1 log
+  local n=$1 log bin
   shift
   mkdir -p "$STATE/extended"
   log=$STATE/extended/operator-scale-$n-$(date -u +%Y%m%dT%H%M%SZ)
@@ -49,8 +50,11 @@ resources() {
   . "$STATE/env"
   echo "[extended] building the operator's and the benchmark's release binaries" >&2
   nice -n 10 cargo build --release --locked -p ordersystem-operator -p ordersystem-bench
-  echo "[extended] operator at scale, $n OrderSystems: output $log.txt, JSON $log.json" >&2
-  "${CARGO_TARGET_DIR:-target}/release/ordersystem-bench" --json "$log.json" operator-scale --resources "$n" "$@" \
+  bin=$log.bin
+  mkdir -p "$bin"
+  cp "${CARGO_TARGET_DIR:-target}/release/ordersystem-operator" "${CARGO_TARGET_DIR:-target}/release/ordersystem-bench" "$bin/"
+  echo "[extended] operator at scale, $n OrderSystems: output $log.txt, JSON $log.json, binaries $bin/" >&2
+  "$bin/ordersystem-bench" --bin-dir "$bin" --json "$log.json" operator-scale --resources "$n" "$@" \
     2>&1 | tee "$log.txt"
 }
 

@@ -80,6 +80,8 @@ pub struct Report {
     pub api_requests: audit::Requests,
     pub apiserver_cpu_s_per_min: f64,
     pub lag: oplog::LagReads,
+    /// Where the looks at rest spent their time, step by step.
+    pub steps: oplog::LookSteps,
     /// Patch of the last resource's spec → its Deployment shows it, each change.
     pub change_to_child_ms: Vec<f64>,
     pub change_to_child_median_ms: f64,
@@ -103,8 +105,12 @@ impl OperatorProcess {
             .env("WATCH_NAMESPACE", namespace)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("LOG_FORMAT", "json")
-            // The lag reads' own debug line (`lag read`) is what `oplog` measures them by.
-            .env("RUST_LOG", "info,ordersystem_operator::controller::lag=debug")
+            // The lag reads' own debug line (`lag read`) and each look's steps (`look steps`) are what
+            // `oplog` measures them by.
+            .env(
+                "RUST_LOG",
+                "info,ordersystem_operator::controller::lag=debug,ordersystem_operator::controller::steps=debug",
+            )
             .stdout(file.try_clone()?)
             .stderr(file)
             .stdin(Stdio::null())
@@ -371,6 +377,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let requests = audit::requests(&instance_dir.join("logs"), AGENT, from, to)?;
     let lag = oplog::lag_reads(log, log_offset, from, to)?;
+    let steps = oplog::look_steps(log, log_offset, from, to)?;
 
     let changes = change_last(args, client, systems).await?;
     let mut sorted = changes.clone();
@@ -390,6 +397,7 @@ async fn measure(
         api_requests: requests,
         apiserver_cpu_s_per_min: per_minute(apiserver_cpu.as_secs_f64(), window),
         lag,
+        steps,
         change_to_child_median_ms: sorted.get(sorted.len() / 2).copied().unwrap_or_default(),
         change_to_child_ms: changes,
         load_average_before: String::new(),
@@ -487,6 +495,25 @@ pub fn print(report: &Report) {
         "    lag reads                 {:>8.1} /min, {:.1} ms each (median; p95 {:.1} ms), {} Kafka requests each, {:.0} Kafka requests/min",
         lag.looks_per_min, lag.median_ms, lag.p95_ms, lag.requests_per_look, lag.kafka_requests_per_min
     );
+    let steps = &report.steps;
+    println!(
+        "    looks (steps logged)      {:>8} in the window; median / p95 ms:",
+        steps.looks
+    );
+    for (step, spread) in [
+        ("whole look", &steps.total),
+        ("observe (lag read included)", &steps.observe),
+        ("ensure: Kafka", &steps.kafka),
+        ("ensure: PostgreSQL", &steps.postgres),
+        ("ensure: rotation step", &steps.rotation),
+        ("ensure: apply", &steps.apply),
+        ("status", &steps.status),
+    ] {
+        println!(
+            "      {step:<32} {:>8.1} / {:.1}",
+            spread.median_ms, spread.p95_ms
+        );
+    }
     println!(
         "  spec change on the last → Deployment: median {:.0} ms of {:?}",
         report.change_to_child_median_ms, report.change_to_child_ms

@@ -4,7 +4,9 @@
 //! (`ensure`: Kafka, PostgreSQL, a rotation's step, then `apply` for Kubernetes) each keep their typed
 //! result; the status is computed from all of it and patched once. `docs/architecture.md` draws it. An
 //! invalid spec is a condition, not an error; a failure requeues with per-object exponential backoff.
+//! Each step runs in a tracing span of its own, and each look logs how long its steps took (`steps`).
 
+pub mod applied;
 pub mod apply;
 pub mod autoscale;
 pub mod build;
@@ -22,12 +24,13 @@ pub mod postgres;
 pub mod rotation;
 pub mod secrets;
 pub mod status;
+pub mod steps;
 pub mod validate;
 
 mod cleanup;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
@@ -123,8 +126,9 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
             return Ok(Action::await_change());
         }
     };
+    let (started, mut times) = (Instant::now(), steps::Times::default());
     // observe: every read of Kafka, PostgreSQL's admin Secret and the cluster, once.
-    let world = observe::observe(ctx, os, &spec).await;
+    let world = steps::timed(&mut times.observe, observe::observe(ctx, os, &spec)).await;
     // decide: whether partitions may be added now, the spec to write while a drain holds intake, and the
     // replicas of the consumers that scale on lag.
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -133,10 +137,11 @@ async fn reconcile_apply(os: &OrderSystem, ctx: &Context) -> Result<Action, Erro
     if !ctx.may_write() {
         return Err(Error::NotLeader);
     }
-    let outcome = ensure::ensure(ctx, os, &plan, &world).await;
+    let outcome = ensure::ensure(ctx, os, &plan, &world, &mut times).await;
     // status: computed from all of the above, patched when it changed.
     let report = status::Report::gather(os, &plan, &world, outcome.as_ref());
-    let published = publish_status(ctx, os, &report).await;
+    let published = steps::timed(&mut times.status, publish_status(ctx, os, &report)).await;
+    times.log(started);
     for scaled in report.scaled() {
         let reason = scaled.reason.as_str();
         ctx.event(os, EventType::Normal, reason, "Scale", scaled.message.clone())
@@ -177,6 +182,7 @@ fn lag_interval(os: &OrderSystem) -> Duration {
 /// reconcile's own annotation patch (a finished rotation). A status from that older copy could drop what
 /// was recorded meanwhile, such as the topic's id; so it is computed once more from the object as the API
 /// server has it now.
+#[instrument(skip_all)]
 async fn publish_status(ctx: &Context, os: &OrderSystem, report: &status::Report) -> Result<(), Error> {
     if !ctx.may_write() {
         return Err(Error::NotLeader);

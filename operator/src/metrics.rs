@@ -69,6 +69,10 @@ pub struct Metrics {
     pub leader: Gauge,
     /// DELETEs of children the spec no longer wants, by kind.
     pub child_deletions: Family<KindLabels, Counter>,
+    /// Server-side applies sent of Deployments, Services, ServiceAccounts and PDBs, by kind.
+    pub child_applies: Family<KindLabels, Counter>,
+    /// Their applies skipped: the child was as this replica last applied it (`controller::applied`).
+    pub child_applies_skipped: Family<KindLabels, Counter>,
     registry: Registry,
 }
 
@@ -128,6 +132,18 @@ impl Default for Metrics {
              kind; one this replica already deleted is not asked again until it was applied",
             child_deletions.clone(),
         );
+        let child_applies = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "child_applies",
+            "Server-side applies sent for Deployments, Services, ServiceAccounts and PodDisruptionBudgets, by kind",
+            child_applies.clone(),
+        );
+        let child_applies_skipped = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "child_applies_skipped",
+            "Applies not sent, by kind: the child was as this replica last applied it and untouched since",
+            child_applies_skipped.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -145,6 +161,8 @@ impl Default for Metrics {
             kafka_identity_checks,
             leader,
             child_deletions,
+            child_applies,
+            child_applies_skipped,
             registry,
         }
     }

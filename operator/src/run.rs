@@ -7,7 +7,9 @@
 //! reference to its `OrderSystem`, so an edit or a deletion of any of them maps back to that resource and
 //! reconciles it at once, instead of waiting for the periodic requeue. The watches ask for metadata only
 //! (`PartialObjectMeta`): a Secret's data never reaches this process's cache, and the labelled Secrets are
-//! the only ones listed at all (the admin, CA and credential Secrets a spec names are read by name).
+//! the only ones listed at all (the admin, CA and credential Secrets a spec names are read by name). The
+//! Services', ServiceAccounts' and PDBs' metadata is kept in stores too (without managed fields): their
+//! resourceVersions tell a look that a child is untouched since its last apply (`controller::applied`).
 //!
 //! Every watch backs off on its own. The `Controller` would also put one joint backoff over all of
 //! them, and while it sleeps no watch is polled: after an API-server restart the watches' refused
@@ -31,6 +33,7 @@ use kube::runtime::utils::{Backoff, Predicate, WatchStreamExt, predicates};
 use kube::runtime::{Controller, controller, watcher};
 use tracing::{debug, info, warn};
 
+use crate::controller::applied::Watched;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::OrderSystem;
 use crate::leader::{self, Leadership, LeaseConfig};
@@ -151,11 +154,27 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{}={}", names::MANAGED_BY_LABEL, names::FIELD_MANAGER));
     // Metadata only (`PartialObjectMeta`), as `Controller::owns` would watch them; each with its own
     // backoff (see the module comment).
-    let deployments = watch_owned::<Deployment>(&client, namespace.as_deref(), &owned);
-    let services = watch_owned::<KubeService>(&client, namespace.as_deref(), &owned);
-    let service_accounts = watch_owned::<ServiceAccount>(&client, namespace.as_deref(), &owned);
-    let pdbs = watch_owned::<PodDisruptionBudget>(&client, namespace.as_deref(), &owned);
-    let secrets = watch_owned::<Secret>(&client, namespace.as_deref(), &owned);
+    let deployments = watch_owned::<Deployment>(&client, namespace.as_deref(), &owned).touched_objects();
+    // The Services', ServiceAccounts' and PDBs' metadata is also kept, for their resourceVersions: an
+    // unchanged one is not applied again (`controller::applied`).
+    let (services_seen, services_writer) = reflector::store();
+    let services = watch_owned::<KubeService>(&client, namespace.as_deref(), &owned)
+        .reflect(services_writer)
+        .touched_objects();
+    let (service_accounts_seen, service_accounts_writer) = reflector::store();
+    let service_accounts = watch_owned::<ServiceAccount>(&client, namespace.as_deref(), &owned)
+        .reflect(service_accounts_writer)
+        .touched_objects();
+    let (pdbs_seen, pdbs_writer) = reflector::store();
+    let pdbs = watch_owned::<PodDisruptionBudget>(&client, namespace.as_deref(), &owned)
+        .reflect(pdbs_writer)
+        .touched_objects();
+    let watched = Watched {
+        services: services_seen,
+        service_accounts: service_accounts_seen,
+        pdbs: pdbs_seen,
+    };
+    let secrets = watch_owned::<Secret>(&client, namespace.as_deref(), &owned).touched_objects();
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -167,9 +186,12 @@ pub async fn run(
     // namespace of its ServiceAccount, as the in-cluster configuration reads it).
     let claims_namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
     let ctx = Arc::new(
-        Context::new(client.clone(), recorder, metrics, claims_namespace, images).with_leadership(leadership),
+        Context::new(client.clone(), recorder, metrics, claims_namespace, images)
+            .with_leadership(leadership)
+            .with_watched(watched),
     );
     tokio::spawn(signal_readiness(reader.clone(), ready));
+    let _close_idle = AbortOnDrop(tokio::spawn(close_idle_connections(ctx.clone())).abort_handle());
     Controller::for_stream(stream, reader)
         .owns_stream(deployments)
         .owns_stream(services)
@@ -199,12 +221,13 @@ pub async fn run(
 }
 
 /// The metadata of the objects of kind `K` that match `config` (the managed-by label), in `namespace` or
-/// in all namespaces: every object applied, changed or deleted, for `owns_stream`.
+/// in all namespaces: every event, without the objects' managed fields (nothing here reads them, and a
+/// store of them would hold kilobytes per object), for a store and `owns_stream`.
 fn watch_owned<K>(
     client: &kube::Client,
     namespace: Option<&str>,
     config: &watcher::Config,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+) -> impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<K>>, watcher::Error>> + Send + 'static
 where
     K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -217,7 +240,18 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    watcher(api, config.clone()).default_backoff().touched_objects()
+    watcher(api, config.clone())
+        .default_backoff()
+        .modify(|object| object.metadata.managed_fields = None)
+}
+
+/// Closes the PostgreSQL connections kept longer than they may idle, every half of that time.
+async fn close_idle_connections(ctx: Arc<Context>) {
+    let mut every = tokio::time::interval(crate::controller::postgres::reuse::MAX_IDLE / 2);
+    loop {
+        every.tick().await;
+        ctx.postgres.close_expired().await;
+    }
 }
 
 /// Sets `ready` once the OrderSystem cache has synced. The store's readiness signal wakes only the waiter

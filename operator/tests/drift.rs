@@ -661,6 +661,23 @@ fn changed(
         .collect()
 }
 
+/// Server-side applies the operator sent (`skipped`: false) or left out as unchanged (true), of `kind` or
+/// of every kind.
+fn applies(s: &Setup, skipped: bool, kind: Option<&str>) -> f64 {
+    let name = if skipped {
+        "ordersystem_operator_child_applies_skipped"
+    } else {
+        "ordersystem_operator_child_applies"
+    };
+    let text = s.metrics.encode();
+    let of_kind: String = text
+        .lines()
+        .filter(|line| kind.is_none_or(|kind| line.contains(&format!("kind=\"{kind}\""))))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    metrics::sum(&of_kind, name)
+}
+
 #[tokio::test]
 async fn at_rest_three_looks_change_no_resource_version() {
     // The look comes after min(120 s, 5 s) = 5 s.
@@ -706,6 +723,55 @@ async fn at_rest_three_looks_change_no_resource_version() {
     );
     let changed = changed(&before, &after);
     assert!(changed.is_empty(), "written at rest: {changed:#?}");
+    s.delete_shop_and_wait(90, "gone").await;
+}
+
+#[tokio::test]
+async fn at_rest_a_look_sends_no_apply_and_a_child_edited_by_hand_is_still_put_back() {
+    // The look comes after min(120 s, 5 s) = 5 s.
+    let s = setup("drift-noapply").await;
+    s.create(spec(&s, 5)).await;
+    s.wait_deployed().await;
+    let before = settled(&s).await;
+    // Each look has 3 ServiceAccounts, 3 Services, 1 PDB and 3 Deployments to apply; once they are as
+    // applied, it sends none of them.
+    let (sent, skipped) = (applies(&s, false, None), applies(&s, true, None));
+    assert!(sent >= 10.0, "the first looks applied every child: {sent}");
+    let (started, _) = s.reconciles();
+    s.wait_reconciles(started, 3.0, Duration::from_secs(60)).await;
+    assert_eq!(applies(&s, false, None), sent, "no apply sent at rest");
+    let skipped_now = applies(&s, true, None);
+    assert!(
+        skipped_now >= skipped + 30.0,
+        "three looks left out 10 applies each: {skipped} then {skipped_now}"
+    );
+    let changed = changed(&before, &s.versions().await);
+    assert!(changed.is_empty(), "written at rest: {changed:#?}");
+
+    // A hand edit changes the ServiceAccount's resourceVersion: the next look applies it again, and only
+    // it, and the edit is gone.
+    let accounts = Api::<ServiceAccount>::namespaced(s.client.clone(), &s.ns.name);
+    let sent_accounts = applies(&s, false, Some("ServiceAccount"));
+    accounts
+        .patch(
+            "shop-order",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"automountServiceAccountToken": true})),
+        )
+        .await
+        .expect("edit ServiceAccount");
+    wait::until_some("ServiceAccount edit reverted", WATCH_DEADLINE, || async {
+        let sa = accounts.get("shop-order").await.ok()?;
+        (sa.automount_service_account_token == Some(false)).then_some(())
+    })
+    .await;
+    let sent_after = applies(&s, false, Some("ServiceAccount"));
+    assert!(
+        sent_after > sent_accounts,
+        "the edited ServiceAccount was applied again: {sent_accounts} then {sent_after}"
+    );
+    // The Deployment status the looks report comes from the listed Deployments when none is applied.
+    wait_condition(&s.api, "ServicesAvailable", "False", "Unavailable").await;
     s.delete_shop_and_wait(90, "gone").await;
 }
 

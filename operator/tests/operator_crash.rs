@@ -150,7 +150,8 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
         "three schemas"
     );
 
-    // The log: JSON lines, each reconcile a trace, its lines naming the trace and the span.
+    // The log: JSON lines, each reconcile a trace, its lines naming the trace and the span (the
+    // reconcile's, or one of its steps' within it).
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
         .expect("the operator's log")
         .lines()
@@ -158,7 +159,11 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
         .collect();
     let in_reconciles: Vec<&serde_json::Value> = lines
         .iter()
-        .filter(|line| line["span"]["name"] == "reconcile")
+        .filter(|line| {
+            line["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|span| span["name"] == "reconcile"))
+        })
         .collect();
     assert!(!in_reconciles.is_empty(), "reconcile lines in the log");
     for line in &in_reconciles {
@@ -176,18 +181,32 @@ async fn an_operator_killed_mid_reconcile_converges_after_a_restart_with_nothing
         traces.len() > 1,
         "each reconcile is a trace of its own: {traces:?}"
     );
-    // And the traces left the process: the collector has reconcile spans of the operator in them.
-    let exported = || {
+    // And the traces left the process: the collector has reconcile spans of the operator in them, with
+    // a span for each step of the pipeline, so a slow look shows which step it waited in.
+    let exported = || -> BTreeSet<String> {
         ordersystem_e2e::otlp::spans_mentioning("ordersystem-operator")
             .into_iter()
-            .filter(|span| span.service == "ordersystem-operator" && span.name == "reconcile")
+            .filter(|span| span.service == "ordersystem-operator")
             .filter(|span| traces.contains(span.trace_id.as_str()))
-            .count()
+            .map(|span| span.name)
+            .collect()
     };
     ordersystem_e2e::wait::until(
-        "the collector has the operator's reconcile spans",
+        "the collector has the operator's reconcile spans and their steps",
         Duration::from_secs(30),
-        || async { exported() > 0 },
+        || async {
+            let names = exported();
+            [
+                "reconcile",
+                "observe",
+                "ensure",
+                "postgres",
+                "apply",
+                "publish_status",
+            ]
+            .into_iter()
+            .all(|step| names.contains(step))
+        },
     )
     .await;
 

@@ -1,6 +1,8 @@
 //! apply: writes the built objects to Kubernetes with server-side apply under the one field manager,
 //! removes the ones no longer wanted (PDBs, Ingresses, HTTPRoutes, NetworkPolicies), and says what the
 //! Deployments report (`states`). Touches only objects named by `build` in the resource's namespace.
+//! A Deployment, Service, ServiceAccount or PodDisruptionBudget that is as this replica last applied it,
+//! and untouched since, is not applied again (`applied`): a look at rest sends no apply.
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -12,9 +14,11 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::applied::{self, Child};
 use super::build::{Desired, Removable};
+use super::context::Context;
 use super::validate::ValidSpec;
-use crate::metrics::{KindLabels, Metrics};
+use crate::metrics::KindLabels;
 use crate::names::{self, Service};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,17 +92,20 @@ impl Deleted {
     }
 }
 
-/// Applies everything in `desired` and returns the applied Deployments as the API server answered
-/// (status included); deletes what the spec no longer wants, unless this replica deleted it before
-/// (`deleted`). Destructured without `..`, so a new kind of object in `Desired` fails to compile here
+/// Applies everything in `desired` and returns the Deployments as the API server answered (status
+/// included); deletes what the spec no longer wants, unless this replica deleted it before
+/// (`ctx.deleted`). A child as this replica last applied it and untouched since is not applied again
+/// (`applied`); for such a Deployment its copy in `live` (as `observe` listed it, just before) is
+/// returned. Destructured without `..`, so a new kind of object in `Desired` fails to compile here
 /// instead of silently never being applied.
+#[tracing::instrument(skip_all)]
 pub async fn apply(
-    client: &kube::Client,
-    deleted: &Deleted,
-    metrics: &Metrics,
+    ctx: &Context,
     spec: &ValidSpec,
     desired: &Desired,
+    live: &[Deployment],
 ) -> Result<Vec<Deployment>, Error> {
+    let (client, deleted, metrics) = (&ctx.client, &ctx.deleted, &ctx.metrics);
     let ns = spec.namespace.as_str();
     let Desired {
         service_accounts,
@@ -111,15 +118,19 @@ pub async fn apply(
         to_delete,
         waiting: _,
     } = desired;
+    let watched = ctx.watched.as_ref();
     for object in service_accounts {
-        apply_one::<ServiceAccount>(client, &spec.namespace, object, "ServiceAccount").await?;
+        let live = watched.and_then(|w| applied::version_in(&w.service_accounts, ns, &object.name_any()));
+        apply_unless_unchanged::<ServiceAccount>(ctx, spec, object, "ServiceAccount", live).await?;
     }
     for object in services {
-        apply_one::<KubeService>(client, &spec.namespace, object, "Service").await?;
+        let live = watched.and_then(|w| applied::version_in(&w.services, ns, &object.name_any()));
+        apply_unless_unchanged::<KubeService>(ctx, spec, object, "Service", live).await?;
     }
     for object in pdbs {
         deleted.forget(ns, Removable::PodDisruptionBudget, &object.name_any());
-        apply_one::<PodDisruptionBudget>(client, &spec.namespace, object, "PodDisruptionBudget").await?;
+        let live = watched.and_then(|w| applied::version_in(&w.pdbs, ns, &object.name_any()));
+        apply_unless_unchanged::<PodDisruptionBudget>(ctx, spec, object, "PodDisruptionBudget", live).await?;
     }
     for object in network_policies {
         deleted.forget(ns, Removable::NetworkPolicy, &object.name_any());
@@ -128,11 +139,29 @@ pub async fn apply(
     // Workloads before the ways in: a route the cluster cannot store must not hold back a roll.
     let mut applied = Vec::with_capacity(deployments.len());
     for object in deployments {
+        let name = object.name_any();
+        let current = live.iter().find(|d| d.metadata.name.as_ref() == Some(&name));
+        let version = current.and_then(|d| d.metadata.resource_version.clone());
+        let hash = applied::hash(object);
+        let child = child(spec, "Deployment", &name);
+        if let (Some(current), Some(hash)) = (current, hash)
+            && ctx.applied.is_unchanged(&child, hash, version.as_deref())
+        {
+            count(metrics, "Deployment", false);
+            applied.push(current.clone());
+            continue;
+        }
         // No replicas: an external autoscaler's (`build` left the field out in external mode).
         if object.spec.as_ref().is_some_and(|s| s.replicas.is_none()) {
-            hand_over_replicas(client, &spec.namespace, &object.name_any()).await?;
+            hand_over_replicas(client, &spec.namespace, &name).await?;
         }
-        applied.push(apply_one::<Deployment>(client, &spec.namespace, object, "Deployment").await?);
+        count(metrics, "Deployment", true);
+        let answer = apply_one::<Deployment>(client, &spec.namespace, object, "Deployment").await?;
+        if let Some(hash) = hash {
+            ctx.applied
+                .record(&child, hash, answer.metadata.resource_version.clone());
+        }
+        applied.push(answer);
     }
     for (kind, name) in to_delete {
         if deleted.contains(ns, *kind, name) {
@@ -174,6 +203,64 @@ pub async fn apply(
         }
     }
     Ok(applied)
+}
+
+/// The memo's key of the child `name` of kind `kind` of the resource of `spec`.
+fn child<'a>(spec: &'a ValidSpec, kind: &'static str, name: &'a str) -> Child<'a> {
+    Child {
+        namespace: &spec.namespace,
+        owner: &spec.name,
+        kind,
+        name,
+    }
+}
+
+/// Counts an apply sent (`sent`) or skipped as unchanged.
+fn count(metrics: &crate::metrics::Metrics, kind: &str, sent: bool) {
+    let family = if sent {
+        &metrics.child_applies
+    } else {
+        &metrics.child_applies_skipped
+    };
+    family
+        .get_or_create(&KindLabels {
+            kind: kind.to_string(),
+        })
+        .inc();
+}
+
+/// Applies `object` unless it is as this replica last applied it and the child is still at the version
+/// that apply returned (`live`: its resourceVersion as the watches saw it, `None` when unknown).
+async fn apply_unless_unchanged<K>(
+    ctx: &Context,
+    spec: &ValidSpec,
+    object: &K,
+    kind: &'static str,
+    live: Option<String>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let name = object.name_any();
+    let child = child(spec, kind, &name);
+    let hash = applied::hash(object);
+    if let Some(hash) = hash
+        && ctx.applied.is_unchanged(&child, hash, live.as_deref())
+    {
+        count(&ctx.metrics, kind, false);
+        return Ok(());
+    }
+    count(&ctx.metrics, kind, true);
+    let answer = apply_one::<K>(&ctx.client, &spec.namespace, object, kind).await?;
+    if let Some(hash) = hash {
+        ctx.applied
+            .record(&child, hash, answer.meta().resource_version.clone());
+    }
+    Ok(())
 }
 
 async fn apply_one<K>(

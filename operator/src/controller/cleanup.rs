@@ -24,6 +24,8 @@ use crate::names;
 pub async fn cleanup(os: &OrderSystem, ctx: &Context) -> Result<Action, Error> {
     ctx.metrics
         .forget(&os.namespace().unwrap_or_default(), &os.name_any());
+    ctx.applied
+        .forget_owner(&os.namespace().unwrap_or_default(), &os.name_any());
     let spec = match validate::validate_with(os, &ctx.images) {
         Ok(spec) => spec,
         Err(invalid) => {

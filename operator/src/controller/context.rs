@@ -8,7 +8,7 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
-use super::kafka;
+use super::{applied, kafka};
 use crate::crd::OrderSystem;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -30,6 +30,12 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The unwanted children this replica deleted and has not applied since (`apply`).
     pub deleted: super::apply::Deleted,
+    /// What this replica last applied of each child, so an unchanged one is not applied again (`applied`).
+    pub applied: super::applied::Applied,
+    /// The owned children's metadata as the watches see them; `None`: every child is applied each look.
+    pub watched: Option<super::applied::Watched>,
+    /// The PostgreSQL admin connections kept between looks (`postgres::reuse`).
+    pub postgres: super::postgres::reuse::Reuse,
 }
 
 impl Context {
@@ -50,6 +56,17 @@ impl Context {
             leadership: None,
             failures: Mutex::default(),
             deleted: Default::default(),
+            applied: Default::default(),
+            watched: None,
+            postgres: Default::default(),
+        }
+    }
+
+    /// Finds the owned children's resourceVersions in `watched`, so unchanged ones are not applied again.
+    pub fn with_watched(self, watched: applied::Watched) -> Self {
+        Self {
+            watched: Some(watched),
+            ..self
         }
     }
 

@@ -20,6 +20,7 @@ use super::kafka::claim::{Origin, Standing, TopicClaim};
 use super::kafka::{self, TopicObserved, TopicState};
 use super::observe::{self, KafkaFailure, KafkaSeen, World};
 use super::rotation::{self, RotationReport};
+use super::steps::{Times, timed};
 use super::validate::ValidSpec;
 use super::{apply, postgres, secrets};
 use crate::crd::OrderSystem;
@@ -68,12 +69,20 @@ impl Outcome {
 }
 
 /// Runs the writers for `plan`; `None` in conflict, when nothing is written.
-pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World) -> Option<Outcome> {
+/// Each writer's duration goes into `times`.
+#[tracing::instrument(skip_all)]
+pub async fn ensure(
+    ctx: &Context,
+    os: &OrderSystem,
+    plan: &Plan,
+    world: &World,
+    times: &mut Times,
+) -> Option<Outcome> {
     if !world.owns_topic() {
         return None;
     }
     let spec = &plan.spec;
-    let (topic, kafka_secret_hashes) = kafka(ctx, os, plan, world).await;
+    let (topic, kafka_secret_hashes) = timed(&mut times.kafka, kafka(ctx, os, plan, world)).await;
     let admin = world
         .postgres_admin
         .as_ref()
@@ -84,7 +93,13 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
         _ => None,
     };
     let postgres = match (admin, database_secrets.as_mut()) {
-        (Some(admin), Some(secrets)) => Some(postgres::ensure(&ctx.client, admin, spec, secrets).await),
+        (Some(admin), Some(secrets)) => Some(
+            timed(
+                &mut times.postgres,
+                postgres::ensure_reusing(&ctx.postgres, &ctx.client, admin, spec, secrets),
+            )
+            .await,
+        ),
         _ => None,
     };
     // One Event for all services: the recorder folds Events of one reason into a series with one note.
@@ -119,14 +134,19 @@ pub async fn ensure(ctx: &Context, os: &OrderSystem, plan: &Plan, world: &World)
     let rotation = match (admin, &database_secrets) {
         (Some(admin), Some(secrets)) if !spec.paused => {
             let deployments = world.deployments.as_deref().unwrap_or_default();
-            Some(rotation::step(ctx, os, spec, admin, secrets, deployments, &mut observed).await)
+            let step = rotation::step(ctx, os, spec, admin, secrets, deployments, &mut observed);
+            Some(timed(&mut times.rotation, step).await)
         }
         _ => None,
     };
     let desired = build::build(spec, &observed);
     let applied = match spec.paused {
         true => None,
-        false => Some(apply::apply(&ctx.client, &ctx.deleted, &ctx.metrics, spec, &desired).await),
+        false => {
+            // The Deployments as observe listed them: their versions, and the status of those unchanged.
+            let live = world.deployments.as_deref().unwrap_or_default();
+            Some(timed(&mut times.apply, apply::apply(ctx, spec, &desired, live)).await)
+        }
     };
     Some(Outcome {
         topic,
@@ -207,6 +227,7 @@ async fn claim_topic(
 /// The Kafka writers: the services' identity Secrets, then the topic with their users and ACLs. Returns
 /// the topic step (`None` when the brokers or the identity Secrets could not be read) and the identity
 /// Secrets' hashes.
+#[tracing::instrument(skip_all)]
 async fn kafka(
     ctx: &Context,
     os: &OrderSystem,

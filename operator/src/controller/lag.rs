@@ -5,6 +5,11 @@
 //! partitions of `high - committed`. A partition without a committed offset counts its whole
 //! retained range (`high - low`): a new group starts at the earliest offset and has all of it to read.
 //!
+//! The watermarks of all partitions come in two ListOffsets requests per leader, one for the low and one
+//! for the high ones (`offsets_for_times` with Kafka's special times for earliest and latest), where
+//! librdkafka's `query_watermark_offsets` sends two per partition: ten a look for five partitions. That
+//! older way is what a look falls back on when the batched request fails.
+//!
 //! Each look is logged at debug level (`lag read`: its duration and the Kafka requests it sends), so
 //! what the lag reads cost at scale can be measured from the operator's own log (`bench operator-scale`).
 //!
@@ -14,7 +19,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
 use tracing::debug;
 
 use super::kafka::{self, ClientSecurity, FfiError, GroupClient, KafkaClients};
@@ -63,6 +69,7 @@ pub fn partition_lag(committed: Option<i64>, low: i64, high: i64) -> i64 {
 /// Lag of each consumer group (`groups`: service and group id) on `topic` with `partitions` partitions,
 /// asked through the one lag reader of `bootstrap` and `security`, whatever the number of groups. A
 /// failed look drops the reader, so the next one starts with a fresh client.
+#[tracing::instrument(name = "lag", skip_all)]
 pub async fn observe(
     clients: &KafkaClients,
     bootstrap: &str,
@@ -103,12 +110,13 @@ pub async fn observe(
     result
 }
 
-/// The Kafka requests one look sends at least: librdkafka asks for a partition's low and high watermark in
-/// two ListOffsets requests (one offset per request, KAFKA-1588, says `rd_kafka_query_watermark_offsets`),
-/// and for each group's committed offsets in one OffsetFetch. Metadata and FindCoordinator requests come on
-/// top when librdkafka has not cached the partition leaders or the group's coordinator.
+/// The Kafka requests one look sends at least: the low watermarks of all partitions in one ListOffsets
+/// request and the high ones in another (per leader broker: one with a single broker), and each group's
+/// committed offsets in one OffsetFetch. Metadata and FindCoordinator requests come on top when
+/// librdkafka has not cached the partition leaders or the group's coordinator.
 pub fn requests_per_look(partitions: i32, groups: usize) -> u64 {
-    2 * u64::try_from(partitions).unwrap_or(0) + u64::try_from(groups).unwrap_or(u64::MAX)
+    let watermarks = if partitions > 0 { 2 } else { 0 };
+    watermarks + u64::try_from(groups).unwrap_or(u64::MAX)
 }
 
 fn observe_blocking(
@@ -119,18 +127,7 @@ fn observe_blocking(
 ) -> Result<BTreeMap<Service, i64>, Error> {
     // Nobody polls the reader between looks: take what librdkafka queued meanwhile (errors, logs).
     while reader.consumer().poll(Duration::ZERO).is_some() {}
-    let mut watermarks = Vec::new();
-    for partition in 0..partitions {
-        let marks = reader
-            .consumer()
-            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-            .map_err(|source| Error::Watermarks {
-                topic: topic.to_string(),
-                partition,
-                source,
-            })?;
-        watermarks.push(marks);
-    }
+    let watermarks = watermarks(reader, topic, partitions)?;
     let mut lags = BTreeMap::new();
     for (service, group) in groups {
         let committed = kafka::list_group_offsets(reader, group, topic, partitions, REQUEST_TIMEOUT)
@@ -146,6 +143,73 @@ fn observe_blocking(
         lags.insert(*service, lag);
     }
     Ok(lags)
+}
+
+/// The low and high watermark of each partition of `topic`, partition 0 first: both sides for all
+/// partitions at once ([`batched_watermarks`]); when that fails, partition by partition as librdkafka's
+/// `query_watermark_offsets` asks. The batched request carries the leader epoch librdkafka has cached, and
+/// a broker restarted since refuses it (`FENCED_LEADER_EPOCH`) where the older request still answers.
+fn watermarks(reader: &GroupClient, topic: &str, partitions: i32) -> Result<Vec<(i64, i64)>, Error> {
+    match batched_watermarks(reader, topic, partitions) {
+        Ok(marks) => Ok(marks),
+        Err(error) => {
+            debug!(topic, error = %error, "batched watermarks failed, asking partition by partition");
+            (0..partitions)
+                .map(|partition| {
+                    reader
+                        .consumer()
+                        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+                        .map_err(|source| Error::Watermarks {
+                            topic: topic.to_string(),
+                            partition,
+                            source,
+                        })
+                })
+                .collect()
+        }
+    }
+}
+
+/// The watermarks of all partitions in two requests per leader: Kafka's earliest and latest offsets
+/// (ListOffsets with the times -2 and -1, which the broker answers with the log start and the end offset,
+/// as for `query_watermark_offsets`).
+fn batched_watermarks(reader: &GroupClient, topic: &str, partitions: i32) -> Result<Vec<(i64, i64)>, Error> {
+    let error = |partition, source| Error::Watermarks {
+        topic: topic.to_string(),
+        partition,
+        source,
+    };
+    let query = |at: Offset| {
+        let mut list = TopicPartitionList::with_capacity(usize::try_from(partitions).unwrap_or(0));
+        for partition in 0..partitions {
+            list.add_partition_offset(topic, partition, at)
+                .map_err(|source| error(partition, source))?;
+        }
+        reader
+            .consumer()
+            .offsets_for_times(list, REQUEST_TIMEOUT)
+            .map_err(|source| error(0, source))
+    };
+    let (low, high) = (query(Offset::Beginning)?, query(Offset::End)?);
+    let offset = |list: &TopicPartitionList, partition| {
+        let element = list.find_partition(topic, partition).ok_or_else(|| {
+            error(
+                partition,
+                KafkaError::OffsetFetch(RDKafkaErrorCode::UnknownPartition),
+            )
+        })?;
+        element.error().map_err(|source| error(partition, source))?;
+        match element.offset() {
+            Offset::Offset(offset) => Ok(offset),
+            _ => Err(error(
+                partition,
+                KafkaError::OffsetFetch(RDKafkaErrorCode::OffsetNotAvailable),
+            )),
+        }
+    };
+    (0..partitions)
+        .map(|partition| Ok((offset(&low, partition)?, offset(&high, partition)?)))
+        .collect()
 }
 
 /// Consecutive observations in which a group's lag was above the threshold and not shrinking: a group
@@ -231,8 +295,9 @@ mod tests {
     }
 
     #[test]
-    fn a_look_sends_two_watermark_requests_per_partition_and_one_offset_fetch_per_group() {
-        assert_eq!(requests_per_look(5, 2), 12);
+    fn a_look_sends_two_watermark_requests_for_all_partitions_and_one_offset_fetch_per_group() {
+        assert_eq!(requests_per_look(5, 2), 4);
+        assert_eq!(requests_per_look(1, 2), 4);
         assert_eq!(requests_per_look(0, 2), 2);
     }
 

@@ -135,6 +135,7 @@ impl World {
 }
 
 /// Reads everything the reconcile of `spec` needs.
+#[tracing::instrument(skip_all)]
 pub async fn observe(ctx: &Context, os: &OrderSystem, spec: &ValidSpec) -> World {
     let deployments = deployments(&ctx.client, spec).await;
     let deployment_states = match &deployments {

@@ -8,6 +8,7 @@
 
 mod credentials;
 pub mod ownership;
+pub mod reuse;
 pub(super) mod scram;
 
 pub use credentials::{AdminConnection, admin_from_secret, read_admin, read_connection};
@@ -146,6 +147,39 @@ pub async fn ensure(
     secrets: &mut secrets::ByService,
 ) -> Result<PostgresObserved, Error> {
     let mut conn = connect(admin, spec).await?;
+    let result = ensure_on(&mut conn, client, admin, spec, secrets).await;
+    let _ = conn.close().await;
+    result
+}
+
+/// [`ensure`] on a connection `reuse` kept from an earlier look when it has one, given back to it after
+/// a success: the reconciler's, so a look at rest logs in to PostgreSQL only when no connection is kept.
+#[tracing::instrument(name = "postgres", skip_all)]
+pub async fn ensure_reusing(
+    reuse: &reuse::Reuse,
+    client: &kube::Client,
+    admin: &AdminConnection,
+    spec: &ValidSpec,
+    secrets: &mut secrets::ByService,
+) -> Result<PostgresObserved, Error> {
+    let mut conn = reuse.take(admin, spec).await?;
+    let result = ensure_on(&mut conn, client, admin, spec, secrets).await;
+    if result.is_ok() {
+        reuse.give_back(admin, spec, conn).await;
+    } else {
+        let _ = conn.close().await;
+    }
+    result
+}
+
+/// [`ensure`] over `conn`.
+async fn ensure_on(
+    conn: &mut PgConnection,
+    client: &kube::Client,
+    admin: &AdminConnection,
+    spec: &ValidSpec,
+    secrets: &mut secrets::ByService,
+) -> Result<PostgresObserved, Error> {
     let mut observed = PostgresObserved::default();
     let mut in_conflict = BTreeSet::new();
     for plan in &spec.services {
@@ -171,8 +205,8 @@ pub async fn ensure(
             .secret_hashes
             .insert(plan.service, secrets::hash(&secret));
         let owner = owner_comment(spec);
-        let role_comment = role_comment(&mut conn, plan, &plan.db_identifier).await?;
-        let schema_comment = schema_comment(&mut conn, plan).await?;
+        let role_comment = role_comment(conn, plan, &plan.db_identifier).await?;
+        let schema_comment = schema_comment(conn, plan).await?;
         let taken = match claims(spec, plan, &role_comment, &schema_comment) {
             Ok(taken) => taken,
             Err(conflict) => {
@@ -186,7 +220,7 @@ pub async fn ensure(
         }
         let password = secret_value(&secret, plan, secret_keys::PASSWORD)?;
         provision(
-            &mut conn,
+            conn,
             plan,
             &owner,
             &password,
@@ -196,7 +230,7 @@ pub async fn ensure(
         )
         .await?;
         if let Some(from) = taken {
-            record_owner(&mut conn, spec, plan, &owner).await?;
+            record_owner(conn, spec, plan, &owner).await?;
             observed.taken_over.push(format!(
                 "Took over the schema and role {} of {from}; the {} service logs in with the password of Secret {}",
                 plan.db_identifier,
@@ -209,7 +243,7 @@ pub async fn ensure(
         if !observed.secret_hashes.contains_key(&plan.service) || in_conflict.contains(&plan.service) {
             continue;
         }
-        let verified = verify_isolation(&mut conn, spec, plan).await?;
+        let verified = verify_isolation(conn, spec, plan).await?;
         if verified {
             observed.ready.insert(plan.service);
         }
@@ -222,7 +256,6 @@ pub async fn ensure(
             login: None,
         });
     }
-    let _ = conn.close().await;
     Ok(observed)
 }
 
@@ -339,8 +372,9 @@ async fn provision(
             source,
         }
     };
-    let verifier = scram::verifier(password);
+    // Computed only when a password is set (4096 rounds of PBKDF2): not on every look at rest.
     if create_role {
+        let verifier = scram::verifier(password);
         // Role and its ownership comment in one transaction: a crash never leaves an unowned role behind.
         let statements = [
             format!("CREATE ROLE {ident} LOGIN PASSWORD {}", literal(&verifier)),
@@ -348,6 +382,7 @@ async fn provision(
         ];
         execute_all(conn, statements, err("role")).await?;
     } else if secret_created {
+        let verifier = scram::verifier(password);
         // The Secret was (re)created after the role: the role must take the Secret's password.
         execute(
             conn,

@@ -86,6 +86,7 @@ impl RotationReport {
 /// or created them. Updates `observed.secret_hashes` when a Secret changed, so this reconcile already
 /// rolls the Deployment.
 /// Long on purpose: the loop over the services picks each one's step; the steps are functions of their own.
+#[tracing::instrument(name = "rotation", skip_all)]
 pub async fn step(
     ctx: &Context,
     os: &OrderSystem,
@@ -103,7 +104,9 @@ pub async fn step(
     if observed.schemas_ready.is_empty() {
         return Ok(report);
     }
-    let mut conn = postgres::connect(admin, spec).await?;
+    // A connection kept from an earlier look when there is one (`postgres::reuse`): at rest each look
+    // checks the alternate logins, and a new login for that was most of a look's time.
+    let mut conn = ctx.postgres.take(admin, spec).await?;
     let secret_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &spec.namespace);
     for plan in &spec.services {
         // Only services whose schema and role are ours and ready; conflicts are reported elsewhere.
@@ -153,7 +156,7 @@ pub async fn step(
             }
         }
     }
-    let _ = sqlx::Connection::close(conn).await;
+    ctx.postgres.give_back(admin, spec, conn).await;
     Ok(report)
 }
 
