@@ -149,31 +149,43 @@ fn observe_blocking(
 /// partitions at once ([`batched_watermarks`]); when that fails, partition by partition as librdkafka's
 /// `query_watermark_offsets` asks. The batched request carries the leader epoch librdkafka has cached, and
 /// a broker restarted since refuses it (`FENCED_LEADER_EPOCH`) where the older request still answers.
+/// Both ways share one [`REQUEST_TIMEOUT`]: a broker that did not answer the batched request in time is
+/// not asked again, so a look at an unreachable broker fails after that timeout, not several of them.
 fn watermarks(reader: &GroupClient, topic: &str, partitions: i32) -> Result<Vec<(i64, i64)>, Error> {
-    match batched_watermarks(reader, topic, partitions) {
-        Ok(marks) => Ok(marks),
-        Err(error) => {
-            debug!(topic, error = %error, "batched watermarks failed, asking partition by partition");
-            (0..partitions)
-                .map(|partition| {
-                    reader
-                        .consumer()
-                        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-                        .map_err(|source| Error::Watermarks {
-                            topic: topic.to_string(),
-                            partition,
-                            source,
-                        })
-                })
-                .collect()
-        }
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let error = match batched_watermarks(reader, topic, partitions, left) {
+        Ok(marks) => return Ok(marks),
+        Err(error) => error,
+    };
+    if left().is_zero() {
+        return Err(error);
     }
+    debug!(topic, error = %error, "batched watermarks failed, asking partition by partition");
+    (0..partitions)
+        .map(|partition| {
+            reader
+                .consumer()
+                .fetch_watermarks(topic, partition, left())
+                .map_err(|source| Error::Watermarks {
+                    topic: topic.to_string(),
+                    partition,
+                    source,
+                })
+        })
+        .collect()
 }
 
 /// The watermarks of all partitions in two requests per leader: Kafka's earliest and latest offsets
 /// (ListOffsets with the times -2 and -1, which the broker answers with the log start and the end offset,
 /// as for `query_watermark_offsets`).
-fn batched_watermarks(reader: &GroupClient, topic: &str, partitions: i32) -> Result<Vec<(i64, i64)>, Error> {
+/// Each request waits at most what `left` says is left of the look's timeout.
+fn batched_watermarks(
+    reader: &GroupClient,
+    topic: &str,
+    partitions: i32,
+    left: impl Fn() -> Duration,
+) -> Result<Vec<(i64, i64)>, Error> {
     let error = |partition, source| Error::Watermarks {
         topic: topic.to_string(),
         partition,
@@ -187,7 +199,7 @@ fn batched_watermarks(reader: &GroupClient, topic: &str, partitions: i32) -> Res
         }
         reader
             .consumer()
-            .offsets_for_times(list, REQUEST_TIMEOUT)
+            .offsets_for_times(list, left())
             .map_err(|source| error(0, source))
     };
     let (low, high) = (query(Offset::Beginning)?, query(Offset::End)?);
