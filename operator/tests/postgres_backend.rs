@@ -40,7 +40,14 @@ async fn provision(
     spec: &ValidSpec,
 ) -> Result<postgres::PostgresObserved, postgres::Error> {
     let mut secrets = postgres::read_secrets(client, spec).await?;
-    postgres::ensure(client, admin, spec, &mut secrets).await
+    postgres::ensure(
+        &postgres::reuse::Reuse::default(),
+        client,
+        admin,
+        spec,
+        &mut secrets,
+    )
+    .await
 }
 
 #[tokio::test]

@@ -187,7 +187,14 @@ async fn provision(
     spec: &ValidSpec,
 ) -> Result<postgres::PostgresObserved, postgres::Error> {
     let mut secrets = postgres::read_secrets(client, spec).await?;
-    postgres::ensure(client, admin, spec, &mut secrets).await
+    postgres::ensure(
+        &postgres::reuse::Reuse::default(),
+        client,
+        admin,
+        spec,
+        &mut secrets,
+    )
+    .await
 }
 
 /// `ensure` makes a role and a schema owned by it per service, proves isolation, and keeps to that on a

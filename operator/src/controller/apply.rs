@@ -140,14 +140,18 @@ pub async fn apply(
     let mut applied = Vec::with_capacity(deployments.len());
     for object in deployments {
         let name = object.name_any();
-        let current = live.iter().find(|d| d.metadata.name.as_ref() == Some(&name));
-        let version = current.and_then(|d| d.metadata.resource_version.clone());
         let hash = applied::hash(object);
-        let child = child(spec, "Deployment", &name);
-        if let (Some(current), Some(hash)) = (current, hash)
-            && ctx.applied.is_unchanged(&child, hash, version.as_deref())
+        let current = live.iter().find(|d| d.metadata.name.as_ref() == Some(&name));
+        if let Some(current) = current
+            && skip(
+                ctx,
+                spec,
+                "Deployment",
+                &name,
+                hash,
+                current.metadata.resource_version.as_deref(),
+            )
         {
-            count(metrics, "Deployment", false);
             applied.push(current.clone());
             continue;
         }
@@ -155,13 +159,7 @@ pub async fn apply(
         if object.spec.as_ref().is_some_and(|s| s.replicas.is_none()) {
             hand_over_replicas(client, &spec.namespace, &name).await?;
         }
-        count(metrics, "Deployment", true);
-        let answer = apply_one::<Deployment>(client, &spec.namespace, object, "Deployment").await?;
-        if let Some(hash) = hash {
-            ctx.applied
-                .record(&child, hash, answer.metadata.resource_version.clone());
-        }
-        applied.push(answer);
+        applied.push(apply_and_record(ctx, spec, object, "Deployment", hash).await?);
     }
     for (kind, name) in to_delete {
         if deleted.contains(ns, *kind, name) {
@@ -229,53 +227,85 @@ fn count(metrics: &crate::metrics::Metrics, kind: &str, sent: bool) {
         .inc();
 }
 
+/// What `apply_one` writes: a namespaced built-in kind.
+trait Applicable:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+{
+}
+
+impl<K> Applicable for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+{
+}
+
 /// Applies `object` unless it is as this replica last applied it and the child is still at the version
 /// that apply returned (`live`: its resourceVersion as the watches saw it, `None` when unknown).
-async fn apply_unless_unchanged<K>(
+async fn apply_unless_unchanged<K: Applicable>(
     ctx: &Context,
     spec: &ValidSpec,
     object: &K,
     kind: &'static str,
     live: Option<String>,
-) -> Result<(), Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
-{
-    let name = object.name_any();
-    let child = child(spec, kind, &name);
+) -> Result<(), Error> {
     let hash = applied::hash(object);
-    if let Some(hash) = hash
-        && ctx.applied.is_unchanged(&child, hash, live.as_deref())
-    {
-        count(&ctx.metrics, kind, false);
-        return Ok(());
-    }
-    count(&ctx.metrics, kind, true);
-    let answer = apply_one::<K>(&ctx.client, &spec.namespace, object, kind).await?;
-    if let Some(hash) = hash {
-        ctx.applied
-            .record(&child, hash, answer.meta().resource_version.clone());
+    if !skip(ctx, spec, kind, &object.name_any(), hash, live.as_deref()) {
+        apply_and_record(ctx, spec, object, kind, hash).await?;
     }
     Ok(())
 }
 
-async fn apply_one<K>(
+/// Whether the child `name` is as this replica last applied it (`hash`, the hash of the object to apply
+/// now) and still at the version that apply returned (`live`); a skip is counted.
+fn skip(
+    ctx: &Context,
+    spec: &ValidSpec,
+    kind: &'static str,
+    name: &str,
+    hash: Option<u64>,
+    live: Option<&str>,
+) -> bool {
+    let unchanged = hash.is_some_and(|hash| ctx.applied.is_unchanged(&child(spec, kind, name), hash, live));
+    if unchanged {
+        count(&ctx.metrics, kind, false);
+    }
+    unchanged
+}
+
+/// Applies `object` and records its `hash` with the version the API server answered.
+async fn apply_and_record<K: Applicable>(
+    ctx: &Context,
+    spec: &ValidSpec,
+    object: &K,
+    kind: &'static str,
+    hash: Option<u64>,
+) -> Result<K, Error> {
+    count(&ctx.metrics, kind, true);
+    let answer = apply_one::<K>(&ctx.client, &spec.namespace, object, kind).await?;
+    if let Some(hash) = hash {
+        let name = object.name_any();
+        ctx.applied.record(
+            &child(spec, kind, &name),
+            hash,
+            answer.meta().resource_version.clone(),
+        );
+    }
+    Ok(answer)
+}
+
+async fn apply_one<K: Applicable>(
     client: &kube::Client,
     namespace: &str,
     object: &K,
     kind: &'static str,
-) -> Result<K, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
-{
+) -> Result<K, Error> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = object.name_any();
     // force: the operator is the only writer of these fields; a manual edit is drift to correct.

@@ -96,7 +96,7 @@ pub async fn ensure(
         (Some(admin), Some(secrets)) => Some(
             timed(
                 &mut times.postgres,
-                postgres::ensure_reusing(&ctx.postgres, &ctx.client, admin, spec, secrets),
+                postgres::ensure(&ctx.postgres, &ctx.client, admin, spec, secrets),
             )
             .await,
         ),

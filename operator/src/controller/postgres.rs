@@ -138,24 +138,10 @@ pub async fn read_secrets(client: &kube::Client, spec: &ValidSpec) -> Result<sec
 
 /// Provisions all three services in the crash-safe order, or only observes when `paused`. `secrets` are
 /// the services' Secrets as `read_secrets` found them; the missing ones are created here and added.
-/// Long on purpose: the crash-safe order for all three services (Secret, ownership check, provisioning),
-/// then the isolation check, in one pass over one connection.
-pub async fn ensure(
-    client: &kube::Client,
-    admin: &AdminConnection,
-    spec: &ValidSpec,
-    secrets: &mut secrets::ByService,
-) -> Result<PostgresObserved, Error> {
-    let mut conn = connect(admin, spec).await?;
-    let result = ensure_on(&mut conn, client, admin, spec, secrets).await;
-    let _ = conn.close().await;
-    result
-}
-
-/// [`ensure`] on a connection `reuse` kept from an earlier look when it has one, given back to it after
-/// a success: the reconciler's, so a look at rest logs in to PostgreSQL only when no connection is kept.
+/// Runs on a connection `reuse` kept from an earlier look when it has one, given back to it after a
+/// success, so a look at rest logs in to PostgreSQL only when no connection is kept.
 #[tracing::instrument(name = "postgres", skip_all)]
-pub async fn ensure_reusing(
+pub async fn ensure(
     reuse: &reuse::Reuse,
     client: &kube::Client,
     admin: &AdminConnection,
@@ -172,7 +158,8 @@ pub async fn ensure_reusing(
     result
 }
 
-/// [`ensure`] over `conn`.
+/// [`ensure`] over `conn`. Long on purpose: the crash-safe order for all three services (Secret,
+/// ownership check, provisioning), then the isolation check, in one pass over one connection.
 async fn ensure_on(
     conn: &mut PgConnection,
     client: &kube::Client,

@@ -10,6 +10,11 @@
 //! have idled [`MAX_IDLE`]. Only a look that succeeded gives its connection back (a failed statement or
 //! transaction drops it), and a kept one must answer a ping before it is used again: a server restarted
 //! meanwhile costs one ping, then a new login, and its errors are those of a new connection.
+//!
+//! Not an `sqlx::PgPool` per key, though a pool keeps, tests and expires connections much like this: a
+//! pool retries a refused connection inside `acquire` until its acquire timeout and then reports only
+//! `PoolTimedOut`. Here a login goes through `postgres::connect`, so a stopped server is a refused
+//! connection at once, and `DatabaseReady` names the cause (refused, timed out, TLS, password).
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
