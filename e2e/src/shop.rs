@@ -1,10 +1,10 @@
 //! A client of a running shop: places orders through the order service's JSON API and its HTML form, as
 //! a person or a program would, and reads what invoicing and shipping stored.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -244,8 +244,11 @@ pub async fn all_stored_once(service: &Service, path: &str, placed: &BTreeSet<i6
 /// own, while the test changes the shop underneath; no request is retried, so a failed one shows.
 pub struct SteadyLoad {
     running: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<(u32, Result<i64, String>)>>,
+    task: tokio::task::JoinHandle<Vec<Answer>>,
 }
+
+/// The `n`th order's answer: its id and when it was accepted, or why it was refused.
+type Answer = (u32, Result<(i64, SystemTime), String>);
 
 impl SteadyLoad {
     /// Starts the load on `front`. On a client [`Service::without_keep_alive`] of the order Service every
@@ -258,7 +261,8 @@ impl SteadyLoad {
                 let mut answers = Vec::new();
                 let mut n = from;
                 while running.load(Ordering::Relaxed) {
-                    answers.push((n, front.place_order(n).await));
+                    let answer = front.place_order(n).await.map(|id| (id, SystemTime::now()));
+                    answers.push((n, answer));
                     n += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -271,6 +275,11 @@ impl SteadyLoad {
     /// Stops the load and checks it ran `during` something (more than `at_least` requests) without a
     /// single failed request; the ids of the orders it placed.
     pub async fn stop(self, during: &str, at_least: usize) -> BTreeSet<i64> {
+        self.stop_timed(during, at_least).await.into_keys().collect()
+    }
+
+    /// The same as [`stop`](Self::stop), with when each order was accepted.
+    pub async fn stop_timed(self, during: &str, at_least: usize) -> BTreeMap<i64, SystemTime> {
         self.running.store(false, Ordering::Relaxed);
         let answers = self.task.await.expect("the load task");
         let failed: Vec<String> = answers

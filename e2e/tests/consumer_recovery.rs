@@ -27,8 +27,6 @@
 //! invoice. The figures they print are the ones in BENCHMARKS.md.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -36,7 +34,7 @@ use kube::api::{Api, Patch, PatchParams};
 use ordersystem_api::names::{Service as ShopService, child_name, pg_identifier, quote_ident};
 use ordersystem_e2e::cluster::{self, READY_WITHIN, ready_pods};
 use ordersystem_e2e::node_shop::NodeShop;
-use ordersystem_e2e::shop::{Service, all_stored_once};
+use ordersystem_e2e::shop::{Service, SteadyLoad, all_stored_once};
 use ordersystem_e2e::{env, wait};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -74,54 +72,6 @@ async fn first_invoice_after(schema: &str, after: SystemTime) -> Result<Option<f
         .fetch_one(&mut db)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// One order every 50 ms through `order` until stopped; every answer, so a failed request shows, and when
-/// each accepted order was accepted.
-struct Load {
-    running: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<Answer>>,
-}
-
-/// The `n`th order's answer: its id and when it was accepted, or why it was refused.
-type Answer = (u32, Result<(i64, SystemTime), String>);
-
-impl Load {
-    fn start(order: Service) -> Load {
-        let running = Arc::new(AtomicBool::new(true));
-        let task = tokio::spawn({
-            let running = running.clone();
-            async move {
-                let mut answers = Vec::new();
-                let mut n = 0;
-                while running.load(Ordering::Relaxed) {
-                    let answer = order.place_order(n).await.map(|id| (id, SystemTime::now()));
-                    answers.push((n, answer));
-                    n += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                answers
-            }
-        });
-        Load { running, task }
-    }
-
-    /// Stops the load; the orders it placed and when each was accepted, once no request failed.
-    async fn stop(self) -> BTreeMap<i64, SystemTime> {
-        self.running.store(false, Ordering::Relaxed);
-        let answers = self.task.await.expect("the load task");
-        let failed: Vec<String> = answers
-            .iter()
-            .filter_map(|(n, answer)| answer.as_ref().err().map(|e| format!("order {n}: {e}")))
-            .collect();
-        assert!(
-            failed.is_empty(),
-            "{} of {} orders were refused: {failed:?}",
-            failed.len(),
-            answers.len()
-        );
-        answers.into_iter().filter_map(|(_, a)| a.ok()).collect()
-    }
 }
 
 /// The longest time from an order's acceptance to its invoice among `placed` accepted at `from` or later:
@@ -174,7 +124,7 @@ struct LoadedShop {
     invoicing_pods: Vec<Pod>,
     schema: String,
     invoicing: Service,
-    load: Load,
+    load: SteadyLoad,
 }
 
 impl LoadedShop {
@@ -203,7 +153,7 @@ impl LoadedShop {
             .await;
         // The Service's ClusterIP is routed by kube-proxy shortly after the pods are Ready, not at once.
         wait::until_ok("the order Service answers", READY_WITHIN, || order.metrics()).await;
-        let load = Load::start(order);
+        let load = SteadyLoad::start(order, 0);
         let load_started = SystemTime::now();
         wait::until_some("invoices of the load stored", READY_WITHIN, || async {
             first_invoice_after(&schema, load_started).await.ok().flatten()
@@ -221,11 +171,12 @@ impl LoadedShop {
         }
     }
 
-    /// Stops the load after `LOAD_AFTER`, checks every order was invoiced exactly once, and gives the
-    /// longest wait for an invoice among the orders accepted from `from` on.
-    async fn finish(self, from: SystemTime) -> (NodeShop, Duration) {
+    /// Stops the load after `LOAD_AFTER`, checks no request failed `during` the event and every order was
+    /// invoiced exactly once, and gives the longest wait for an invoice among the orders accepted from
+    /// `from` on.
+    async fn finish(self, during: &str, from: SystemTime) -> (NodeShop, Duration) {
         tokio::time::sleep(LOAD_AFTER).await;
-        let placed = self.load.stop().await;
+        let placed = self.load.stop_timed(during, 0).await;
         let ids: BTreeSet<i64> = placed.keys().copied().collect();
         all_stored_once(&self.invoicing, "/api/invoices", &ids).await;
         let longest = longest_wait(&self.schema, &placed, from).await;
@@ -281,7 +232,7 @@ async fn kill_invoicing_under_load(prefix: &str, invoicing_env: Value) -> Recove
         }
     })
     .await;
-    let (shop, longest_wait) = loaded.finish(killed_at).await;
+    let (shop, longest_wait) = loaded.finish("the kill", killed_at).await;
     assert_eq!(
         restarts(&pods, &pod_name).await.0,
         1,
@@ -390,7 +341,7 @@ async fn a_static_member_scaled_away_leaves_the_group_so_its_partition_moves_at_
     let topic = loaded.topic.clone();
     // Orders keep coming on both partitions long enough that a stalled one shows.
     tokio::time::sleep(SCALE_DOWN_LOAD).await;
-    let (shop, longest) = loaded.finish(scaled_at).await;
+    let (shop, longest) = loaded.finish("the scale-down", scaled_at).await;
     eprintln!(
         "scale-down 2 -> 1 under the classic protocol with static members: the longest wait for an invoice \
          {:.2} s",

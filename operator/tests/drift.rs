@@ -210,6 +210,25 @@ async fn broker_config(bootstrap: &str, topic: &str, key: &str) -> Option<String
     resource.get(key)?.value.clone()
 }
 
+/// Edits `shop-order`'s ServiceAccount by hand to mount a token, and waits until the operator has reverted
+/// the edit.
+async fn edit_service_account_and_wait_reverted(s: &Setup) {
+    let accounts = Api::<ServiceAccount>::namespaced(s.client.clone(), &s.ns.name);
+    accounts
+        .patch(
+            "shop-order",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"automountServiceAccountToken": true})),
+        )
+        .await
+        .expect("edit ServiceAccount");
+    wait::until_some("ServiceAccount edit reverted", WATCH_DEADLINE, || async {
+        let sa = accounts.get("shop-order").await.ok()?;
+        (sa.automount_service_account_token == Some(false)).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_managed_topic_config_changed_at_the_broker_is_reverted_at_the_next_look() {
     // The look comes after min(120 s, 10 s) = 10 s.
@@ -387,22 +406,7 @@ async fn each_owned_kind_deleted_or_edited_comes_back_through_its_watch() {
     // Edits: a ServiceAccount that mounts a token, a PDB that allows more disruption.
     s.fresh_reconcile().await;
     let start = Instant::now();
-    Api::<ServiceAccount>::namespaced(s.client.clone(), &s.ns.name)
-        .patch(
-            "shop-order",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"automountServiceAccountToken": true})),
-        )
-        .await
-        .expect("edit ServiceAccount");
-    wait::until_some("ServiceAccount edit reverted", WATCH_DEADLINE, || async {
-        let sa = Api::<ServiceAccount>::namespaced(s.client.clone(), &s.ns.name)
-            .get("shop-order")
-            .await
-            .ok()?;
-        (sa.automount_service_account_token == Some(false)).then_some(())
-    })
-    .await;
+    edit_service_account_and_wait_reverted(&s).await;
     took.push(("ServiceAccount edited", start.elapsed()));
 
     s.fresh_reconcile().await;
@@ -750,21 +754,8 @@ async fn at_rest_a_look_sends_no_apply_and_a_child_edited_by_hand_is_still_put_b
 
     // A hand edit changes the ServiceAccount's resourceVersion: the next look applies it again, and only
     // it, and the edit is gone.
-    let accounts = Api::<ServiceAccount>::namespaced(s.client.clone(), &s.ns.name);
     let sent_accounts = applies(&s, false, Some("ServiceAccount"));
-    accounts
-        .patch(
-            "shop-order",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"automountServiceAccountToken": true})),
-        )
-        .await
-        .expect("edit ServiceAccount");
-    wait::until_some("ServiceAccount edit reverted", WATCH_DEADLINE, || async {
-        let sa = accounts.get("shop-order").await.ok()?;
-        (sa.automount_service_account_token == Some(false)).then_some(())
-    })
-    .await;
+    edit_service_account_and_wait_reverted(&s).await;
     let sent_after = applies(&s, false, Some("ServiceAccount"));
     assert!(
         sent_after > sent_accounts,

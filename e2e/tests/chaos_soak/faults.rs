@@ -75,18 +75,24 @@ impl Chaos {
 
     /// Waits until every service has its Ready pods and the resource is `Ready`.
     pub async fn whole(&self) {
-        let (client, ns) = (&self.shop.client, &self.shop.shop_ns);
-        for (service, count) in [("order", 1), ("invoicing", self.invoicing), ("shipping", 1)] {
-            ready_pods(
-                client,
-                ns,
-                SYSTEM,
-                service,
-                usize::try_from(count).expect("a count"),
-            )
-            .await;
+        for service in ["order", "invoicing", "shipping"] {
+            self.ready_pods_of(service).await;
         }
         self.shop.ready(SYSTEM).await;
+    }
+
+    /// Waits until `service` has as many Ready pods as the spec asks for now (the invoicing members, one of
+    /// each other service); those pods.
+    async fn ready_pods_of(&self, service: &str) -> Vec<Pod> {
+        let count = if service == "invoicing" { self.invoicing } else { 1 };
+        ready_pods(
+            &self.shop.client,
+            &self.shop.shop_ns,
+            SYSTEM,
+            service,
+            usize::try_from(count).expect("a count"),
+        )
+        .await
     }
 
     /// Waits until `pod` of `namespace` restarted (more restarts than `before`) and is Ready again; its
@@ -344,15 +350,7 @@ impl Chaos {
         .await;
         let new_user = user(secrets.get(&secret).await.expect("the Secret"));
         assert_ne!(new_user, old_user, "{service} logs in as the other login");
-        let count = if service == "invoicing" { self.invoicing } else { 1 };
-        let now = ready_pods(
-            client,
-            ns,
-            SYSTEM,
-            service,
-            usize::try_from(count).expect("a count"),
-        )
-        .await;
+        let now = self.ready_pods_of(service).await;
         assert!(uids(&now).is_disjoint(&old_pods), "{service} rolled");
         let events_after = rotated_events().await;
         assert_eq!(

@@ -1,7 +1,8 @@
 //! Errors a client can rely on: every 4xx and 5xx of the three JSON APIs is `application/problem+json` with
-//! the stable `type` of its kind, a refused order names the field, and the HTML pages show the same error
-//! with the same status. With the database cut off (a proxy in front of the real one), every service
-//! answers 503 with `Retry-After`, as problem+json on the API and as the message page on the pages.
+//! the stable `type` of its kind, a refused order or a bad `?limit=` names the field, and the HTML pages
+//! show the same error with the same status. With the database cut off (a proxy in front of the real one),
+//! every service answers 503 with `Retry-After`, as problem+json on the API and as the message page on the
+//! pages.
 
 use crate::support::*;
 use ordersystem_service_kit::config::GroupProtocol;
@@ -147,6 +148,23 @@ async fn every_error_is_a_problem_on_the_api_and_the_same_message_on_the_pages()
         get(service.url("/abc"))
             .await
             .page(what, 400, "Bad request", "abc");
+    }
+
+    // A bad `limit`: a validation problem naming it on every JSON list, its message page on every page.
+    let detail = "limit must be a whole number from 1 to 1000";
+    for (service, api, page, what) in [
+        (&order, "/api/orders", "/", "orders"),
+        (&invoicing, "/api/invoices", "/", "invoices"),
+        (&shipping, "/api/shipments", "/", "shipments"),
+        (&invoicing, "/api/dead-letters", "/dead-letters", "dead letters"),
+    ] {
+        let refused = get(service.url(&format!("{api}?limit=0")))
+            .await
+            .problem(what, 422, "validation");
+        assert_eq!(refused["errors"][0]["field"], "limit", "{what}: {refused}");
+        get(service.url(&format!("{page}?limit=0")))
+            .await
+            .page(what, 422, "Invalid request", detail);
     }
 
     // The database cut off: retryable everywhere, with nothing of the database's own text.

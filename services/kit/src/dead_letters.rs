@@ -10,7 +10,7 @@ use crate::consumer::redrive::{self, RedriveError, Redriven};
 use crate::consumer::store::{self, StoredDeadLetter};
 use crate::metrics::Metrics;
 use crate::pages::{self, render};
-use crate::paging::{Page, Paging};
+use crate::paging::{Page, PagePaging, Paging};
 use crate::problem::{Kind, Problem};
 use crate::public;
 use askama::Template;
@@ -159,12 +159,8 @@ async fn read_page(pool: &PgPool, paging: &Paging) -> Result<Page<DeadLetterView
 
 async fn list_page<H: Handler>(
     State(state): State<DeadLetters<H>>,
-    paging: Result<Paging, Problem>,
+    PagePaging(paging): PagePaging,
 ) -> Response {
-    let paging = match paging {
-        Ok(paging) => paging,
-        Err(problem) => return problem.page(),
-    };
     pages::answer(read_page(&state.pool, &paging).await, |letters| {
         render(StatusCode::OK, &ListPage { letters })
     })
@@ -238,14 +234,7 @@ async fn redrive_page<H: Handler>(
     }
 }
 
-async fn list_api<H: Handler>(
-    State(state): State<DeadLetters<H>>,
-    paging: Result<Paging, Problem>,
-) -> Response {
-    let paging = match paging {
-        Ok(paging) => paging,
-        Err(problem) => return problem.into_response(),
-    };
+async fn list_api<H: Handler>(State(state): State<DeadLetters<H>>, paging: Paging) -> Response {
     pages::answer_json(read_page(&state.pool, &paging).await, IntoResponse::into_response)
 }
 

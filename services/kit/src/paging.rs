@@ -17,7 +17,8 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest `limit` accepted.
 pub const MAX_LIMIT: u32 = 1000;
 
-/// Which page of a list was asked for, and where the list is (the path as the client asked for it).
+/// Which page of a list was asked for, and where the list is (the path as the client asked for it). As an
+/// extractor it answers a bad value with the validation problem as problem+json; a page takes [`PagePaging`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
     pub limit: u32,
@@ -144,6 +145,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
     }
 }
 
+/// The page of a list a person asked for: the same as [`Paging`], but a bad value is answered with the
+/// problem's message page rather than problem+json.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagePaging(pub Paging);
+
+impl<S: Send + Sync> FromRequestParts<S> for PagePaging {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        Paging::from_request_parts(parts, state)
+            .await
+            .map(Self)
+            .map_err(|problem| problem.page())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +210,39 @@ mod tests {
             page.link().as_deref(),
             Some("</shop/api/orders?limit=3&after=10>; rel=\"next\"")
         );
+    }
+
+    #[tokio::test]
+    async fn a_bad_limit_is_problem_json_on_a_list_and_the_message_page_on_a_page() {
+        let parts = || {
+            axum::http::Request::get("/api/orders?limit=0")
+                .body(())
+                .expect("request")
+                .into_parts()
+                .0
+        };
+        let json = Paging::from_request_parts(&mut parts(), &())
+            .await
+            .expect_err("bad limit")
+            .into_response();
+        let page = PagePaging::from_request_parts(&mut parts(), &())
+            .await
+            .expect_err("bad limit");
+        for (response, media_type) in [(json, "application/problem+json"), (page, "text/html")] {
+            assert_eq!(response.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(
+                response.headers()[header::CONTENT_TYPE]
+                    .to_str()
+                    .is_ok_and(|t| t.starts_with(media_type)),
+                "{media_type}"
+            );
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            assert!(
+                String::from_utf8_lossy(&bytes).contains("limit must be a whole number from 1 to 1000"),
+                "{media_type}"
+            );
+        }
     }
 }

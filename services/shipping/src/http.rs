@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ordersystem_service_kit::pages::{self, render};
-use ordersystem_service_kit::paging::{Page, Paging};
+use ordersystem_service_kit::paging::{Page, PagePaging, Paging};
 use ordersystem_service_kit::problem::Problem;
 use ordersystem_service_kit::public::{self, Link};
 use sqlx::PgPool;
@@ -39,11 +39,7 @@ struct DetailPage {
     related: Vec<Link>,
 }
 
-async fn list_page(State(pool): State<PgPool>, paging: Result<Paging, Problem>) -> Response {
-    let paging = match paging {
-        Ok(paging) => paging,
-        Err(problem) => return problem.page(),
-    };
+async fn list_page(State(pool): State<PgPool>, PagePaging(paging): PagePaging) -> Response {
     pages::answer(store::list(&pool, &paging).await, |shipments| {
         render(StatusCode::OK, &ListPage { shipments })
     })
@@ -60,11 +56,7 @@ async fn detail_page(State(pool): State<PgPool>, id: Result<Path<i64>, PathRejec
     })
 }
 
-async fn list_api(State(pool): State<PgPool>, paging: Result<Paging, Problem>) -> Response {
-    let paging = match paging {
-        Ok(paging) => paging,
-        Err(problem) => return problem.into_response(),
-    };
+async fn list_api(State(pool): State<PgPool>, paging: Paging) -> Response {
     pages::answer_json(store::list(&pool, &paging).await, IntoResponse::into_response)
 }
 

@@ -52,11 +52,8 @@ async fn create(
         .into_response())
 }
 
-async fn list(
-    State(state): State<AppState>,
-    paging: Result<Paging, Problem>,
-) -> Result<Page<store::OrderSummary>, Problem> {
-    Ok(store::list(&state.pool, &paging?).await?)
+async fn list(State(state): State<AppState>, paging: Paging) -> Result<Page<store::OrderSummary>, Problem> {
+    Ok(store::list(&state.pool, &paging).await?)
 }
 
 async fn show(

@@ -17,7 +17,7 @@ use axum::{Form, Router};
 use ordersystem_contract::{Customer, Item, OrderPlaced};
 use ordersystem_service_kit::money::Money;
 use ordersystem_service_kit::pages::{self, render};
-use ordersystem_service_kit::paging::{Page, Paging};
+use ordersystem_service_kit::paging::{Page, PagePaging};
 use ordersystem_service_kit::problem::{FieldError, Kind, Problem, with_retry_after};
 use ordersystem_service_kit::public::{self, Link};
 use std::collections::BTreeMap;
@@ -150,11 +150,7 @@ struct FormLine {
     item: i64,
 }
 
-async fn list(State(state): State<AppState>, paging: Result<Paging, Problem>) -> Response {
-    let paging = match paging {
-        Ok(paging) => paging,
-        Err(problem) => return problem.page(),
-    };
+async fn list(State(state): State<AppState>, PagePaging(paging): PagePaging) -> Response {
     match store::list(&state.pool, &paging).await {
         Ok(orders) => render(StatusCode::OK, &ListPage { orders }),
         Err(error) => Problem::database(&error).page(),
