@@ -18,8 +18,9 @@ e2e/infra/up.sh
 # The service tests run the services' binaries as processes: build them first.
 echo "[test] building the binaries" >&2
 cargo build --workspace --bins --locked
-# order with crash points, for e2e/tests/shop/crash.rs (the test would build it too, inside its time limit)
-cargo build -p ordersystem-order --features failpoints --bin ordersystem-order-failpoints --locked
+# order with crash points, for e2e/tests/shop/crash.rs (the test would build it too, inside its time limit);
+# selected with --workspace like the rest, so only order and the kit are built again (e2e/testkit's binary())
+cargo build --workspace --features ordersystem-order/failpoints --bin ordersystem-order-failpoints --locked
 # The four images, from the Dockerfile's release build, imported into the real node: every end-to-end test
 # runs them there.
 echo "[test] building the release binaries and the images" >&2

@@ -9,6 +9,8 @@ ROOT=$CACHE/cargo-tools
 installed=$("$ROOT/bin/cargo-nextest" nextest --version 2>/dev/null || true)
 [[ $installed == *" $NEXTEST_VERSION"* ]] && exit 0
 say "building cargo-nextest $NEXTEST_VERSION from crates.io (first run: about 5 min)"
+# Without the self-update feature (nextest's own updater, with its TLS stack): the version is pinned here.
 CARGO_TARGET_DIR=$CACHE/cargo-tools-target cargo install --locked --quiet --root "$ROOT" \
+  --no-default-features --features default-no-update \
   "cargo-nextest@$NEXTEST_VERSION" || die "cargo install cargo-nextest failed"
 rm -rf "$CACHE/cargo-tools-target"

@@ -54,23 +54,26 @@ fn cargo_build(args: &[&str]) {
 }
 
 /// A built binary of this workspace: `ordersystem-order`, `ordersystem-invoicing`, `ordersystem-shipping`,
-/// or `ordersystem-order-failpoints` (order with crash points, built only here: the feature never reaches
-/// a default build, and building only this binary leaves `ordersystem-order` as it was).
+/// `ordersystem-operator`, or `ordersystem-order-failpoints` (order with crash points, built only here: the
+/// feature never reaches a default build, and building only this binary leaves `ordersystem-order` as it
+/// was). Each is built as `./test.sh` builds it before the tests: selected with `--workspace`, so its
+/// dependencies have the features the whole workspace gives them. Selected with `-p`, they would have
+/// only the package's own, and on a fresh machine the test would compile another copy of most of them
+/// inside its time limit.
 ///
 /// # Panics
 /// When the build fails.
 pub fn binary(name: &str) -> PathBuf {
     if name == "ordersystem-order-failpoints" {
         cargo_build(&[
-            "-p",
-            "ordersystem-order",
+            "--workspace",
             "--features",
-            "failpoints",
+            "ordersystem-order/failpoints",
             "--bin",
             name,
         ]);
     } else {
-        cargo_build(&["-p", name, "--bin", name]);
+        cargo_build(&["--workspace", "--bin", name]);
     }
     target_dir().join("debug").join(name)
 }

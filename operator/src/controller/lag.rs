@@ -44,6 +44,12 @@ pub enum Error {
         #[source]
         source: FfiError,
     },
+    #[error("failed to read the offsets of the partitions of topic {topic}")]
+    Offsets {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
     #[error("failed to read the offsets of partition {partition} of topic {topic}")]
     Watermarks {
         topic: String,
@@ -200,7 +206,10 @@ fn batched_watermarks(
         reader
             .consumer()
             .offsets_for_times(list, left())
-            .map_err(|source| error(0, source))
+            .map_err(|source| Error::Offsets {
+                topic: topic.to_string(),
+                source,
+            })
     };
     let (low, high) = (query(Offset::Beginning)?, query(Offset::End)?);
     let offset = |list: &TopicPartitionList, partition| {

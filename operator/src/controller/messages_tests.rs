@@ -439,6 +439,10 @@ fn lag_errors() -> Vec<lag::Error> {
                 message: "Broker: Group authorization failed".into(),
             },
         },
+        lag::Error::Offsets {
+            topic: "orders".into(),
+            source: KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut),
+        },
         lag::Error::Watermarks {
             topic: "orders".into(),
             partition: 2,
@@ -1251,7 +1255,7 @@ fn an_error_that_repeats_its_source_says_it_once() {
          failed for user \"ordersystem_admin\"",
         "the server's sentence, not the line of its source code"
     );
-    let watermarks = &lag_errors()[2];
+    let watermarks = &lag_errors()[3];
     assert_eq!(
         describe_error(watermarks),
         "failed to read the offsets of partition 2 of topic orders: Meta data fetch error: \
